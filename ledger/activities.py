@@ -1,0 +1,77 @@
+"""Activities: one organised occurrence of a program, at a station or place, in a time window."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+from eventsourcing.domain import event
+
+from ledger.aggregate import LedgerAggregate
+
+from ledger.errors import ClosedReference, InvalidField
+
+
+def new_activity_id() -> str:
+    return f"act-{uuid4().hex[:16]}"
+
+
+class Activity(LedgerAggregate):
+    """A planned activity; sessions may be recorded only inside its window."""
+
+    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+
+
+    @event("Planned")
+    def __init__(
+        self,
+        program_code: str,
+        organiser_unit_id: str,
+        title: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        station_unit_id: str | None,
+        place: str | None,
+        actor: dict[str, Any],
+        source: str,
+    ) -> None:
+        self.program_code = program_code
+        self.organiser_unit_id = organiser_unit_id
+        self.title = title
+        self.starts_at = starts_at
+        self.ends_at = ends_at
+        self.station_unit_id = station_unit_id
+        self.place = place
+        self.cancelled_reason: str | None = None
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancelled_reason is not None
+
+    def ensure_covers(self, started_at: datetime, ended_at: datetime, margin: timedelta,
+                      allow_cancelled: bool = False) -> None:
+        """Refuse a session that lies outside the window (inclusive, widened by the margin)."""
+        if self.is_cancelled and not allow_cancelled:
+            raise ClosedReference(f"activity {self.id} was cancelled", "activity_id")
+        if started_at < self.starts_at - margin:
+            raise InvalidField(
+                f"started_at is before the activity starts ({self.starts_at.isoformat()})",
+                "started_at",
+            )
+        if ended_at > self.ends_at + margin:
+            raise InvalidField(
+                f"ended_at is after the activity ends ({self.ends_at.isoformat()})", "ended_at"
+            )
+
+    def cancel(self, reason: str, meta: dict[str, Any]) -> None:
+        """Cancel the activity; sessions already recorded stay until corrected or voided."""
+        if not reason.strip():
+            raise InvalidField("reason must not be empty", "reason")
+        if self.is_cancelled:
+            raise ClosedReference(f"activity {self.id} was already cancelled")
+        self._cancelled(reason=reason.strip(), **meta)
+
+    @event("Cancelled")
+    def _cancelled(self, reason: str, actor: dict[str, Any], source: str) -> None:
+        self.cancelled_reason = reason

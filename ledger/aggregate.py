@@ -1,0 +1,65 @@
+"""The aggregate base of the ledger: like eventsourcing's `Aggregate`, but with text ids.
+
+Ids are strings the ledger chooses (`vol-…`, `ses-<uuid5 of the source record id>`,
+`award-2017-…`), so uniqueness rules become the store's primary key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import (
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    CanSnapshotAggregate,
+    CanCreateTimestamp,
+    MetaDomainEvent,
+)
+
+
+@dataclass(frozen=True)
+class LedgerDomainEvent(CanCreateTimestamp, metaclass=MetaDomainEvent):
+    """A frozen dataclass event whose originator id is text (eventsourcing's insists on UUID)."""
+
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class LedgerEvent(CanMutateAggregate[str], LedgerDomainEvent):
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class LedgerCreated(CanInitAggregate[str], LedgerEvent):
+    originator_topic: str
+
+
+@dataclass(frozen=True)
+class LedgerSnapshot(CanSnapshotAggregate[str], LedgerDomainEvent):
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+    topic: str
+    state: dict[str, Any]
+
+
+class LedgerAggregate(BaseAggregate[str]):
+    """Base of every aggregate of the ledger."""
+
+    class Event(LedgerEvent):
+        pass
+
+    class Created(Event, LedgerCreated):
+        pass
+
+    Snapshot = LedgerSnapshot
+
+
+__all__ = ["LedgerAggregate", "LedgerEvent", "LedgerSnapshot"]

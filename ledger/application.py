@@ -1,0 +1,21 @@
+"""The `Ledger` application service: one method per use case, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ledger.commendation import CommendationUseCases
+from ledger.recording import RecordingUseCases
+from ledger.registry import RegistryUseCases
+from ledger.settings import Settings
+from ledger.volunteers import Volunteer
+
+
+class Ledger(RegistryUseCases, RecordingUseCases, CommendationUseCases):
+    """The volunteer-hours ledger. Keep one per process: it owns the store's connection pool."""
+
+    snapshotting_intervals: ClassVar[dict[Any, int]] = {Volunteer: 50}
+
+    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
+        super().__init__(settings, env)
+        self.snapshotting_intervals = {Volunteer: self.settings.snapshot_interval}

@@ -1,0 +1,155 @@
+"""The infrastructure every use case shares: store settings, loading, saving, retrying."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import event
+
+from ledger.aggregate import LedgerAggregate
+from eventsourcing.persistence import IntegrityError
+
+from ledger.catalogue import PROGRAMS
+from ledger.errors import (
+    ClosedReference,
+    ConcurrentChange,
+    InvalidField,
+    NotFound,
+    UnknownReference,
+)
+from ledger.settings import Settings
+
+T = TypeVar("T")
+A = TypeVar("A", bound=LedgerAggregate)
+
+MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write returns: the id it concerns and the event position it reached."""
+
+    id: str
+    position: int
+
+
+class _Catalogue(LedgerAggregate):
+    """The program catalogue as loaded into the store, so the history shows what it was."""
+
+    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+
+
+    ID = "catalogue"
+
+    @event("Loaded")
+    def __init__(self, programs: list[dict[str, Any]]) -> None:
+        self.programs = programs
+
+
+class LedgerBase(Application[str]):
+    """Shared plumbing of the `Ledger` application service."""
+
+    name = "VolunteerLedger"
+
+    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
+        self.settings = settings or Settings()
+        store_env = self.settings.store().eventsourcing_env()
+        store_env.update(env or {})
+        super().__init__(env=store_env)
+        self.margin = timedelta(minutes=self.settings.activity_margin_minutes)
+
+    # -- storage ----------------------------------------------------------------------------
+
+    def head(self) -> int:
+        """The position of the newest event in the store (0 when empty)."""
+        return int(self.recorder.max_notification_id() or 0)
+
+    def store_answers(self) -> bool:
+        """Whether the store answers a trivial read."""
+        self.recorder.max_notification_id()
+        return True
+
+    def _save(self, *aggregates: LedgerAggregate | None) -> int:
+        recordings = self.save(*aggregates)
+        if not recordings:
+            return self.head()
+        return max(r.notification.id for r in recordings)
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run a read-check-write attempt again when another writer won the race."""
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                return attempt()
+            except IntegrityError:
+                continue
+        raise ConcurrentChange("another change to the same records won; please try again")
+
+    def _get(self, cls: type[A], aggregate_id: str) -> A | None:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, cls) else None
+
+    def _find(self, cls: type[A], aggregate_id: str, what: str) -> A:
+        """Load an aggregate addressed in the path (404 when unknown)."""
+        aggregate = self._get(cls, aggregate_id)
+        if aggregate is None:
+            raise NotFound(f"no {what} with id {aggregate_id!r}")
+        return aggregate
+
+    def _refer(self, cls: type[A], aggregate_id: str, field: str, what: str) -> A:
+        """Load an aggregate named in a request body (422 naming the field when unknown)."""
+        aggregate = self._get(cls, aggregate_id) if aggregate_id else None
+        if aggregate is None:
+            raise UnknownReference(f"{field}: no {what} with id {aggregate_id!r}", field)
+        return aggregate
+
+    # -- catalogue --------------------------------------------------------------------------
+
+    def ensure_catalogue(self) -> int:
+        """Load the program catalogue into the store once; returns the head position."""
+
+        def attempt() -> int:
+            if self._get(_Catalogue, _Catalogue.ID) is not None:
+                return self.head()
+            programs = [
+                {"code": p.code, "category": p.category.value, "name_zh": p.name_zh,
+                 "name_en": p.name_en, "responsible": list(p.responsible)}
+                for p in PROGRAMS.values()
+            ]
+            return self._save(_Catalogue(programs=programs, id=_Catalogue.ID))  # type: ignore[call-arg]
+
+        return self._retrying(attempt)
+
+
+def check_program(code: str) -> str:
+    if code not in PROGRAMS:
+        raise InvalidField(f"program_code {code!r} is not one of A1…A4, B1…B8, C1…C4",
+                           "program_code")
+    return code
+
+
+def check_aware(name: str, value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidField(f"{name} must carry a UTC offset (RFC 3339)", name)
+
+
+def check_text(name: str, value: str | None) -> str:
+    if value is None or not value.strip():
+        raise InvalidField(f"{name} must not be empty", name)
+    return value.strip()
+
+
+def check_not_future_day(name: str, value: date, today: date) -> None:
+    if value > today:
+        raise InvalidField(f"{name} lies in the future", name)
+
+
+def open_unit(unit: Any, field: str) -> None:
+    if not unit.is_open:
+        raise ClosedReference(f"{field}: unit {unit.id} was closed on {unit.closed_on}", field)

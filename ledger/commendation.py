@@ -1,0 +1,182 @@
+"""Use cases of award committees and the office: award rules, awards, and access tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.access import (
+    AccessToken,
+    check_token_grant,
+    new_token,
+    require_role,
+    token_digest,
+    token_id_for,
+)
+from ledger.awards import (
+    RECIPIENT_KIND,
+    Award,
+    AwardRules,
+    award_id,
+    check_criteria,
+    rules_id,
+)
+from ledger.base import LedgerBase, Written, check_text
+from ledger.catalogue import PROGRAMS, AwardKind, Role
+from ledger.errors import InvalidField, UnknownReference
+from ledger.provenance import Actor, Origin
+from ledger.units import Unit
+from ledger.volunteers import Volunteer
+
+MIN_YEAR, MAX_YEAR = 2000, 2100
+
+
+def award_kind(value: str) -> AwardKind:
+    try:
+        return AwardKind(value)
+    except ValueError:
+        allowed = ", ".join(a.value for a in AwardKind)
+        raise InvalidField(f"award must be one of: {allowed}", "award") from None
+
+
+def check_year(year: int) -> int:
+    if isinstance(year, bool) or not isinstance(year, int) or not MIN_YEAR <= year <= MAX_YEAR:
+        raise InvalidField(f"year must be a whole number from {MIN_YEAR} to {MAX_YEAR}", "year")
+    return year
+
+
+class CommendationUseCases(LedgerBase):
+    """Publishing award rules, granting and revoking awards, issuing access tokens."""
+
+    def publish_award_rules(self, origin: Origin, award: str, year: int,
+                            criteria: dict[str, Any]) -> tuple[int, int]:
+        """Publish a new version of the criteria for an award and year; returns (version, position)."""
+        require_role(origin.actor)
+        kind = award_kind(award)
+        check_year(year)
+        clean = check_criteria(kind, criteria)
+
+        def attempt() -> tuple[int, int]:
+            rules = self._get(AwardRules, rules_id(kind, year))
+            if rules is None:
+                rules = AwardRules(award=kind.value, year=year, criteria=clean,  # type: ignore[call-arg]
+                                   version=1, id=rules_id(kind, year), **origin.meta())
+            else:
+                rules.republish(clean, origin.meta())
+            return rules.rules_version, self._save(rules)
+
+        return self._retrying(attempt)
+
+    def get_award_rules(self, award: str, year: int) -> AwardRules | None:
+        """The current rules for an award and year, if published."""
+        return self._get(AwardRules, rules_id(award_kind(award), year))
+
+    def grant_award(self, origin: Origin, award: str, year: int, recipient_id: str,
+                    decision_ref: str) -> Written:
+        """Grant an award for a year to a recipient of the right kind, under published rules."""
+        require_role(origin.actor, Role.committee)
+        kind = award_kind(award)
+        check_year(year)
+        decision_ref = check_text("decision_ref", decision_ref)
+        rules = self._get(AwardRules, rules_id(kind, year))
+        if rules is None:
+            raise InvalidField(f"no rules are published for {kind.value} {year}", "year")
+        recipient_kind = self._check_recipient(kind, recipient_id)
+
+        def attempt() -> Written:
+            the_id = award_id(kind, year, recipient_id)
+            granted = self._get(Award, the_id)
+            if granted is None:
+                granted = Award(  # type: ignore[call-arg]
+                    award=kind.value, year=year, recipient_id=recipient_id,
+                    recipient_kind=recipient_kind, decision_ref=decision_ref,
+                    rules_version=rules.rules_version, id=the_id, **origin.meta(),
+                )
+            else:
+                granted.regrant(decision_ref, rules.rules_version, origin.meta())
+            return Written(granted.id, self._save(granted))
+
+        return self._retrying(attempt)
+
+    def _check_recipient(self, kind: AwardKind, recipient_id: str) -> str:
+        expected = RECIPIENT_KIND[kind]
+        if expected == "program":
+            if recipient_id not in PROGRAMS:
+                raise UnknownReference(
+                    f"recipient_id: {kind.value} goes to a program code (A1…C4), "
+                    f"not {recipient_id!r}", "recipient_id")
+            return expected
+        if expected == "volunteer":
+            self._refer(Volunteer, recipient_id, "recipient_id", "volunteer")
+            return expected
+        unit = self._refer(Unit, recipient_id, "recipient_id", "unit")
+        if unit.kind != expected:
+            raise InvalidField(
+                f"recipient_id: {kind.value} goes to a unit of kind {expected}, "
+                f"and {recipient_id} is a {unit.kind}", "recipient_id")
+        return expected
+
+    def get_award(self, the_id: str) -> Award:
+        """An award by id (404 when unknown)."""
+        return self._find(Award, the_id, "award")
+
+    def revoke_award(self, origin: Origin, the_id: str, reason: str) -> Written:
+        """Revoke a granted award, with a reason."""
+        require_role(origin.actor, Role.committee)
+
+        def attempt() -> Written:
+            granted = self.get_award(the_id)
+            granted.revoke(check_text("reason", reason), origin.meta())
+            return Written(granted.id, self._save(granted))
+
+        return self._retrying(attempt)
+
+    # -- access tokens ----------------------------------------------------------------------
+
+    def issue_token(self, origin: Origin, role: str, unit_id: str | None = None,
+                    label: str = "") -> tuple[str, Written]:
+        """Issue a bearer token; returns the token (shown once) and the write."""
+        require_role(origin.actor)
+        try:
+            the_role = Role(role)
+        except ValueError:
+            allowed = ", ".join(r.value for r in Role)
+            raise InvalidField(f"role must be one of: {allowed}", "role") from None
+        check_token_grant(the_role, unit_id)
+        if unit_id:
+            self._refer(Unit, unit_id, "unit_id", "unit")
+        token = new_token()
+        grant = AccessToken(digest=token_digest(token), role=the_role.value,  # type: ignore[call-arg]
+                            unit_id=unit_id or None, label=label, id=token_id_for(token),
+                            **origin.meta())
+        return token, Written(grant.id, self._save(grant))
+
+    def revoke_token(self, origin: Origin, token_id: str, reason: str) -> Written:
+        """Revoke a token by its id; it is refused from then on."""
+        require_role(origin.actor)
+
+        def attempt() -> Written:
+            grant = self._find(AccessToken, token_id, "token")
+            grant.revoke(check_text("reason", reason), origin.meta())
+            return Written(grant.id, self._save(grant))
+
+        return self._retrying(attempt)
+
+    def authenticate(self, token: str) -> Actor | None:
+        """The actor a presented token stands for, or None for an unknown or revoked token."""
+        grant = self._get(AccessToken, token_id_for(token))
+        if grant is None or not grant.is_live or grant.digest != token_digest(token):
+            return None
+        return grant.actor()
+
+    def list_tokens(self) -> list[AccessToken]:
+        """Every token grant ever issued, live or revoked."""
+        topic_prefix = f"{AccessToken.__module__}:{AccessToken.__qualname__}.Issued"
+        ids: list[str] = []
+        start = 1
+        while True:
+            page = self.recorder.select_notifications(start, 1000, topics=[topic_prefix])
+            ids.extend(str(n.originator_id) for n in page)
+            if len(page) < 1000:
+                break
+            start = page[-1].id + 1
+        return [self._find(AccessToken, i, "token") for i in ids]

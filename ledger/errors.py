@@ -1,0 +1,77 @@
+"""Every rule the ledger enforces fails with a specific `LedgerError`.
+
+    LedgerError
+    ├── InvalidRequest        the request is wrong on its own or against fixed attributes (422)
+    │   ├── InvalidField      one named field breaks one rule
+    │   └── UnknownReference  an id in the request names nothing the ledger knows
+    ├── NotFound              the thing addressed does not exist (404)
+    ├── Conflict              the request contradicts other facts of the ledger (409)
+    │   ├── OverlappingSession, DuplicateRecordConflict, SessionVoided,
+    │   ├── AwardAlreadyGranted, ClosedReference, ConcurrentChange
+    └── Forbidden             the actor's role or unit may not do this (403)
+
+The API maps these classes to HTTP status codes once; the CLI prints their messages.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every error the ledger raises for a request it refuses."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidRequest(LedgerError):
+    """The request is wrong on its own or against fixed attributes of what it names."""
+
+
+class InvalidField(InvalidRequest):
+    """One field breaks one rule."""
+
+
+class UnknownReference(InvalidRequest):
+    """An id in the request body names nothing the ledger knows."""
+
+
+class NotFound(LedgerError):
+    """The thing addressed by id does not exist."""
+
+
+class Conflict(LedgerError):
+    """The request contradicts other facts of the ledger."""
+
+
+class OverlappingSession(Conflict):
+    """The volunteer already has a live session during that time."""
+
+
+class DuplicateRecordConflict(Conflict):
+    """A source record id was used before for a different record."""
+
+
+class SessionVoided(Conflict):
+    """A voided session cannot be corrected or voided again."""
+
+
+class AwardAlreadyGranted(Conflict):
+    """The award was already granted to that recipient for that year."""
+
+
+class AwardAlreadyRevoked(Conflict):
+    """The award was already revoked."""
+
+
+class ClosedReference(Conflict):
+    """The request refers to something closed, cancelled or deregistered."""
+
+
+class ConcurrentChange(Conflict):
+    """Another writer changed the same thing at the same moment; try again."""
+
+
+class Forbidden(LedgerError):
+    """The actor's role or unit may not do this."""

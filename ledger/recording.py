@@ -1,0 +1,201 @@
+"""Use cases that record service time: sessions one at a time or in batches, corrections, voids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from ledger.access import require_role, require_unit
+from ledger.activities import Activity
+from ledger.base import LedgerBase, Written
+from ledger.calendar import now, service_date, whole_minutes
+from ledger.catalogue import Role
+from ledger.errors import DuplicateRecordConflict, InvalidField, LedgerError
+from ledger.provenance import Origin
+from ledger.sessions import (
+    RecordOutcome,
+    ServiceSession,
+    SessionRecord,
+    check_reason,
+    check_times,
+    session_id_for,
+)
+from ledger.volunteers import Volunteer
+
+
+@dataclass(frozen=True)
+class SessionWritten:
+    """A session write: its id, its minutes, the position reached and whether it was new."""
+
+    id: str
+    minutes: int
+    position: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The outcome of each record of a batch and the position the batch reached."""
+
+    outcomes: list[RecordOutcome]
+    position: int
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+
+class _Batch:
+    """One attempt at a batch: the aggregates it loaded once and the sessions it created."""
+
+    def __init__(self, ledger: RecordingUseCases, origin: Origin, thorough: bool) -> None:
+        self.ledger = ledger
+        self.origin = origin
+        self.meta = origin.meta()
+        self.thorough = thorough
+        self.now = now()
+        self.volunteers: dict[str, Volunteer] = {}
+        self.activities: dict[str, Activity] = {}
+        self.created: dict[str, ServiceSession] = {}
+        self.touched: dict[str, Volunteer] = {}
+
+    def volunteer(self, volunteer_id: str) -> Volunteer:
+        if volunteer_id not in self.volunteers:
+            self.volunteers[volunteer_id] = self.ledger._refer(
+                Volunteer, volunteer_id, "volunteer_id", "volunteer")
+        return self.volunteers[volunteer_id]
+
+    def activity(self, activity_id: str) -> Activity:
+        if activity_id not in self.activities:
+            self.activities[activity_id] = self.ledger._refer(
+                Activity, activity_id, "activity_id", "activity")
+        return self.activities[activity_id]
+
+    def existing(self, session_id: str, volunteer: Volunteer) -> ServiceSession | None:
+        """The session already stored or staged for a source record id, if any.
+
+        On the fast path a volunteer's own calendar answers; a retry asks the store, which also
+        finds a source record id reused for another volunteer.
+        """
+        if session_id in self.created:
+            return self.created[session_id]
+        if not self.thorough and session_id not in volunteer.sessions:
+            return None
+        return self.ledger._get(ServiceSession, session_id)
+
+    def record(self, index: int, rec: SessionRecord) -> RecordOutcome:
+        """Check one record against every rule and stage it; never raises a LedgerError."""
+        try:
+            if not rec.source_record_id or not rec.source_record_id.strip():
+                raise InvalidField("source_record_id must not be empty", "source_record_id")
+            check_times(rec.started_at, rec.ended_at, self.now)
+            activity = self.activity(rec.activity_id)
+            require_unit(self.origin.actor, activity.organiser_unit_id, "sessions at activities")
+            session_id = session_id_for(rec.source_record_id)
+            volunteer = self.volunteer(rec.volunteer_id)
+            prior = self.existing(session_id, volunteer)
+            if prior is not None:
+                if not prior.same_record(rec):
+                    raise DuplicateRecordConflict(
+                        f"source_record_id {rec.source_record_id!r} was already used for "
+                        f"another record (session {prior.id})", "source_record_id")
+                return RecordOutcome(index, "duplicate", prior.id, prior.minutes)
+            activity.ensure_covers(rec.started_at, rec.ended_at, self.ledger.margin)
+            volunteer.book(session_id, rec.started_at, rec.ended_at, self.meta)
+        except LedgerError as error:
+            return RecordOutcome(index, "rejected", error=error)
+        minutes = whole_minutes(rec.started_at, rec.ended_at)
+        self.created[session_id] = ServiceSession(  # type: ignore[call-arg]
+            volunteer_id=volunteer.id, activity_id=activity.id,
+            program_code=activity.program_code, organiser_unit_id=activity.organiser_unit_id,
+            station_unit_id=activity.station_unit_id, started_at=rec.started_at,
+            ended_at=rec.ended_at, minutes=minutes,
+            service_date=service_date(rec.started_at).isoformat(),
+            source_record_id=rec.source_record_id, id=session_id, **self.meta,
+        )
+        self.touched[volunteer.id] = volunteer
+        return RecordOutcome(index, "accepted", session_id, minutes)
+
+
+class RecordingUseCases(LedgerBase):
+    """Recording, correcting and voiding service sessions."""
+
+    def record_sessions(self, origin: Origin, records: Sequence[SessionRecord]) -> BatchResult:
+        """Record many sessions in one transaction; each record is accepted, duplicate or rejected.
+
+        Volunteers and activities are loaded once per batch. A bad record is rejected on its own
+        and never blocks the others. If another writer wins a race on any aggregate of the batch,
+        the batch is checked again from the store, record by record.
+        """
+        require_role(origin.actor, Role.recorder)
+        thorough = len(records) == 1
+
+        def attempt() -> BatchResult:
+            nonlocal thorough
+            batch = _Batch(self, origin, thorough)
+            thorough = True  # a retry re-checks every source record id against the store
+            outcomes = [batch.record(i, rec) for i, rec in enumerate(records)]
+            if batch.created:
+                position = self._save(*batch.touched.values(), *batch.created.values())
+            else:
+                position = self.head()
+            return BatchResult(outcomes, position)
+
+        return self._retrying(attempt)
+
+    def record_session(self, origin: Origin, record: SessionRecord) -> SessionWritten:
+        """Record one session; the same source record again returns the existing session."""
+        result = self.record_sessions(origin, [record])
+        outcome = result.outcomes[0]
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.session_id is not None and outcome.minutes is not None
+        return SessionWritten(outcome.session_id, outcome.minutes, result.position,
+                              created=outcome.status == "accepted")
+
+    def get_session(self, session_id: str) -> ServiceSession:
+        """A service session by id (404 when unknown)."""
+        return self._find(ServiceSession, session_id, "service session")
+
+    def correct_session(self, origin: Origin, session_id: str, started_at: datetime,
+                        ended_at: datetime, reason: str) -> SessionWritten:
+        """Replace a session's served time, with a reason; the old time stays in the history."""
+        require_role(origin.actor, Role.recorder)
+
+        def attempt() -> SessionWritten:
+            session = self.get_session(session_id)
+            require_unit(origin.actor, session.organiser_unit_id, "sessions at activities")
+            why = check_reason(reason)
+            check_times(started_at, ended_at, now())
+            session._ensure_live()
+            activity = self.get_activity_for(session)
+            activity.ensure_covers(started_at, ended_at, self.margin, allow_cancelled=True)
+            volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
+            volunteer.rebook(session.id, started_at, ended_at, origin.meta())
+            session.correct(started_at, ended_at, why, origin.meta())
+            position = self._save(volunteer, session)
+            return SessionWritten(session.id, session.minutes, position, created=False)
+
+        return self._retrying(attempt)
+
+    def void_session(self, origin: Origin, session_id: str, reason: str) -> SessionWritten:
+        """Take a session off the record, with a reason; it stays in the history."""
+        require_role(origin.actor, Role.recorder)
+
+        def attempt() -> SessionWritten:
+            session = self.get_session(session_id)
+            require_unit(origin.actor, session.organiser_unit_id, "sessions at activities")
+            why = check_reason(reason)
+            session.void(why, origin.meta())
+            volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
+            volunteer.release(session.id, origin.meta())
+            position = self._save(volunteer, session)
+            return SessionWritten(session.id, 0, position, created=False)
+
+        return self._retrying(attempt)
+
+    def get_activity_for(self, session: ServiceSession) -> Activity:
+        return self._find(Activity, session.activity_id, "activity")
+
+
+__all__ = ["BatchResult", "RecordingUseCases", "SessionWritten", "Written"]

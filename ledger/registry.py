@@ -1,0 +1,300 @@
+"""Use cases that register who and what: units, volunteers, activities, trainings, insurance."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from ledger.access import require_role, require_unit
+from ledger.activities import Activity, new_activity_id
+from ledger.base import (
+    LedgerBase,
+    Written,
+    check_aware,
+    check_not_future_day,
+    check_program,
+    check_text,
+    open_unit,
+)
+from ledger.calendar import DISTRICT_TZ, now
+from ledger.catalogue import (
+    CivilizedLevel,
+    Gender,
+    PoliticalStatus,
+    Role,
+    TrainingAudience,
+    TrainingForm,
+    TrainingLevel,
+    UnitKind,
+)
+from ledger.errors import InvalidField
+from ledger.provenance import Origin
+from ledger.units import Unit, new_unit_id
+from ledger.volunteers import PERSONAL_FIELDS, Volunteer, VolunteerNumbers, new_volunteer_id
+
+VOLUNTEER_NUMBER_PREFIX = "MLV"
+
+
+def _enum(cls: Any, name: str, value: Any) -> str:
+    try:
+        return str(cls(value).value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise InvalidField(f"{name} must be one of: {allowed}", name) from None
+
+
+def district_today() -> date:
+    return now().astimezone(DISTRICT_TZ).date()
+
+
+class RegistryUseCases(LedgerBase):
+    """Registration of units, volunteers and activities, and the facts that follow them."""
+
+    # -- units ------------------------------------------------------------------------------
+
+    def register_unit(self, origin: Origin, name: str, kind: str, parent_id: str | None = None,
+                      civilized_level: str | None = None) -> Written:
+        """Register a unit under an optional parent."""
+        require_role(origin.actor)
+        name = check_text("name", name)
+        kind = _enum(UnitKind, "kind", kind)
+        level = _enum(CivilizedLevel, "civilized_level", civilized_level) if civilized_level else None
+        if parent_id:
+            open_unit(self._refer(Unit, parent_id, "parent_id", "unit"), "parent_id")
+        unit = Unit(name=name, kind=kind, parent_id=parent_id or None,  # type: ignore[call-arg]
+                    civilized_level=level, id=new_unit_id(), **origin.meta())
+        return Written(unit.id, self._save(unit))
+
+    def rename_unit(self, origin: Origin, unit_id: str, name: str) -> Written:
+        """Give a unit a new name."""
+        require_role(origin.actor)
+        return self._retrying(lambda: self._unit_change(unit_id, lambda u: u.rename(name, origin.meta())))
+
+    def move_unit(self, origin: Origin, unit_id: str, parent_id: str | None) -> Written:
+        """Place a unit under another parent unit."""
+        require_role(origin.actor)
+
+        def change(unit: Unit) -> None:
+            if parent_id:
+                parent = self._refer(Unit, parent_id, "parent_id", "unit")
+                open_unit(parent, "parent_id")
+                if self._is_descendant(parent_id, unit.id):
+                    raise InvalidField("a unit cannot be placed under itself or its descendants",
+                                       "parent_id")
+            unit.move(parent_id or None, origin.meta())
+
+        return self._retrying(lambda: self._unit_change(unit_id, change))
+
+    def close_unit(self, origin: Origin, unit_id: str, closed_on: date, reason: str) -> Written:
+        """Close a unit; nothing new may refer to it."""
+        require_role(origin.actor)
+        return self._retrying(lambda: self._unit_change(
+            unit_id, lambda u: u.close(closed_on.isoformat(), reason, origin.meta())))
+
+    def get_unit(self, unit_id: str) -> Unit:
+        """A unit by id (404 when unknown)."""
+        return self._find(Unit, unit_id, "unit")
+
+    def _unit_change(self, unit_id: str, change: Any) -> Written:
+        unit = self.get_unit(unit_id)
+        change(unit)
+        return Written(unit.id, self._save(unit))
+
+    def _is_descendant(self, candidate_id: str, ancestor_id: str) -> bool:
+        seen: set[str] = set()
+        current: str | None = candidate_id
+        while current and current not in seen:
+            if current == ancestor_id:
+                return True
+            seen.add(current)
+            unit = self._get(Unit, current)
+            current = unit.parent_id if unit else None
+        return False
+
+    # -- volunteers -------------------------------------------------------------------------
+
+    def register_volunteer(self, origin: Origin, name: str, home_unit_id: str,
+                           registered_on: date, **personal: Any) -> tuple[Written, str]:
+        """Register a volunteer with their home unit; returns the write and the volunteer number."""
+        require_role(origin.actor, Role.recorder)
+        name = check_text("name", name)
+        check_not_future_day("registered_on", registered_on, district_today())
+        unit = self._refer(Unit, home_unit_id, "home_unit_id", "unit")
+        open_unit(unit, "home_unit_id")
+        require_unit(origin.actor, home_unit_id, "volunteers")
+        clean = self._check_personal(personal)
+        volunteer_id = new_volunteer_id()
+
+        def attempt() -> tuple[Written, str]:
+            numbers = self._get(VolunteerNumbers, VolunteerNumbers.ID)
+            if numbers is None:
+                numbers = VolunteerNumbers(prefix=VOLUNTEER_NUMBER_PREFIX,  # type: ignore[call-arg]
+                                           id=VolunteerNumbers.ID)
+            number = numbers.issue(volunteer_id)
+            volunteer = Volunteer(  # type: ignore[call-arg]
+                name=name, home_unit_id=home_unit_id, registered_on=registered_on.isoformat(),
+                volunteer_number=number, personal=clean, id=volunteer_id, **origin.meta(),
+            )
+            return Written(volunteer_id, self._save(numbers, volunteer)), number
+
+        return self._retrying(attempt)
+
+    def _check_personal(self, personal: dict[str, Any]) -> dict[str, Any]:
+        clean: dict[str, Any] = {}
+        for key, value in personal.items():
+            if key not in PERSONAL_FIELDS:
+                raise InvalidField(f"{key} is not a personal field", key)
+            if value is None:
+                continue
+            if key == "birth_date":
+                if not isinstance(value, date):
+                    raise InvalidField("birth_date must be a date", key)
+                check_not_future_day(key, value, district_today())
+                value = value.isoformat()
+            elif key == "gender":
+                value = _enum(Gender, key, value)
+            elif key == "political_status":
+                value = _enum(PoliticalStatus, key, value)
+            elif key == "skills":
+                value = [str(s).strip() for s in value if str(s).strip()]
+            else:
+                value = str(value).strip()
+            clean[key] = value
+        return clean
+
+    def get_volunteer(self, volunteer_id: str) -> Volunteer:
+        """A volunteer by id (404 when unknown)."""
+        return self._find(Volunteer, volunteer_id, "volunteer")
+
+    def update_volunteer(self, origin: Origin, volunteer_id: str, changes: dict[str, Any]) -> Written:
+        """Correct or complete a volunteer's name or personal data."""
+        require_role(origin.actor, Role.recorder)
+        name = changes.pop("name", None)
+        clean = self._check_personal(changes)
+        if name is not None:
+            clean["name"] = check_text("name", name)
+
+        def attempt() -> Written:
+            volunteer = self.get_volunteer(volunteer_id)
+            require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
+            volunteer.update_personal(clean, origin.meta())
+            return Written(volunteer.id, self._save(volunteer))
+
+        return self._retrying(attempt)
+
+    def transfer_volunteer(self, origin: Origin, volunteer_id: str, to_unit_id: str,
+                           effective_on: date) -> Written:
+        """Move a volunteer to another unit from a date on (a later record may back-date it)."""
+        require_role(origin.actor, Role.recorder)
+        unit = self._refer(Unit, to_unit_id, "to_unit_id", "unit")
+        open_unit(unit, "to_unit_id")
+
+        def attempt() -> Written:
+            volunteer = self.get_volunteer(volunteer_id)
+            require_unit(origin.actor, volunteer.unit_on(effective_on), "volunteers")
+            volunteer.transfer(to_unit_id, effective_on, origin.meta())
+            return Written(volunteer.id, self._save(volunteer))
+
+        return self._retrying(attempt)
+
+    def deregister_volunteer(self, origin: Origin, volunteer_id: str, deregistered_on: date,
+                             reason: str) -> Written:
+        """End a volunteer's registration; their recorded hours stay."""
+        require_role(origin.actor, Role.recorder)
+
+        def attempt() -> Written:
+            volunteer = self.get_volunteer(volunteer_id)
+            require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
+            volunteer.deregister(deregistered_on, reason, origin.meta())
+            return Written(volunteer.id, self._save(volunteer))
+
+        return self._retrying(attempt)
+
+    def complete_training(self, origin: Origin, volunteer_id: str, level: str, form: str,
+                          audience: str, title: str, completed_on: date, hours: float) -> Written:
+        """Record a training the volunteer completed (four levels, four forms, three audiences)."""
+        require_role(origin.actor, Role.recorder)
+        training = {
+            "level": _enum(TrainingLevel, "level", level),
+            "form": _enum(TrainingForm, "form", form),
+            "audience": _enum(TrainingAudience, "audience", audience),
+            "title": check_text("title", title),
+            "completed_on": completed_on.isoformat(),
+            "minutes": self._training_minutes(hours),
+        }
+        check_not_future_day("completed_on", completed_on, district_today())
+
+        def attempt() -> Written:
+            volunteer = self._refer(Volunteer, volunteer_id, "volunteer_id", "volunteer")
+            require_unit(origin.actor, volunteer.unit_on(completed_on), "volunteers")
+            volunteer._ensure_active()
+            training_id = f"{volunteer.id}:training:{len(volunteer.trainings) + 1}"
+            volunteer.complete_training({"id": training_id, **training}, origin.meta())
+            return Written(training_id, self._save(volunteer))
+
+        return self._retrying(attempt)
+
+    @staticmethod
+    def _training_minutes(hours: float) -> int:
+        if isinstance(hours, bool) or not isinstance(hours, int | float):
+            raise InvalidField("hours must be a number", "hours")
+        if not 0 < hours <= 24 * 30:
+            raise InvalidField("hours must be more than 0 and at most 720", "hours")
+        return int(hours * 60)
+
+    def insure_volunteer(self, origin: Origin, volunteer_id: str, year: int, policy_ref: str,
+                         insurer: str) -> Written:
+        """Record a volunteer's personal accident insurance for a year."""
+        require_role(origin.actor, Role.recorder)
+        policy_ref = check_text("policy_ref", policy_ref)
+        insurer = check_text("insurer", insurer)
+
+        def attempt() -> Written:
+            volunteer = self._refer(Volunteer, volunteer_id, "volunteer_id", "volunteer")
+            require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
+            volunteer.insure(year, policy_ref, insurer, origin.meta())
+            return Written(volunteer.id, self._save(volunteer))
+
+        return self._retrying(attempt)
+
+    # -- activities -------------------------------------------------------------------------
+
+    def plan_activity(self, origin: Origin, program_code: str, organiser_unit_id: str, title: str,
+                      starts_at: datetime, ends_at: datetime, station_unit_id: str | None = None,
+                      place: str | None = None) -> Written:
+        """Plan an activity of a program, organised by a unit, in a time window."""
+        require_role(origin.actor, Role.recorder)
+        check_program(program_code)
+        title = check_text("title", title)
+        check_aware("starts_at", starts_at)
+        check_aware("ends_at", ends_at)
+        if ends_at <= starts_at:
+            raise InvalidField("ends_at must be after starts_at", "ends_at")
+        organiser = self._refer(Unit, organiser_unit_id, "organiser_unit_id", "unit")
+        open_unit(organiser, "organiser_unit_id")
+        require_unit(origin.actor, organiser_unit_id, "activities")
+        if station_unit_id:
+            open_unit(self._refer(Unit, station_unit_id, "station_unit_id", "unit"),
+                      "station_unit_id")
+        activity = Activity(  # type: ignore[call-arg]
+            program_code=program_code, organiser_unit_id=organiser_unit_id, title=title,
+            starts_at=starts_at, ends_at=ends_at, station_unit_id=station_unit_id or None,
+            place=(place or "").strip() or None, id=new_activity_id(), **origin.meta(),
+        )
+        return Written(activity.id, self._save(activity))
+
+    def get_activity(self, activity_id: str) -> Activity:
+        """An activity by id (404 when unknown)."""
+        return self._find(Activity, activity_id, "activity")
+
+    def cancel_activity(self, origin: Origin, activity_id: str, reason: str) -> Written:
+        """Cancel an activity; no new session may be recorded at it."""
+        require_role(origin.actor, Role.recorder)
+
+        def attempt() -> Written:
+            activity = self.get_activity(activity_id)
+            require_unit(origin.actor, activity.organiser_unit_id, "activities")
+            activity.cancel(reason, origin.meta())
+            return Written(activity.id, self._save(activity))
+
+        return self._retrying(attempt)

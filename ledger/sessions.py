@@ -1,0 +1,167 @@
+"""Service sessions: one volunteer's recorded time at one activity, corrected or voided, never erased."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, uuid5
+
+from eventsourcing.domain import event
+
+from ledger.aggregate import LedgerAggregate
+
+from ledger.calendar import service_date, whole_minutes
+from ledger.errors import InvalidField, SessionVoided
+
+SESSION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:vledger:source-record")
+
+
+def session_id_for(source_record_id: str) -> str:
+    """The session id is derived from the source record id, so a record is stored only once."""
+    return f"ses-{uuid5(SESSION_NAMESPACE, source_record_id).hex}"
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One service record as a unit's clerk or an importer submits it."""
+
+    volunteer_id: str
+    activity_id: str
+    started_at: datetime
+    ended_at: datetime
+    source_record_id: str
+
+
+@dataclass
+class RecordOutcome:
+    """What became of one record of a batch."""
+
+    index: int
+    status: str  # "accepted", "duplicate" or "rejected"
+    session_id: str | None = None
+    minutes: int | None = None
+    error: Exception | None = field(default=None, repr=False)
+
+
+class ServiceSession(LedgerAggregate):
+    """A service session; its valid time (served) is kept apart from its recorded time."""
+
+    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+
+
+    @event("Recorded")
+    def __init__(
+        self,
+        volunteer_id: str,
+        activity_id: str,
+        program_code: str,
+        organiser_unit_id: str,
+        station_unit_id: str | None,
+        started_at: datetime,
+        ended_at: datetime,
+        minutes: int,
+        service_date: str,
+        source_record_id: str,
+        actor: dict[str, Any],
+        source: str,
+    ) -> None:
+        self.volunteer_id = volunteer_id
+        self.activity_id = activity_id
+        self.program_code = program_code
+        self.organiser_unit_id = organiser_unit_id
+        self.station_unit_id = station_unit_id
+        self.started_at = started_at
+        self.ended_at = ended_at
+        self.minutes = minutes
+        self.service_date = service_date
+        self.source_record_id = source_record_id
+        self.original = [started_at.timestamp(), ended_at.timestamp()]
+        self.voided_reason: str | None = None
+
+    @property
+    def is_voided(self) -> bool:
+        return self.voided_reason is not None
+
+    def same_record(self, record: SessionRecord) -> bool:
+        """Whether a record repeats the one this session was created from (same instants)."""
+        return (
+            record.volunteer_id == self.volunteer_id
+            and record.activity_id == self.activity_id
+            and record.started_at.timestamp() == self.original[0]
+            and record.ended_at.timestamp() == self.original[1]
+        )
+
+    def correct(self, started_at: datetime, ended_at: datetime, reason: str,
+                meta: dict[str, Any]) -> None:
+        """Replace the served time; the previous one stays in the history."""
+        self._ensure_live()
+        self._corrected(
+            volunteer_id=self.volunteer_id,
+            program_code=self.program_code,
+            organiser_unit_id=self.organiser_unit_id,
+            started_at=started_at,
+            ended_at=ended_at,
+            minutes=whole_minutes(started_at, ended_at),
+            service_date=service_date(started_at).isoformat(),
+            previous_minutes=self.minutes,
+            previous_service_date=self.service_date,
+            reason=reason,
+            **meta,
+        )
+
+    def void(self, reason: str, meta: dict[str, Any]) -> None:
+        """Take the session off the record; it stays in the history with its reason."""
+        self._ensure_live()
+        self._voided(
+            volunteer_id=self.volunteer_id,
+            program_code=self.program_code,
+            organiser_unit_id=self.organiser_unit_id,
+            minutes=self.minutes,
+            service_date=self.service_date,
+            reason=reason,
+            **meta,
+        )
+
+    def _ensure_live(self) -> None:
+        if self.is_voided:
+            raise SessionVoided(f"session {self.id} was voided: {self.voided_reason}")
+
+    @event("Corrected")
+    def _corrected(
+        self, volunteer_id: str, program_code: str, organiser_unit_id: str,
+        started_at: datetime, ended_at: datetime, minutes: int, service_date: str,
+        previous_minutes: int, previous_service_date: str, reason: str,
+        actor: dict[str, Any], source: str,
+    ) -> None:
+        self.started_at = started_at
+        self.ended_at = ended_at
+        self.minutes = minutes
+        self.service_date = service_date
+
+    @event("Voided")
+    def _voided(
+        self, volunteer_id: str, program_code: str, organiser_unit_id: str, minutes: int,
+        service_date: str, reason: str, actor: dict[str, Any], source: str,
+    ) -> None:
+        self.voided_reason = reason
+
+
+def check_times(started_at: datetime, ended_at: datetime, now: datetime) -> None:
+    """The rules a session's times obey on their own."""
+    for name, value in (("started_at", started_at), ("ended_at", ended_at)):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidField(f"{name} must carry a UTC offset (RFC 3339)", name)
+    if ended_at <= started_at:
+        raise InvalidField("ended_at must be after started_at", "ended_at")
+    if (ended_at - started_at).total_seconds() > 24 * 3600:
+        raise InvalidField("a session may last at most 24 hours", "ended_at")
+    if ended_at > now:
+        raise InvalidField("ended_at lies in the future", "ended_at")
+
+
+def check_reason(reason: str) -> str:
+    """A correction or void must say why."""
+    if not reason or not reason.strip():
+        raise InvalidField("reason must not be empty", "reason")
+    return reason.strip()

@@ -1,0 +1,104 @@
+"""Storage and service settings, read from `VLEDGER_*` variables and mapped onto eventsourcing's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///var/ledger.db"
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; only the database URL matters to run it."""
+
+    model_config = SettingsConfigDict(env_prefix="VLEDGER_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_token: str | None = None
+    activity_margin_minutes: int = Field(default=0, ge=0, le=24 * 60)
+    snapshot_interval: int = Field(default=50, ge=2)
+    read_wait_seconds: float = Field(default=2.0, ge=0, le=30)
+    max_view_lag_events: int = Field(default=10_000, ge=0)
+    inline_projections: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    def store(self) -> StoreLocation:
+        """Where the ledger lives, parsed from the database URL."""
+        return StoreLocation.parse(self.database_url)
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """A parsed `VLEDGER_DATABASE_URL`: an SQLite file or a PostgreSQL database (and schema)."""
+
+    kind: str  # "sqlite" or "postgres"
+    sqlite_path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "postgres"
+    password: str = ""
+    dbname: str = "postgres"
+    schema: str = "public"
+
+    @classmethod
+    def parse(cls, url: str) -> StoreLocation:
+        """Parse `sqlite:///rel/path`, `sqlite:////abs/path` or `postgresql://user@host/db`."""
+        if url.startswith("sqlite:///"):
+            raw = url[len("sqlite:///") :]
+            if not raw or raw == "/":
+                raise ValueError("VLEDGER_DATABASE_URL names no SQLite file")
+            return cls(kind="sqlite", sqlite_path=Path(raw))
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError(
+                "VLEDGER_DATABASE_URL must start with sqlite:/// or postgresql://, "
+                f"not {url.split(':', 1)[0]!r}"
+            )
+        query = parse_qs(parts.query)
+        return cls(
+            kind="postgres",
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5432,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
+            schema=query.get("schema", ["public"])[0],
+        )
+
+    def describe(self) -> str:
+        """A human description without the password."""
+        if self.kind == "sqlite":
+            return f"SQLite file {self.sqlite_path}"
+        return f"PostgreSQL {self.user}@{self.host}:{self.port}/{self.dbname} schema {self.schema}"
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The eventsourcing settings for this store (ids are text on both stores)."""
+        env = {"ORIGINATOR_ID_TYPE": "text"}
+        if self.kind == "sqlite":
+            assert self.sqlite_path is not None
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.sqlite",
+                SQLITE_DBNAME=str(self.sqlite_path),
+                SQLITE_LOCK_TIMEOUT="30",
+            )
+        else:
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.postgres",
+                POSTGRES_DBNAME=self.dbname,
+                POSTGRES_HOST=self.host,
+                POSTGRES_PORT=str(self.port),
+                POSTGRES_USER=self.user,
+                POSTGRES_PASSWORD=self.password,
+                POSTGRES_SCHEMA=self.schema,
+                POSTGRES_POOL_SIZE="10",
+                POSTGRES_MAX_OVERFLOW="10",
+                POSTGRES_LOCK_TIMEOUT="10",
+                POSTGRES_CONNECT_TIMEOUT="10",
+            )
+        return env

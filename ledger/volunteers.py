@@ -1,0 +1,237 @@
+"""Volunteers: registration, membership over time, trainings, insurance and their time calendar."""
+
+from __future__ import annotations
+
+from bisect import insort
+from datetime import date, datetime
+from typing import Any
+from uuid import uuid4
+
+from eventsourcing.domain import event
+
+from ledger.aggregate import LedgerAggregate
+
+from ledger.errors import ClosedReference, InvalidField, OverlappingSession
+
+PERSONAL_FIELDS = ("birth_date", "gender", "political_status", "phone", "id_number", "skills")
+
+
+def new_volunteer_id() -> str:
+    return f"vol-{uuid4().hex[:16]}"
+
+
+class Volunteer(LedgerAggregate):
+    """A registered volunteer; also the calendar that keeps their sessions from overlapping."""
+
+    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+
+
+    @event("Registered")
+    def __init__(
+        self,
+        name: str,
+        home_unit_id: str,
+        registered_on: str,
+        volunteer_number: str,
+        personal: dict[str, Any],
+        actor: dict[str, Any],
+        source: str,
+    ) -> None:
+        self.name = name
+        self.home_unit_id = home_unit_id
+        self.registered_on = registered_on
+        self.volunteer_number = volunteer_number
+        self.personal = dict(personal)
+        # [effective_on, unit_id] pairs, sorted by date: the unit on any day.
+        self.memberships: list[list[str]] = [[registered_on, home_unit_id]]
+        # session id -> [start epoch seconds, end epoch seconds, live flag]
+        self.sessions: dict[str, list[Any]] = {}
+        self.trainings: list[dict[str, Any]] = []
+        self.insured_years: list[int] = []
+        self.deregistered_on: str | None = None
+
+    # -- queries ----------------------------------------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        return self.deregistered_on is None
+
+    def unit_on(self, day: date | str) -> str:
+        """The unit the volunteer belonged to on a day (their home unit before registration)."""
+        iso = day if isinstance(day, str) else day.isoformat()
+        unit = self.memberships[0][1]
+        for effective_on, unit_id in self.memberships:
+            if effective_on > iso:
+                break
+            unit = unit_id
+        return unit
+
+    @property
+    def current_unit_id(self) -> str:
+        return self.memberships[-1][1]
+
+    def overlapping(self, started_at: datetime, ended_at: datetime, ignore: str = "") -> str | None:
+        """The id of a live session that overlaps the interval (touching is not overlapping)."""
+        start, end = started_at.timestamp(), ended_at.timestamp()
+        for session_id, (s, e, live) in self.sessions.items():
+            if live and session_id != ignore and s < end and start < e:
+                return session_id
+        return None
+
+    def trained_by(self, day: date) -> bool:
+        """Whether a training was completed on or before a day."""
+        iso = day.isoformat()
+        return any(t["completed_on"] <= iso for t in self.trainings)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def book(self, session_id: str, started_at: datetime, ended_at: datetime,
+             meta: dict[str, Any]) -> None:
+        """Reserve the volunteer's time for a new session."""
+        self._ensure_active()
+        self._ensure_free(started_at, ended_at, ignore=session_id)
+        self._booked(session_id=session_id, started_at=started_at, ended_at=ended_at, **meta)
+
+    def rebook(self, session_id: str, started_at: datetime, ended_at: datetime,
+               meta: dict[str, Any]) -> None:
+        """Move a session's reserved time after a correction."""
+        self._ensure_free(started_at, ended_at, ignore=session_id)
+        self._rebooked(session_id=session_id, started_at=started_at, ended_at=ended_at, **meta)
+
+    def release(self, session_id: str, meta: dict[str, Any]) -> None:
+        """Free the time of a voided session."""
+        self._released(session_id=session_id, **meta)
+
+    def transfer(self, to_unit_id: str, effective_on: date, meta: dict[str, Any]) -> None:
+        """Move the volunteer to another unit from a date on."""
+        self._ensure_active()
+        iso = effective_on.isoformat()
+        if iso < self.registered_on:
+            raise InvalidField(
+                f"effective_on {iso} is before the volunteer registered ({self.registered_on})",
+                "effective_on",
+            )
+        if self.unit_on(effective_on) == to_unit_id:
+            raise InvalidField(
+                f"the volunteer already belongs to {to_unit_id} on {iso}", "to_unit_id"
+            )
+        self._transferred(
+            from_unit_id=self.unit_on(effective_on), to_unit_id=to_unit_id,
+            effective_on=iso, **meta,
+        )
+
+    def update_personal(self, changes: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Correct or complete the volunteer's personal data."""
+        self._ensure_active()
+        unknown = sorted(set(changes) - {"name", *PERSONAL_FIELDS})
+        if unknown:
+            raise InvalidField(f"{unknown[0]} is not a personal field", unknown[0])
+        if "name" in changes and not str(changes["name"]).strip():
+            raise InvalidField("name must not be empty", "name")
+        if changes:
+            self._personal_updated(changes=changes, **meta)
+
+    def deregister(self, deregistered_on: date, reason: str, meta: dict[str, Any]) -> None:
+        """End the registration; recorded hours stay on the record."""
+        self._ensure_active()
+        if not reason.strip():
+            raise InvalidField("reason must not be empty", "reason")
+        self._deregistered(deregistered_on=deregistered_on.isoformat(), reason=reason, **meta)
+
+    def complete_training(self, training: dict[str, Any], meta: dict[str, Any]) -> None:
+        """Record a completed training (hours are kept apart from service hours)."""
+        if training["completed_on"] < self.registered_on:
+            raise InvalidField(
+                f"completed_on {training['completed_on']} is before the volunteer registered "
+                f"({self.registered_on})", "completed_on",
+            )
+        self._trained(training=training, **meta)
+
+    def insure(self, year: int, policy_ref: str, insurer: str, meta: dict[str, Any]) -> None:
+        """Record personal accident insurance cover for a year (plan measure 5)."""
+        self._ensure_active()
+        if year in self.insured_years:
+            raise InvalidField(f"the volunteer is already insured for {year}", "year")
+        self._insured(year=year, policy_ref=policy_ref, insurer=insurer, **meta)
+
+    def _ensure_active(self) -> None:
+        if not self.is_active:
+            raise ClosedReference(
+                f"volunteer {self.id} was deregistered on {self.deregistered_on}", "volunteer_id"
+            )
+
+    def _ensure_free(self, started_at: datetime, ended_at: datetime, ignore: str) -> None:
+        other = self.overlapping(started_at, ended_at, ignore=ignore)
+        if other is not None:
+            raise OverlappingSession(
+                f"volunteer {self.id} already has session {other} during that time",
+                "started_at",
+            )
+
+    # -- events -----------------------------------------------------------------------------
+
+    @event("SessionBooked")
+    def _booked(self, session_id: str, started_at: datetime, ended_at: datetime,
+                actor: dict[str, Any], source: str) -> None:
+        self.sessions[session_id] = [started_at.timestamp(), ended_at.timestamp(), True]
+
+    @event("SessionRebooked")
+    def _rebooked(self, session_id: str, started_at: datetime, ended_at: datetime,
+                  actor: dict[str, Any], source: str) -> None:
+        self.sessions[session_id] = [started_at.timestamp(), ended_at.timestamp(), True]
+
+    @event("SessionReleased")
+    def _released(self, session_id: str, actor: dict[str, Any], source: str) -> None:
+        self.sessions[session_id][2] = False
+
+    @event("Transferred")
+    def _transferred(self, from_unit_id: str, to_unit_id: str, effective_on: str,
+                     actor: dict[str, Any], source: str) -> None:
+        self.memberships = [m for m in self.memberships if m[0] != effective_on]
+        insort(self.memberships, [effective_on, to_unit_id])
+
+    @event("PersonalDataUpdated")
+    def _personal_updated(self, changes: dict[str, Any], actor: dict[str, Any],
+                          source: str) -> None:
+        for key, value in changes.items():
+            if key == "name":
+                self.name = value
+            else:
+                self.personal[key] = value
+
+    @event("Deregistered")
+    def _deregistered(self, deregistered_on: str, reason: str, actor: dict[str, Any],
+                      source: str) -> None:
+        self.deregistered_on = deregistered_on
+
+    @event("TrainingCompleted")
+    def _trained(self, training: dict[str, Any], actor: dict[str, Any], source: str) -> None:
+        self.trainings.append(training)
+
+    @event("Insured")
+    def _insured(self, year: int, policy_ref: str, insurer: str, actor: dict[str, Any],
+                 source: str) -> None:
+        self.insured_years.append(year)
+
+
+class VolunteerNumbers(LedgerAggregate):
+    """Issues the district's sequential volunteer numbers; its version orders concurrent issues."""
+
+    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+
+
+    ID = "volunteer-numbers"
+
+    @event("Started")
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.last = 0
+
+    def issue(self, volunteer_id: str) -> str:
+        """The next number, for a volunteer being registered."""
+        self._issued(number=self.last + 1, volunteer_id=volunteer_id)
+        return f"{self.prefix}{self.last:07d}"
+
+    @event("Issued")
+    def _issued(self, number: int, volunteer_id: str) -> None:
+        self.last = number
