@@ -1,0 +1,43 @@
+"""Personal information is protected: phone and id numbers are never shown in full."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SENSITIVE = ("phone", "id_number")
+
+
+def mask(value: str | None, keep_start: int, keep_end: int) -> str | None:
+    """Keep the first and last characters of a value and star out the rest."""
+    if value is None:
+        return None
+    if len(value) <= keep_start + keep_end:
+        return "*" * len(value)
+    return value[:keep_start] + "*" * (len(value) - keep_start - keep_end) + value[-keep_end:]
+
+
+def mask_phone(phone: str | None) -> str | None:
+    return mask(phone, 3, 4)
+
+
+def mask_id_number(id_number: str | None) -> str | None:
+    return mask(id_number, 4, 4)
+
+
+def masked(personal: dict[str, Any]) -> dict[str, Any]:
+    """A copy of personal data with the sensitive fields masked."""
+    out = dict(personal)
+    if "phone" in out:
+        out["phone"] = mask_phone(out["phone"])
+    if "id_number" in out:
+        out["id_number"] = mask_id_number(out["id_number"])
+    return out
+
+
+def masked_event_data(data: dict[str, Any]) -> dict[str, Any]:
+    """Event data with personal fields masked wherever they appear (registration, updates)."""
+    out = dict(data)
+    for key in ("personal", "changes"):
+        if isinstance(out.get(key), dict):
+            out[key] = masked(out[key])
+    return masked(out)

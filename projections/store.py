@@ -1,0 +1,112 @@
+"""The view store: the read models' own tables, in the same SQLite file or PostgreSQL schema.
+
+One small wrapper gives both stores one face: SQL is written with `?` placeholders and runs on
+sqlite3 or psycopg; upserts use `INSERT … ON CONFLICT … DO UPDATE`, which both understand.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ledger.settings import StoreLocation
+
+
+class ViewCursor:
+    """A cursor that takes `?` placeholders on both stores."""
+
+    def __init__(self, raw: Any, postgres: bool) -> None:
+        self.raw = raw
+        self.postgres = postgres
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> ViewCursor:
+        self.raw.execute(self._sql(sql), tuple(params))
+        return self
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.raw.executemany(self._sql(sql), [tuple(r) for r in rows])
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.raw.fetchall()]
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row = self.raw.fetchone()
+        return tuple(row) if row is not None else None
+
+
+class ViewStore:
+    """Connections to the views' tables; writers take a store-wide lock for their transaction."""
+
+    def __init__(self, location: StoreLocation) -> None:
+        self.location = location
+        self.postgres = location.kind == "postgres"
+        self._local = threading.local()
+        self._pool: Any = None
+        if self.postgres:
+            from psycopg_pool import ConnectionPool
+
+            self._pool = ConnectionPool(
+                conninfo="",
+                kwargs={
+                    "host": location.host, "port": location.port, "user": location.user,
+                    "password": location.password, "dbname": location.dbname,
+                    "options": f"-c search_path={location.schema}",
+                    "connect_timeout": 10,
+                },
+                min_size=1, max_size=8, open=True,
+            )
+
+    def _sqlite(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            assert self.location.sqlite_path is not None
+            conn = sqlite3.connect(str(self.location.sqlite_path), timeout=30,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self, lock: str | None = None) -> Iterator[ViewCursor]:
+        """One transaction; with `lock`, writers of the same name run one at a time."""
+        if self.postgres:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                if lock is not None:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(lock.encode()),))
+                yield ViewCursor(cur, postgres=True)
+            return
+        conn = self._sqlite()
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE" if lock is not None else "BEGIN")
+        try:
+            yield ViewCursor(cur, postgres=False)
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
+        finally:
+            cur.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[ViewCursor]:
+        """A read-only transaction (a consistent snapshot on both stores)."""
+        with self.transaction() as cur:
+            yield cur
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
