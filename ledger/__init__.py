@@ -14,6 +14,7 @@ from ledger.errors import (
 )
 from ledger.provenance import SYSTEM, Actor, Origin
 from ledger.recording import BatchResult, SessionWritten
+from ledger.registry import VolunteerApplication
 from ledger.sessions import RecordOutcome, SessionRecord
 from ledger.settings import Settings, StoreLocation
 
@@ -39,6 +40,7 @@ __all__ = [
     "StoreLocation",
     "UnitKind",
     "UnknownReference",
+    "VolunteerApplication",
     "Written",
     "star_level",
 ]

@@ -9,7 +9,6 @@ from typing import Any
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
-
 from ledger.catalogue import Role
 from ledger.errors import Conflict, Forbidden, InvalidField
 from ledger.provenance import Actor
@@ -31,7 +30,7 @@ def new_token() -> str:
 class AccessToken(LedgerAggregate):
     """A bearer token's grant: role, unit scope, label; never the token itself."""
 
-    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+    id: str  # chosen by the ledger, see ledger.aggregate
 
 
     @event("Issued")

@@ -9,7 +9,6 @@ from uuid import uuid4
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
-
 from ledger.errors import ClosedReference, InvalidField
 
 
@@ -20,7 +19,7 @@ def new_activity_id() -> str:
 class Activity(LedgerAggregate):
     """A planned activity; sessions may be recorded only inside its window."""
 
-    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+    id: str  # chosen by the ledger, see ledger.aggregate
 
 
     @event("Planned")

@@ -12,10 +12,10 @@ from typing import Any
 
 from eventsourcing.domain import (
     BaseAggregate,
+    CanCreateTimestamp,
     CanInitAggregate,
     CanMutateAggregate,
     CanSnapshotAggregate,
-    CanCreateTimestamp,
     MetaDomainEvent,
 )
 

@@ -8,14 +8,18 @@ from ledger.commendation import CommendationUseCases
 from ledger.recording import RecordingUseCases
 from ledger.registry import RegistryUseCases
 from ledger.settings import Settings
-from ledger.volunteers import Volunteer
+from ledger.volunteers import Volunteer, VolunteerNumbers
 
 
 class Ledger(RegistryUseCases, RecordingUseCases, CommendationUseCases):
     """The volunteer-hours ledger. Keep one per process: it owns the store's connection pool."""
 
-    snapshotting_intervals: ClassVar[dict[Any, int]] = {Volunteer: 50}
+    snapshotting_intervals: ClassVar[dict[Any, int]] = {Volunteer: 50, VolunteerNumbers: 50}
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
         super().__init__(settings, env)
-        self.snapshotting_intervals = {Volunteer: self.settings.snapshot_interval}
+        # The interval is a setting, so each instance gets its own mapping.
+        self.snapshotting_intervals = {  # type: ignore[misc]
+            Volunteer: self.settings.snapshot_interval,
+            VolunteerNumbers: self.settings.snapshot_interval,
+        }

@@ -7,7 +7,6 @@ from typing import Any
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
-
 from ledger.catalogue import AwardKind
 from ledger.errors import AwardAlreadyGranted, AwardAlreadyRevoked, InvalidField
 
@@ -88,7 +87,7 @@ def award_id(award: AwardKind, year: int, recipient_id: str) -> str:
 class AwardRules(LedgerAggregate):
     """The criteria for one award and year; each publication is a new version."""
 
-    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+    id: str  # chosen by the ledger, see ledger.aggregate
 
 
     @event("Published")
@@ -114,7 +113,7 @@ class AwardRules(LedgerAggregate):
 class Award(LedgerAggregate):
     """A commendation granted to one recipient for one year, possibly revoked."""
 
-    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+    id: str  # chosen by the ledger, see ledger.aggregate
 
 
     @event("Granted")

@@ -9,10 +9,9 @@ from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import event
-
-from ledger.aggregate import LedgerAggregate
 from eventsourcing.persistence import IntegrityError
 
+from ledger.aggregate import LedgerAggregate
 from ledger.catalogue import PROGRAMS
 from ledger.errors import (
     ClosedReference,
@@ -40,7 +39,7 @@ class Written:
 class _Catalogue(LedgerAggregate):
     """The program catalogue as loaded into the store, so the history shows what it was."""
 
-    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+    id: str  # chosen by the ledger, see ledger.aggregate
 
 
     ID = "catalogue"
@@ -90,7 +89,7 @@ class LedgerBase(Application[str]):
 
     def _get(self, cls: type[A], aggregate_id: str) -> A | None:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Any = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, cls) else None

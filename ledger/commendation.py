@@ -49,7 +49,7 @@ class CommendationUseCases(LedgerBase):
 
     def publish_award_rules(self, origin: Origin, award: str, year: int,
                             criteria: dict[str, Any]) -> tuple[int, int]:
-        """Publish a new version of the criteria for an award and year; returns (version, position)."""
+        """Publish a new version of an award's criteria for a year; returns (version, position)."""
         require_role(origin.actor)
         kind = award_kind(award)
         check_year(year)

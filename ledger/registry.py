@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -35,6 +37,16 @@ from ledger.volunteers import PERSONAL_FIELDS, Volunteer, VolunteerNumbers, new_
 VOLUNTEER_NUMBER_PREFIX = "MLV"
 
 
+@dataclass(frozen=True)
+class VolunteerApplication:
+    """One volunteer to register: name, home unit, registration date and personal data."""
+
+    name: str
+    home_unit_id: str
+    registered_on: date
+    personal: dict[str, Any] = field(default_factory=dict)
+
+
 def _enum(cls: Any, name: str, value: Any) -> str:
     try:
         return str(cls(value).value)
@@ -58,7 +70,8 @@ class RegistryUseCases(LedgerBase):
         require_role(origin.actor)
         name = check_text("name", name)
         kind = _enum(UnitKind, "kind", kind)
-        level = _enum(CivilizedLevel, "civilized_level", civilized_level) if civilized_level else None
+        level = (_enum(CivilizedLevel, "civilized_level", civilized_level)
+                 if civilized_level else None)
         if parent_id:
             open_unit(self._refer(Unit, parent_id, "parent_id", "unit"), "parent_id")
         unit = Unit(name=name, kind=kind, parent_id=parent_id or None,  # type: ignore[call-arg]
@@ -68,7 +81,8 @@ class RegistryUseCases(LedgerBase):
     def rename_unit(self, origin: Origin, unit_id: str, name: str) -> Written:
         """Give a unit a new name."""
         require_role(origin.actor)
-        return self._retrying(lambda: self._unit_change(unit_id, lambda u: u.rename(name, origin.meta())))
+        return self._retrying(
+            lambda: self._unit_change(unit_id, lambda u: u.rename(name, origin.meta())))
 
     def move_unit(self, origin: Origin, unit_id: str, parent_id: str | None) -> Written:
         """Place a unit under another parent unit."""
@@ -116,26 +130,39 @@ class RegistryUseCases(LedgerBase):
     def register_volunteer(self, origin: Origin, name: str, home_unit_id: str,
                            registered_on: date, **personal: Any) -> tuple[Written, str]:
         """Register a volunteer with their home unit; returns the write and the volunteer number."""
-        require_role(origin.actor, Role.recorder)
-        name = check_text("name", name)
-        check_not_future_day("registered_on", registered_on, district_today())
-        unit = self._refer(Unit, home_unit_id, "home_unit_id", "unit")
-        open_unit(unit, "home_unit_id")
-        require_unit(origin.actor, home_unit_id, "volunteers")
-        clean = self._check_personal(personal)
-        volunteer_id = new_volunteer_id()
+        written, numbers = self.register_volunteers(
+            origin, [VolunteerApplication(name, home_unit_id, registered_on, personal)])
+        return written[0], numbers[0]
 
-        def attempt() -> tuple[Written, str]:
+    def register_volunteers(self, origin: Origin, applications: Sequence[VolunteerApplication]
+                            ) -> tuple[list[Written], list[str]]:
+        """Register many volunteers in one transaction (all or none); numbers are sequential."""
+        require_role(origin.actor, Role.recorder)
+        checked = []
+        for app in applications:
+            name = check_text("name", app.name)
+            check_not_future_day("registered_on", app.registered_on, district_today())
+            unit = self._refer(Unit, app.home_unit_id, "home_unit_id", "unit")
+            open_unit(unit, "home_unit_id")
+            require_unit(origin.actor, app.home_unit_id, "volunteers")
+            checked.append((new_volunteer_id(), name, app, self._check_personal(app.personal)))
+
+        def attempt() -> tuple[list[Written], list[str]]:
             numbers = self._get(VolunteerNumbers, VolunteerNumbers.ID)
             if numbers is None:
                 numbers = VolunteerNumbers(prefix=VOLUNTEER_NUMBER_PREFIX,  # type: ignore[call-arg]
                                            id=VolunteerNumbers.ID)
-            number = numbers.issue(volunteer_id)
-            volunteer = Volunteer(  # type: ignore[call-arg]
-                name=name, home_unit_id=home_unit_id, registered_on=registered_on.isoformat(),
-                volunteer_number=number, personal=clean, id=volunteer_id, **origin.meta(),
-            )
-            return Written(volunteer_id, self._save(numbers, volunteer)), number
+            volunteers, issued = [], []
+            for volunteer_id, name, app, clean in checked:
+                number = numbers.issue(volunteer_id)
+                issued.append(number)
+                volunteers.append(Volunteer(  # type: ignore[call-arg]
+                    name=name, home_unit_id=app.home_unit_id,
+                    registered_on=app.registered_on.isoformat(), volunteer_number=number,
+                    personal=clean, id=volunteer_id, **origin.meta(),
+                ))
+            position = self._save(numbers, *volunteers)
+            return [Written(v.id, position) for v in volunteers], issued
 
         return self._retrying(attempt)
 
@@ -166,7 +193,8 @@ class RegistryUseCases(LedgerBase):
         """A volunteer by id (404 when unknown)."""
         return self._find(Volunteer, volunteer_id, "volunteer")
 
-    def update_volunteer(self, origin: Origin, volunteer_id: str, changes: dict[str, Any]) -> Written:
+    def update_volunteer(self, origin: Origin, volunteer_id: str,
+                         changes: dict[str, Any]) -> Written:
         """Correct or complete a volunteer's name or personal data."""
         require_role(origin.actor, Role.recorder)
         name = changes.pop("name", None)

@@ -1,4 +1,4 @@
-"""Service sessions: one volunteer's recorded time at one activity, corrected or voided, never erased."""
+"""Service sessions: recorded time at one activity, corrected or voided, never erased."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from uuid import NAMESPACE_URL, uuid5
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
-
 from ledger.calendar import service_date, whole_minutes
 from ledger.errors import InvalidField, SessionVoided
 
@@ -47,7 +46,7 @@ class RecordOutcome:
 class ServiceSession(LedgerAggregate):
     """A service session; its valid time (served) is kept apart from its recorded time."""
 
-    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+    id: str  # chosen by the ledger, see ledger.aggregate
 
 
     @event("Recorded")

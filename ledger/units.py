@@ -8,7 +8,6 @@ from uuid import uuid4
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
-
 from ledger.errors import ClosedReference, InvalidField
 
 
@@ -19,7 +18,7 @@ def new_unit_id() -> str:
 class Unit(LedgerAggregate):
     """A responsible or organising unit in the district hierarchy."""
 
-    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+    id: str  # chosen by the ledger, see ledger.aggregate
 
 
     @event("Registered")

@@ -10,7 +10,6 @@ from uuid import uuid4
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
-
 from ledger.errors import ClosedReference, InvalidField, OverlappingSession
 
 PERSONAL_FIELDS = ("birth_date", "gender", "political_status", "phone", "id_number", "skills")
@@ -23,7 +22,7 @@ def new_volunteer_id() -> str:
 class Volunteer(LedgerAggregate):
     """A registered volunteer; also the calendar that keeps their sessions from overlapping."""
 
-    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+    id: str  # chosen by the ledger, see ledger.aggregate
 
 
     @event("Registered")
@@ -217,7 +216,7 @@ class Volunteer(LedgerAggregate):
 class VolunteerNumbers(LedgerAggregate):
     """Issues the district's sequential volunteer numbers; its version orders concurrent issues."""
 
-    id: str  # type: ignore[assignment]  # chosen by the ledger, see ledger.aggregate
+    id: str  # chosen by the ledger, see ledger.aggregate
 
 
     ID = "volunteer-numbers"
