@@ -1,0 +1,100 @@
+"""The FastAPI application factory: one `Ledger`, its views and the auditor per process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.deps import Services
+from api.metrics import Metrics
+from api.routes import (
+    activities,
+    audit,
+    awards,
+    hours,
+    operations,
+    reports,
+    sessions,
+    tokens,
+    trainings,
+    units,
+    volunteers,
+)
+from ledger import Ledger, Settings
+from projections.audit import Auditor, AuditLog
+from projections.history import HistoryIndex
+from projections.models import ReadModels
+from projections.signing import SigningKey
+
+log = logging.getLogger("vledger")
+
+DESCRIPTION = """
+The ledger of the district's "Learn from Lei Feng" volunteer service (学雷锋志愿服务).
+Every registration, service session, training and award is an immutable event; the read
+models answer hours and stars, rankings, bulletins and award eligibility; auditors verify
+every event against a signed Merkle tree (RFC 9162).
+
+Writes answer the event `position` they were stored at; pass it back as `?min_position=`
+to read your own write. Errors are `application/problem+json` (RFC 9457).
+"""
+
+
+def open_services(settings: Settings) -> Services:
+    """Open the store, load the catalogue, build the views and bring them up to date."""
+    ledger = Ledger(settings)
+    ledger.ensure_catalogue()
+    models = ReadModels(ledger, extra=[HistoryIndex(), AuditLog()])
+    auditor = Auditor(models.store, SigningKey.for_store(settings.store()))
+    models.catch_up()
+    return Services(settings=settings, ledger=ledger, models=models, auditor=auditor)
+
+
+def _follow(services: Services, stop: threading.Event) -> None:
+    # Views also follow writes made by other processes (CLI imports, other workers).
+    while not stop.wait(1.0):
+        try:
+            services.models.catch_up()
+        except Exception:  # keep following; the next round retries
+            log.exception("catching up the views failed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API for the given settings (read from `VLEDGER_*` when not given)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = open_services(settings)
+        app.state.services = services
+        stop = threading.Event()
+        follower = threading.Thread(target=_follow, args=(services, stop), daemon=True,
+                                    name="vledger-views")
+        follower.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            follower.join(timeout=5)
+            services.models.close()
+            services.ledger.close()
+
+    app = FastAPI(title="volunteer-ledger", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.middleware("http")(metrics.middleware)
+    errors.install(app)
+    for module in (operations, units, volunteers, activities, sessions, trainings, awards,
+                   hours, reports, audit, tokens):
+        app.include_router(module.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The factory uvicorn calls in each worker (`api.app:app_from_env`)."""
+    return create_app(Settings())

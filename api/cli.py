@@ -1,0 +1,158 @@
+"""The `vledger` command line: serve, init, info, tokens, demo, projections, verify."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ledger import SYSTEM, Ledger, LedgerError, Origin, Settings
+
+app = typer.Typer(help="The district volunteer-service ledger (学雷锋志愿服务台账).",
+                  no_args_is_help=True, add_completion=False)
+tokens = typer.Typer(help="Issue, list and revoke bearer tokens.", no_args_is_help=True)
+app.add_typer(tokens, name="tokens")
+err = Console(stderr=True)
+CLI = Origin(actor=SYSTEM, source="cli")
+
+
+def _ledger() -> Ledger:
+    try:
+        ledger = Ledger(Settings())
+    except ValueError as error:
+        err.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    ledger.ensure_catalogue()
+    return ledger
+
+
+def _count_events(ledger: Ledger) -> int:
+    recorder: Any = ledger.recorder
+    table = recorder.events_table_name
+    with recorder.datastore.transaction(commit=False) as cur:
+        cur.execute(f"SELECT COUNT(*) AS n FROM {table}")
+        row = cur.fetchone()
+    return int(row["n"] if isinstance(row, dict) else row[0])
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Start the HTTP API (docs at /docs, contract at /openapi.json)."""
+    import uvicorn
+
+    settings = Settings()
+    host = host or settings.host
+    port = port or settings.port
+    ledger = _ledger()  # create the store and catalogue once, before the workers start
+    ledger.close()
+    err.print(f"volunteer-ledger on {settings.store().describe()}")
+    err.print(f"API docs: http://{host}:{port}/docs")
+    uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level)
+
+
+@app.command()
+def init() -> None:
+    """Create the store and its views, and load the program catalogue."""
+    from projections.models import ReadModels
+
+    ledger = _ledger()
+    models = ReadModels(ledger)
+    models.catch_up()
+    err.print(f"ready: {ledger.settings.store().describe()}, head position {ledger.head()}")
+    models.close()
+    ledger.close()
+
+
+@app.command()
+def info() -> None:
+    """Show the store, how many events it holds and the last position."""
+    ledger = _ledger()
+    table = Table(show_header=False)
+    table.add_row("store", ledger.settings.store().describe())
+    table.add_row("events", str(_count_events(ledger)))
+    table.add_row("last position", str(ledger.head()))
+    Console().print(table)
+    ledger.close()
+
+
+@tokens.command("create")
+def tokens_create(
+    role: Annotated[str, typer.Option(help="admin, recorder, committee or auditor.")],
+    unit: Annotated[str | None, typer.Option(help="The unit a recorder records for.")] = None,
+    label: Annotated[str, typer.Option(help="Who or what the token is for.")] = "",
+) -> None:
+    """Issue a token; prints only the token on standard output."""
+    ledger = _ledger()
+    try:
+        token, written = ledger.issue_token(CLI, role, unit, label)
+    except LedgerError as error:
+        err.print(f"[red]{error.field or 'error'}: {error}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        ledger.close()
+    err.print(f"issued {written.id} ({role}{' for ' + unit if unit else ''})")
+    sys.stdout.write(token + "\n")
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """List every token ever issued (never the token itself)."""
+    ledger = _ledger()
+    table = Table("id", "role", "unit", "label", "state")
+    for t in ledger.list_tokens():
+        table.add_row(t.id, t.role, t.unit_id or "", t.label, "live" if t.is_live else "revoked")
+    Console().print(table)
+    ledger.close()
+
+
+@tokens.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (token-…), from `list`.")],
+    reason: Annotated[str, typer.Option(help="Why it is revoked.")] = "revoked by the office",
+) -> None:
+    """Revoke a token: it is refused (401) from then on."""
+    ledger = _ledger()
+    try:
+        ledger.revoke_token(CLI, token_id, reason)
+    except LedgerError as error:
+        err.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        ledger.close()
+    err.print(f"revoked {token_id}")
+
+
+def _mount_read_side() -> None:
+    """Mount the read side's and the demo's commands."""
+    from projections.audit_cli import app as audit_app
+    from projections.cli import app as projections_app
+
+    app.add_typer(projections_app, name="projections")
+    app.registered_commands.extend(audit_app.registered_commands)
+
+    @app.command()
+    def demo(
+        volunteers: Annotated[int, typer.Option(help="How many volunteers.")] = 2000,
+        sessions: Annotated[int, typer.Option(help="How many service sessions.")] = 20000,
+        seed: Annotated[int, typer.Option(help="Random seed (same seed, same district).")] = 2017,
+    ) -> None:
+        """Fill the store with a realistic district from the 2017 plan."""
+        from ledger.demo import run_demo
+
+        run_demo(volunteers=volunteers, sessions=sessions, seed=seed)
+
+
+_mount_read_side()
+
+
+def main() -> None:
+    app()

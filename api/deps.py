@@ -1,0 +1,115 @@
+"""Dependencies shared by the routes: the services, the caller, read-your-writes."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ledger import Actor, Ledger, Origin, Role, Settings
+from projections.audit import Auditor
+from projections.models import ReadModels
+
+ADMIN_TOKEN_ACTOR = Actor(id="admin-token", role=Role.admin)
+
+
+@dataclass
+class Services:
+    """What one process keeps for its whole life: one ledger, its views, the auditor."""
+
+    settings: Settings
+    ledger: Ledger
+    models: ReadModels
+    auditor: Auditor
+
+    def after_write(self, position: int) -> None:
+        """In inline mode the views catch up at once, so the writer reads its own write."""
+        if self.settings.inline_projections:
+            self.models.wait_for(position, self.settings.read_wait_seconds)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+_bearer = HTTPBearer(auto_error=False, description="A token from `vledger tokens create`.")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def current_actor(
+    request: Request,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Actor | None:
+    """The caller, or None for the public; an unknown or revoked token is refused everywhere."""
+    if credentials is None:
+        if request.headers.get("authorization"):
+            raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+        return None
+    token = credentials.credentials.strip()
+    admin = services.settings.admin_token
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        return ADMIN_TOKEN_ACTOR
+    actor = services.ledger.authenticate(token)
+    if actor is None:
+        raise _unauthorized("unknown or revoked token")
+    request.state.actor = actor
+    return actor
+
+
+MaybeActor = Annotated[Actor | None, Depends(current_actor)]
+
+
+def needs(*roles: Role) -> Any:
+    """A dependency that admits the admin and the given roles, 401 without a token, else 403."""
+
+    def check(actor: MaybeActor) -> Actor:
+        if actor is None:
+            raise _unauthorized("this route needs a bearer token")
+        if actor.role is not Role.admin and actor.role not in roles:
+            allowed = ", ".join(["admin", *(r.value for r in roles)])
+            raise HTTPException(403, f"the {actor.role.value} role may not use this route "
+                                     f"(allowed: {allowed})")
+        return actor
+
+    return Depends(check)
+
+
+def origin_of(actor: Actor) -> Origin:
+    return Origin(actor=actor, source="api")
+
+
+Writer = Annotated[Actor, needs(Role.recorder, Role.committee)]
+Admin = Annotated[Actor, needs()]
+HoursReader = Annotated[Actor, needs(Role.recorder, Role.committee, Role.auditor)]
+EligibilityReader = Annotated[Actor, needs(Role.committee, Role.auditor)]
+AuditReader = Annotated[Actor, needs(Role.auditor)]
+CommitteeWriter = Annotated[Actor, needs(Role.committee)]
+RecorderWriter = Annotated[Actor, needs(Role.recorder)]
+
+
+def read_your_writes(
+    services: ServicesDep,
+    min_position: Annotated[int | None, Query(
+        ge=0, description="Wait (about 2 s at most) until the views have read this position.",
+    )] = None,
+) -> None:
+    """Wait for the views to reach the caller's last write, or answer 503 with Retry-After."""
+    if min_position is None or min_position == 0:
+        return
+    if not services.models.wait_for(min_position, services.settings.read_wait_seconds):
+        raise HTTPException(
+            503, f"the views have not reached position {min_position} yet; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+
+
+Fresh = Depends(read_your_writes)

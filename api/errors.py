@@ -1,0 +1,91 @@
+"""Errors as `application/problem+json` (RFC 9457), mapped from `LedgerError` classes once, here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger.errors import Conflict, Forbidden, InvalidRequest, LedgerError, NotFound
+
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://vledger.example/problems/"
+
+_STATUS: list[tuple[type[LedgerError], int, str]] = [
+    (InvalidRequest, 422, "Unprocessable request"),
+    (NotFound, 404, "Not found"),
+    (Conflict, 409, "Conflict with the ledger"),
+    (Forbidden, 403, "Forbidden"),
+]
+
+_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+           405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
+           415: "Unsupported media type", 422: "Unprocessable request",
+           503: "Service unavailable"}
+
+
+def problem(status: int, detail: str, *, title: str | None = None, kind: str | None = None,
+            errors: list[dict[str, str]] | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    """A problem-details response."""
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + (kind or str(status)),
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LedgerError)
+    for cls, status, title in _STATUS:
+        if isinstance(exc, cls):
+            errors = [{"field": exc.field, "detail": exc.message}] if exc.field else None
+            if status == 422 and errors is None:
+                errors = [{"field": "body", "detail": exc.message}]
+            return problem(status, exc.message, title=title, kind=_kebab(type(exc).__name__),
+                           errors=errors)
+    return problem(400, exc.message, kind=_kebab(type(exc).__name__))
+
+
+def _kebab(name: str) -> str:
+    return "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    # pydantic names the union member or the validator in the location; keep the fields.
+    parts = [p for p in parts if not p.startswith("function-") and "[" not in p]
+    return ".".join(parts) or "body"
+
+
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for err in exc.errors():
+        message = str(err.get("msg", "invalid value"))
+        message = message.removeprefix("Value error, ")
+        errors.append({"field": _field(err.get("loc", ())), "detail": message})
+    detail = "; ".join(f"{e['field']}: {e['detail']}" for e in errors) or "invalid request"
+    return problem(422, detail, kind="validation-error", errors=errors)
+
+
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(exc.status_code, str(exc.detail), headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the problem+json handlers on an app."""
+    app.add_exception_handler(LedgerError, _ledger_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

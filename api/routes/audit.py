@@ -1,0 +1,84 @@
+"""What auditors read: a volunteer's history as of a moment, the event feed, Merkle proofs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import AwareDatetime, BaseModel
+
+from api.deps import AuditReader, MaybeActor, ServicesDep
+from ledger.catalogue import Role
+from projections.history import event_feed, volunteer_history
+
+router = APIRouter(tags=["audit"])
+
+
+class History(BaseModel):
+    volunteer_id: str
+    as_of: str | None
+    events: list[dict[str, Any]]
+
+
+class Feed(BaseModel):
+    events: list[dict[str, Any]]
+    next_after: int | None
+
+
+@router.get("/v1/volunteers/{volunteer_id}/history", response_model=History)
+def history(volunteer_id: str, actor: AuditReader, services: ServicesDep,
+            as_of: AwareDatetime | None = None) -> dict[str, Any]:
+    """Every event that touched a volunteer's record, as the ledger held them at `as_of`."""
+    services.ledger.get_volunteer(volunteer_id)
+    services.models.catch_up()
+    events = volunteer_history(services.models.store, services.ledger.recorder, volunteer_id,
+                               as_of, unmasked=actor.role in (Role.admin, Role.auditor))
+    return {"volunteer_id": volunteer_id, "as_of": as_of.isoformat() if as_of else None,
+            "events": events}
+
+
+@router.get("/v1/events", response_model=Feed)
+def events(actor: AuditReader, services: ServicesDep,
+           after: Annotated[int, Query(ge=0)] = 0,
+           limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
+    """The ledger's events after a position, in order, for downstream systems."""
+    page = event_feed(services.ledger.recorder, after, limit,
+                      unmasked=actor.role in (Role.admin, Role.auditor))
+    next_after = page[-1]["position"] if len(page) == limit else None
+    return {"events": page, "next_after": next_after}
+
+
+@router.get("/v1/audit/checkpoint")
+def checkpoint(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
+    """The signed root of the Merkle tree over every event (RFC 9162)."""
+    services.models.catch_up()
+    result: dict[str, Any] = services.auditor.checkpoint()
+    return result
+
+
+@router.get("/v1/audit/public-key", response_class=PlainTextResponse)
+def public_key(actor: MaybeActor, services: ServicesDep) -> str:
+    """The Ed25519 public key (PEM) that signs checkpoints."""
+    return services.auditor.key.public_key_pem()
+
+
+@router.get("/v1/audit/inclusion")
+def inclusion(actor: AuditReader, services: ServicesDep,
+              position: Annotated[int, Query(ge=1)],
+              tree_size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+    """The audit path that proves the event at `position` is in the tree of `tree_size`."""
+    services.models.catch_up()
+    size = tree_size if tree_size is not None else services.auditor.checkpoint()["tree_size"]
+    result: dict[str, Any] = services.auditor.inclusion(position, size)
+    return result
+
+
+@router.get("/v1/audit/consistency")
+def consistency(actor: AuditReader, services: ServicesDep,
+                first: Annotated[int, Query(ge=1)],
+                second: Annotated[int, Query(ge=1)]) -> dict[str, Any]:
+    """The proof that the tree of size `first` is a prefix of the tree of size `second`."""
+    services.models.catch_up()
+    result: dict[str, Any] = services.auditor.consistency(first, second)
+    return result

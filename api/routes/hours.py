@@ -1,0 +1,105 @@
+"""Volunteer hours and star levels, and award eligibility with its explanation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel
+
+from api.deps import EligibilityReader, Fresh, HoursReader, ServicesDep
+from api.schemas import etagged, paginate
+from ledger.catalogue import AwardKind
+from ledger.errors import NotFound
+
+router = APIRouter(tags=["hours and eligibility"])
+
+
+class Hours(BaseModel):
+    volunteer_id: str
+    total_minutes: int
+    total_hours: float
+    star_level: int
+    by_category: dict[str, int]
+    by_program: dict[str, int]
+    by_year: dict[str, int]
+    by_quarter: dict[str, int]
+    sessions: int
+    training_minutes: int
+    training_hours: float
+    last_service_date: str | None
+    position: int
+
+
+class Criterion(BaseModel):
+    name: str
+    required: Any
+    actual: Any
+    passed: bool
+
+
+class Candidate(BaseModel):
+    candidate_id: str
+    name: str | None = None
+    eligible: bool
+    criteria: list[Criterion]
+
+
+class Eligibility(BaseModel):
+    award: str
+    year: int
+    rules_version: int
+    position: int
+    items: list[Candidate]
+    next_cursor: str | None = None
+
+
+@router.get("/v1/volunteers/{volunteer_id}/hours", response_model=Hours, dependencies=[Fresh])
+def volunteer_hours(volunteer_id: str, request: Request, response: Response,
+                    actor: HoursReader, services: ServicesDep) -> Any:
+    """A volunteer's recorded minutes by category, program and year, and their star level."""
+    hours = services.models.volunteer_hours(volunteer_id)
+    if hours is None:
+        services.ledger.get_volunteer(volunteer_id)  # 404 when the ledger does not know them
+        services.models.catch_up()
+        hours = services.models.volunteer_hours(volunteer_id)
+        if hours is None:
+            raise NotFound(f"no volunteer with id {volunteer_id!r}")
+    return etagged(request, response, hours)
+
+
+def _eligibility(services: Any, award: AwardKind, year: int,
+                 candidate_id: str | None) -> dict[str, Any]:
+    result = services.models.eligibility(award.value, year, candidate_id)
+    if result is None:
+        raise NotFound(f"no rules are published for {award.value} {year}")
+    result = dict(result)
+    result.setdefault("position", services.models.position())
+    return result
+
+
+@router.get("/v1/eligibility/{award}/{year}", response_model=Eligibility, dependencies=[Fresh])
+def eligibility(
+    award: AwardKind, year: Annotated[int, Path(ge=2000, le=2100)], request: Request,
+    response: Response, actor: EligibilityReader, services: ServicesDep,
+    eligible: Annotated[bool | None, Query(description="Only (in)eligible candidates.")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=5000)] = None,
+    cursor: str | None = None,
+) -> Any:
+    """Every candidate for an award and year, eligible or not, and why, per criterion."""
+    result = _eligibility(services, award, year, None)
+    items = result["items"]
+    if eligible is not None:
+        items = [i for i in items if i["eligible"] is eligible]
+    result["items"], result["next_cursor"] = paginate(items, limit, cursor)
+    return etagged(request, response, result)
+
+
+@router.get("/v1/eligibility/{award}/{year}/{candidate_id}", response_model=Eligibility,
+            dependencies=[Fresh])
+def candidate_eligibility(
+    award: AwardKind, year: Annotated[int, Path(ge=2000, le=2100)], candidate_id: str,
+    request: Request, response: Response, actor: EligibilityReader, services: ServicesDep,
+) -> Any:
+    """One candidate's eligibility for an award and year, per criterion."""
+    return etagged(request, response, _eligibility(services, award, year, candidate_id))

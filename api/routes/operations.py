@@ -1,0 +1,61 @@
+"""Operations: liveness, readiness, metrics; and the public program catalogue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import generate_latest
+
+from api.deps import MaybeActor, ServicesDep
+from ledger.catalogue import CATEGORY_NAMES, PROGRAMS, STAR_THRESHOLD_HOURS
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
+    """200 when the event store answers, else 503."""
+    try:
+        head = services.ledger.head()
+    except Exception as error:  # the store is down: say so, as a 503
+        raise HTTPException(503, f"the event store does not answer: {error}") from None
+    return {"status": "ok", "store": services.settings.store().kind, "head": head}
+
+
+@router.get("/readyz")
+def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
+    """200 when every view is within the configured lag of the store's head, else 503."""
+    statuses = services.models.runner.status()
+    lag = max((s.lag for s in statuses), default=0)
+    body = {"status": "ok" if lag <= services.settings.max_view_lag_events else "lagging",
+            "views": {s.name: {"position": s.position, "lag": s.lag} for s in statuses}}
+    if lag > services.settings.max_view_lag_events:
+        raise HTTPException(503, f"views lag {lag} events behind the store")
+    return body
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(request: Request, services: ServicesDep) -> PlainTextResponse:
+    """Prometheus metrics: requests, latency, events appended, view lag."""
+    m = request.app.state.metrics
+    for s in services.models.runner.status():
+        m.view_position.labels(s.name).set(s.position)
+        m.view_lag.labels(s.name).set(s.lag)
+        m.head.set(s.head)
+    return PlainTextResponse(generate_latest(m.registry).decode(),
+                             media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/programs")
+def programs(actor: MaybeActor) -> dict[str, Any]:
+    """The plan's 3 categories and 16 programs, and the star thresholds in hours."""
+    return {
+        "categories": {c.value: {"name_zh": zh, "name_en": en}
+                       for c, (zh, en) in CATEGORY_NAMES.items()},
+        "programs": [{"code": p.code, "category": p.category.value, "name_zh": p.name_zh,
+                      "name_en": p.name_en, "responsible": list(p.responsible)}
+                     for p in PROGRAMS.values()],
+        "star_threshold_hours": list(STAR_THRESHOLD_HOURS),
+    }

@@ -1,0 +1,101 @@
+"""Public aggregates: unit rankings and quarterly bulletins (no personal data)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel
+
+from api.deps import Fresh, MaybeActor, ServicesDep
+from api.schemas import ProgramCode, etagged, paginate
+from ledger.catalogue import UnitKind
+
+router = APIRouter(tags=["reports"])
+
+
+class Basis(StrEnum):
+    members = "members"
+    organised = "organised"
+
+
+class RankingItem(BaseModel):
+    rank: int
+    unit_id: str
+    name: str
+    kind: str
+    total_minutes: int
+    total_hours: float
+    volunteers: int
+    minutes_per_volunteer: float
+    sessions: int
+
+
+class Rankings(BaseModel):
+    kind: str
+    basis: str
+    year: int | None
+    quarter: int | None
+    rollup: bool
+    position: int
+    items: list[RankingItem]
+    next_cursor: str | None
+
+
+class BulletinItem(BaseModel):
+    unit_id: str
+    name: str
+    kind: str
+    total_minutes: int
+    sessions: int
+    volunteers: int
+
+
+class Bulletin(BaseModel):
+    year: int
+    quarter: int
+    program: str
+    basis: str
+    position: int
+    items: list[BulletinItem]
+    next_cursor: str | None
+
+
+@router.get("/v1/rankings/units", response_model=Rankings, dependencies=[Fresh])
+def unit_rankings(
+    request: Request, response: Response, actor: MaybeActor, services: ServicesDep,
+    kind: Annotated[UnitKind, Query(description="Units are ranked within one kind.")],
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    quarter: Annotated[int | None, Query(ge=1, le=4)] = None,
+    basis: Basis = Basis.members,
+    rollup: Annotated[bool, Query(description="Add each unit's descendants' minutes.")] = False,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: str | None = None,
+) -> Any:
+    """Units of one kind ranked by minutes served; ties share a rank (1, 2, 2, 4)."""
+    items = services.models.unit_rankings(kind.value, basis.value, year, quarter, rollup)
+    page, next_cursor = paginate(items, limit, cursor)
+    body = {"kind": kind.value, "basis": basis.value, "year": year, "quarter": quarter,
+            "rollup": rollup, "position": services.models.position(), "items": page,
+            "next_cursor": next_cursor}
+    return etagged(request, response, body)
+
+
+@router.get("/v1/bulletins/{year}/{quarter}", response_model=Bulletin, dependencies=[Fresh])
+def quarterly_bulletin(
+    request: Request, response: Response, actor: MaybeActor, services: ServicesDep,
+    year: Annotated[int, Path(ge=2000, le=2100)],
+    quarter: Annotated[int, Path(ge=1, le=4)],
+    program: ProgramCode = ProgramCode["B6"],  # type: ignore[misc]
+    basis: Basis = Basis.organised,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: str | None = None,
+) -> Any:
+    """A quarter's bulletin of one program (B6 online civilisation by default), per unit."""
+    items = services.models.bulletin(year, quarter, str(program.value), basis.value)
+    page, next_cursor = paginate(items, limit, cursor)
+    body = {"year": year, "quarter": quarter, "program": str(program.value),
+            "basis": basis.value, "position": services.models.position(), "items": page,
+            "next_cursor": next_cursor}
+    return etagged(request, response, body)

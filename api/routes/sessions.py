@@ -1,0 +1,146 @@
+"""Service sessions: record (one or a batch), look up, correct, void."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+from pydantic import AwareDatetime, BaseModel, Field
+
+from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
+from api.errors import _STATUS
+from api.schemas import Body, Id, Reason
+from ledger import SessionRecord
+
+router = APIRouter(prefix="/v1/service-sessions", tags=["service sessions"])
+
+
+class SessionIn(Body):
+    volunteer_id: Id
+    activity_id: Id
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
+    source_record_id: Id
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{
+        "volunteer_id": "vol-…", "activity_id": "act-…",
+        "started_at": "2017-03-05T09:00:00+08:00", "ended_at": "2017-03-05T11:30:00+08:00",
+        "source_record_id": "lidong-2017-000123"}]}}
+
+    def record(self) -> SessionRecord:
+        return SessionRecord(self.volunteer_id, self.activity_id, self.started_at,
+                             self.ended_at, self.source_record_id)
+
+
+class SessionWrite(BaseModel):
+    id: str
+    minutes: int
+    position: int
+
+
+class CorrectionIn(Body):
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
+    reason: Reason
+
+
+class VoidIn(Body):
+    reason: Reason
+
+
+class BatchIn(Body):
+    records: list[SessionIn] = Field(min_length=1, max_length=5000)
+
+
+class BatchItem(BaseModel):
+    index: int
+    status: str = Field(description="accepted, duplicate or rejected")
+    id: str | None = None
+    minutes: int | None = None
+    error: dict[str, Any] | None = None
+
+
+class BatchOut(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    position: int
+    results: list[BatchItem]
+
+
+class SessionOut(BaseModel):
+    id: str
+    volunteer_id: str
+    activity_id: str
+    program_code: str
+    organiser_unit_id: str
+    started_at: str
+    ended_at: str
+    minutes: int
+    service_date: str
+    source_record_id: str
+    voided: bool
+    voided_reason: str | None
+    version: int
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=SessionWrite,
+             responses={200: {"model": SessionWrite,
+                              "description": "The same record was already stored."}})
+def record_session(body: SessionIn, actor: RecorderWriter, services: ServicesDep,
+                   response: Response) -> dict[str, Any]:
+    """Record a session; the same `source_record_id` and content again answers 200, same id."""
+    written = services.ledger.record_session(origin_of(actor), body.record())
+    if not written.created:
+        response.status_code = status.HTTP_200_OK
+    services.after_write(written.position)
+    return {"id": written.id, "minutes": written.minutes, "position": written.position}
+
+
+@router.post("/batch", response_model=BatchOut)
+def record_batch(body: BatchIn, actor: RecorderWriter, services: ServicesDep) -> dict[str, Any]:
+    """Record up to 5,000 sessions in one transaction; each record gets its own outcome."""
+    result = services.ledger.record_sessions(origin_of(actor), [r.record() for r in body.records])
+    services.after_write(result.position)
+    items = []
+    for o in result.outcomes:
+        item: dict[str, Any] = {"index": o.index, "status": o.status, "id": o.session_id,
+                                "minutes": o.minutes}
+        if o.error is not None:
+            code = next((s for cls, s, _ in _STATUS if isinstance(o.error, cls)), 400)
+            item["error"] = {"status": code, "type": type(o.error).__name__,
+                             "field": getattr(o.error, "field", None), "detail": str(o.error)}
+        items.append(item)
+    return {"accepted": result.count("accepted"), "duplicates": result.count("duplicate"),
+            "rejected": result.count("rejected"), "position": result.position, "results": items}
+
+
+@router.get("/{session_id}", response_model=SessionOut)
+def get_session(session_id: str, actor: HoursReader, services: ServicesDep) -> dict[str, Any]:
+    """A session as it stands now (its history is under the volunteer's history)."""
+    s = services.ledger.get_session(session_id)
+    return {"id": s.id, "volunteer_id": s.volunteer_id, "activity_id": s.activity_id,
+            "program_code": s.program_code, "organiser_unit_id": s.organiser_unit_id,
+            "started_at": s.started_at.isoformat(), "ended_at": s.ended_at.isoformat(),
+            "minutes": s.minutes, "service_date": s.service_date,
+            "source_record_id": s.source_record_id, "voided": s.is_voided,
+            "voided_reason": s.voided_reason, "version": s.version}
+
+
+@router.post("/{session_id}/corrections", response_model=SessionWrite)
+def correct_session(session_id: str, body: CorrectionIn, actor: RecorderWriter,
+                    services: ServicesDep) -> dict[str, Any]:
+    """Correct a session's times, with a reason; the previous times stay in the history."""
+    written = services.ledger.correct_session(
+        origin_of(actor), session_id, body.started_at, body.ended_at, body.reason)
+    services.after_write(written.position)
+    return {"id": written.id, "minutes": written.minutes, "position": written.position}
+
+
+@router.post("/{session_id}/void", response_model=SessionWrite)
+def void_session(session_id: str, body: VoidIn, actor: RecorderWriter,
+                 services: ServicesDep) -> dict[str, Any]:
+    """Void a session, with a reason; it no longer counts but stays in the history."""
+    written = services.ledger.void_session(origin_of(actor), session_id, body.reason)
+    services.after_write(written.position)
+    return {"id": written.id, "minutes": 0, "position": written.position}

@@ -1,0 +1,41 @@
+"""Training completions at the four levels (province, city, district, community)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, status
+from pydantic import Field
+
+from api.deps import RecorderWriter, ServicesDep, origin_of
+from api.schemas import Body, Created, Id, Text
+from ledger.catalogue import TrainingAudience, TrainingForm, TrainingLevel
+
+router = APIRouter(prefix="/v1/training-completions", tags=["trainings"])
+
+
+class TrainingIn(Body):
+    volunteer_id: Id
+    level: TrainingLevel
+    form: TrainingForm
+    audience: TrainingAudience
+    title: Text
+    completed_on: date
+    hours: Annotated[float, Field(gt=0, le=720)]
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{
+        "volunteer_id": "vol-…", "level": "district", "form": "centralised",
+        "audience": "core", "title": "网络文明传播志愿者培训班", "completed_on": "2017-05-20",
+        "hours": 4}]}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=Created)
+def complete_training(body: TrainingIn, actor: RecorderWriter,
+                      services: ServicesDep) -> dict[str, Any]:
+    """Record a training a volunteer completed; its hours are kept apart from service hours."""
+    written = services.ledger.complete_training(
+        origin_of(actor), body.volunteer_id, body.level.value, body.form.value,
+        body.audience.value, body.title, body.completed_on, body.hours)
+    services.after_write(written.position)
+    return {"id": written.id, "position": written.position}

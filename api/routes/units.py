@@ -1,0 +1,89 @@
+"""Units: register, look up, rename or move, close."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel
+
+from api.deps import Admin, MaybeActor, ServicesDep, origin_of
+from api.schemas import Body, Created, Id, Reason, Text
+from ledger.catalogue import CivilizedLevel, UnitKind
+
+router = APIRouter(prefix="/v1/units", tags=["units"])
+
+
+class UnitIn(Body):
+    name: Text
+    kind: UnitKind
+    parent_id: Id | None = None
+    civilized_level: CivilizedLevel | None = None
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [
+        {"name": "列东街道", "kind": "subdistrict", "parent_id": None}]}}
+
+
+class UnitChange(Body):
+    name: Text | None = None
+    parent_id: Id | None = None
+
+
+class UnitClosure(Body):
+    closed_on: date
+    reason: Reason
+
+
+class UnitOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+    parent_id: str | None
+    civilized_level: str | None
+    closed_on: str | None
+    version: int
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=Created)
+def register_unit(body: UnitIn, actor: Admin, services: ServicesDep) -> dict[str, Any]:
+    """Register a unit (town, subdistrict, community, department, school, organisation, station)."""
+    written = services.ledger.register_unit(
+        origin_of(actor), body.name, body.kind.value, body.parent_id,
+        body.civilized_level.value if body.civilized_level else None)
+    services.after_write(written.position)
+    return {"id": written.id, "position": written.position}
+
+
+@router.get("/{unit_id}", response_model=UnitOut)
+def get_unit(unit_id: str, actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
+    """A unit as the ledger knows it now (units are public facts)."""
+    unit = services.ledger.get_unit(unit_id)
+    return {"id": unit.id, "name": unit.name, "kind": unit.kind, "parent_id": unit.parent_id,
+            "civilized_level": unit.civilized_level, "closed_on": unit.closed_on,
+            "version": unit.version}
+
+
+@router.patch("/{unit_id}", response_model=Created)
+def change_unit(unit_id: str, body: UnitChange, actor: Admin,
+                services: ServicesDep) -> dict[str, Any]:
+    """Rename a unit or move it under another parent."""
+    ledger, origin = services.ledger, origin_of(actor)
+    ledger.get_unit(unit_id)
+    position = 0
+    if body.name is not None:
+        position = ledger.rename_unit(origin, unit_id, body.name).position
+    if "parent_id" in body.model_fields_set:
+        position = ledger.move_unit(origin, unit_id, body.parent_id).position
+    position = position or ledger.head()
+    services.after_write(position)
+    return {"id": unit_id, "position": position}
+
+
+@router.post("/{unit_id}/closure", response_model=Created)
+def close_unit(unit_id: str, body: UnitClosure, actor: Admin,
+               services: ServicesDep) -> dict[str, Any]:
+    """Close a unit: nothing new may refer to it."""
+    written = services.ledger.close_unit(origin_of(actor), unit_id, body.closed_on, body.reason)
+    services.after_write(written.position)
+    return {"id": written.id, "position": written.position}

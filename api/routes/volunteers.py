@@ -1,0 +1,155 @@
+"""Volunteers: register, look up (masked), update, transfer, deregister, insure."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel, Field, StringConstraints
+
+from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
+from api.schemas import Body, Created, Id, Reason, Text, Year
+from ledger.catalogue import Gender, PoliticalStatus
+from ledger.privacy import masked
+
+router = APIRouter(prefix="/v1/volunteers", tags=["volunteers"])
+
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9\- ]{4,19}$")]
+IdNumber = Annotated[str, StringConstraints(strip_whitespace=True,
+                                             pattern=r"^(\d{17}[\dXx]|\d{15})$")]
+Skill = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class Personal(Body):
+    birth_date: date | None = None
+    gender: Gender | None = None
+    political_status: PoliticalStatus | None = None
+    phone: Phone | None = None
+    id_number: IdNumber | None = None
+    skills: list[Skill] | None = Field(default=None, max_length=50)
+
+
+class VolunteerIn(Personal):
+    name: Text
+    home_unit_id: Id
+    registered_on: date
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{
+        "name": "林小梅", "home_unit_id": "unit-…", "registered_on": "2017-03-01",
+        "gender": "female", "political_status": "league_member", "phone": "13805981234"}]}}
+
+
+class VolunteerChange(Personal):
+    name: Text | None = None
+
+
+class VolunteerCreated(Created):
+    volunteer_number: str
+
+
+class TransferIn(Body):
+    to_unit_id: Id
+    effective_on: date
+
+
+class DeregistrationIn(Body):
+    deregistered_on: date
+    reason: Reason
+
+
+class InsuranceIn(Body):
+    year: Year
+    policy_ref: Text
+    insurer: Text
+
+
+class VolunteerOut(BaseModel):
+    id: str
+    volunteer_number: str
+    name: str
+    home_unit_id: str
+    current_unit_id: str
+    registered_on: str
+    deregistered_on: str | None
+    memberships: list[dict[str, str]]
+    personal: dict[str, Any]
+    insured_years: list[int]
+    trainings: list[dict[str, Any]]
+    version: int
+
+
+def _personal(body: Personal) -> dict[str, Any]:
+    data = body.model_dump(exclude_unset=True, exclude={"name"})
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in data.items() if v is not None}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=VolunteerCreated)
+def register_volunteer(body: VolunteerIn, actor: RecorderWriter,
+                       services: ServicesDep) -> dict[str, Any]:
+    """Register a volunteer with a home unit; returns the id and the district volunteer number."""
+    personal = _personal(body)
+    for key in ("home_unit_id", "registered_on"):
+        personal.pop(key, None)
+    written, number = services.ledger.register_volunteer(
+        origin_of(actor), body.name, body.home_unit_id, body.registered_on, **personal)
+    services.after_write(written.position)
+    return {"id": written.id, "volunteer_number": number, "position": written.position}
+
+
+@router.get("/{volunteer_id}", response_model=VolunteerOut)
+def get_volunteer(volunteer_id: str, actor: HoursReader, services: ServicesDep) -> dict[str, Any]:
+    """A volunteer's record; phone and id number are masked."""
+    v = services.ledger.get_volunteer(volunteer_id)
+    return {
+        "id": v.id, "volunteer_number": v.volunteer_number, "name": v.name,
+        "home_unit_id": v.home_unit_id, "current_unit_id": v.current_unit_id,
+        "registered_on": v.registered_on, "deregistered_on": v.deregistered_on,
+        "memberships": [{"effective_on": d, "unit_id": u} for d, u in v.memberships],
+        "personal": masked(v.personal), "insured_years": sorted(v.insured_years),
+        "trainings": v.trainings, "version": v.version,
+    }
+
+
+@router.patch("/{volunteer_id}", response_model=Created)
+def update_volunteer(volunteer_id: str, body: VolunteerChange, actor: RecorderWriter,
+                     services: ServicesDep) -> dict[str, Any]:
+    """Correct or complete a volunteer's name and personal data."""
+    changes = _personal(body)
+    if body.name is not None:
+        changes["name"] = body.name
+    written = services.ledger.update_volunteer(origin_of(actor), volunteer_id, changes)
+    services.after_write(written.position)
+    return {"id": written.id, "position": written.position}
+
+
+@router.post("/{volunteer_id}/transfers", status_code=status.HTTP_201_CREATED,
+             response_model=Created)
+def transfer_volunteer(volunteer_id: str, body: TransferIn, actor: RecorderWriter,
+                       services: ServicesDep) -> dict[str, Any]:
+    """Move a volunteer to another unit from `effective_on` (it may lie in the past)."""
+    written = services.ledger.transfer_volunteer(
+        origin_of(actor), volunteer_id, body.to_unit_id, body.effective_on)
+    services.after_write(written.position)
+    return {"id": written.id, "position": written.position}
+
+
+@router.post("/{volunteer_id}/deregistration", response_model=Created)
+def deregister_volunteer(volunteer_id: str, body: DeregistrationIn, actor: RecorderWriter,
+                         services: ServicesDep) -> dict[str, Any]:
+    """End a volunteer's registration; their recorded hours stay on the record."""
+    written = services.ledger.deregister_volunteer(
+        origin_of(actor), volunteer_id, body.deregistered_on, body.reason)
+    services.after_write(written.position)
+    return {"id": written.id, "position": written.position}
+
+
+@router.post("/{volunteer_id}/insurance", status_code=status.HTTP_201_CREATED,
+             response_model=Created)
+def insure_volunteer(volunteer_id: str, body: InsuranceIn, actor: RecorderWriter,
+                     services: ServicesDep, response: Response) -> dict[str, Any]:
+    """Record a volunteer's personal accident insurance for a year (plan measure 5)."""
+    written = services.ledger.insure_volunteer(
+        origin_of(actor), volunteer_id, body.year, body.policy_ref, body.insurer)
+    services.after_write(written.position)
+    return {"id": written.id, "position": written.position}

@@ -1,0 +1,119 @@
+"""Recording, repeating, correcting and voiding sessions over HTTP."""
+
+from __future__ import annotations
+
+from tests.api.conftest import District
+
+
+def test_recording_a_session_answers_201_with_its_minutes_and_position(district: District) -> None:
+    response = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T11:30:59+08:00", "r-1")
+    assert response.status_code == 201
+    body = response.json()
+    assert body["minutes"] == 150
+    assert body["position"] > 0
+
+
+def test_the_same_record_again_answers_200_with_the_same_id(district: District) -> None:
+    first = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "r-1")
+    again = district.session("2017-03-05T01:00:00Z", "2017-03-05T02:00:00Z", "r-1")
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours").json()
+    assert hours["total_minutes"] == 60
+
+
+def test_a_reused_source_record_id_with_other_content_is_a_409(district: District) -> None:
+    district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "r-1")
+    response = district.session("2017-03-05T12:00:00+08:00", "2017-03-05T13:00:00+08:00", "r-1")
+    assert response.status_code == 409
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_an_overlapping_session_is_a_409_and_touching_is_fine(district: District) -> None:
+    district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "r-1")
+    overlap = district.session("2017-03-05T09:30:00+08:00", "2017-03-05T10:30:00+08:00", "r-2")
+    touch = district.session("2017-03-05T10:00:00+08:00", "2017-03-05T11:00:00+08:00", "r-3")
+    assert overlap.status_code == 409
+    assert touch.status_code == 201
+
+
+def test_end_before_start_is_a_422_naming_ended_at(district: District) -> None:
+    response = district.session("2017-03-05T10:00:00+08:00", "2017-03-05T09:00:00+08:00", "r-1")
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "ended_at"
+
+
+def test_a_time_without_offset_is_a_422_naming_the_field(district: District) -> None:
+    response = district.session("2017-03-05T10:00:00", "2017-03-05T11:00:00+08:00", "r-1")
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["started_at"]
+
+
+def test_outside_the_activity_window_is_a_422(district: District) -> None:
+    response = district.session("2017-03-05T07:00:00+08:00", "2017-03-05T09:00:00+08:00", "r-1")
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "started_at"
+
+
+def test_an_unknown_volunteer_in_the_body_is_a_422_naming_it(district: District) -> None:
+    response = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "r-1",
+                                volunteer="vol-nobody")
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "volunteer_id"
+
+
+def test_a_correction_moves_the_minutes_and_a_void_removes_them(district: District) -> None:
+    sid = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00",
+                           "r-1").json()["id"]
+    corrected = district.post(f"/v1/service-sessions/{sid}/corrections", {
+        "started_at": "2017-03-05T09:00:00+08:00", "ended_at": "2017-03-05T09:45:00+08:00",
+        "reason": "left early"})
+    assert corrected.status_code == 200
+    assert corrected.json()["minutes"] == 45
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours").json()
+    assert hours["total_minutes"] == 45
+    voided = district.post(f"/v1/service-sessions/{sid}/void", {"reason": "duplicate sheet"})
+    assert voided.status_code == 200
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours").json()
+    assert hours["total_minutes"] == 0
+
+
+def test_voiding_a_voided_session_is_a_409_and_an_empty_reason_a_422(district: District) -> None:
+    sid = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00",
+                           "r-1").json()["id"]
+    assert district.post(f"/v1/service-sessions/{sid}/void", {"reason": " "}).status_code == 422
+    assert district.post(f"/v1/service-sessions/{sid}/void", {"reason": "x"}).status_code == 200
+    assert district.post(f"/v1/service-sessions/{sid}/void", {"reason": "x"}).status_code == 409
+
+
+def test_correcting_an_unknown_session_is_a_404(district: District) -> None:
+    response = district.post("/v1/service-sessions/ses-nothing/corrections", {
+        "started_at": "2017-03-05T09:00:00+08:00", "ended_at": "2017-03-05T09:45:00+08:00",
+        "reason": "x"})
+    assert response.status_code == 404
+
+
+def test_a_batch_gives_each_record_its_own_outcome(district: District) -> None:
+    record = {"volunteer_id": district.volunteer, "activity_id": district.activity,
+              "source_record_id": "b-1", "started_at": "2017-03-05T09:00:00+08:00",
+              "ended_at": "2017-03-05T10:00:00+08:00"}
+    bad = {**record, "source_record_id": "b-2", "started_at": "2017-03-05T09:30:00+08:00"}
+    response = district.post("/v1/service-sessions/batch", {"records": [record, bad, record]})
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["status"] for r in body["results"]] == ["accepted", "rejected", "duplicate"]
+    assert body["results"][1]["error"]["status"] == 409
+
+
+def test_a_read_after_a_write_sees_it_with_min_position(district: District) -> None:
+    written = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "r-1")
+    position = written.json()["position"]
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours", min_position=position)
+    assert hours.status_code == 200
+    assert hours.json()["position"] >= position
+
+
+def test_a_position_the_views_cannot_reach_is_a_503_with_retry_after(district: District) -> None:
+    response = district.get(f"/v1/volunteers/{district.volunteer}/hours", min_position=10**9)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
