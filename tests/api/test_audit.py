@@ -1,0 +1,59 @@
+"""History as of a moment, the event feed, and proofs an auditor can check independently."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from projections.merkle import verify_inclusion
+from projections.signing import verify_checkpoint
+from tests.api.conftest import District
+
+
+def test_history_as_of_a_past_moment_leaves_out_later_events(district: District) -> None:
+    sid = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00",
+                           "h-1").json()["id"]
+    time.sleep(0.01)
+    moment = datetime.now(UTC).isoformat()
+    time.sleep(0.01)
+    district.post(f"/v1/service-sessions/{sid}/void", {"reason": "wrong volunteer"})
+    now = district.get(f"/v1/volunteers/{district.volunteer}/history",
+                       token=district.auditor).json()
+    then = district.get(f"/v1/volunteers/{district.volunteer}/history",
+                        token=district.auditor, as_of=moment).json()
+    assert "ServiceSession.Voided" in [e["type"] for e in now["events"]]
+    assert "ServiceSession.Voided" not in [e["type"] for e in then["events"]]
+    assert all({"position", "type", "recorded_at", "actor", "data"} <= set(e)
+               for e in now["events"])
+
+
+def test_the_event_feed_is_in_position_order_and_pages(district: District) -> None:
+    first = district.get("/v1/events", token=district.auditor, after=0, limit=3).json()
+    positions = [e["position"] for e in first["events"]]
+    assert positions == sorted(positions) and len(positions) == 3
+    nxt = district.get("/v1/events", token=district.auditor, after=first["next_after"],
+                       limit=3).json()
+    assert nxt["events"][0]["position"] > positions[-1]
+
+
+def test_a_checkpoint_verifies_with_the_published_key(district: District) -> None:
+    checkpoint = district.get("/v1/audit/checkpoint", token=None).json()
+    key = district.client.get("/v1/audit/public-key").text
+    assert verify_checkpoint(key, checkpoint)
+    forged = {**checkpoint, "tree_size": checkpoint["tree_size"] + 1}
+    assert not verify_checkpoint(key, forged)
+
+
+def test_an_inclusion_proof_leads_to_the_signed_root(district: District) -> None:
+    checkpoint = district.get("/v1/audit/checkpoint", token=None).json()
+    proof = district.get("/v1/audit/inclusion", token=district.auditor, position=3,
+                         tree_size=checkpoint["tree_size"]).json()
+    assert verify_inclusion(bytes.fromhex(proof["leaf_hash"]), proof["leaf_index"],
+                            proof["tree_size"], [bytes.fromhex(h) for h in proof["hashes"]],
+                            bytes.fromhex(checkpoint["root_hash"]))
+
+
+def test_a_proof_for_a_tree_larger_than_the_log_is_a_422(district: District) -> None:
+    response = district.get("/v1/audit/consistency", token=district.auditor, first=1,
+                            second=10**6)
+    assert response.status_code == 422

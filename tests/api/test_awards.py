@@ -1,0 +1,70 @@
+"""Award rules, eligibility with reasons, grants and revocations."""
+
+from __future__ import annotations
+
+from tests.api.conftest import District
+
+
+def test_publishing_rules_twice_makes_version_2(district: District) -> None:
+    path = "/v1/award-rules/most_beautiful_volunteer/2017"
+    first = district.client.put(path, json={"min_hours_in_year": 1},
+                                headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    second = district.client.put(path, json={"min_hours_in_year": 2},
+                                 headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    assert (first.json()["version"], second.json()["version"]) == (1, 2)
+
+
+def test_an_unknown_criterion_is_a_422_naming_it(district: District) -> None:
+    response = district.client.put("/v1/award-rules/best_project/2017",
+                                   json={"min_star_level": 2},
+                                   headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "min_star_level"
+
+
+def test_eligibility_explains_a_failing_candidate_per_criterion(district: District) -> None:
+    district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:30:00+08:00", "e-1")
+    district.client.put("/v1/award-rules/most_beautiful_volunteer/2017",
+                        json={"min_hours_in_year": 2, "training_required": False},
+                        headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    body = district.get(f"/v1/eligibility/most_beautiful_volunteer/2017/{district.volunteer}",
+                        token=district.committee).json()
+    assert body["rules_version"] == 1
+    [item] = body["items"]
+    assert item["candidate_id"] == district.volunteer and item["eligible"] is False
+    hours = next(c for c in item["criteria"] if c["name"] == "min_hours_in_year")
+    assert (hours["required"], hours["actual"], hours["passed"]) == (2, 1.5, False)
+
+
+def test_eligibility_without_published_rules_is_a_404(district: District) -> None:
+    response = district.get("/v1/eligibility/best_community/2017", token=district.committee)
+    assert response.status_code == 404
+
+
+def test_granting_an_award_twice_is_a_409_and_revoking_twice_too(district: District) -> None:
+    district.client.put("/v1/award-rules/most_beautiful_volunteer/2017",
+                        json={"min_hours_in_year": 0},
+                        headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    grant = {"award": "most_beautiful_volunteer", "year": 2017,
+             "recipient_id": district.volunteer, "decision_ref": "梅文明〔2017〕12号"}
+    first = district.post("/v1/awards", grant, token=district.committee)
+    assert first.status_code == 201
+    assert district.post("/v1/awards", grant, token=district.committee).status_code == 409
+    award_id = first.json()["id"]
+    revoke = {"reason": "decision withdrawn"}
+    assert district.post(f"/v1/awards/{award_id}/revoke", revoke,
+                         token=district.committee).status_code == 200
+    assert district.post(f"/v1/awards/{award_id}/revoke", revoke,
+                         token=district.committee).status_code == 409
+
+
+def test_an_award_without_rules_or_to_the_wrong_kind_is_a_422(district: District) -> None:
+    no_rules = district.post("/v1/awards", {"award": "best_community", "year": 2017,
+                                            "recipient_id": district.unit_a, "decision_ref": "x"})
+    assert no_rules.status_code == 422
+    district.client.put("/v1/award-rules/best_community/2017", json={"min_hours_in_year": 0},
+                        headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    wrong = district.post("/v1/awards", {"award": "best_community", "year": 2017,
+                                         "recipient_id": district.unit_a, "decision_ref": "x"})
+    assert wrong.status_code == 422
+    assert wrong.json()["errors"][0]["field"] == "recipient_id"

@@ -1,0 +1,77 @@
+"""Bad input gets a problem+json answer naming the field and the rule, never a 500."""
+
+from __future__ import annotations
+
+from tests.api.conftest import District
+
+
+def test_a_missing_field_is_named(district: District) -> None:
+    response = district.post("/v1/volunteers", {"name": "x", "home_unit_id": district.unit_a})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["status"] == 422 and body["type"] and body["title"]
+    assert [e["field"] for e in body["errors"]] == ["registered_on"]
+
+
+def test_an_unknown_field_is_refused_rather_than_ignored(district: District) -> None:
+    response = district.post("/v1/units", {"name": "x", "kind": "town", "colour": "red"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "colour"
+
+
+def test_a_bad_program_code_is_named(district: District) -> None:
+    response = district.post("/v1/activities", {
+        "program_code": "D9", "organiser_unit_id": district.unit_a, "title": "x",
+        "starts_at": "2017-03-05T08:00:00+08:00", "ends_at": "2017-03-05T09:00:00+08:00"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "program_code"
+
+
+def test_an_unknown_unit_in_the_body_is_a_422_naming_it(district: District) -> None:
+    response = district.post("/v1/volunteers", {"name": "x", "home_unit_id": "unit-nope",
+                                                "registered_on": "2017-01-01"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "home_unit_id"
+
+
+def test_an_unknown_id_in_the_path_is_a_404(district: District) -> None:
+    assert district.get("/v1/volunteers/vol-nobody/hours").status_code == 404
+    assert district.post("/v1/volunteers/vol-nobody/transfers", {
+        "to_unit_id": district.unit_b, "effective_on": "2017-06-01"}).status_code == 404
+
+
+def test_a_body_that_is_not_json_is_a_422(district: District) -> None:
+    response = district.client.post(
+        "/v1/units", content=b"{not json",
+        headers={"Authorization": "Bearer test-admin-token-0123456789",
+                 "Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_session_longer_than_24_hours_is_a_422(district: District) -> None:
+    long_activity = district.post("/v1/activities", {
+        "program_code": "B4", "organiser_unit_id": district.unit_a, "title": "马拉松",
+        "starts_at": "2017-04-01T00:00:00+08:00", "ends_at": "2017-04-03T00:00:00+08:00"})
+    activity = long_activity.json()["id"]
+    exactly = district.session("2017-04-01T00:00:00+08:00", "2017-04-02T00:00:00+08:00", "d-1",
+                               activity=activity)
+    longer = district.session("2017-04-02T00:00:00+08:00", "2017-04-03T00:00:01+08:00", "d-2",
+                              activity=activity)
+    assert exactly.status_code == 201
+    assert longer.status_code == 422 and longer.json()["errors"][0]["field"] == "ended_at"
+
+
+def test_a_session_in_the_future_is_a_422(district: District) -> None:
+    future = district.post("/v1/activities", {
+        "program_code": "B4", "organiser_unit_id": district.unit_a, "title": "明年",
+        "starts_at": "2099-01-01T08:00:00+08:00", "ends_at": "2099-01-01T18:00:00+08:00"})
+    response = district.session("2099-01-01T09:00:00+08:00", "2099-01-01T10:00:00+08:00", "f-1",
+                                activity=future.json()["id"])
+    assert response.status_code == 422
+
+
+def test_a_recorder_of_another_unit_is_a_403(district: District) -> None:
+    response = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "o-1",
+                                token=district.recorder_b)
+    assert response.status_code == 403

@@ -1,0 +1,84 @@
+"""Unit rankings and quarterly bulletins: public aggregates."""
+
+from __future__ import annotations
+
+from tests.api.conftest import ADMIN_TOKEN, District
+
+
+def _activity(d: District, unit: str, program: str = "B5", day: str = "2017-03-05") -> str:
+    response = d.post("/v1/activities", {
+        "program_code": program, "organiser_unit_id": unit, "title": "服务",
+        "starts_at": f"{day}T08:00:00+08:00", "ends_at": f"{day}T20:00:00+08:00"})
+    assert response.status_code == 201, response.text
+    activity: str = response.json()["id"]
+    return activity
+
+
+def _volunteer(d: District, unit: str, name: str = "志愿者") -> str:
+    response = d.post("/v1/volunteers", {"name": name, "home_unit_id": unit,
+                                         "registered_on": "2017-01-01"})
+    assert response.status_code == 201, response.text
+    volunteer: str = response.json()["id"]
+    return volunteer
+
+
+def test_rankings_list_every_unit_of_the_kind_with_ties_sharing_a_rank(district: District) -> None:
+    unit_c = district.post("/v1/units", {"name": "徐碧街道", "kind": "subdistrict"}).json()["id"]
+    district.post("/v1/units", {"name": "陈大镇", "kind": "town"})
+    for unit, key in ((district.unit_a, "a"), (district.unit_b, "b")):
+        volunteer = _volunteer(district, unit)
+        activity = _activity(district, unit)
+        response = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00",
+                                    f"tie-{key}", volunteer=volunteer, activity=activity)
+        assert response.status_code == 201, response.text
+    body = district.get("/v1/rankings/units", token=None, kind="subdistrict", year=2017).json()
+    ranks = {item["unit_id"]: item["rank"] for item in body["items"]}
+    assert ranks == {district.unit_a: 1, district.unit_b: 1, unit_c: 3}
+    zero = next(item for item in body["items"] if item["unit_id"] == unit_c)
+    assert zero["total_minutes"] == 0 and zero["volunteers"] == 0
+
+
+def test_rankings_need_a_valid_kind(district: District) -> None:
+    response = district.get("/v1/rankings/units", token=None, kind="galaxy")
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "kind"
+
+
+def test_rankings_paginate_with_an_opaque_cursor(district: District) -> None:
+    first = district.get("/v1/rankings/units", token=None, kind="subdistrict", limit=1).json()
+    assert len(first["items"]) == 1 and first["next_cursor"]
+    second = district.get("/v1/rankings/units", token=None, kind="subdistrict", limit=1,
+                          cursor=first["next_cursor"]).json()
+    assert second["items"][0]["unit_id"] != first["items"][0]["unit_id"]
+    assert district.get("/v1/rankings/units", token=None, kind="subdistrict",
+                        cursor="garbage!").status_code == 422
+
+
+def test_a_repeated_read_with_its_etag_is_a_304(district: District) -> None:
+    first = district.get("/v1/rankings/units", token=None, kind="subdistrict")
+    tag = first.headers["etag"]
+    again = district.client.get("/v1/rankings/units", params={"kind": "subdistrict"},
+                                headers={"If-None-Match": tag})
+    assert again.status_code == 304
+
+
+def test_the_b6_bulletin_counts_the_quarter_per_organising_unit(district: District) -> None:
+    activity = _activity(district, district.unit_b, program="B6", day="2017-05-04")
+    volunteer = _volunteer(district, district.unit_a)
+    response = district.session("2017-05-04T09:00:00+08:00", "2017-05-04T11:00:00+08:00", "b6",
+                                volunteer=volunteer, activity=activity)
+    assert response.status_code == 201
+    body = district.get("/v1/bulletins/2017/2", token=None).json()
+    assert body["program"] == "B6"
+    row = next(item for item in body["items"] if item["unit_id"] == district.unit_b)
+    assert (row["total_minutes"], row["sessions"], row["volunteers"]) == (120, 1, 1)
+    assert "volunteer_id" not in str(body)
+    members = district.get("/v1/bulletins/2017/2", token=None, basis="members").json()
+    assert any(i["unit_id"] == district.unit_a and i["total_minutes"] == 120
+               for i in members["items"])
+    assert district.get("/v1/bulletins/2017/1", token=None).json()["items"] == [] or all(
+        i["total_minutes"] == 0 for i in district.get("/v1/bulletins/2017/1").json()["items"])
+
+
+def test_a_fifth_quarter_is_a_422(district: District) -> None:
+    assert district.get("/v1/bulletins/2017/5", token=ADMIN_TOKEN).status_code == 422

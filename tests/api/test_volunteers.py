@@ -1,0 +1,44 @@
+"""Registering volunteers, their masked record, transfers and hours."""
+
+from __future__ import annotations
+
+from tests.api.conftest import District
+
+
+def test_registration_answers_a_volunteer_number(district: District) -> None:
+    response = district.post("/v1/volunteers", {
+        "name": "陈建国", "home_unit_id": district.unit_a, "registered_on": "2017-02-01",
+        "political_status": "party_member", "skills": ["急救"]}, token=district.recorder_a)
+    assert response.status_code == 201
+    body = response.json()
+    assert body["volunteer_number"].startswith("MLV") and body["position"] > 0
+
+
+def test_phone_and_id_number_are_never_shown_in_full(district: District) -> None:
+    record = district.get(f"/v1/volunteers/{district.volunteer}").json()
+    assert record["personal"]["phone"] == "138****1234"
+    assert "199001" not in record["personal"]["id_number"]
+    feed = district.get("/v1/events", token=district.auditor, limit=1000).json()
+    assert "13805981234" not in str(district.get(f"/v1/volunteers/{district.volunteer}").json())
+    assert feed["events"]
+
+
+def test_hours_show_stars_categories_programs_and_years(district: District) -> None:
+    district.session("2017-03-05T09:00:00+08:00", "2017-03-05T11:00:00+08:00", "v-1")
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours").json()
+    assert hours["total_minutes"] == 120 and hours["total_hours"] == 2
+    assert hours["star_level"] == 0
+    assert hours["by_category"]["B"] == 120 and hours["by_program"]["B5"] == 120
+    assert hours["by_year"] == {"2017": 120}
+
+
+def test_a_back_dated_transfer_moves_members_credit(district: District) -> None:
+    district.session("2017-03-05T09:00:00+08:00", "2017-03-05T11:00:00+08:00", "t-1")
+    response = district.post(f"/v1/volunteers/{district.volunteer}/transfers",
+                             {"to_unit_id": district.unit_b, "effective_on": "2017-03-01"},
+                             token=district.recorder_a)
+    assert response.status_code == 201
+    body = district.get("/v1/rankings/units", token=None, kind="subdistrict", year=2017,
+                        min_position=response.json()["position"]).json()
+    minutes = {i["unit_id"]: i["total_minutes"] for i in body["items"]}
+    assert minutes[district.unit_b] == 120 and minutes[district.unit_a] == 0
