@@ -26,7 +26,7 @@ from api.routes import (
     volunteers,
 )
 from ledger import Ledger, Settings
-from projections.audit import Auditor, AuditLog
+from projections.audit import AuditLog, Auditor
 from projections.history import HistoryIndex
 from projections.models import ReadModels
 from projections.signing import SigningKey
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (operations, units, volunteers, activities, sessions, trainings, awards,
                    hours, reports, audit, tokens):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=errors.PROBLEM_RESPONSES)
     return app
 
 

@@ -99,7 +99,8 @@ RecorderWriter = Annotated[Actor, needs(Role.recorder)]
 def read_your_writes(
     services: ServicesDep,
     min_position: Annotated[int | None, Query(
-        ge=0, description="Wait (about 2 s at most) until the views have read this position.",
+        ge=0, le=2**53,
+        description="Wait (about 2 s at most) until the views have read this position.",
     )] = None,
 ) -> None:
     """Wait for the views to reach the caller's last write, or answer 503 with Retry-After."""
@@ -113,3 +114,6 @@ def read_your_writes(
 
 
 Fresh = Depends(read_your_writes)
+
+# Public routes take a token but do not need one (an unknown token is still refused).
+PUBLIC: dict[str, Any] = {"security": [{}, {"HTTPBearer": []}]}

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventsourcing.persistence import DataError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import Conflict, Forbidden, InvalidRequest, LedgerError, NotFound
@@ -25,6 +28,34 @@ _TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not 
            405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
            415: "Unsupported media type", 422: "Unprocessable request",
            503: "Service unavailable"}
+
+
+class FieldError(BaseModel):
+    field: str
+    detail: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; `errors` names each bad field."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+_DOCUMENTED = {
+    "401": "No token where one is needed, or an unknown or revoked token.",
+    "403": "The caller's role or unit may not do this.",
+    "404": "An unknown id in the path.",
+    "409": "The request contradicts other facts of the ledger.",
+    "422": "The request is wrong on its own; `errors` names each bad field.",
+    "503": "The views could not reach `min_position` in time; see Retry-After.",
+}
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    int(code): {"model": Problem, "description": text} for code, text in _DOCUMENTED.items()
+}
 
 
 def problem(status: int, detail: str, *, title: str | None = None, kind: str | None = None,
@@ -84,8 +115,33 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, str(exc.detail), headers=headers)
 
 
+def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with every 4xx/5xx answer documented as problem+json."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                         routes=app.routes)
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+        for code, response in operation.get("responses", {}).items():
+            if code >= "400":
+                response["content"] = {PROBLEM: {"schema": problem_ref}}
+    schema.setdefault("components", {}).setdefault("schemas", {}).pop("HTTPValidationError", None)
+    schema["components"]["schemas"].pop("ValidationError", None)
+    app.openapi_schema = schema
+    return schema
+
+
+def _store_refused(_: Request, exc: Exception) -> JSONResponse:
+    # The store refused a value the validation let through (e.g. a NUL in a text column).
+    return problem(422, f"the store cannot hold a value of this request: {exc}",
+                   kind="unstorable-value", errors=[{"field": "body", "detail": str(exc)}])
+
+
 def install(app: FastAPI) -> None:
-    """Register the problem+json handlers on an app."""
+    """Register the problem+json handlers on an app and document them in its OpenAPI."""
+    app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
     app.add_exception_handler(LedgerError, _ledger_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _store_refused)

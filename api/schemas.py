@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from enum import StrEnum
 from typing import Annotated, Any
@@ -13,9 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from ledger.catalogue import PROGRAMS
 
 ProgramCode = StrEnum("ProgramCode", {code: code for code in PROGRAMS})  # type: ignore[misc]
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+# Ids are printable; texts may be any language but never carry control characters.
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
+                                      pattern=r"^[^\x00-\x20\x7f]+$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500,
+                                        pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$")]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000,
+                                          pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$")]
+MAX_POSITION = 2**53
 Year = Annotated[int, Field(ge=2000, le=2100)]
 
 
@@ -48,7 +54,8 @@ def read_cursor(cursor: str | None) -> int:
     return offset
 
 
-def paginate(items: list[Any], limit: int | None, cursor: str | None) -> tuple[list[Any], str | None]:
+def paginate(items: list[Any], limit: int | None,
+             cursor: str | None) -> tuple[list[Any], str | None]:
     """A page of a list and the cursor of the next page (None at the end)."""
     offset = read_cursor(cursor)
     if limit is None:
@@ -57,10 +64,9 @@ def paginate(items: list[Any], limit: int | None, cursor: str | None) -> tuple[l
     return items[offset:end], (page_cursor(end) if end < len(items) else None)
 
 
-def etagged(request: Request, response: Response, body: dict[str, Any]) -> dict[str, Any] | Response:
+def etagged(request: Request, response: Response,
+            body: dict[str, Any]) -> dict[str, Any] | Response:
     """Answer 304 when the client already holds this representation; else tag it."""
-    import hashlib
-
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
     tag = f'W/"{digest[:32]}"'
     matches = [t.strip() for t in request.headers.get("if-none-match", "").split(",")]

@@ -88,6 +88,8 @@ class LedgerBase(Application[str]):
         raise ConcurrentChange("another change to the same records won; please try again")
 
     def _get(self, cls: type[A], aggregate_id: str) -> A | None:
+        if not aggregate_id or "\x00" in aggregate_id or len(aggregate_id) > 400:
+            return None  # no stored id looks like this, and PostgreSQL text refuses NUL
         try:
             aggregate: Any = self.repository.get(aggregate_id)
         except AggregateNotFoundError:

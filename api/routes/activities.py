@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from api.deps import MaybeActor, RecorderWriter, ServicesDep, origin_of
+from api.deps import PUBLIC, MaybeActor, RecorderWriter, ServicesDep, origin_of
 from api.schemas import Body, Created, Id, ProgramCode, Reason, Text
 
 router = APIRouter(prefix="/v1/activities", tags=["activities"])
@@ -22,9 +22,9 @@ class ActivityIn(Body):
     station_unit_id: Id | None = None
     place: Text | None = None
 
-    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "program_code": "B5", "organiser_unit_id": "unit-…", "title": "3·5学雷锋纪念日便民服务",
-        "starts_at": "2017-03-05T08:00:00+08:00", "ends_at": "2017-03-05T18:00:00+08:00"}]}}
+        "starts_at": "2017-03-05T08:00:00+08:00", "ends_at": "2017-03-05T18:00:00+08:00"}]})
 
 
 class CancellationIn(Body):
@@ -54,7 +54,7 @@ def plan_activity(body: ActivityIn, actor: RecorderWriter, services: ServicesDep
     return {"id": written.id, "position": written.position}
 
 
-@router.get("/{activity_id}", response_model=ActivityOut)
+@router.get("/{activity_id}", response_model=ActivityOut, openapi_extra=PUBLIC)
 def get_activity(activity_id: str, actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     """An activity (activities are public facts)."""
     a = services.ledger.get_activity(activity_id)

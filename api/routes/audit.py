@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import AwareDatetime, BaseModel
 
-from api.deps import AuditReader, MaybeActor, ServicesDep
+from api.deps import PUBLIC, AuditReader, MaybeActor, ServicesDep
+from api.schemas import MAX_POSITION
 from ledger.catalogue import Role
 from projections.history import event_feed, volunteer_history
 
@@ -40,7 +41,7 @@ def history(volunteer_id: str, actor: AuditReader, services: ServicesDep,
 
 @router.get("/v1/events", response_model=Feed)
 def events(actor: AuditReader, services: ServicesDep,
-           after: Annotated[int, Query(ge=0)] = 0,
+           after: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
            limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
     """The ledger's events after a position, in order, for downstream systems."""
     page = event_feed(services.ledger.recorder, after, limit,
@@ -49,7 +50,7 @@ def events(actor: AuditReader, services: ServicesDep,
     return {"events": page, "next_after": next_after}
 
 
-@router.get("/v1/audit/checkpoint")
+@router.get("/v1/audit/checkpoint", openapi_extra=PUBLIC)
 def checkpoint(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     """The signed root of the Merkle tree over every event (RFC 9162)."""
     services.models.catch_up()
@@ -57,16 +58,18 @@ def checkpoint(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     return result
 
 
-@router.get("/v1/audit/public-key", response_class=PlainTextResponse)
+@router.get("/v1/audit/public-key", response_class=PlainTextResponse, openapi_extra=PUBLIC)
 def public_key(actor: MaybeActor, services: ServicesDep) -> str:
     """The Ed25519 public key (PEM) that signs checkpoints."""
     return services.auditor.key.public_key_pem()
 
 
 @router.get("/v1/audit/inclusion")
-def inclusion(actor: AuditReader, services: ServicesDep,
-              position: Annotated[int, Query(ge=1)],
-              tree_size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+def inclusion(
+    actor: AuditReader, services: ServicesDep,
+    position: Annotated[int, Query(ge=1, le=MAX_POSITION)],
+    tree_size: Annotated[int | None, Query(ge=1, le=MAX_POSITION)] = None,
+) -> dict[str, Any]:
     """The audit path that proves the event at `position` is in the tree of `tree_size`."""
     services.models.catch_up()
     size = tree_size if tree_size is not None else services.auditor.checkpoint()["tree_size"]
@@ -76,8 +79,8 @@ def inclusion(actor: AuditReader, services: ServicesDep,
 
 @router.get("/v1/audit/consistency")
 def consistency(actor: AuditReader, services: ServicesDep,
-                first: Annotated[int, Query(ge=1)],
-                second: Annotated[int, Query(ge=1)]) -> dict[str, Any]:
+                first: Annotated[int, Query(ge=1, le=MAX_POSITION)],
+                second: Annotated[int, Query(ge=1, le=MAX_POSITION)]) -> dict[str, Any]:
     """The proof that the tree of size `first` is a prefix of the tree of size `second`."""
     services.models.catch_up()
     result: dict[str, Any] = services.auditor.consistency(first, second)

@@ -8,13 +8,13 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import generate_latest
 
-from api.deps import MaybeActor, ServicesDep
+from api.deps import PUBLIC, MaybeActor, ServicesDep
 from ledger.catalogue import CATEGORY_NAMES, PROGRAMS, STAR_THRESHOLD_HOURS
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", openapi_extra=PUBLIC)
 def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     """200 when the event store answers, else 503."""
     try:
@@ -24,7 +24,7 @@ def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     return {"status": "ok", "store": services.settings.store().kind, "head": head}
 
 
-@router.get("/readyz")
+@router.get("/readyz", openapi_extra=PUBLIC)
 def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     """200 when every view is within the configured lag of the store's head, else 503."""
     statuses = services.models.runner.status()
@@ -48,7 +48,7 @@ def metrics(request: Request, services: ServicesDep) -> PlainTextResponse:
                              media_type="text/plain; version=0.0.4")
 
 
-@router.get("/v1/programs")
+@router.get("/v1/programs", openapi_extra=PUBLIC)
 def programs(actor: MaybeActor) -> dict[str, Any]:
     """The plan's 3 categories and 16 programs, and the star thresholds in hours."""
     return {

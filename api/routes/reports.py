@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
-from api.deps import Fresh, MaybeActor, ServicesDep
+from api.deps import PUBLIC, Fresh, MaybeActor, ServicesDep
 from api.schemas import ProgramCode, etagged, paginate
 from ledger.catalogue import UnitKind
 
@@ -62,7 +62,8 @@ class Bulletin(BaseModel):
     next_cursor: str | None
 
 
-@router.get("/v1/rankings/units", response_model=Rankings, dependencies=[Fresh])
+@router.get("/v1/rankings/units", response_model=Rankings, dependencies=[Fresh],
+            openapi_extra=PUBLIC)
 def unit_rankings(
     request: Request, response: Response, actor: MaybeActor, services: ServicesDep,
     kind: Annotated[UnitKind, Query(description="Units are ranked within one kind.")],
@@ -82,12 +83,13 @@ def unit_rankings(
     return etagged(request, response, body)
 
 
-@router.get("/v1/bulletins/{year}/{quarter}", response_model=Bulletin, dependencies=[Fresh])
+@router.get("/v1/bulletins/{year}/{quarter}", response_model=Bulletin, dependencies=[Fresh],
+            openapi_extra=PUBLIC)
 def quarterly_bulletin(
     request: Request, response: Response, actor: MaybeActor, services: ServicesDep,
     year: Annotated[int, Path(ge=2000, le=2100)],
     quarter: Annotated[int, Path(ge=1, le=4)],
-    program: ProgramCode = ProgramCode["B6"],  # type: ignore[misc]
+    program: ProgramCode = ProgramCode["B6"],
     basis: Basis = Basis.organised,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
     cursor: str | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response, status
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
 from api.errors import _STATUS
@@ -22,10 +22,10 @@ class SessionIn(Body):
     ended_at: AwareDatetime
     source_record_id: Id
 
-    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "volunteer_id": "vol-…", "activity_id": "act-…",
         "started_at": "2017-03-05T09:00:00+08:00", "ended_at": "2017-03-05T11:30:00+08:00",
-        "source_record_id": "lidong-2017-000123"}]}}
+        "source_record_id": "lidong-2017-000123"}]})
 
     def record(self) -> SessionRecord:
         return SessionRecord(self.volunteer_id, self.activity_id, self.started_at,

@@ -6,7 +6,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, status
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from api.deps import RecorderWriter, ServicesDep, origin_of
 from api.schemas import Body, Created, Id, Text
@@ -24,10 +24,10 @@ class TrainingIn(Body):
     completed_on: date
     hours: Annotated[float, Field(gt=0, le=720)]
 
-    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "volunteer_id": "vol-…", "level": "district", "form": "centralised",
         "audience": "core", "title": "网络文明传播志愿者培训班", "completed_on": "2017-05-20",
-        "hours": 4}]}}
+        "hours": 4}]})
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Created)

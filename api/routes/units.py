@@ -6,9 +6,9 @@ from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from api.deps import Admin, MaybeActor, ServicesDep, origin_of
+from api.deps import PUBLIC, Admin, MaybeActor, ServicesDep, origin_of
 from api.schemas import Body, Created, Id, Reason, Text
 from ledger.catalogue import CivilizedLevel, UnitKind
 
@@ -21,8 +21,8 @@ class UnitIn(Body):
     parent_id: Id | None = None
     civilized_level: CivilizedLevel | None = None
 
-    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [
-        {"name": "列东街道", "kind": "subdistrict", "parent_id": None}]}}
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "列东街道", "kind": "subdistrict", "parent_id": None}]})
 
 
 class UnitChange(Body):
@@ -55,7 +55,7 @@ def register_unit(body: UnitIn, actor: Admin, services: ServicesDep) -> dict[str
     return {"id": written.id, "position": written.position}
 
 
-@router.get("/{unit_id}", response_model=UnitOut)
+@router.get("/{unit_id}", response_model=UnitOut, openapi_extra=PUBLIC)
 def get_unit(unit_id: str, actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     """A unit as the ledger knows it now (units are public facts)."""
     unit = services.ledger.get_unit(unit_id)

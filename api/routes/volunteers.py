@@ -6,7 +6,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
 from api.schemas import Body, Created, Id, Reason, Text, Year
@@ -15,7 +15,8 @@ from ledger.privacy import masked
 
 router = APIRouter(prefix="/v1/volunteers", tags=["volunteers"])
 
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9\- ]{4,19}$")]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True,
+                                          pattern=r"^\+?[0-9][0-9\- ]{4,19}$")]
 IdNumber = Annotated[str, StringConstraints(strip_whitespace=True,
                                              pattern=r"^(\d{17}[\dXx]|\d{15})$")]
 Skill = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -35,9 +36,9 @@ class VolunteerIn(Personal):
     home_unit_id: Id
     registered_on: date
 
-    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "name": "林小梅", "home_unit_id": "unit-…", "registered_on": "2017-03-01",
-        "gender": "female", "political_status": "league_member", "phone": "13805981234"}]}}
+        "gender": "female", "political_status": "league_member", "phone": "13805981234"}]})
 
 
 class VolunteerChange(Personal):

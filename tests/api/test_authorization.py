@@ -102,7 +102,8 @@ def _token(d: District, who: str) -> str | None:
             "none": None}[who]
 
 
-@pytest.mark.parametrize("method,name,build,allowed", ROUTES, ids=[f"{r[0]} {r[1]}" for r in ROUTES])
+@pytest.mark.parametrize("method,name,build,allowed", ROUTES,
+                         ids=[f"{r[0]} {r[1]}" for r in ROUTES])
 def test_each_role_gets_exactly_what_api_md_allows(
     district: District, method: str, name: str, build: Callable[[District], tuple[str, Any]],
     allowed: set[str],
