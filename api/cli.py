@@ -32,6 +32,9 @@ def _ledger() -> Ledger:
 def _count_events(ledger: Ledger) -> int:
     recorder: Any = ledger.recorder
     table = recorder.events_table_name
+    schema = getattr(recorder.datastore, "schema", "")
+    if schema:
+        table = f'"{schema}"."{table}"'
     with recorder.datastore.transaction(commit=False) as cur:
         cur.execute(f"SELECT COUNT(*) AS n FROM {table}")
         row = cur.fetchone()

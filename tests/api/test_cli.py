@@ -1,0 +1,81 @@
+"""The `vledger` command line, run as a user would, on both stores."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+VLEDGER = str(Path(sys.executable).parent / "vledger")
+
+
+def _run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VLEDGER_DATABASE_URL": database_url}
+    return subprocess.run([VLEDGER, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_help_lists_every_command(database_url: str) -> None:
+    out = _run(database_url, "--help").stdout
+    for command in ("serve", "init", "info", "tokens", "projections", "verify", "demo"):
+        assert command in out
+
+
+def test_tokens_create_prints_only_the_token_and_it_authenticates(database_url: str) -> None:
+    from ledger import Ledger, Settings
+
+    created = _run(database_url, "tokens", "create", "--role", "auditor", "--label", "ci")
+    assert created.returncode == 0, created.stderr
+    lines = created.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vl_")
+    ledger = Ledger(Settings(database_url=database_url))
+    actor = ledger.authenticate(lines[0])
+    ledger.close()
+    assert actor is not None and actor.role.value == "auditor"
+
+
+def test_a_recorder_token_without_a_unit_is_refused_on_stderr(database_url: str) -> None:
+    created = _run(database_url, "tokens", "create", "--role", "recorder")
+    assert created.returncode == 2
+    assert created.stdout == "" and "unit_id" in created.stderr
+
+
+def test_info_shows_the_store_and_the_last_position(database_url: str) -> None:
+    assert _run(database_url, "init").returncode == 0
+    info = _run(database_url, "info")
+    assert info.returncode == 0, info.stderr
+    assert "last position" in info.stdout and "events" in info.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_answers_healthz_on_the_default_relative_sqlite_store(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLEDGER_")}
+    server = subprocess.Popen([VLEDGER, "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("the server did not answer within 30 s")
+        assert response.status_code == 200
+        assert (tmp_path / "var" / "ledger.db").exists()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        if server.stderr is not None:
+            server.stderr.close()
