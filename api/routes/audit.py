@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import AwareDatetime, BaseModel
 
-from api.deps import PUBLIC, AuditReader, MaybeActor, ServicesDep
+from api.deps import PUBLIC, AuditReader, Fresh, MaybeActor, ServicesDep
 from api.schemas import MAX_POSITION
 from ledger.catalogue import Role
 from projections.history import event_feed, volunteer_history
@@ -27,7 +27,8 @@ class Feed(BaseModel):
     next_after: int | None
 
 
-@router.get("/v1/volunteers/{volunteer_id}/history", response_model=History)
+@router.get("/v1/volunteers/{volunteer_id}/history", response_model=History,
+            dependencies=[Fresh])
 def history(volunteer_id: str, actor: AuditReader, services: ServicesDep,
             as_of: AwareDatetime | None = None) -> dict[str, Any]:
     """Every event that touched a volunteer's record, as the ledger held them at `as_of`."""

@@ -36,8 +36,8 @@ def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     return body
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-def metrics(request: Request, services: ServicesDep) -> PlainTextResponse:
+@router.get("/metrics", response_class=PlainTextResponse, openapi_extra=PUBLIC)
+def metrics(request: Request, actor: MaybeActor, services: ServicesDep) -> PlainTextResponse:
     """Prometheus metrics: requests, latency, events appended, view lag."""
     m = request.app.state.metrics
     for s in services.models.runner.status():

@@ -1,0 +1,104 @@
+"""`vledger verify`: recompute the tamper-evident log from the event store and compare.
+
+Mount with `cli.add_typer(audit_cli.app)` or `cli.command("verify")(audit_cli.verify)`.
+Exit status: 0 when every check passes, 1 on any mismatch, 2 when the input cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ledger import Ledger, Settings
+from projections.audit import Auditor
+from projections.signing import SigningKey
+from projections.store import ViewStore
+from projections.verification import Report, verify_log
+
+app = typer.Typer(help="Audit the ledger's tamper-evident log.", no_args_is_help=True)
+CHECKPOINT_FIELDS = ("tree_size", "root_hash", "signature", "key_id", "signed_at")
+
+
+@app.callback()
+def main() -> None:
+    """Audit the ledger's tamper-evident log."""
+
+
+def _load_checkpoint(path: Path, err: Console) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        missing = [f for f in CHECKPOINT_FIELDS if f not in saved]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        if isinstance(saved["tree_size"], bool) or not isinstance(saved["tree_size"], int):
+            raise ValueError("tree_size is not a whole number")
+    except (OSError, ValueError, TypeError) as exc:
+        err.print(f"[red]cannot read the checkpoint {path}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    return dict(saved)
+
+
+def _audit_tables_exist(store: ViewStore) -> bool:
+    sql = ("SELECT to_regclass('audit_leaves') IS NOT NULL" if store.postgres else
+           "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'audit_leaves'")
+    with store.reading() as cur:
+        row = cur.execute(sql).fetchone()
+    return bool(row and row[0])
+
+
+def _print(report: Report, out: Console) -> None:
+    table = Table(title="Audit log verification")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for check in report.checks:
+        mark = "[green]ok[/green]" if check.ok else "[bold red]MISMATCH[/bold red]"
+        table.add_row(check.name, mark, check.detail)
+    out.print(table)
+    out.print(f"{report.events} events read, {report.leaves} leaves, "
+              f"{report.seconds:.2f} s ({report.events_per_second:,.0f} events/s)")
+    cp = report.checkpoint
+    if cp:
+        out.print(f"checkpoint: tree_size {cp['tree_size']}, root {cp['root_hash']}, "
+                  f"key {cp['key_id']}")
+    out.print("[green]the log verifies[/green]" if report.ok
+              else "[bold red]the log does NOT verify[/bold red]")
+
+
+@app.command()
+def verify(
+    against: Path | None = typer.Option(
+        None, "--against", help="A checkpoint saved earlier (JSON); the log must extend it."),
+    save: Path | None = typer.Option(
+        None, "--save", help="Write the new signed checkpoint here (only when all checks pass)."),
+    public_key: Path | None = typer.Option(
+        None, "--public-key", help="The published public key (PEM); default: the server's."),
+) -> None:
+    """Recompute every leaf, subtree hash and root from the events and compare them."""
+    out, err = Console(), Console(stderr=True)
+    saved = _load_checkpoint(against, err) if against is not None else None
+    settings = Settings()
+    ledger = Ledger(settings)
+    store = ViewStore(settings.store())
+    try:
+        if not _audit_tables_exist(store):
+            err.print("[red]the audit log has not been built: run the projections first[/red]")
+            raise typer.Exit(2)
+        key = SigningKey.for_store(settings.store())
+        pem = public_key.read_text(encoding="ascii") if public_key else key.public_key_pem()
+        with out.status("recomputing the audit log…") as status:
+            report = verify_log(ledger.recorder, Auditor(store, key), pem, saved,
+                                progress=lambda n: status.update(f"{n:,} events read…"))
+        _print(report, out)
+        if not report.ok:
+            raise typer.Exit(1)
+        if save is not None:
+            save.write_text(json.dumps(report.checkpoint, indent=2) + "\n", encoding="utf-8")
+            out.print(f"checkpoint saved to {save}")
+    finally:
+        store.close()
+        ledger.close()

@@ -1,0 +1,129 @@
+"""The log's Ed25519 signing key and the signed checkpoint message.
+
+The key file (PKCS#8 PEM, unencrypted) is `VLEDGER_SIGNING_KEY_FILE` when set, else
+`signing-key.pem` next to the SQLite file, else `./var/signing-key.pem` (PostgreSQL). It is
+generated on first use with mode 0600. `key_id` is the first 16 hex digits of SHA-256 over the
+32-byte raw public key. A checkpoint signs exactly these ASCII bytes (each line ends in "\\n"):
+
+    vledger-checkpoint
+    {tree_size in decimal}
+    {root_hash, 64 lowercase hex digits}
+    {signed_at, RFC 3339 UTC, e.g. 2017-03-05T08:00:00+00:00}
+
+and `signature` is the 64-byte Ed25519 signature in standard base64 (with padding).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ledger.settings import StoreLocation
+
+KEY_FILE_ENV = "VLEDGER_SIGNING_KEY_FILE"
+KEY_FILE_NAME = "signing-key.pem"
+
+
+def checkpoint_message(tree_size: int, root_hash: str, signed_at: str) -> bytes:
+    """The exact bytes a checkpoint's signature covers."""
+    return f"vledger-checkpoint\n{tree_size}\n{root_hash}\n{signed_at}\n".encode("ascii")
+
+
+def key_id_of(public: Ed25519PublicKey) -> str:
+    """First 16 hex digits of SHA-256 of the raw public key."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def key_path(location: StoreLocation, env: Mapping[str, str] | None = None) -> Path:
+    """Where the signing key of a store lives."""
+    env = os.environ if env is None else env
+    if env.get(KEY_FILE_ENV):
+        return Path(env[KEY_FILE_ENV])
+    if location.kind == "sqlite" and location.sqlite_path is not None:
+        return location.sqlite_path.parent / KEY_FILE_NAME
+    return Path("var") / KEY_FILE_NAME
+
+
+class SigningKey:
+    """The Ed25519 key that signs the log's checkpoints."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self.private = private
+        self.public = private.public_key()
+        self.key_id = key_id_of(self.public)
+
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        """Read a key file, creating it (mode 0600) when missing."""
+        if not path.exists():
+            _create(path)
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise ValueError(f"{path} does not hold an Ed25519 private key")
+        return cls(loaded)
+
+    @classmethod
+    def for_store(cls, location: StoreLocation) -> SigningKey:
+        """The key of a store, from the environment or next to it."""
+        return cls.load(key_path(location))
+
+    def public_key_pem(self) -> str:
+        """The public key as SubjectPublicKeyInfo PEM, for publication."""
+        return self.public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode("ascii")
+
+    def sign(self, message: bytes) -> str:
+        """An Ed25519 signature in base64."""
+        return base64.b64encode(self.private.sign(message)).decode("ascii")
+
+
+def _create(path: Path) -> None:
+    # Written to a private temporary file, then linked into place: a concurrent first use
+    # either wins the link or reads the winner's complete key, never a half-written one.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".signing-key-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(pem)
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):  # another process created it first
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+
+
+def verify_checkpoint(public_key_pem: str | bytes, checkpoint: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint's signature and key id match a published public key."""
+    pem = public_key_pem.encode("ascii") if isinstance(public_key_pem, str) else public_key_pem
+    try:
+        public = serialization.load_pem_public_key(pem)
+        if not isinstance(public, Ed25519PublicKey):
+            return False
+        if checkpoint.get("key_id") != key_id_of(public):
+            return False
+        message = checkpoint_message(int(checkpoint["tree_size"]), str(checkpoint["root_hash"]),
+                                     str(checkpoint["signed_at"]))
+        public.verify(base64.b64decode(str(checkpoint["signature"]), validate=True), message)
+    except (InvalidSignature, KeyError, TypeError, ValueError, binascii.Error,
+            UnicodeEncodeError):
+        return False
+    return True

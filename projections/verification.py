@@ -1,0 +1,163 @@
+"""A full audit of the log: every leaf, subtree hash and root recomputed from the stored events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder
+
+from projections.audit import Auditor, leaf_bytes
+from projections.merkle import EMPTY_ROOT, Frontier, leaf_hash, verify_consistency
+from projections.signing import verify_checkpoint
+from projections.store import ViewStore
+
+PAGE_SIZE = 2000
+
+
+@dataclass(frozen=True)
+class Check:
+    """One thing the verification compared, and what it found."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Report:
+    """Everything a verification found, and how long it took."""
+
+    events: int = 0
+    leaves: int = 0
+    seconds: float = 0.0
+    checks: list[Check] = field(default_factory=list)
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, name: str, ok: bool, detail: str) -> None:
+        self.checks.append(Check(name, ok, detail))
+
+
+@dataclass
+class _Tally:
+    compared: int = 0
+    bad: list[str] = field(default_factory=list)
+
+    def see(self, ok: bool, what: str) -> None:
+        self.compared += 1
+        if not ok:
+            self.bad.append(what)
+
+    def detail(self, noun: str) -> str:
+        if not self.bad:
+            return f"{self.compared} {noun} match"
+        return f"{len(self.bad)} of {self.compared} {noun} differ, first: {', '.join(self.bad[:3])}"
+
+
+def _stored_leaves(store: ViewStore, start: int, limit: int) -> dict[int, tuple[int, bytes]]:
+    with store.reading() as cur:
+        rows = cur.execute("SELECT leaf_index, position, leaf_hash FROM audit_leaves "
+                           "WHERE leaf_index >= ? ORDER BY leaf_index LIMIT ?",
+                           (start, limit)).fetchall()
+    return {int(i): (int(p), bytes(h)) for i, p, h in rows}
+
+
+def _stored_nodes(store: ViewStore,
+                  made: dict[int, dict[int, bytes]]) -> dict[tuple[int, int], bytes]:
+    """The stored subtree hashes of the levels and index ranges just recomputed, in one read."""
+    if not made:
+        return {}
+    where = " OR ".join("(level = ? AND idx BETWEEN ? AND ?)" for _ in made)
+    params = [p for lv, ix in made.items() for p in (lv, min(ix), max(ix))]
+    with store.reading() as cur:
+        rows = cur.execute(f"SELECT level, idx, hash FROM audit_nodes WHERE {where}",
+                           params).fetchall()
+    return {(int(lv), int(i)): bytes(h) for lv, i, h in rows}
+
+
+def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: str,
+               against: Mapping[str, Any] | None = None, page_size: int = PAGE_SIZE,
+               progress: Callable[[int], None] | None = None) -> Report:
+    """Recompute the log from the event store; compare with the stored view and checkpoints."""
+    started = time.perf_counter()
+    report = Report(leaves=auditor.size())
+    size = report.leaves
+    old_size = int(against["tree_size"]) if against is not None else None
+    frontier, old_root = Frontier(), EMPTY_ROOT if old_size == 0 else None
+    leaves, nodes = _Tally(), _Tally()
+    after = 0
+    while True:
+        page = recorder.select_notifications(after + 1, page_size)
+        if not page:
+            break
+        after = page[-1].id
+        first = frontier.size
+        stored = _stored_leaves(auditor.store, first, len(page))
+        made: dict[int, dict[int, bytes]] = {}
+        for n in page:
+            report.events += 1
+            if frontier.size >= size:
+                continue
+            h = leaf_hash(leaf_bytes(n.id, str(n.originator_id), n.originator_version,
+                                     n.topic, bytes(n.state)))
+            leaves.see(stored.get(frontier.size) == (n.id, h), f"position {n.id}")
+            for level, index, value in frontier.append(h):
+                made.setdefault(level, {})[index] = value
+            if frontier.size == old_size:
+                old_root = frontier.root()
+        kept = _stored_nodes(auditor.store, made)
+        for level, hashes in made.items():
+            for index, value in hashes.items():
+                nodes.see(kept.get((level, index)) == value, f"level {level} index {index}")
+        if progress is not None:
+            progress(report.events)
+    report.add("leaves", not leaves.bad and report.events >= size,
+               leaves.detail("leaf hashes") if report.events >= size else
+               f"the audit log holds {size} leaves but the store only {report.events} events")
+    report.add("subtree hashes", not nodes.bad, nodes.detail("subtree hashes"))
+    root = frontier.root()
+    report.add("root", auditor.root(size) == root,
+               f"tree of {size}: recomputed root {root.hex()[:16]}…")
+    checkpoint = auditor.checkpoint(size)
+    report.checkpoint = checkpoint
+    signed = verify_checkpoint(public_key_pem, checkpoint)
+    report.add("signed checkpoint", signed and checkpoint["root_hash"] == root.hex(),
+               f"key {checkpoint['key_id']}, tree_size {size}")
+    if against is not None:
+        _check_against(report, auditor, public_key_pem, against, old_root, root)
+    if report.events > size:
+        report.add("lag", True, f"{report.events - size} newer events are not in the audit log yet")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _check_against(report: Report, auditor: Auditor, public_key_pem: str,
+                   saved: Mapping[str, Any], old_root: bytes | None, root: bytes) -> None:
+    old_size = int(saved["tree_size"])
+    report.add("saved checkpoint signature", verify_checkpoint(public_key_pem, saved),
+               f"tree_size {old_size}, signed_at {saved.get('signed_at')}")
+    if old_root is None:
+        report.add("saved checkpoint root", False,
+                   f"no tree of {old_size} leaves to compare: the audit log holds "
+                   f"{report.leaves}, the store {report.events} events")
+        return
+    same = old_root.hex() == saved.get("root_hash")
+    report.add("saved checkpoint root", same,
+               f"recomputed root of {old_size} leaves {old_root.hex()[:16]}…")
+    if old_size == 0 or not same:
+        return
+    proof = auditor.consistency(old_size, report.leaves)["hashes"]
+    consistent = verify_consistency(old_size, report.leaves, bytes.fromhex(str(saved["root_hash"])),
+                                    root, [bytes.fromhex(h) for h in proof])
+    report.add("consistency proof", consistent,
+               f"{old_size} → {report.leaves} leaves, {len(proof)} hashes")

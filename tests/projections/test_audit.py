@@ -1,0 +1,164 @@
+"""The tamper-evident log over every event: leaves, roots, proofs, checkpoints, tampering."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger import Ledger
+from ledger.errors import InvalidField, NotFound
+from projections.audit import (
+    AuditLog,
+    Auditor,
+    SigningKey,
+    recompute_root,
+    verify_checkpoint,
+    verify_consistency,
+    verify_inclusion,
+)
+from projections.feed import FeedEvent
+from projections.history import event_feed
+from projections.runner import Runner
+from tests.factories import audit_runner, fill_ledger, tamper_with_events
+from tests.projections.test_merkle import mth, path, subproof
+
+
+@pytest.fixture
+def views(ledger: Ledger) -> Iterator[Runner]:
+    runner = audit_runner(ledger, page_size=3)  # small pages: the tree grows across many folds
+    yield runner
+    runner.store.close()
+
+
+@pytest.fixture
+def auditor(views: Runner, tmp_path: Path) -> Auditor:
+    return Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem"))
+
+
+def leaf_inputs(ledger: Ledger) -> list[tuple[int, bytes]]:
+    """(position, leaf input) of every event, encoded from the feed as the docstring says."""
+    out = []
+    for e in event_feed(ledger.recorder, 0, 10_000, unmasked=True):
+        oid, topic = e["originator_id"].encode(), e["topic"].encode()
+        state = base64.b64decode(e["state"])
+        leaf = (b"\x01" + struct.pack(">Q", e["position"]) + struct.pack(">I", len(oid)) + oid
+                + struct.pack(">Q", e["version"]) + struct.pack(">I", len(topic)) + topic
+                + struct.pack(">I", len(state)) + state)
+        out.append((e["position"], leaf))
+    return out
+
+
+def test_every_event_is_a_leaf_encoded_as_documented(ledger: Ledger, views: Runner,
+                                                     auditor: Auditor) -> None:
+    fill_ledger(ledger)
+    views.catch_up()
+    leaves = leaf_inputs(ledger)
+    assert auditor.size() == len(leaves) == ledger.head()
+    for index, (position, leaf) in enumerate(leaves):
+        proof = auditor.inclusion(position, len(leaves))
+        assert proof["leaf_index"] == index
+        assert proof["leaf_hash"] == hashlib.sha256(b"\x00" + leaf).hexdigest()
+
+
+def test_roots_and_proofs_match_the_reference_for_every_size(ledger: Ledger, views: Runner,
+                                                            auditor: Auditor) -> None:
+    fill_ledger(ledger)
+    views.catch_up()
+    leaves = leaf_inputs(ledger)
+    data = [leaf for _, leaf in leaves]
+    for n in range(1, len(data) + 1):
+        root = mth(data[:n])
+        assert auditor.root(n) == root
+        for m, (position, _) in enumerate(leaves[:n]):
+            proof = auditor.inclusion(position, n)
+            hashes = [bytes.fromhex(h) for h in proof["hashes"]]
+            assert hashes == path(m, data[:n])
+            assert verify_inclusion(bytes.fromhex(proof["leaf_hash"]), m, n, hashes, root)
+        for m in range(1, n + 1):
+            hashes = [bytes.fromhex(h) for h in auditor.consistency(m, n)["hashes"]]
+            assert hashes == subproof(m, data[:n], True)
+            assert verify_consistency(m, n, mth(data[:m]), root, hashes)
+
+
+def test_a_checkpoint_is_signed_over_the_current_root(ledger: Ledger, views: Runner,
+                                                      auditor: Auditor) -> None:
+    fill_ledger(ledger, sessions=2)
+    views.catch_up()
+    checkpoint = auditor.checkpoint()
+    assert checkpoint["tree_size"] == ledger.head()
+    assert checkpoint["root_hash"] == mth([leaf for _, leaf in leaf_inputs(ledger)]).hex()
+    assert checkpoint["key_id"] == auditor.key.key_id
+    assert verify_checkpoint(auditor.key.public_key_pem(), checkpoint)
+    earlier = auditor.checkpoint(3)
+    assert earlier["root_hash"] == mth([leaf for _, leaf in leaf_inputs(ledger)][:3]).hex()
+
+
+def test_the_tree_only_grows(ledger: Ledger, views: Runner, auditor: Auditor) -> None:
+    fill_ledger(ledger, sessions=1)
+    views.catch_up()
+    before = auditor.checkpoint()
+    fill_ledger(ledger, sessions=3)
+    views.catch_up()
+    after = auditor.checkpoint()
+    proof = auditor.consistency(before["tree_size"], after["tree_size"])
+    assert verify_consistency(before["tree_size"], after["tree_size"],
+                              bytes.fromhex(before["root_hash"]), bytes.fromhex(after["root_hash"]),
+                              [bytes.fromhex(h) for h in proof["hashes"]])
+
+
+def test_positions_with_gaps_get_consecutive_leaf_indexes(views: Runner,
+                                                          auditor: Auditor) -> None:
+    events = [FeedEvent(position=p, originator_id=f"agg-{p}", version=1, type="X.Happened",
+                        recorded_at="2017-03-05T00:00:00+00:00", data={}, topic="x:X.Happened",
+                        state=b"{}") for p in (3, 10, 11, 40, 41)]
+    with views.store.transaction() as cur:
+        AuditLog().apply(cur, events[:2])
+        AuditLog().apply(cur, events[2:])
+    assert [auditor.inclusion(p, 5)["leaf_index"] for p in (3, 10, 11, 40, 41)] == [0, 1, 2, 3, 4]
+    assert auditor.root(5) == recompute_root(
+        bytes.fromhex(auditor.inclusion(p, 5)["leaf_hash"]) for p in (3, 10, 11, 40, 41))
+
+
+def test_sizes_beyond_the_tree_are_refused_naming_the_field(ledger: Ledger, views: Runner,
+                                                            auditor: Auditor) -> None:
+    fill_ledger(ledger, sessions=1)
+    views.catch_up()
+    size = auditor.size()
+    cases: list[tuple[Callable[[], object], str]] = [
+        (lambda: auditor.checkpoint(size + 1), "tree_size"),
+        (lambda: auditor.inclusion(1, size + 1), "tree_size"),
+        (lambda: auditor.inclusion(1, 0), "tree_size"),
+        (lambda: auditor.inclusion(size, size - 1), "position"),
+        (lambda: auditor.consistency(3, size + 1), "second"),
+        (lambda: auditor.consistency(4, 3), "first"),
+        (lambda: auditor.consistency(0, 3), "first"),
+    ]
+    for call, field in cases:
+        with pytest.raises(InvalidField) as refused:
+            call()
+        assert refused.value.field == field
+
+
+def test_an_unknown_position_is_not_found(ledger: Ledger, views: Runner,
+                                          auditor: Auditor) -> None:
+    fill_ledger(ledger, sessions=1)
+    views.catch_up()
+    with pytest.raises(NotFound):
+        auditor.inclusion(ledger.head() + 1, auditor.size())
+
+
+def test_a_changed_event_no_longer_matches_its_leaf(ledger: Ledger, views: Runner,
+                                                    auditor: Auditor) -> None:
+    fill_ledger(ledger, sessions=2)
+    views.catch_up()
+    position = ledger.head() - 1
+    tamper_with_events(views.store, ledger, "UPDATE {table} SET state = ? WHERE {id} = ?",
+                       (b'{"minutes":600}', position))
+    changed = next(leaf for p, leaf in leaf_inputs(ledger) if p == position)
+    stored = auditor.inclusion(position, auditor.size())["leaf_hash"]
+    assert stored != hashlib.sha256(b"\x00" + changed).hexdigest()
