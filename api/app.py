@@ -97,4 +97,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """The factory uvicorn calls in each worker (`api.app:app_from_env`)."""
+    # One JSON line per request (with its request id) on standard error.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     return create_app(Settings())
