@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.persistence import Notification
@@ -25,41 +24,71 @@ _decoder = json.JSONDecoder(object_hook=_plain)
 BOOKKEEPING = ("originator_id", "originator_version", "originator_topic", "timestamp")
 
 
-@dataclass(frozen=True)
 class FeedEvent:
-    """One stored event, decoded once for every projection."""
+    """One stored event, shared by every projection; its JSON is decoded when first read.
 
-    position: int
-    originator_id: str
-    version: int
-    type: str  # e.g. "ServiceSession.Recorded"
-    recorded_at: str  # ISO 8601 with offset
-    data: dict[str, Any]
-    topic: str
-    state: bytes
+    Most events concern few views (every session also books the volunteer's calendar), so a
+    page is not decoded up front: `data` and `recorded_at` decode the stored state once.
+    """
+
+    __slots__ = ("_data", "_recorded_at", "originator_id", "position", "state", "topic", "type",
+                 "version")
+
+    def __init__(self, position: int, originator_id: str, version: int, type: str,
+                 recorded_at: str | None = None, data: dict[str, Any] | None = None,
+                 topic: str = "", state: bytes = b"") -> None:
+        self.position = position
+        self.originator_id = originator_id
+        self.version = version
+        self.type = type  # e.g. "ServiceSession.Recorded"
+        self.topic = topic
+        self.state = state
+        self._recorded_at = recorded_at
+        self._data = data
+
+    def _decode(self) -> None:
+        raw = _decoder.decode(self.state.decode("utf8"))
+        self._data = {k: v for k, v in raw.items() if k not in BOOKKEEPING}
+        self._recorded_at = str(raw.get("timestamp", ""))
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The event's own fields (datetimes, UUIDs and decimals as text)."""
+        if self._data is None:
+            self._decode()
+        assert self._data is not None
+        return self._data
+
+    @property
+    def recorded_at(self) -> str:
+        """When the event was recorded, ISO 8601 with offset."""
+        if self._recorded_at is None:
+            self._decode()
+        assert self._recorded_at is not None
+        return self._recorded_at
 
     @property
     def aggregate(self) -> str:
         return self.type.split(".", 1)[0]
 
+    def __repr__(self) -> str:
+        return f"FeedEvent(position={self.position}, type={self.type!r}, id={self.originator_id!r})"
+
 
 def decode(notification: Notification) -> FeedEvent:
-    """Decode a stored notification without building domain objects (the fast path)."""
+    """Wrap a stored notification without building domain objects (the fast path)."""
     state = notification.state
-    raw = _decoder.decode(state.decode("utf8") if isinstance(state, bytes | bytearray) else state)
     topic = notification.topic
-    data = {k: v for k, v in raw.items() if k not in BOOKKEEPING}
     return FeedEvent(
         position=notification.id,
         originator_id=str(notification.originator_id),
         version=notification.originator_version,
         type=topic.rsplit(":", 1)[-1],
-        recorded_at=str(raw.get("timestamp", "")),
-        data=data,
         topic=topic,
-        state=bytes(state),
+        state=state.encode("utf8") if isinstance(state, str) else bytes(state),
     )
 
 
 def decode_page(notifications: Sequence[Notification]) -> list[FeedEvent]:
+    """Wrap a page of notifications."""
     return [decode(n) for n in notifications]

@@ -21,6 +21,7 @@ from projections.feed import FeedEvent, decode_page
 from projections.store import ViewCursor, ViewStore
 
 PAGE_SIZE = 2000
+REBUILD_PAGE_SIZE = 10_000  # a rebuild folds bigger pages: fewer, larger commits
 LOCK_NAME = "vledger-projections"
 
 POSITIONS_DDL = (
@@ -64,6 +65,7 @@ class Runner:
         self.store = store
         self.projections = list(projections)
         self.page_size = page_size
+        self.rebuild_page_size = max(page_size, REBUILD_PAGE_SIZE)
         self._lock = threading.Lock()
         self._known_position = 0
         self.setup()
@@ -75,7 +77,8 @@ class Runner:
             stored = dict(cur.execute(
                 "SELECT name, schema_version FROM projection_positions").fetchall())
             for projection in self.projections:
-                if projection.name in stored and stored[projection.name] != projection.schema_version:
+                known = stored.get(projection.name)
+                if known is not None and known != projection.schema_version:
                     projection.drop(cur)
                     cur.execute("DELETE FROM projection_positions WHERE name = ?",
                                 (projection.name,))
@@ -171,7 +174,11 @@ class Runner:
                 cur.execute("UPDATE projection_positions SET position = 0, updated_at = ? "
                             "WHERE name = ?", (time.time(), projection.name))
         self._known_position = 0
-        return self.catch_up(progress=progress)
+        usual, self.page_size = self.page_size, self.rebuild_page_size
+        try:
+            return self.catch_up(progress=progress)
+        finally:
+            self.page_size = usual
 
     def follow(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Keep catching up until `stop` is set (the `vledger projections run` worker)."""

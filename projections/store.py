@@ -6,6 +6,7 @@ sqlite3 or psycopg; upserts use `INSERT … ON CONFLICT … DO UPDATE`, which bo
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import zlib
@@ -14,6 +15,22 @@ from contextlib import contextmanager
 from typing import Any
 
 from ledger.settings import StoreLocation
+
+_INSERT_VALUES = re.compile(r"^(INSERT INTO [^?]*? )VALUES (\([?, ]+\))([^?]*)$", re.DOTALL)
+
+
+def _pg_type(column: Sequence[Any]) -> str:
+    """The PostgreSQL type of a column of Python values (text when all are None)."""
+    value = next((v for v in column if v is not None), "")
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, float):
+        return "double precision"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "bytea"
+    return "text"
 
 
 class ViewCursor:
@@ -31,8 +48,23 @@ class ViewCursor:
         return self
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
+        """Run a statement for each row; on PostgreSQL, an INSERT sends all rows at once.
+
+        psycopg sends one protocol message per row even in pipeline mode, which costs more than
+        the write itself; `INSERT … SELECT * FROM unnest(array, array, …)` sends one array per
+        column instead. The rows of one call must not repeat a conflict key (every fold writes
+        each key once).
+        """
+        if not rows:
+            return
+        match = _INSERT_VALUES.match(sql) if self.postgres else None
+        if match is None:
             self.raw.executemany(self._sql(sql), [tuple(r) for r in rows])
+            return
+        head, _group, tail = match.groups()
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        arrays = ", ".join(f"%b::{_pg_type(column)}[]" for column in columns)
+        self.raw.execute(f"{head}SELECT * FROM unnest({arrays}){tail}", columns)
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.raw.fetchall()]

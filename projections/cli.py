@@ -1,0 +1,133 @@
+"""`vledger projections …`: follow the ledger, rebuild views, show their lag, check them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ledger import Ledger, Settings
+from projections.feed import decode
+from projections.models import ReadModels, read_models
+from projections.reconcile import Difference, reconcile
+from projections.runner import Projection
+
+app = typer.Typer(help="Keep the read models up to date: follow, rebuild, status, check.",
+                  no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+
+PageSize = Annotated[int | None,
+                     typer.Option(min=1, max=100_000, help="Events per transaction.")]
+
+
+def all_projections() -> list[Projection]:
+    """Fresh instances of every view the API serves (the read models, history and audit)."""
+    from projections.audit import AuditLog
+    from projections.history import HistoryIndex
+
+    return [*read_models(), HistoryIndex(), AuditLog()]
+
+
+@contextmanager
+def opened(page_size: int | None = None) -> Iterator[ReadModels]:
+    """The ledger named by VLEDGER_DATABASE_URL and its views; closed afterwards."""
+    ledger = Ledger(Settings())
+    models = ReadModels(ledger, extra=all_projections()[len(read_models()):])
+    if page_size is not None:
+        models.runner.page_size = models.runner.rebuild_page_size = page_size
+    try:
+        yield models
+    finally:
+        models.close()
+        ledger.close()
+
+
+@app.command()
+def run(interval: float = typer.Option(0.5, min=0.01, help="Seconds between polls."),
+        page_size: PageSize = None) -> None:
+    """Follow the ledger and keep every view up to date until Ctrl-C."""
+    stop = threading.Event()
+    with opened(page_size) as models:
+        err.print(f"following {models.ledger.settings.store().describe()} (Ctrl-C to stop)")
+        try:
+            models.runner.follow(stop, interval)
+        except KeyboardInterrupt:
+            stop.set()
+        err.print(f"stopped at position {models.position()}")
+
+
+@app.command()
+def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by default.")] = None,
+            page_size: PageSize = None) -> None:
+    """Drop views (all, or NAME) and refill them from position 0."""
+    with opened(page_size) as models:
+        names = [p.name for p in models.runner.projections]
+        if name is not None and name not in names:
+            err.print(f"no view named {name!r}; views: {', '.join(names)}")
+            raise typer.Exit(2)
+        head = models.runner.head()
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=err) as bar:
+            task = bar.add_task(f"rebuilding {name or 'all views'}", total=max(head, 1))
+            started = time.perf_counter()
+            reached = models.runner.rebuild(
+                [name] if name else None,
+                progress=lambda position, top: bar.update(task, completed=position, total=top))
+        took = time.perf_counter() - started
+        err.print(f"rebuilt to position {reached} in {took:.1f} s "
+                  f"({reached / max(took, 1e-9):,.0f} events/s)")
+
+
+@app.command()
+def status() -> None:
+    """Show each view's position, the ledger's head, and the lag in events and seconds."""
+    with opened() as models:
+        table = Table("view", "position", "head", "lag (events)", "lag (s)")
+        for view in sorted(models.runner.status(), key=lambda v: v.name):
+            table.add_row(view.name, str(view.position), str(view.head), str(view.lag),
+                          f"{_lag_seconds(models, view.position, view.lag):.1f}")
+        out.print(table)
+
+
+def _lag_seconds(models: ReadModels, position: int, lag: int) -> float:
+    # How long the oldest event the view has not applied has been waiting.
+    if lag == 0:
+        return 0.0
+    page = models.ledger.recorder.select_notifications(position + 1, 1)
+    if not page:
+        return 0.0
+    recorded = datetime.fromisoformat(decode(page[0]).recorded_at)
+    return max(0.0, time.time() - recorded.timestamp())
+
+
+@app.command()
+def check(page_size: PageSize = None) -> None:
+    """Rebuild every view into a scratch store and compare it row by row with the live one."""
+    with opened(page_size) as models:
+        models.catch_up()
+        differences = reconcile(models.store, models.ledger.recorder, all_projections)
+        report(differences, [p.name for p in models.runner.projections])
+    if differences:
+        raise typer.Exit(1)
+
+
+def report(differences: Sequence[Difference], names: Sequence[str]) -> None:
+    """Print the differences by view, table and key (or that every view matches)."""
+    if not differences:
+        out.print(f"every view matches its rebuild: {', '.join(names)}")
+        return
+    for d in differences:
+        # One line per difference, never wrapped, so scripts can grep it.
+        out.print(f"{d.view} {d.table} key={d.key!r}: live={d.live!r} rebuilt={d.rebuilt!r}",
+                  markup=False, highlight=False, soft_wrap=True)
+    err.print(f"{len(differences)} difference(s)")

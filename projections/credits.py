@@ -1,0 +1,193 @@
+"""Unit credits: each session's minutes credited to units on two bases, read by rankings,
+bulletins and eligibility.
+
+`organised` credits the activity's organiser unit. `members` credits the unit the volunteer
+belonged to on the service date; a transfer (even one recorded later with an earlier
+`effective_on`) moves the minutes already credited for the days it now covers, which is why the
+view keeps each volunteer's minutes per day and program, and their memberships.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import Any
+
+from projections.feed import FeedEvent
+from projections.hours import year_quarter
+from projections.store import ViewCursor
+from projections.tally import Latest, Tally, chunks, without_rowid
+
+BASES = ("members", "organised")
+
+TABLES: dict[str, tuple[str, ...]] = {
+    "credit_units": ("unit_id",),
+    "credit_memberships": ("volunteer_id", "effective_on"),
+    "credit_days": ("volunteer_id", "service_date", "program_code"),
+    "credit_cells": ("basis", "year", "quarter", "program_code", "unit_id", "volunteer_id"),
+}
+
+DDL = (
+    "CREATE TABLE IF NOT EXISTS credit_units (unit_id TEXT PRIMARY KEY, name TEXT NOT NULL, "
+    "kind TEXT NOT NULL, parent_id TEXT, closed_on TEXT)",
+    "CREATE TABLE IF NOT EXISTS credit_memberships (volunteer_id TEXT NOT NULL, "
+    "effective_on TEXT NOT NULL, unit_id TEXT NOT NULL, PRIMARY KEY (volunteer_id, effective_on))",
+    "CREATE TABLE IF NOT EXISTS credit_days (volunteer_id TEXT NOT NULL, "
+    "service_date TEXT NOT NULL, program_code TEXT NOT NULL, minutes BIGINT NOT NULL, "
+    "sessions BIGINT NOT NULL, PRIMARY KEY (volunteer_id, service_date, program_code))",
+    # The key starts with what rankings and bulletins filter on: basis, year, quarter, program.
+    "CREATE TABLE IF NOT EXISTS credit_cells (basis TEXT NOT NULL, year INTEGER NOT NULL, "
+    "quarter INTEGER NOT NULL, program_code TEXT NOT NULL, unit_id TEXT NOT NULL, "
+    "volunteer_id TEXT NOT NULL, minutes BIGINT NOT NULL, sessions BIGINT NOT NULL, "
+    "PRIMARY KEY (basis, year, quarter, program_code, unit_id, volunteer_id))",
+)
+
+SESSION_EVENTS = ("ServiceSession.Recorded", "ServiceSession.Corrected", "ServiceSession.Voided")
+
+
+def unit_on(timeline: list[tuple[str, str]], day: str) -> str:
+    """The unit of a membership timeline on a day (the first unit before it starts)."""
+    i = bisect_right(timeline, (day, "\uffff"))
+    return timeline[max(i - 1, 0)][1]
+
+
+HANDLED = frozenset({
+    "ServiceSession.Corrected",
+    "ServiceSession.Recorded",
+    "ServiceSession.Voided",
+    "Unit.Closed",
+    "Unit.Moved",
+    "Unit.Registered",
+    "Unit.Renamed",
+    "Volunteer.Registered",
+    "Volunteer.Transferred",
+})
+
+class CreditsProjection:
+    """Minutes credited per (basis, year, quarter, program, unit, volunteer)."""
+
+    name = "credits"
+    schema_version = 1
+    tables = TABLES
+
+    def create(self, cur: ViewCursor) -> None:
+        """Create the tables."""
+        for sql in DDL:
+            cur.execute(without_rowid(sql, cur.postgres))
+
+    def drop(self, cur: ViewCursor) -> None:
+        """Drop the tables."""
+        for table in TABLES:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
+        """Fold a page in memory (memberships loaded once per page) and write the changes."""
+        _Page(cur, events).fold()
+
+
+class _Page:
+    def __init__(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
+        self.cur = cur
+        self.events = events
+        self.units = Latest("credit_units", "unit_id", ("name", "kind", "parent_id", "closed_on"))
+        self.days = Tally("credit_days", TABLES["credit_days"], ("minutes", "sessions"))
+        self.cells = Tally("credit_cells", TABLES["credit_cells"], ("minutes", "sessions"))
+        self.timelines: dict[str, list[tuple[str, str]]] = {}
+        self.joined: dict[tuple[str, str], str] = {}
+
+    def fold(self) -> None:
+        self._load_timelines()
+        for e in self.events:
+            t = e.type
+            if t not in HANDLED:
+                continue  # most events never need their JSON decoded here
+            d = e.data
+            if t == "ServiceSession.Recorded":
+                self._credit(d, d["minutes"], d["service_date"], 1)
+            elif t == "ServiceSession.Corrected":
+                self._credit(d, d["previous_minutes"], d["previous_service_date"], -1)
+                self._credit(d, d["minutes"], d["service_date"], 1)
+            elif t == "ServiceSession.Voided":
+                self._credit(d, d["minutes"], d["service_date"], -1)
+            elif t == "Volunteer.Registered":
+                self.timelines[e.originator_id] = [(d["registered_on"], d["home_unit_id"])]
+                self.joined[(e.originator_id, d["registered_on"])] = d["home_unit_id"]
+            elif t == "Volunteer.Transferred":
+                self._transfer(e.originator_id, d["effective_on"], d["to_unit_id"])
+            elif t == "Unit.Registered":
+                self.units.create(e.originator_id, name=d["name"], kind=d["kind"],
+                                  parent_id=d["parent_id"])
+            elif t == "Unit.Renamed":
+                self.units.update(e.originator_id, name=d["name"])
+            elif t == "Unit.Moved":
+                self.units.update(e.originator_id, parent_id=d["parent_id"])
+            elif t == "Unit.Closed":
+                self.units.update(e.originator_id, closed_on=d["closed_on"])
+        self.units.write(self.cur)
+        self.cur.executemany(
+            "INSERT INTO credit_memberships (volunteer_id, effective_on, unit_id) VALUES (?, ?, ?) "
+            "ON CONFLICT (volunteer_id, effective_on) DO UPDATE SET unit_id = excluded.unit_id",
+            [(v, day, unit) for (v, day), unit in self.joined.items()])
+        self.days.write(self.cur)
+        self.cells.write(self.cur)
+
+    def _load_timelines(self) -> None:
+        wanted = sorted({e.data["volunteer_id"] for e in self.events if e.type in SESSION_EVENTS}
+                        | {e.originator_id for e in self.events
+                           if e.type == "Volunteer.Transferred"})
+        for part in chunks(wanted):
+            marks = ", ".join("?" for _ in part)
+            rows = self.cur.execute(
+                "SELECT volunteer_id, effective_on, unit_id FROM credit_memberships "
+                f"WHERE volunteer_id IN ({marks}) ORDER BY volunteer_id, effective_on",
+                part).fetchall()
+            for vid, day, unit in rows:
+                self.timelines.setdefault(vid, []).append((day, unit))
+
+    def _credit(self, d: dict[str, Any], minutes: int, day: str, sign: int) -> None:
+        vid, program = d["volunteer_id"], d["program_code"]
+        year, quarter = year_quarter(day)
+        self.days.add((vid, day, program), sign * minutes, sign)
+        self.cells.add(("organised", year, quarter, program, d["organiser_unit_id"], vid),
+                       sign * minutes, sign)
+        timeline = self.timelines.get(vid)
+        if timeline:
+            self.cells.add(("members", year, quarter, program, unit_on(timeline, day), vid),
+                           sign * minutes, sign)
+
+    def _transfer(self, vid: str, start: str, to_unit: str) -> None:
+        timeline = self.timelines.setdefault(vid, [])
+        if not timeline:
+            timeline.append((start, to_unit))
+            self.joined[(vid, start)] = to_unit
+            return
+        from_unit = unit_on(timeline, start)
+        later = [day for day, _ in timeline if day > start]
+        end = later[0] if later else None
+        timeline[:] = sorted([m for m in timeline if m[0] != start] + [(start, to_unit)])
+        self.joined[(vid, start)] = to_unit
+        if from_unit == to_unit:
+            return
+        for (day, program), (minutes, sessions) in self._days_between(vid, start, end).items():
+            year, quarter = year_quarter(day)
+            self.cells.add(("members", year, quarter, program, from_unit, vid), -minutes, -sessions)
+            self.cells.add(("members", year, quarter, program, to_unit, vid), minutes, sessions)
+
+    def _days_between(self, vid: str, start: str,
+                      end: str | None) -> dict[tuple[str, str], list[int]]:
+        """A volunteer's minutes and sessions per (day, program) in [start, end), stored or not."""
+        sql = ("SELECT service_date, program_code, minutes, sessions FROM credit_days "
+               "WHERE volunteer_id = ? AND service_date >= ?")
+        params: list[Any] = [vid, start]
+        if end is not None:
+            sql += " AND service_date < ?"
+            params.append(end)
+        found: dict[tuple[str, str], list[int]] = {
+            (day, program): [int(m), int(s)]
+            for day, program, m, s in self.cur.execute(sql, params).fetchall()}
+        for (v, day, program), (m, s) in self.days.changes.items():
+            if v == vid and day >= start and (end is None or day < end):
+                total = found.setdefault((day, program), [0, 0])
+                total[0] += m
+                total[1] += s
+        return {k: v for k, v in found.items() if any(v)}

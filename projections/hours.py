@@ -1,0 +1,160 @@
+"""Volunteer hours: minutes by category, program, year and quarter, sessions, trainings, stars."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ledger.catalogue import PROGRAMS, star_level
+from projections.feed import FeedEvent
+from projections.store import ViewCursor
+from projections.tally import Latest, Tally, without_rowid
+
+TABLES: dict[str, tuple[str, ...]] = {
+    "hours_volunteers": ("volunteer_id",),
+    "hours_cells": ("volunteer_id", "year", "quarter", "program_code"),
+    "hours_days": ("volunteer_id", "service_date"),
+    "hours_voided": ("volunteer_id", "year"),
+    "hours_trainings": ("training_id",),
+}
+
+DDL = (
+    "CREATE TABLE IF NOT EXISTS hours_volunteers (volunteer_id TEXT PRIMARY KEY, name TEXT, "
+    "registered_on TEXT, deregistered_on TEXT)",
+    "CREATE TABLE IF NOT EXISTS hours_cells (volunteer_id TEXT NOT NULL, year INTEGER NOT NULL, "
+    "quarter INTEGER NOT NULL, program_code TEXT NOT NULL, minutes BIGINT NOT NULL, "
+    "sessions BIGINT NOT NULL, PRIMARY KEY (volunteer_id, year, quarter, program_code))",
+    "CREATE TABLE IF NOT EXISTS hours_days (volunteer_id TEXT NOT NULL, "
+    "service_date TEXT NOT NULL, sessions BIGINT NOT NULL, "
+    "PRIMARY KEY (volunteer_id, service_date))",
+    "CREATE TABLE IF NOT EXISTS hours_voided (volunteer_id TEXT NOT NULL, year INTEGER NOT NULL, "
+    "sessions BIGINT NOT NULL, PRIMARY KEY (volunteer_id, year))",
+    "CREATE TABLE IF NOT EXISTS hours_trainings (training_id TEXT PRIMARY KEY, "
+    "volunteer_id TEXT NOT NULL, completed_on TEXT NOT NULL, minutes BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS hours_trainings_by_volunteer "
+    "ON hours_trainings (volunteer_id, completed_on)",
+)
+
+
+def year_quarter(service_date: str) -> tuple[int, int]:
+    """The year and quarter of an ISO service date (already in district time)."""
+    return int(service_date[:4]), (int(service_date[5:7]) - 1) // 3 + 1
+
+
+HANDLED = frozenset({
+    "ServiceSession.Corrected",
+    "ServiceSession.Recorded",
+    "ServiceSession.Voided",
+    "Volunteer.Deregistered",
+    "Volunteer.PersonalDataUpdated",
+    "Volunteer.Registered",
+    "Volunteer.TrainingCompleted",
+})
+
+class HoursProjection:
+    """Per volunteer: service minutes in cells of (year, quarter, program), days, trainings."""
+
+    name = "hours"
+    schema_version = 1
+    tables = TABLES
+
+    def create(self, cur: ViewCursor) -> None:
+        """Create the tables and indexes."""
+        for sql in DDL:
+            cur.execute(without_rowid(sql, cur.postgres))
+
+    def drop(self, cur: ViewCursor) -> None:
+        """Drop the tables."""
+        for table in TABLES:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
+        """Fold a page of events in memory and write the net changes."""
+        volunteers = Latest("hours_volunteers", "volunteer_id",
+                            ("name", "registered_on", "deregistered_on"))
+        trainings = Latest("hours_trainings", "training_id",
+                           ("volunteer_id", "completed_on", "minutes"))
+        cells = Tally("hours_cells", TABLES["hours_cells"], ("minutes", "sessions"))
+        days = Tally("hours_days", TABLES["hours_days"], ("sessions",))
+        voided = Tally("hours_voided", TABLES["hours_voided"], ("sessions",))
+
+        def credit(d: dict[str, Any], minutes: int, day: str, sign: int) -> None:
+            year, quarter = year_quarter(day)
+            vid = d["volunteer_id"]
+            cells.add((vid, year, quarter, d["program_code"]), sign * minutes, sign)
+            days.add((vid, day), sign)
+
+        for e in events:
+            t = e.type
+            if t not in HANDLED:
+                continue  # most events never need their JSON decoded here
+            d = e.data
+            if t == "ServiceSession.Recorded":
+                credit(d, d["minutes"], d["service_date"], 1)
+            elif t == "ServiceSession.Corrected":
+                credit(d, d["previous_minutes"], d["previous_service_date"], -1)
+                credit(d, d["minutes"], d["service_date"], 1)
+            elif t == "ServiceSession.Voided":
+                credit(d, d["minutes"], d["service_date"], -1)
+                voided.add((d["volunteer_id"], year_quarter(d["service_date"])[0]), 1)
+            elif t == "Volunteer.Registered":
+                volunteers.create(e.originator_id, name=d["name"],
+                                  registered_on=d["registered_on"])
+            elif t == "Volunteer.PersonalDataUpdated" and "name" in d["changes"]:
+                volunteers.update(e.originator_id, name=d["changes"]["name"])
+            elif t == "Volunteer.Deregistered":
+                volunteers.update(e.originator_id, deregistered_on=d["deregistered_on"])
+            elif t == "Volunteer.TrainingCompleted":
+                training = d["training"]
+                trainings.create(training["id"], volunteer_id=e.originator_id,
+                                 completed_on=training["completed_on"],
+                                 minutes=training["minutes"])
+        for table in (volunteers, trainings, cells, days, voided):
+            table.write(cur)
+
+
+def hours(minutes: int) -> float:
+    """Minutes as hours, rounded to 2 decimals."""
+    return round(minutes / 60, 2)
+
+
+def volunteer_hours(cur: ViewCursor, volunteer_id: str) -> dict[str, Any] | None:
+    """One volunteer's hours as the view holds them, or None if the view does not know them."""
+    if cur.execute("SELECT 1 FROM hours_volunteers WHERE volunteer_id = ?",
+                   (volunteer_id,)).fetchone() is None:
+        return None
+    by_program = dict.fromkeys(PROGRAMS, 0)
+    by_year: dict[str, int] = {}
+    by_quarter: dict[str, int] = {}
+    sessions = 0
+    rows = cur.execute("SELECT year, quarter, program_code, minutes, sessions FROM hours_cells "
+                       "WHERE volunteer_id = ? ORDER BY year, quarter", (volunteer_id,)).fetchall()
+    for year, quarter, program, minutes, count in rows:
+        by_program[program] = by_program.get(program, 0) + int(minutes)
+        by_year[str(year)] = by_year.get(str(year), 0) + int(minutes)
+        label = f"{year}-Q{quarter}"
+        by_quarter[label] = by_quarter.get(label, 0) + int(minutes)
+        sessions += int(count)
+    by_category = {"A": 0, "B": 0, "C": 0}
+    for program, minutes in by_program.items():
+        by_category[program[0]] += minutes
+    total = sum(by_program.values())
+    last = cur.execute("SELECT MAX(service_date) FROM hours_days WHERE volunteer_id = ?",
+                       (volunteer_id,)).fetchone()
+    trained = cur.execute("SELECT COALESCE(SUM(minutes), 0) FROM hours_trainings "
+                          "WHERE volunteer_id = ?", (volunteer_id,)).fetchone()
+    training_minutes = int(trained[0]) if trained else 0
+    return {
+        "volunteer_id": volunteer_id,
+        "total_minutes": total,
+        "total_hours": hours(total),
+        "star_level": star_level(total),
+        "by_category": by_category,
+        "by_program": by_program,
+        "by_year": by_year,
+        "by_quarter": by_quarter,
+        "sessions": sessions,
+        "training_minutes": training_minutes,
+        "training_hours": hours(training_minutes),
+        "last_service_date": last[0] if last else None,
+    }

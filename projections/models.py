@@ -1,0 +1,75 @@
+"""The read models as the HTTP API and the CLI use them: one object, one runner, one store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ledger import Ledger
+from projections.awards import AwardsProjection
+from projections.bulletins import bulletin
+from projections.credits import CreditsProjection
+from projections.eligibility import eligibility
+from projections.hours import HoursProjection, volunteer_hours
+from projections.rankings import unit_rankings
+from projections.runner import Projection, Runner
+from projections.store import ViewStore
+
+
+def read_models() -> list[Projection]:
+    """Fresh instances of this package's projections (hours, credits, awards)."""
+    return [HoursProjection(), CreditsProjection(), AwardsProjection()]
+
+
+class ReadModels:
+    """Volunteer hours, unit rankings, bulletins and eligibility, kept up to date by a runner."""
+
+    def __init__(self, ledger: Ledger, extra: Sequence[Projection] = ()) -> None:
+        self.ledger = ledger
+        self.store = ViewStore(ledger.settings.store())
+        self.runner = Runner(ledger.recorder, self.store, [*read_models(), *extra])
+
+    def catch_up(self) -> int:
+        """Apply every event not yet applied; returns the position reached."""
+        return self.runner.catch_up()
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Whether the views reached `position` within `timeout` seconds (catching up meanwhile)."""
+        return self.runner.wait_for(position, timeout)
+
+    def position(self) -> int:
+        """How far every view has read."""
+        return self.runner.position()
+
+    def close(self) -> None:
+        """Release the views' connections (the ledger is closed by its owner)."""
+        self.store.close()
+
+    def volunteer_hours(self, volunteer_id: str) -> dict[str, Any] | None:
+        """A volunteer's hours, or None if the view does not know the volunteer."""
+        with self.store.reading() as cur:
+            found = volunteer_hours(cur, volunteer_id)
+            if found is None:
+                return None
+            row = cur.execute("SELECT position FROM projection_positions WHERE name = ?",
+                              (HoursProjection.name,)).fetchone()
+        found["position"] = int(row[0]) if row else 0
+        return found
+
+    def unit_rankings(self, kind: str, basis: str = "members", year: int | None = None,
+                      quarter: int | None = None, rollup: bool = False) -> list[dict[str, Any]]:
+        """Units of a kind ranked by credited minutes in a period (ties share a rank)."""
+        with self.store.reading() as cur:
+            return unit_rankings(cur, kind, basis, year, quarter, rollup)
+
+    def bulletin(self, year: int, quarter: int, program: str = "B6",
+                 basis: str = "organised") -> list[dict[str, Any]]:
+        """The quarterly bulletin of a program: units with service in that quarter."""
+        with self.store.reading() as cur:
+            return bulletin(cur, year, quarter, program, basis)
+
+    def eligibility(self, award: str, year: int,
+                    candidate_id: str | None = None) -> dict[str, Any] | None:
+        """Candidates of an award and year with each criterion explained; None without rules."""
+        with self.store.reading() as cur:
+            return eligibility(cur, award, year, candidate_id)

@@ -1,0 +1,94 @@
+"""Unit rankings: units of one kind ranked by minutes credited in a period, ties sharing a rank."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.catalogue import UnitKind
+from ledger.errors import InvalidField
+from projections.credits import BASES
+from projections.hours import hours
+from projections.store import ViewCursor
+
+
+def period_filter(basis: str, year: int | None, quarter: int | None) -> tuple[str, list[Any]]:
+    """The WHERE clause over credit cells for a basis and an optional year and quarter."""
+    if basis not in BASES:
+        raise InvalidField(f"basis must be one of: {', '.join(BASES)}", "basis")
+    where, params = "basis = ?", list[Any]([basis])
+    if quarter is not None:
+        if year is None:
+            raise InvalidField("a quarter needs a year", "quarter")
+        if not 1 <= quarter <= 4:
+            raise InvalidField("quarter must be 1, 2, 3 or 4", "quarter")
+    if year is not None:
+        where += " AND year = ?"
+        params.append(year)
+    if quarter is not None:
+        where += " AND quarter = ?"
+        params.append(quarter)
+    return where, params
+
+
+def units_of(cur: ViewCursor) -> dict[str, tuple[str, str, str | None]]:
+    """Every unit the view knows: id → (name, kind, parent id)."""
+    rows = cur.execute("SELECT unit_id, name, kind, parent_id FROM credit_units").fetchall()
+    return {uid: (name, kind, parent) for uid, name, kind, parent in rows}
+
+
+def rank(totals: dict[str, int]) -> dict[str, int]:
+    """Competition ranks (1, 2, 2, 4) by descending total."""
+    ordered = sorted(totals.values(), reverse=True)
+    first: dict[int, int] = {}
+    for i, total in enumerate(ordered):
+        first.setdefault(total, i + 1)
+    return {uid: first[total] for uid, total in totals.items()}
+
+
+def unit_rankings(cur: ViewCursor, kind: str, basis: str = "members", year: int | None = None,
+                  quarter: int | None = None, rollup: bool = False) -> list[dict[str, Any]]:
+    """Every unit of a kind with its credited minutes, volunteers and sessions, ranked."""
+    if kind not in set(UnitKind):
+        raise InvalidField(f"kind must be one of: {', '.join(UnitKind)}", "kind")
+    where, params = period_filter(basis, year, quarter)
+    units = units_of(cur)
+    chosen = {uid for uid, (_, k, _) in units.items() if k == kind}
+    minutes = dict.fromkeys(chosen, 0)
+    sessions = dict.fromkeys(chosen, 0)
+    volunteers: dict[str, set[str]] = {uid: set() for uid in chosen}
+    rows = cur.execute(
+        "SELECT unit_id, volunteer_id, SUM(minutes), SUM(sessions) FROM credit_cells "
+        f"WHERE {where} GROUP BY unit_id, volunteer_id", params).fetchall()
+    for unit_id, volunteer_id, m, s in rows:
+        for uid in _credited(unit_id, units, chosen, rollup):
+            minutes[uid] += int(m)
+            sessions[uid] += int(s)
+            volunteers[uid].add(volunteer_id)
+    ranks = rank(minutes)
+    items = [
+        {
+            "rank": ranks[uid], "unit_id": uid, "name": units[uid][0], "kind": kind,
+            "total_minutes": minutes[uid], "total_hours": hours(minutes[uid]),
+            "volunteers": len(volunteers[uid]),
+            "minutes_per_volunteer": (round(minutes[uid] / len(volunteers[uid]), 2)
+                                      if volunteers[uid] else 0.0),
+            "sessions": sessions[uid],
+        }
+        for uid in chosen
+    ]
+    return sorted(items, key=lambda item: (item["rank"], item["unit_id"]))
+
+
+def _credited(unit_id: str, units: dict[str, tuple[str, str, str | None]], chosen: set[str],
+              rollup: bool) -> list[str]:
+    """The ranked units a credit of `unit_id` counts for: itself, or with roll-up its ancestors."""
+    if not rollup:
+        return [unit_id] if unit_id in chosen else []
+    found, seen = [], set()
+    current: str | None = unit_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        if current in chosen:
+            found.append(current)
+        current = units[current][2] if current in units else None
+    return found

@@ -1,0 +1,156 @@
+"""Award eligibility: every candidate, each criterion with required, actual and passed."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+
+from ledger import PROGRAMS, Ledger, NotFound
+from projections import ReadModels
+from tests.factories import (
+    ADMIN,
+    COMMITTEE,
+    make_long_activity,
+    make_unit,
+    make_volunteer,
+    serve,
+    train,
+)
+
+BEAUTIFUL = "most_beautiful_volunteer"
+
+
+def criteria_of(item: dict[str, Any]) -> dict[str, tuple[Any, Any, bool]]:
+    return {c["name"]: (c["required"], c["actual"], c["passed"]) for c in item["criteria"]}
+
+
+def test_there_is_no_eligibility_without_published_rules(models: ReadModels) -> None:
+    models.catch_up()
+    assert models.eligibility(BEAUTIFUL, 2017) is None
+
+
+def test_a_failing_candidate_is_told_which_criteria_failed(ledger: Ledger,
+                                                           models: ReadModels) -> None:
+    volunteer = make_volunteer(ledger, registered_on=date(2017, 10, 1))
+    activity = make_long_activity(ledger, make_unit(ledger))
+    serve(ledger, volunteer, activity, date(2017, 11, 1), hours=12)
+    serve(ledger, volunteer, activity, date(2018, 1, 2), hours=20)
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {
+        "min_hours_in_year": 10, "min_star_level": 1, "training_required": True,
+        "min_registered_days": 180})
+    models.catch_up()
+
+    answer = models.eligibility(BEAUTIFUL, 2017, volunteer)
+
+    assert answer is not None and answer["rules_version"] == 1
+    [item] = answer["items"]
+    assert item["candidate_id"] == volunteer and item["eligible"] is False
+    assert criteria_of(item) == {
+        "min_hours_in_year": (10, 12.0, True),
+        "min_star_level": (1, 0, False),
+        "training_required": (True, False, False),
+        "min_registered_days": (180, 91, False),
+    }
+
+
+def test_star_level_and_training_are_taken_as_of_the_year_end(ledger: Ledger,
+                                                              models: ReadModels) -> None:
+    volunteer = make_volunteer(ledger)
+    activity = make_long_activity(ledger, make_unit(ledger))
+    for day in range(1, 6):
+        serve(ledger, volunteer, activity, date(2017, 12, day), hours=20, start_hour=1)
+    train(ledger, volunteer, date(2017, 12, 31))
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017,
+                               {"min_star_level": 1, "training_required": True})
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2016,
+                               {"min_star_level": 1, "training_required": True})
+    models.catch_up()
+
+    this_year = models.eligibility(BEAUTIFUL, 2017, volunteer)
+    year_before = models.eligibility(BEAUTIFUL, 2016, volunteer)
+
+    assert this_year is not None and this_year["items"][0]["eligible"] is True
+    assert year_before is not None
+    assert criteria_of(year_before["items"][0]) == {
+        "min_star_level": (1, 0, False), "training_required": (True, False, False)}
+
+
+def test_a_recent_award_or_a_voided_session_rules_a_volunteer_out(
+        ledger: Ledger, models: ReadModels) -> None:
+    awarded, voided, clean = (make_volunteer(ledger) for _ in range(3))
+    activity = make_long_activity(ledger, make_unit(ledger))
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {"min_hours_in_year": 0})
+    ledger.grant_award(COMMITTEE, BEAUTIFUL, 2017, awarded, "decision 2017-1")
+    ledger.void_session(ADMIN, serve(ledger, voided, activity, date(2018, 3, 3)).id, "duplicate")
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2018, {
+        "not_awarded_in_previous_years": 2, "no_voided_sessions": True})
+    models.catch_up()
+
+    answer = models.eligibility(BEAUTIFUL, 2018)
+
+    assert answer is not None
+    items = {item["candidate_id"]: item for item in answer["items"]}
+    assert criteria_of(items[awarded])["not_awarded_in_previous_years"] == (2, 0, False)
+    assert criteria_of(items[voided])["no_voided_sessions"] == (True, False, False)
+    assert items[clean]["eligible"] is True
+    assert criteria_of(items[clean])["not_awarded_in_previous_years"] == (2, 2, True)
+
+
+def test_republished_rules_are_evaluated_and_named(ledger: Ledger, models: ReadModels) -> None:
+    volunteer = make_volunteer(ledger)
+    serve(ledger, volunteer, make_long_activity(ledger, make_unit(ledger)), date(2017, 4, 4), 3)
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {"min_hours_in_year": 5})
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {"min_hours_in_year": 2})
+    models.catch_up()
+
+    answer = models.eligibility(BEAUTIFUL, 2017, volunteer)
+
+    assert answer is not None and answer["rules_version"] == 2
+    assert answer["items"][0]["eligible"] is True
+
+
+def test_units_are_judged_on_their_own_basis(ledger: Ledger, models: ReadModels) -> None:
+    community, organisation = make_unit(ledger, "community"), make_unit(ledger, "organisation")
+    people = [make_volunteer(ledger, community) for _ in range(2)]
+    activity = make_long_activity(ledger, organisation, "B3")
+    serve(ledger, people[0], activity, date(2017, 5, 1), hours=3)
+    serve(ledger, people[1], activity, date(2017, 5, 2), hours=1)
+    rules = {"min_hours_in_year": 4, "min_active_volunteers": 2, "min_hours_per_volunteer": 2.5}
+    for award in ("best_community", "best_organisation"):
+        ledger.publish_award_rules(ADMIN, award, 2017, rules)
+    models.catch_up()
+
+    for award, unit in (("best_community", community), ("best_organisation", organisation)):
+        answer = models.eligibility(award, 2017, unit)
+        assert answer is not None
+        assert criteria_of(answer["items"][0]) == {
+            "min_hours_in_year": (4, 4.0, True), "min_active_volunteers": (2, 2, True),
+            "min_hours_per_volunteer": (2.5, 2.0, False)}
+
+
+def test_every_program_is_a_candidate_for_best_project(ledger: Ledger,
+                                                       models: ReadModels) -> None:
+    volunteer = make_volunteer(ledger)
+    serve(ledger, volunteer, make_long_activity(ledger, make_unit(ledger), "C3"),
+          date(2017, 6, 6), hours=2)
+    ledger.publish_award_rules(ADMIN, "best_project", 2017,
+                               {"min_sessions": 1, "min_volunteers": 1, "min_hours_in_year": 2})
+    models.catch_up()
+
+    answer = models.eligibility("best_project", 2017)
+
+    assert answer is not None
+    assert [i["candidate_id"] for i in answer["items"]] == sorted(PROGRAMS)
+    assert [i["candidate_id"] for i in answer["items"] if i["eligible"]] == ["C3"]
+
+
+def test_asking_about_someone_who_is_no_candidate_is_not_found(ledger: Ledger,
+                                                               models: ReadModels) -> None:
+    unit = make_unit(ledger, "town")
+    ledger.publish_award_rules(ADMIN, "best_community", 2017, {"min_hours_in_year": 1})
+    models.catch_up()
+
+    with pytest.raises(NotFound):
+        models.eligibility("best_community", 2017, unit)

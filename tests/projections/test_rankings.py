@@ -1,0 +1,140 @@
+"""Unit rankings: members and organised bases, transfers, ties, zeros and roll-up."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+
+from ledger import InvalidField, Ledger
+from projections import ReadModels
+from tests.factories import make_long_activity, make_unit, make_volunteer, serve, transfer
+
+
+def minutes_of(items: list[dict[str, Any]]) -> dict[str, int]:
+    return {item["unit_id"]: item["total_minutes"] for item in items}
+
+
+def test_every_unit_of_the_kind_is_listed_with_zeros(ledger: Ledger, models: ReadModels) -> None:
+    busy, idle = make_unit(ledger, "school"), make_unit(ledger, "school")
+    make_unit(ledger, "town")
+    volunteer = make_volunteer(ledger, busy)
+    serve(ledger, volunteer, make_long_activity(ledger, busy), date(2017, 4, 1))
+    models.catch_up()
+
+    items = models.unit_rankings("school", year=2017)
+
+    assert [(i["unit_id"], i["rank"], i["total_minutes"]) for i in items] == [
+        (busy, 1, 60), (idle, 2, 0)]
+    assert items[1]["volunteers"] == 0 and items[1]["minutes_per_volunteer"] == 0
+    assert items[0]["kind"] == "school" and items[0]["sessions"] == 1
+
+
+def test_ties_share_a_rank_and_the_next_rank_skips(ledger: Ledger, models: ReadModels) -> None:
+    units = [make_unit(ledger, "department") for _ in range(4)]
+    for unit, hours in zip(units, (3, 2, 2, 1), strict=True):
+        volunteer = make_volunteer(ledger, unit)
+        serve(ledger, volunteer, make_long_activity(ledger, unit), date(2017, 5, 1), hours)
+    models.catch_up()
+
+    items = models.unit_rankings("department", year=2017)
+
+    assert [i["rank"] for i in items] == [1, 2, 2, 4]
+    assert [i["unit_id"] for i in items] == [units[0], *sorted(units[1:3]), units[3]]
+
+
+def test_a_mid_year_transfer_credits_each_unit_with_its_days(ledger: Ledger,
+                                                             models: ReadModels) -> None:
+    first, second = make_unit(ledger, "community"), make_unit(ledger, "community")
+    volunteer = make_volunteer(ledger, first)
+    activity = make_long_activity(ledger, make_unit(ledger, "organisation"))
+    serve(ledger, volunteer, activity, date(2017, 3, 1), hours=1)
+    transfer(ledger, volunteer, second, date(2017, 7, 1))
+    serve(ledger, volunteer, activity, date(2017, 9, 1), hours=2)
+    models.catch_up()
+
+    assert minutes_of(models.unit_rankings("community", year=2017)) == {first: 60, second: 120}
+    assert minutes_of(models.unit_rankings("community", year=2017, quarter=1)) == {
+        first: 60, second: 0}
+
+
+def test_a_back_dated_transfer_recorded_later_moves_credited_minutes(
+        ledger: Ledger, models: ReadModels) -> None:
+    first, second = make_unit(ledger, "community"), make_unit(ledger, "community")
+    volunteer = make_volunteer(ledger, first)
+    activity = make_long_activity(ledger, make_unit(ledger, "organisation"))
+    serve(ledger, volunteer, activity, date(2017, 3, 1), hours=1)
+    serve(ledger, volunteer, activity, date(2017, 8, 1), hours=2)
+    serve(ledger, volunteer, activity, date(2017, 10, 1), hours=4)
+    models.catch_up()
+    assert minutes_of(models.unit_rankings("community", year=2017))[first] == 420
+
+    transfer(ledger, volunteer, second, date(2017, 9, 1))
+    transfer(ledger, volunteer, second, date(2017, 6, 1))  # recorded later, effective earlier
+    models.catch_up()
+
+    items = models.unit_rankings("community", year=2017)
+    assert minutes_of(items) == {first: 60, second: 360}
+    assert [i["volunteers"] for i in items] == [1, 1]
+
+
+def test_the_organised_basis_credits_the_organiser(ledger: Ledger, models: ReadModels) -> None:
+    home, organiser = make_unit(ledger, "school"), make_unit(ledger, "school")
+    volunteer = make_volunteer(ledger, home)
+    serve(ledger, volunteer, make_long_activity(ledger, organiser), date(2017, 4, 2), hours=2)
+    models.catch_up()
+
+    assert minutes_of(models.unit_rankings("school", basis="organised")) == {
+        organiser: 120, home: 0}
+    assert minutes_of(models.unit_rankings("school", basis="members")) == {
+        home: 120, organiser: 0}
+
+
+def test_volunteers_are_counted_once_and_minutes_shared_among_them(
+        ledger: Ledger, models: ReadModels) -> None:
+    unit = make_unit(ledger, "organisation")
+    activity = make_long_activity(ledger, unit)
+    one, two = make_volunteer(ledger, unit), make_volunteer(ledger, unit)
+    serve(ledger, one, activity, date(2017, 1, 5), hours=1)
+    serve(ledger, one, activity, date(2017, 2, 5), hours=1)
+    serve(ledger, two, activity, date(2017, 3, 5), hours=1)
+    models.catch_up()
+
+    [item] = models.unit_rankings("organisation", basis="organised", year=2017)
+
+    assert item["volunteers"] == 2 and item["sessions"] == 3
+    assert item["minutes_per_volunteer"] == 90.0 and item["total_hours"] == 3.0
+
+
+def test_a_roll_up_adds_descendants_and_counts_volunteers_once(
+        ledger: Ledger, models: ReadModels) -> None:
+    town = make_unit(ledger, "town")
+    villages = [make_unit(ledger, "community", parent_id=town) for _ in range(2)]
+    other_town = make_unit(ledger, "town")
+    volunteer = make_volunteer(ledger, villages[0])
+    activity = make_long_activity(ledger, town)
+    serve(ledger, volunteer, activity, date(2017, 4, 1), hours=1)
+    transfer(ledger, volunteer, villages[1], date(2017, 5, 1))
+    serve(ledger, volunteer, activity, date(2017, 6, 1), hours=1)
+    models.catch_up()
+
+    rolled = {i["unit_id"]: i for i in models.unit_rankings("town", rollup=True)}
+    flat = minutes_of(models.unit_rankings("town"))
+
+    assert rolled[town]["total_minutes"] == 120 and rolled[town]["volunteers"] == 1
+    assert rolled[other_town]["total_minutes"] == 0
+    assert flat == {town: 0, other_town: 0}
+
+
+@pytest.mark.parametrize(("arguments", "field"), [
+    ({"kind": "galaxy"}, "kind"),
+    ({"kind": "town", "basis": "friends"}, "basis"),
+    ({"kind": "town", "quarter": 2}, "quarter"),
+    ({"kind": "town", "year": 2017, "quarter": 5}, "quarter"),
+])
+def test_a_bad_ranking_question_names_the_field(models: ReadModels, arguments: dict[str, Any],
+                                                field: str) -> None:
+    with pytest.raises(InvalidField) as raised:
+        models.unit_rankings(**arguments)
+    assert raised.value.field == field

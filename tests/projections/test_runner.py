@@ -1,0 +1,126 @@
+"""The runner: per-view positions, exactly-once pages, and a worker killed mid-rebuild."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from ledger import Ledger
+from projections import ReadModels
+from projections.credits import CreditsProjection
+from projections.hours import HoursProjection
+from projections.runner import Runner
+from projections.store import ViewStore
+from tests.factories import (
+    ADMIN,
+    at,
+    make_long_activity,
+    make_unit,
+    make_volunteer,
+    serve,
+    session_record,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_two_projections_in_one_store_advance_independently(ledger: Ledger) -> None:
+    volunteer = make_volunteer(ledger)
+    serve(ledger, volunteer, make_long_activity(ledger, make_unit(ledger)), date(2017, 3, 3))
+    store = ViewStore(ledger.settings.store())
+    try:
+        hours_only = Runner(ledger.recorder, store, [HoursProjection()])
+        hours_only.catch_up()
+        both = Runner(ledger.recorder, store, [HoursProjection(), CreditsProjection()])
+        assert both.positions() == {"hours": ledger.head(), "credits": 0}
+
+        both.catch_up(until=ledger.head() - 3)
+        assert both.positions() == {"hours": ledger.head(), "credits": ledger.head() - 3}
+        both.catch_up()
+        both.rebuild(["credits"], progress=None)
+        assert both.positions() == {"hours": ledger.head(), "credits": ledger.head()}
+    finally:
+        store.close()
+
+
+def test_catching_up_again_counts_nothing_twice(ledger: Ledger, models: ReadModels) -> None:
+    volunteer = make_volunteer(ledger)
+    serve(ledger, volunteer, make_long_activity(ledger, make_unit(ledger)), date(2017, 3, 3))
+    models.catch_up()
+    models.catch_up()
+    second = ReadModels(ledger)
+    try:
+        second.catch_up()
+        hours = second.volunteer_hours(volunteer)
+        assert hours is not None and hours["total_minutes"] == 60
+    finally:
+        second.close()
+
+
+def test_wait_for_reaches_a_write_made_after_the_views_were_built(
+        ledger: Ledger, models: ReadModels) -> None:
+    models.catch_up()
+    volunteer = make_volunteer(ledger)
+    position = serve(ledger, volunteer, make_long_activity(ledger, make_unit(ledger)),
+                     date(2017, 3, 3)).position
+
+    assert models.wait_for(position, timeout=2.0) is True
+    assert models.position() >= position
+    assert models.volunteer_hours(volunteer) is not None
+
+
+def _fill(ledger: Ledger, volunteers: int, days: int) -> tuple[list[str], str]:
+    unit = make_unit(ledger, "community")
+    activity = make_long_activity(ledger, unit)
+    people = [make_volunteer(ledger, unit) for _ in range(volunteers)]
+    for person in people:
+        records = [session_record(person, activity, at(9, day=date(2017, 1, 1) + timedelta(d)),
+                                  at(10, day=date(2017, 1, 1) + timedelta(d)))
+                   for d in range(days)]
+        ledger.record_sessions(ADMIN, records)
+    return people, unit
+
+
+def _hours_position(store: ViewStore) -> int:
+    with store.reading() as cur:
+        row = cur.execute("SELECT position FROM projection_positions WHERE name = 'hours'"
+                          ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_worker_killed_mid_rebuild_resumes_with_exact_totals(ledger: Ledger,
+                                                               models: ReadModels) -> None:
+    people, unit = _fill(ledger, volunteers=20, days=60)
+    models.catch_up()
+    head = ledger.head()
+    env = {**os.environ, "VLEDGER_DATABASE_URL": ledger.settings.database_url}
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from projections.cli import app; app()",
+         "rebuild", "--page-size", "7"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not 0 < _hours_position(models.store) < head // 2:
+            assert worker.poll() is None, "the worker finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        os.kill(worker.pid, signal.SIGKILL)
+    finally:
+        worker.wait()
+    assert 0 < _hours_position(models.store) < head
+
+    models.catch_up()
+
+    assert models.position() == head
+    for person in people:
+        hours = models.volunteer_hours(person)
+        assert hours is not None and hours["total_minutes"] == 60 * 60
+        assert hours["sessions"] == 60
+    [ranked] = models.unit_rankings("community", year=2017)
+    assert (ranked["unit_id"], ranked["total_minutes"]) == (unit, 20 * 60 * 60)
+    assert ranked["volunteers"] == 20
