@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from eventsourcing.persistence import Notification
 
-_TRANSCODED = ("_type_", "_data_")
 
-
-def _plain(d: dict[str, Any]) -> Any:
+def _plain(value: Any) -> Any:
     # The library wraps datetimes, UUIDs and decimals as {"_type_": …, "_data_": …};
     # the read side keeps their text form (ISO 8601 with offset, hex, decimal string).
-    if len(d) == 2 and "_type_" in d and "_data_" in d:
-        return d["_data_"]
-    return d
-
-
-_decoder = json.JSONDecoder(object_hook=_plain)
+    if isinstance(value, dict):
+        if len(value) == 2 and "_type_" in value and "_data_" in value:
+            return value["_data_"]
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 BOOKKEEPING = ("originator_id", "originator_version", "originator_topic", "timestamp")
 
@@ -47,9 +46,15 @@ class FeedEvent:
         self._data = data
 
     def _decode(self) -> None:
-        raw = _decoder.decode(self.state.decode("utf8"))
-        self._data = {k: v for k, v in raw.items() if k not in BOOKKEEPING}
-        self._recorded_at = str(raw.get("timestamp", ""))
+        # orjson parses in C; only values that are dicts or lists need a second look.
+        raw = orjson.loads(self.state)
+        data = {}
+        for key, value in raw.items():
+            if key not in BOOKKEEPING:
+                data[key] = _plain(value) if isinstance(value, dict | list) else value
+        self._data = data
+        stamp = raw.get("timestamp", "")
+        self._recorded_at = str(stamp["_data_"] if isinstance(stamp, dict) else stamp)
 
     @property
     def data(self) -> dict[str, Any]:
