@@ -14,6 +14,9 @@ from ledger.volunteers import Volunteer, VolunteerNumbers
 class Ledger(RegistryUseCases, RecordingUseCases, CommendationUseCases):
     """The volunteer-hours ledger. Keep one per process: it owns the store's connection pool."""
 
+    # The name picks the tables on PostgreSQL (ledger_events); subclasses must keep it.
+    name = "Ledger"
+
     snapshotting_intervals: ClassVar[dict[Any, int]] = {Volunteer: 50, VolunteerNumbers: 50}
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):

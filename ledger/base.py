@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from ledger.errors import (
     NotFound,
     UnknownReference,
 )
-from ledger.settings import Settings
+from ledger.settings import Settings, StoreLocation
 
 T = TypeVar("T")
 A = TypeVar("A", bound=LedgerAggregate)
@@ -49,16 +50,37 @@ class _Catalogue(LedgerAggregate):
         self.programs = programs
 
 
+@contextmanager
+def _setting_up(location: StoreLocation) -> Iterator[None]:
+    """Let one process at a time set up a PostgreSQL store.
+
+    eventsourcing replaces its insert function on every start, and two starts at the same
+    moment (two API workers, a CLI beside the server) fail with "tuple concurrently updated".
+    """
+    if location.kind != "postgres":
+        yield
+        return
+    import psycopg
+
+    with psycopg.connect(host=location.host, port=location.port, user=location.user,
+                         password=location.password, dbname=location.dbname,
+                         autocommit=True, connect_timeout=10) as conn:
+        # a session lock: closing the connection releases it, whatever happens
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))",
+                     (f"vledger-setup:{location.schema}",))
+        yield
+
+
 class LedgerBase(Application[str]):
     """Shared plumbing of the `Ledger` application service."""
 
-    name = "VolunteerLedger"
-
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
         self.settings = settings or Settings()
-        store_env = self.settings.store().eventsourcing_env()
+        location = self.settings.store()
+        store_env = location.eventsourcing_env()
         store_env.update(env or {})
-        super().__init__(env=store_env)
+        with _setting_up(location):
+            super().__init__(env=store_env)
         self.margin = timedelta(minutes=self.settings.activity_margin_minutes)
 
     # -- storage ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ledger.awards import (
     check_criteria,
     rules_id,
 )
-from ledger.base import LedgerBase, Written, check_text
+from ledger.base import LedgerBase, Written, check_text, open_unit
 from ledger.catalogue import PROGRAMS, AwardKind, Role
 from ledger.errors import InvalidField, UnknownReference
 from ledger.provenance import Actor, Origin
@@ -113,6 +113,7 @@ class CommendationUseCases(LedgerBase):
             raise InvalidField(
                 f"recipient_id: {kind.value} goes to a unit of kind {expected}, "
                 f"and {recipient_id} is a {unit.kind}", "recipient_id")
+        open_unit(unit, "recipient_id")
         return expected
 
     def get_award(self, the_id: str) -> Award:
@@ -143,7 +144,7 @@ class CommendationUseCases(LedgerBase):
             raise InvalidField(f"role must be one of: {allowed}", "role") from None
         check_token_grant(the_role, unit_id)
         if unit_id:
-            self._refer(Unit, unit_id, "unit_id", "unit")
+            open_unit(self._refer(Unit, unit_id, "unit_id", "unit"), "unit_id")
         token = new_token()
         grant = AccessToken(digest=token_digest(token), role=the_role.value,  # type: ignore[call-arg]
                             unit_id=unit_id or None, label=label, id=token_id_for(token),

@@ -45,6 +45,12 @@ class BatchResult:
         return sum(1 for o in self.outcomes if o.status == status)
 
 
+def reused(rec: SessionRecord, prior: ServiceSession) -> DuplicateRecordConflict:
+    return DuplicateRecordConflict(
+        f"source_record_id {rec.source_record_id!r} was already used for another record "
+        f"(session {prior.id})", "source_record_id")
+
+
 class _Batch:
     """One attempt at a batch: the aggregates it loaded once and the sessions it created."""
 
@@ -83,6 +89,16 @@ class _Batch:
             return None
         return self.ledger._get(ServiceSession, session_id)
 
+    def refuse_reused_id(self, session_id: str, rec: SessionRecord) -> None:
+        """Answer a refused record as the thorough path would: the fast path learns of another
+        volunteer's session with this source record id only when saving, which a refused record
+        never reaches; so the answer would otherwise depend on the size of the batch."""
+        if self.thorough:
+            return
+        prior = self.ledger._get(ServiceSession, session_id)
+        if prior is not None and not prior.same_record(rec):
+            raise reused(rec, prior) from None
+
     def record(self, index: int, rec: SessionRecord) -> RecordOutcome:
         """Check one record against every rule and stage it; never raises a LedgerError."""
         try:
@@ -96,12 +112,16 @@ class _Batch:
             prior = self.existing(session_id, volunteer)
             if prior is not None:
                 if not prior.same_record(rec):
-                    raise DuplicateRecordConflict(
-                        f"source_record_id {rec.source_record_id!r} was already used for "
-                        f"another record (session {prior.id})", "source_record_id")
-                return RecordOutcome(index, "duplicate", prior.id, prior.minutes)
-            activity.ensure_covers(rec.started_at, rec.ended_at, self.ledger.margin)
-            volunteer.book(session_id, rec.started_at, rec.ended_at, self.meta)
+                    raise reused(rec, prior)
+                # A voided session no longer counts: the repeat answers the minutes it counts now.
+                return RecordOutcome(index, "duplicate", prior.id,
+                                     0 if prior.is_voided else prior.minutes)
+            try:
+                activity.ensure_covers(rec.started_at, rec.ended_at, self.ledger.margin)
+                volunteer.book(session_id, rec.started_at, rec.ended_at, self.meta)
+            except LedgerError:
+                self.refuse_reused_id(session_id, rec)
+                raise
         except LedgerError as error:
             return RecordOutcome(index, "rejected", error=error)
         minutes = whole_minutes(rec.started_at, rec.ended_at)
@@ -189,7 +209,8 @@ class RecordingUseCases(LedgerBase):
             session.void(why, origin.meta())
             volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
             volunteer.release(session.id, origin.meta())
-            position = self._save(volunteer, session)
+            # Saved in the order the events were made, so positions agree with recorded times.
+            position = self._save(session, volunteer)
             return SessionWritten(session.id, 0, position, created=False)
 
         return self._retrying(attempt)

@@ -102,6 +102,7 @@ class RegistryUseCases(LedgerBase):
     def close_unit(self, origin: Origin, unit_id: str, closed_on: date, reason: str) -> Written:
         """Close a unit; nothing new may refer to it."""
         require_role(origin.actor)
+        check_not_future_day("closed_on", closed_on, district_today())
         return self._retrying(lambda: self._unit_change(
             unit_id, lambda u: u.close(closed_on.isoformat(), reason, origin.meta())))
 
@@ -229,6 +230,7 @@ class RegistryUseCases(LedgerBase):
                              reason: str) -> Written:
         """End a volunteer's registration; their recorded hours stay."""
         require_role(origin.actor, Role.recorder)
+        check_not_future_day("deregistered_on", deregistered_on, district_today())
 
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)

@@ -135,6 +135,10 @@ class Volunteer(LedgerAggregate):
         self._ensure_active()
         if not reason.strip():
             raise InvalidField("reason must not be empty", "reason")
+        if deregistered_on.isoformat() < self.registered_on:
+            raise InvalidField(
+                f"deregistered_on is before the volunteer registered ({self.registered_on})",
+                "deregistered_on")
         self._deregistered(deregistered_on=deregistered_on.isoformat(), reason=reason, **meta)
 
     def complete_training(self, training: dict[str, Any], meta: dict[str, Any]) -> None:

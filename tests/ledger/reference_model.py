@@ -1,0 +1,160 @@
+"""A small pure-Python model of the ledger's write rules, for the state-machine test.
+
+It knows only what the rules need: open and closed units, volunteers with their memberships
+over time, activity windows, and sessions with their original record. Each command answers
+either what the ledger should return or the `LedgerError` class it should raise, checking the
+rules in the ledger's order (the record's own times, then its source record id, then the
+activity's window, then the volunteer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from ledger.errors import (
+    ClosedReference,
+    DuplicateRecordConflict,
+    InvalidField,
+    LedgerError,
+    OverlappingSession,
+    SessionVoided,
+)
+from ledger.sessions import session_id_for
+
+Expected = type[LedgerError] | str | None
+
+
+@dataclass
+class ModelVolunteer:
+    registered_on: date
+    memberships: dict[date, str]
+    active: bool = True
+
+    def unit_on(self, day: date) -> str:
+        unit = self.memberships[min(self.memberships)]
+        for effective_on in sorted(self.memberships):
+            if effective_on <= day:
+                unit = self.memberships[effective_on]
+        return unit
+
+
+@dataclass
+class ModelSession:
+    volunteer_id: str
+    activity_id: str
+    source_record_id: str
+    started_at: datetime
+    ended_at: datetime
+    original: tuple[float, float]
+    live: bool = True
+
+    @property
+    def minutes(self) -> int:
+        return int((self.ended_at - self.started_at).total_seconds() // 60)
+
+
+@dataclass
+class Model:
+    closed_units: set[str] = field(default_factory=set)
+    volunteers: dict[str, ModelVolunteer] = field(default_factory=dict)
+    windows: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    sessions: dict[str, ModelSession] = field(default_factory=dict)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def calendar(self, volunteer_id: str) -> dict[str, list[object]]:
+        """The volunteer's calendar as the aggregate keeps it: id -> [start, end, live]."""
+        return {sid: [s.started_at.timestamp(), s.ended_at.timestamp(), s.live]
+                for sid, s in self.sessions.items() if s.volunteer_id == volunteer_id}
+
+    def minutes(self, volunteer_id: str) -> int:
+        return sum(s.minutes for s in self.sessions.values()
+                   if s.volunteer_id == volunteer_id and s.live)
+
+    def _overlaps(self, volunteer_id: str, start: datetime, end: datetime, ignore: str) -> bool:
+        return any(s.live and sid != ignore and s.started_at < end and start < s.ended_at
+                   for sid, s in self.sessions.items() if s.volunteer_id == volunteer_id)
+
+    def _outside(self, activity_id: str, start: datetime, end: datetime) -> bool:
+        opens, closes = self.windows[activity_id]
+        return start < opens or end > closes
+
+    # -- commands: each returns the expected result or error class, and applies success ------
+
+    def register_volunteer(self, unit_id: str) -> Expected:
+        return ClosedReference if unit_id in self.closed_units else None
+
+    def add_volunteer(self, volunteer_id: str, unit_id: str, registered_on: date) -> None:
+        self.volunteers[volunteer_id] = ModelVolunteer(registered_on, {registered_on: unit_id})
+
+    def plan_activity(self, unit_id: str) -> Expected:
+        return ClosedReference if unit_id in self.closed_units else None
+
+    def add_activity(self, activity_id: str, window: tuple[datetime, datetime]) -> None:
+        self.windows[activity_id] = window
+
+    def close_unit(self, unit_id: str) -> Expected:
+        if unit_id in self.closed_units:
+            return ClosedReference
+        self.closed_units.add(unit_id)
+        return None
+
+    def record(self, volunteer_id: str, activity_id: str, start: datetime, end: datetime,
+               source_record_id: str) -> Expected:
+        """The session id (accepted or duplicate) or the error class."""
+        if end <= start or (end - start).total_seconds() > 24 * 3600:
+            return InvalidField
+        session_id = session_id_for(source_record_id)
+        prior = self.sessions.get(session_id)
+        if prior is not None:
+            same = (prior.volunteer_id, prior.activity_id, prior.original) == (
+                volunteer_id, activity_id, (start.timestamp(), end.timestamp()))
+            return session_id if same else DuplicateRecordConflict
+        if self._outside(activity_id, start, end):
+            return InvalidField
+        if not self.volunteers[volunteer_id].active:
+            return ClosedReference
+        if self._overlaps(volunteer_id, start, end, ignore=session_id):
+            return OverlappingSession
+        self.sessions[session_id] = ModelSession(volunteer_id, activity_id, source_record_id,
+                                                 start, end, (start.timestamp(), end.timestamp()))
+        return session_id
+
+    def correct(self, session_id: str, start: datetime, end: datetime, reason: str) -> Expected:
+        session = self.sessions[session_id]
+        if not reason.strip() or end <= start:
+            return InvalidField
+        if not session.live:
+            return SessionVoided
+        if self._outside(session.activity_id, start, end):
+            return InvalidField
+        if self._overlaps(session.volunteer_id, start, end, ignore=session_id):
+            return OverlappingSession
+        session.started_at, session.ended_at = start, end
+        return None
+
+    def void(self, session_id: str, reason: str) -> Expected:
+        session = self.sessions[session_id]
+        if not reason.strip():
+            return InvalidField
+        if not session.live:
+            return SessionVoided
+        session.live = False
+        return None
+
+    def transfer(self, volunteer_id: str, unit_id: str, effective_on: date) -> Expected:
+        volunteer = self.volunteers[volunteer_id]
+        if unit_id in self.closed_units or not volunteer.active:
+            return ClosedReference
+        if effective_on < volunteer.registered_on or volunteer.unit_on(effective_on) == unit_id:
+            return InvalidField
+        volunteer.memberships[effective_on] = unit_id
+        return None
+
+    def deregister(self, volunteer_id: str) -> Expected:
+        volunteer = self.volunteers[volunteer_id]
+        if not volunteer.active:
+            return ClosedReference
+        volunteer.active = False
+        return None

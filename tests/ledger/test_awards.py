@@ -1,0 +1,190 @@
+"""Award rules (published, versioned) and awards (granted to the right kind, revoked, regranted)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+
+from ledger import Ledger
+from ledger.errors import (
+    AwardAlreadyGranted,
+    AwardAlreadyRevoked,
+    ClosedReference,
+    InvalidField,
+    UnknownReference,
+)
+from tests.factories import ADMIN, COMMITTEE, make_unit, make_volunteer
+
+MBV = "most_beautiful_volunteer"
+VOLUNTEER_RULES: dict[str, Any] = {"min_hours_in_year": 40, "min_star_level": 0,
+                                   "training_required": True, "min_registered_days": 90}
+UNIT_RULES: dict[str, Any] = {"min_hours_in_year": 500, "min_active_volunteers": 10}
+
+
+def publish(ledger: Ledger, award: str = MBV, year: int = 2017,
+            criteria: dict[str, Any] | None = None) -> int:
+    return ledger.publish_award_rules(ADMIN, award, year, criteria or VOLUNTEER_RULES)[0]
+
+
+def grant(ledger: Ledger, recipient_id: str, award: str = MBV, year: int = 2017) -> str:
+    return ledger.grant_award(COMMITTEE, award, year, recipient_id, "梅文明委〔2018〕1号").id
+
+
+def test_award_rules_are_published_as_version_one(ledger: Ledger) -> None:
+    assert publish(ledger) == 1
+
+
+def test_publishing_award_rules_again_makes_a_new_version(ledger: Ledger) -> None:
+    publish(ledger)
+    version = publish(ledger, criteria={"min_hours_in_year": 60})
+    rules = ledger.get_award_rules(MBV, 2017)
+    assert rules is not None and (version, rules.criteria) == (2, {"min_hours_in_year": 60})
+
+
+def test_award_rules_of_another_year_are_versioned_apart(ledger: Ledger) -> None:
+    publish(ledger, year=2017)
+    assert publish(ledger, year=2018) == 1
+
+
+def test_an_unknown_criterion_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        publish(ledger, criteria={"min_smiles": 3})
+    assert refused.value.field == "min_smiles"
+
+
+def test_a_criterion_of_another_award_kind_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        publish(ledger, award="best_project", criteria={"min_star_level": 1})
+    assert refused.value.field == "min_star_level"
+
+
+def test_a_numeric_criterion_may_not_be_a_boolean(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        publish(ledger, criteria={"min_hours_in_year": True})
+    assert refused.value.field == "min_hours_in_year"
+
+
+def test_award_rules_need_at_least_one_criterion(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        ledger.publish_award_rules(ADMIN, MBV, 2017, {})
+    assert refused.value.field == "criteria"
+
+
+def test_an_unknown_award_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        publish(ledger, award="nicest_person")
+    assert refused.value.field == "award"
+
+
+def test_an_award_year_out_of_range_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        publish(ledger, year=1917)
+    assert refused.value.field == "year"
+
+
+def test_an_award_is_granted_under_the_published_rules(ledger: Ledger) -> None:
+    publish(ledger)
+    volunteer_id = make_volunteer(ledger)
+    award = ledger.get_award(grant(ledger, volunteer_id))
+    assert (award.recipient_id, award.recipient_kind, award.rules_version, award.is_live) == (
+        volunteer_id, "volunteer", 1, True)
+
+
+def test_an_award_needs_published_rules_for_its_year(ledger: Ledger) -> None:
+    publish(ledger, year=2018)
+    with pytest.raises(InvalidField) as refused:
+        grant(ledger, make_volunteer(ledger), year=2017)
+    assert refused.value.field == "year"
+
+
+def test_a_volunteer_award_needs_a_volunteer(ledger: Ledger) -> None:
+    publish(ledger)
+    with pytest.raises(UnknownReference) as refused:
+        grant(ledger, make_unit(ledger, kind="organisation"))
+    assert refused.value.field == "recipient_id"
+
+
+def test_an_organisation_award_goes_to_an_organisation(ledger: Ledger) -> None:
+    publish(ledger, award="best_organisation", criteria=UNIT_RULES)
+    team = make_unit(ledger, kind="organisation")
+    assert ledger.get_award(grant(ledger, team, award="best_organisation")).recipient_id == team
+
+
+def test_an_organisation_award_may_not_go_to_a_town(ledger: Ledger) -> None:
+    publish(ledger, award="best_organisation", criteria=UNIT_RULES)
+    with pytest.raises(InvalidField) as refused:
+        grant(ledger, make_unit(ledger, kind="town"), award="best_organisation")
+    assert refused.value.field == "recipient_id"
+
+
+def test_a_community_award_may_not_go_to_a_school(ledger: Ledger) -> None:
+    publish(ledger, award="best_community", criteria=UNIT_RULES)
+    with pytest.raises(InvalidField) as refused:
+        grant(ledger, make_unit(ledger, kind="school"), award="best_community")
+    assert refused.value.field == "recipient_id"
+
+
+def test_a_project_award_goes_to_a_program(ledger: Ledger) -> None:
+    publish(ledger, award="best_project", criteria={"min_sessions": 10})
+    assert ledger.get_award(grant(ledger, "B6", award="best_project")).recipient_kind == "program"
+
+
+def test_a_project_award_needs_a_known_program(ledger: Ledger) -> None:
+    publish(ledger, award="best_project", criteria={"min_sessions": 10})
+    with pytest.raises(UnknownReference) as refused:
+        grant(ledger, "Z9", award="best_project")
+    assert refused.value.field == "recipient_id"
+
+
+def test_granting_an_award_twice_conflicts(ledger: Ledger) -> None:
+    publish(ledger)
+    volunteer_id = make_volunteer(ledger)
+    grant(ledger, volunteer_id)
+    with pytest.raises(AwardAlreadyGranted) as refused:
+        grant(ledger, volunteer_id)
+    assert refused.value.field == "recipient_id"
+
+
+def test_a_revoked_award_stays_on_record_with_its_reason(ledger: Ledger) -> None:
+    publish(ledger)
+    award_id = grant(ledger, make_volunteer(ledger))
+    ledger.revoke_award(COMMITTEE, award_id, "hours were misreported")
+    award = ledger.get_award(award_id)
+    assert (award.is_live, award.revoked_reason) == (False, "hours were misreported")
+
+
+def test_a_revoked_award_can_be_granted_again(ledger: Ledger) -> None:
+    publish(ledger)
+    volunteer_id = make_volunteer(ledger)
+    award_id = grant(ledger, volunteer_id)
+    ledger.revoke_award(COMMITTEE, award_id, "decision annulled")
+    publish(ledger, criteria={"min_hours_in_year": 10})
+    regranted = ledger.get_award(grant(ledger, volunteer_id))
+    assert (regranted.id, regranted.is_live, regranted.rules_version) == (award_id, True, 2)
+
+
+def test_revoking_an_award_needs_a_reason(ledger: Ledger) -> None:
+    publish(ledger)
+    award_id = grant(ledger, make_volunteer(ledger))
+    with pytest.raises(InvalidField) as refused:
+        ledger.revoke_award(COMMITTEE, award_id, " ")
+    assert refused.value.field == "reason"
+
+
+def test_a_revoked_award_cannot_be_revoked_again(ledger: Ledger) -> None:
+    publish(ledger)
+    award_id = grant(ledger, make_volunteer(ledger))
+    ledger.revoke_award(COMMITTEE, award_id, "decision annulled")
+    with pytest.raises(AwardAlreadyRevoked):
+        ledger.revoke_award(COMMITTEE, award_id, "again")
+
+
+def test_a_unit_award_may_not_go_to_a_closed_unit(ledger: Ledger) -> None:
+    publish(ledger, award="best_organisation", criteria=UNIT_RULES)
+    team = make_unit(ledger, kind="organisation")
+    ledger.close_unit(ADMIN, team, date(2017, 12, 31), "disbanded")
+    with pytest.raises(ClosedReference) as refused:
+        grant(ledger, team, award="best_organisation")
+    assert refused.value.field == "recipient_id"

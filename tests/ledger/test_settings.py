@@ -1,0 +1,100 @@
+"""Settings: `VLEDGER_*` variables, and the database URL mapped onto eventsourcing's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from ledger import Ledger, Settings, StoreLocation
+
+
+def test_the_default_store_is_an_sqlite_file_under_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLEDGER_DATABASE_URL", raising=False)
+    location = Settings().store()
+    assert (location.kind, location.sqlite_path) == ("sqlite", Path("var/ledger.db"))
+
+
+def test_the_database_url_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLEDGER_DATABASE_URL", "postgresql://clerk@db.example/ledger")
+    assert Settings().store().host == "db.example"
+
+
+def test_the_activity_margin_is_read_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLEDGER_ACTIVITY_MARGIN_MINUTES", "15")
+    assert Settings().activity_margin_minutes == 15
+
+
+def test_a_negative_activity_margin_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(activity_margin_minutes=-1)
+
+
+def test_an_sqlite_url_with_three_slashes_is_relative() -> None:
+    assert StoreLocation.parse("sqlite:///var/ledger.db").sqlite_path == Path("var/ledger.db")
+
+
+def test_an_sqlite_url_with_four_slashes_is_absolute() -> None:
+    assert StoreLocation.parse("sqlite:////srv/vledger/ledger.db").sqlite_path == Path(
+        "/srv/vledger/ledger.db")
+
+
+def test_an_sqlite_url_must_name_a_file() -> None:
+    with pytest.raises(ValueError, match="names no SQLite file"):
+        StoreLocation.parse("sqlite:///")
+
+
+def test_a_relative_sqlite_file_lies_under_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ledger = Ledger(Settings(database_url="sqlite:///var/here.db"))
+    ledger.ensure_catalogue()
+    ledger.close()
+    assert (tmp_path / "var" / "here.db").is_file()
+
+
+def test_a_postgresql_url_gives_user_password_host_port_and_database() -> None:
+    location = StoreLocation.parse("postgresql://clerk:s3cret@db.example:6543/ledger")
+    assert (location.kind, location.user, location.password, location.host, location.port,
+            location.dbname) == ("postgres", "clerk", "s3cret", "db.example", 6543, "ledger")
+
+
+def test_a_postgresql_url_without_port_or_password_uses_the_defaults() -> None:
+    location = StoreLocation.parse("postgresql://clerk@db.example/ledger")
+    assert (location.password, location.port, location.schema) == ("", 5432, "public")
+
+
+def test_a_postgresql_password_may_be_percent_encoded() -> None:
+    assert StoreLocation.parse("postgresql://clerk:p%40ss%3Aw@h/db").password == "p@ss:w"
+
+
+def test_a_postgresql_url_may_name_a_schema() -> None:
+    assert StoreLocation.parse("postgresql://u@h/db?schema=ledger_2017").schema == "ledger_2017"
+
+
+def test_a_postgresql_url_maps_onto_eventsourcing_settings() -> None:
+    env = StoreLocation.parse("postgresql://clerk:pw@db.example:6543/ledger?schema=s").\
+        eventsourcing_env()
+    assert {k: env[k] for k in ("PERSISTENCE_MODULE", "POSTGRES_HOST", "POSTGRES_PORT",
+                                "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DBNAME",
+                                "POSTGRES_SCHEMA")} == {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres", "POSTGRES_HOST": "db.example",
+        "POSTGRES_PORT": "6543", "POSTGRES_USER": "clerk", "POSTGRES_PASSWORD": "pw",
+        "POSTGRES_DBNAME": "ledger", "POSTGRES_SCHEMA": "s"}
+
+
+def test_a_description_of_the_store_hides_the_password() -> None:
+    assert "s3cret" not in StoreLocation.parse("postgresql://u:s3cret@h/db").describe()
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "ledger.db", "sqlite://ledger.db", ""])
+def test_a_database_url_of_another_kind_is_refused_clearly(url: str) -> None:
+    with pytest.raises(ValueError, match=r"must start with sqlite:/// or postgresql://"):
+        StoreLocation.parse(url)
+
+
+def test_a_ledger_on_a_bad_database_url_does_not_start() -> None:
+    with pytest.raises(ValueError, match="VLEDGER_DATABASE_URL"):
+        Ledger(Settings(database_url="mysql://u@h/db"))

@@ -1,0 +1,222 @@
+"""Volunteers: registration, personal data, transfers, trainings, insurance, deregistration."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from ledger import Ledger
+from ledger.errors import ClosedReference, InvalidField, NotFound, UnknownReference
+from tests.factories import ADMIN, make_unit, make_volunteer
+
+JUNE = date(2017, 6, 1)
+
+
+def deregister(ledger: Ledger, volunteer_id: str) -> None:
+    ledger.deregister_volunteer(ADMIN, volunteer_id, date(2017, 9, 1), "moved away")
+
+
+def train(ledger: Ledger, volunteer_id: str, completed_on: date = JUNE) -> None:
+    ledger.complete_training(ADMIN, volunteer_id, "district", "centralised", "core",
+                             "骨干志愿者培训", completed_on, 3.5)
+
+
+def test_a_volunteer_is_registered_with_their_home_unit(ledger: Ledger) -> None:
+    unit_id = make_unit(ledger)
+    volunteer = ledger.get_volunteer(make_volunteer(ledger, home_unit_id=unit_id))
+    assert (volunteer.home_unit_id, volunteer.current_unit_id) == (unit_id, unit_id)
+
+
+def test_volunteers_get_sequential_volunteer_numbers(ledger: Ledger) -> None:
+    unit_id = make_unit(ledger)
+    numbers = [ledger.register_volunteer(ADMIN, name, unit_id, JUNE)[1] for name in "AB"]
+    assert numbers == ["MLV0000001", "MLV0000002"]
+
+
+def test_a_volunteer_keeps_the_personal_fields_given(ledger: Ledger) -> None:
+    written, _ = ledger.register_volunteer(
+        ADMIN, "雷锋", make_unit(ledger), JUNE, political_status="party_member",
+        phone="13800000000", skills=["first aid", " "])
+    personal = ledger.get_volunteer(written.id).personal
+    assert personal == {"political_status": "party_member", "phone": "13800000000",
+                        "skills": ["first aid"]}
+
+
+def test_a_volunteer_needs_a_name(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        ledger.register_volunteer(ADMIN, "", make_unit(ledger), JUNE)
+    assert refused.value.field == "name"
+
+
+def test_an_unknown_personal_field_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        ledger.register_volunteer(ADMIN, "A", make_unit(ledger), JUNE, blood_type="O")
+    assert refused.value.field == "blood_type"
+
+
+def test_an_unknown_political_status_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        ledger.register_volunteer(ADMIN, "A", make_unit(ledger), JUNE, political_status="x")
+    assert refused.value.field == "political_status"
+
+
+def test_a_registration_may_not_be_dated_in_the_future(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        make_volunteer(ledger, registered_on=date.today() + timedelta(days=2))
+    assert refused.value.field == "registered_on"
+
+
+def test_a_volunteer_may_not_be_registered_in_an_unknown_unit(ledger: Ledger) -> None:
+    with pytest.raises(UnknownReference) as refused:
+        make_volunteer(ledger, home_unit_id="unit-nope")
+    assert refused.value.field == "home_unit_id"
+
+
+def test_a_volunteer_may_not_be_registered_in_a_closed_unit(ledger: Ledger) -> None:
+    unit_id = make_unit(ledger)
+    ledger.close_unit(ADMIN, unit_id, JUNE, "merged")
+    with pytest.raises(ClosedReference) as refused:
+        make_volunteer(ledger, home_unit_id=unit_id)
+    assert refused.value.field == "home_unit_id"
+
+
+def test_an_unknown_volunteer_is_not_found(ledger: Ledger) -> None:
+    with pytest.raises(NotFound):
+        ledger.get_volunteer("vol-nope")
+
+
+def test_personal_data_can_be_updated(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger)
+    ledger.update_volunteer(ADMIN, volunteer_id, {"name": "新名字", "gender": "female"})
+    volunteer = ledger.get_volunteer(volunteer_id)
+    assert (volunteer.name, volunteer.personal["gender"]) == ("新名字", "female")
+
+
+def test_a_transfer_takes_effect_on_its_date(ledger: Ledger) -> None:
+    home, other = make_unit(ledger), make_unit(ledger)
+    volunteer_id = make_volunteer(ledger, home_unit_id=home)
+    ledger.transfer_volunteer(ADMIN, volunteer_id, other, JUNE)
+    volunteer = ledger.get_volunteer(volunteer_id)
+    assert (volunteer.unit_on(JUNE - timedelta(days=1)), volunteer.unit_on(JUNE)) == (home, other)
+
+
+def test_a_transfer_recorded_later_may_be_back_dated_before_an_earlier_one(ledger: Ledger) -> None:
+    home, second, third = make_unit(ledger), make_unit(ledger), make_unit(ledger)
+    volunteer_id = make_volunteer(ledger, home_unit_id=home)
+    ledger.transfer_volunteer(ADMIN, volunteer_id, third, date(2017, 9, 1))
+    ledger.transfer_volunteer(ADMIN, volunteer_id, second, JUNE)
+    volunteer = ledger.get_volunteer(volunteer_id)
+    assert [volunteer.unit_on(d) for d in (date(2017, 5, 1), JUNE, date(2017, 9, 1))] == [
+        home, second, third]
+
+
+def test_a_volunteer_may_not_be_transferred_to_an_unknown_unit(ledger: Ledger) -> None:
+    with pytest.raises(UnknownReference) as refused:
+        ledger.transfer_volunteer(ADMIN, make_volunteer(ledger), "unit-nope", JUNE)
+    assert refused.value.field == "to_unit_id"
+
+
+def test_a_volunteer_may_not_be_transferred_to_a_closed_unit(ledger: Ledger) -> None:
+    closed = make_unit(ledger)
+    ledger.close_unit(ADMIN, closed, JUNE, "merged")
+    with pytest.raises(ClosedReference) as refused:
+        ledger.transfer_volunteer(ADMIN, make_volunteer(ledger), closed, JUNE)
+    assert refused.value.field == "to_unit_id"
+
+
+def test_a_volunteer_may_not_be_transferred_to_the_unit_they_belong_to(ledger: Ledger) -> None:
+    home = make_unit(ledger)
+    with pytest.raises(InvalidField) as refused:
+        ledger.transfer_volunteer(ADMIN, make_volunteer(ledger, home_unit_id=home), home, JUNE)
+    assert refused.value.field == "to_unit_id"
+
+
+def test_a_transfer_may_not_take_effect_before_registration(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger, registered_on=JUNE)
+    with pytest.raises(InvalidField) as refused:
+        ledger.transfer_volunteer(ADMIN, volunteer_id, make_unit(ledger), date(2017, 5, 31))
+    assert refused.value.field == "effective_on"
+
+
+def test_a_deregistered_volunteer_cannot_be_transferred(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger)
+    deregister(ledger, volunteer_id)
+    with pytest.raises(ClosedReference) as refused:
+        ledger.transfer_volunteer(ADMIN, volunteer_id, make_unit(ledger), JUNE)
+    assert refused.value.field == "volunteer_id"
+
+
+def test_a_deregistered_volunteer_stays_on_record_with_the_date(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger)
+    deregister(ledger, volunteer_id)
+    assert ledger.get_volunteer(volunteer_id).deregistered_on == "2017-09-01"
+
+
+def test_deregistration_needs_a_reason(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        ledger.deregister_volunteer(ADMIN, make_volunteer(ledger), JUNE, "")
+    assert refused.value.field == "reason"
+
+
+def test_a_volunteer_cannot_be_deregistered_twice(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger)
+    deregister(ledger, volunteer_id)
+    with pytest.raises(ClosedReference):
+        deregister(ledger, volunteer_id)
+
+
+def test_a_completed_training_is_kept_in_whole_minutes(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger)
+    train(ledger, volunteer_id)
+    (training,) = ledger.get_volunteer(volunteer_id).trainings
+    assert (training["level"], training["minutes"], training["completed_on"]) == (
+        "district", 210, "2017-06-01")
+
+
+def test_a_training_of_an_unknown_level_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        ledger.complete_training(ADMIN, make_volunteer(ledger), "galaxy", "online", "core",
+                                 "T", JUNE, 1)
+    assert refused.value.field == "level"
+
+
+def test_a_training_may_not_be_completed_before_registration(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger, registered_on=JUNE)
+    with pytest.raises(InvalidField) as refused:
+        train(ledger, volunteer_id, completed_on=date(2017, 5, 1))
+    assert refused.value.field == "completed_on"
+
+
+def test_a_training_may_not_be_completed_in_the_future(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        train(ledger, make_volunteer(ledger), completed_on=date.today() + timedelta(days=2))
+    assert refused.value.field == "completed_on"
+
+
+def test_a_training_needs_a_known_volunteer(ledger: Ledger) -> None:
+    with pytest.raises(UnknownReference) as refused:
+        train(ledger, "vol-nope")
+    assert refused.value.field == "volunteer_id"
+
+
+def test_a_deregistered_volunteer_completes_no_training(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger)
+    deregister(ledger, volunteer_id)
+    with pytest.raises(ClosedReference) as refused:
+        train(ledger, volunteer_id)
+    assert refused.value.field == "volunteer_id"
+
+
+def test_a_volunteer_is_insured_once_per_year(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger)
+    ledger.insure_volunteer(ADMIN, volunteer_id, 2017, "P-1", "人保财险")
+    assert ledger.get_volunteer(volunteer_id).insured_years == [2017]
+
+
+def test_insuring_a_volunteer_twice_for_one_year_is_refused(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger)
+    ledger.insure_volunteer(ADMIN, volunteer_id, 2017, "P-1", "人保财险")
+    with pytest.raises(InvalidField) as refused:
+        ledger.insure_volunteer(ADMIN, volunteer_id, 2017, "P-2", "人保财险")
+    assert refused.value.field == "year"
