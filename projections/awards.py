@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from projections.feed import FeedEvent
 from projections.store import ViewCursor
-from projections.tally import Latest, without_rowid
+from projections.tally import Latest, TableViews
 
 TABLES: dict[str, tuple[str, ...]] = {
     "award_rules": ("rules_id",),
@@ -35,22 +35,14 @@ HANDLED = frozenset({
     "Volunteer.Insured",
 })
 
-class AwardsProjection:
+class AwardsProjection(TableViews):
     """The rules in force per award and year, which grants are live, who was insured when."""
 
     name = "awards"
     schema_version = 1
     tables = TABLES
+    ddl = DDL
 
-    def create(self, cur: ViewCursor) -> None:
-        """Create the tables."""
-        for sql in DDL:
-            cur.execute(without_rowid(sql, cur.postgres))
-
-    def drop(self, cur: ViewCursor) -> None:
-        """Drop the tables."""
-        for table in TABLES:
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
 
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         """Fold a page of events and write the changes."""

@@ -16,7 +16,7 @@ from typing import Any
 from projections.feed import FeedEvent
 from projections.hours import year_quarter
 from projections.store import ViewCursor
-from projections.tally import Latest, Tally, chunks, without_rowid
+from projections.tally import Latest, TableViews, Tally, chunks
 
 BASES = ("members", "organised")
 
@@ -63,22 +63,14 @@ HANDLED = frozenset({
     "Volunteer.Transferred",
 })
 
-class CreditsProjection:
+class CreditsProjection(TableViews):
     """Minutes credited per (basis, year, quarter, program, unit, volunteer)."""
 
     name = "credits"
     schema_version = 1
     tables = TABLES
+    ddl = DDL
 
-    def create(self, cur: ViewCursor) -> None:
-        """Create the tables."""
-        for sql in DDL:
-            cur.execute(without_rowid(sql, cur.postgres))
-
-    def drop(self, cur: ViewCursor) -> None:
-        """Drop the tables."""
-        for table in TABLES:
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
 
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         """Fold a page in memory (memberships loaded once per page) and write the changes."""

@@ -8,7 +8,7 @@ from typing import Any
 from ledger.catalogue import PROGRAMS, star_level
 from projections.feed import FeedEvent
 from projections.store import ViewCursor
-from projections.tally import Latest, Tally, without_rowid
+from projections.tally import Latest, TableViews, Tally
 
 TABLES: dict[str, tuple[str, ...]] = {
     "hours_volunteers": ("volunteer_id",),
@@ -51,22 +51,14 @@ HANDLED = frozenset({
     "Volunteer.TrainingCompleted",
 })
 
-class HoursProjection:
+class HoursProjection(TableViews):
     """Per volunteer: service minutes in cells of (year, quarter, program), days, trainings."""
 
     name = "hours"
     schema_version = 1
     tables = TABLES
+    ddl = DDL
 
-    def create(self, cur: ViewCursor) -> None:
-        """Create the tables and indexes."""
-        for sql in DDL:
-            cur.execute(without_rowid(sql, cur.postgres))
-
-    def drop(self, cur: ViewCursor) -> None:
-        """Drop the tables."""
-        for table in TABLES:
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
 
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         """Fold a page of events in memory and write the net changes."""

@@ -115,3 +115,20 @@ def without_rowid(ddl: str, postgres: bool) -> str:
     if postgres or not ddl.startswith("CREATE TABLE") or "PRIMARY KEY (" not in ddl:
         return ddl
     return ddl + " WITHOUT ROWID"
+
+
+class TableViews:
+    """create() and drop() for a projection that declares its `ddl` and its `tables`."""
+
+    ddl: tuple[str, ...] = ()
+    tables: dict[str, tuple[str, ...]] = {}  # noqa: RUF012 - read only, set per subclass
+
+    def create(self, cur: ViewCursor) -> None:
+        """Create the tables and indexes."""
+        for sql in self.ddl:
+            cur.execute(without_rowid(sql, cur.postgres))
+
+    def drop(self, cur: ViewCursor) -> None:
+        """Drop the tables."""
+        for table in self.tables:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
