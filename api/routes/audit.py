@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import AwareDatetime, BaseModel
 
 from api.deps import PUBLIC, AuditReader, Fresh, MaybeActor, ServicesDep
-from api.schemas import MAX_POSITION
+from api.schemas import MAX_POSITION, paginate
 from ledger.catalogue import Role
 from projections.history import event_feed, volunteer_history
 
@@ -20,6 +20,7 @@ class History(BaseModel):
     volunteer_id: str
     as_of: str | None
     events: list[dict[str, Any]]
+    next_cursor: str | None = None
 
 
 class Feed(BaseModel):
@@ -30,14 +31,17 @@ class Feed(BaseModel):
 @router.get("/v1/volunteers/{volunteer_id}/history", response_model=History,
             dependencies=[Fresh])
 def history(volunteer_id: str, actor: AuditReader, services: ServicesDep,
-            as_of: AwareDatetime | None = None) -> dict[str, Any]:
+            as_of: AwareDatetime | None = None,
+            limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+            cursor: str | None = None) -> dict[str, Any]:
     """Every event that touched a volunteer's record, as the ledger held them at `as_of`."""
     services.ledger.get_volunteer(volunteer_id)
     services.models.catch_up()
     events = volunteer_history(services.models.store, services.ledger.recorder, volunteer_id,
                                as_of, unmasked=actor.role in (Role.admin, Role.auditor))
+    page, next_cursor = paginate(events, limit, cursor)
     return {"volunteer_id": volunteer_id, "as_of": as_of.isoformat() if as_of else None,
-            "events": events}
+            "events": page, "next_cursor": next_cursor}
 
 
 @router.get("/v1/events", response_model=Feed)
