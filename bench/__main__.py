@@ -1,0 +1,115 @@
+"""`python -m bench`: every figure beside its baseline, same run, same store; JSON and Markdown."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.isolate import floor, isolated
+from bench.report import comparisons, markdown
+from bench.stores import postgres_answers, scratch
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_SIZES = {"sqlite": [100_000, 1_000_000], "postgres": [100_000]}
+FULL_SIZES = {"sqlite": [100_000, 1_000_000, 2_250_000],
+              "postgres": [100_000, 1_000_000, 2_250_000, 10_000_000]}
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _step(run: dict[str, Any], name: str, needs: str | None, step: Callable[..., dict[str, Any]],
+          **kwargs: Any) -> None:
+    """Run one step in its own process and keep its result, or why it did not run or failed."""
+    if needs is not None and not _available(needs):
+        run[name] = {"not_run": f"{needs} does not exist"}
+    else:
+        try:
+            run[name] = isolated(step, **kwargs)
+        except (RuntimeError, TimeoutError) as error:  # keep the other figures of the run
+            run[name] = {"error": str(error)[-2000:]}
+    shown = {k: v for k, v in run[name].items() if not isinstance(v, dict | list)}
+    print(f"  {name}: {shown}", flush=True)
+
+
+def bench_one(kind: str, events: int, seed: int, http: bool, base: Path) -> dict[str, Any]:
+    """Every step for one store and size, in scratch stores dropped afterwards."""
+    from bench.proofs import proofs, raw_hash
+    from bench.reads import reads
+    from bench.rebuilds import raw_scan, rebuild
+    from bench.writes import populate, raw_import
+
+    run: dict[str, Any] = {"store": kind, "target_events": events}
+    print(f"{kind}, about {events:,} events", flush=True)
+    with scratch(kind, base, "ledger") as url, scratch(kind, base, "plain") as plain_url:
+        _step(run, "populate", None, populate, url=url, events=events, seed=seed)
+        if "error" in run["populate"]:
+            return run
+        _step(run, "raw_import", None, raw_import, ledger_url=url, baseline_url=plain_url)
+        _step(run, "rebuild_read_models", "projections.models", rebuild, url=url,
+              all_views=False)
+        _step(run, "rebuild_all_views", "projections.audit", rebuild, url=url, all_views=True)
+        _step(run, "raw_scan", None, raw_scan, url=url)
+        _step(run, "reads", "projections.models", reads, url=url)
+        _step(run, "proofs", "projections.audit", proofs, url=url)
+        _step(run, "raw_hash", None, raw_hash, url=url)
+        if http:
+            from bench.http import http as http_step
+
+            _step(run, "http", "api.app", http_step, url=url)
+        else:
+            run["http"] = {"not_run": "HTTP runs on the smallest size of each store only"}
+    return run
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse the options, run the benchmarks, write the JSON results and the Markdown table."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--full", action="store_true", help="full sizes (10M events on PG)")
+    parser.add_argument("--events", help="comma-separated sizes in events (overrides presets)")
+    parser.add_argument("--seed", type=int, default=2017)
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP load test")
+    parser.add_argument("--results", type=Path, default=HERE / "results.json")
+    parser.add_argument("--markdown", type=Path, default=HERE.parent / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
+    args = parser.parse_args(argv)
+    kinds = ["sqlite", "postgres"] if args.store == "both" else [args.store]
+    if "postgres" in kinds and not postgres_answers():
+        parser.error("PostgreSQL does not answer (set VLEDGER_BENCH_POSTGRES_URL)")
+    presets = FULL_SIZES if args.full else DEFAULT_SIZES
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "options": {"store": args.store, "full": args.full, "seed": args.seed},
+        "rss_floor_mb": isolated(floor)["peak_rss_mb"], "runs": [],
+    }
+    began = time.perf_counter()
+    for kind in kinds:
+        sizes = ([int(s) for s in args.events.split(",")] if args.events else presets[kind])
+        for n, events in enumerate(sizes):
+            results["runs"].append(bench_one(kind, events, args.seed,
+                                             http=n == 0 and not args.no_http, base=args.tmp))
+            results["total_s"] = round(time.perf_counter() - began, 1)
+            results["comparisons"] = comparisons(results["runs"])
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            args.markdown.write_text(markdown(results))
+    print(f"done in {results['total_s']} s: {args.results}, {args.markdown}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

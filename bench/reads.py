@@ -1,0 +1,148 @@
+"""Reads from the views beside the same answers by GROUP BY over a plain table of sessions.
+
+The plain table is what a CRUD volunteer system keeps: one row per session with the member unit
+already resolved (in the baseline's favour), indexed on volunteer and date, in the same store.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from bench.events import all_events
+from ledger import Ledger, Settings, star_level
+from projections.store import ViewCursor, ViewStore
+
+KINDS = ("community", "school", "organisation", "department", "subdistrict", "town")
+PLAIN_DDL = (
+    "CREATE TABLE bench_plain_units (unit_id TEXT PRIMARY KEY, name TEXT, kind TEXT)",
+    "CREATE TABLE bench_plain_sessions (session_id TEXT PRIMARY KEY, volunteer_id TEXT, "
+    "member_unit_id TEXT, organiser_unit_id TEXT, program_code TEXT, service_date TEXT, "
+    "minutes INTEGER)",
+    "CREATE INDEX bench_plain_by_volunteer ON bench_plain_sessions (volunteer_id)",
+    "CREATE INDEX bench_plain_by_date ON bench_plain_sessions (service_date)",
+)
+
+
+def load_plain(ledger: Ledger, store: ViewStore) -> list[str]:
+    """Fill the plain tables from the stored events; returns the volunteer ids."""
+    units: list[tuple[str, str, str]] = []
+    memberships: dict[str, list[tuple[str, str]]] = {}
+    sessions: list[tuple[str, str, str, str, str, int]] = []
+    for e in all_events(ledger.recorder):
+        d = e.data
+        if e.type == "Unit.Registered":
+            units.append((e.originator_id, d["name"], d["kind"]))
+        elif e.type == "Volunteer.Registered":
+            memberships[e.originator_id] = [(d["registered_on"], d["home_unit_id"])]
+        elif e.type == "Volunteer.Transferred":
+            memberships[e.originator_id].append((d["effective_on"], d["to_unit_id"]))
+        elif e.type == "ServiceSession.Recorded":
+            sessions.append((e.originator_id, d["volunteer_id"], d["organiser_unit_id"],
+                             d["program_code"], d["service_date"], d["minutes"]))
+    rows = []
+    for sid, vid, organiser, program, day, minutes in sessions:
+        member = sorted(memberships[vid])[0][1]
+        for effective_on, unit_id in sorted(memberships[vid]):
+            if effective_on <= day:
+                member = unit_id
+        rows.append((sid, vid, member, organiser, program, day, minutes))
+    with store.transaction() as cur:
+        for ddl in PLAIN_DDL:
+            cur.execute(ddl)
+        cur.executemany("INSERT INTO bench_plain_units VALUES (?, ?, ?)", units)
+        for start in range(0, len(rows), 10_000):
+            cur.executemany("INSERT INTO bench_plain_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            rows[start:start + 10_000])
+    if store.postgres:
+        with store.transaction() as cur:
+            cur.execute("ANALYZE bench_plain_sessions")
+    return sorted(memberships)
+
+
+def plain_hours(cur: ViewCursor, volunteer_id: str) -> dict[str, Any]:
+    """A volunteer's hours by GROUP BY over the plain table."""
+    by_program: dict[str, int] = {}
+    by_year: dict[str, int] = {}
+    for program, year, minutes in cur.execute(
+            "SELECT program_code, substr(service_date, 1, 4), SUM(minutes) "
+            "FROM bench_plain_sessions WHERE volunteer_id = ? GROUP BY 1, 2",
+            (volunteer_id,)).fetchall():
+        by_program[program] = by_program.get(program, 0) + int(minutes)
+        by_year[year] = by_year.get(year, 0) + int(minutes)
+    total = sum(by_program.values())
+    by_category = {c: sum(m for p, m in by_program.items() if p[0] == c) for c in "ABC"}
+    return {"volunteer_id": volunteer_id, "total_minutes": total, "star_level": star_level(total),
+            "by_category": by_category, "by_program": by_program, "by_year": by_year}
+
+
+def plain_rankings(cur: ViewCursor, kind: str, basis: str, year: int) -> list[dict[str, Any]]:
+    """Units of a kind ranked by GROUP BY over the plain table (ties share a rank)."""
+    column = "member_unit_id" if basis == "members" else "organiser_unit_id"
+    rows = cur.execute(
+        "SELECT u.unit_id, u.name, COALESCE(SUM(s.minutes), 0), COUNT(DISTINCT s.volunteer_id) "
+        f"FROM bench_plain_units u LEFT JOIN bench_plain_sessions s ON s.{column} = u.unit_id "
+        "AND s.service_date BETWEEN ? AND ? WHERE u.kind = ? GROUP BY u.unit_id, u.name "
+        "ORDER BY 3 DESC", (f"{year}-01-01", f"{year}-12-31", kind)).fetchall()
+    items, rank, previous = [], 0, None
+    for n, (uid, name, minutes, volunteers) in enumerate(rows, 1):
+        if minutes != previous:
+            rank, previous = n, minutes
+        items.append({"rank": rank, "unit_id": uid, "name": name, "total_minutes": int(minutes),
+                      "volunteers": int(volunteers)})
+    return items
+
+
+def _timed(calls: list[Callable[[], Any]]) -> tuple[dict[str, float], list[Any]]:
+    times, answers = [], []
+    for call in calls:
+        began = time.perf_counter()
+        answers.append(call())
+        times.append((time.perf_counter() - began) * 1000)
+    ordered = sorted(times)
+    return {"calls": len(times), "mean_ms": round(statistics.fmean(times), 3),
+            "p50_ms": round(ordered[len(ordered) // 2], 3),
+            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
+            "per_s": round(len(times) / (sum(times) / 1000), 1)}, answers
+
+
+def reads(url: str, volunteers: int = 500, rounds: int = 3) -> dict[str, Any]:
+    """Volunteer-hours and unit-ranking reads: views vs GROUP BY, with answers compared."""
+    from projections.models import ReadModels
+
+    ledger = Ledger(Settings(database_url=url))
+    models = ReadModels(ledger)
+    store = ViewStore(ledger.settings.store())
+    try:
+        models.catch_up()
+        everyone = load_plain(ledger, store)
+        ids = random.Random(0).sample(everyone, min(volunteers, len(everyone)))
+
+        def plain(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+            def call() -> Any:
+                with store.reading() as cur:
+                    return fn(cur, *args)
+            return call
+
+        cases = [(k, b) for k in KINDS for b in ("members", "organised")] * rounds
+        view_h, hv = _timed([partial(models.volunteer_hours, v) for v in ids])
+        plain_h, hp = _timed([plain(plain_hours, v) for v in ids])
+        view_r, rv = _timed([partial(models.unit_rankings, k, b, 2017) for k, b in cases])
+        plain_r, rp = _timed([plain(plain_rankings, k, b, 2017) for k, b in cases])
+    finally:
+        store.close()
+        models.close()
+        ledger.close()
+    hours_match = all(a is not None and a["total_minutes"] == b["total_minutes"]
+                      for a, b in zip(hv, hp, strict=True))
+    rank_match = all({i["unit_id"]: i["total_minutes"] for i in a}
+                     == {i["unit_id"]: i["total_minutes"] for i in b}
+                     and {i["unit_id"]: i["volunteers"] for i in a}
+                     == {i["unit_id"]: i["volunteers"] for i in b}
+                     for a, b in zip(rv, rp, strict=True))
+    return {"hours_views": view_h, "hours_plain": plain_h, "hours_match": hours_match,
+            "rankings_views": view_r, "rankings_plain": plain_r, "rankings_match": rank_match}

@@ -1,0 +1,51 @@
+"""Rebuilding views from position 0, beside reading and decoding the same events raw."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from ledger import Ledger, Settings
+from projections.runner import PAGE_SIZE
+
+
+def rebuild(url: str, all_views: bool) -> dict[str, Any]:
+    """`ReadModels(ledger).runner.rebuild()`; with `all_views` also the history and audit log."""
+    from projections.audit import AuditLog
+    from projections.history import HistoryIndex
+    from projections.models import ReadModels
+
+    ledger = Ledger(Settings(database_url=url))
+    models = ReadModels(ledger, extra=[HistoryIndex(), AuditLog()] if all_views else [])
+    try:
+        began = time.perf_counter()
+        position = models.runner.rebuild()
+        seconds = time.perf_counter() - began
+        events = ledger.head()
+    finally:
+        models.close()
+        ledger.close()
+    return {"views": [p.name for p in models.runner.projections], "position": position,
+            "events": events, "rebuild_s": round(seconds, 2),
+            "events_per_s": round(events / seconds, 1)}
+
+
+def raw_scan(url: str) -> dict[str, Any]:
+    """`recorder.select_notifications` in pages of the runner's size, each state JSON-decoded."""
+    ledger = Ledger(Settings(database_url=url))
+    try:
+        began = time.perf_counter()
+        count, start = 0, 1
+        while True:
+            page = ledger.recorder.select_notifications(start, PAGE_SIZE)
+            for notification in page:
+                json.loads(notification.state)
+            count += len(page)
+            if len(page) < PAGE_SIZE:
+                break
+            start = page[-1].id + 1
+        seconds = time.perf_counter() - began
+    finally:
+        ledger.close()
+    return {"events": count, "scan_s": round(seconds, 2), "events_per_s": round(count / seconds, 1)}

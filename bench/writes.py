@@ -1,0 +1,96 @@
+"""Writing: the demo district through the ledger's use cases, and raw eventsourcing saves."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
+
+from bench.events import all_events
+from ledger import Ledger, Settings
+from ledger.demo import SESSION_BATCH, generate_district
+
+EVENTS_PER_SESSION = 2.25  # measured: a session is 2 events, plus registrations and activities
+
+
+def demo_size(events: int) -> tuple[int, int]:
+    """(volunteers, sessions) of a demo district of about `events` events."""
+    sessions = max(100, round(events / EVENTS_PER_SESSION))
+    return max(20, sessions // 10), sessions
+
+
+def populate(url: str, events: int, seed: int) -> dict[str, Any]:
+    """Fill an empty store with the demo district; times the `record_sessions` calls."""
+    volunteers, sessions = demo_size(events)
+    ledger = Ledger(Settings(database_url=url))
+    try:
+        began = time.perf_counter()
+        summary = generate_district(ledger, volunteers, sessions, seed)
+        total = time.perf_counter() - began
+    finally:
+        ledger.close()
+    return {
+        "volunteers": summary.volunteers, "sessions": summary.sessions,
+        "activities": summary.activities, "events": summary.position, "demo_s": round(total, 2),
+        "record_sessions_s": round(summary.recording_seconds, 2),
+        "sessions_per_s": round(summary.sessions / summary.recording_seconds, 1),
+        "stages_s": {k: round(v, 2) for k, v in summary.seconds.items()},
+    }
+
+
+class PlainSession(Aggregate):
+    """A service session as a plain eventsourcing aggregate: one event, no rules."""
+
+    @event("Recorded")
+    def __init__(self, volunteer_id: str, activity_id: str, program_code: str,
+                 organiser_unit_id: str, started_at: datetime, ended_at: datetime, minutes: int,
+                 service_date: str, source_record_id: str) -> None:
+        self.volunteer_id = volunteer_id
+        self.minutes = minutes
+
+
+class PlainApp(Application[Any]):
+    """The baseline: eventsourcing with nothing of ours."""
+
+    name = "PlainSessions"
+
+
+def raw_import(ledger_url: str, baseline_url: str) -> dict[str, Any]:
+    """Save the ledger's sessions as plain aggregates with `app.save(*aggs)`, same batches."""
+    env = Settings(database_url=baseline_url).store().eventsourcing_env()
+    env.pop("ORIGINATOR_ID_TYPE")  # plain aggregates have UUID ids
+    app = PlainApp(env=env)
+    ledger = Ledger(Settings(database_url=ledger_url))
+    seconds, count, batch = 0.0, 0, []
+    try:
+        # Streamed batch by batch: only the aggregates' construction and save are timed.
+        for e in all_events(ledger.recorder):
+            if e.type == "ServiceSession.Recorded":
+                batch.append(e.data)
+            if len(batch) == SESSION_BATCH:
+                seconds += _save_plain(app, batch)
+                count, batch = count + len(batch), []
+        if batch:
+            seconds += _save_plain(app, batch)
+            count += len(batch)
+    finally:
+        ledger.close()
+        app.close()
+    return {"sessions": count, "save_s": round(seconds, 2),
+            "sessions_per_s": round(count / seconds, 1)}
+
+
+def _save_plain(app: PlainApp, rows: list[dict[str, Any]]) -> float:
+    """Build one batch of plain aggregates and save them at once; returns the seconds taken."""
+    began = time.perf_counter()
+    app.save(*[PlainSession(
+        volunteer_id=r["volunteer_id"], activity_id=r["activity_id"],
+        program_code=r["program_code"], organiser_unit_id=r["organiser_unit_id"],
+        started_at=datetime.fromisoformat(r["started_at"]),
+        ended_at=datetime.fromisoformat(r["ended_at"]), minutes=r["minutes"],
+        service_date=r["service_date"], source_record_id=r["source_record_id"])
+        for r in rows])
+    return time.perf_counter() - began
