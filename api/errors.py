@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventsourcing.persistence import DataError
+from eventsourcing.persistence import ConnectionUnavailableError, DataError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -12,7 +12,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ledger.errors import Conflict, Forbidden, InvalidRequest, LedgerError, NotFound
+from ledger.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    LedgerError,
+    NotFound,
+    StoreBusy,
+)
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://vledger.example/problems/"
@@ -75,6 +82,8 @@ def problem(status: int, detail: str, *, title: str | None = None, kind: str | N
 
 def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
+    if isinstance(exc, StoreBusy):
+        return problem(503, exc.message, kind="store-busy", headers={"Retry-After": "1"})
     for cls, status, title in _STATUS:
         if isinstance(exc, cls):
             errors = [{"field": exc.field, "detail": exc.message}] if exc.field else None
@@ -132,6 +141,12 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+def _store_busy(_: Request, exc: Exception) -> JSONResponse:
+    # The store's connections were all taken for longer than the library waits.
+    return problem(503, f"the store is busy; try again shortly ({exc})", kind="store-busy",
+                   headers={"Retry-After": "1"})
+
+
 def _store_refused(_: Request, exc: Exception) -> JSONResponse:
     # The store refused a value the validation let through (e.g. a NUL in a text column).
     return problem(422, f"the store cannot hold a value of this request: {exc}",
@@ -145,3 +160,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DataError, _store_refused)
+    app.add_exception_handler(ConnectionUnavailableError, _store_busy)

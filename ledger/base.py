@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ledger.errors import (
     ConcurrentChange,
     InvalidField,
     NotFound,
+    StoreBusy,
     UnknownReference,
 )
 from ledger.settings import Settings, StoreLocation
@@ -27,6 +29,7 @@ T = TypeVar("T")
 A = TypeVar("A", bound=LedgerAggregate)
 
 MAX_ATTEMPTS = 8
+WRITE_TURN_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,10 @@ class LedgerBase(Application[str]):
         with _setting_up(location):
             super().__init__(env=store_env)
         self.margin = timedelta(minutes=self.settings.activity_margin_minutes)
+        # SQLite has one writer at a time per file. Within a process, writers (ledger saves and
+        # view catch-ups) queue on this lock instead of in SQLite's busy handler, which backs
+        # off by sleeping and left concurrent API writes timing out in the library's pool.
+        self._gate = threading.Lock() if location.kind == "sqlite" else None
 
     # -- storage ----------------------------------------------------------------------------
 
@@ -94,8 +101,22 @@ class LedgerBase(Application[str]):
         self.recorder.max_notification_id()
         return True
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the process's SQLite write turn (a no-op on PostgreSQL)."""
+        if self._gate is None:
+            yield
+            return
+        if not self._gate.acquire(timeout=WRITE_TURN_SECONDS):
+            raise StoreBusy(f"the store was busy for {WRITE_TURN_SECONDS} s; try again shortly")
+        try:
+            yield
+        finally:
+            self._gate.release()
+
     def _save(self, *aggregates: LedgerAggregate | None) -> int:
-        recordings = self.save(*aggregates)
+        with self.writing():
+            recordings = self.save(*aggregates)
         if not recordings:
             return self.head()
         return max(r.notification.id for r in recordings)

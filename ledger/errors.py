@@ -8,7 +8,8 @@
     ├── Conflict              the request contradicts other facts of the ledger (409)
     │   ├── OverlappingSession, DuplicateRecordConflict, SessionVoided,
     │   ├── AwardAlreadyGranted, ClosedReference, ConcurrentChange
-    └── Forbidden             the actor's role or unit may not do this (403)
+    ├── Forbidden             the actor's role or unit may not do this (403)
+    └── StoreBusy             the store is busy with other writes; try again shortly (503)
 
 The API maps these classes to HTTP status codes once; the CLI prints their messages.
 """
@@ -75,3 +76,7 @@ class ConcurrentChange(Conflict):
 
 class Forbidden(LedgerError):
     """The actor's role or unit may not do this."""
+
+
+class StoreBusy(LedgerError):
+    """The store is busy with other writers; nothing was written, try again shortly."""

@@ -26,7 +26,7 @@ class ReadModels:
 
     def __init__(self, ledger: Ledger, extra: Sequence[Projection] = ()) -> None:
         self.ledger = ledger
-        self.store = ViewStore(ledger.settings.store())
+        self.store = ViewStore(ledger.settings.store(), gate=ledger.writing)
         self.runner = Runner(ledger.recorder, self.store, [*read_models(), *extra])
 
     def catch_up(self) -> int:

@@ -10,8 +10,8 @@ import re
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from ledger.settings import StoreLocation
@@ -77,8 +77,11 @@ class ViewCursor:
 class ViewStore:
     """Connections to the views' tables; writers take a store-wide lock for their transaction."""
 
-    def __init__(self, location: StoreLocation) -> None:
+    def __init__(self, location: StoreLocation,
+                 gate: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
         self.location = location
+        # On SQLite, view writers take the same per-process write turn as the ledger's saves.
+        self.gate = gate
         self.postgres = location.kind == "postgres"
         self._local = threading.local()
         self._pool: Any = None
@@ -116,9 +119,13 @@ class ViewStore:
                     cur.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(lock.encode()),))
                 yield ViewCursor(cur, postgres=True)
             return
+        with self.gate() if lock is not None else nullcontext():
+            yield from self._sqlite_transaction(lock is not None)
+
+    def _sqlite_transaction(self, writing: bool) -> Iterator[ViewCursor]:
         conn = self._sqlite()
         cur = conn.cursor()
-        cur.execute("BEGIN IMMEDIATE" if lock is not None else "BEGIN")
+        cur.execute("BEGIN IMMEDIATE" if writing else "BEGIN")
         try:
             yield ViewCursor(cur, postgres=False)
         except BaseException:
