@@ -115,8 +115,11 @@ class Runner:
     def catch_up(self, until: int | None = None,
                  progress: Callable[[int, int], None] | None = None) -> int:
         """Apply every event not yet applied (up to `until`); returns the position reached."""
-        if until is None and progress is None and 0 < self.head() <= self._known_position:
-            return self._known_position  # nothing new: no write turn needed
+        if until is None and progress is None:
+            stored = self.position()
+            if stored >= self.head():
+                self._known_position = stored
+                return stored  # nothing new: no write turn needed (another process may write)
         with self._lock:
             while True:
                 reached, done = self._step(until)
