@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ledger import Ledger
 from projections.awards import AwardsProjection
@@ -14,6 +16,9 @@ from projections.hours import HoursProjection, volunteer_hours
 from projections.rankings import unit_rankings
 from projections.runner import Projection, Runner
 from projections.store import ViewStore
+
+T = TypeVar("T")
+MEMO_SIZE = 256
 
 
 def read_models() -> list[Projection]:
@@ -28,6 +33,23 @@ class ReadModels:
         self.ledger = ledger
         self.store = ViewStore(ledger.settings.store(), gate=ledger.writing)
         self.runner = Runner(ledger.recorder, self.store, [*read_models(), *extra])
+        self._memo: OrderedDict[tuple[Any, ...], tuple[int, Any]] = OrderedDict()
+        self._memo_lock = threading.Lock()
+
+    def _remembered(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        """An aggregate answer, computed once per view position (any new event recomputes it)."""
+        position = self.runner.position()
+        with self._memo_lock:
+            hit = self._memo.get(key)
+            if hit is not None and hit[0] == position:
+                self._memo.move_to_end(key)
+                return hit[1]  # type: ignore[no-any-return]
+        answer = compute()
+        with self._memo_lock:
+            self._memo[key] = (position, answer)
+            while len(self._memo) > MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return answer
 
     def catch_up(self) -> int:
         """Apply every event not yet applied; returns the position reached."""
@@ -59,17 +81,27 @@ class ReadModels:
     def unit_rankings(self, kind: str, basis: str = "members", year: int | None = None,
                       quarter: int | None = None, rollup: bool = False) -> list[dict[str, Any]]:
         """Units of a kind ranked by credited minutes in a period (ties share a rank)."""
-        with self.store.reading() as cur:
-            return unit_rankings(cur, kind, basis, year, quarter, rollup)
+        def compute() -> list[dict[str, Any]]:
+            with self.store.reading() as cur:
+                return unit_rankings(cur, kind, basis, year, quarter, rollup)
+
+        return list(self._remembered(("rankings", kind, basis, year, quarter, rollup), compute))
 
     def bulletin(self, year: int, quarter: int, program: str = "B6",
                  basis: str = "organised") -> list[dict[str, Any]]:
         """The quarterly bulletin of a program: units with service in that quarter."""
-        with self.store.reading() as cur:
-            return bulletin(cur, year, quarter, program, basis)
+        def compute() -> list[dict[str, Any]]:
+            with self.store.reading() as cur:
+                return bulletin(cur, year, quarter, program, basis)
+
+        return list(self._remembered(("bulletin", year, quarter, program, basis), compute))
 
     def eligibility(self, award: str, year: int,
                     candidate_id: str | None = None) -> dict[str, Any] | None:
         """Candidates of an award and year with each criterion explained; None without rules."""
-        with self.store.reading() as cur:
-            return eligibility(cur, award, year, candidate_id)
+        def compute() -> dict[str, Any] | None:
+            with self.store.reading() as cur:
+                return eligibility(cur, award, year, candidate_id)
+
+        answer = self._remembered(("eligibility", award, year, candidate_id), compute)
+        return dict(answer) if answer is not None else None

@@ -11,21 +11,23 @@ from projections.hours import hours
 from projections.store import ViewCursor
 
 
-def period_filter(basis: str, year: int | None, quarter: int | None) -> tuple[str, list[Any]]:
+def period_filter(basis: str, year: int | None, quarter: int | None,
+                  column_prefix: str = "") -> tuple[str, list[Any]]:
     """The WHERE clause over credit cells for a basis and an optional year and quarter."""
+    c = column_prefix
     if basis not in BASES:
         raise InvalidField(f"basis must be one of: {', '.join(BASES)}", "basis")
-    where, params = "basis = ?", list[Any]([basis])
+    where, params = f"{c}basis = ?", list[Any]([basis])
     if quarter is not None:
         if year is None:
             raise InvalidField("a quarter needs a year", "quarter")
         if not 1 <= quarter <= 4:
             raise InvalidField("quarter must be 1, 2, 3 or 4", "quarter")
     if year is not None:
-        where += " AND year = ?"
+        where += f" AND {c}year = ?"
         params.append(year)
     if quarter is not None:
-        where += " AND quarter = ?"
+        where += f" AND {c}quarter = ?"
         params.append(quarter)
     return where, params
 
@@ -55,6 +57,17 @@ def unit_rankings(cur: ViewCursor, kind: str, basis: str = "members", year: int 
     chosen = {uid for uid, (_, k, _) in units.items() if k == kind}
     minutes = dict.fromkeys(chosen, 0)
     sessions = dict.fromkeys(chosen, 0)
+    if not rollup:
+        joined_where, _ = period_filter(basis, year, quarter, column_prefix="c.")
+        # Each unit's totals and distinct volunteers, summed by the database.
+        rows = cur.execute(
+            "SELECT c.unit_id, SUM(c.minutes), SUM(c.sessions), COUNT(DISTINCT c.volunteer_id) "
+            "FROM credit_cells c JOIN credit_units u ON u.unit_id = c.unit_id "
+            f"WHERE {joined_where} AND u.kind = ? GROUP BY c.unit_id", [*params, kind]).fetchall()
+        counts = {uid: 0 for uid in chosen}
+        for unit_id, m, s, v in rows:
+            minutes[unit_id], sessions[unit_id], counts[unit_id] = int(m), int(s), int(v)
+        return _ranked(kind, units, chosen, minutes, sessions, counts)
     volunteers: dict[str, set[str]] = {uid: set() for uid in chosen}
     rows = cur.execute(
         "SELECT unit_id, volunteer_id, SUM(minutes), SUM(sessions) FROM credit_cells "
@@ -64,13 +77,21 @@ def unit_rankings(cur: ViewCursor, kind: str, basis: str = "members", year: int 
             minutes[uid] += int(m)
             sessions[uid] += int(s)
             volunteers[uid].add(volunteer_id)
+    return _ranked(kind, units, chosen, minutes, sessions,
+                   {uid: len(volunteers[uid]) for uid in chosen})
+
+
+def _ranked(kind: str, units: dict[str, tuple[str, str, str | None]], chosen: set[str],
+            minutes: dict[str, int], sessions: dict[str, int],
+            volunteers: dict[str, int]) -> list[dict[str, Any]]:
+    """The ranking items of the chosen units, in rank order."""
     ranks = rank(minutes)
     items = [
         {
             "rank": ranks[uid], "unit_id": uid, "name": units[uid][0], "kind": kind,
             "total_minutes": minutes[uid], "total_hours": hours(minutes[uid]),
-            "volunteers": len(volunteers[uid]),
-            "minutes_per_volunteer": (round(minutes[uid] / len(volunteers[uid]), 2)
+            "volunteers": volunteers[uid],
+            "minutes_per_volunteer": (round(minutes[uid] / volunteers[uid], 2)
                                       if volunteers[uid] else 0.0),
             "sessions": sessions[uid],
         }
