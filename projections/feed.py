@@ -12,13 +12,15 @@ from eventsourcing.persistence import Notification
 def _plain(value: Any) -> Any:
     # The library wraps datetimes, UUIDs and decimals as {"_type_": …, "_data_": …};
     # the read side keeps their text form (ISO 8601 with offset, hex, decimal string).
-    if isinstance(value, dict):
-        if len(value) == 2 and "_type_" in value and "_data_" in value:
+    if type(value) is dict:
+        if "_type_" in value and "_data_" in value and len(value) == 2:
             return value["_data_"]
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
+        return {k: _plain(v) if type(v) is dict or type(v) is list else v
+                for k, v in value.items()}
+    if type(value) is list:
         return [_plain(v) for v in value]
     return value
+
 
 BOOKKEEPING = ("originator_id", "originator_version", "originator_topic", "timestamp")
 
@@ -50,8 +52,13 @@ class FeedEvent:
         raw = orjson.loads(self.state)
         data = {}
         for key, value in raw.items():
-            if key not in BOOKKEEPING:
-                data[key] = _plain(value) if isinstance(value, dict | list) else value
+            if key in BOOKKEEPING:
+                continue
+            if type(value) is dict and len(value) == 2 and "_type_" in value:
+                value = value["_data_"]  # the usual case: a datetime at the top level
+            elif type(value) is dict or type(value) is list:
+                value = _plain(value)
+            data[key] = value
         self._data = data
         stamp = raw.get("timestamp", "")
         self._recorded_at = str(stamp["_data_"] if isinstance(stamp, dict) else stamp)
