@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.deps import Services
-from api.metrics import Metrics
+from api.metrics import Metrics, MetricsMiddleware
 from api.routes import (
     activities,
     audit,
@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   lifespan=lifespan)
     metrics = Metrics()
     app.state.metrics = metrics
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     errors.install(app)
     for module in (operations, units, volunteers, activities, sessions, trainings, awards,
                    hours, reports, audit, tokens):

@@ -6,10 +6,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("vledger.http")
 
@@ -31,20 +31,50 @@ class Metrics:
         self.view_lag = Gauge("vledger_view_lag_events", "Events each view has yet to read",
                               ["view"], registry=self.registry)
 
-    async def middleware(self, request: Request,
-                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Count and time each request; tag it with a request id and log one JSON line."""
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: count and time each request, tag it with a request id, log it.
+
+    (Starlette's BaseHTTPMiddleware wraps every response in a stream and cost a third of
+    a cheap request's time.)
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        status = 500
+
+        async def tagged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
         started = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        self.requests.labels(request.method, route, str(response.status_code)).inc()
-        self.latency.labels(request.method, route).observe(elapsed)
-        response.headers["X-Request-ID"] = request_id
-        if log.isEnabledFor(logging.INFO):
-            log.info(json.dumps({
-                "request_id": request_id, "method": request.method, "path": request.url.path,
-                "route": route, "status": response.status_code,
-                "ms": round(elapsed * 1000, 2)}))
-        return response
+        try:
+            await self.app(scope, receive, tagged)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info(json.dumps({
+                    "request_id": request_id, "method": method, "path": scope["path"],
+                    "route": route, "status": status, "ms": round(elapsed * 1000, 2)}))
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None

@@ -8,6 +8,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any
 
+import orjson
 from fastapi import HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -65,13 +66,16 @@ def paginate(items: list[Any], limit: int | None,
 
 
 def etagged(request: Request, response: Response,
-            body: dict[str, Any]) -> dict[str, Any] | Response:
-    """Answer 304 when the client already holds this representation; else tag it."""
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-    tag = f'W/"{digest[:32]}"'
+            body: dict[str, Any]) -> Response:
+    """The body as JSON, tagged; 304 when the client already holds this representation.
+
+    The body is serialised once, for the tag and the answer alike, so the route's
+    response model documents the shape without being validated again on the way out.
+    """
+    content = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    tag = f'W/"{hashlib.sha256(content).hexdigest()[:32]}"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
     matches = [t.strip() for t in request.headers.get("if-none-match", "").split(",")]
     if tag in matches or "*" in matches:
-        return Response(status_code=304, headers={"ETag": tag})
-    response.headers["ETag"] = tag
-    response.headers["Cache-Control"] = "no-cache"
-    return body
+        return Response(status_code=304, headers=headers)
+    return Response(content=content, media_type="application/json", headers=headers)

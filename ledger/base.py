@@ -30,6 +30,7 @@ A = TypeVar("A", bound=LedgerAggregate)
 
 MAX_ATTEMPTS = 8
 WRITE_TURN_SECONDS = 20.0
+SQLITE_POOL_SIZE = 40
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ class LedgerBase(Application[str]):
         store_env.update(env or {})
         with _setting_up(location):
             super().__init__(env=store_env)
+        if location.kind == "sqlite":
+            # The library keeps 5 SQLite connections and opens and closes others per use; a
+            # server runs up to 40 request threads, so keep one connection for each.
+            pool: Any = self.factory.datastore.pool  # type: ignore[attr-defined]
+            pool.pool_size = SQLITE_POOL_SIZE
         self.margin = timedelta(minutes=self.settings.activity_margin_minutes)
         # SQLite has one writer at a time per file. Within a process, writers (ledger saves and
         # view catch-ups) queue on this lock instead of in SQLite's busy handler, which backs

@@ -96,7 +96,7 @@ class StoreLocation:
                 POSTGRES_USER=self.user,
                 POSTGRES_PASSWORD=self.password,
                 POSTGRES_SCHEMA=self.schema,
-                POSTGRES_POOL_SIZE="10",
+                POSTGRES_POOL_SIZE="20",
                 POSTGRES_MAX_OVERFLOW="10",
                 POSTGRES_LOCK_TIMEOUT="10",
                 POSTGRES_CONNECT_TIMEOUT="10",

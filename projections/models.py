@@ -18,7 +18,7 @@ from projections.runner import Projection, Runner
 from projections.store import ViewStore
 
 T = TypeVar("T")
-MEMO_SIZE = 256
+MEMO_SIZE = 4096
 
 
 def read_models() -> list[Projection]:
@@ -69,14 +69,18 @@ class ReadModels:
 
     def volunteer_hours(self, volunteer_id: str) -> dict[str, Any] | None:
         """A volunteer's hours, or None if the view does not know the volunteer."""
-        with self.store.reading() as cur:
-            found = volunteer_hours(cur, volunteer_id)
-            if found is None:
-                return None
-            row = cur.execute("SELECT position FROM projection_positions WHERE name = ?",
-                              (HoursProjection.name,)).fetchone()
-        found["position"] = int(row[0]) if row else 0
-        return found
+        def compute() -> dict[str, Any] | None:
+            with self.store.reading() as cur:
+                found = volunteer_hours(cur, volunteer_id)
+                if found is None:
+                    return None
+                row = cur.execute("SELECT position FROM projection_positions WHERE name = ?",
+                                  (HoursProjection.name,)).fetchone()
+            found["position"] = int(row[0]) if row else 0
+            return found
+
+        answer = self._remembered(("hours", volunteer_id), compute)
+        return dict(answer) if answer is not None else None
 
     def unit_rankings(self, kind: str, basis: str = "members", year: int | None = None,
                       quarter: int | None = None, rollup: bool = False) -> list[dict[str, Any]]:
