@@ -23,6 +23,7 @@ from ledger.errors import (
     StoreBusy,
     UnknownReference,
 )
+from ledger.provenance import SYSTEM, Origin
 from ledger.settings import Settings, StoreLocation
 
 T = TypeVar("T")
@@ -50,7 +51,8 @@ class _Catalogue(LedgerAggregate):
     ID = "catalogue"
 
     @event("Loaded")
-    def __init__(self, programs: list[dict[str, Any]]) -> None:
+    def __init__(self, programs: list[dict[str, Any]], actor: dict[str, Any],
+                 source: str) -> None:
         self.programs = programs
 
 
@@ -180,7 +182,9 @@ class LedgerBase(Application[str]):
                  "name_en": p.name_en, "responsible": list(p.responsible)}
                 for p in PROGRAMS.values()
             ]
-            return self._save(_Catalogue(programs=programs, id=_Catalogue.ID))  # type: ignore[call-arg]
+            loaded = _Catalogue(programs=programs, id=_Catalogue.ID,  # type: ignore[call-arg]
+                                **Origin(SYSTEM, "init").meta())
+            return self._save(loaded)
 
         return self._retrying(attempt)
 

@@ -152,10 +152,10 @@ class RegistryUseCases(LedgerBase):
             numbers = self._get(VolunteerNumbers, VolunteerNumbers.ID)
             if numbers is None:
                 numbers = VolunteerNumbers(prefix=VOLUNTEER_NUMBER_PREFIX,  # type: ignore[call-arg]
-                                           id=VolunteerNumbers.ID)
+                                           id=VolunteerNumbers.ID, **origin.meta())
             volunteers, issued = [], []
             for volunteer_id, name, app, clean in checked:
-                number = numbers.issue(volunteer_id)
+                number = numbers.issue(volunteer_id, origin.meta())
                 issued.append(number)
                 volunteers.append(Volunteer(  # type: ignore[call-arg]
                     name=name, home_unit_id=app.home_unit_id,

@@ -226,15 +226,16 @@ class VolunteerNumbers(LedgerAggregate):
     ID = "volunteer-numbers"
 
     @event("Started")
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, actor: dict[str, Any], source: str) -> None:
         self.prefix = prefix
         self.last = 0
 
-    def issue(self, volunteer_id: str) -> str:
+    def issue(self, volunteer_id: str, meta: dict[str, Any]) -> str:
         """The next number, for a volunteer being registered."""
-        self._issued(number=self.last + 1, volunteer_id=volunteer_id)
+        self._issued(number=self.last + 1, volunteer_id=volunteer_id, **meta)
         return f"{self.prefix}{self.last:07d}"
 
     @event("Issued")
-    def _issued(self, number: int, volunteer_id: str) -> None:
+    def _issued(self, number: int, volunteer_id: str, actor: dict[str, Any],
+                source: str) -> None:
         self.last = number
