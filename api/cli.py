@@ -58,8 +58,10 @@ def serve(
     ledger.close()
     err.print(f"volunteer-ledger on {settings.store().describe()}")
     err.print(f"API docs: http://{host}:{port}/docs")
+    # The app logs one JSON line per request with its request id; uvicorn's own access log
+    # would say the same thing again, less usefully.
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level)
+                log_level=log_level, access_log=False)
 
 
 @app.command()
