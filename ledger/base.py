@@ -25,6 +25,7 @@ from ledger.errors import (
 )
 from ledger.provenance import SYSTEM, Origin
 from ledger.settings import Settings, StoreLocation
+from ledger.transcoding import LedgerTranscoder
 
 T = TypeVar("T")
 A = TypeVar("A", bound=LedgerAggregate)
@@ -107,6 +108,11 @@ class LedgerBase(Application[str]):
         self._gate = threading.Lock() if location.kind == "sqlite" else None
 
     # -- storage ----------------------------------------------------------------------------
+
+    def construct_transcoder(self) -> LedgerTranscoder:
+        transcoder = LedgerTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def head(self) -> int:
         """The position of the newest event in the store (0 when empty)."""

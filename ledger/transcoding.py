@@ -1,0 +1,31 @@
+"""How events are written and read: the library's JSON encoding, decoded with orjson.
+
+Stored events keep eventsourcing's format ({"_type_": …, "_data_": …} for datetimes), so the
+library and our read side read them alike; only decoding is faster, which is most of what
+loading a volunteer costs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import JSONTranscoder
+
+
+class LedgerTranscoder(JSONTranscoder):
+    """The library's JSON transcoder with orjson doing the parsing."""
+
+    def decode(self, data: bytes) -> Any:
+        """Parse in C, then revive the transcoded values (datetimes, UUIDs, decimals)."""
+        return self._revive(orjson.loads(data))
+
+    def _revive(self, value: Any) -> Any:
+        if type(value) is dict:
+            if len(value) == 2 and "_type_" in value and "_data_" in value:
+                return self.names[value["_type_"]].decode(self._revive(value["_data_"]))
+            return {k: self._revive(v) if type(v) is dict or type(v) is list else v
+                    for k, v in value.items()}
+        if type(value) is list:
+            return [self._revive(v) for v in value]
+        return value
