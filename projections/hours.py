@@ -110,32 +110,54 @@ def hours(minutes: int) -> float:
     return round(minutes / 60, 2)
 
 
+# One statement answers a volunteer's hours, so PostgreSQL answers in one round trip:
+# their cells, last service day, training minutes, whether the view knows them, its position.
+HOURS_SQL = (
+    "SELECT 'c', year, quarter, program_code, minutes, sessions FROM hours_cells "
+    "WHERE volunteer_id = ? "
+    "UNION ALL SELECT 'd', NULL, NULL, MAX(service_date), NULL, NULL FROM hours_days "
+    "WHERE volunteer_id = ? "
+    "UNION ALL SELECT 't', NULL, NULL, NULL, COALESCE(SUM(minutes), 0), NULL "
+    "FROM hours_trainings WHERE volunteer_id = ? "
+    "UNION ALL SELECT 'v', NULL, NULL, NULL, NULL, NULL FROM hours_volunteers "
+    "WHERE volunteer_id = ? "
+    "UNION ALL SELECT 'p', NULL, NULL, NULL, position, NULL FROM projection_positions "
+    "WHERE name = 'hours'"
+)
+
+
 def volunteer_hours(cur: ViewCursor, volunteer_id: str) -> dict[str, Any] | None:
     """One volunteer's hours as the view holds them, or None if the view does not know them."""
-    if cur.execute("SELECT 1 FROM hours_volunteers WHERE volunteer_id = ?",
-                   (volunteer_id,)).fetchone() is None:
+    return hours_from_rows(volunteer_id, cur.execute(HOURS_SQL, (volunteer_id,) * 4).fetchall())
+
+
+def hours_from_rows(volunteer_id: str, rows: Sequence[Sequence[Any]]) -> dict[str, Any] | None:
+    """The hours answer from the rows of HOURS_SQL."""
+    if not any(row[0] == "v" for row in rows):
         return None
     by_program = dict.fromkeys(PROGRAMS, 0)
     by_year: dict[str, int] = {}
     by_quarter: dict[str, int] = {}
-    sessions = 0
-    rows = cur.execute("SELECT year, quarter, program_code, minutes, sessions FROM hours_cells "
-                       "WHERE volunteer_id = ? ORDER BY year, quarter", (volunteer_id,)).fetchall()
-    for year, quarter, program, minutes, count in rows:
-        by_program[program] = by_program.get(program, 0) + int(minutes)
-        by_year[str(year)] = by_year.get(str(year), 0) + int(minutes)
-        label = f"{year}-Q{quarter}"
-        by_quarter[label] = by_quarter.get(label, 0) + int(minutes)
-        sessions += int(count)
+    sessions = training_minutes = position = 0
+    last = None
+    for kind, year, quarter, text, minutes, count in sorted(
+            rows, key=lambda r: (r[0], r[1] or 0, r[2] or 0)):
+        if kind == "c":
+            by_program[text] = by_program.get(text, 0) + int(minutes)
+            by_year[str(year)] = by_year.get(str(year), 0) + int(minutes)
+            label = f"{year}-Q{quarter}"
+            by_quarter[label] = by_quarter.get(label, 0) + int(minutes)
+            sessions += int(count)
+        elif kind == "d":
+            last = text
+        elif kind == "t":
+            training_minutes = int(minutes or 0)
+        elif kind == "p":
+            position = int(minutes)
     by_category = {"A": 0, "B": 0, "C": 0}
     for program, minutes in by_program.items():
         by_category[program[0]] += minutes
     total = sum(by_program.values())
-    last = cur.execute("SELECT MAX(service_date) FROM hours_days WHERE volunteer_id = ?",
-                       (volunteer_id,)).fetchone()
-    trained = cur.execute("SELECT COALESCE(SUM(minutes), 0) FROM hours_trainings "
-                          "WHERE volunteer_id = ?", (volunteer_id,)).fetchone()
-    training_minutes = int(trained[0]) if trained else 0
     return {
         "volunteer_id": volunteer_id,
         "total_minutes": total,
@@ -148,5 +170,6 @@ def volunteer_hours(cur: ViewCursor, volunteer_id: str) -> dict[str, Any] | None
         "sessions": sessions,
         "training_minutes": training_minutes,
         "training_hours": hours(training_minutes),
-        "last_service_date": last[0] if last else None,
+        "last_service_date": last,
+        "position": position,
     }

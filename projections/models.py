@@ -12,7 +12,7 @@ from projections.awards import AwardsProjection
 from projections.bulletins import bulletin
 from projections.credits import CreditsProjection
 from projections.eligibility import eligibility
-from projections.hours import HoursProjection, volunteer_hours
+from projections.hours import HOURS_SQL, HoursProjection, hours_from_rows
 from projections.rankings import unit_rankings
 from projections.runner import Projection, Runner
 from projections.store import ViewStore
@@ -70,14 +70,8 @@ class ReadModels:
     def volunteer_hours(self, volunteer_id: str) -> dict[str, Any] | None:
         """A volunteer's hours, or None if the view does not know the volunteer."""
         def compute() -> dict[str, Any] | None:
-            with self.store.reading() as cur:
-                found = volunteer_hours(cur, volunteer_id)
-                if found is None:
-                    return None
-                row = cur.execute("SELECT position FROM projection_positions WHERE name = ?",
-                                  (HoursProjection.name,)).fetchone()
-            found["position"] = int(row[0]) if row else 0
-            return found
+            return hours_from_rows(volunteer_id,
+                                   self.store.query(HOURS_SQL, (volunteer_id,) * 4))
 
         answer = self._remembered(("hours", volunteer_id), compute)
         return dict(answer) if answer is not None else None

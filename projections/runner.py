@@ -94,8 +94,7 @@ class Runner:
         return int(self.recorder.max_notification_id() or 0)
 
     def positions(self) -> dict[str, int]:
-        with self.store.reading() as cur:
-            rows = cur.execute("SELECT name, position FROM projection_positions").fetchall()
+        rows = self.store.query("SELECT name, position FROM projection_positions")
         names = {p.name for p in self.projections}
         return {name: int(pos) for name, pos in rows if name in names}
 

@@ -94,9 +94,9 @@ class ViewStore:
                     "host": location.host, "port": location.port, "user": location.user,
                     "password": location.password, "dbname": location.dbname,
                     "options": f"-c search_path={location.schema}",
-                    "connect_timeout": 10,
+                    "connect_timeout": 10, "autocommit": True,
                 },
-                min_size=1, max_size=8, open=True,
+                min_size=1, max_size=16, open=True,
             )
 
     def _sqlite(self) -> sqlite3.Connection:
@@ -135,6 +135,13 @@ class ViewStore:
             conn.commit()
         finally:
             cur.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One read-only statement, outside any transaction: one round trip on PostgreSQL."""
+        if self.postgres:
+            with self._pool.connection() as conn:
+                return [tuple(r) for r in conn.execute(sql.replace("?", "%s"), params)]
+        return [tuple(r) for r in self._sqlite().execute(sql, params).fetchall()]
 
     @contextmanager
     def reading(self) -> Iterator[ViewCursor]:
