@@ -8,20 +8,6 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import Notification
 
-
-def _plain(value: Any) -> Any:
-    # The library wraps datetimes, UUIDs and decimals as {"_type_": …, "_data_": …};
-    # the read side keeps their text form (ISO 8601 with offset, hex, decimal string).
-    if type(value) is dict:
-        if "_type_" in value and "_data_" in value and len(value) == 2:
-            return value["_data_"]
-        return {k: _plain(v) if type(v) is dict or type(v) is list else v
-                for k, v in value.items()}
-    if type(value) is list:
-        return [_plain(v) for v in value]
-    return value
-
-
 BOOKKEEPING = ("originator_id", "originator_version", "originator_topic", "timestamp")
 
 
@@ -55,9 +41,7 @@ class FeedEvent:
             if key in BOOKKEEPING:
                 continue
             if type(value) is dict and len(value) == 2 and "_type_" in value:
-                value = value["_data_"]  # the usual case: a datetime at the top level
-            elif type(value) is dict or type(value) is list:
-                value = _plain(value)
+                value = value["_data_"]  # a datetime: our events nest none deeper
             data[key] = value
         self._data = data
         stamp = raw.get("timestamp", "")

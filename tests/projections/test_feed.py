@@ -1,0 +1,42 @@
+"""The read side's decoding: only top-level values are transcoded in our events."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from ledger import Ledger
+from projections.feed import decode_page
+from tests.factories import (
+    ADMIN,
+    make_activity,
+    make_unit,
+    make_volunteer,
+    record,
+    train,
+    transfer,
+    void,
+)
+
+
+def _nested_transcoded(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "_type_" in value or any(_nested_transcoded(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_nested_transcoded(v) for v in value)
+    return False
+
+
+def test_no_event_of_the_ledger_nests_a_transcoded_value(ledger: Ledger) -> None:
+    volunteer = make_volunteer(ledger)
+    activity = make_activity(ledger)
+    void(ledger, record(ledger, volunteer, activity).id)
+    train(ledger, volunteer, date(2017, 4, 1))
+    transfer(ledger, volunteer, make_unit(ledger), date(2017, 5, 1))
+    ledger.publish_award_rules(ADMIN, "most_beautiful_volunteer", 2017, {"min_star_level": 1})
+    ledger.update_volunteer(ADMIN, volunteer, {"phone": "13800000000", "skills": ["急救"]})
+    events = decode_page(ledger.recorder.select_notifications(1, 10_000))
+    assert len(events) > 10
+    for event in events:
+        assert not _nested_transcoded(event.data), event.type
+        assert "T" in event.recorded_at
