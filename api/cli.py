@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Any
 
+import psycopg
 import typer
+from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 from rich.table import Table
 
@@ -25,6 +27,10 @@ def _ledger() -> Ledger:
     except ValueError as error:
         err.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
+    except (PersistenceError, OSError, psycopg.Error) as error:
+        err.print(f"[red]the store does not answer ({Settings().store().describe()}): "
+                  f"{error}[/red]")
+        raise typer.Exit(3) from None
     ledger.ensure_catalogue()
     return ledger
 

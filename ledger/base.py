@@ -68,6 +68,7 @@ def _setting_up(location: StoreLocation) -> Iterator[None]:
         yield
         return
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(host=location.host, port=location.port, user=location.user,
                          password=location.password, dbname=location.dbname,
@@ -75,6 +76,9 @@ def _setting_up(location: StoreLocation) -> Iterator[None]:
         # a session lock: closing the connection releases it, whatever happens
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))",
                      (f"vledger-setup:{location.schema}",))
+        if location.schema != "public":
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(location.schema)))
         yield
 
 

@@ -79,3 +79,22 @@ def test_serve_answers_healthz_on_the_default_relative_sqlite_store(tmp_path: Pa
         server.wait(timeout=10)
         if server.stderr is not None:
             server.stderr.close()
+
+
+def test_an_unreachable_store_is_a_clear_message_not_a_traceback() -> None:
+    result = _run("postgresql://postgres@127.0.0.1:1/test", "info")
+    assert result.returncode == 3
+    assert "the store does not answer" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_postgresql_schema_that_does_not_exist_yet_is_created() -> None:
+    from tests.conftest import PG_URL, _pg_connect, _require_postgres
+
+    _require_postgres()
+    schema = f"fresh_{os.getpid()}"
+    try:
+        result = _run(f"{PG_URL}?schema={schema}", "info")
+        assert result.returncode == 0, result.stderr
+    finally:
+        _pg_connect(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
