@@ -140,6 +140,24 @@ class LedgerBase(Application[str]):
         finally:
             self._gate.release()
 
+    def _take_snapshots(self, processing_event: Any) -> None:
+        """Snapshot from the aggregates just saved, not by loading them again.
+
+        The library reloads an aggregate from the store for each snapshot it takes; ours are in
+        memory and saved, so a snapshot of their current state (any version is a valid one) costs
+        one insert. One snapshot per aggregate per save, when its events crossed an interval.
+        """
+        if self.snapshots is None:
+            return
+        due: dict[str, Any] = {}
+        for saved in processing_event.events:
+            aggregate = processing_event.aggregates.get(saved.originator_id)
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if interval and saved.originator_version % interval == 0:
+                due[saved.originator_id] = aggregate
+        if due:
+            self.snapshots.put([type(a).Snapshot.take(a) for a in due.values()])
+
     def _save(self, *aggregates: LedgerAggregate | None) -> int:
         with self.writing():
             recordings = self.save(*aggregates)
