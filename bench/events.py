@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.persistence import ApplicationRecorder, Notification
 
 from projections.feed import FeedEvent, decode_page
 from projections.runner import PAGE_SIZE
 
 
-def all_events(recorder: ApplicationRecorder, page_size: int = PAGE_SIZE) -> Iterator[FeedEvent]:
-    """Every event in position order."""
+def all_pages(recorder: ApplicationRecorder,
+              page_size: int = PAGE_SIZE) -> Iterator[list[Notification]]:
+    """Every stored notification in position order, a page at a time, undecoded."""
     start = 1
     while True:
-        page = recorder.select_notifications(start, page_size)
-        yield from decode_page(page)
+        page = list(recorder.select_notifications(start, page_size))
+        yield page
         if len(page) < page_size:
             return
         start = page[-1].id + 1
+
+
+def all_events(recorder: ApplicationRecorder, page_size: int = PAGE_SIZE) -> Iterator[FeedEvent]:
+    """Every event in position order."""
+    for page in all_pages(recorder, page_size):
+        yield from decode_page(page)

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.events import all_pages
 from ledger import Ledger, Settings
-from projections.runner import PAGE_SIZE
 
 
 def proofs(url: str, count: int = 1000) -> dict[str, Any]:
@@ -79,15 +79,11 @@ def raw_hash(url: str) -> dict[str, Any]:
     ledger = Ledger(Settings(database_url=url))
     try:
         began = time.perf_counter()
-        count, start = 0, 1
-        while True:
-            page = ledger.recorder.select_notifications(start, PAGE_SIZE)
+        count = 0
+        for page in all_pages(ledger.recorder):
             for n in page:
                 hashlib.sha256(b"\x00" + bytes(n.state)).digest()
             count += len(page)
-            if len(page) < PAGE_SIZE:
-                break
-            start = page[-1].id + 1
         seconds = time.perf_counter() - began
     finally:
         ledger.close()

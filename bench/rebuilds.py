@@ -6,8 +6,8 @@ import json
 import time
 from typing import Any
 
+from bench.events import all_pages
 from ledger import Ledger, Settings
-from projections.runner import PAGE_SIZE
 
 
 def rebuild(url: str, all_views: bool) -> dict[str, Any]:
@@ -36,15 +36,11 @@ def raw_scan(url: str) -> dict[str, Any]:
     ledger = Ledger(Settings(database_url=url))
     try:
         began = time.perf_counter()
-        count, start = 0, 1
-        while True:
-            page = ledger.recorder.select_notifications(start, PAGE_SIZE)
+        count = 0
+        for page in all_pages(ledger.recorder):
             for notification in page:
                 json.loads(notification.state)
             count += len(page)
-            if len(page) < PAGE_SIZE:
-                break
-            start = page[-1].id + 1
         seconds = time.perf_counter() - began
     finally:
         ledger.close()
