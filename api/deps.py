@@ -87,7 +87,6 @@ def origin_of(actor: Actor) -> Origin:
     return Origin(actor=actor, source="api")
 
 
-Writer = Annotated[Actor, needs(Role.recorder, Role.committee)]
 Admin = Annotated[Actor, needs()]
 HoursReader = Annotated[Actor, needs(Role.recorder, Role.committee, Role.auditor)]
 EligibilityReader = Annotated[Actor, needs(Role.committee, Role.auditor)]

@@ -122,10 +122,6 @@ class LedgerBase(Application[str]):
         """The position of the newest event in the store (0 when empty)."""
         return int(self.recorder.max_notification_id() or 0)
 
-    def store_answers(self) -> bool:
-        """Whether the store answers a trivial read."""
-        self.recorder.max_notification_id()
-        return True
 
     @contextmanager
     def writing(self) -> Iterator[None]:

@@ -19,16 +19,7 @@ def service_date(started_at: datetime) -> date:
     return started_at.astimezone(DISTRICT_TZ).date()
 
 
-def quarter_of(day: date) -> int:
-    """The quarter (1–4) that a date falls in."""
-    return (day.month - 1) // 3 + 1
-
-
 def whole_minutes(started_at: datetime, ended_at: datetime) -> int:
     """Served time in whole minutes, truncated."""
     return int((ended_at - started_at).total_seconds() // 60)
 
-
-def year_end(year: int) -> date:
-    """31 December of a year, the day award criteria are taken on."""
-    return date(year, 12, 31)

@@ -10,7 +10,7 @@ from uuid import NAMESPACE_URL, uuid5
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
-from ledger.calendar import service_date, whole_minutes
+from ledger.calendar import MAX_SESSION, service_date, whole_minutes
 from ledger.errors import InvalidField, SessionVoided
 
 SESSION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:vledger:source-record")
@@ -153,7 +153,7 @@ def check_times(started_at: datetime, ended_at: datetime, now: datetime) -> None
             raise InvalidField(f"{name} must carry a UTC offset (RFC 3339)", name)
     if ended_at <= started_at:
         raise InvalidField("ended_at must be after started_at", "ended_at")
-    if (ended_at - started_at).total_seconds() > 24 * 3600:
+    if ended_at - started_at > MAX_SESSION:
         raise InvalidField("a session may last at most 24 hours", "ended_at")
     if ended_at > now:
         raise InvalidField("ended_at lies in the future", "ended_at")

@@ -72,11 +72,6 @@ class Unit(LedgerAggregate):
     def _moved(self, parent_id: str | None, actor: dict[str, Any], source: str) -> None:
         self.parent_id = parent_id
 
-    @event("CivilizedLevelChanged")
-    def _level_changed(
-        self, civilized_level: str | None, actor: dict[str, Any], source: str
-    ) -> None:
-        self.civilized_level = civilized_level
 
     @event("Closed")
     def _closed(self, closed_on: str, reason: str, actor: dict[str, Any], source: str) -> None:

@@ -77,10 +77,6 @@ class Volunteer(LedgerAggregate):
                 return session_id
         return None
 
-    def trained_by(self, day: date) -> bool:
-        """Whether a training was completed on or before a day."""
-        iso = day.isoformat()
-        return any(t["completed_on"] <= iso for t in self.trainings)
 
     # -- commands ---------------------------------------------------------------------------
 

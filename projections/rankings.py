@@ -60,10 +60,15 @@ def unit_rankings(cur: ViewCursor, kind: str, basis: str = "members", year: int 
     if not rollup:
         joined_where, _ = period_filter(basis, year, quarter, column_prefix="c.")
         # Each unit's totals and distinct volunteers, summed by the database.
+        # Grouping by (unit, volunteer) first and counting the groups is the distinct count;
+        # PostgreSQL hashes it, where COUNT(DISTINCT) sorts.
         rows = cur.execute(
-            "SELECT c.unit_id, SUM(c.minutes), SUM(c.sessions), COUNT(DISTINCT c.volunteer_id) "
-            "FROM credit_cells c JOIN credit_units u ON u.unit_id = c.unit_id "
-            f"WHERE {joined_where} AND u.kind = ? GROUP BY c.unit_id", [*params, kind]).fetchall()
+            "SELECT unit_id, SUM(m), SUM(s), COUNT(*) FROM ("
+            "SELECT c.unit_id AS unit_id, c.volunteer_id, SUM(c.minutes) AS m, "
+            "SUM(c.sessions) AS s FROM credit_cells c "
+            "JOIN credit_units u ON u.unit_id = c.unit_id "
+            f"WHERE {joined_where} AND u.kind = ? GROUP BY c.unit_id, c.volunteer_id) AS t "
+            "GROUP BY unit_id", [*params, kind]).fetchall()
         counts = {uid: 0 for uid in chosen}
         for unit_id, m, s, v in rows:
             minutes[unit_id], sessions[unit_id], counts[unit_id] = int(m), int(s), int(v)
