@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ledger.base import replay
 from ledger.commendation import CommendationUseCases
 from ledger.recording import RecordingUseCases
 from ledger.registry import RegistryUseCases
@@ -19,8 +18,6 @@ class Ledger(RegistryUseCases, RecordingUseCases, CommendationUseCases):
     name = "Ledger"
 
     snapshotting_intervals: ClassVar[dict[Any, int]] = {Volunteer: 50, VolunteerNumbers: 50}
-    snapshotting_projectors: ClassVar[dict[Any, Any]] = {
-        Volunteer: replay, VolunteerNumbers: replay}
 
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
         super().__init__(settings, env)

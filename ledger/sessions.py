@@ -11,7 +11,7 @@ from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
 from ledger.calendar import MAX_SESSION, service_date, whole_minutes
-from ledger.errors import InvalidField, SessionVoided
+from ledger.errors import InvalidField, LedgerError, SessionVoided
 
 SESSION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:vledger:source-record")
 
@@ -40,7 +40,7 @@ class RecordOutcome:
     status: str  # "accepted", "duplicate" or "rejected"
     session_id: str | None = None
     minutes: int | None = None
-    error: Exception | None = field(default=None, repr=False)
+    error: LedgerError | None = field(default=None, repr=False)
 
 
 class ServiceSession(LedgerAggregate):
