@@ -257,7 +257,6 @@ class RegistryUseCases(LedgerBase):
         def attempt() -> Written:
             volunteer = self._refer(Volunteer, volunteer_id, "volunteer_id", "volunteer")
             require_unit(origin.actor, volunteer.unit_on(completed_on), "volunteers")
-            volunteer._ensure_active()
             training_id = f"{volunteer.id}:training:{len(volunteer.trainings) + 1}"
             volunteer.complete_training({"id": training_id, **training}, origin.meta())
             return Written(training_id, self._save(volunteer))

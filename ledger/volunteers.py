@@ -139,6 +139,7 @@ class Volunteer(LedgerAggregate):
 
     def complete_training(self, training: dict[str, Any], meta: dict[str, Any]) -> None:
         """Record a completed training (hours are kept apart from service hours)."""
+        self._ensure_active()
         if training["completed_on"] < self.registered_on:
             raise InvalidField(
                 f"completed_on {training['completed_on']} is before the volunteer registered "
