@@ -29,6 +29,7 @@ _STATUS: list[tuple[type[LedgerError], int, str]] = [
     (NotFound, 404, "Not found"),
     (Conflict, 409, "Conflict with the ledger"),
     (Forbidden, 403, "Forbidden"),
+    (StoreBusy, 503, "Store busy"),
 ]
 
 _TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
@@ -80,18 +81,23 @@ def problem(status: int, detail: str, *, title: str | None = None, kind: str | N
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def status_of(error: LedgerError) -> tuple[int, str]:
+    """The HTTP status and title that a ledger error answers with."""
+    for cls, status, title in _STATUS:
+        if isinstance(error, cls):
+            return status, title
+    return 400, "Bad request"
+
+
 def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
-    if isinstance(exc, StoreBusy):
-        return problem(503, exc.message, kind="store-busy", headers={"Retry-After": "1"})
-    for cls, status, title in _STATUS:
-        if isinstance(exc, cls):
-            errors = [{"field": exc.field, "detail": exc.message}] if exc.field else None
-            if status == 422 and errors is None:
-                errors = [{"field": "body", "detail": exc.message}]
-            return problem(status, exc.message, title=title, kind=_kebab(type(exc).__name__),
-                           errors=errors)
-    return problem(400, exc.message, kind=_kebab(type(exc).__name__))
+    status, title = status_of(exc)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    errors = [{"field": exc.field, "detail": exc.message}] if exc.field else None
+    if status == 422 and errors is None:
+        errors = [{"field": "body", "detail": exc.message}]
+    return problem(status, exc.message, title=title, kind=_kebab(type(exc).__name__),
+                   errors=errors, headers=headers)
 
 
 def _kebab(name: str) -> str:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
-from api.errors import _STATUS
+from api.errors import status_of
 from api.schemas import Body, Id, Reason
 from ledger import SessionRecord
 
@@ -107,8 +107,7 @@ def record_batch(body: BatchIn, actor: RecorderWriter, services: ServicesDep) ->
         item: dict[str, Any] = {"index": o.index, "status": o.status, "id": o.session_id,
                                 "minutes": o.minutes}
         if o.error is not None:
-            code = next((s for cls, s, _ in _STATUS if isinstance(o.error, cls)), 400)
-            item["error"] = {"status": code, "type": type(o.error).__name__,
+            item["error"] = {"status": status_of(o.error)[0], "type": type(o.error).__name__,
                              "field": getattr(o.error, "field", None), "detail": str(o.error)}
         items.append(item)
     return {"accepted": result.count("accepted"), "duplicates": result.count("duplicate"),
