@@ -26,9 +26,8 @@ from api.routes import (
     volunteers,
 )
 from ledger import Ledger, Settings
-from projections.audit import AuditLog, Auditor
-from projections.history import HistoryIndex
-from projections.models import ReadModels
+from projections.audit import Auditor
+from projections.models import ReadModels, auditor_views
 from projections.signing import SigningKey
 
 log = logging.getLogger("vledger")
@@ -48,7 +47,7 @@ def open_services(settings: Settings) -> Services:
     """Open the store, load the catalogue, build the views and bring them up to date."""
     ledger = Ledger(settings)
     ledger.ensure_catalogue()
-    models = ReadModels(ledger, extra=[HistoryIndex(), AuditLog()])
+    models = ReadModels(ledger, extra=auditor_views())
     auditor = Auditor(models.store, SigningKey.for_store(settings.store()))
     models.catch_up()
     return Services(settings=settings, ledger=ledger, models=models, auditor=auditor)

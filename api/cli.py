@@ -73,10 +73,10 @@ def serve(
 @app.command()
 def init() -> None:
     """Create the store and its views, and load the program catalogue."""
-    from projections.models import ReadModels
+    from projections.models import ReadModels, auditor_views
 
     ledger = _ledger()
-    models = ReadModels(ledger)
+    models = ReadModels(ledger, extra=auditor_views())
     models.catch_up()
     err.print(f"ready: {ledger.settings.store().describe()}, head position {ledger.head()}")
     models.close()

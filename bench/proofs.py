@@ -15,15 +15,14 @@ from ledger import Ledger, Settings
 
 def proofs(url: str, count: int = 1000) -> dict[str, Any]:
     """Inclusion and consistency proofs made and checked; `vledger verify` over the whole log."""
-    from projections.audit import AuditLog, Auditor
-    from projections.history import HistoryIndex
+    from projections.audit import Auditor
     from projections.merkle import verify_consistency, verify_inclusion
-    from projections.models import ReadModels
+    from projections.models import ReadModels, auditor_views
     from projections.signing import SigningKey
     from projections.verification import verify_log
 
     ledger = Ledger(Settings(database_url=url))
-    models = ReadModels(ledger, extra=[HistoryIndex(), AuditLog()])
+    models = ReadModels(ledger, extra=auditor_views())
     try:
         models.catch_up()
         with tempfile.TemporaryDirectory() as folder:

@@ -12,12 +12,10 @@ from ledger import Ledger, Settings
 
 def rebuild(url: str, all_views: bool) -> dict[str, Any]:
     """`ReadModels(ledger).runner.rebuild()`; with `all_views` also the history and audit log."""
-    from projections.audit import AuditLog
-    from projections.history import HistoryIndex
-    from projections.models import ReadModels
+    from projections.models import ReadModels, auditor_views
 
     ledger = Ledger(Settings(database_url=url))
-    models = ReadModels(ledger, extra=[HistoryIndex(), AuditLog()] if all_views else [])
+    models = ReadModels(ledger, extra=auditor_views() if all_views else [])
     try:
         began = time.perf_counter()
         position = models.runner.rebuild()

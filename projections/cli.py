@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ledger import Ledger, Settings
 from projections.feed import decode
-from projections.models import ReadModels, read_models
+from projections.models import ReadModels, auditor_views, read_models
 from projections.reconcile import Difference, reconcile
 from projections.runner import Projection
 
@@ -31,17 +31,14 @@ PageSize = Annotated[int | None,
 
 def all_projections() -> list[Projection]:
     """Fresh instances of every view the API serves (the read models, history and audit)."""
-    from projections.audit import AuditLog
-    from projections.history import HistoryIndex
-
-    return [*read_models(), HistoryIndex(), AuditLog()]
+    return [*read_models(), *auditor_views()]
 
 
 @contextmanager
 def opened(page_size: int | None = None) -> Iterator[ReadModels]:
     """The ledger named by VLEDGER_DATABASE_URL and its views; closed afterwards."""
     ledger = Ledger(Settings())
-    models = ReadModels(ledger, extra=all_projections()[len(read_models()):])
+    models = ReadModels(ledger, extra=auditor_views())
     if page_size is not None:
         models.runner.page_size = models.runner.rebuild_page_size = page_size
     try:

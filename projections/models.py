@@ -8,10 +8,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ledger import Ledger
+from projections.audit import AuditLog
 from projections.awards import AwardsProjection
 from projections.bulletins import bulletin
 from projections.credits import CreditsProjection
 from projections.eligibility import eligibility
+from projections.history import HistoryIndex
 from projections.hours import HOURS_SQL, HoursProjection, hours_from_rows
 from projections.rankings import unit_rankings
 from projections.runner import Projection, Runner
@@ -24,6 +26,11 @@ MEMO_SIZE = 4096
 def read_models() -> list[Projection]:
     """Fresh instances of this package's projections (hours, credits, awards)."""
     return [HoursProjection(), CreditsProjection(), AwardsProjection()]
+
+
+def auditor_views() -> list[Projection]:
+    """Fresh instances of the auditor-facing views (volunteer history, the Merkle log)."""
+    return [HistoryIndex(), AuditLog()]
 
 
 class ReadModels:
