@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from ledger import Actor, Ledger, Origin, Role, Settings
 from projections.audit import Auditor
@@ -31,7 +32,12 @@ class Services:
             self.models.wait_for(position, self.settings.read_wait_seconds)
 
 
-def get_services(request: Request) -> Services:
+# The dependencies below are `async def` although the ledger is synchronous: FastAPI runs a
+# plain `def` dependency in a worker thread, and four thread hops cost more than the read a
+# route makes. Whatever may block (a token lookup, a wait for the views) still goes to a thread.
+
+
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -44,7 +50,7 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_actor(
+async def current_actor(
     request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -58,7 +64,7 @@ def current_actor(
     admin = services.settings.admin_token
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         return ADMIN_TOKEN_ACTOR
-    actor = services.ledger.authenticate(token)
+    actor = await run_in_threadpool(services.ledger.authenticate, token)
     if actor is None:
         raise _unauthorized("unknown or revoked token")
     request.state.actor = actor
@@ -71,7 +77,7 @@ MaybeActor = Annotated[Actor | None, Depends(current_actor)]
 def needs(*roles: Role) -> Any:
     """A dependency that admits the admin and the given roles, 401 without a token, else 403."""
 
-    def check(actor: MaybeActor) -> Actor:
+    async def check(actor: MaybeActor) -> Actor:
         if actor is None:
             raise _unauthorized("this route needs a bearer token")
         if actor.role is not Role.admin and actor.role not in roles:
@@ -95,7 +101,7 @@ CommitteeWriter = Annotated[Actor, needs(Role.committee)]
 RecorderWriter = Annotated[Actor, needs(Role.recorder)]
 
 
-def read_your_writes(
+async def read_your_writes(
     services: ServicesDep,
     min_position: Annotated[int | None, Query(
         ge=0, le=2**53,
@@ -105,7 +111,9 @@ def read_your_writes(
     """Wait for the views to reach the caller's last write, or answer 503 with Retry-After."""
     if min_position is None or min_position == 0:
         return
-    if not services.models.wait_for(min_position, services.settings.read_wait_seconds):
+    reached = await run_in_threadpool(services.models.wait_for, min_position,
+                                      services.settings.read_wait_seconds)
+    if not reached:
         raise HTTPException(
             503, f"the views have not reached position {min_position} yet; retry shortly",
             headers={"Retry-After": "1"},

@@ -14,8 +14,10 @@ unsigned, all text UTF-8, every field taken from the event feed (`GET /v1/events
 
 `leaf_hash = SHA-256(0x00 || leaf)`, inner nodes `SHA-256(0x01 || left || right)`
 (projections/merkle.py). Checkpoints are signed as described in projections/signing.py.
-The view keeps every leaf hash and the hash of every complete power-of-two block, so a root or
-proof for any tree size reads O(log² n) rows in one query.
+The view keeps every leaf hash and the hash of every complete power-of-two block of at least
+2**STORED_LEVEL leaves; smaller blocks are recomputed from their (at most 8) leaves when a proof
+needs them. A root or proof for any tree size reads O(log² n) rows in two queries, and the view
+writes about 1.07 rows per event instead of 2.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ __all__ = [
 
 T = TypeVar("T")
 _PLACEHOLDER = bytes(32)
+# Blocks of 2, 4 and 8 leaves are not stored: they are 7/8 of all inner nodes, and rehashing
+# at most 8 leaf hashes is cheaper than writing and reading their rows.
+STORED_LEVEL = 4
 
 
 def leaf_bytes(position: int, originator_id: str, version: int, topic: str,
@@ -71,11 +76,13 @@ class AuditLog:
     """The projection that appends one leaf per event and keeps complete subtree hashes."""
 
     name = "audit"
-    schema_version = 1
+    schema_version = 2
 
     def create(self, cur: ViewCursor) -> None:
         blob = "BYTEA" if cur.postgres else "BLOB"
-        cur.execute("CREATE TABLE IF NOT EXISTS audit_leaves (leaf_index BIGINT PRIMARY KEY, "
+        # On SQLite an INTEGER PRIMARY KEY is the rowid itself: one B-tree fewer to write.
+        index = "BIGINT" if cur.postgres else "INTEGER"
+        cur.execute(f"CREATE TABLE IF NOT EXISTS audit_leaves (leaf_index {index} PRIMARY KEY, "
                     f"position BIGINT NOT NULL UNIQUE, leaf_hash {blob} NOT NULL)")
         cur.execute("CREATE TABLE IF NOT EXISTS audit_nodes (level INTEGER NOT NULL, "
                     f"idx BIGINT NOT NULL, hash {blob} NOT NULL, PRIMARY KEY (level, idx))")
@@ -88,11 +95,12 @@ class AuditLog:
         size = log_size(cur)
         found = fetch_nodes(cur, Frontier.blocks(size))
         frontier = Frontier((lv, i, found[lv, i]) for lv, i in Frontier.blocks(size))
-        leaves, nodes = [], []
+        leaves: list[tuple[int, int, bytes]] = []
+        nodes: list[tuple[int, int, bytes]] = []
         for event in events:
             h = event_leaf_hash(event)
             leaves.append((frontier.size, event.position, h))
-            nodes.extend(frontier.append(h))
+            nodes.extend(n for n in frontier.append(h) if n[0] >= STORED_LEVEL)
         insert_rows(cur, "audit_leaves (leaf_index, position, leaf_hash)", leaves)
         insert_rows(cur, "audit_nodes (level, idx, hash)", nodes)
 
@@ -111,17 +119,24 @@ def log_size(cur: ViewCursor) -> int:
 
 
 def fetch_nodes(cur: ViewCursor, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """The stored hashes of complete blocks (level 0: leaves), in one query per table."""
+    """The hashes of complete blocks (level 0: leaves), in one query per table.
+
+    Blocks below STORED_LEVEL are hashed again from their leaves.
+    """
     out: dict[tuple[int, int], bytes] = {}
-    leaves = sorted({i for lv, i in keys if lv == 0})
+    small = {(lv, i) for lv, i in keys if lv < STORED_LEVEL}
+    leaves = sorted({leaf for lv, i in small for leaf in range(i << lv, (i + 1) << lv)})
     if leaves:
         marks = ",".join("?" * len(leaves))
         for i, h in cur.execute("SELECT leaf_index, leaf_hash FROM audit_leaves "
                                 f"WHERE leaf_index IN ({marks})", leaves).fetchall():
             out[0, int(i)] = bytes(h)
+    for lv, i in sorted(small):
+        if lv > 0 and all((0, leaf) in out for leaf in range(i << lv, (i + 1) << lv)):
+            out[lv, i] = recompute_root(out[0, leaf] for leaf in range(i << lv, (i + 1) << lv))
     by_level: dict[int, list[int]] = {}
     for lv, i in keys:
-        if lv > 0:
+        if lv >= STORED_LEVEL:
             by_level.setdefault(lv, []).append(i)
     if by_level:
         where = " OR ".join(f"(level = ? AND idx IN ({','.join('?' * len(ix))}))"

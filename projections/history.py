@@ -25,6 +25,7 @@ from ledger.errors import InvalidField, NotFound
 from projections.entries import entry, feed_entry
 from projections.feed import FeedEvent, decode_page
 from projections.store import ViewCursor, ViewStore
+from projections.tally import without_rowid
 
 BOOKKEEPING_TYPES = frozenset(
     {"Volunteer.SessionBooked", "Volunteer.SessionRebooked", "Volunteer.SessionReleased"})
@@ -47,12 +48,13 @@ class HistoryIndex:
     """The projection from volunteer to the positions of the events on their record."""
 
     name = "history"
-    schema_version = 1
+    schema_version = 2
 
     def create(self, cur: ViewCursor) -> None:
-        cur.execute("CREATE TABLE IF NOT EXISTS history_index (volunteer_id TEXT NOT NULL, "
-                    "position BIGINT NOT NULL, recorded_us BIGINT NOT NULL, "
-                    "PRIMARY KEY (volunteer_id, position))")
+        cur.execute(without_rowid(
+            "CREATE TABLE IF NOT EXISTS history_index (volunteer_id TEXT NOT NULL, "
+            "position BIGINT NOT NULL, recorded_us BIGINT NOT NULL, "
+            "PRIMARY KEY (volunteer_id, position))", cur.postgres))
         # Award.Regranted names no recipient: the grant's recipient is remembered here.
         cur.execute("CREATE TABLE IF NOT EXISTS history_awards (award_id TEXT PRIMARY KEY, "
                     "volunteer_id TEXT NOT NULL)")

@@ -75,13 +75,13 @@ class ReadModels:
         self.store.close()
 
     def volunteer_hours(self, volunteer_id: str) -> dict[str, Any] | None:
-        """A volunteer's hours, or None if the view does not know the volunteer."""
-        def compute() -> dict[str, Any] | None:
-            return hours_from_rows(volunteer_id,
-                                   self.store.query(HOURS_SQL, (volunteer_id,) * 4))
+        """A volunteer's hours, or None if the view does not know the volunteer.
 
-        answer = self._remembered(("hours", volunteer_id), compute)
-        return dict(answer) if answer is not None else None
+        Not remembered: the one statement that answers also reads the view's position, so a
+        memo would cost the same query to check as it saves (and an LRU memo smaller than the
+        set of volunteers asked about misses every time).
+        """
+        return hours_from_rows(volunteer_id, self.store.query(HOURS_SQL, (volunteer_id,) * 4))
 
     def unit_rankings(self, kind: str, basis: str = "members", year: int | None = None,
                       quarter: int | None = None, rollup: bool = False) -> list[dict[str, Any]]:

@@ -49,7 +49,8 @@ class Tally:
         cur.executemany(
             f"INSERT INTO {self.table} ({', '.join(cols)}) VALUES ({marks}) "
             f"ON CONFLICT ({', '.join(self.keys)}) DO UPDATE SET {sets}",
-            [(*k, *v) for k, v in self.changes.items() if any(v)],
+            # In key order: consecutive upserts land on the same B-tree pages.
+            sorted((*k, *v) for k, v in self.changes.items() if any(v)),
         )
         where = " AND ".join([*(f"{k} = ?" for k in self.keys),
                               *(f"{c} = 0" for c in self.counters)])

@@ -9,7 +9,7 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder
 
-from projections.audit import Auditor, leaf_bytes
+from projections.audit import STORED_LEVEL, Auditor, leaf_bytes
 from projections.merkle import EMPTY_ROOT, Frontier, leaf_hash, verify_consistency
 from projections.signing import verify_checkpoint
 from projections.store import ViewStore
@@ -112,7 +112,8 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
                                      n.topic, bytes(n.state)))
             leaves.see(stored.get(frontier.size) == (n.id, h), f"position {n.id}")
             for level, index, value in frontier.append(h):
-                made.setdefault(level, {})[index] = value
+                if level >= STORED_LEVEL:  # smaller blocks are not stored, only their leaves
+                    made.setdefault(level, {})[index] = value
             if frontier.size == old_size:
                 old_root = frontier.root()
         kept = _stored_nodes(auditor.store, made)

@@ -13,6 +13,7 @@ import pytest
 from ledger import Ledger
 from ledger.errors import InvalidField, NotFound
 from projections.audit import (
+    STORED_LEVEL,
     AuditLog,
     Auditor,
     SigningKey,
@@ -83,6 +84,32 @@ def test_roots_and_proofs_match_the_reference_for_every_size(ledger: Ledger, vie
             hashes = [bytes.fromhex(h) for h in auditor.consistency(m, n)["hashes"]]
             assert hashes == subproof(m, data[:n], True)
             assert verify_consistency(m, n, mth(data[:m]), root, hashes)
+
+
+def test_blocks_past_the_stored_level_give_the_reference_proofs(ledger: Ledger, views: Runner,
+                                                                auditor: Auditor) -> None:
+    # Blocks of fewer than 2**STORED_LEVEL leaves are rehashed from leaves, bigger ones stored:
+    # sizes around 16, 32 and 64 mix both kinds in one proof.
+    while ledger.head() <= 65:
+        fill_ledger(ledger, sessions=10)
+    views.catch_up()
+    leaves = leaf_inputs(ledger)
+    data = [leaf for _, leaf in leaves]
+    assert len(data) > 65
+    for n in (15, 16, 17, 31, 32, 33, 48, 63, 64, 65, len(data)):
+        root = mth(data[:n])
+        assert auditor.root(n) == root
+        for m in (0, 1, 15, 16, 17, 31, 32, 47, n - 1):
+            if m < n:
+                proof = auditor.inclusion(leaves[m][0], n)
+                assert [bytes.fromhex(h) for h in proof["hashes"]] == path(m, data[:n])
+        for m in (1, 8, 16, 17, 32, 40, n):
+            if m <= n:
+                hashes = [bytes.fromhex(h) for h in auditor.consistency(m, n)["hashes"]]
+                assert hashes == subproof(m, data[:n], True)
+    with views.store.reading() as cur:
+        levels = {int(lv) for (lv,) in cur.execute("SELECT level FROM audit_nodes").fetchall()}
+    assert min(levels) == STORED_LEVEL and max(levels) == len(data).bit_length() - 1
 
 
 def test_a_checkpoint_is_signed_over_the_current_root(ledger: Ledger, views: Runner,

@@ -63,9 +63,14 @@ def test_a_changed_stored_leaf_fails_verification(views: Runner) -> None:
 
 def test_a_changed_subtree_hash_off_the_roots_path_is_found(views: Runner, ledger: Ledger,
                                                              tmp_path: Path) -> None:
-    # Node (1, 1) feeds proofs but not the current root, so only the node check can see it.
+    # With 32 leaves or more, node (4, 0) feeds proofs but not the current root (its parent
+    # (5, 0) is stored), so only the node check can see it.
+    while ledger.head() < 32:
+        fill_ledger(ledger, sessions=10)
+    views.catch_up()
+    assert views.head() >= 32
     with views.store.transaction() as cur:
-        cur.execute("UPDATE audit_nodes SET hash = ? WHERE level = 1 AND idx = 1", (bytes(32),))
+        cur.execute("UPDATE audit_nodes SET hash = ? WHERE level = 4 AND idx = 0", (bytes(32),))
     key = SigningKey.load(tmp_path / "signing-key.pem")
     report = verify_log(ledger.recorder, Auditor(views.store, key), key.public_key_pem())
     assert [c.name for c in report.checks if not c.ok] == ["subtree hashes"]
