@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import event
 from eventsourcing.persistence import IntegrityError
 
@@ -155,8 +155,19 @@ class LedgerBase(Application[str]):
             self.snapshots.put([type(a).Snapshot.take(a) for a in due.values()])
 
     def _save(self, *aggregates: LedgerAggregate | None) -> int:
+        """Record the aggregates' pending events in one transaction; returns the head position.
+
+        What `Application.save` does, without its two runtime-Protocol `isinstance` checks per
+        aggregate (a tenth of a batch import's time): ours are all `LedgerAggregate`s.
+        """
+        processing = ProcessingEvent[str]()
+        for aggregate in aggregates:
+            if aggregate is not None:
+                processing.events.extend(aggregate.collect_events())
+                processing.aggregates[aggregate.id] = aggregate
         with self.writing():
-            recordings = self.save(*aggregates)
+            recordings = self._record(processing)
+            self._take_snapshots(processing)
         if not recordings:
             return self.head()
         return max(r.notification.id for r in recordings)

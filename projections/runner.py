@@ -22,6 +22,7 @@ from projections.store import ViewCursor, ViewStore
 
 PAGE_SIZE = 2000
 REBUILD_PAGE_SIZE = 10_000  # a rebuild folds bigger pages: fewer, larger commits
+REBUILD_PAGES_PER_TRANSACTION = 5  # and commits every few pages (memory stays one page)
 LOCK_NAME = "vledger-projections"
 
 POSITIONS_DDL = (
@@ -66,6 +67,7 @@ class Runner:
         self.projections = list(projections)
         self.page_size = page_size
         self.rebuild_page_size = max(page_size, REBUILD_PAGE_SIZE)
+        self.pages_per_transaction = 1  # more in a rebuild
         self._lock = threading.Lock()
         self._known_position = 0
         self.setup()
@@ -129,29 +131,44 @@ class Runner:
                     return reached
 
     def _step(self, until: int | None) -> tuple[int, bool]:
-        """One page: read, fold and commit with the positions. Returns (position, finished)."""
+        """Pages (`pages_per_transaction`) folded and committed with the positions at once.
+
+        Returns (position, finished). One page per transaction when following; a rebuild puts
+        several pages in one transaction, so a B-tree page its views touch again and again is
+        written to the WAL once per transaction rather than once per page.
+        """
         with self.store.transaction(lock=LOCK_NAME) as cur:
             positions = dict(cur.execute(
                 "SELECT name, position FROM projection_positions").fetchall())
             behind = {p.name: int(positions.get(p.name, 0)) for p in self.projections}
-            low = min(behind.values()) if behind else 0
-            if until is not None and low >= until:
-                return low, True
-            page = self.recorder.select_notifications(low + 1, self.page_size)
-            if until is not None:
-                page = [n for n in page if n.id <= until]
-            if not page:
-                return low, True
-            events = decode_page(page)
-            last = events[-1].position
-            for projection in self.projections:
-                mine = behind[projection.name]
-                todo = [e for e in events if e.position > mine] if mine > low else events
-                if todo:
-                    projection.apply(cur, todo)
-                    cur.execute(
-                        "UPDATE projection_positions SET position = ?, updated_at = ? "
-                        "WHERE name = ?", (last, time.time(), projection.name))
+            for _ in range(self.pages_per_transaction):
+                reached, finished = self._page(cur, behind, until)
+                if finished:
+                    break
+            return reached, finished
+
+    def _page(self, cur: ViewCursor, behind: dict[str, int],
+              until: int | None) -> tuple[int, bool]:
+        """Fold one page into every view behind it; returns (position, finished)."""
+        low = min(behind.values()) if behind else 0
+        if until is not None and low >= until:
+            return low, True
+        page = self.recorder.select_notifications(low + 1, self.page_size)
+        if until is not None:
+            page = [n for n in page if n.id <= until]
+        if not page:
+            return low, True
+        events = decode_page(page)
+        last = events[-1].position
+        for projection in self.projections:
+            mine = behind[projection.name]
+            todo = [e for e in events if e.position > mine] if mine > low else events
+            if todo:
+                projection.apply(cur, todo)
+                cur.execute(
+                    "UPDATE projection_positions SET position = ?, updated_at = ? "
+                    "WHERE name = ?", (last, time.time(), projection.name))
+                behind[projection.name] = last
         finished = len(page) < self.page_size or (until is not None and last >= until)
         return last, finished
 
@@ -179,10 +196,11 @@ class Runner:
                             "WHERE name = ?", (time.time(), projection.name))
         self._known_position = 0
         usual, self.page_size = self.page_size, self.rebuild_page_size
+        self.pages_per_transaction = REBUILD_PAGES_PER_TRANSACTION
         try:
             return self.catch_up(progress=progress)
         finally:
-            self.page_size = usual
+            self.page_size, self.pages_per_transaction = usual, 1
 
     def follow(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Keep catching up until `stop` is set (the `vledger projections run` worker)."""
