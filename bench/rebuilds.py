@@ -11,11 +11,13 @@ from ledger import Ledger, Settings
 
 
 def rebuild(url: str, all_views: bool) -> dict[str, Any]:
-    """`ReadModels(ledger).runner.rebuild()`; with `all_views` also the history and audit log."""
+    """Rebuild the read models and the volunteer history (the views of hours, rankings,
+    bulletins, eligibility and history); with `all_views` also the audit log (Merkle tree)."""
+    from projections.history import HistoryIndex
     from projections.models import ReadModels, auditor_views
 
     ledger = Ledger(Settings(database_url=url))
-    models = ReadModels(ledger, extra=auditor_views() if all_views else [])
+    models = ReadModels(ledger, extra=auditor_views() if all_views else [HistoryIndex()])
     try:
         began = time.perf_counter()
         position = models.runner.rebuild()

@@ -8,9 +8,9 @@ from typing import Any
 PAIRS = (
     ("import sessions: Ledger.record_sessions vs raw app.save(*aggs)", "sessions/s",
      "populate", "sessions_per_s", "raw_import", "sessions_per_s", 0.5),
-    ("rebuild ReadModels views vs select_notifications + JSON decode", "events/s",
+    ("rebuild read models + history vs select_notifications + JSON decode", "events/s",
      "rebuild_read_models", "events_per_s", "raw_scan", "events_per_s", 0.5),
-    ("rebuild all views (+history, audit) vs select_notifications + decode", "events/s",
+    ("rebuild all views (+ audit log) vs select_notifications + JSON decode", "events/s",
      "rebuild_all_views", "events_per_s", "raw_scan", "events_per_s", None),
     ("volunteer hours: view, computed cold vs GROUP BY (indexed)", "reads/s",
      "reads", "hours_views.per_s", "reads", "hours_plain.per_s", 50.0),

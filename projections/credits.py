@@ -16,7 +16,7 @@ from typing import Any
 from projections.feed import FeedEvent
 from projections.hours import year_quarter
 from projections.store import ViewCursor
-from projections.tally import Latest, TableViews, Tally, chunks
+from projections.tally import Latest, TableViews, Tally
 
 BASES = ("members", "organised")
 
@@ -127,14 +127,14 @@ class _Page:
         wanted = sorted({e.data["volunteer_id"] for e in self.events if e.type in SESSION_EVENTS}
                         | {e.originator_id for e in self.events
                            if e.type == "Volunteer.Transferred"})
-        for part in chunks(wanted):
-            marks = ", ".join("?" for _ in part)
-            rows = self.cur.execute(
-                "SELECT volunteer_id, effective_on, unit_id FROM credit_memberships "
-                f"WHERE volunteer_id IN ({marks}) ORDER BY volunteer_id, effective_on",
-                part).fetchall()
-            for vid, day, unit in rows:
-                self.timelines.setdefault(vid, []).append((day, unit))
+        if not wanted:
+            return
+        condition, values = self.cur.one_of("volunteer_id", wanted)
+        rows = self.cur.execute(
+            "SELECT volunteer_id, effective_on, unit_id FROM credit_memberships "
+            f"WHERE {condition} ORDER BY volunteer_id, effective_on", (values,)).fetchall()
+        for vid, day, unit in rows:
+            self.timelines.setdefault(vid, []).append((day, unit))
 
     def _credit(self, d: dict[str, Any], minutes: int, day: str, sign: int) -> None:
         vid, program = d["volunteer_id"], d["program_code"]

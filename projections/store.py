@@ -14,9 +14,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
+import orjson
+
 from ledger.settings import StoreLocation
 
 _INSERT_VALUES = re.compile(r"^(INSERT INTO [^?]*? )VALUES (\([?, ]+\))([^?]*)$", re.DOTALL)
+_INTO = re.compile(r"^INSERT INTO (\w+) \(([\w, ]+)\) $")
+COPY_ROWS = 2000  # from this many rows on, PostgreSQL gets them by COPY (see executemany)
 
 
 SQLITE_CACHE_KIB = 128 * 1024
@@ -65,9 +69,37 @@ class ViewCursor:
             self.raw.executemany(self._sql(sql), [tuple(r) for r in rows])
             return
         head, _group, tail = match.groups()
+        into = _INTO.match(head)
+        if into is not None and len(rows) >= COPY_ROWS:
+            self._copy_insert(into.group(1), into.group(2), tail, rows)
+            return
         columns = [list(column) for column in zip(*rows, strict=True)]
         arrays = ", ".join(f"%b::{_pg_type(column)}[]" for column in columns)
         self.raw.execute(f"{head}SELECT * FROM unnest({arrays}){tail}", columns)
+
+    def _copy_insert(self, table: str, columns: str, tail: str,
+                     rows: Sequence[Sequence[Any]]) -> None:
+        """COPY the rows into a temporary staging table, then insert them from there.
+
+        psycopg dumps array parameters element by element in Python (a third of a rebuild's
+        time at a million events); COPY rows go through its C row writer. The staging table
+        lives as long as the connection and is emptied at each commit.
+        """
+        stage = f"_stage_{table}_{zlib.crc32(columns.encode()):08x}"
+        self.raw.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+                         f"SELECT {columns} FROM {table} WITH NO DATA")
+        with self.raw.copy(f"COPY {stage} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        self.raw.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage}{tail}")
+        self.raw.execute(f"TRUNCATE {stage}")
+
+    def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, Any]:
+        """A condition `column` is one of `values`, and its one parameter, for any number of
+        values: an array on PostgreSQL, a JSON array on SQLite (no placeholder per value)."""
+        if self.postgres:
+            return f"{column} = ANY(?)", list(values)
+        return f"{column} IN (SELECT value FROM json_each(?))", orjson.dumps(list(values)).decode()
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.raw.fetchall()]

@@ -34,8 +34,10 @@ class Tally:
         else:
             for i, amount in enumerate(amounts):
                 row[i] += amount
-        if min(amounts) < 0:
-            self.lowered.add(key)
+        for amount in amounts:
+            if amount < 0:
+                self.lowered.add(key)
+                break
 
     def pending(self, key: Key) -> list[int]:
         """The change not yet written for one key (zeros when none)."""
@@ -49,8 +51,7 @@ class Tally:
         cur.executemany(
             f"INSERT INTO {self.table} ({', '.join(cols)}) VALUES ({marks}) "
             f"ON CONFLICT ({', '.join(self.keys)}) DO UPDATE SET {sets}",
-            # In key order: consecutive upserts land on the same B-tree pages.
-            sorted((*k, *v) for k, v in self.changes.items() if any(v)),
+            [(*k, *v) for k, v in self.changes.items() if any(v)],
         )
         where = " AND ".join([*(f"{k} = ?" for k in self.keys),
                               *(f"{c} = 0" for c in self.counters)])
@@ -104,11 +105,6 @@ class Latest:
             cur.executemany(f"UPDATE {self.table} SET {sets} WHERE {self.key} = ?", rows)
         self.created.clear()
         self.updated.clear()
-
-
-def chunks(items: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
-    """Split a list of parameters so no statement carries too many placeholders."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def without_rowid(ddl: str, postgres: bool) -> str:
