@@ -143,15 +143,15 @@ def http(url: str, clients: int = 50, total: int = 3000, seconds: float = 15) ->
                 "starts_at": "2018-01-01T00:00:00+08:00",
                 "ends_at": "2018-12-31T23:00:00+08:00"}, timeout=30).json()["id"]
 
-            def write(n: int) -> Request:
+            def write(n: int, month: int = 1) -> Request:
                 # Distinct volunteer-hours in 2018, where the demo has no sessions: no overlaps.
                 vid, hour = volunteers[n % len(volunteers)], n // len(volunteers)
-                day, at = 1 + hour // 10, 8 + hour % 10
-                start = f"2018-01-{day:02d}T{at:02d}:00:00+08:00"
-                end = f"2018-01-{day:02d}T{at:02d}:45:00+08:00"
+                day, at = 1 + hour // 10 % 28, 8 + hour % 10
+                start = f"2018-{month:02d}-{day:02d}T{at:02d}:00:00+08:00"
+                end = f"2018-{month:02d}-{day:02d}T{at:02d}:45:00+08:00"
                 return ("POST", "/v1/service-sessions", {
                     "volunteer_id": vid, "activity_id": activity, "started_at": start,
-                    "ended_at": end, "source_record_id": f"bench-http-{port}-{n}"})
+                    "ended_at": end, "source_record_id": f"bench-http-{port}-{month}-{n}"})
 
             scenarios: dict[str, Callable[[int], Request]] = {
                 "healthz (baseline)": lambda n: ("GET", "/healthz", None),
@@ -162,6 +162,10 @@ def http(url: str, clients: int = 50, total: int = 3000, seconds: float = 15) ->
                 "record session": write,
             }
             results = {}
+            # The write target (p99 < 30 ms) is a latency a single recorder sees; 50 clients
+            # writing at once measure throughput, and their latency is mostly their queue.
+            results["record session, 1 client"] = asyncio.run(_load(
+                base, lambda n: write(n, month=2), 1, min(total, 500), seconds))
             for name, make in scenarios.items():
                 method = make(0)[0]
                 if method == "GET" and shutil.which("wrk"):

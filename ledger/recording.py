@@ -12,6 +12,7 @@ from ledger.base import LedgerBase, Written
 from ledger.calendar import now, service_date, whole_minutes
 from ledger.catalogue import Role
 from ledger.errors import DuplicateRecordConflict, InvalidField, LedgerError
+from ledger.grouping import GroupCommit
 from ledger.provenance import Origin
 from ledger.sessions import (
     RecordOutcome,
@@ -21,6 +22,7 @@ from ledger.sessions import (
     check_times,
     session_id_for,
 )
+from ledger.settings import Settings
 from ledger.volunteers import Volunteer
 
 
@@ -140,6 +142,18 @@ class _Batch:
 class RecordingUseCases(LedgerBase):
     """Recording, correcting and voiding service sessions."""
 
+    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
+        super().__init__(settings, env)
+        # Concurrent single-session writes (the API's POST /v1/service-sessions) share a
+        # transaction per caller identity: see ledger/grouping.py.
+        self._sessions_together: GroupCommit[Origin, SessionRecord, tuple[RecordOutcome, int]]
+        self._sessions_together = GroupCommit(self._record_grouped)
+
+    def _record_grouped(self, origin: Origin,
+                        records: Sequence[SessionRecord]) -> list[tuple[RecordOutcome, int]]:
+        result = self.record_sessions(origin, records)
+        return [(outcome, result.position) for outcome in result.outcomes]
+
     def record_sessions(self, origin: Origin, records: Sequence[SessionRecord]) -> BatchResult:
         """Record many sessions in one transaction; each record is accepted, duplicate or rejected.
 
@@ -164,13 +178,15 @@ class RecordingUseCases(LedgerBase):
         return self._retrying(attempt)
 
     def record_session(self, origin: Origin, record: SessionRecord) -> SessionWritten:
-        """Record one session; the same source record again returns the existing session."""
-        result = self.record_sessions(origin, [record])
-        outcome = result.outcomes[0]
+        """Record one session; the same source record again returns the existing session.
+
+        Callers writing at the same moment share one transaction (each gets its own answer).
+        """
+        outcome, position = self._sessions_together.submit(origin, record)
         if outcome.error is not None:
             raise outcome.error
         assert outcome.session_id is not None and outcome.minutes is not None
-        return SessionWritten(outcome.session_id, outcome.minutes, result.position,
+        return SessionWritten(outcome.session_id, outcome.minutes, position,
                               created=outcome.status == "accepted")
 
     def get_session(self, session_id: str) -> ServiceSession:

@@ -1,0 +1,141 @@
+"""Group commit: concurrent single-session writes share transactions, each keeps its answer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ledger import Ledger
+from ledger.grouping import GroupCommit
+from tests.factories import ADMIN, at, make_activity, make_volunteer, session_record
+
+
+def _together(count: int, call: Any) -> list[Any]:
+    """Run `call(i)` in `count` threads released at once; each result or exception."""
+    start = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(i: int) -> None:
+        start.wait(timeout=30)
+        try:
+            results[i] = call(i)
+        except Exception as error:
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_callers_waiting_together_share_a_batch_and_get_their_own_answers() -> None:
+    batches: list[tuple[str, list[int]]] = []
+
+    def double(key: str, items: Sequence[int]) -> list[int]:
+        batches.append((key, list(items)))
+        time.sleep(0.05)  # while one batch runs, the others queue for the next
+        return [2 * i for i in items]
+
+    group: GroupCommit[str, int, int] = GroupCommit(double)
+    results = _together(20, lambda i: group.submit("k", i))
+
+    assert results == [2 * i for i in range(20)]
+    assert sorted(i for _, items in batches for i in items) == list(range(20))
+    assert len(batches) < 20
+
+
+def test_a_lone_caller_runs_at_once() -> None:
+    group: GroupCommit[str, int, int] = GroupCommit(lambda key, items: [i + 1 for i in items])
+    assert group.submit("k", 1) == 2
+    assert group.submit("k", 2) == 3
+
+
+def test_callers_with_different_keys_never_share_a_call() -> None:
+    seen: list[set[str]] = []
+
+    def record(key: str, items: Sequence[str]) -> list[str]:
+        seen.append({item.split(":")[0] for item in items})
+        time.sleep(0.02)
+        return [f"{key}/{item}" for item in items]
+
+    group: GroupCommit[str, str, str] = GroupCommit(record)
+    results = _together(12, lambda i: group.submit(f"u{i % 3}", f"u{i % 3}:{i}"))
+
+    assert results == [f"u{i % 3}/u{i % 3}:{i}" for i in range(12)]
+    assert all(len(keys) == 1 for keys in seen)
+
+
+def test_a_failed_batch_fails_its_own_callers_only() -> None:
+    def record(key: str, items: Sequence[int]) -> list[int]:
+        time.sleep(0.02)
+        if key == "bad":
+            raise RuntimeError("store went away")
+        return list(items)
+
+    group: GroupCommit[str, int, int] = GroupCommit(record)
+    results = _together(10, lambda i: group.submit("bad" if i % 2 else "good", i))
+
+    for i, result in enumerate(results):
+        if i % 2:
+            assert isinstance(result, RuntimeError)
+        else:
+            assert result == i
+    assert group.submit("good", 7) == 7  # the group keeps working afterwards
+
+
+def test_a_batch_never_exceeds_its_limit() -> None:
+    sizes: list[int] = []
+
+    def record(key: str, items: Sequence[int]) -> list[int]:
+        sizes.append(len(items))
+        time.sleep(0.02)
+        return list(items)
+
+    group: GroupCommit[str, int, int] = GroupCommit(record, max_batch=3)
+    assert _together(15, lambda i: group.submit("k", i)) == list(range(15))
+    assert max(sizes) <= 3
+
+
+def test_concurrent_record_session_calls_answer_as_if_alone(ledger: Ledger) -> None:
+    activity = make_activity(ledger)
+    people = [make_volunteer(ledger) for _ in range(8)]
+    other = make_volunteer(ledger)
+    records = [session_record(p, activity, at(8), at(9), source_record_id=f"g-{i}")
+               for i, p in enumerate(people)]
+    records += [
+        records[0],  # the same record twice: one is new, the other a duplicate
+        session_record(people[1], activity, at(8, 30), at(9, 30), source_record_id="g-lap"),
+        session_record(other, activity, at(8), at(9), source_record_id="g-3"),  # reused id
+        session_record("no-such-volunteer", activity, at(8), at(9), source_record_id="g-x"),
+    ]
+    head = ledger.head()
+    sizes: list[int] = []
+    alone = ledger.record_sessions
+
+    def spied(origin: Any, batch: Any) -> Any:
+        sizes.append(len(batch))
+        return alone(origin, batch)
+
+    ledger.record_sessions = spied  # type: ignore[method-assign]
+
+    results = _together(len(records), lambda i: ledger.record_session(ADMIN, records[i]))
+
+    def kinds(*indexes: int) -> list[str]:
+        return sorted(type(results[i]).__name__ for i in indexes)
+
+    for i in (2, 4, 5, 6, 7):
+        assert type(results[i]).__name__ == "SessionWritten" and results[i].created
+    assert results[0].id == results[8].id
+    assert sorted(r.created for r in (results[0], results[8])) == [False, True]
+    assert kinds(1, 9) == ["OverlappingSession", "SessionWritten"]
+    assert kinds(3, 10) == ["DuplicateRecordConflict", "SessionWritten"]
+    assert kinds(11) == ["UnknownReference"]
+    assert all(r.position > head for r in results if not isinstance(r, Exception))
+    # exactly 8 sessions, each with its booking: nothing written twice, nothing lost
+    assert ledger.head() == head + 2 * 8
+    assert sum(len(ledger.get_volunteer(v).sessions) for v in [*people, other]) == 8
+    assert sum(sizes) == len(records) and max(sizes) > 1  # some callers shared a transaction
