@@ -55,7 +55,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the HTTP API (docs at /docs, contract at /openapi.json)."""
-    import uvicorn
+    from api.serving import serve as run
 
     settings = Settings()
     host = host or settings.host
@@ -64,10 +64,7 @@ def serve(
     ledger.close()
     err.print(f"volunteer-ledger on {settings.store().describe()}")
     err.print(f"API docs: http://{host}:{port}/docs")
-    # The app logs one JSON line per request with its request id; uvicorn's own access log
-    # would say the same thing again, less usefully.
-    uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False)
+    run(host, port, workers, log_level)
 
 
 @app.command()

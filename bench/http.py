@@ -122,8 +122,8 @@ def http(url: str, clients: int = 50, total: int = 3000, seconds: float = 15) ->
         env = {**os.environ, "VLEDGER_DATABASE_URL": url, "VLEDGER_ADMIN_TOKEN": TOKEN,
                "VLEDGER_SIGNING_KEY_FILE": f"{folder}/bench.key"}
         server_log = open(f"{folder}/server.log", "wb")  # noqa: SIM115 - closed below
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:app_from_env", "--factory", "--host",
+        server = subprocess.Popen(  # `vledger serve`, as an operator starts it
+            [sys.executable, "-c", "from api.cli import app; app()", "serve", "--host",
              "127.0.0.1", "--port", str(port), "--log-level", "warning",
              "--workers", str(WORKERS)], env=env,
             stdout=server_log, stderr=subprocess.STDOUT)
