@@ -132,7 +132,8 @@ def reads(url: str, volunteers: int = 500, rounds: int = 3) -> dict[str, Any]:
 
         cases = [(k, b) for k in KINDS for b in ("members", "organised")] * rounds
         # The views' figures are cold: computed from the tables on every call. What the API
-        # answers while the views stand still (remembered per position) is shown apart.
+        # answers is shown apart: hours as one statement through the store's query path,
+        # rankings remembered per view position.
         view_h, hv = _timed([plain(view_hours, v) for v in ids])
         plain_h, hp = _timed([plain(plain_hours, v) for v in ids])
         view_r, rv = _timed([plain(view_rankings, k, b, 2017) for k, b in cases])
