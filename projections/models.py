@@ -42,20 +42,35 @@ class ReadModels:
         self.runner = Runner(ledger.recorder, self.store, [*read_models(), *extra])
         self._memo: OrderedDict[tuple[Any, ...], tuple[int, Any]] = OrderedDict()
         self._memo_lock = threading.Lock()
+        self._flights: dict[tuple[Any, ...], threading.Lock] = {}
 
     def _remembered(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
-        """An aggregate answer, computed once per view position (any new event recomputes it)."""
+        """An aggregate answer, computed once per view position (any new event recomputes it).
+
+        Single flight: when many requests miss the same key at once (a new event, a cold
+        start), one computes and the others wait for its answer instead of all computing.
+        """
         position = self.runner.position()
         with self._memo_lock:
             hit = self._memo.get(key)
             if hit is not None and hit[0] == position:
                 self._memo.move_to_end(key)
                 return hit[1]  # type: ignore[no-any-return]
-        answer = compute()
-        with self._memo_lock:
-            self._memo[key] = (position, answer)
-            while len(self._memo) > MEMO_SIZE:
-                self._memo.popitem(last=False)
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = threading.Lock()
+        with flight:
+            with self._memo_lock:
+                hit = self._memo.get(key)
+                if hit is not None and hit[0] == position:
+                    return hit[1]  # type: ignore[no-any-return]
+            answer = compute()
+            with self._memo_lock:
+                self._memo[key] = (position, answer)
+                self._memo.move_to_end(key)
+                while len(self._memo) > MEMO_SIZE:
+                    self._memo.popitem(last=False)
+                self._flights.pop(key, None)
         return answer
 
     def catch_up(self) -> int:
