@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,18 +19,17 @@ from ledger.errors import (
     ConcurrentChange,
     InvalidField,
     NotFound,
-    StoreBusy,
     UnknownReference,
 )
 from ledger.provenance import SYSTEM, Origin
 from ledger.settings import Settings, StoreLocation
 from ledger.transcoding import LedgerTranscoder
+from ledger.turns import WriteTurns
 
 T = TypeVar("T")
 A = TypeVar("A", bound=LedgerAggregate)
 
 MAX_ATTEMPTS = 8
-WRITE_TURN_SECONDS = 20.0
 SQLITE_POOL_SIZE = 40
 
 
@@ -106,10 +104,11 @@ class LedgerBase(Application[str]):
             pool: Any = self.factory.datastore.pool  # type: ignore[attr-defined]
             pool.pool_size = SQLITE_POOL_SIZE
         self.margin = timedelta(minutes=self.settings.activity_margin_minutes)
-        # SQLite has one writer at a time per file. Within a process, writers (ledger saves and
-        # view catch-ups) queue on this lock instead of in SQLite's busy handler, which backs
-        # off by sleeping and left concurrent API writes timing out in the library's pool.
-        self._gate = threading.Lock() if location.kind == "sqlite" else None
+        # SQLite has one writer at a time per file. Our writers (ledger saves and view
+        # catch-ups, in this process and others) take turns (ledger/turns.py) instead of
+        # queueing in SQLite's busy handler, which backs off by sleeping.
+        self._turns = (WriteTurns(location.sqlite_path)
+                       if location.kind == "sqlite" and location.sqlite_path is not None else None)
 
     # -- storage ----------------------------------------------------------------------------
 
@@ -118,6 +117,12 @@ class LedgerBase(Application[str]):
         self.register_transcodings(transcoder)
         return transcoder
 
+    def close(self) -> None:
+        """Close the store's connections and the write-turn file."""
+        super().close()
+        if self._turns is not None:
+            self._turns.close()
+
     def head(self) -> int:
         """The position of the newest event in the store (0 when empty)."""
         return int(self.recorder.max_notification_id() or 0)
@@ -125,16 +130,12 @@ class LedgerBase(Application[str]):
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold the process's SQLite write turn (a no-op on PostgreSQL)."""
-        if self._gate is None:
+        """Hold the SQLite write turn (a no-op on PostgreSQL)."""
+        if self._turns is None:
             yield
             return
-        if not self._gate.acquire(timeout=WRITE_TURN_SECONDS):
-            raise StoreBusy(f"the store was busy for {WRITE_TURN_SECONDS} s; try again shortly")
-        try:
+        with self._turns.turn():
             yield
-        finally:
-            self._gate.release()
 
     def _take_snapshots(self, processing_event: Any) -> None:
         """Snapshot from the aggregates just saved, not by loading them again.
