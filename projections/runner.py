@@ -114,16 +114,25 @@ class Runner:
         return [ViewStatus(n, int(p), head, float(u)) for n, p, u in rows if n in names]
 
     def catch_up(self, until: int | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> int:
-        """Apply every event not yet applied (up to `until`); returns the position reached."""
+                 progress: Callable[[int, int], None] | None = None,
+                 enough: int | None = None) -> int:
+        """Apply the events not yet applied, up to `until` (by default, the head when it
+        starts: it never chases writes made meanwhile); returns the position reached.
+
+        With `enough`, a caller that waited for the runner's lock returns at once if another
+        thread has meanwhile brought the views that far.
+        """
         if until is None and progress is None:
             stored = self.position()
             if stored >= self.head():
                 self._known_position = stored
                 return stored  # nothing new: no write turn needed (another process may write)
         with self._lock:
+            if enough is not None and self._known_position >= enough:
+                return self._known_position
+            target = self.head() if until is None else until
             while True:
-                reached, done = self._step(until)
+                reached, done = self._step(target)
                 self._known_position = reached
                 if progress is not None:
                     progress(reached, self.head())
@@ -178,7 +187,7 @@ class Runner:
             return True
         deadline = time.monotonic() + timeout
         while True:
-            if self.catch_up() >= position:
+            if self.catch_up(enough=position) >= position:
                 return True
             if time.monotonic() >= deadline:
                 return False
