@@ -67,8 +67,9 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append(row)
         for name, found in run.get("http", {}).get("scenarios", {}).items():
             floor = run["http"]["scenarios"].get("healthz (baseline)", {})
+            clients = "" if "client" in name else f", {run['http'].get('clients', 50)} clients"
             rows.append({"store": run["store"], "events": events, "sessions": sessions,
-                         "figure": f"HTTP {name}, 50 clients (p50 {found['p50_ms']} ms, p99 "
+                         "figure": f"HTTP {name}{clients} (p50 {found['p50_ms']} ms, p99 "
                                    f"{found['p99_ms']} ms, statuses {found['statuses']})",
                          "unit": "req/s", "ours": found["req_per_s"],
                          "baseline": floor.get("req_per_s"), "target": None,
