@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from ledger import Actor, Ledger, Origin, Role, Settings
+from ledger import Actor, Ledger, Origin, Role, SessionWritten, Settings, Written
 from projections.audit import Auditor
 from projections.models import ReadModels
 
@@ -30,6 +30,12 @@ class Services:
         """In inline mode the views catch up at once, so the writer reads its own write."""
         if self.settings.inline_projections:
             self.models.wait_for(position, self.settings.read_wait_seconds)
+
+    def written(self, written: Written | SessionWritten, **extra: Any) -> dict[str, Any]:
+        """A write's answer (its id, any `extra` fields, its position), once the views have
+        caught up with it."""
+        self.after_write(written.position)
+        return {"id": written.id, **extra, "position": written.position}
 
 
 # The dependencies below are `async def` although the ledger is synchronous: FastAPI runs a

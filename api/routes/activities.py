@@ -50,8 +50,7 @@ def plan_activity(body: ActivityIn, actor: RecorderWriter, services: ServicesDep
     written = services.ledger.plan_activity(
         origin_of(actor), str(body.program_code.value), body.organiser_unit_id, body.title,
         body.starts_at, body.ends_at, body.station_unit_id, body.place)
-    services.after_write(written.position)
-    return {"id": written.id, "position": written.position}
+    return services.written(written)
 
 
 @router.get("/{activity_id}", response_model=ActivityOut, openapi_extra=PUBLIC)
@@ -69,5 +68,4 @@ def cancel_activity(activity_id: str, body: CancellationIn, actor: RecorderWrite
                     services: ServicesDep) -> dict[str, Any]:
     """Cancel an activity: no new session may be recorded at it."""
     written = services.ledger.cancel_activity(origin_of(actor), activity_id, body.reason)
-    services.after_write(written.position)
-    return {"id": written.id, "position": written.position}
+    return services.written(written)

@@ -86,8 +86,7 @@ def grant_award(body: AwardIn, actor: CommitteeWriter, services: ServicesDep) ->
     """Grant an award for a year to a recipient of the right kind, by a committee decision."""
     written = services.ledger.grant_award(
         origin_of(actor), body.award.value, body.year, body.recipient_id, body.decision_ref)
-    services.after_write(written.position)
-    return {"id": written.id, "position": written.position}
+    return services.written(written)
 
 
 @router.get("/v1/awards/{award_id}", response_model=AwardOut)
@@ -105,5 +104,4 @@ def revoke_award(award_id: str, body: RevokeIn, actor: CommitteeWriter,
                  services: ServicesDep) -> dict[str, Any]:
     """Revoke an award, with a reason; the grant stays in the history."""
     written = services.ledger.revoke_award(origin_of(actor), award_id, body.reason)
-    services.after_write(written.position)
-    return {"id": written.id, "position": written.position}
+    return services.written(written)

@@ -93,8 +93,7 @@ def record_session(body: SessionIn, actor: RecorderWriter, services: ServicesDep
     written = services.ledger.record_session(origin_of(actor), body.record())
     if not written.created:
         response.status_code = status.HTTP_200_OK
-    services.after_write(written.position)
-    return {"id": written.id, "minutes": written.minutes, "position": written.position}
+    return services.written(written, minutes=written.minutes)
 
 
 @router.post("/batch", response_model=BatchOut)
@@ -132,8 +131,7 @@ def correct_session(session_id: str, body: CorrectionIn, actor: RecorderWriter,
     """Correct a session's times, with a reason; the previous times stay in the history."""
     written = services.ledger.correct_session(
         origin_of(actor), session_id, body.started_at, body.ended_at, body.reason)
-    services.after_write(written.position)
-    return {"id": written.id, "minutes": written.minutes, "position": written.position}
+    return services.written(written, minutes=written.minutes)
 
 
 @router.post("/{session_id}/void", response_model=SessionWrite)
@@ -141,5 +139,4 @@ def void_session(session_id: str, body: VoidIn, actor: RecorderWriter,
                  services: ServicesDep) -> dict[str, Any]:
     """Void a session, with a reason; it no longer counts but stays in the history."""
     written = services.ledger.void_session(origin_of(actor), session_id, body.reason)
-    services.after_write(written.position)
-    return {"id": written.id, "minutes": 0, "position": written.position}
+    return services.written(written, minutes=0)

@@ -37,5 +37,4 @@ def complete_training(body: TrainingIn, actor: RecorderWriter,
     written = services.ledger.complete_training(
         origin_of(actor), body.volunteer_id, body.level.value, body.form.value,
         body.audience.value, body.title, body.completed_on, body.hours)
-    services.after_write(written.position)
-    return {"id": written.id, "position": written.position}
+    return services.written(written)

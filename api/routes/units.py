@@ -51,8 +51,7 @@ def register_unit(body: UnitIn, actor: Admin, services: ServicesDep) -> dict[str
     written = services.ledger.register_unit(
         origin_of(actor), body.name, body.kind.value, body.parent_id,
         body.civilized_level.value if body.civilized_level else None)
-    services.after_write(written.position)
-    return {"id": written.id, "position": written.position}
+    return services.written(written)
 
 
 @router.get("/{unit_id}", response_model=UnitOut, openapi_extra=PUBLIC)
@@ -85,5 +84,4 @@ def close_unit(unit_id: str, body: UnitClosure, actor: Admin,
                services: ServicesDep) -> dict[str, Any]:
     """Close a unit: nothing new may refer to it."""
     written = services.ledger.close_unit(origin_of(actor), unit_id, body.closed_on, body.reason)
-    services.after_write(written.position)
-    return {"id": written.id, "position": written.position}
+    return services.written(written)

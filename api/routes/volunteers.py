@@ -94,8 +94,7 @@ def register_volunteer(body: VolunteerIn, actor: RecorderWriter,
         personal.pop(key, None)
     written, number = services.ledger.register_volunteer(
         origin_of(actor), body.name, body.home_unit_id, body.registered_on, **personal)
-    services.after_write(written.position)
-    return {"id": written.id, "volunteer_number": number, "position": written.position}
+    return services.written(written, volunteer_number=number)
 
 
 @router.get("/{volunteer_id}", response_model=VolunteerOut)
@@ -120,8 +119,7 @@ def update_volunteer(volunteer_id: str, body: VolunteerChange, actor: RecorderWr
     if body.name is not None:
         changes["name"] = body.name
     written = services.ledger.update_volunteer(origin_of(actor), volunteer_id, changes)
-    services.after_write(written.position)
-    return {"id": written.id, "position": written.position}
+    return services.written(written)
 
 
 @router.post("/{volunteer_id}/transfers", status_code=status.HTTP_201_CREATED,
@@ -131,8 +129,7 @@ def transfer_volunteer(volunteer_id: str, body: TransferIn, actor: RecorderWrite
     """Move a volunteer to another unit from `effective_on` (it may lie in the past)."""
     written = services.ledger.transfer_volunteer(
         origin_of(actor), volunteer_id, body.to_unit_id, body.effective_on)
-    services.after_write(written.position)
-    return {"id": written.id, "position": written.position}
+    return services.written(written)
 
 
 @router.post("/{volunteer_id}/deregistration", response_model=Created)
@@ -141,8 +138,7 @@ def deregister_volunteer(volunteer_id: str, body: DeregistrationIn, actor: Recor
     """End a volunteer's registration; their recorded hours stay on the record."""
     written = services.ledger.deregister_volunteer(
         origin_of(actor), volunteer_id, body.deregistered_on, body.reason)
-    services.after_write(written.position)
-    return {"id": written.id, "position": written.position}
+    return services.written(written)
 
 
 @router.post("/{volunteer_id}/insurance", status_code=status.HTTP_201_CREATED,
@@ -152,5 +148,4 @@ def insure_volunteer(volunteer_id: str, body: InsuranceIn, actor: RecorderWriter
     """Record a volunteer's personal accident insurance for a year (plan measure 5)."""
     written = services.ledger.insure_volunteer(
         origin_of(actor), volunteer_id, body.year, body.policy_ref, body.insurer)
-    services.after_write(written.position)
-    return {"id": written.id, "position": written.position}
+    return services.written(written)
