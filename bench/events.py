@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
+from ledger import Ledger, Settings
 from projections.feed import FeedEvent, decode_page
 from projections.runner import PAGE_SIZE
 
@@ -26,3 +28,18 @@ def all_events(recorder: ApplicationRecorder, page_size: int = PAGE_SIZE) -> Ite
     """Every event in position order."""
     for page in all_pages(recorder, page_size):
         yield from decode_page(page)
+
+
+def timed_scan(url: str, visit: Callable[[Notification], object]) -> tuple[int, float]:
+    """Read every stored event of a store and `visit` each: (events, seconds)."""
+    ledger = Ledger(Settings(database_url=url))
+    try:
+        began = time.perf_counter()
+        count = 0
+        for page in all_pages(ledger.recorder):
+            for notification in page:
+                visit(notification)
+            count += len(page)
+        return count, time.perf_counter() - began
+    finally:
+        ledger.close()

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.events import all_pages
+from bench.events import timed_scan
 from ledger import Ledger, Settings
 
 
@@ -75,15 +75,5 @@ def proofs(url: str, count: int = 1000) -> dict[str, Any]:
 
 def raw_hash(url: str) -> dict[str, Any]:
     """Read every stored event and SHA-256 its bytes: a log check with no tree at all."""
-    ledger = Ledger(Settings(database_url=url))
-    try:
-        began = time.perf_counter()
-        count = 0
-        for page in all_pages(ledger.recorder):
-            for n in page:
-                hashlib.sha256(b"\x00" + bytes(n.state)).digest()
-            count += len(page)
-        seconds = time.perf_counter() - began
-    finally:
-        ledger.close()
+    count, seconds = timed_scan(url, lambda n: hashlib.sha256(b"\x00" + bytes(n.state)).digest())
     return {"events": count, "hash_s": round(seconds, 2), "events_per_s": round(count / seconds, 1)}

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from bench.events import all_pages
+from bench.events import timed_scan
 from ledger import Ledger, Settings
 
 
@@ -33,15 +33,5 @@ def rebuild(url: str, all_views: bool) -> dict[str, Any]:
 
 def raw_scan(url: str) -> dict[str, Any]:
     """`recorder.select_notifications` in pages of the runner's size, each state JSON-decoded."""
-    ledger = Ledger(Settings(database_url=url))
-    try:
-        began = time.perf_counter()
-        count = 0
-        for page in all_pages(ledger.recorder):
-            for notification in page:
-                json.loads(notification.state)
-            count += len(page)
-        seconds = time.perf_counter() - began
-    finally:
-        ledger.close()
+    count, seconds = timed_scan(url, lambda n: json.loads(n.state))
     return {"events": count, "scan_s": round(seconds, 2), "events_per_s": round(count / seconds, 1)}
