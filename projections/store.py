@@ -83,10 +83,11 @@ class ViewCursor:
 
         psycopg dumps array parameters element by element in Python (a third of a rebuild's
         time at a million events); COPY rows go through its C row writer. The staging table
-        lives as long as the connection and is emptied at each commit.
+        lives as long as the connection and is emptied after each use (a rollback also takes
+        back what was copied into it).
         """
         stage = f"_stage_{table}_{zlib.crc32(columns.encode()):08x}"
-        self.raw.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+        self.raw.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS "
                          f"SELECT {columns} FROM {table} WITH NO DATA")
         with self.raw.copy(f"COPY {stage} ({columns}) FROM STDIN") as copy:
             for row in rows:
