@@ -67,7 +67,6 @@ class Runner:
         self.projections = list(projections)
         self.page_size = page_size
         self.rebuild_page_size = max(page_size, REBUILD_PAGE_SIZE)
-        self.pages_per_transaction = 1  # more in a rebuild
         self._lock = threading.Lock()
         self._known_position = 0
         self.setup()
@@ -115,12 +114,14 @@ class Runner:
 
     def catch_up(self, until: int | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 enough: int | None = None) -> int:
+                 enough: int | None = None, page_size: int | None = None,
+                 pages_per_transaction: int = 1) -> int:
         """Apply the events not yet applied, up to `until` (by default, the head when it
         starts: it never chases writes made meanwhile); returns the position reached.
 
         With `enough`, a caller that waited for the runner's lock returns at once if another
-        thread has meanwhile brought the views that far.
+        thread has meanwhile brought the views that far. A rebuild reads bigger pages and
+        commits several per transaction (`page_size`, `pages_per_transaction`).
         """
         if until is None and progress is None:
             stored = self.position()
@@ -132,15 +133,17 @@ class Runner:
                 return self._known_position
             target = self.head() if until is None else until
             while True:
-                reached, done = self._step(target)
+                reached, done = self._step(target, page_size or self.page_size,
+                                           pages_per_transaction)
                 self._known_position = reached
                 if progress is not None:
                     progress(reached, self.head())
                 if done:
                     return reached
 
-    def _step(self, until: int | None) -> tuple[int, bool]:
-        """Pages (`pages_per_transaction`) folded and committed with the positions at once.
+    def _step(self, until: int | None, page_size: int,
+              pages_per_transaction: int) -> tuple[int, bool]:
+        """Pages folded and committed with the positions at once.
 
         Returns (position, finished). One page per transaction when following; a rebuild puts
         several pages in one transaction, so a B-tree page its views touch again and again is
@@ -150,19 +153,19 @@ class Runner:
             positions = dict(cur.execute(
                 "SELECT name, position FROM projection_positions").fetchall())
             behind = {p.name: int(positions.get(p.name, 0)) for p in self.projections}
-            for _ in range(self.pages_per_transaction):
-                reached, finished = self._page(cur, behind, until)
+            for _ in range(pages_per_transaction):
+                reached, finished = self._page(cur, behind, until, page_size)
                 if finished:
                     break
             return reached, finished
 
-    def _page(self, cur: ViewCursor, behind: dict[str, int],
-              until: int | None) -> tuple[int, bool]:
+    def _page(self, cur: ViewCursor, behind: dict[str, int], until: int | None,
+              page_size: int) -> tuple[int, bool]:
         """Fold one page into every view behind it; returns (position, finished)."""
         low = min(behind.values()) if behind else 0
         if until is not None and low >= until:
             return low, True
-        page = self.recorder.select_notifications(low + 1, self.page_size)
+        page = self.recorder.select_notifications(low + 1, page_size)
         if until is not None:
             page = [n for n in page if n.id <= until]
         if not page:
@@ -178,7 +181,7 @@ class Runner:
                     "UPDATE projection_positions SET position = ?, updated_at = ? "
                     "WHERE name = ?", (last, time.time(), projection.name))
                 behind[projection.name] = last
-        finished = len(page) < self.page_size or (until is not None and last >= until)
+        finished = len(page) < page_size or (until is not None and last >= until)
         return last, finished
 
     def wait_for(self, position: int, timeout: float) -> bool:
@@ -204,12 +207,8 @@ class Runner:
                 cur.execute("UPDATE projection_positions SET position = 0, updated_at = ? "
                             "WHERE name = ?", (time.time(), projection.name))
         self._known_position = 0
-        usual, self.page_size = self.page_size, self.rebuild_page_size
-        self.pages_per_transaction = REBUILD_PAGES_PER_TRANSACTION
-        try:
-            return self.catch_up(progress=progress)
-        finally:
-            self.page_size, self.pages_per_transaction = usual, 1
+        return self.catch_up(progress=progress, page_size=self.rebuild_page_size,
+                             pages_per_transaction=REBUILD_PAGES_PER_TRANSACTION)
 
     def follow(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Keep catching up until `stop` is set (the `vledger projections run` worker)."""
