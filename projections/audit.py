@@ -124,16 +124,16 @@ def fetch_nodes(cur: ViewCursor, keys: Collection[tuple[int, int]]) -> dict[tupl
     Blocks below STORED_LEVEL are hashed again from their leaves.
     """
     out: dict[tuple[int, int], bytes] = {}
-    small = {(lv, i) for lv, i in keys if lv < STORED_LEVEL}
-    leaves = sorted({leaf for lv, i in small for leaf in range(i << lv, (i + 1) << lv)})
+    small = {(lv, i): range(i << lv, (i + 1) << lv) for lv, i in keys if lv < STORED_LEVEL}
+    leaves = sorted({leaf for span in small.values() for leaf in span})
     if leaves:
-        marks = ",".join("?" * len(leaves))
+        condition, values = cur.one_of("leaf_index", leaves)
         for i, h in cur.execute("SELECT leaf_index, leaf_hash FROM audit_leaves "
-                                f"WHERE leaf_index IN ({marks})", leaves).fetchall():
+                                f"WHERE {condition}", (values,)).fetchall():
             out[0, int(i)] = bytes(h)
-    for lv, i in sorted(small):
-        if lv > 0 and all((0, leaf) in out for leaf in range(i << lv, (i + 1) << lv)):
-            out[lv, i] = recompute_root(out[0, leaf] for leaf in range(i << lv, (i + 1) << lv))
+    for (lv, i), span in small.items():
+        if lv > 0 and all((0, leaf) in out for leaf in span):
+            out[lv, i] = recompute_root(out[0, leaf] for leaf in span)
     by_level: dict[int, list[int]] = {}
     for lv, i in keys:
         if lv >= STORED_LEVEL:
