@@ -31,11 +31,11 @@ class Services:
         if self.settings.inline_projections:
             self.models.wait_for(position, self.settings.read_wait_seconds)
 
-    def written(self, written: Written | SessionWritten, **extra: Any) -> dict[str, Any]:
+    def written(self, write: Written | SessionWritten, **extra: Any) -> dict[str, Any]:
         """A write's answer (its id, any `extra` fields, its position), once the views have
         caught up with it."""
-        self.after_write(written.position)
-        return {"id": written.id, **extra, "position": written.position}
+        self.after_write(write.position)
+        return {"id": write.id, **extra, "position": write.position}
 
 
 # The dependencies below are `async def` although the ledger is synchronous: FastAPI runs a
