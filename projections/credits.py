@@ -25,7 +25,12 @@ TABLES: dict[str, tuple[str, ...]] = {
     "credit_memberships": ("volunteer_id", "effective_on"),
     "credit_days": ("volunteer_id", "service_date", "program_code"),
     "credit_cells": ("basis", "year", "quarter", "program_code", "unit_id", "volunteer_id"),
+    "credit_unit_totals": ("basis", "year", "quarter", "unit_id"),
+    "credit_active": ("volunteer_id", "basis", "unit_id", "year"),
 }
+
+# Periods of a unit total: (year, quarter), (year, ALL) for the whole year, (ALL, ALL) for ever.
+ALL = 0
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS credit_units (unit_id TEXT PRIMARY KEY, name TEXT NOT NULL, "
@@ -40,6 +45,18 @@ DDL = (
     "quarter INTEGER NOT NULL, program_code TEXT NOT NULL, unit_id TEXT NOT NULL, "
     "volunteer_id TEXT NOT NULL, minutes BIGINT NOT NULL, sessions BIGINT NOT NULL, "
     "PRIMARY KEY (basis, year, quarter, program_code, unit_id, volunteer_id))",
+    # Each unit's minutes, sessions and distinct active volunteers per period, so a ranking
+    # reads one row per unit. Year 0 is every year; quarter 0 is the whole year.
+    "CREATE TABLE IF NOT EXISTS credit_unit_totals (basis TEXT NOT NULL, year INTEGER NOT NULL, "
+    "quarter INTEGER NOT NULL, unit_id TEXT NOT NULL, minutes BIGINT NOT NULL, "
+    "sessions BIGINT NOT NULL, volunteers BIGINT NOT NULL, "
+    "PRIMARY KEY (basis, year, quarter, unit_id))",
+    # A volunteer's sessions credited to a unit in each quarter of a year: whether they count
+    # among the unit's active volunteers in a period. Keyed by volunteer, so a page reads the
+    # rows of the volunteers it touches in one statement.
+    "CREATE TABLE IF NOT EXISTS credit_active (volunteer_id TEXT NOT NULL, basis TEXT NOT NULL, "
+    "unit_id TEXT NOT NULL, year INTEGER NOT NULL, q1 BIGINT NOT NULL, q2 BIGINT NOT NULL, "
+    "q3 BIGINT NOT NULL, q4 BIGINT NOT NULL, PRIMARY KEY (volunteer_id, basis, unit_id, year))",
 )
 
 SESSION_EVENTS = ("ServiceSession.Recorded", "ServiceSession.Corrected", "ServiceSession.Voided")
@@ -67,7 +84,7 @@ class CreditsProjection(TableViews):
     """Minutes credited per (basis, year, quarter, program, unit, volunteer)."""
 
     name = "credits"
-    schema_version = 1
+    schema_version = 2
     tables = TABLES
     ddl = DDL
 
@@ -121,7 +138,60 @@ class _Page:
             "ON CONFLICT (volunteer_id, effective_on) DO UPDATE SET unit_id = excluded.unit_id",
             [(v, day, unit) for (v, day), unit in self.joined.items()])
         self.days.write(self.cur)
+        self._unit_totals()
         self.cells.write(self.cur)
+
+    def _unit_totals(self) -> None:
+        """Carry the page's net cell changes into unit totals per period, counting a volunteer
+        in or out of a unit's active volunteers when their sessions there become (non)zero."""
+        totals = Tally("credit_unit_totals", TABLES["credit_unit_totals"],
+                       ("minutes", "sessions", "volunteers"))
+        active = Tally("credit_active", TABLES["credit_active"], ("q1", "q2", "q3", "q4"))
+        for (basis, year, quarter, _, unit, vid), (minutes, sessions) in self.cells.changes.items():
+            if minutes or sessions:
+                totals.add((basis, year, quarter, unit), minutes, sessions, 0)
+                totals.add((basis, year, ALL, unit), minutes, sessions, 0)
+                totals.add((basis, ALL, ALL, unit), minutes, sessions, 0)
+            if sessions:
+                counts = [0, 0, 0, 0]
+                counts[quarter - 1] = sessions
+                active.add((vid, basis, unit, year), *counts)
+        if active.changes:
+            before = self._active_before({vid for vid, *_ in active.changes})
+            after = dict(before)
+            for key, change in active.changes.items():
+                after[key] = [a + b for a, b in zip(before.get(key, (0, 0, 0, 0)), change,
+                                                   strict=True)]
+            for key in active.changes:
+                vid, basis, unit, year = key
+                was, now = before.get(key, (0, 0, 0, 0)), after[key]
+                for quarter in range(1, 5):
+                    moved = (now[quarter - 1] > 0) - (was[quarter - 1] > 0)
+                    if moved:
+                        totals.add((basis, year, quarter, unit), 0, 0, moved)
+                moved = any(now) - any(was)
+                if moved:
+                    totals.add((basis, year, ALL, unit), 0, 0, moved)
+            # Ever active in a unit: in any year, whether this page touched that year or not.
+            ever_before = {(vid, basis, unit) for (vid, basis, unit, _), q in before.items()
+                           if any(q)}
+            ever_after = {(vid, basis, unit) for (vid, basis, unit, _), q in after.items()
+                          if any(q)}
+            for _, basis, unit in ever_after - ever_before:
+                totals.add((basis, ALL, ALL, unit), 0, 0, 1)
+            for _, basis, unit in ever_before - ever_after:
+                totals.add((basis, ALL, ALL, unit), 0, 0, -1)
+        active.write(self.cur)
+        totals.write(self.cur)
+
+    def _active_before(self, volunteers: set[str]) -> dict[tuple[str, str, str, int], list[int]]:
+        """The stored active rows of some volunteers, every unit and year."""
+        condition, values = self.cur.one_of("volunteer_id", sorted(volunteers))
+        rows = self.cur.execute(
+            "SELECT volunteer_id, basis, unit_id, year, q1, q2, q3, q4 FROM credit_active "
+            f"WHERE {condition}", (values,)).fetchall()
+        return {(vid, basis, unit, int(year)): [int(a), int(b), int(c), int(d)]
+                for vid, basis, unit, year, a, b, c, d in rows}
 
     def _load_timelines(self) -> None:
         wanted = sorted({e.data["volunteer_id"] for e in self.events if e.type in SESSION_EVENTS}

@@ -18,6 +18,7 @@ from ledger.awards import RECIPIENT_KIND
 from ledger.catalogue import PROGRAMS, AwardKind, star_level
 from ledger.commendation import award_kind
 from ledger.errors import NotFound
+from projections.credits import ALL
 from projections.store import ViewCursor
 
 Facts = dict[str, Any]
@@ -139,8 +140,8 @@ def _volunteers(cur: ViewCursor, kind: AwardKind, year: int,
 
 def _units(cur: ViewCursor, unit_kind: str, basis: str, year: int) -> dict[str, Facts]:
     rows = cur.execute(
-        "SELECT unit_id, SUM(minutes), COUNT(DISTINCT volunteer_id) FROM credit_cells "
-        "WHERE basis = ? AND year = ? GROUP BY unit_id", (basis, year)).fetchall()
+        "SELECT unit_id, minutes, volunteers FROM credit_unit_totals "
+        "WHERE basis = ? AND year = ? AND quarter = ?", (basis, year, ALL)).fetchall()
     totals = {uid: (int(m), int(v)) for uid, m, v in rows}
     units = cur.execute("SELECT unit_id, name FROM credit_units WHERE kind = ?",
                         (unit_kind,)).fetchall()

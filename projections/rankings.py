@@ -6,7 +6,7 @@ from typing import Any
 
 from ledger.catalogue import UnitKind
 from ledger.errors import InvalidField
-from projections.credits import BASES
+from projections.credits import ALL, BASES
 from projections.hours import hours
 from projections.store import ViewCursor
 
@@ -58,18 +58,13 @@ def unit_rankings(cur: ViewCursor, kind: str, basis: str = "members", year: int 
     minutes = dict.fromkeys(chosen, 0)
     sessions = dict.fromkeys(chosen, 0)
     if not rollup:
-        joined_where, _ = period_filter(basis, year, quarter, column_prefix="c.")
-        # Each unit's totals and distinct volunteers, summed by the database.
-        # Grouping by (unit, volunteer) first and counting the groups is the distinct count;
-        # PostgreSQL hashes it, where COUNT(DISTINCT) sorts.
+        # One row per unit with service in the period, kept by the credits view.
         rows = cur.execute(
-            "SELECT unit_id, SUM(m), SUM(s), COUNT(*) FROM ("
-            "SELECT c.unit_id AS unit_id, c.volunteer_id, SUM(c.minutes) AS m, "
-            "SUM(c.sessions) AS s FROM credit_cells c "
-            "JOIN credit_units u ON u.unit_id = c.unit_id "
-            f"WHERE {joined_where} AND u.kind = ? GROUP BY c.unit_id, c.volunteer_id) AS t "
-            "GROUP BY unit_id", [*params, kind]).fetchall()
-        counts = {uid: 0 for uid in chosen}
+            "SELECT t.unit_id, t.minutes, t.sessions, t.volunteers FROM credit_unit_totals t "
+            "JOIN credit_units u ON u.unit_id = t.unit_id "
+            "WHERE t.basis = ? AND t.year = ? AND t.quarter = ? AND u.kind = ?",
+            (basis, year or ALL, quarter or ALL, kind)).fetchall()
+        counts = dict.fromkeys(chosen, 0)
         for unit_id, m, s, v in rows:
             minutes[unit_id], sessions[unit_id], counts[unit_id] = int(m), int(s), int(v)
         return _ranked(kind, units, chosen, minutes, sessions, counts)

@@ -82,6 +82,28 @@ def expected_members(world: World) -> Counter[str]:
     return totals
 
 
+def expected_units(world: World, basis: str, year: int | None,
+                   quarter: int | None) -> dict[str, tuple[int, int, int]]:
+    """Per unit: minutes, sessions and distinct volunteers in a period, from the world."""
+    minutes: Counter[str] = Counter()
+    sessions: Counter[str] = Counter()
+    active: dict[str, set[int]] = {}
+    for who, served, day, organiser in world.sessions.values():
+        if year is not None and day.year != year:
+            continue
+        if quarter is not None and (day.month - 1) // 3 + 1 != quarter:
+            continue
+        unit = world.unit_on(who, day) if basis == "members" else organiser
+        minutes[unit] += served
+        sessions[unit] += 1
+        active.setdefault(unit, set()).add(who)
+    return {u: (minutes[u], sessions[u], len(active.get(u, ()))) for u in world.units}
+
+
+PERIODS = [(None, None), (2017, None), (2018, None),
+           *((y, q) for y in (2017, 2018) for q in (1, 2, 3, 4))]
+
+
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=st.lists(commands, min_size=5, max_size=30))
@@ -116,6 +138,12 @@ def test_random_commands_leave_views_equal_to_a_recomputation_and_a_rebuild(
     by_organiser = {i["unit_id"]: i["total_minutes"]
                     for i in models.unit_rankings("organisation", basis="organised")}
     assert {u: by_organiser[u] for u in units} == {u: organised[u] for u in units}
+    for basis in ("members", "organised"):
+        for year, quarter in PERIODS:
+            got = {i["unit_id"]: (i["total_minutes"], i["sessions"], i["volunteers"])
+                   for i in models.unit_rankings("organisation", basis, year, quarter)}
+            assert {u: got[u] for u in units} == expected_units(world, basis, year, quarter), (
+                basis, year, quarter)
     assert reconcile(models.store, ledger.recorder, read_models) == []
 
 
