@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import event
 from eventsourcing.persistence import IntegrityError
 
@@ -21,6 +21,7 @@ from ledger.errors import (
     NotFound,
     UnknownReference,
 )
+from ledger.loading import Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.settings import Settings, StoreLocation
 from ledger.transcoding import LedgerTranscoder
@@ -109,6 +110,12 @@ class LedgerBase(Application[str]):
         # queueing in SQLite's busy handler, which backs off by sleeping.
         self._turns = (WriteTurns(location.sqlite_path)
                        if location.kind == "sqlite" and location.sqlite_path is not None else None)
+        recorder: Any = self.recorder
+        snapshots: Any = self.snapshots.recorder if self.snapshots is not None else None
+        self._loader = Loader(recorder.datastore, location.kind != "sqlite",
+                              recorder.events_table_name,
+                              snapshots.events_table_name if snapshots is not None else None,
+                              location.schema)
 
     # -- storage ----------------------------------------------------------------------------
 
@@ -183,13 +190,13 @@ class LedgerBase(Application[str]):
         raise ConcurrentChange("another change to the same records won; please try again")
 
     def _get(self, cls: type[A], aggregate_id: str) -> A | None:
-        if not aggregate_id or "\x00" in aggregate_id or len(aggregate_id) > 400:
-            return None  # no stored id looks like this, and PostgreSQL text refuses NUL
-        try:
-            aggregate: Any = self.repository.get(aggregate_id, projector_func=replay)
-        except AggregateNotFoundError:
-            return None
-        return aggregate if isinstance(aggregate, cls) else None
+        return self._get_many(cls, [aggregate_id]).get(aggregate_id)
+
+    def _get_many(self, cls: type[A], ids: Collection[str]) -> dict[str, A]:
+        """The aggregates of a class among some ids, loaded with one statement (unknown ids,
+        and ids of another class, are left out)."""
+        loaded = self._loader.load(ids, self.mapper, replay)
+        return {i: a for i, a in loaded.items() if isinstance(a, cls)}
 
     def _find(self, cls: type[A], aggregate_id: str, what: str) -> A:
         """Load an aggregate addressed in the path (404 when unknown)."""

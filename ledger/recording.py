@@ -67,6 +67,13 @@ class _Batch:
         self.created: dict[str, ServiceSession] = {}
         self.touched: dict[str, Volunteer] = {}
 
+    def prefetch(self, records: Sequence[SessionRecord]) -> None:
+        """Load every volunteer and activity the records name, one statement for each kind."""
+        self.volunteers.update(self.ledger._get_many(
+            Volunteer, {rec.volunteer_id for rec in records}))
+        self.activities.update(self.ledger._get_many(
+            Activity, {rec.activity_id for rec in records}))
+
     def volunteer(self, volunteer_id: str) -> Volunteer:
         if volunteer_id not in self.volunteers:
             self.volunteers[volunteer_id] = self.ledger._refer(
@@ -168,6 +175,8 @@ class RecordingUseCases(LedgerBase):
             nonlocal thorough
             batch = _Batch(self, origin, thorough)
             thorough = True  # a retry re-checks every source record id against the store
+            if len(records) > 1:
+                batch.prefetch(records)
             outcomes = [batch.record(i, rec) for i, rec in enumerate(records)]
             if batch.created:
                 position = self._save(*batch.touched.values(), *batch.created.values())

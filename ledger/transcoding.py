@@ -21,11 +21,16 @@ class LedgerTranscoder(JSONTranscoder):
         return self._revive(orjson.loads(data))
 
     def _revive(self, value: Any) -> Any:
+        """Revive transcoded values in place, calling itself only for nested dicts and lists
+        (a volunteer's snapshot holds a list per session, of plain numbers)."""
         if type(value) is dict:
             if len(value) == 2 and "_type_" in value and "_data_" in value:
                 return self.names[value["_type_"]].decode(self._revive(value["_data_"]))
-            return {k: self._revive(v) if type(v) is dict or type(v) is list else v
-                    for k, v in value.items()}
-        if type(value) is list:
-            return [self._revive(v) for v in value]
+            for k, v in value.items():
+                if type(v) is dict or type(v) is list:
+                    value[k] = self._revive(v)
+        elif type(value) is list:
+            for i, v in enumerate(value):
+                if type(v) is dict or type(v) is list:
+                    value[i] = self._revive(v)
         return value

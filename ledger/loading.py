@@ -1,0 +1,79 @@
+"""Loading many aggregates with one statement: each one's latest snapshot and the events after it.
+
+The library's repository asks the store twice per aggregate (its snapshots, then its events),
+each time in a transaction of its own; a batch of 2,000 sessions touching 1,800 volunteers spent
+most of its time there. One statement also reads the snapshot and the events after it from one
+consistent view of the store, so a snapshot taken in between cannot hide events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+from eventsourcing.persistence import Mapper, StoredEvent
+
+
+def usable_id(aggregate_id: str) -> bool:
+    """Whether an id could be stored at all (PostgreSQL text refuses NUL; ids are short)."""
+    return bool(aggregate_id) and "\x00" not in aggregate_id and len(aggregate_id) <= 400
+
+
+class Loader:
+    """Reads the stored events (and latest snapshots) of many originators at once."""
+
+    def __init__(self, datastore: Any, postgres: bool, events_table: str,
+                 snapshots_table: str | None, schema: str = "public") -> None:
+        self.datastore = datastore
+        self.postgres = postgres
+        if postgres:
+            def table(name: str) -> str:
+                return f'"{schema}"."{name}"'
+            wanted = "originator_id = ANY(%s::text[])"
+        else:
+            def table(name: str) -> str:
+                return f'"{name}"'
+            wanted = "originator_id IN (SELECT value FROM json_each(?))"
+        events = (f"SELECT originator_id, originator_version, topic, state, 1 AS kind "
+                  f"FROM {table(events_table)} e WHERE e.{wanted}")
+        if snapshots_table is None:
+            self.statement = events + " ORDER BY originator_id, originator_version"
+            self.marks = 1
+            return
+        snapshots = table(snapshots_table)
+        self.statement = (
+            f"WITH latest AS (SELECT originator_id, MAX(originator_version) AS version "
+            f"FROM {snapshots} WHERE {wanted} GROUP BY originator_id) "
+            f"SELECT s.originator_id, s.originator_version, s.topic, s.state, 0 AS kind "
+            f"FROM {snapshots} s JOIN latest l ON l.originator_id = s.originator_id "
+            f"AND l.version = s.originator_version "
+            f"UNION ALL SELECT e.originator_id, e.originator_version, e.topic, e.state, 1 "
+            f"FROM {table(events_table)} e LEFT JOIN latest l "
+            f"ON l.originator_id = e.originator_id WHERE e.{wanted} "
+            f"AND e.originator_version > COALESCE(l.version, 0) "
+            f"ORDER BY 1, 5, 2")
+        self.marks = 2
+
+    def stored(self, ids: Collection[str]) -> list[StoredEvent]:
+        """The latest snapshot (if any) and later events of each id, grouped by id, in order."""
+        wanted = sorted({i for i in ids if usable_id(i)})
+        if not wanted:
+            return []
+        param: Any = wanted if self.postgres else json.dumps(wanted)
+        with self.datastore.transaction(commit=False) as cur:
+            cur.execute(self.statement, [param] * self.marks)
+            rows = cur.fetchall()
+        return [StoredEvent(originator_id=row["originator_id"],
+                            originator_version=row["originator_version"],
+                            topic=row["topic"], state=bytes(row["state"]))
+                for row in rows]
+
+    def load(self, ids: Collection[str], mapper: Mapper[Any],
+             replay: Callable[[Any, Iterable[Any]], Any]) -> dict[str, Any]:
+        """Each found id's aggregate, replayed from its latest snapshot and the events after."""
+        found: dict[str, list[Any]] = {}
+        for stored in self.stored(ids):
+            found.setdefault(str(stored.originator_id), []).append(
+                mapper.to_domain_event(stored))
+        return {oid: replay(None, events) for oid, events in found.items()}
