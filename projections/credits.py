@@ -10,7 +10,7 @@ view keeps each volunteer's minutes per day and program, and their memberships.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from projections.feed import FeedEvent
@@ -26,11 +26,12 @@ TABLES: dict[str, tuple[str, ...]] = {
     "credit_days": ("volunteer_id", "service_date", "program_code"),
     "credit_cells": ("basis", "year", "quarter", "program_code", "unit_id", "volunteer_id"),
     "credit_unit_totals": ("basis", "year", "quarter", "unit_id"),
-    "credit_active": ("volunteer_id", "basis", "unit_id", "year"),
+    "credit_active": ("active_key",),
 }
 
 # Periods of a unit total: (year, quarter), (year, ALL) for the whole year, (ALL, ALL) for ever.
 ALL = 0
+NONE_ACTIVE = (0, 0, 0, 0)
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS credit_units (unit_id TEXT PRIMARY KEY, name TEXT NOT NULL, "
@@ -51,12 +52,12 @@ DDL = (
     "quarter INTEGER NOT NULL, unit_id TEXT NOT NULL, minutes BIGINT NOT NULL, "
     "sessions BIGINT NOT NULL, volunteers BIGINT NOT NULL, "
     "PRIMARY KEY (basis, year, quarter, unit_id))",
-    # A volunteer's sessions credited to a unit in each quarter of a year: whether they count
-    # among the unit's active volunteers in a period. Keyed by volunteer, so a page reads the
-    # rows of the volunteers it touches in one statement.
-    "CREATE TABLE IF NOT EXISTS credit_active (volunteer_id TEXT NOT NULL, basis TEXT NOT NULL, "
-    "unit_id TEXT NOT NULL, year INTEGER NOT NULL, q1 BIGINT NOT NULL, q2 BIGINT NOT NULL, "
-    "q3 BIGINT NOT NULL, q4 BIGINT NOT NULL, PRIMARY KEY (volunteer_id, basis, unit_id, year))",
+    # A volunteer's sessions credited to a unit in each quarter of a year (year 0: every year,
+    # in q1): whether they count among the unit's active volunteers in a period. One text key,
+    # "volunteer/basis/unit/year" (ids are the ledger's own, without "/"), so a page reads
+    # exactly the rows it changes in one statement on either store.
+    "CREATE TABLE IF NOT EXISTS credit_active (active_key TEXT NOT NULL, q1 BIGINT NOT NULL, "
+    "q2 BIGINT NOT NULL, q3 BIGINT NOT NULL, q4 BIGINT NOT NULL, PRIMARY KEY (active_key))",
 )
 
 SESSION_EVENTS = ("ServiceSession.Recorded", "ServiceSession.Corrected", "ServiceSession.Voided")
@@ -84,7 +85,7 @@ class CreditsProjection(TableViews):
     """Minutes credited per (basis, year, quarter, program, unit, volunteer)."""
 
     name = "credits"
-    schema_version = 2
+    schema_version = 4
     tables = TABLES
     ddl = DDL
 
@@ -144,54 +145,60 @@ class _Page:
     def _unit_totals(self) -> None:
         """Carry the page's net cell changes into unit totals per period, counting a volunteer
         in or out of a unit's active volunteers when their sessions there become (non)zero."""
+        by_quarter: dict[tuple[str, int, int, str], list[int]] = {}
+        changed: dict[str, list[int]] = {}
+        whole_of: dict[str, tuple[str, int, str]] = {}
+        for (basis, year, quarter, _, unit, vid), (minutes, sessions) in self.cells.changes.items():
+            if not (minutes or sessions):
+                continue
+            sums = by_quarter.get((basis, year, quarter, unit))
+            if sums is None:
+                by_quarter[(basis, year, quarter, unit)] = [minutes, sessions]
+            else:
+                sums[0] += minutes
+                sums[1] += sessions
+            if sessions:
+                for period, slot in ((year, quarter - 1), (ALL, 0)):
+                    key = f"{vid}/{basis}/{unit}/{period}"
+                    counts = changed.get(key)
+                    if counts is None:
+                        counts = changed[key] = [0, 0, 0, 0]
+                        whole_of[key] = (basis, period, unit)
+                    counts[slot] += sessions
         totals = Tally("credit_unit_totals", TABLES["credit_unit_totals"],
                        ("minutes", "sessions", "volunteers"))
-        active = Tally("credit_active", TABLES["credit_active"], ("q1", "q2", "q3", "q4"))
-        for (basis, year, quarter, _, unit, vid), (minutes, sessions) in self.cells.changes.items():
-            if minutes or sessions:
-                totals.add((basis, year, quarter, unit), minutes, sessions, 0)
-                totals.add((basis, year, ALL, unit), minutes, sessions, 0)
-                totals.add((basis, ALL, ALL, unit), minutes, sessions, 0)
-            if sessions:
-                counts = [0, 0, 0, 0]
-                counts[quarter - 1] = sessions
-                active.add((vid, basis, unit, year), *counts)
-        if active.changes:
-            before = self._active_before({vid for vid, *_ in active.changes})
-            after = dict(before)
-            for key, change in active.changes.items():
-                after[key] = [a + b for a, b in zip(before.get(key, (0, 0, 0, 0)), change,
-                                                   strict=True)]
-            for key in active.changes:
-                vid, basis, unit, year = key
-                was, now = before.get(key, (0, 0, 0, 0)), after[key]
+        for (basis, year, quarter, unit), (minutes, sessions) in by_quarter.items():
+            for period in ((basis, year, quarter, unit), (basis, year, ALL, unit),
+                           (basis, ALL, ALL, unit)):
+                totals.add(period, minutes, sessions, 0)
+        before = self._active_before(changed) if changed else {}
+        for key, change in changed.items():
+            basis, year, unit = whole_of[key]
+            was = before.get(key, NONE_ACTIVE)
+            now = [a + b for a, b in zip(was, change, strict=True)]
+            if year == ALL:
+                whole = (basis, ALL, ALL, unit)
+            else:
+                whole = (basis, year, ALL, unit)
                 for quarter in range(1, 5):
-                    moved = (now[quarter - 1] > 0) - (was[quarter - 1] > 0)
-                    if moved:
-                        totals.add((basis, year, quarter, unit), 0, 0, moved)
-                moved = any(now) - any(was)
-                if moved:
-                    totals.add((basis, year, ALL, unit), 0, 0, moved)
-            # Ever active in a unit: in any year, whether this page touched that year or not.
-            ever_before = {(vid, basis, unit) for (vid, basis, unit, _), q in before.items()
-                           if any(q)}
-            ever_after = {(vid, basis, unit) for (vid, basis, unit, _), q in after.items()
-                          if any(q)}
-            for _, basis, unit in ever_after - ever_before:
-                totals.add((basis, ALL, ALL, unit), 0, 0, 1)
-            for _, basis, unit in ever_before - ever_after:
-                totals.add((basis, ALL, ALL, unit), 0, 0, -1)
+                    if (now[quarter - 1] > 0) != (was[quarter - 1] > 0):
+                        totals.add((basis, year, quarter, unit), 0, 0,
+                                   1 if now[quarter - 1] > 0 else -1)
+            if any(now) != any(was):
+                totals.add(whole, 0, 0, 1 if any(now) else -1)
+        active = Tally("credit_active", TABLES["credit_active"], ("q1", "q2", "q3", "q4"))
+        active.changes = {(key,): change for key, change in changed.items()}
+        active.lowered = {(key,) for key, change in changed.items() if min(change) < 0}
         active.write(self.cur)
         totals.write(self.cur)
 
-    def _active_before(self, volunteers: set[str]) -> dict[tuple[str, str, str, int], list[int]]:
-        """The stored active rows of some volunteers, every unit and year."""
-        condition, values = self.cur.one_of("volunteer_id", sorted(volunteers))
+    def _active_before(self, keys: Iterable[str]) -> dict[str, Sequence[int]]:
+        """The stored active rows at some keys."""
+        condition, values = self.cur.one_of("active_key", sorted(keys))
         rows = self.cur.execute(
-            "SELECT volunteer_id, basis, unit_id, year, q1, q2, q3, q4 FROM credit_active "
-            f"WHERE {condition}", (values,)).fetchall()
-        return {(vid, basis, unit, int(year)): [int(a), int(b), int(c), int(d)]
-                for vid, basis, unit, year, a, b, c, d in rows}
+            f"SELECT active_key, q1, q2, q3, q4 FROM credit_active WHERE {condition}",
+            (values,)).fetchall()
+        return {key: counts for key, *counts in rows}
 
     def _load_timelines(self) -> None:
         wanted = sorted({e.data["volunteer_id"] for e in self.events if e.type in SESSION_EVENTS}
