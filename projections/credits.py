@@ -9,6 +9,7 @@ view keeps each volunteer's minutes per day and program, and their memberships.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "credit_days": ("volunteer_id", "service_date", "program_code"),
     "credit_cells": ("basis", "year", "quarter", "program_code", "unit_id", "volunteer_id"),
     "credit_unit_totals": ("basis", "year", "quarter", "unit_id"),
+    "credit_filling": (),
     "credit_active": ("active_key",),
 }
 
@@ -56,8 +58,32 @@ DDL = (
     # in q1): whether they count among the unit's active volunteers in a period. One text key,
     # "volunteer/basis/unit/year" (ids are the ledger's own, without "/"), so a page reads
     # exactly the rows it changes in one statement on either store.
+    # While this table holds a row, the view is being filled from empty: pages skip unit
+    # totals, which the catch-up's last page then computes from the cells in a few statements.
+    "CREATE TABLE IF NOT EXISTS credit_filling (since DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS credit_active (active_key TEXT NOT NULL, q1 BIGINT NOT NULL, "
     "q2 BIGINT NOT NULL, q3 BIGINT NOT NULL, q4 BIGINT NOT NULL, PRIMARY KEY (active_key))",
+)
+
+_QUARTERS = ", ".join(f"SUM(CASE WHEN quarter = {q} THEN sessions ELSE 0 END)" for q in range(1, 5))
+_ACTIVE_KEY = "volunteer_id || '/' || basis || '/' || unit_id || '/' || "
+# The same rows the pages would have written one by one (see _Page._unit_totals).
+SETTLE_SQL = (
+    "DELETE FROM credit_active",
+    "DELETE FROM credit_unit_totals",
+    f"INSERT INTO credit_active (active_key, q1, q2, q3, q4) "
+    f"SELECT {_ACTIVE_KEY} CAST(year AS TEXT), {_QUARTERS} FROM credit_cells "
+    f"GROUP BY volunteer_id, basis, unit_id, year HAVING SUM(sessions) <> 0",
+    f"INSERT INTO credit_active (active_key, q1, q2, q3, q4) "
+    f"SELECT {_ACTIVE_KEY} '{ALL}', SUM(sessions), 0, 0, 0 FROM credit_cells "
+    f"GROUP BY volunteer_id, basis, unit_id HAVING SUM(sessions) <> 0",
+    *(f"INSERT INTO credit_unit_totals (basis, year, quarter, unit_id, minutes, sessions, "
+      f"volunteers) SELECT basis, {year}, {quarter}, unit_id, SUM(minutes), SUM(sessions), "
+      f"COUNT(DISTINCT volunteer_id) FROM credit_cells GROUP BY basis, {group}unit_id "
+      f"HAVING SUM(sessions) <> 0"
+      for year, quarter, group in (("year", "quarter", "year, quarter, "),
+                                   ("year", ALL, "year, "), (ALL, ALL, ""))),
+    "DELETE FROM credit_filling",
 )
 
 SESSION_EVENTS = ("ServiceSession.Recorded", "ServiceSession.Corrected", "ServiceSession.Voided")
@@ -85,19 +111,42 @@ class CreditsProjection(TableViews):
     """Minutes credited per (basis, year, quarter, program, unit, volunteer)."""
 
     name = "credits"
-    schema_version = 4
+    schema_version = 5
     tables = TABLES
     ddl = DDL
 
 
+    def __init__(self) -> None:
+        self._settle_due = False
+
+    def create(self, cur: ViewCursor) -> None:
+        """Create the tables; an empty view starts filling (unit totals deferred)."""
+        super().create(cur)
+        if cur.execute("SELECT 1 FROM credit_cells LIMIT 1").fetchone() is None:
+            cur.execute("DELETE FROM credit_filling")
+            cur.execute("INSERT INTO credit_filling (since) VALUES (?)", (time.time(),))
+
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         """Fold a page in memory (memberships loaded once per page) and write the changes."""
-        _Page(cur, events).fold()
+        filling = cur.execute("SELECT 1 FROM credit_filling LIMIT 1").fetchone() is not None
+        self._settle_due = self._settle_due or filling
+        _Page(cur, events, unit_totals=not filling).fold()
+
+    def settle(self, cur: ViewCursor) -> None:
+        """After filling from empty: unit totals and active rows from the cells, set-based."""
+        if not self._settle_due:
+            return
+        self._settle_due = False
+        if cur.execute("SELECT 1 FROM credit_filling LIMIT 1").fetchone() is None:
+            return
+        for sql in SETTLE_SQL:
+            cur.execute(sql)
 
 
 class _Page:
-    def __init__(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
+    def __init__(self, cur: ViewCursor, events: Sequence[FeedEvent], unit_totals: bool) -> None:
         self.cur = cur
+        self.unit_totals = unit_totals
         self.events = events
         self.units = Latest("credit_units", "unit_id", ("name", "kind", "parent_id", "closed_on"))
         self.days = Tally("credit_days", TABLES["credit_days"], ("minutes", "sessions"))
@@ -139,7 +188,8 @@ class _Page:
             "ON CONFLICT (volunteer_id, effective_on) DO UPDATE SET unit_id = excluded.unit_id",
             [(v, day, unit) for (v, day), unit in self.joined.items()])
         self.days.write(self.cur)
-        self._unit_totals()
+        if self.unit_totals:
+            self._unit_totals()
         self.cells.write(self.cur)
 
     def _unit_totals(self) -> None:

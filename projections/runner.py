@@ -44,6 +44,9 @@ class Projection(Protocol):
 
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None: ...
 
+    # Optional: `settle(cur)`, called in the transaction of the last page of a catch-up, for a
+    # view that defers some of its work while it is being filled from empty.
+
 
 @dataclass(frozen=True)
 class ViewStatus:
@@ -182,6 +185,11 @@ class Runner:
                     "WHERE name = ?", (last, time.time(), projection.name))
                 behind[projection.name] = last
         finished = len(page) < page_size or (until is not None and last >= until)
+        if finished:
+            for projection in self.projections:
+                settle = getattr(projection, "settle", None)
+                if settle is not None:
+                    settle(cur)
         return last, finished
 
     def wait_for(self, position: int, timeout: float) -> bool:

@@ -138,3 +138,32 @@ def test_a_bad_ranking_question_names_the_field(models: ReadModels, arguments: d
     with pytest.raises(InvalidField) as raised:
         models.unit_rankings(**arguments)
     assert raised.value.field == field
+
+
+def test_unit_totals_are_deferred_while_filling_and_kept_page_by_page_after(
+        ledger: Ledger, models: ReadModels) -> None:
+    unit = make_unit(ledger, "school")
+    people = [make_volunteer(ledger, unit) for _ in range(3)]
+    activity = make_long_activity(ledger, unit)
+
+    def filling() -> bool:
+        return bool(models.store.query("SELECT 1 FROM credit_filling"))
+
+    assert filling()  # an empty view starts by filling
+    serve(ledger, people[0], activity, date(2017, 4, 1))
+    models.runner.page_size = 3
+    models.catch_up()  # several pages: totals deferred, then settled by the last one
+    assert not filling()
+    [first] = models.unit_rankings("school", year=2017, quarter=2)
+    assert (first["total_minutes"], first["volunteers"]) == (60, 1)
+
+    for person, day in ((people[1], date(2017, 4, 2)), (people[0], date(2017, 8, 1))):
+        serve(ledger, person, activity, day)
+        models.catch_up()  # one page each, totals kept incrementally
+    assert not filling()
+    [quarter] = models.unit_rankings("school", year=2017, quarter=2)
+    [year] = models.unit_rankings("school", year=2017)
+    [ever] = models.unit_rankings("school")
+    assert (quarter["total_minutes"], quarter["volunteers"], quarter["sessions"]) == (120, 2, 2)
+    assert (year["total_minutes"], year["volunteers"], year["sessions"]) == (180, 2, 3)
+    assert (ever["total_minutes"], ever["volunteers"]) == (180, 2)
