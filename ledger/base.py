@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -21,7 +21,7 @@ from ledger.errors import (
     NotFound,
     UnknownReference,
 )
-from ledger.loading import Loader
+from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.settings import Settings, StoreLocation
 from ledger.transcoding import LedgerTranscoder
@@ -32,6 +32,7 @@ A = TypeVar("A", bound=LedgerAggregate)
 
 MAX_ATTEMPTS = 8
 SQLITE_POOL_SIZE = 40
+KEPT_AGGREGATES = 20_000  # volunteers and activities kept between batches (a few MB)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class LedgerBase(Application[str]):
                               recorder.events_table_name,
                               snapshots.events_table_name if snapshots is not None else None,
                               location.schema)
+        self._kept = Kept(KEPT_AGGREGATES)
 
     # -- storage ----------------------------------------------------------------------------
 
@@ -191,6 +193,22 @@ class LedgerBase(Application[str]):
 
     def _get(self, cls: type[A], aggregate_id: str) -> A | None:
         return self._get_many(cls, [aggregate_id]).get(aggregate_id)
+
+    def _borrow_many(self, cls: type[A], ids: Collection[str]) -> dict[str, A]:
+        """Like `_get_many`, but aggregates a batch of this process saved last are reused
+        when their stored version has not moved. Give them back with `_give_back` after a
+        successful save; otherwise just drop them."""
+        taken = self._kept.take(ids)
+        if taken:
+            stored = self._loader.versions(taken)
+            taken = {i: a for i, a in taken.items()
+                     if stored.get(i) == a.version and isinstance(a, cls)}
+        missing = [i for i in ids if i not in taken]
+        return {**taken, **self._get_many(cls, missing)} if missing else taken
+
+    def _give_back(self, aggregates: Iterable[LedgerAggregate]) -> None:
+        """Aggregates just saved (or loaded and unchanged), for the next `_borrow_many`."""
+        self._kept.give(aggregates)
 
     def _get_many(self, cls: type[A], ids: Collection[str]) -> dict[str, A]:
         """The aggregates of a class among some ids, loaded with one statement (unknown ids,

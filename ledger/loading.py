@@ -9,6 +9,8 @@ consistent view of the store, so a snapshot taken in between cannot hide events.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
@@ -37,6 +39,9 @@ class Loader:
             wanted = "originator_id IN (SELECT value FROM json_each(?))"
         events = (f"SELECT originator_id, originator_version, topic, state, 1 AS kind "
                   f"FROM {table(events_table)} e WHERE e.{wanted}")
+        self.versions_statement = (
+            f"SELECT originator_id, MAX(originator_version) AS version "
+            f"FROM {table(events_table)} WHERE {wanted} GROUP BY originator_id")
         if snapshots_table is None:
             self.statement = events + " ORDER BY originator_id, originator_version"
             self.marks = 1
@@ -69,6 +74,16 @@ class Loader:
                             topic=row["topic"], state=bytes(row["state"]))
                 for row in rows]
 
+    def versions(self, ids: Collection[str]) -> dict[str, int]:
+        """The stored version of each id that has events."""
+        wanted = sorted(ids)
+        if not wanted:
+            return {}
+        param: Any = wanted if self.postgres else json.dumps(wanted)
+        with self.datastore.transaction(commit=False) as cur:
+            cur.execute(self.versions_statement, [param])
+            return {str(row["originator_id"]): int(row["version"]) for row in cur.fetchall()}
+
     def load(self, ids: Collection[str], mapper: Mapper[Any],
              replay: Callable[[Any, Iterable[Any]], Any]) -> dict[str, Any]:
         """Each found id's aggregate, replayed from its latest snapshot and the events after."""
@@ -77,3 +92,34 @@ class Loader:
             found.setdefault(str(stored.originator_id), []).append(
                 mapper.to_domain_event(stored))
         return {oid: replay(None, events) for oid, events in found.items()}
+
+
+class Kept:
+    """Aggregates a batch saved (or loaded and left unchanged), kept for the next batch.
+
+    Each is lent to one batch at a time: `take` removes what it returns, and only a batch that
+    saved gives its aggregates back, so a failed or concurrent batch never sees another's
+    half-made changes and no copy is needed. A taken aggregate whose stored version moved on
+    (another process wrote) is dropped and loaded again.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, ids: Iterable[str]) -> dict[str, Any]:
+        with self._lock:
+            return {i: self._items.pop(i) for i in ids if i in self._items}
+
+    def give(self, aggregates: Iterable[Any]) -> None:
+        with self._lock:
+            for aggregate in aggregates:
+                self._items[aggregate.id] = aggregate
+                self._items.move_to_end(aggregate.id)
+            while len(self._items) > self.limit:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()

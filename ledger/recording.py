@@ -69,9 +69,9 @@ class _Batch:
 
     def prefetch(self, records: Sequence[SessionRecord]) -> None:
         """Load every volunteer and activity the records name, one statement for each kind."""
-        self.volunteers.update(self.ledger._get_many(
+        self.volunteers.update(self.ledger._borrow_many(
             Volunteer, {rec.volunteer_id for rec in records}))
-        self.activities.update(self.ledger._get_many(
+        self.activities.update(self.ledger._borrow_many(
             Activity, {rec.activity_id for rec in records}))
 
     def volunteer(self, volunteer_id: str) -> Volunteer:
@@ -175,13 +175,13 @@ class RecordingUseCases(LedgerBase):
             nonlocal thorough
             batch = _Batch(self, origin, thorough)
             thorough = True  # a retry re-checks every source record id against the store
-            if len(records) > 1:
-                batch.prefetch(records)
+            batch.prefetch(records)
             outcomes = [batch.record(i, rec) for i, rec in enumerate(records)]
             if batch.created:
                 position = self._save(*batch.touched.values(), *batch.created.values())
             else:
                 position = self.head()
+            self._give_back([*batch.volunteers.values(), *batch.activities.values()])
             return BatchResult(outcomes, position)
 
         return self._retrying(attempt)

@@ -1,0 +1,75 @@
+"""Loading many aggregates in one statement, and aggregates kept between batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ledger import Ledger, Settings
+from ledger.activities import Activity
+from ledger.errors import OverlappingSession
+from ledger.volunteers import Volunteer
+from tests.factories import ADMIN, at, make_activity, make_volunteer, session_record
+
+
+@pytest.fixture
+def other(settings: Settings) -> Iterator[Ledger]:
+    """Another ledger on the same store, as a second process would open it."""
+    the_ledger = Ledger(settings)
+    yield the_ledger
+    the_ledger.close()
+
+
+def test_many_ids_load_at_once_leaving_out_unknown_unusable_and_other_kinds(
+        ledger: Ledger) -> None:
+    people = [make_volunteer(ledger) for _ in range(3)]
+    activity = make_activity(ledger)
+
+    loaded = ledger._get_many(Volunteer, [*people, activity, "", "bad\x00id", "vol-unknown",
+                                          "x" * 500])
+
+    assert sorted(loaded) == sorted(people)
+    assert all(loaded[p].version == ledger.get_volunteer(p).version for p in people)
+    assert list(ledger._get_many(Activity, [activity, people[0]])) == [activity]
+
+
+def test_a_batch_sees_what_another_process_wrote_since_this_one_kept_the_volunteer(
+        ledger: Ledger, other: Ledger) -> None:
+    person, friend = make_volunteer(ledger), make_volunteer(ledger)
+    activity = make_activity(ledger)
+    first = ledger.record_sessions(ADMIN, [session_record(person, activity, at(9), at(10)),
+                                           session_record(friend, activity, at(9), at(10))])
+    assert first.count("accepted") == 2
+    other.record_session(ADMIN, session_record(person, activity, at(11), at(12)))
+
+    kept = ledger._borrow_many(Volunteer, [person])[person]
+    assert kept.version == other.get_volunteer(person).version
+    assert len(kept.sessions) == 2
+
+    second = ledger.record_sessions(ADMIN, [
+        session_record(person, activity, at(11, 30), at(12, 30)),
+        session_record(friend, activity, at(13), at(14))])
+    assert [o.status for o in second.outcomes] == ["rejected", "accepted"]
+    assert isinstance(second.outcomes[0].error, OverlappingSession)
+
+
+def test_a_batch_that_fails_to_save_gives_back_nothing_it_changed(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    person = make_volunteer(ledger)
+    activity = make_activity(ledger)
+    ledger.record_sessions(ADMIN, [session_record(person, activity, at(8), at(9))])
+    record = session_record(person, activity, at(9), at(10), source_record_id="sheet-7")
+
+    def broken(*aggregates: Any) -> int:
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(ledger, "_save", broken)
+    with pytest.raises(RuntimeError):
+        ledger.record_sessions(ADMIN, [record])
+    monkeypatch.undo()
+
+    again = ledger.record_sessions(ADMIN, [record])
+    assert [o.status for o in again.outcomes] == ["accepted"]
+    assert len(ledger.get_volunteer(person).sessions) == 2
