@@ -25,6 +25,7 @@ from api.routes import (
     units,
     volunteers,
 )
+from api.serving import tune_collector
 from ledger import Ledger, Settings
 from projections.audit import Auditor
 from projections.models import ReadModels, auditor_views
@@ -98,4 +99,6 @@ def app_from_env() -> FastAPI:
     """The factory uvicorn calls in each worker (`api.app:app_from_env`)."""
     # One JSON line per request (with its request id) on standard error.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return create_app(Settings())
+    app = create_app(Settings())
+    tune_collector()
+    return app

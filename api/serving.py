@@ -8,12 +8,29 @@ write answered in 48 ms (uvicorn issue #3149). The single-process path is not af
 
 from __future__ import annotations
 
+import gc
 import socket
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 APP = "api.app:app_from_env"
+# A server process makes many short-lived objects per request and keeps its start-up objects
+# for ever. The collector's default young-generation threshold (700 allocations) ran full
+# collections often enough to set the p99 of a 50-connection read load (93 ms against a
+# p50 of 14 ms); see tune_collector.
+YOUNG_THRESHOLD = 50_000
+
+
+def tune_collector() -> None:
+    """For a server process: freeze what start-up made, collect the young generation less often.
+
+    Not for tests or the CLI: frozen objects are never collected, and a test run builds
+    hundreds of apps.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_THRESHOLD, 20, 20)
 
 
 class TcpConfig(uvicorn.Config):
