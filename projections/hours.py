@@ -36,9 +36,18 @@ DDL = (
 )
 
 
+_PERIODS: dict[str, tuple[int, int]] = {}
+
+
 def year_quarter(service_date: str) -> tuple[int, int]:
     """The year and quarter of an ISO service date (already in district time)."""
-    return int(service_date[:4]), (int(service_date[5:7]) - 1) // 3 + 1
+    found = _PERIODS.get(service_date)  # a rebuild asks about the same few hundred days
+    if found is None:
+        if len(_PERIODS) > 100_000:
+            _PERIODS.clear()
+        found = _PERIODS[service_date] = (int(service_date[:4]),
+                                          (int(service_date[5:7]) - 1) // 3 + 1)
+    return found
 
 
 HANDLED = frozenset({

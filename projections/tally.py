@@ -31,13 +31,14 @@ class Tally:
         row = self.changes.get(key)
         if row is None:
             self.changes[key] = list(amounts)
+        elif len(amounts) == 2:  # minutes and sessions: most calls of a rebuild
+            row[0] += amounts[0]
+            row[1] += amounts[1]
         else:
             for i, amount in enumerate(amounts):
                 row[i] += amount
-        for amount in amounts:
-            if amount < 0:
-                self.lowered.add(key)
-                break
+        if min(amounts) < 0:
+            self.lowered.add(key)
 
     def pending(self, key: Key) -> list[int]:
         """The change not yet written for one key (zeros when none)."""
