@@ -9,12 +9,12 @@ view keeps each volunteer's minutes per day and program, and their memberships.
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from projections.feed import FeedEvent
+from projections.filling import QUARTER_SQL, YEAR_SQL, Filling, flag_ddl
 from projections.hours import year_quarter
 from projections.store import ViewCursor
 from projections.tally import Latest, TableViews, Tally
@@ -28,6 +28,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "credit_cells": ("basis", "year", "quarter", "program_code", "unit_id", "volunteer_id"),
     "credit_unit_totals": ("basis", "year", "quarter", "unit_id"),
     "credit_filling": (),
+    "credit_fill": (),
     "credit_active": ("active_key",),
 }
 
@@ -58,17 +59,41 @@ DDL = (
     # in q1): whether they count among the unit's active volunteers in a period. One text key,
     # "volunteer/basis/unit/year" (ids are the ledger's own, without "/"), so a page reads
     # exactly the rows it changes in one statement on either store.
-    # While this table holds a row, the view is being filled from empty: pages skip unit
-    # totals, which the catch-up's last page then computes from the cells in a few statements.
-    "CREATE TABLE IF NOT EXISTS credit_filling (since DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS credit_active (active_key TEXT NOT NULL, q1 BIGINT NOT NULL, "
     "q2 BIGINT NOT NULL, q3 BIGINT NOT NULL, q4 BIGINT NOT NULL, PRIMARY KEY (active_key))",
+    # While the view fills from empty (projections/filling.py): each session change as a fact.
+    flag_ddl("credit"),
+    "CREATE TABLE IF NOT EXISTS credit_fill (volunteer_id TEXT NOT NULL, "
+    "service_date TEXT NOT NULL, program_code TEXT NOT NULL, organiser_unit_id TEXT NOT NULL, "
+    "minutes BIGINT NOT NULL, sessions BIGINT NOT NULL)",
 )
 
+# The member unit of a staged session: the volunteer's membership on the day (the first one
+# for a day before it), as unit_on() finds it in a timeline.
+_MEMBER_UNIT = (
+    "COALESCE((SELECT m.unit_id FROM credit_memberships m WHERE m.volunteer_id = f.volunteer_id "
+    "AND m.effective_on <= f.service_date ORDER BY m.effective_on DESC LIMIT 1), "
+    "(SELECT m.unit_id FROM credit_memberships m WHERE m.volunteer_id = f.volunteer_id "
+    "ORDER BY m.effective_on LIMIT 1))")
+_NONZERO = "HAVING SUM(minutes) <> 0 OR SUM(sessions) <> 0"
 _QUARTERS = ", ".join(f"SUM(CASE WHEN quarter = {q} THEN sessions ELSE 0 END)" for q in range(1, 5))
 _ACTIVE_KEY = "volunteer_id || '/' || basis || '/' || unit_id || '/' || "
-# The same rows the pages would have written one by one (see _Page._unit_totals).
+# The same rows the pages would have written one by one (see _Page).
 SETTLE_SQL = (
+    "INSERT INTO credit_days (volunteer_id, service_date, program_code, minutes, sessions) "
+    "SELECT volunteer_id, service_date, program_code, SUM(minutes), SUM(sessions) "
+    f"FROM credit_fill GROUP BY volunteer_id, service_date, program_code {_NONZERO}",
+    "INSERT INTO credit_cells (basis, year, quarter, program_code, unit_id, volunteer_id, "
+    f"minutes, sessions) SELECT 'organised', {YEAR_SQL}, {QUARTER_SQL}, program_code, "
+    "organiser_unit_id, volunteer_id, SUM(minutes), SUM(sessions) FROM credit_fill "
+    f"GROUP BY 2, 3, program_code, organiser_unit_id, volunteer_id {_NONZERO}",
+    "INSERT INTO credit_cells (basis, year, quarter, program_code, unit_id, volunteer_id, "
+    f"minutes, sessions) SELECT 'members', {YEAR_SQL}, {QUARTER_SQL}, program_code, "
+    "unit_id, volunteer_id, SUM(minutes), SUM(sessions) FROM (SELECT f.volunteer_id, "
+    f"f.service_date, f.program_code, f.minutes, f.sessions, {_MEMBER_UNIT} AS unit_id "
+    "FROM credit_fill f) AS s WHERE unit_id IS NOT NULL "
+    f"GROUP BY 2, 3, program_code, unit_id, volunteer_id {_NONZERO}",
+    "DELETE FROM credit_fill",
     "DELETE FROM credit_active",
     "DELETE FROM credit_unit_totals",
     f"INSERT INTO credit_active (active_key, q1, q2, q3, q4) "
@@ -83,7 +108,6 @@ SETTLE_SQL = (
       f"HAVING SUM(sessions) <> 0"
       for year, quarter, group in (("year", "quarter", "year, quarter, "),
                                    ("year", ALL, "year, "), (ALL, ALL, ""))),
-    "DELETE FROM credit_filling",
 )
 
 SESSION_EVENTS = ("ServiceSession.Recorded", "ServiceSession.Corrected", "ServiceSession.Voided")
@@ -111,42 +135,33 @@ class CreditsProjection(TableViews):
     """Minutes credited per (basis, year, quarter, program, unit, volunteer)."""
 
     name = "credits"
-    schema_version = 5
+    schema_version = 6
     tables = TABLES
     ddl = DDL
 
 
     def __init__(self) -> None:
-        self._settle_due = False
+        self.filling = Filling("credit", "credit_cells")
 
     def create(self, cur: ViewCursor) -> None:
-        """Create the tables; an empty view starts filling (unit totals deferred)."""
+        """Create the tables; an empty view starts filling (projections/filling.py)."""
         super().create(cur)
-        if cur.execute("SELECT 1 FROM credit_cells LIMIT 1").fetchone() is None:
-            cur.execute("DELETE FROM credit_filling")
-            cur.execute("INSERT INTO credit_filling (since) VALUES (?)", (time.time(),))
+        self.filling.start_if_empty(cur)
 
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         """Fold a page in memory (memberships loaded once per page) and write the changes."""
-        filling = cur.execute("SELECT 1 FROM credit_filling LIMIT 1").fetchone() is not None
-        self._settle_due = self._settle_due or filling
-        _Page(cur, events, unit_totals=not filling).fold()
+        _Page(cur, events, filling=self.filling.active(cur)).fold()
 
     def settle(self, cur: ViewCursor) -> None:
-        """After filling from empty: unit totals and active rows from the cells, set-based."""
-        if not self._settle_due:
-            return
-        self._settle_due = False
-        if cur.execute("SELECT 1 FROM credit_filling LIMIT 1").fetchone() is None:
-            return
-        for sql in SETTLE_SQL:
-            cur.execute(sql)
+        """After filling from empty: days, cells, active rows and unit totals, set-based."""
+        self.filling.settle(cur, SETTLE_SQL)
 
 
 class _Page:
-    def __init__(self, cur: ViewCursor, events: Sequence[FeedEvent], unit_totals: bool) -> None:
+    def __init__(self, cur: ViewCursor, events: Sequence[FeedEvent], filling: bool) -> None:
         self.cur = cur
-        self.unit_totals = unit_totals
+        self.filling = filling
+        self.staged: list[tuple[str, str, str, str, int, int]] = []
         self.events = events
         self.units = Latest("credit_units", "unit_id", ("name", "kind", "parent_id", "closed_on"))
         self.days = Tally("credit_days", TABLES["credit_days"], ("minutes", "sessions"))
@@ -155,7 +170,8 @@ class _Page:
         self.joined: dict[tuple[str, str], str] = {}
 
     def fold(self) -> None:
-        self._load_timelines()
+        if not self.filling:
+            self._load_timelines()
         for e in self.events:
             t = e.type
             if t not in HANDLED:
@@ -187,9 +203,13 @@ class _Page:
             "INSERT INTO credit_memberships (volunteer_id, effective_on, unit_id) VALUES (?, ?, ?) "
             "ON CONFLICT (volunteer_id, effective_on) DO UPDATE SET unit_id = excluded.unit_id",
             [(v, day, unit) for (v, day), unit in self.joined.items()])
+        if self.filling:
+            self.cur.executemany(
+                "INSERT INTO credit_fill (volunteer_id, service_date, program_code, "
+                "organiser_unit_id, minutes, sessions) VALUES (?, ?, ?, ?, ?, ?)", self.staged)
+            return
         self.days.write(self.cur)
-        if self.unit_totals:
-            self._unit_totals()
+        self._unit_totals()
         self.cells.write(self.cur)
 
     def _unit_totals(self) -> None:
@@ -265,6 +285,9 @@ class _Page:
 
     def _credit(self, d: dict[str, Any], minutes: int, day: str, sign: int) -> None:
         vid, program = d["volunteer_id"], d["program_code"]
+        if self.filling:
+            self.staged.append((vid, day, program, d["organiser_unit_id"], sign * minutes, sign))
+            return
         year, quarter = year_quarter(day)
         self.days.add((vid, day, program), sign * minutes, sign)
         self.cells.add(("organised", year, quarter, program, d["organiser_unit_id"], vid),
@@ -275,6 +298,9 @@ class _Page:
                            sign * minutes, sign)
 
     def _transfer(self, vid: str, start: str, to_unit: str) -> None:
+        if self.filling:  # cells are made at the end, from the final memberships
+            self.joined[(vid, start)] = to_unit
+            return
         timeline = self.timelines.setdefault(vid, [])
         if not timeline:
             timeline.append((start, to_unit))

@@ -7,6 +7,7 @@ from typing import Any
 
 from ledger.catalogue import PROGRAMS, star_level
 from projections.feed import FeedEvent
+from projections.filling import QUARTER_SQL, YEAR_SQL, Filling, flag_ddl
 from projections.store import ViewCursor
 from projections.tally import Latest, TableViews, Tally
 
@@ -16,6 +17,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "hours_days": ("volunteer_id", "service_date"),
     "hours_voided": ("volunteer_id", "year"),
     "hours_trainings": ("training_id",),
+    "hours_filling": (),
+    "hours_fill": (),
 }
 
 DDL = (
@@ -33,6 +36,23 @@ DDL = (
     "volunteer_id TEXT NOT NULL, completed_on TEXT NOT NULL, minutes BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS hours_trainings_by_volunteer "
     "ON hours_trainings (volunteer_id, completed_on)",
+    # While the view fills from empty (projections/filling.py): each session change as a fact.
+    flag_ddl("hours"),
+    "CREATE TABLE IF NOT EXISTS hours_fill (volunteer_id TEXT NOT NULL, "
+    "service_date TEXT NOT NULL, program_code TEXT NOT NULL, minutes BIGINT NOT NULL, "
+    "sessions BIGINT NOT NULL)",
+)
+
+# The rows the pages would have written one by one, from the staged facts.
+SETTLE_SQL = (
+    "INSERT INTO hours_cells (volunteer_id, year, quarter, program_code, minutes, sessions) "
+    f"SELECT volunteer_id, {YEAR_SQL}, {QUARTER_SQL}, program_code, SUM(minutes), "
+    "SUM(sessions) FROM hours_fill GROUP BY volunteer_id, 2, 3, program_code "
+    "HAVING SUM(minutes) <> 0 OR SUM(sessions) <> 0",
+    "INSERT INTO hours_days (volunteer_id, service_date, sessions) "
+    "SELECT volunteer_id, service_date, SUM(sessions) FROM hours_fill "
+    "GROUP BY volunteer_id, service_date HAVING SUM(sessions) <> 0",
+    "DELETE FROM hours_fill",
 )
 
 
@@ -64,10 +84,21 @@ class HoursProjection(TableViews):
     """Per volunteer: service minutes in cells of (year, quarter, program), days, trainings."""
 
     name = "hours"
-    schema_version = 1
+    schema_version = 2
     tables = TABLES
     ddl = DDL
 
+    def __init__(self) -> None:
+        self.filling = Filling("hours", "hours_cells")
+
+    def create(self, cur: ViewCursor) -> None:
+        """Create the tables; an empty view starts filling (projections/filling.py)."""
+        super().create(cur)
+        self.filling.start_if_empty(cur)
+
+    def settle(self, cur: ViewCursor) -> None:
+        """After filling from empty: cells and days from the staged facts, set-based."""
+        self.filling.settle(cur, SETTLE_SQL)
 
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         """Fold a page of events in memory and write the net changes."""
@@ -78,8 +109,13 @@ class HoursProjection(TableViews):
         cells = Tally("hours_cells", TABLES["hours_cells"], ("minutes", "sessions"))
         days = Tally("hours_days", TABLES["hours_days"], ("sessions",))
         voided = Tally("hours_voided", TABLES["hours_voided"], ("sessions",))
+        filling = self.filling.active(cur)
+        staged: list[tuple[str, str, str, int, int]] = []
 
         def credit(d: dict[str, Any], minutes: int, day: str, sign: int) -> None:
+            if filling:
+                staged.append((d["volunteer_id"], day, d["program_code"], sign * minutes, sign))
+                return
             year, quarter = year_quarter(day)
             vid = d["volunteer_id"]
             cells.add((vid, year, quarter, d["program_code"]), sign * minutes, sign)
@@ -112,6 +148,8 @@ class HoursProjection(TableViews):
                                  minutes=training["minutes"])
         for table in (volunteers, trainings, cells, days, voided):
             table.write(cur)
+        cur.executemany("INSERT INTO hours_fill (volunteer_id, service_date, program_code, "
+                        "minutes, sessions) VALUES (?, ?, ?, ?, ?)", staged)
 
 
 def hours(minutes: int) -> float:

@@ -86,6 +86,11 @@ class ViewCursor:
         lives as long as the connection and is emptied after each use (a rollback also takes
         back what was copied into it).
         """
+        if not tail.strip():  # a plain append: straight into the table
+            with self.raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
         stage = f"_stage_{table}_{zlib.crc32(columns.encode()):08x}"
         self.raw.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS "
                          f"SELECT {columns} FROM {table} WITH NO DATA")

@@ -39,6 +39,19 @@ def test_many_rows_are_inserted_then_added_to_as_upserts(store: ViewStore, count
     assert _rows(store) == {i: (f"名字 {i} 'quoted' \\ tab\t", i + 11) for i in range(count)}
 
 
+@pytest.mark.parametrize("count", [3, COPY_ROWS + 1])
+def test_many_rows_are_appended_and_a_rollback_takes_them_back(store: ViewStore,
+                                                               count: int) -> None:
+    # A plain INSERT of COPY_ROWS rows and more is copied straight into the table.
+    rows = [(i, f"名字 {i} 'quoted' \\ tab\t", i) for i in range(count)]
+    with pytest.raises(RuntimeError), store.transaction() as cur:
+        cur.executemany("INSERT INTO t (k, label, n) VALUES (?, ?, ?)", rows)
+        raise RuntimeError("crash before the position is written")
+    with store.transaction() as cur:
+        cur.executemany("INSERT INTO t (k, label, n) VALUES (?, ?, ?)", rows)
+    assert _rows(store) == {k: (label, n) for k, label, n in rows}
+
+
 def test_a_failed_bulk_transaction_leaves_nothing_behind(store: ViewStore) -> None:
     rows = [(i, None, 1) for i in range(COPY_ROWS)]
     with pytest.raises(RuntimeError), store.transaction() as cur:
