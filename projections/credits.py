@@ -68,13 +68,13 @@ DDL = (
     "minutes BIGINT NOT NULL, sessions BIGINT NOT NULL)",
 )
 
-# The member unit of a staged session: the volunteer's membership on the day (the first one
-# for a day before it), as unit_on() finds it in a timeline.
-_MEMBER_UNIT = (
-    "COALESCE((SELECT m.unit_id FROM credit_memberships m WHERE m.volunteer_id = f.volunteer_id "
-    "AND m.effective_on <= f.service_date ORDER BY m.effective_on DESC LIMIT 1), "
-    "(SELECT m.unit_id FROM credit_memberships m WHERE m.volunteer_id = f.volunteer_id "
-    "ORDER BY m.effective_on LIMIT 1))")
+# Each membership as a span of days [effective_on, until); the first also covers the days
+# before it, as unit_on() reads a timeline. A staged session joins the span of its day.
+_SPANS = (
+    "WITH spans AS (SELECT volunteer_id, unit_id, effective_on, "
+    "LEAD(effective_on) OVER (PARTITION BY volunteer_id ORDER BY effective_on) AS until, "
+    "ROW_NUMBER() OVER (PARTITION BY volunteer_id ORDER BY effective_on) AS n "
+    "FROM credit_memberships) ")
 _NONZERO = "HAVING SUM(minutes) <> 0 OR SUM(sessions) <> 0"
 _QUARTERS = ", ".join(f"SUM(CASE WHEN quarter = {q} THEN sessions ELSE 0 END)" for q in range(1, 5))
 _ACTIVE_KEY = "volunteer_id || '/' || basis || '/' || unit_id || '/' || "
@@ -87,12 +87,13 @@ SETTLE_SQL = (
     f"minutes, sessions) SELECT 'organised', {YEAR_SQL}, {QUARTER_SQL}, program_code, "
     "organiser_unit_id, volunteer_id, SUM(minutes), SUM(sessions) FROM credit_fill "
     f"GROUP BY 2, 3, program_code, organiser_unit_id, volunteer_id {_NONZERO}",
-    "INSERT INTO credit_cells (basis, year, quarter, program_code, unit_id, volunteer_id, "
-    f"minutes, sessions) SELECT 'members', {YEAR_SQL}, {QUARTER_SQL}, program_code, "
-    "unit_id, volunteer_id, SUM(minutes), SUM(sessions) FROM (SELECT f.volunteer_id, "
-    f"f.service_date, f.program_code, f.minutes, f.sessions, {_MEMBER_UNIT} AS unit_id "
-    "FROM credit_fill f) AS s WHERE unit_id IS NOT NULL "
-    f"GROUP BY 2, 3, program_code, unit_id, volunteer_id {_NONZERO}",
+    f"{_SPANS}INSERT INTO credit_cells (basis, year, quarter, program_code, unit_id, "
+    f"volunteer_id, minutes, sessions) SELECT 'members', {YEAR_SQL}, {QUARTER_SQL}, "
+    "program_code, s.unit_id, f.volunteer_id, SUM(minutes), SUM(sessions) "
+    "FROM credit_fill f JOIN spans s ON s.volunteer_id = f.volunteer_id "
+    "AND (s.n = 1 OR service_date >= s.effective_on) "
+    "AND (s.until IS NULL OR service_date < s.until) "
+    f"GROUP BY 2, 3, program_code, s.unit_id, f.volunteer_id {_NONZERO}",
     "DELETE FROM credit_fill",
     "DELETE FROM credit_active",
     "DELETE FROM credit_unit_totals",

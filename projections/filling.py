@@ -20,6 +20,7 @@ from projections.store import ViewCursor
 # The year and quarter of an ISO service date, in SQL both stores run.
 YEAR_SQL = "CAST(substr(service_date, 1, 4) AS INTEGER)"
 QUARTER_SQL = "(CAST(substr(service_date, 6, 2) AS INTEGER) + 2) / 3"
+SETTLE_WORK_MEM = "256MB"
 
 
 def flag_ddl(view: str) -> str:
@@ -58,6 +59,8 @@ class Filling:
         self._due = False
         if cur.execute(f"SELECT 1 FROM {self.flag} LIMIT 1").fetchone() is None:
             return
+        if cur.postgres:  # let the grouping hash in memory, not sort on disk (this transaction)
+            cur.execute(f"SET LOCAL work_mem = '{SETTLE_WORK_MEM}'")
         for sql in statements:
             cur.execute(sql)
         cur.execute(f"DELETE FROM {self.flag}")

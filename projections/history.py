@@ -24,6 +24,7 @@ from eventsourcing.persistence import ApplicationRecorder
 from ledger.errors import InvalidField, NotFound
 from projections.entries import entry, feed_entry
 from projections.feed import FeedEvent, decode_page
+from projections.filling import Filling, flag_ddl
 from projections.store import ViewCursor, ViewStore
 from projections.tally import without_rowid
 
@@ -48,7 +49,12 @@ class HistoryIndex:
     """The projection from volunteer to the positions of the events on their record."""
 
     name = "history"
-    schema_version = 2
+    schema_version = 3
+
+    def __init__(self) -> None:
+        # Filled from empty, rows are staged and inserted once in key order at the end (a
+        # volunteer's positions are spread over the whole ledger): projections/filling.py.
+        self.filling = Filling("history", "history_index")
 
     def create(self, cur: ViewCursor) -> None:
         cur.execute(without_rowid(
@@ -58,10 +64,22 @@ class HistoryIndex:
         # Award.Regranted names no recipient: the grant's recipient is remembered here.
         cur.execute("CREATE TABLE IF NOT EXISTS history_awards (award_id TEXT PRIMARY KEY, "
                     "volunteer_id TEXT NOT NULL)")
+        cur.execute(flag_ddl("history"))
+        cur.execute("CREATE TABLE IF NOT EXISTS history_fill (volunteer_id TEXT NOT NULL, "
+                    "position BIGINT NOT NULL, recorded_us BIGINT NOT NULL)")
+        self.filling.start_if_empty(cur)
 
     def drop(self, cur: ViewCursor) -> None:
-        cur.execute("DROP TABLE IF EXISTS history_index")
-        cur.execute("DROP TABLE IF EXISTS history_awards")
+        for table in ("history_index", "history_awards", "history_filling", "history_fill"):
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def settle(self, cur: ViewCursor) -> None:
+        """After filling from empty: the staged rows into the index, in key order."""
+        self.filling.settle(cur, (
+            "INSERT INTO history_index (volunteer_id, position, recorded_us) "
+            "SELECT volunteer_id, position, recorded_us FROM history_fill "
+            "ORDER BY volunteer_id, position",
+            "DELETE FROM history_fill"))
 
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         rows: list[tuple[str, int, int]] = []
@@ -72,6 +90,10 @@ class HistoryIndex:
                 rows.append((volunteer_id, event.position, recorded_micros(event)))
         cur.executemany("INSERT INTO history_awards (award_id, volunteer_id) VALUES (?, ?) "
                         "ON CONFLICT (award_id) DO NOTHING", list(awards.items()))
+        if self.filling.active(cur):
+            cur.executemany("INSERT INTO history_fill (volunteer_id, position, recorded_us) "
+                            "VALUES (?, ?, ?)", rows)
+            return
         cur.executemany("INSERT INTO history_index (volunteer_id, position, recorded_us) "
                         "VALUES (?, ?, ?) ON CONFLICT (volunteer_id, position) DO NOTHING", rows)
 

@@ -13,6 +13,8 @@ import pytest
 from ledger import Ledger
 from ledger.errors import InvalidField, NotFound
 from projections.history import event_feed, volunteer_history
+from projections.models import auditor_views
+from projections.reconcile import reconcile
 from projections.runner import Runner
 from tests.factories import (
     ADMIN,
@@ -165,3 +167,14 @@ def test_feed_bounds_are_checked(ledger: Ledger, after: int, limit: int, field: 
     with pytest.raises(InvalidField) as refused:
         event_feed(ledger.recorder, after, limit)
     assert refused.value.field == field
+
+
+def test_a_history_kept_page_by_page_equals_one_filled_from_empty(ledger: Ledger,
+                                                                   views: Runner) -> None:
+    views.catch_up()  # the empty index fills, then settles: from here on, page by page
+    assert not views.store.query("SELECT 1 FROM history_filling")
+    volunteer_id, _ = life_of_a_volunteer(ledger, busy_neighbours=3)
+    views.catch_up()
+
+    assert reconcile(views.store, ledger.recorder, auditor_views) == []
+    assert len(history(views, ledger, volunteer_id)) == len(EXPECTED)
