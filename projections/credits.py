@@ -78,31 +78,34 @@ _SPANS = (
 _NONZERO = "HAVING SUM(minutes) <> 0 OR SUM(sessions) <> 0"
 _QUARTERS = ", ".join(f"SUM(CASE WHEN quarter = {q} THEN sessions ELSE 0 END)" for q in range(1, 5))
 _ACTIVE_KEY = "volunteer_id || '/' || basis || '/' || unit_id || '/' || "
-# The same rows the pages would have written one by one (see _Page).
+# The same rows the pages would have written one by one (see _Page), in key order.
 SETTLE_SQL = (
     "INSERT INTO credit_days (volunteer_id, service_date, program_code, minutes, sessions) "
     "SELECT volunteer_id, service_date, program_code, SUM(minutes), SUM(sessions) "
-    f"FROM credit_fill GROUP BY volunteer_id, service_date, program_code {_NONZERO}",
+    f"FROM credit_fill GROUP BY volunteer_id, service_date, program_code {_NONZERO} "
+    "ORDER BY 1, 2, 3",
     "INSERT INTO credit_cells (basis, year, quarter, program_code, unit_id, volunteer_id, "
     f"minutes, sessions) SELECT 'organised', {YEAR_SQL}, {QUARTER_SQL}, program_code, "
     "organiser_unit_id, volunteer_id, SUM(minutes), SUM(sessions) FROM credit_fill "
-    f"GROUP BY 2, 3, program_code, organiser_unit_id, volunteer_id {_NONZERO}",
+    f"GROUP BY 2, 3, program_code, organiser_unit_id, volunteer_id {_NONZERO} "
+    "ORDER BY 2, 3, 4, 5, 6",
     f"{_SPANS}INSERT INTO credit_cells (basis, year, quarter, program_code, unit_id, "
     f"volunteer_id, minutes, sessions) SELECT 'members', {YEAR_SQL}, {QUARTER_SQL}, "
     "program_code, s.unit_id, f.volunteer_id, SUM(minutes), SUM(sessions) "
     "FROM credit_fill f JOIN spans s ON s.volunteer_id = f.volunteer_id "
     "AND (s.n = 1 OR service_date >= s.effective_on) "
     "AND (s.until IS NULL OR service_date < s.until) "
-    f"GROUP BY 2, 3, program_code, s.unit_id, f.volunteer_id {_NONZERO}",
+    f"GROUP BY 2, 3, program_code, s.unit_id, f.volunteer_id {_NONZERO} "
+    "ORDER BY 2, 3, 4, 5, 6",
     "DELETE FROM credit_fill",
     "DELETE FROM credit_active",
     "DELETE FROM credit_unit_totals",
     f"INSERT INTO credit_active (active_key, q1, q2, q3, q4) "
     f"SELECT {_ACTIVE_KEY} CAST(year AS TEXT), {_QUARTERS} FROM credit_cells "
-    f"GROUP BY volunteer_id, basis, unit_id, year HAVING SUM(sessions) <> 0",
+    f"GROUP BY volunteer_id, basis, unit_id, year HAVING SUM(sessions) <> 0 ORDER BY 1",
     f"INSERT INTO credit_active (active_key, q1, q2, q3, q4) "
     f"SELECT {_ACTIVE_KEY} '{ALL}', SUM(sessions), 0, 0, 0 FROM credit_cells "
-    f"GROUP BY volunteer_id, basis, unit_id HAVING SUM(sessions) <> 0",
+    f"GROUP BY volunteer_id, basis, unit_id HAVING SUM(sessions) <> 0 ORDER BY 1",
     *(f"INSERT INTO credit_unit_totals (basis, year, quarter, unit_id, minutes, sessions, "
       f"volunteers) SELECT basis, {year}, {quarter}, unit_id, SUM(minutes), SUM(sessions), "
       f"COUNT(DISTINCT volunteer_id) FROM credit_cells GROUP BY basis, {group}unit_id "

@@ -43,15 +43,16 @@ DDL = (
     "sessions BIGINT NOT NULL)",
 )
 
-# The rows the pages would have written one by one, from the staged facts.
+# The rows the pages would have written one by one, from the staged facts, in key order (a
+# B-tree takes rows in its own order much faster than at random).
 SETTLE_SQL = (
     "INSERT INTO hours_cells (volunteer_id, year, quarter, program_code, minutes, sessions) "
     f"SELECT volunteer_id, {YEAR_SQL}, {QUARTER_SQL}, program_code, SUM(minutes), "
     "SUM(sessions) FROM hours_fill GROUP BY volunteer_id, 2, 3, program_code "
-    "HAVING SUM(minutes) <> 0 OR SUM(sessions) <> 0",
+    "HAVING SUM(minutes) <> 0 OR SUM(sessions) <> 0 ORDER BY 1, 2, 3, 4",
     "INSERT INTO hours_days (volunteer_id, service_date, sessions) "
     "SELECT volunteer_id, service_date, SUM(sessions) FROM hours_fill "
-    "GROUP BY volunteer_id, service_date HAVING SUM(sessions) <> 0",
+    "GROUP BY volunteer_id, service_date HAVING SUM(sessions) <> 0 ORDER BY 1, 2",
     "DELETE FROM hours_fill",
 )
 
