@@ -32,7 +32,6 @@ A = TypeVar("A", bound=LedgerAggregate)
 
 MAX_ATTEMPTS = 8
 SQLITE_POOL_SIZE = 40
-KEPT_AGGREGATES = 20_000  # volunteers and activities kept between batches (a few MB)
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ class LedgerBase(Application[str]):
                               recorder.events_table_name,
                               snapshots.events_table_name if snapshots is not None else None,
                               location.schema)
-        self._kept = Kept(KEPT_AGGREGATES)
+        self._kept = Kept(self.settings.kept_aggregates)
 
     # -- storage ----------------------------------------------------------------------------
 

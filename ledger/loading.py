@@ -119,7 +119,3 @@ class Kept:
                 self._items.move_to_end(aggregate.id)
             while len(self._items) > self.limit:
                 self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     activity_margin_minutes: int = Field(default=0, ge=0, le=24 * 60)
     snapshot_interval: int = Field(default=50, ge=2)
+    # Volunteers and activities a process keeps between batches (ledger/loading.Kept); about
+    # 2 KB each for a volunteer with ten sessions. 0 keeps none.
+    kept_aggregates: int = Field(default=50_000, ge=0)
     read_wait_seconds: float = Field(default=2.0, ge=0, le=30)
     max_view_lag_events: int = Field(default=10_000, ge=0)
     inline_projections: bool = True

@@ -73,3 +73,21 @@ def test_a_batch_that_fails_to_save_gives_back_nothing_it_changed(
     again = ledger.record_sessions(ADMIN, [record])
     assert [o.status for o in again.outcomes] == ["accepted"]
     assert len(ledger.get_volunteer(person).sessions) == 2
+
+
+def test_a_ledger_that_keeps_nothing_loads_every_batch_from_the_store(settings: Settings) -> None:
+    lean = Ledger(settings.model_copy(update={"kept_aggregates": 0}))
+    try:
+        lean.ensure_catalogue()
+        person = make_volunteer(lean)
+        activity = make_activity(lean)
+        for hour in (8, 9, 10):
+            result = lean.record_sessions(ADMIN, [session_record(person, activity, at(hour),
+                                                                 at(hour, 30))])
+            assert result.count("accepted") == 1
+        assert lean._kept.take([person, activity]) == {}
+        overlap = lean.record_sessions(ADMIN, [session_record(person, activity, at(9, 15),
+                                                              at(9, 45))])
+        assert isinstance(overlap.outcomes[0].error, OverlappingSession)
+    finally:
+        lean.close()
