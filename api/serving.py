@@ -44,13 +44,47 @@ class TcpConfig(uvicorn.Config):
         return sock
 
 
+    def reuse_port_socket(self) -> socket.socket:
+        """A TCP socket bound to the port with SO_REUSEPORT, not yet listening (the worker that
+        serves it listens): each worker gets its own, and the kernel spreads connections."""
+        family = socket.AF_INET6 if self.host and ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((self.host, self.port))
+        sock.set_inheritable(True)
+        return sock
+
+
+class BalancedMultiprocess(Multiprocess):
+    """uvicorn's supervisor, giving each worker (and each restarted one) a socket of its own.
+
+    With one shared listening socket, the worker that wakes first accepts every pending
+    connection in one go (asyncio and uvloop accept until the queue is empty): 50 clients
+    connecting at once could land 45 on one worker. That worker then did the work of two,
+    and volunteer-hours reads ran at 1,500 req/s instead of 4,000, depending on the run.
+    """
+
+    config: TcpConfig
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [self.config.reuse_port_socket()]
+
+    @sockets.setter
+    def sockets(self, value: list[socket.socket]) -> None:
+        """uvicorn's constructor sets the shared list; every worker binds its own instead."""
+
+
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
     """Serve the app from the environment's settings in `workers` processes."""
     # The app logs one JSON line per request with its request id; uvicorn's own access log
     # would say the same thing again, less usefully.
     config = TcpConfig(APP, factory=True, host=host, port=port, workers=workers,
                        log_level=log_level, access_log=False)
-    if workers > 1:
+    if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+        BalancedMultiprocess(config, sockets=[]).run()
+    elif workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
         uvicorn.Server(config).run()
