@@ -8,13 +8,14 @@ consistent view of the store, so a snapshot taken in between cannot hide events.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from eventsourcing.persistence import Mapper, StoredEvent
+
+from ledger.sql import one_of, values_of
 
 
 def usable_id(aggregate_id: str) -> bool:
@@ -29,14 +30,11 @@ class Loader:
                  snapshots_table: str | None, schema: str = "public") -> None:
         self.datastore = datastore
         self.postgres = postgres
-        if postgres:
-            def table(name: str) -> str:
-                return f'"{schema}"."{name}"'
-            wanted = "originator_id = ANY(%s::text[])"
-        else:
-            def table(name: str) -> str:
-                return f'"{name}"'
-            wanted = "originator_id IN (SELECT value FROM json_each(?))"
+
+        def table(name: str) -> str:
+            return f'"{schema}"."{name}"' if postgres else f'"{name}"'
+
+        wanted = one_of("originator_id", postgres, "%s" if postgres else "?")
         events = (f"SELECT originator_id, originator_version, topic, state, 1 AS kind "
                   f"FROM {table(events_table)} e WHERE e.{wanted}")
         self.versions_statement = (
@@ -60,29 +58,26 @@ class Loader:
             f"ORDER BY 1, 5, 2")
         self.marks = 2
 
-    def stored(self, ids: Collection[str]) -> list[StoredEvent]:
-        """The latest snapshot (if any) and later events of each id, grouped by id, in order."""
+    def _rows(self, statement: str, marks: int, ids: Collection[str]) -> list[Any]:
+        """The rows of a statement whose `marks` parameters are all the (usable) ids."""
         wanted = sorted({i for i in ids if usable_id(i)})
         if not wanted:
             return []
-        param: Any = wanted if self.postgres else json.dumps(wanted)
         with self.datastore.transaction(commit=False) as cur:
-            cur.execute(self.statement, [param] * self.marks)
-            rows = cur.fetchall()
+            cur.execute(statement, [values_of(wanted, self.postgres)] * marks)
+            return list(cur.fetchall())
+
+    def stored(self, ids: Collection[str]) -> list[StoredEvent]:
+        """The latest snapshot (if any) and later events of each id, grouped by id, in order."""
         return [StoredEvent(originator_id=row["originator_id"],
                             originator_version=row["originator_version"],
                             topic=row["topic"], state=bytes(row["state"]))
-                for row in rows]
+                for row in self._rows(self.statement, self.marks, ids)]
 
     def versions(self, ids: Collection[str]) -> dict[str, int]:
         """The stored version of each id that has events."""
-        wanted = sorted(ids)
-        if not wanted:
-            return {}
-        param: Any = wanted if self.postgres else json.dumps(wanted)
-        with self.datastore.transaction(commit=False) as cur:
-            cur.execute(self.versions_statement, [param])
-            return {str(row["originator_id"]): int(row["version"]) for row in cur.fetchall()}
+        return {str(row["originator_id"]): int(row["version"])
+                for row in self._rows(self.versions_statement, 1, ids)}
 
     def load(self, ids: Collection[str], mapper: Mapper[Any],
              replay: Callable[[Any, Iterable[Any]], Any]) -> dict[str, Any]:

@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-import orjson
-
 from ledger.settings import StoreLocation
+from ledger.sql import one_of, values_of
 
 _INSERT_VALUES = re.compile(r"^(INSERT INTO [^?]*? )VALUES (\([?, ]+\))([^?]*)$", re.DOTALL)
 _INTO = re.compile(r"^INSERT INTO (\w+) \(([\w, ]+)\) $")
@@ -103,9 +102,7 @@ class ViewCursor:
     def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, Any]:
         """A condition `column` is one of `values`, and its one parameter, for any number of
         values: an array on PostgreSQL, a JSON array on SQLite (no placeholder per value)."""
-        if self.postgres:
-            return f"{column} = ANY(?)", list(values)
-        return f"{column} IN (SELECT value FROM json_each(?))", orjson.dumps(list(values)).decode()
+        return one_of(column, self.postgres), values_of(values, self.postgres)
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.raw.fetchall()]
