@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from projections.feed import FeedEvent
-from projections.filling import QUARTER_SQL, YEAR_SQL, Filling, flag_ddl
+from projections.filling import QUARTER_SQL, YEAR_SQL, Filling
 from projections.hours import year_quarter
 from projections.store import ViewCursor
 from projections.tally import Latest, TableViews, Tally
@@ -62,7 +62,6 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS credit_active (active_key TEXT NOT NULL, q1 BIGINT NOT NULL, "
     "q2 BIGINT NOT NULL, q3 BIGINT NOT NULL, q4 BIGINT NOT NULL, PRIMARY KEY (active_key))",
     # While the view fills from empty (projections/filling.py): each session change as a fact.
-    flag_ddl("credit"),
     "CREATE TABLE IF NOT EXISTS credit_fill (volunteer_id TEXT NOT NULL, "
     "service_date TEXT NOT NULL, program_code TEXT NOT NULL, organiser_unit_id TEXT NOT NULL, "
     "minutes BIGINT NOT NULL, sessions BIGINT NOT NULL)",
@@ -139,26 +138,18 @@ class CreditsProjection(TableViews):
     """Minutes credited per (basis, year, quarter, program, unit, volunteer)."""
 
     name = "credits"
+    filling: Filling
     schema_version = 6
     tables = TABLES
     ddl = DDL
 
 
     def __init__(self) -> None:
-        self.filling = Filling("credit", "credit_cells")
-
-    def create(self, cur: ViewCursor) -> None:
-        """Create the tables; an empty view starts filling (projections/filling.py)."""
-        super().create(cur)
-        self.filling.start_if_empty(cur)
+        self.filling = Filling("credit", "credit_cells", SETTLE_SQL)
 
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         """Fold a page in memory (memberships loaded once per page) and write the changes."""
         _Page(cur, events, filling=self.filling.active(cur)).fold()
-
-    def settle(self, cur: ViewCursor) -> None:
-        """After filling from empty: days, cells, active rows and unit totals, set-based."""
-        self.filling.settle(cur, SETTLE_SQL)
 
 
 class _Page:

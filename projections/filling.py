@@ -23,25 +23,23 @@ QUARTER_SQL = "(CAST(substr(service_date, 6, 2) AS INTEGER) + 2) / 3"
 SETTLE_WORK_MEM = "256MB"
 
 
-def flag_ddl(view: str) -> str:
-    """The table whose one row says the view is filling."""
-    return f"CREATE TABLE IF NOT EXISTS {view}_filling (since DOUBLE PRECISION NOT NULL)"
-
-
 class Filling:
-    """The fill state of one view: its flag table and whether a settle is due."""
+    """The fill state of one view: its flag table (`<view>_filling`, which the view's `drop`
+    must drop), the statements that settle it, and whether a settle is due."""
 
-    def __init__(self, view: str, first_table: str) -> None:
+    def __init__(self, view: str, first_table: str, statements: Sequence[str]) -> None:
         self.flag = f"{view}_filling"
         self.first_table = first_table  # the view is empty when this table is
+        self.statements = tuple(statements)
         self._due = False
 
-    def start_if_empty(self, cur: ViewCursor) -> None:
+    def create(self, cur: ViewCursor) -> None:
         """Called after the view's tables are created: an empty view starts filling.
 
         Empty means no session counts anywhere in it (its counters net to zero otherwise), so
         filling from here on gives the same rows as keeping it page by page.
         """
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {self.flag} (since DOUBLE PRECISION NOT NULL)")
         if cur.execute(f"SELECT 1 FROM {self.first_table} LIMIT 1").fetchone() is None:
             cur.execute(f"DELETE FROM {self.flag}")
             cur.execute(f"INSERT INTO {self.flag} (since) VALUES (?)", (time.time(),))
@@ -52,7 +50,7 @@ class Filling:
         self._due = self._due or filling
         return filling
 
-    def settle(self, cur: ViewCursor, statements: Sequence[str]) -> None:
+    def settle(self, cur: ViewCursor) -> None:
         """Run the statements that turn staged facts into rows, once, if the view is filling."""
         if not self._due:
             return
@@ -61,6 +59,6 @@ class Filling:
             return
         if cur.postgres:  # let the grouping hash in memory, not sort on disk (this transaction)
             cur.execute(f"SET LOCAL work_mem = '{SETTLE_WORK_MEM}'")
-        for sql in statements:
+        for sql in self.statements:
             cur.execute(sql)
         cur.execute(f"DELETE FROM {self.flag}")

@@ -24,7 +24,7 @@ from eventsourcing.persistence import ApplicationRecorder
 from ledger.errors import InvalidField, NotFound
 from projections.entries import entry, feed_entry
 from projections.feed import FeedEvent, decode_page
-from projections.filling import Filling, flag_ddl
+from projections.filling import Filling
 from projections.store import ViewCursor, ViewStore
 from projections.tally import without_rowid
 
@@ -54,7 +54,11 @@ class HistoryIndex:
     def __init__(self) -> None:
         # Filled from empty, rows are staged and inserted once in key order at the end (a
         # volunteer's positions are spread over the whole ledger): projections/filling.py.
-        self.filling = Filling("history", "history_index")
+        self.filling = Filling("history", "history_index", (
+            "INSERT INTO history_index (volunteer_id, position, recorded_us) "
+            "SELECT volunteer_id, position, recorded_us FROM history_fill "
+            "ORDER BY volunteer_id, position",
+            "DELETE FROM history_fill"))
 
     def create(self, cur: ViewCursor) -> None:
         cur.execute(without_rowid(
@@ -64,10 +68,9 @@ class HistoryIndex:
         # Award.Regranted names no recipient: the grant's recipient is remembered here.
         cur.execute("CREATE TABLE IF NOT EXISTS history_awards (award_id TEXT PRIMARY KEY, "
                     "volunteer_id TEXT NOT NULL)")
-        cur.execute(flag_ddl("history"))
         cur.execute("CREATE TABLE IF NOT EXISTS history_fill (volunteer_id TEXT NOT NULL, "
                     "position BIGINT NOT NULL, recorded_us BIGINT NOT NULL)")
-        self.filling.start_if_empty(cur)
+        self.filling.create(cur)
 
     def drop(self, cur: ViewCursor) -> None:
         for table in ("history_index", "history_awards", "history_filling", "history_fill"):
@@ -75,11 +78,7 @@ class HistoryIndex:
 
     def settle(self, cur: ViewCursor) -> None:
         """After filling from empty: the staged rows into the index, in key order."""
-        self.filling.settle(cur, (
-            "INSERT INTO history_index (volunteer_id, position, recorded_us) "
-            "SELECT volunteer_id, position, recorded_us FROM history_fill "
-            "ORDER BY volunteer_id, position",
-            "DELETE FROM history_fill"))
+        self.filling.settle(cur)
 
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         rows: list[tuple[str, int, int]] = []

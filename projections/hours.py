@@ -7,7 +7,7 @@ from typing import Any
 
 from ledger.catalogue import PROGRAMS, star_level
 from projections.feed import FeedEvent
-from projections.filling import QUARTER_SQL, YEAR_SQL, Filling, flag_ddl
+from projections.filling import QUARTER_SQL, YEAR_SQL, Filling
 from projections.store import ViewCursor
 from projections.tally import Latest, TableViews, Tally
 
@@ -37,7 +37,6 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS hours_trainings_by_volunteer "
     "ON hours_trainings (volunteer_id, completed_on)",
     # While the view fills from empty (projections/filling.py): each session change as a fact.
-    flag_ddl("hours"),
     "CREATE TABLE IF NOT EXISTS hours_fill (volunteer_id TEXT NOT NULL, "
     "service_date TEXT NOT NULL, program_code TEXT NOT NULL, minutes BIGINT NOT NULL, "
     "sessions BIGINT NOT NULL)",
@@ -85,21 +84,13 @@ class HoursProjection(TableViews):
     """Per volunteer: service minutes in cells of (year, quarter, program), days, trainings."""
 
     name = "hours"
+    filling: Filling
     schema_version = 2
     tables = TABLES
     ddl = DDL
 
     def __init__(self) -> None:
-        self.filling = Filling("hours", "hours_cells")
-
-    def create(self, cur: ViewCursor) -> None:
-        """Create the tables; an empty view starts filling (projections/filling.py)."""
-        super().create(cur)
-        self.filling.start_if_empty(cur)
-
-    def settle(self, cur: ViewCursor) -> None:
-        """After filling from empty: cells and days from the staged facts, set-based."""
-        self.filling.settle(cur, SETTLE_SQL)
+        self.filling = Filling("hours", "hours_cells", SETTLE_SQL)
 
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         """Fold a page of events in memory and write the net changes."""

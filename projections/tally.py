@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from projections.filling import Filling
 from projections.store import ViewCursor
 
 Key = tuple[Any, ...]
@@ -116,15 +117,24 @@ def without_rowid(ddl: str, postgres: bool) -> str:
 
 
 class TableViews:
-    """create() and drop() for a projection that declares its `ddl` and its `tables`."""
+    """create(), drop() and settle() for a projection that declares its `ddl` and its `tables`
+    (and, if it fills from empty in bulk, its `filling`: projections/filling.py)."""
 
     ddl: tuple[str, ...] = ()
     tables: dict[str, tuple[str, ...]] = {}  # noqa: RUF012 - read only, set per subclass
+    filling: Filling | None = None
 
     def create(self, cur: ViewCursor) -> None:
         """Create the tables and indexes."""
         for sql in self.ddl:
             cur.execute(without_rowid(sql, cur.postgres))
+        if self.filling is not None:
+            self.filling.create(cur)
+
+    def settle(self, cur: ViewCursor) -> None:
+        """At the end of a catch-up: settle a fill from empty, if one is due."""
+        if self.filling is not None:
+            self.filling.settle(cur)
 
     def drop(self, cur: ViewCursor) -> None:
         """Drop the tables."""
