@@ -97,8 +97,7 @@ SETTLE_SQL = (
     f"GROUP BY 2, 3, program_code, s.unit_id, f.volunteer_id {_NONZERO} "
     "ORDER BY 2, 3, 4, 5, 6",
     "DELETE FROM credit_fill",
-    "DELETE FROM credit_active",
-    "DELETE FROM credit_unit_totals",
+    # Active rows and unit totals are empty while the view fills (they follow the cells).
     f"INSERT INTO credit_active (active_key, q1, q2, q3, q4) "
     f"SELECT {_ACTIVE_KEY} CAST(year AS TEXT), {_QUARTERS} FROM credit_cells "
     f"GROUP BY volunteer_id, basis, unit_id, year HAVING SUM(sessions) <> 0 ORDER BY 1",
