@@ -56,18 +56,9 @@ SETTLE_SQL = (
 )
 
 
-_PERIODS: dict[str, tuple[int, int]] = {}
-
-
 def year_quarter(service_date: str) -> tuple[int, int]:
     """The year and quarter of an ISO service date (already in district time)."""
-    found = _PERIODS.get(service_date)  # a rebuild asks about the same few hundred days
-    if found is None:
-        if len(_PERIODS) > 100_000:
-            _PERIODS.clear()
-        found = _PERIODS[service_date] = (int(service_date[:4]),
-                                          (int(service_date[5:7]) - 1) // 3 + 1)
-    return found
+    return int(service_date[:4]), (int(service_date[5:7]) - 1) // 3 + 1
 
 
 HANDLED = frozenset({

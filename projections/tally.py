@@ -32,9 +32,6 @@ class Tally:
         row = self.changes.get(key)
         if row is None:
             self.changes[key] = list(amounts)
-        elif len(amounts) == 2:  # minutes and sessions: most calls of a rebuild
-            row[0] += amounts[0]
-            row[1] += amounts[1]
         else:
             for i, amount in enumerate(amounts):
                 row[i] += amount
