@@ -1,9 +1,11 @@
-"""Running the API under uvicorn, with its listening socket made so that Nagle stays off.
+"""Running the API under uvicorn: listening sockets that keep Nagle off, one per worker.
 
 uvicorn (0.54) binds the socket for `--workers N` itself with `proto` 0; accepted connections
 inherit it, and asyncio turns on TCP_NODELAY only for sockets that say IPPROTO_TCP. Without it
 every keep-alive response after the first waited ~40 ms for the client's delayed ACK: a 6 ms
-write answered in 48 ms (uvicorn issue #3149). The single-process path is not affected.
+write answered in 48 ms (uvicorn issue #3149). The single-process path is not affected. Our
+sockets say IPPROTO_TCP, and where SO_REUSEPORT exists each worker gets its own
+(`BalancedMultiprocess`); elsewhere the shared socket is fixed up (`TcpConfig.bind_socket`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ class TcpConfig(uvicorn.Config):
             sock = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, sock.detach())
             sock.set_inheritable(True)
         return sock
-
 
     def reuse_port_socket(self) -> socket.socket:
         """A TCP socket bound to the port with SO_REUSEPORT, not yet listening (the worker that
