@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,6 +27,18 @@ FULL_SIZES = {"sqlite": [100_000, 1_000_000, 2_250_000],
 
 def _available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
+
+
+def _commit() -> str | None:
+    """The checked-out commit the figures were measured on (with `+` if files were changed)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=HERE, text=True, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty.strip() else "")
 
 
 def _step(run: dict[str, Any], name: str, needs: str | None, step: Callable[..., dict[str, Any]],
@@ -83,31 +96,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
     parser.add_argument("--markdown", type=Path, default=HERE.parent / "docs" / "BENCHMARKS.md")
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--append", action="store_true",
+                        help="add this run's sizes to the runs already in --results (a long "
+                        "growth point measured apart; each run keeps its own baselines)")
     args = parser.parse_args(argv)
     kinds = ["sqlite", "postgres"] if args.store == "both" else [args.store]
     if "postgres" in kinds and not postgres_answers():
         parser.error("PostgreSQL does not answer (set VLEDGER_BENCH_POSTGRES_URL)")
     presets = FULL_SIZES if args.full else DEFAULT_SIZES
-    results: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "options": {"store": args.store, "full": args.full, "seed": args.seed},
-        "rss_floor_mb": isolated(floor)["peak_rss_mb"], "runs": [],
-    }
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    commit = _commit()
+    if args.append and args.results.exists():  # the earlier run stays the page's heading
+        results: dict[str, Any] = json.loads(args.results.read_text())
+        for run in results["runs"]:
+            run.setdefault("started_at", results["started_at"])
+    else:
+        results = {
+            "started_at": started, "commit": commit,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "platform": platform.platform()},
+            "options": {"store": args.store, "full": args.full, "seed": args.seed},
+            "rss_floor_mb": isolated(floor)["peak_rss_mb"], "runs": [],
+        }
     began = time.perf_counter()
     for kind in kinds:
         sizes = ([int(s) for s in args.events.split(",")] if args.events else presets[kind])
         for n, events in enumerate(sizes):
-            results["runs"].append(bench_one(kind, events, args.seed,
-                                             http=n == 0 and not args.no_http, base=args.tmp))
-            results["total_s"] = round(time.perf_counter() - began, 1)
+            run = bench_one(kind, events, args.seed, http=n == 0 and not args.no_http,
+                            base=args.tmp)
+            results["runs"].append({"started_at": started, "commit": commit, **run})
+            results["total_s" if started == results["started_at"] else "appended_s"] = round(
+                time.perf_counter() - began, 1)
             results["comparisons"] = comparisons(results["runs"])
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
             args.markdown.parent.mkdir(parents=True, exist_ok=True)
             args.markdown.write_text(markdown(results))
-    print(f"done in {results['total_s']} s: {args.results}, {args.markdown}")
+    print(f"done in {round(time.perf_counter() - began, 1)} s: {args.results}, {args.markdown}")
     return results
 
 

@@ -30,11 +30,15 @@ PLAIN_DDL = (
 )
 
 
-def load_plain(ledger: Ledger, store: ViewStore) -> list[str]:
-    """Fill the plain tables from the stored events; returns the volunteer ids."""
+def load_plain(ledger: Ledger, store: ViewStore, chunk: int = 10_000) -> list[str]:
+    """Fill the plain tables from the stored events; returns the volunteer ids.
+
+    Two passes, so that memory stays flat at any size: the first learns each volunteer's
+    memberships (a transfer may be recorded after sessions it back-dates), the second streams
+    the sessions into the table a chunk at a time with the member unit already resolved.
+    """
     units: list[tuple[str, str, str]] = []
     memberships: dict[str, list[tuple[str, str]]] = {}
-    sessions: list[tuple[str, str, str, str, str, int]] = []
     for e in all_events(ledger.recorder):
         d = e.data
         if e.type == "Unit.Registered":
@@ -43,23 +47,32 @@ def load_plain(ledger: Ledger, store: ViewStore) -> list[str]:
             memberships[e.originator_id] = [(d["registered_on"], d["home_unit_id"])]
         elif e.type == "Volunteer.Transferred":
             memberships[e.originator_id].append((d["effective_on"], d["to_unit_id"]))
-        elif e.type == "ServiceSession.Recorded":
-            sessions.append((e.originator_id, d["volunteer_id"], d["organiser_unit_id"],
-                             d["program_code"], d["service_date"], d["minutes"]))
-    rows = []
-    for sid, vid, organiser, program, day, minutes in sessions:
-        member = sorted(memberships[vid])[0][1]
-        for effective_on, unit_id in sorted(memberships[vid]):
+    spans = {vid: sorted(found) for vid, found in memberships.items()}
+
+    def member(vid: str, day: str) -> str:
+        unit_id = spans[vid][0][1]
+        for effective_on, to_unit in spans[vid]:
             if effective_on <= day:
-                member = unit_id
-        rows.append((sid, vid, member, organiser, program, day, minutes))
+                unit_id = to_unit
+        return unit_id
+
+    insert = "INSERT INTO bench_plain_sessions VALUES (?, ?, ?, ?, ?, ?, ?)"
     with store.transaction() as cur:
         for ddl in PLAIN_DDL:
             cur.execute(ddl)
         cur.executemany("INSERT INTO bench_plain_units VALUES (?, ?, ?)", units)
-        for start in range(0, len(rows), 10_000):
-            cur.executemany("INSERT INTO bench_plain_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            rows[start:start + 10_000])
+        rows: list[tuple[str, str, str, str, str, str, int]] = []
+        for e in all_events(ledger.recorder):
+            if e.type == "ServiceSession.Recorded":
+                d = e.data
+                rows.append((e.originator_id, d["volunteer_id"],
+                             member(d["volunteer_id"], d["service_date"]),
+                             d["organiser_unit_id"], d["program_code"], d["service_date"],
+                             d["minutes"]))
+                if len(rows) == chunk:
+                    cur.executemany(insert, rows)
+                    rows = []
+        cur.executemany(insert, rows)
     if store.postgres:
         with store.transaction() as cur:
             cur.execute("ANALYZE bench_plain_sessions")

@@ -89,6 +89,18 @@ def _num(value: Any) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
 
 
+def _apart(results: dict[str, Any]) -> list[str]:
+    """A line naming the runs measured at another time (`--append`), if there are any."""
+    apart = [f"{run['store']} at {run['target_events']:,} events: {run['started_at']}"
+             f" (commit {run.get('commit') or 'unknown'})"
+             for run in results["runs"]
+             if run.get("started_at", results["started_at"]) != results["started_at"]]
+    if not apart:
+        return []
+    return ["", "Runs measured at another time and added with `--append` (each against its own "
+            "baselines of the same run): " + "; ".join(apart) + "."]
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The benchmark page: how it was run, then one table row per figure."""
     machine = results["machine"]
@@ -101,6 +113,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Run {results['started_at']}, {machine['cpus']} CPUs, Python {machine['python']}, "
         f"{machine['platform']}; options {results['options']}; {results.get('total_s')} s in all. "
         "The machine's 2 cores are shared with other work, so figures carry noise of ±20 %.",
+        *_apart(results),
         "", "| store | events | sessions | figure | ours | baseline | unit | ratio | target "
         "| peak RSS MB (ours / baseline) |",
         "|---|---:|---:|---|---:|---:|---|---:|---|---|",

@@ -21,3 +21,22 @@ def test_the_harness_writes_every_figure_beside_its_baseline(tmp_path: Path) -> 
     assert all(r["ours"] > 0 and r["baseline"] > 0 for r in measured)
     assert all("failed" not in r.get("note", "") for r in rows)
     assert "| sqlite |" in page.read_text()
+    assert all(r["reads"]["hours_match"] and r["reads"]["rankings_match"] for r in found["runs"])
+
+
+def test_a_growth_point_measured_apart_is_appended_under_the_earlier_run(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    page = tmp_path / "BENCHMARKS.md"
+    common = ["--store", "sqlite", "--no-http", "--results", str(results), "--markdown",
+              str(page), "--tmp", str(tmp_path)]
+    main([*common, "--events", "450"])
+    first = json.loads(results.read_text())
+    main([*common, "--events", "900", "--append"])
+    found = json.loads(results.read_text())
+    assert found["started_at"] == first["started_at"]
+    assert [r["target_events"] for r in found["runs"]] == [450, 900]
+    assert found["runs"][0] == first["runs"][0]
+    assert {r["events"] for r in found["comparisons"]} == {
+        r["populate"]["events"] for r in found["runs"]}
+    text = page.read_text()
+    assert "added with `--append`" in text and "sqlite at 900 events" in text
