@@ -10,10 +10,13 @@ sockets say IPPROTO_TCP, and where SO_REUSEPORT exists each worker gets its own
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 APP = "api.app:app_from_env"
@@ -33,6 +36,57 @@ def tune_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, 20, 20)
+
+
+class HeldHeaders:
+    """A transport that holds a response's status line and headers until its body is written.
+
+    uvicorn writes the head of a response when the app sends `http.response.start` and the body
+    on `http.response.body`: two `send()` calls and two TCP segments for every small answer,
+    since Nagle is off. Held, the head leaves with the first body bytes in one segment (as
+    aiohttp does since 3.12). Nothing is reordered: every write, `close()` and the end of a
+    response flush what is held first; an interim `1xx` head is never held.
+    """
+
+    __slots__ = ("_held", "_raw")
+
+    def __init__(self, raw: asyncio.BaseTransport) -> None:
+        self._raw = raw
+        self._held = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._held:
+            data, self._held = self._held + data, b""
+        elif (data[:9] == b"HTTP/1.1 " and data[9:10] != b"1"
+              and bytes(data[-4:]) == b"\r\n\r\n"):
+            self._held = bytes(data)
+            return
+        self._raw.write(data)  # type: ignore[attr-defined]
+
+    def flush(self) -> None:
+        if self._held:
+            data, self._held = self._held, b""
+            self._raw.write(data)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.flush()
+        self._raw.close()
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the transport's own
+        return getattr(self._raw, name)
+
+
+class OneSegmentProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, writing a small response's head and body in one `send()`."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not subclasses of asyncio.Transport, but behave as one.
+        super().connection_made(HeldHeaders(transport))  # type: ignore[arg-type]
+
+    def on_response_complete(self) -> None:
+        # A HEAD answer, or a body-less one, writes no body: its head leaves here.
+        self.transport.flush()  # type: ignore[attr-defined]
+        super().on_response_complete()
 
 
 class TcpConfig(uvicorn.Config):
@@ -82,7 +136,7 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     # The app logs one JSON line per request with its request id; uvicorn's own access log
     # would say the same thing again, less usefully.
     config = TcpConfig(APP, factory=True, host=host, port=port, workers=workers,
-                       log_level=log_level, access_log=False)
+                       log_level=log_level, access_log=False, http=OneSegmentProtocol)
     if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
         BalancedMultiprocess(config, sockets=[]).run()
     elif workers > 1:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
+from typing import Any
 
-from api.serving import BalancedMultiprocess, TcpConfig
+import httpx
+import uvicorn
+
+from api.serving import BalancedMultiprocess, HeldHeaders, OneSegmentProtocol, TcpConfig
 
 
 def _nodelay_of_an_accepted_connection(listener: socket.socket) -> int:
@@ -73,3 +79,110 @@ def test_each_worker_gets_its_own_socket_on_one_port_and_connections_spread() ->
         first.close()
         second.close()
     assert _nodelay_of_an_accepted_connection(config.reuse_port_socket()) != 0
+
+
+class _Recorder:
+    """A transport that records what is written to it."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def test_a_response_head_waits_for_its_body_and_leaves_with_it() -> None:
+    raw = _Recorder()
+    held = HeldHeaders(raw)  # type: ignore[arg-type]
+    held.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    assert raw.writes == []
+    held.write(b"{}")
+    assert raw.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    held.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # an interim answer is never held
+    assert raw.writes[-1] == b"HTTP/1.1 100 Continue\r\n\r\n"
+    held.write(b"HTTP/1.1 304 Not Modified\r\n\r\n")
+    held.flush()  # the end of a body-less response
+    held.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    held.close()  # and a close: nothing held is lost, nothing reordered
+    assert raw.writes[-2:] == [b"HTTP/1.1 304 Not Modified\r\n\r\n",
+                               b"HTTP/1.1 204 No Content\r\n\r\n"]
+    assert raw.closed and held.is_closing()
+
+
+def _serve_in_thread(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
+    config = TcpConfig(app, host="127.0.0.1", port=0, log_level="warning",
+                       http=OneSegmentProtocol, lifespan="off")
+    server = uvicorn.Server(config)
+    listener = config.bind_socket()
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.02)
+    return server, thread, listener.getsockname()[1]
+
+
+def test_the_server_answers_every_kind_of_response_whole_and_in_order() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/stream":  # a body in several parts, chunked
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for part in (b"a", b"b", b"c"):
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if path == "/echo":  # reads the body: a client that expects 100-continue gets it
+            body = b""
+            more = True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            await send({"type": "http.response.start", "status": 201,
+                        "headers": [(b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if path == "/cached":
+            await send({"type": "http.response.start", "status": 304, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    server, thread, port = _serve_in_thread(app)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for _ in range(3):  # one keep-alive connection, every kind in turn
+                assert client.get("/").text == "hello"
+                head = client.head("/")
+                assert head.status_code == 200 and head.headers["content-length"] == "5"
+                assert head.content == b""
+                assert client.get("/cached").status_code == 304
+                assert client.get("/stream").text == "abc"
+                echoed = client.post("/echo", content=b"x" * 100_000,
+                                     headers={"Expect": "100-continue"})
+                assert echoed.status_code == 201 and echoed.content == b"x" * 100_000
+        # Two requests in one segment (pipelined) get two whole answers, in order.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /cached HTTP/1.1\r\nHost: x\r\n"
+                        b"Connection: close\r\n\r\n")
+            received = b""
+            while chunk := raw.recv(65536):
+                received += chunk
+        first, second = received.split(b"HTTP/1.1 304", 1)
+        assert first.startswith(b"HTTP/1.1 200 OK") and first.endswith(b"\r\n\r\nhello")
+        assert b"connection: close" in second.lower()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
