@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import EligibilityReader, Fresh, HoursReader, ServicesDep
+from api.deps import EligibilityReader, Fresh, HoursReader, Services, ServicesDep
 from api.schemas import etagged, paginate
 from ledger.catalogue import AwardKind
 from ledger.errors import NotFound
@@ -55,17 +56,22 @@ class Eligibility(BaseModel):
 
 
 @router.get("/v1/volunteers/{volunteer_id}/hours", response_model=Hours, dependencies=[Fresh])
-def volunteer_hours(volunteer_id: str, request: Request, response: Response,
-                    actor: HoursReader, services: ServicesDep) -> Any:
+async def volunteer_hours(volunteer_id: str, request: Request, response: Response,
+                          actor: HoursReader, services: ServicesDep) -> Any:
     """A volunteer's recorded minutes by category, program and year, and their star level."""
+    hours = await services.lookup(services.models.volunteer_hours, volunteer_id)
+    if hours is None:  # not in the view: ask the ledger (404 if it does not know them either)
+        hours = await run_in_threadpool(_caught_up_hours, services, volunteer_id)
+    return etagged(request, response, hours)
+
+
+def _caught_up_hours(services: Services, volunteer_id: str) -> dict[str, Any]:
+    services.ledger.get_volunteer(volunteer_id)  # NotFound when the ledger does not know them
+    services.models.catch_up()
     hours = services.models.volunteer_hours(volunteer_id)
     if hours is None:
-        services.ledger.get_volunteer(volunteer_id)  # 404 when the ledger does not know them
-        services.models.catch_up()
-        hours = services.models.volunteer_hours(volunteer_id)
-        if hours is None:
-            raise NotFound(f"no volunteer with id {volunteer_id!r}")
-    return etagged(request, response, hours)
+        raise NotFound(f"no volunteer with id {volunteer_id!r}")
+    return hours
 
 
 def _eligibility(services: Any, award: AwardKind, year: int,

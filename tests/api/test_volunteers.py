@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import date
+
+from ledger import Actor, Ledger, Origin, Role
 from tests.api.conftest import District
 
 
@@ -42,3 +45,22 @@ def test_a_back_dated_transfer_moves_members_credit(district: District) -> None:
                         min_position=response.json()["position"]).json()
     minutes = {i["unit_id"]: i["total_minutes"] for i in body["items"]}
     assert minutes[district.unit_b] == 120 and minutes[district.unit_a] == 0
+
+
+def test_hours_of_a_volunteer_another_process_registered_are_there_at_once(
+        district: District) -> None:
+    # Another process (a CLI import, another worker) writes; this app's views have not read it.
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    other = Ledger(services.settings)
+    try:
+        written, _ = other.register_volunteer(
+            Origin(Actor(id="other-process", role=Role.admin), source="cli"), "郑晓岚",
+            district.unit_a, date(2017, 2, 1))
+    finally:
+        other.close()
+    hours = district.get(f"/v1/volunteers/{written.id}/hours")
+    assert hours.status_code == 200, hours.text
+    assert hours.json()["total_minutes"] == 0 and hours.json()["position"] >= written.position
+    missing = district.get("/v1/volunteers/no-such-volunteer/hours")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
