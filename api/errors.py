@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ledger.errors import (
     Conflict,
     Forbidden,
+    InvalidFields,
     InvalidRequest,
     LedgerError,
     NotFound,
@@ -93,7 +94,8 @@ def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
     status, title = status_of(exc)
     headers = {"Retry-After": "1"} if status == 503 else None
-    errors = [{"field": exc.field, "detail": exc.message}] if exc.field else None
+    problems = exc.problems if isinstance(exc, InvalidFields) else [exc]
+    errors = [{"field": p.field, "detail": p.message} for p in problems if p.field] or None
     if status == 422 and errors is None:
         errors = [{"field": "body", "detail": exc.message}]
     return problem(status, exc.message, title=title, kind=_kebab(type(exc).__name__),

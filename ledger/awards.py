@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
 from ledger.catalogue import AwardKind
-from ledger.errors import AwardAlreadyGranted, AwardAlreadyRevoked, InvalidField
+from ledger.errors import AwardAlreadyGranted, AwardAlreadyRevoked, InvalidField, InvalidFields
 
 _UNIT_CRITERIA: dict[str, type] = {
     "min_hours_in_year": float,
@@ -45,35 +46,56 @@ RECIPIENT_KIND: dict[AwardKind, str] = {
 }
 
 
+# No criterion of any award needs more than this; a larger value is a typing mistake.
+CRITERION_LIMIT = 1_000_000_000
+
+
 def check_criteria(award: AwardKind, criteria: dict[str, Any]) -> dict[str, Any]:
-    """Validate a flat criteria object for an award kind; returns the normalised criteria."""
+    """Validate a flat criteria object for an award kind; returns the normalised criteria.
+
+    Every bad criterion is named in one answer (InvalidFields), not only the first.
+    """
     known = CRITERIA[award]
     if not criteria:
         raise InvalidField("the rules must set at least one criterion", "criteria")
     clean: dict[str, Any] = {}
+    problems: list[InvalidField] = []
     for name, value in criteria.items():
-        kind = known.get(name)
-        if kind is None:
-            raise InvalidField(
-                f"{name} is not a criterion of {award.value}; known: {', '.join(known)}", name
-            )
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise InvalidField(f"{name} must be true or false", name)
-            clean[name] = value
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidField(f"{name} must be a number", name)
-        if value < 0:
-            raise InvalidField(f"{name} must not be negative", name)
-        if kind is int:
-            if value != int(value):
-                raise InvalidField(f"{name} must be a whole number", name)
-            value = int(value)
-        if name == "min_star_level" and value > 5:
-            raise InvalidField("min_star_level must be between 0 and 5", name)
-        clean[name] = value
+        try:
+            clean[name] = _criterion(award, known, name, value)
+        except InvalidField as problem:
+            problems.append(problem)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise InvalidFields(problems)
     return clean
+
+
+def _criterion(award: AwardKind, known: dict[str, type], name: str, value: Any) -> Any:
+    kind = known.get(name)
+    if kind is None:
+        raise InvalidField(
+            f"{name} is not a criterion of {award.value}; known: {', '.join(known)}", name)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise InvalidField(f"{name} must be true or false", name)
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidField(f"{name} must be a number", name)
+    if not math.isfinite(value):
+        raise InvalidField(f"{name} must be a finite number", name)
+    if value < 0:
+        raise InvalidField(f"{name} must not be negative", name)
+    if value > CRITERION_LIMIT:
+        raise InvalidField(f"{name} must be at most {CRITERION_LIMIT:,}", name)
+    if kind is int:
+        if value != int(value):
+            raise InvalidField(f"{name} must be a whole number", name)
+        value = int(value)
+    if name == "min_star_level" and value > 5:
+        raise InvalidField("min_star_level must be between 0 and 5", name)
+    return value
 
 
 def rules_id(award: AwardKind, year: int) -> str:

@@ -3,6 +3,7 @@
     LedgerError
     ├── InvalidRequest        the request is wrong on its own or against fixed attributes (422)
     │   ├── InvalidField      one named field breaks one rule
+    │   ├── InvalidFields     several named fields, each breaking a rule
     │   └── UnknownReference  an id in the request names nothing the ledger knows
     ├── NotFound              the thing addressed does not exist (404)
     ├── Conflict              the request contradicts other facts of the ledger (409)
@@ -32,6 +33,14 @@ class InvalidRequest(LedgerError):
 
 class InvalidField(InvalidRequest):
     """One field breaks one rule."""
+
+
+class InvalidFields(InvalidRequest):
+    """Several fields each break a rule: every one is named, not only the first."""
+
+    def __init__(self, problems: list[InvalidField]) -> None:
+        super().__init__("; ".join(p.message for p in problems), problems[0].field)
+        self.problems = problems
 
 
 class UnknownReference(InvalidRequest):

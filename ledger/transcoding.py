@@ -7,14 +7,33 @@ loading a volunteer costs.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 from eventsourcing.persistence import JSONTranscoder
 
+from ledger.errors import InvalidField
+
 
 class LedgerTranscoder(JSONTranscoder):
-    """The library's JSON transcoder with orjson doing the parsing."""
+    """The library's JSON transcoder with orjson doing the parsing.
+
+    It refuses to write what it could not read back: Python's encoder writes NaN and Infinity
+    by default, which are not JSON, and a stored event the read side cannot parse would stop
+    every view at that position for ever. Such a value fails the write as a bad request.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = json.JSONEncoder(default=self._encode_obj, separators=(",", ":"),
+                                        ensure_ascii=False, allow_nan=False)
+
+    def encode(self, obj: Any) -> bytes:
+        try:
+            return super().encode(obj)
+        except ValueError as error:  # only NaN and the infinities raise it
+            raise InvalidField(f"a number must be finite ({error})", "body") from None
 
     def decode(self, data: bytes) -> Any:
         """Parse in C, then revive the transcoded values (datetimes, UUIDs, decimals)."""

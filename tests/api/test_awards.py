@@ -68,3 +68,32 @@ def test_an_award_without_rules_or_to_the_wrong_kind_is_a_422(district: District
                                          "recipient_id": district.unit_a, "decision_ref": "x"})
     assert wrong.status_code == 422
     assert wrong.json()["errors"][0]["field"] == "recipient_id"
+
+
+def test_nan_in_rules_is_a_422_and_the_ledger_carries_on(district: District) -> None:
+    admin = {"Authorization": "Bearer test-admin-token-0123456789",
+             "Content-Type": "application/json"}
+    path = "/v1/award-rules/most_beautiful_volunteer/2017"
+    for literal in ("NaN", "Infinity", "-Infinity"):  # Python's json parser accepts all three
+        response = district.client.put(path, content=f'{{"min_hours_in_year": {literal}}}',
+                                       headers=admin)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == "min_hours_in_year"
+    # Nothing unreadable was stored: the views, the feed and later writes all still work.
+    assert district.get(path).status_code == 404
+    written = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "n-1")
+    assert written.status_code == 201
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours",
+                         min_position=written.json()["position"])
+    assert hours.status_code == 200 and hours.json()["total_minutes"] == 60
+    assert district.get("/v1/events", limit=1000).status_code == 200
+
+
+def test_every_bad_criterion_is_named_in_one_422(district: District) -> None:
+    response = district.client.put(
+        "/v1/award-rules/most_beautiful_volunteer/2018",
+        json={"min_hours_in_year": 1, "min_star_level": 9, "training_required": "maybe",
+              "bogus": 1}, headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == [
+        "min_star_level", "training_required", "bogus"]

@@ -13,6 +13,7 @@ from ledger.errors import (
     AwardAlreadyRevoked,
     ClosedReference,
     InvalidField,
+    InvalidFields,
     UnknownReference,
 )
 from tests.factories import ADMIN, COMMITTEE, make_unit, make_volunteer
@@ -188,3 +189,20 @@ def test_a_unit_award_may_not_go_to_a_closed_unit(ledger: Ledger) -> None:
     with pytest.raises(ClosedReference) as refused:
         grant(ledger, team, award="best_organisation")
     assert refused.value.field == "recipient_id"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e308])
+def test_a_criterion_that_is_not_a_finite_sensible_number_is_refused(ledger: Ledger,
+                                                                     value: float) -> None:
+    with pytest.raises(InvalidField) as refused:
+        publish(ledger, criteria={"min_hours_in_year": value})
+    assert refused.value.field == "min_hours_in_year"
+    assert ledger.get_award_rules(MBV, 2017) is None
+
+
+def test_every_bad_criterion_is_named_at_once(ledger: Ledger) -> None:
+    with pytest.raises(InvalidFields) as refused:
+        publish(ledger, criteria={"min_hours_in_year": 1, "min_star_level": 9,
+                                  "training_required": "maybe", "bogus": 1})
+    assert [p.field for p in refused.value.problems] == [
+        "min_star_level", "training_required", "bogus"]

@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from uuid import uuid4
 
+import pytest
 from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, UUIDAsHex
 
+from ledger.errors import InvalidField
 from ledger.transcoding import LedgerTranscoder
 
 
@@ -40,3 +42,12 @@ def test_an_offset_survives_the_round_trip() -> None:
     moment = datetime(2017, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=8)))
     decoded = ours.decode(ours.encode({"at": moment}))["at"]
     assert decoded == moment and decoded.utcoffset() == timedelta(hours=8)
+
+
+def test_a_value_that_json_cannot_hold_is_refused_before_it_is_stored() -> None:
+    # Python's encoder would write NaN, which no JSON parser (ours: orjson) reads back.
+    _, ours = _both()
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(InvalidField):
+            ours.encode({"criteria": {"min_hours_in_year": bad}})
+    assert ours.decode(ours.encode({"hours": 1.5})) == {"hours": 1.5}
