@@ -5,14 +5,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 import orjson
-from fastapi import HTTPException, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Request, Response
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from ledger.catalogue import PROGRAMS
+from ledger.errors import InvalidField
 
 ProgramCode = StrEnum("ProgramCode", {code: code for code in PROGRAMS})  # type: ignore[misc]
 # Ids are printable; texts may be any language but never carry control characters.
@@ -23,6 +33,31 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000,
                                           pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$")]
 MAX_POSITION = 2**53
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _instant_text(value: Any) -> Any:
+    """Times are RFC 3339 text with an offset: not a number of seconds, not a bare date."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, written as text "
+                         "(e.g. 2017-03-05T09:00:00+08:00)")
+    return value
+
+
+def _day_text(value: Any) -> Any:
+    """Dates are YYYY-MM-DD text: not a number, not a date-time."""
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _DAY.fullmatch(value):
+        raise ValueError("must be a date written as text, YYYY-MM-DD (e.g. 2017-03-05)")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_instant_text)]
+Day = Annotated[date, BeforeValidator(_day_text)]
 Year = Annotated[int, Field(ge=2000, le=2100)]
 
 
@@ -37,32 +72,50 @@ class Created(BaseModel):
     position: int = Field(description="The event position the write was stored at.")
 
 
-def page_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+# Query parameters that do not change which list a cursor walks.
+_NOT_THE_LIST = frozenset({"cursor", "limit", "min_position"})
 
 
-def read_cursor(cursor: str | None) -> int:
-    """The offset an opaque cursor stands for (422 when it is not one of ours)."""
+def _list_of(request: Request) -> str:
+    """A short fingerprint of the list a request asks for: its path and its other parameters."""
+    params = sorted((k, v) for k, v in request.query_params.multi_items()
+                    if k not in _NOT_THE_LIST)
+    return hashlib.sha256(repr((request.url.path, params)).encode()).hexdigest()[:12]
+
+
+def page_cursor(offset: int, request: Request) -> str:
+    raw = json.dumps({"o": offset, "q": _list_of(request)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def read_cursor(cursor: str | None, request: Request) -> int:
+    """The offset an opaque cursor stands for; 422 naming `cursor` when it is not one this
+    service issued, or was issued for another list (other path, filters or period)."""
     if not cursor:
         return 0
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        offset = json.loads(base64.urlsafe_b64decode(padded))["o"]
-        if not isinstance(offset, int) or offset < 0:
+        found = json.loads(base64.urlsafe_b64decode(padded))
+        offset = found["o"]
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise ValueError
     except Exception:
-        raise HTTPException(422, "cursor is not a cursor this service issued") from None
+        raise InvalidField("cursor is not a cursor this service issued", "cursor") from None
+    if found.get("q") != _list_of(request):
+        raise InvalidField("cursor was issued for another list (other path or parameters); "
+                           "start again without a cursor", "cursor")
     return offset
 
 
-def paginate(items: list[Any], limit: int | None,
-             cursor: str | None) -> tuple[list[Any], str | None]:
+def paginate(items: list[Any], limit: int | None, cursor: str | None,
+             request: Request) -> tuple[list[Any], str | None]:
     """A page of a list and the cursor of the next page (None at the end)."""
-    offset = read_cursor(cursor)
+    offset = read_cursor(cursor, request)
     if limit is None:
         return items[offset:], None
     end = offset + limit
-    return items[offset:end], (page_cursor(end) if end < len(items) else None)
+    return items[offset:end], (page_cursor(end, request) if end < len(items) else None)
+
 
 
 def etagged(request: Request, response: Response,
@@ -75,7 +128,9 @@ def etagged(request: Request, response: Response,
     content = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     tag = f'W/"{hashlib.sha256(content).hexdigest()[:32]}"'
     headers = {"ETag": tag, "Cache-Control": "no-cache"}
-    matches = [t.strip() for t in request.headers.get("if-none-match", "").split(",")]
-    if tag in matches or "*" in matches:
+    # If-None-Match compares weakly (RFC 9110 §13.1.2): W/"x" and "x" are the same tag.
+    matches = {t.strip().removeprefix("W/") for t in
+               request.headers.get("if-none-match", "").split(",")}
+    if tag.removeprefix("W/") in matches or "*" in matches:
         return Response(status_code=304, headers=headers)
     return Response(content=content, media_type="application/json", headers=headers)

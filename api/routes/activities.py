@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from api.deps import PUBLIC, MaybeActor, RecorderWriter, ServicesDep, origin_of
-from api.schemas import Body, Created, Id, ProgramCode, Reason, Text
+from api.schemas import Body, Created, Id, Instant, ProgramCode, Reason, Text
 
 router = APIRouter(prefix="/v1/activities", tags=["activities"])
 
@@ -17,8 +17,8 @@ class ActivityIn(Body):
     program_code: ProgramCode
     organiser_unit_id: Id
     title: Text
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    ends_at: Instant
     station_unit_id: Id | None = None
     place: Text | None = None
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from api.deps import PUBLIC, AuditReader, Fresh, MaybeActor, ServicesDep
-from api.schemas import MAX_POSITION, paginate
+from api.schemas import MAX_POSITION, Instant, paginate
 from ledger.catalogue import Role
 from projections.history import event_feed, volunteer_history
 
@@ -30,8 +30,8 @@ class Feed(BaseModel):
 
 @router.get("/v1/volunteers/{volunteer_id}/history", response_model=History,
             dependencies=[Fresh])
-def history(volunteer_id: str, actor: AuditReader, services: ServicesDep,
-            as_of: AwareDatetime | None = None,
+def history(volunteer_id: str, request: Request, actor: AuditReader, services: ServicesDep,
+            as_of: Instant | None = None,
             limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
             cursor: str | None = None) -> dict[str, Any]:
     """Every event that touched a volunteer's record, as the ledger held them at `as_of`."""
@@ -39,7 +39,7 @@ def history(volunteer_id: str, actor: AuditReader, services: ServicesDep,
     services.models.catch_up()
     events = volunteer_history(services.models.store, services.ledger.recorder, volunteer_id,
                                as_of, unmasked=actor.role in (Role.admin, Role.auditor))
-    page, next_cursor = paginate(events, limit, cursor)
+    page, next_cursor = paginate(events, limit, cursor, request)
     return {"volunteer_id": volunteer_id, "as_of": as_of.isoformat() if as_of else None,
             "events": page, "next_cursor": next_cursor}
 

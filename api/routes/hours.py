@@ -97,7 +97,7 @@ def eligibility(
     items = result["items"]
     if eligible is not None:
         items = [i for i in items if i["eligible"] is eligible]
-    result["items"], result["next_cursor"] = paginate(items, limit, cursor)
+    result["items"], result["next_cursor"] = paginate(items, limit, cursor, request)
     return etagged(request, response, result)
 
 

@@ -76,7 +76,7 @@ def unit_rankings(
 ) -> Any:
     """Units of one kind ranked by minutes served; ties share a rank (1, 2, 2, 4)."""
     items = services.models.unit_rankings(kind.value, basis.value, year, quarter, rollup)
-    page, next_cursor = paginate(items, limit, cursor)
+    page, next_cursor = paginate(items, limit, cursor, request)
     body = {"kind": kind.value, "basis": basis.value, "year": year, "quarter": quarter,
             "rollup": rollup, "position": services.models.position(), "items": page,
             "next_cursor": next_cursor}
@@ -96,7 +96,7 @@ def quarterly_bulletin(
 ) -> Any:
     """A quarter's bulletin of one program (B6 online civilisation by default), per unit."""
     items = services.models.bulletin(year, quarter, str(program.value), basis.value)
-    page, next_cursor = paginate(items, limit, cursor)
+    page, next_cursor = paginate(items, limit, cursor, request)
     body = {"year": year, "quarter": quarter, "program": str(program.value),
             "basis": basis.value, "position": services.models.position(), "items": page,
             "next_cursor": next_cursor}

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
 from api.errors import status_of
-from api.schemas import Body, Id, Reason
+from api.schemas import Body, Id, Instant, Reason
 from ledger import SessionRecord
 
 router = APIRouter(prefix="/v1/service-sessions", tags=["service sessions"])
@@ -18,8 +18,8 @@ router = APIRouter(prefix="/v1/service-sessions", tags=["service sessions"])
 class SessionIn(Body):
     volunteer_id: Id
     activity_id: Id
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
+    started_at: Instant
+    ended_at: Instant
     source_record_id: Id
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
@@ -39,8 +39,8 @@ class SessionWrite(BaseModel):
 
 
 class CorrectionIn(Body):
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
+    started_at: Instant
+    ended_at: Instant
     reason: Reason
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, status
 from pydantic import ConfigDict, Field
 
 from api.deps import RecorderWriter, ServicesDep, origin_of
-from api.schemas import Body, Created, Id, Text
+from api.schemas import Body, Created, Day, Id, Text
 from ledger.catalogue import TrainingAudience, TrainingForm, TrainingLevel
 
 router = APIRouter(prefix="/v1/training-completions", tags=["trainings"])
@@ -21,7 +20,7 @@ class TrainingIn(Body):
     form: TrainingForm
     audience: TrainingAudience
     title: Text
-    completed_on: date
+    completed_on: Day
     hours: Annotated[float, Field(gt=0, le=720)]
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import PUBLIC, Admin, MaybeActor, ServicesDep, origin_of
-from api.schemas import Body, Created, Id, Reason, Text
+from api.schemas import Body, Created, Day, Id, Reason, Text
 from ledger.catalogue import CivilizedLevel, UnitKind
 
 router = APIRouter(prefix="/v1/units", tags=["units"])
@@ -31,7 +30,7 @@ class UnitChange(Body):
 
 
 class UnitClosure(Body):
-    closed_on: date
+    closed_on: Day
     reason: Reason
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
-from api.schemas import Body, Created, Id, Reason, Text, Year
+from api.schemas import Body, Created, Day, Id, Reason, Text, Year
 from ledger.catalogue import Gender, PoliticalStatus
 from ledger.privacy import masked
 
@@ -23,7 +22,7 @@ Skill = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 
 
 class Personal(Body):
-    birth_date: date | None = None
+    birth_date: Day | None = None
     gender: Gender | None = None
     political_status: PoliticalStatus | None = None
     phone: Phone | None = None
@@ -34,7 +33,7 @@ class Personal(Body):
 class VolunteerIn(Personal):
     name: Text
     home_unit_id: Id
-    registered_on: date
+    registered_on: Day
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "name": "林小梅", "home_unit_id": "unit-…", "registered_on": "2017-03-01",
@@ -51,11 +50,11 @@ class VolunteerCreated(Created):
 
 class TransferIn(Body):
     to_unit_id: Id
-    effective_on: date
+    effective_on: Day
 
 
 class DeregistrationIn(Body):
-    deregistered_on: date
+    deregistered_on: Day
     reason: Reason
 
 

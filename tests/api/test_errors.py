@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from tests.api.conftest import District
 
 
@@ -75,3 +79,30 @@ def test_a_recorder_of_another_unit_is_a_403(district: District) -> None:
     response = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "o-1",
                                 token=district.recorder_b)
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("started_at", 1504483200),  # seconds since 1970: not RFC 3339
+    ("started_at", "1504483200"),
+    ("started_at", "2017-03-05"),  # a date is not a time
+    ("started_at", "2017-03-05T09:00:00"),  # no offset
+    ("ended_at", "2017-03-05 10:00:00+08:00"),
+])
+def test_a_time_that_is_not_rfc_3339_text_is_a_422_naming_it(district: District, field: str,
+                                                             value: Any) -> None:
+    body = {"volunteer_id": district.volunteer, "activity_id": district.activity,
+            "started_at": "2017-03-05T09:00:00+08:00", "ended_at": "2017-03-05T10:00:00+08:00",
+            "source_record_id": "fmt-1", field: value}
+    response = district.post("/v1/service-sessions", body)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert "RFC 3339" in response.json()["errors"][0]["detail"]
+
+
+@pytest.mark.parametrize("value", [1485907200, "2017-02-01T00:00:00+08:00", "20170201"])
+def test_a_date_that_is_not_yyyy_mm_dd_text_is_a_422_naming_it(district: District,
+                                                               value: Any) -> None:
+    response = district.post("/v1/volunteers", {
+        "name": "王芳", "home_unit_id": district.unit_a, "registered_on": value})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "registered_on"

@@ -50,8 +50,15 @@ def test_rankings_paginate_with_an_opaque_cursor(district: District) -> None:
     second = district.get("/v1/rankings/units", token=None, kind="subdistrict", limit=1,
                           cursor=first["next_cursor"]).json()
     assert second["items"][0]["unit_id"] != first["items"][0]["unit_id"]
-    assert district.get("/v1/rankings/units", token=None, kind="subdistrict",
-                        cursor="garbage!").status_code == 422
+    bad = district.get("/v1/rankings/units", token=None, kind="subdistrict", cursor="garbage!")
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "cursor"
+    # A cursor walks the list it was issued for: not the same kind under another basis.
+    other = district.get("/v1/rankings/units", token=None, kind="subdistrict", limit=1,
+                         basis="organised", cursor=first["next_cursor"])
+    assert other.status_code == 422 and other.json()["errors"][0]["field"] == "cursor"
+    # The page size may change from one page to the next.
+    assert district.get("/v1/rankings/units", token=None, kind="subdistrict", limit=5,
+                        cursor=first["next_cursor"]).status_code == 200
 
 
 def test_a_repeated_read_with_its_etag_is_a_304(district: District) -> None:
@@ -60,6 +67,10 @@ def test_a_repeated_read_with_its_etag_is_a_304(district: District) -> None:
     again = district.client.get("/v1/rankings/units", params={"kind": "subdistrict"},
                                 headers={"If-None-Match": tag})
     assert again.status_code == 304
+    assert tag.startswith('W/"')  # If-None-Match compares weakly: the strong form matches too
+    strong = district.client.get("/v1/rankings/units", params={"kind": "subdistrict"},
+                                 headers={"If-None-Match": f'"other", {tag[2:]}'})
+    assert strong.status_code == 304
 
 
 def test_the_b6_bulletin_counts_the_quarter_per_organising_unit(district: District) -> None:
