@@ -213,8 +213,13 @@ class RegistryUseCases(LedgerBase):
 
     def transfer_volunteer(self, origin: Origin, volunteer_id: str, to_unit_id: str,
                            effective_on: date) -> Written:
-        """Move a volunteer to another unit from a date on (a later record may back-date it)."""
+        """Move a volunteer to another unit from a date on (a later record may back-date it).
+
+        Not ahead of time: the ledger records what happened, and a volunteer's current unit is
+        the one of their latest transfer.
+        """
         require_role(origin.actor, Role.recorder)
+        check_not_future_day("effective_on", effective_on, district_today())
         unit = self._refer(Unit, to_unit_id, "to_unit_id", "unit")
         open_unit(unit, "to_unit_id")
 

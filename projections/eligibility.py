@@ -1,15 +1,18 @@
 """Award eligibility, evaluated when asked from the views and the award rules in force.
 
 Each criterion present in the rules is checked; `actual` is in the unit of `required` (hours
-for hours). A volunteer's star level, training and registered days are taken as of 31 December
-of the award year. Best organisation counts activities the organisation organised; best
-community counts its members' service (the `members` basis); best project counts each
-program's sessions in the year.
+for hours, rounded down to the hundredth so that it never reads as reaching a requirement it
+misses). A volunteer's star level, training and registered days are taken as of 31 December
+of the award year; the candidates for a volunteer award are the volunteers registered on or
+before that day and not deregistered before the year began. Best organisation counts
+activities the organisation organised; best community counts its members' service (the
+`members` basis); best project counts each program's sessions in the year.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -28,7 +31,7 @@ Check = Callable[[Facts, Any], tuple[Any, bool]]
 def _at_least(fact: str, scale: float = 1.0) -> Check:
     def check(facts: Facts, required: Any) -> tuple[Any, bool]:
         value = facts[fact]
-        actual = round(value / scale, 2) if scale != 1.0 else value
+        actual = math.floor(value / scale * 100) / 100 if scale != 1.0 else value
         return actual, value >= required * scale
 
     return check
@@ -49,7 +52,7 @@ def _clear_years(facts: Facts, required: Any) -> tuple[Any, bool]:
 
 def _per_volunteer(facts: Facts, required: Any) -> tuple[Any, bool]:
     per = facts["minutes"] / facts["volunteers"] if facts["volunteers"] else 0.0
-    return round(per / 60, 2), per >= required * 60
+    return math.floor(per / 60 * 100) / 100, per >= required * 60
 
 
 CHECKS: dict[str, Check] = {
@@ -109,8 +112,10 @@ def _volunteers(cur: ViewCursor, kind: AwardKind, year: int,
                 only: str | None) -> dict[str, Facts]:
     end = date(year, 12, 31)
     one, arg = (" AND volunteer_id = ?", [only]) if only is not None else ("", [])
-    people = cur.execute("SELECT volunteer_id, name, registered_on FROM hours_volunteers "
-                         f"WHERE 1 = 1{one}", arg).fetchall()
+    people = cur.execute(
+        "SELECT volunteer_id, name, registered_on FROM hours_volunteers WHERE registered_on <= ? "
+        f"AND (deregistered_on IS NULL OR deregistered_on >= ?){one}",
+        [end.isoformat(), date(year, 1, 1).isoformat(), *arg]).fetchall()
     in_year = _sums(cur, "SELECT volunteer_id, SUM(minutes) FROM hours_cells WHERE year = ?"
                     f"{one} GROUP BY volunteer_id", [year, *arg])
     to_date = _sums(cur, "SELECT volunteer_id, SUM(minutes) FROM hours_cells WHERE year <= ?"
@@ -130,7 +135,7 @@ def _volunteers(cur: ViewCursor, kind: AwardKind, year: int,
         vid: {
             "name": name, "year": year, "minutes": in_year.get(vid, 0),
             "star_level": star_level(to_date.get(vid, 0)), "trained": vid in trained,
-            "registered_days": max(0, (end - date.fromisoformat(registered_on)).days),
+            "registered_days": (end - date.fromisoformat(registered_on)).days,
             "no_voided": voided.get(vid, 0) == 0, "insured": vid in insured,
             "granted_years": granted.get(vid, set()),
         }

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import pytest
 
 from ledger import Ledger
+from ledger.registry import district_today
 from ledger.errors import ClosedReference, InvalidField, NotFound, UnknownReference
 from tests.factories import ADMIN, make_unit, make_volunteer
 
@@ -137,6 +138,16 @@ def test_a_transfer_may_not_take_effect_before_registration(ledger: Ledger) -> N
     with pytest.raises(InvalidField) as refused:
         ledger.transfer_volunteer(ADMIN, volunteer_id, make_unit(ledger), date(2017, 5, 31))
     assert refused.value.field == "effective_on"
+
+
+def test_a_transfer_may_not_take_effect_in_the_future(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger, registered_on=JUNE)
+    home = ledger.get_volunteer(volunteer_id).current_unit_id
+    tomorrow = district_today() + timedelta(days=1)
+    with pytest.raises(InvalidField) as refused:
+        ledger.transfer_volunteer(ADMIN, volunteer_id, make_unit(ledger), tomorrow)
+    assert refused.value.field == "effective_on"
+    assert ledger.get_volunteer(volunteer_id).current_unit_id == home
 
 
 def test_a_deregistered_volunteer_cannot_be_transferred(ledger: Ledger) -> None:

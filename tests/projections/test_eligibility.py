@@ -57,7 +57,7 @@ def test_a_failing_candidate_is_told_which_criteria_failed(ledger: Ledger,
 
 def test_star_level_and_training_are_taken_as_of_the_year_end(ledger: Ledger,
                                                               models: ReadModels) -> None:
-    volunteer = make_volunteer(ledger)
+    volunteer = make_volunteer(ledger, registered_on=date(2016, 6, 1))
     activity = make_long_activity(ledger, make_unit(ledger))
     for day in range(1, 6):
         serve(ledger, volunteer, activity, date(2017, 12, day), hours=20, start_hour=1)
@@ -154,3 +154,35 @@ def test_asking_about_someone_who_is_no_candidate_is_not_found(ledger: Ledger,
 
     with pytest.raises(NotFound):
         models.eligibility("best_community", 2017, unit)
+
+
+def test_candidates_are_the_volunteers_of_that_year(ledger: Ledger, models: ReadModels) -> None:
+    unit = make_unit(ledger)
+    in_2016 = make_volunteer(ledger, unit, registered_on=date(2016, 3, 1))
+    left_in_2016 = make_volunteer(ledger, unit, registered_on=date(2016, 3, 1))
+    ledger.deregister_volunteer(ADMIN, left_in_2016, date(2016, 12, 31), "moved away")
+    joined_2018 = make_volunteer(ledger, unit, registered_on=date(2018, 1, 1))
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {"min_registered_days": 0})
+    models.catch_up()
+
+    answer = models.eligibility(BEAUTIFUL, 2017)
+
+    assert answer is not None
+    ids = {item["candidate_id"] for item in answer["items"]}
+    assert in_2016 in ids and left_in_2016 not in ids and joined_2018 not in ids
+    with pytest.raises(NotFound):
+        models.eligibility(BEAUTIFUL, 2017, joined_2018)
+
+
+def test_hours_short_of_a_requirement_never_read_as_reaching_it(ledger: Ledger,
+                                                                models: ReadModels) -> None:
+    volunteer = make_volunteer(ledger)
+    activity = make_long_activity(ledger, make_unit(ledger))
+    serve(ledger, volunteer, activity, date(2017, 5, 1), hours=139 / 60)  # 2.3166… hours
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {"min_hours_in_year": 2.32})
+    models.catch_up()
+
+    answer = models.eligibility(BEAUTIFUL, 2017, volunteer)
+
+    assert answer is not None
+    assert criteria_of(answer["items"][0])["min_hours_in_year"] == (2.32, 2.31, False)
