@@ -10,6 +10,7 @@ from uuid import uuid4
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
+from ledger.calendar import service_date
 from ledger.errors import ClosedReference, InvalidField, OverlappingSession
 
 PERSONAL_FIELDS = ("birth_date", "gender", "political_status", "phone", "id_number", "skills")
@@ -84,18 +85,28 @@ class Volunteer(LedgerAggregate):
              meta: dict[str, Any]) -> None:
         """Reserve the volunteer's time for a new session."""
         self._ensure_active()
+        self._ensure_registered_by(started_at)
         self._ensure_free(started_at, ended_at, ignore=session_id)
         self._booked(session_id=session_id, started_at=started_at, ended_at=ended_at, **meta)
 
     def rebook(self, session_id: str, started_at: datetime, ended_at: datetime,
                meta: dict[str, Any]) -> None:
         """Move a session's reserved time after a correction."""
+        self._ensure_registered_by(started_at)
         self._ensure_free(started_at, ended_at, ignore=session_id)
         self._rebooked(session_id=session_id, started_at=started_at, ended_at=ended_at, **meta)
 
     def release(self, session_id: str, meta: dict[str, Any]) -> None:
         """Free the time of a voided session."""
         self._released(session_id=session_id, **meta)
+
+    def _ensure_registered_by(self, started_at: datetime) -> None:
+        """A session counts from the day the volunteer registered on: before it there is no
+        volunteer to credit, nor a unit for the `members` basis."""
+        day = service_date(started_at).isoformat()
+        if day < self.registered_on:
+            raise InvalidField(f"started_at falls on {day}, before the volunteer registered "
+                               f"({self.registered_on})", "started_at")
 
     def transfer(self, to_unit_id: str, effective_on: date, meta: dict[str, Any]) -> None:
         """Move the volunteer to another unit from a date on."""

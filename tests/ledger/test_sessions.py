@@ -166,6 +166,21 @@ def test_a_session_needs_a_known_activity(ledger: Ledger, volunteer: str) -> Non
     assert refused.value.field == "activity_id"
 
 
+def test_a_session_may_not_fall_before_the_volunteer_registered(ledger: Ledger,
+                                                                 long_activity: str) -> None:
+    newcomer = make_volunteer(ledger, registered_on=date(2017, 3, 5))
+    with pytest.raises(InvalidField) as refused:  # 23:30 on 4 March, district time
+        record(ledger, newcomer, long_activity, at(23, 30, day=date(2017, 3, 4)),
+               at(23, 50, day=date(2017, 3, 4)))
+    assert refused.value.field == "started_at" and "2017-03-05" in refused.value.message
+    # From the day of registration on, it counts; a correction cannot move it back either.
+    written = record(ledger, newcomer, long_activity, at(0, 10), at(1, 10))
+    with pytest.raises(InvalidField):
+        correct(ledger, written.id, at(22, day=date(2017, 3, 4)), at(23, day=date(2017, 3, 4)))
+    assert ledger.get_session(written.id).minutes == 60
+    assert live_minutes(ledger, newcomer) == 60
+
+
 def test_a_deregistered_volunteer_gets_no_new_session(ledger: Ledger, volunteer: str,
                                                       activity: str) -> None:
     ledger.deregister_volunteer(ADMIN, volunteer, date(2017, 9, 1), "moved away")

@@ -7,8 +7,8 @@ from datetime import date, timedelta
 import pytest
 
 from ledger import Ledger
-from ledger.registry import district_today
 from ledger.errors import ClosedReference, InvalidField, NotFound, UnknownReference
+from ledger.registry import district_today
 from tests.factories import ADMIN, make_unit, make_volunteer
 
 JUNE = date(2017, 6, 1)
