@@ -83,8 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.models.close()
             services.ledger.close()
 
+    # The documents are served by routes of ours (api/routes/operations.py), so that an
+    # unknown or revoked token is refused there as on every other route.
     app = FastAPI(title="volunteer-ledger", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     metrics = Metrics()
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)

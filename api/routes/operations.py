@@ -5,13 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 
 from api.deps import PUBLIC, MaybeActor, ServicesDep
 from ledger.catalogue import CATEGORY_NAMES, PROGRAMS, STAR_THRESHOLD_HOURS
 
 router = APIRouter(tags=["operations"])
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi_document(request: Request, actor: MaybeActor) -> JSONResponse:
+    """The OpenAPI document (public; an unknown or revoked token is refused, as everywhere)."""
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", include_in_schema=False)
+async def swagger_ui(actor: MaybeActor) -> HTMLResponse:
+    """The interactive documentation of /openapi.json."""
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="volunteer-ledger API")
+
+
+@router.get("/redoc", include_in_schema=False)
+async def redoc(actor: MaybeActor) -> HTMLResponse:
+    """The same document, read as a reference."""
+    return get_redoc_html(openapi_url="/openapi.json", title="volunteer-ledger API")
 
 
 @router.get("/healthz", openapi_extra=PUBLIC)

@@ -50,6 +50,9 @@ def _award(d: District) -> str:
 Route = tuple[str, str, Callable[[District], tuple[str, Any]], set[str]]
 ROUTES: list[Route] = [
     ("GET", "healthz", lambda d: ("/healthz", None), PUBLIC),
+    ("GET", "openapi", lambda d: ("/openapi.json", None), PUBLIC),
+    ("GET", "docs", lambda d: ("/docs", None), PUBLIC),
+    ("GET", "redoc", lambda d: ("/redoc", None), PUBLIC),
     ("GET", "programs", lambda d: ("/v1/programs", None), PUBLIC),
     ("GET", "rankings", lambda d: ("/v1/rankings/units?kind=subdistrict&year=2017", None), PUBLIC),
     ("GET", "bulletin", lambda d: ("/v1/bulletins/2017/1", None), PUBLIC),
