@@ -113,13 +113,25 @@ def tokens_create(
 
 @tokens.command("list")
 def tokens_list() -> None:
-    """List every token ever issued (never the token itself)."""
+    """List every token ever issued (never the token itself).
+
+    A table on a terminal; tab-separated lines, ids whole, when piped to another program.
+    """
     ledger = _ledger()
-    table = Table("id", "role", "unit", "label", "state")
-    for t in ledger.list_tokens():
-        table.add_row(t.id, t.role, t.unit_id or "", t.label, "live" if t.is_live else "revoked")
+    try:
+        rows = [(t.id, t.role, t.unit_id or "", t.label, "live" if t.is_live else "revoked")
+                for t in ledger.list_tokens()]
+    finally:
+        ledger.close()
+    header = ("id", "role", "unit", "label", "state")
+    if not sys.stdout.isatty():
+        for row in (header, *rows):
+            sys.stdout.write("\t".join(cell.replace("\t", " ") for cell in row) + "\n")
+        return
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
-    ledger.close()
 
 
 @tokens.command("revoke")
@@ -149,8 +161,8 @@ def _mount_read_side() -> None:
 
     @app.command()
     def demo(
-        volunteers: Annotated[int, typer.Option(help="How many volunteers.")] = 2000,
-        sessions: Annotated[int, typer.Option(help="How many service sessions.")] = 20000,
+        volunteers: Annotated[int, typer.Option(min=1, help="How many volunteers.")] = 2000,
+        sessions: Annotated[int, typer.Option(min=0, help="How many service sessions.")] = 20000,
         seed: Annotated[int, typer.Option(help="Random seed (same seed, same district).")] = 2017,
     ) -> None:
         """Fill the store with a realistic district from the 2017 plan."""

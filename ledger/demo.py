@@ -24,7 +24,7 @@ from ledger.demo_volunteers import (
     make_volunteers,
     run_singles,
 )
-from ledger.errors import Conflict
+from ledger.errors import Conflict, InvalidField
 from ledger.provenance import SYSTEM, Origin
 from ledger.sessions import SessionRecord
 from ledger.settings import Settings
@@ -43,6 +43,9 @@ AWARD_RULES_2017: dict[str, dict[str, float | int | bool]] = {
                        "min_hours_per_volunteer": 4},
     "best_project": {"min_sessions": 100, "min_volunteers": 50, "min_hours_in_year": 200},
 }
+
+
+UNIT_REGISTERED = "ledger.units:Unit.Registered"
 
 
 class DemoNeedsEmptyLedger(Conflict):
@@ -80,6 +83,12 @@ def generate_district(ledger: Ledger, volunteers: int, sessions: int, seed: int,
     """Fill an empty ledger with a district of `volunteers` volunteers and ~`sessions` sessions."""
     if ledger._get(VolunteerNumbers, VolunteerNumbers.ID) is not None:
         raise DemoNeedsEmptyLedger("the demo fills an empty ledger; this one has volunteers")
+    if ledger.recorder.select_notifications(1, 1, topics=[UNIT_REGISTERED]):
+        # e.g. an earlier demo stopped after its units: running again would add them twice.
+        raise DemoNeedsEmptyLedger("the demo fills an empty ledger; this one has units")
+    if volunteers < 1 or sessions < 0:
+        raise InvalidField("the demo needs at least one volunteer and no negative number of "
+                           "sessions", "volunteers" if volunteers < 1 else "sessions")
     report = progress or _quiet
     rng = random.Random(seed)
     origin = Origin(SYSTEM, source="demo")
@@ -206,7 +215,7 @@ def run_demo(volunteers: int, sessions: int, seed: int) -> None:
                 bar.update(tasks[stage], completed=done, total=total)
 
             summary = generate_district(ledger, volunteers, sessions, seed, show)
-    except DemoNeedsEmptyLedger as error:
+    except (DemoNeedsEmptyLedger, InvalidField) as error:
         console.print(f"[red]{error.message}[/red]")
         raise SystemExit(1) from None
     finally:

@@ -44,6 +44,26 @@ def test_a_recorder_token_without_a_unit_is_refused_on_stderr(database_url: str)
     assert created.stdout == "" and "unit_id" in created.stderr
 
 
+def test_tokens_list_piped_gives_whole_ids_that_revoke_takes(database_url: str) -> None:
+    _run(database_url, "tokens", "create", "--role", "auditor", "--label", "a long label " * 5)
+    listed = _run(database_url, "tokens", "list")  # stdout is a pipe here, as in a script
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert header == ["id", "role", "unit", "label", "state"]
+    token_id = rows[-1][0]
+    assert token_id.startswith("token-") and "…" not in token_id and rows[-1][4] == "live"
+    revoked = _run(database_url, "tokens", "revoke", token_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert _run(database_url, "tokens", "list").stdout.splitlines()[-1].endswith("\trevoked")
+
+
+def test_demo_refuses_nonsense_sizes_with_an_error(database_url: str) -> None:
+    for args in (["--volunteers", "-3"], ["--sessions", "-5"], ["--volunteers", "0"]):
+        refused = _run(database_url, "demo", *args)
+        assert refused.returncode != 0 and ("volunteers" in refused.stderr
+                                            or "sessions" in refused.stderr)
+
+
 def test_info_shows_the_store_and_the_last_position(database_url: str) -> None:
     assert _run(database_url, "init").returncode == 0
     info = _run(database_url, "info")

@@ -10,6 +10,7 @@ import pytest
 
 from ledger import Ledger, Settings
 from ledger.demo import DemoNeedsEmptyLedger, generate_district
+from tests.factories import make_unit
 
 VOLUNTEERS, SESSIONS, SEED = 60, 400, 5
 NAMED = ("梅列区", "列东街道", "列西街道", "徐碧街道", "陈大镇", "洋溪镇", "区民政局",
@@ -77,6 +78,13 @@ def test_sessions_last_one_to_four_hours_mostly_and_lie_in_2017(ledger: Ledger) 
     in_range = [e for e in events if 60 <= int(e["minutes"]) <= 240]  # type: ignore[call-overload]
     assert len(in_range) >= 0.85 * len(events)
     assert all(str(e["service_date"]).startswith("2017-") for e in events)
+
+
+def test_the_demo_refuses_a_ledger_that_has_units_but_no_volunteers(ledger: Ledger) -> None:
+    # An earlier demo that stopped after its units: a second run would register them twice.
+    make_unit(ledger)
+    with pytest.raises(DemoNeedsEmptyLedger):
+        generate_district(ledger, 20, 50, SEED)
 
 
 def test_the_demo_refuses_a_ledger_that_has_volunteers(ledger: Ledger) -> None:
