@@ -43,10 +43,16 @@ def _commit() -> str | None:
     return head + ("+" if dirty.strip() else "")
 
 
+STEPS = ("populate", "raw_import", "rebuild_read_models", "rebuild_all_views", "raw_scan",
+         "reads", "proofs", "raw_hash", "http")
+
+
 def _step(run: dict[str, Any], name: str, needs: str | None, step: Callable[..., dict[str, Any]],
           **kwargs: Any) -> None:
     """Run one step in its own process and keep its result, or why it did not run or failed."""
-    if needs is not None and not _available(needs):
+    if name not in run["steps"]:
+        run[name] = {"not_run": "not asked for (--steps)"}
+    elif needs is not None and not _available(needs):
         run[name] = {"not_run": f"{needs} does not exist"}
     else:
         try:
@@ -57,14 +63,16 @@ def _step(run: dict[str, Any], name: str, needs: str | None, step: Callable[...,
     print(f"  {name}: {shown}", flush=True)
 
 
-def bench_one(kind: str, events: int, seed: int, http: bool, base: Path) -> dict[str, Any]:
+def bench_one(kind: str, events: int, seed: int, http: bool, base: Path,
+              steps: frozenset[str] = frozenset(STEPS)) -> dict[str, Any]:
     """Every step for one store and size, in scratch stores dropped afterwards."""
     from bench.proofs import proofs, raw_hash
     from bench.reads import reads
     from bench.rebuilds import raw_scan, rebuild
     from bench.writes import populate, raw_import
 
-    run: dict[str, Any] = {"store": kind, "target_events": events}
+    run: dict[str, Any] = {"store": kind, "target_events": events,
+                           "steps": sorted({"populate", *steps})}
     print(f"{kind}, about {events:,} events", flush=True)
     with scratch(kind, base, "ledger") as url, scratch(kind, base, "plain") as plain_url:
         _step(run, "populate", None, populate, url=url, events=events, seed=seed)
@@ -102,10 +110,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
     parser.add_argument("--markdown", type=Path, default=HERE.parent / "docs" / "BENCHMARKS.md")
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--steps", help="comma-separated steps to run (populate always runs), "
+                        f"of: {', '.join(STEPS)}; e.g. populate,http for the HTTP figures alone")
     parser.add_argument("--append", action="store_true",
                         help="add this run's sizes to the runs already in --results (a long "
                         "growth point measured apart; each run keeps its own baselines)")
     args = parser.parse_args(argv)
+    steps = frozenset(args.steps.split(",") if args.steps else STEPS)
+    if steps - set(STEPS):
+        parser.error(f"unknown steps: {', '.join(sorted(steps - set(STEPS)))}")
     kinds = ["sqlite", "postgres"] if args.store == "both" else [args.store]
     if "postgres" in kinds and not postgres_answers():
         parser.error("PostgreSQL does not answer (set VLEDGER_BENCH_POSTGRES_URL)")
@@ -130,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         http_at = args.http_events or (HTTP_FULL_SIZE if args.full else min(sizes))
         for events in sizes:
             run = bench_one(kind, events, args.seed, http=events == http_at and not args.no_http,
-                            base=args.tmp)
+                            base=args.tmp, steps=steps)
             results["runs"].append({"started_at": started, "commit": commit, **run})
             results["total_s" if started == results["started_at"] else "appended_s"] = round(
                 time.perf_counter() - began, 1)

@@ -40,3 +40,16 @@ def test_a_growth_point_measured_apart_is_appended_under_the_earlier_run(tmp_pat
         r["populate"]["events"] for r in found["runs"]}
     text = page.read_text()
     assert "added with `--append`" in text and "sqlite at 900 events" in text
+
+
+def test_chosen_steps_run_alone_and_list_only_what_they_measured(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    main(["--store", "sqlite", "--events", "450", "--no-http", "--steps", "raw_scan",
+          "--results", str(results), "--markdown", str(tmp_path / "B.md"),
+          "--tmp", str(tmp_path)])
+    found = json.loads(results.read_text())
+    run = found["runs"][0]
+    assert run["populate"]["sessions"] > 100 and run["raw_scan"]["events_per_s"] > 0
+    assert run["reads"] == {"not_run": "not asked for (--steps)"}
+    # No figure had both its steps run (the HTTP row says why HTTP did not run).
+    assert all(r["figure"].startswith("HTTP") for r in found["comparisons"])
