@@ -65,8 +65,14 @@ def _print(report: Report, out: Console) -> None:
     if cp:
         out.print(f"checkpoint: tree_size {cp['tree_size']}, root {cp['root_hash']}, "
                   f"key {cp['key_id']}")
-    out.print("[green]the log verifies[/green]" if report.ok
-              else "[bold red]the log does NOT verify[/bold red]")
+    if not report.ok:
+        out.print("[bold red]the log does NOT verify[/bold red]")
+    elif report.events > report.leaves:  # say how far the proof reaches, not only that it holds
+        out.print(f"[green]the log verifies[/green] up to tree size {report.leaves}; "
+                  f"[yellow]{report.events - report.leaves} newer events are not in the audit "
+                  "log yet (run the projections)[/yellow]")
+    else:
+        out.print(f"[green]the log verifies[/green]: all {report.events} events")
 
 
 @app.command()

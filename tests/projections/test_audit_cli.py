@@ -42,6 +42,15 @@ def test_an_untouched_log_verifies(views: Runner, tmp_path: Path) -> None:
     assert verify_checkpoint(key.public_key_pem(), json.loads(saved.read_text()))
 
 
+def test_verify_says_how_far_the_tree_reaches_when_events_are_newer(views: Runner,
+                                                                    ledger: Ledger) -> None:
+    fill_ledger(ledger, sessions=1)  # written after the audit log last caught up
+    result = verify()
+    assert result.exit_code == 0, result.output
+    assert "verifies up to tree size" in result.output
+    assert "not in the audit log yet" in result.output
+
+
 def test_a_changed_event_fails_verification(views: Runner, ledger: Ledger) -> None:
     tamper_with_events(views.store, ledger, "UPDATE {table} SET state = ? WHERE {id} = ?",
            (b'{"minutes":6000}', 5))
