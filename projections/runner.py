@@ -72,6 +72,9 @@ class Runner:
         self.rebuild_page_size = max(page_size, REBUILD_PAGE_SIZE)
         self._lock = threading.Lock()
         self._known_position = 0
+        # Why the last catch-up stopped short, until one gets through: (position, error).
+        # A view that cannot fold an event stops there and lags for ever; /readyz says so.
+        self.failure: tuple[int, str] | None = None
         self.setup()
 
     def setup(self) -> None:
@@ -136,13 +139,24 @@ class Runner:
                 return self._known_position
             target = self.head() if until is None else until
             while True:
-                reached, done = self._step(target, page_size or self.page_size,
-                                           pages_per_transaction)
+                try:
+                    reached, done = self._step(target, page_size or self.page_size,
+                                               pages_per_transaction)
+                except Exception as error:
+                    self.failure = (self._stopped_at(), f"{type(error).__name__}: {error}")
+                    raise
+                self.failure = None
                 self._known_position = reached
                 if progress is not None:
                     progress(reached, self.head())
                 if done:
                     return reached
+
+    def _stopped_at(self) -> int:
+        try:
+            return self.position()
+        except Exception:  # the store itself is gone: the last position this process saw
+            return self._known_position
 
     def _step(self, until: int | None, page_size: int,
               pages_per_transaction: int) -> tuple[int, bool]:

@@ -45,7 +45,11 @@ def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
 
 @router.get("/readyz", openapi_extra=PUBLIC)
 def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
-    """200 when every view is within the configured lag of the store's head, else 503."""
+    """200 when every view is within the configured lag of the store's head; 503 when one lags
+    further, or when the views stopped at an event they cannot read (with the error)."""
+    failure = services.models.runner.failure
+    if failure is not None:  # not a lag that will pass: the views cannot read on
+        raise HTTPException(503, f"the views stopped at position {failure[0]}: {failure[1]}")
     statuses = services.models.runner.status()
     lag = max((s.lag for s in statuses), default=0)
     body = {"status": "ok" if lag <= services.settings.max_view_lag_events else "lagging",
