@@ -57,7 +57,18 @@ def events(actor: AuditReader, services: ServicesDep,
 
 @router.get("/v1/audit/checkpoint", openapi_extra=PUBLIC)
 def checkpoint(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
-    """The signed root of the Merkle tree over every event (RFC 9162)."""
+    """The signed root of the Merkle tree over every event (RFC 9162).
+
+    To check it without our code: `signature` (standard base64) is an Ed25519 signature, by
+    the key of `GET /v1/audit/public-key`, over exactly these ASCII bytes, each line ending in
+    a line feed: `vledger-checkpoint`, `tree_size` in decimal, `root_hash` (64 lowercase hex
+    digits), `signed_at` (RFC 3339, UTC). `key_id` is the first 16 hex digits of SHA-256 over
+    the 32-byte raw public key. A leaf is SHA-256(0x00 ‖ input) and a node SHA-256(0x01 ‖ left
+    ‖ right), as RFC 9162 §2.1; a leaf's input is 0x01, the position (8 bytes, big-endian),
+    then the originator id, the version (8 bytes), the topic and the stored state, each text
+    preceded by its length in 4 bytes (big-endian), as `GET /v1/events` and the inclusion
+    proof name them.
+    """
     services.models.catch_up()
     result: dict[str, Any] = services.auditor.checkpoint()
     return result
