@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel
 
-from api.deps import Admin, ServicesDep, origin_of
-from api.schemas import Body, Created, Id, Reason
+from api.deps import Admin, AuditReader, ServicesDep, origin_of
+from api.schemas import Body, Created, Id, Reason, paginate
 from ledger.catalogue import Role
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
@@ -47,11 +47,21 @@ def issue_token(body: TokenIn, actor: Admin, services: ServicesDep) -> dict[str,
             "role": body.role.value, "unit_id": body.unit_id}
 
 
-@router.get("", response_model=list[TokenOut])
-def list_tokens(actor: Admin, services: ServicesDep) -> list[dict[str, Any]]:
-    """Every token ever issued (never the token itself)."""
-    return [{"id": t.id, "role": t.role, "unit_id": t.unit_id, "label": t.label,
-             "revoked": not t.is_live} for t in services.ledger.list_tokens()]
+class TokenPage(BaseModel):
+    items: list[TokenOut]
+    next_cursor: str | None
+
+
+@router.get("", response_model=TokenPage)
+def list_tokens(request: Request, actor: AuditReader, services: ServicesDep,
+                limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+                cursor: str | None = None) -> dict[str, Any]:
+    """Every token ever issued, oldest first (never the token itself). Auditors read it too:
+    who holds access is part of what they check."""
+    tokens = [{"id": t.id, "role": t.role, "unit_id": t.unit_id, "label": t.label,
+               "revoked": not t.is_live} for t in services.ledger.list_tokens()]
+    items, next_cursor = paginate(tokens, limit, cursor, request)
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.post("/{token_id}/revoke", response_model=Created)

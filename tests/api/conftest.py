@@ -83,8 +83,8 @@ def district(client: TestClient) -> District:
         "program_code": "B5", "organiser_unit_id": unit_a, "title": "学雷锋纪念日",
         "starts_at": T0, "ends_at": T1})["id"]
     revoked = issue(client, "auditor")
-    token_id = next(t["id"] for t in client.get("/v1/tokens", headers=bearer(ADMIN_TOKEN)).json()
-                    if t["label"] == "test auditor")
+    listed = client.get("/v1/tokens", headers=bearer(ADMIN_TOKEN)).json()["items"]
+    token_id = next(t["id"] for t in listed if t["label"] == "test auditor")
     response = client.post(f"/v1/tokens/{token_id}/revoke", json={"reason": "left"},
                            headers=bearer(ADMIN_TOKEN))
     assert response.status_code == 200, response.text

@@ -96,6 +96,7 @@ ROUTES: list[Route] = [
         "decision_ref": "梅文明〔2017〕12号"}), COMMITTEE),
     ("POST", "revoke", lambda d: (f"/v1/awards/{_award(d)}/revoke", {"reason": "x"}), COMMITTEE),
     ("POST", "token", lambda d: ("/v1/tokens", {"role": "auditor"}), ADMIN),
+    ("GET", "tokens", lambda d: ("/v1/tokens", None), AUDIT),
 ]
 
 
