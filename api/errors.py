@@ -121,7 +121,9 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     for err in exc.errors():
         message = str(err.get("msg", "invalid value"))
         message = message.removeprefix("Value error, ")
-        errors.append({"field": _field(err.get("loc", ())), "detail": message})
+        # A body that is not JSON at all is located at its character offset: name the body.
+        field = "body" if err.get("type") == "json_invalid" else _field(err.get("loc", ()))
+        errors.append({"field": field, "detail": message})
     detail = "; ".join(f"{e['field']}: {e['detail']}" for e in errors) or "invalid request"
     return problem(422, detail, kind="validation-error", errors=errors)
 

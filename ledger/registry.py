@@ -146,7 +146,12 @@ class RegistryUseCases(LedgerBase):
             unit = self._refer(Unit, app.home_unit_id, "home_unit_id", "unit")
             open_unit(unit, "home_unit_id")
             require_unit(origin.actor, app.home_unit_id, "volunteers")
-            checked.append((new_volunteer_id(), name, app, self._check_personal(app.personal)))
+            personal = self._check_personal(app.personal)
+            born = personal.get("birth_date")
+            if born is not None and born > app.registered_on.isoformat():
+                raise InvalidField(f"birth_date {born} is after registered_on "
+                                   f"{app.registered_on.isoformat()}", "birth_date")
+            checked.append((new_volunteer_id(), name, app, personal))
 
         def attempt() -> tuple[list[Written], list[str]]:
             numbers = self._get(VolunteerNumbers, VolunteerNumbers.ID)
@@ -206,6 +211,10 @@ class RegistryUseCases(LedgerBase):
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)
             require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
+            born = clean.get("birth_date")
+            if born is not None and born > volunteer.registered_on:
+                raise InvalidField(f"birth_date {born} is after registered_on "
+                                   f"{volunteer.registered_on}", "birth_date")
             volunteer.update_personal(clean, origin.meta())
             return Written(volunteer.id, self._save(volunteer))
 

@@ -50,6 +50,7 @@ def test_a_body_that_is_not_json_is_a_422(district: District) -> None:
         headers={"Authorization": "Bearer test-admin-token-0123456789",
                  "Content-Type": "application/json"})
     assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["body"]
     assert response.headers["content-type"].startswith("application/problem+json")
 
 

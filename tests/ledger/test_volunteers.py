@@ -94,6 +94,18 @@ def test_personal_data_can_be_updated(ledger: Ledger) -> None:
     assert (volunteer.name, volunteer.personal["gender"]) == ("新名字", "female")
 
 
+def test_a_volunteer_cannot_be_born_after_registering(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        ledger.register_volunteer(ADMIN, "A", make_unit(ledger), JUNE,
+                                  birth_date=JUNE + timedelta(days=1))
+    assert refused.value.field == "birth_date"
+    volunteer_id = make_volunteer(ledger, registered_on=JUNE)
+    with pytest.raises(InvalidField):
+        ledger.update_volunteer(ADMIN, volunteer_id, {"birth_date": JUNE + timedelta(days=1)})
+    ledger.update_volunteer(ADMIN, volunteer_id, {"birth_date": date(1990, 1, 1)})
+    assert ledger.get_volunteer(volunteer_id).personal["birth_date"] == "1990-01-01"
+
+
 def test_a_transfer_takes_effect_on_its_date(ledger: Ledger) -> None:
     home, other = make_unit(ledger), make_unit(ledger)
     volunteer_id = make_volunteer(ledger, home_unit_id=home)
