@@ -144,7 +144,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for events in sizes:
             run = bench_one(kind, events, args.seed, http=events == http_at and not args.no_http,
                             base=args.tmp, steps=steps)
-            results["runs"].append({"started_at": started, "commit": commit, **run})
+            settings = {k: v for k, v in os.environ.items()  # what the steps' Settings read
+                        if k.startswith("VLEDGER_") and "TOKEN" not in k}
+            results["runs"].append({"started_at": started, "commit": commit,
+                                    "settings": settings, **run})
             results["total_s" if started == results["started_at"] else "appended_s"] = round(
                 time.perf_counter() - began, 1)
             results["comparisons"] = comparisons(results["runs"])
