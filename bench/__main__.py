@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,16 @@ FULL_SIZES = {"sqlite": [100_000, 1_000_000, 2_250_000],
 
 def _available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
+
+
+def _head(url: str) -> int:
+    from ledger import Ledger, Settings
+
+    ledger = Ledger(Settings(database_url=url))
+    try:
+        return ledger.head()
+    finally:
+        ledger.close()
 
 
 def _commit() -> str | None:
@@ -64,8 +75,10 @@ def _step(run: dict[str, Any], name: str, needs: str | None, step: Callable[...,
 
 
 def bench_one(kind: str, events: int, seed: int, http: bool, base: Path,
-              steps: frozenset[str] = frozenset(STEPS)) -> dict[str, Any]:
-    """Every step for one store and size, in scratch stores dropped afterwards."""
+              steps: frozenset[str] = frozenset(STEPS),
+              existing: str | None = None) -> dict[str, Any]:
+    """Every step for one store and size, in scratch stores dropped afterwards; or, with
+    `existing`, against a store filled before (its views are rebuilt; it is kept)."""
     from bench.proofs import proofs, raw_hash
     from bench.reads import reads
     from bench.rebuilds import raw_scan, rebuild
@@ -74,8 +87,13 @@ def bench_one(kind: str, events: int, seed: int, http: bool, base: Path,
     run: dict[str, Any] = {"store": kind, "target_events": events,
                            "steps": sorted({"populate", *steps})}
     print(f"{kind}, about {events:,} events", flush=True)
-    with scratch(kind, base, "ledger") as url, scratch(kind, base, "plain") as plain_url:
-        _step(run, "populate", None, populate, url=url, events=events, seed=seed)
+    with (nullcontext(existing) if existing else scratch(kind, base, "ledger")) as url, \
+            scratch(kind, base, "plain") as plain_url:
+        if existing:
+            run["populate"] = {"not_run": "an existing store (--existing)",
+                               "events": _head(existing)}
+        else:
+            _step(run, "populate", None, populate, url=url, events=events, seed=seed)
         if "error" in run["populate"]:
             return run
         _step(run, "raw_import", None, raw_import, ledger_url=url, baseline_url=plain_url)
@@ -112,6 +130,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--steps", help="comma-separated steps to run (populate always runs), "
                         f"of: {', '.join(STEPS)}; e.g. populate,http for the HTTP figures alone")
+    parser.add_argument("--existing", help="the URL of a store filled before (e.g. by "
+                        "`vledger demo`): run the steps on it instead of populating a scratch "
+                        "store; its views are rebuilt, the store is kept (one store, one size)")
     parser.add_argument("--append", action="store_true",
                         help="add this run's sizes to the runs already in --results (a long "
                         "growth point measured apart; each run keeps its own baselines)")
@@ -120,6 +141,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if steps - set(STEPS):
         parser.error(f"unknown steps: {', '.join(sorted(steps - set(STEPS)))}")
     kinds = ["sqlite", "postgres"] if args.store == "both" else [args.store]
+    if args.existing:
+        kinds = ["postgres" if args.existing.startswith("postgres") else "sqlite"]
+        args.events = args.events or str(_head(args.existing))
     if "postgres" in kinds and not postgres_answers():
         parser.error("PostgreSQL does not answer (set VLEDGER_BENCH_POSTGRES_URL)")
     presets = FULL_SIZES if args.full else DEFAULT_SIZES
@@ -143,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         http_at = args.http_events or (HTTP_FULL_SIZE if args.full else min(sizes))
         for events in sizes:
             run = bench_one(kind, events, args.seed, http=events == http_at and not args.no_http,
-                            base=args.tmp, steps=steps)
+                            base=args.tmp, steps=steps, existing=args.existing)
             settings = {k: v for k, v in os.environ.items()  # what the steps' Settings read
                         if k.startswith("VLEDGER_") and "TOKEN" not in k}
             results["runs"].append({"started_at": started, "commit": commit,

@@ -53,3 +53,24 @@ def test_chosen_steps_run_alone_and_list_only_what_they_measured(tmp_path: Path)
     assert run["reads"] == {"not_run": "not asked for (--steps)"}
     # No figure had both its steps run (the HTTP row says why HTTP did not run).
     assert all(r["figure"].startswith("HTTP") for r in found["comparisons"])
+
+
+def test_an_existing_store_is_measured_and_kept(tmp_path: Path) -> None:
+    from ledger import Ledger, Settings
+    from ledger.demo import generate_district
+
+    url = f"sqlite:///{tmp_path / 'filled.db'}"
+    ledger = Ledger(Settings(database_url=url))
+    try:
+        head = generate_district(ledger, 20, 150, 7).position
+    finally:
+        ledger.close()
+    results = tmp_path / "results.json"
+    main(["--existing", url, "--no-http", "--steps", "rebuild_read_models,raw_scan",
+          "--results", str(results), "--markdown", str(tmp_path / "B.md"),
+          "--tmp", str(tmp_path)])
+    run = json.loads(results.read_text())["runs"][0]
+    assert run["store"] == "sqlite" and run["target_events"] == head
+    assert run["populate"]["not_run"].startswith("an existing store")
+    assert run["rebuild_read_models"]["events"] == head
+    assert (tmp_path / "filled.db").exists()
