@@ -23,7 +23,7 @@ from ledger.errors import (
 )
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
-from ledger.settings import Settings, StoreLocation
+from ledger.settings import Settings, StoreLocation, turn_off_jit
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
 
@@ -97,6 +97,8 @@ class LedgerBase(Application[str]):
         location = self.settings.store()
         store_env = location.eventsourcing_env()
         store_env.update(env or {})
+        if location.kind == "postgres":
+            turn_off_jit()
         with _setting_up(location):
             super().__init__(env=store_env)
         if location.kind == "sqlite":

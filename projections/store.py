@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from ledger.settings import StoreLocation
+from ledger.settings import NO_JIT, StoreLocation
 from ledger.sql import one_of, values_of
 
 _INSERT_VALUES = re.compile(r"^(INSERT INTO [^?]*? )VALUES (\([?, ]+\))([^?]*)$", re.DOTALL)
@@ -131,7 +131,7 @@ class ViewStore:
                 kwargs={
                     "host": location.host, "port": location.port, "user": location.user,
                     "password": location.password, "dbname": location.dbname,
-                    "options": f"-c search_path={location.schema}",
+                    "options": f"-c search_path={location.schema} {NO_JIT}",
                     "connect_timeout": 10, "autocommit": True,
                 },
                 min_size=1, max_size=16, open=True,

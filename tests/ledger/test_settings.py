@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -98,3 +100,24 @@ def test_a_database_url_of_another_kind_is_refused_clearly(url: str) -> None:
 def test_a_ledger_on_a_bad_database_url_does_not_start() -> None:
     with pytest.raises(ValueError, match="VLEDGER_DATABASE_URL"):
         Ledger(Settings(database_url="mysql://u@h/db"))
+
+
+def test_postgresql_connections_of_the_ledger_and_the_views_run_without_jit() -> None:
+    # JIT compiled the loader's short statements (~11 ms each on a 2M-event log).
+    from projections.store import ViewStore
+    from tests.conftest import PG_URL, _pg_connect, _require_postgres
+
+    _require_postgres()
+    schema = f"nojit_{os.getpid()}"
+    ledger = Ledger(Settings(database_url=f"{PG_URL}?schema={schema}"))
+    views = ViewStore(ledger.settings.store())
+    try:
+        datastore: Any = ledger.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=False) as cur:
+            cur.execute("SHOW jit")
+            assert cur.fetchone()["jit"] == "off"
+        assert views.query("SHOW jit") == [("off",)]
+    finally:
+        views.close()
+        ledger.close()
+        _pg_connect(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
