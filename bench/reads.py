@@ -20,6 +20,7 @@ from projections.rankings import unit_rankings as view_rankings
 from projections.store import ViewCursor, ViewStore
 
 KINDS = ("community", "school", "organisation", "department", "subdistrict", "town")
+PLAIN_TABLES = ("bench_plain_sessions", "bench_plain_units")
 PLAIN_DDL = (
     "CREATE TABLE bench_plain_units (unit_id TEXT PRIMARY KEY, name TEXT, kind TEXT)",
     "CREATE TABLE bench_plain_sessions (session_id TEXT PRIMARY KEY, volunteer_id TEXT, "
@@ -58,6 +59,7 @@ def load_plain(ledger: Ledger, store: ViewStore, chunk: int = 10_000) -> list[st
 
     insert = "INSERT INTO bench_plain_sessions VALUES (?, ?, ?, ?, ?, ?, ?)"
     with store.transaction() as cur:
+        drop_plain(cur)  # an existing store measured again (--existing) may hold them
         for ddl in PLAIN_DDL:
             cur.execute(ddl)
         cur.executemany("INSERT INTO bench_plain_units VALUES (?, ?, ?)", units)
@@ -77,6 +79,11 @@ def load_plain(ledger: Ledger, store: ViewStore, chunk: int = 10_000) -> list[st
         with store.transaction() as cur:
             cur.execute("ANALYZE bench_plain_sessions")
     return sorted(memberships)
+
+
+def drop_plain(cur: ViewCursor) -> None:
+    for table in PLAIN_TABLES:
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def plain_hours(cur: ViewCursor, volunteer_id: str) -> dict[str, Any]:
@@ -154,6 +161,8 @@ def reads(url: str, volunteers: int = 500, rounds: int = 3) -> dict[str, Any]:
         remembered_h, _ = _timed([partial(models.volunteer_hours, v) for v in ids * 2])
         remembered_r, _ = _timed([partial(models.unit_rankings, k, b, 2017) for k, b in cases])
     finally:
+        with store.transaction() as cur:  # leave the store as it was
+            drop_plain(cur)
         store.close()
         models.close()
         ledger.close()
