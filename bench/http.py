@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ledger import Ledger, Settings
+from ledger.activities import Activity
+from ledger.aggregate import event_topic
 
 TOKEN = "bench-admin-token-not-secret"
 WORKERS = 2  # one per core: a single process spends its time on the GIL, not on requests
@@ -111,7 +113,7 @@ def _earlier_runs(ledger: Ledger) -> int:
     count, start = 0, 1
     while True:
         page = ledger.recorder.select_notifications(
-            start, 5000, topics=["ledger.activities:Activity.Planned"])
+            start, 5000, topics=[event_topic(Activity, "Planned")])
         count += sum(1 for n in page if b"benchmark" in bytes(n.state))
         if len(page) < 5000:
             return count

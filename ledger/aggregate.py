@@ -63,3 +63,9 @@ class LedgerAggregate(BaseAggregate[str]):
 
 
 __all__ = ["LedgerAggregate", "LedgerEvent", "LedgerSnapshot"]
+
+
+def event_topic(aggregate: type, event_name: str) -> str:
+    """The stored topic of one of an aggregate's events (e.g. "ledger.units:Unit.Registered"),
+    to select notifications of that kind."""
+    return f"{aggregate.__module__}:{aggregate.__qualname__}.{event_name}"

@@ -12,6 +12,7 @@ from ledger.access import (
     token_digest,
     token_id_for,
 )
+from ledger.aggregate import event_topic
 from ledger.awards import (
     RECIPIENT_KIND,
     Award,
@@ -171,7 +172,7 @@ class CommendationUseCases(LedgerBase):
 
     def list_tokens(self) -> list[AccessToken]:
         """Every token grant ever issued, live or revoked."""
-        topic_prefix = f"{AccessToken.__module__}:{AccessToken.__qualname__}.Issued"
+        topic_prefix = event_topic(AccessToken, "Issued")
         ids: list[str] = []
         start = 1
         while True:

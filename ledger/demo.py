@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from ledger.aggregate import event_topic
 from ledger.application import Ledger
 from ledger.demo_activities import DemoActivity, SessionPlanner, make_activities
 from ledger.demo_units import district_units, register_units
@@ -28,6 +29,7 @@ from ledger.errors import Conflict, InvalidField
 from ledger.provenance import SYSTEM, Origin
 from ledger.sessions import SessionRecord
 from ledger.settings import Settings
+from ledger.units import Unit
 from ledger.volunteers import VolunteerNumbers
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -43,9 +45,6 @@ AWARD_RULES_2017: dict[str, dict[str, float | int | bool]] = {
                        "min_hours_per_volunteer": 4},
     "best_project": {"min_sessions": 100, "min_volunteers": 50, "min_hours_in_year": 200},
 }
-
-
-UNIT_REGISTERED = "ledger.units:Unit.Registered"
 
 
 class DemoNeedsEmptyLedger(Conflict):
@@ -83,7 +82,7 @@ def generate_district(ledger: Ledger, volunteers: int, sessions: int, seed: int,
     """Fill an empty ledger with a district of `volunteers` volunteers and ~`sessions` sessions."""
     if ledger._get(VolunteerNumbers, VolunteerNumbers.ID) is not None:
         raise DemoNeedsEmptyLedger("the demo fills an empty ledger; this one has volunteers")
-    if ledger.recorder.select_notifications(1, 1, topics=[UNIT_REGISTERED]):
+    if ledger.recorder.select_notifications(1, 1, topics=[event_topic(Unit, "Registered")]):
         # e.g. an earlier demo stopped after its units: running again would add them twice.
         raise DemoNeedsEmptyLedger("the demo fills an empty ledger; this one has units")
     if volunteers < 1 or sessions < 0:
