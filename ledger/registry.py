@@ -147,10 +147,7 @@ class RegistryUseCases(LedgerBase):
             open_unit(unit, "home_unit_id")
             require_unit(origin.actor, app.home_unit_id, "volunteers")
             personal = self._check_personal(app.personal)
-            born = personal.get("birth_date")
-            if born is not None and born > app.registered_on.isoformat():
-                raise InvalidField(f"birth_date {born} is after registered_on "
-                                   f"{app.registered_on.isoformat()}", "birth_date")
+            _check_born_by(personal, app.registered_on.isoformat())
             checked.append((new_volunteer_id(), name, app, personal))
 
         def attempt() -> tuple[list[Written], list[str]]:
@@ -211,10 +208,7 @@ class RegistryUseCases(LedgerBase):
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)
             require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
-            born = clean.get("birth_date")
-            if born is not None and born > volunteer.registered_on:
-                raise InvalidField(f"birth_date {born} is after registered_on "
-                                   f"{volunteer.registered_on}", "birth_date")
+            _check_born_by(clean, volunteer.registered_on)
             volunteer.update_personal(clean, origin.meta())
             return Written(volunteer.id, self._save(volunteer))
 
@@ -341,3 +335,11 @@ class RegistryUseCases(LedgerBase):
             return Written(activity.id, self._save(activity))
 
         return self._retrying(attempt)
+
+
+def _check_born_by(personal: dict[str, Any], registered_on: str) -> None:
+    """A volunteer is born on or before the day they register (ISO dates compare as text)."""
+    born = personal.get("birth_date")
+    if born is not None and born > registered_on:
+        raise InvalidField(f"birth_date {born} is after registered_on {registered_on}",
+                           "birth_date")

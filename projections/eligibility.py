@@ -28,10 +28,15 @@ Facts = dict[str, Any]
 Check = Callable[[Facts, Any], tuple[Any, bool]]
 
 
+def _down_to_hundredths(value: float) -> float:
+    """Shown this way, an actual never reads as reaching a requirement it misses."""
+    return math.floor(value * 100) / 100
+
+
 def _at_least(fact: str, scale: float = 1.0) -> Check:
     def check(facts: Facts, required: Any) -> tuple[Any, bool]:
         value = facts[fact]
-        actual = math.floor(value / scale * 100) / 100 if scale != 1.0 else value
+        actual = _down_to_hundredths(value / scale) if scale != 1.0 else value
         return actual, value >= required * scale
 
     return check
@@ -52,7 +57,7 @@ def _clear_years(facts: Facts, required: Any) -> tuple[Any, bool]:
 
 def _per_volunteer(facts: Facts, required: Any) -> tuple[Any, bool]:
     per = facts["minutes"] / facts["volunteers"] if facts["volunteers"] else 0.0
-    return math.floor(per / 60 * 100) / 100, per >= required * 60
+    return _down_to_hundredths(per / 60), per >= required * 60
 
 
 CHECKS: dict[str, Check] = {
