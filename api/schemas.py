@@ -37,27 +37,23 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _instant_text(value: Any) -> Any:
-    """Times are RFC 3339 text with an offset: not a number of seconds, not a bare date."""
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        raise ValueError("must be an RFC 3339 date-time with an offset, written as text "
-                         "(e.g. 2017-03-05T09:00:00+08:00)")
-    return value
+def _written_as(kind: type, pattern: re.Pattern[str], rule: str) -> BeforeValidator:
+    """Accept a value of `kind`, or text matching `pattern` for pydantic to parse; refuse
+    anything else (pydantic's lax mode would take a number of seconds as a time)."""
+    def check(value: Any) -> Any:
+        if isinstance(value, kind) or (isinstance(value, str) and pattern.fullmatch(value)):
+            return value
+        raise ValueError(rule)
+
+    return BeforeValidator(check)
 
 
-def _day_text(value: Any) -> Any:
-    """Dates are YYYY-MM-DD text: not a number, not a date-time."""
-    if isinstance(value, date):
-        return value
-    if not isinstance(value, str) or not _DAY.fullmatch(value):
-        raise ValueError("must be a date written as text, YYYY-MM-DD (e.g. 2017-03-05)")
-    return value
-
-
-Instant = Annotated[AwareDatetime, BeforeValidator(_instant_text)]
-Day = Annotated[date, BeforeValidator(_day_text)]
+# Times are RFC 3339 text with an offset; dates are YYYY-MM-DD text.
+Instant = Annotated[AwareDatetime, _written_as(
+    datetime, _RFC3339, "must be an RFC 3339 date-time with an offset, written as text "
+    "(e.g. 2017-03-05T09:00:00+08:00)")]
+Day = Annotated[date, _written_as(
+    date, _DAY, "must be a date written as text, YYYY-MM-DD (e.g. 2017-03-05)")]
 Year = Annotated[int, Field(ge=2000, le=2100)]
 
 
@@ -83,12 +79,12 @@ def _list_of(request: Request) -> str:
     return hashlib.sha256(repr((request.url.path, params)).encode()).hexdigest()[:12]
 
 
-def page_cursor(offset: int, request: Request) -> str:
-    raw = json.dumps({"o": offset, "q": _list_of(request)}).encode()
+def page_cursor(offset: int, list_of: str) -> str:
+    raw = json.dumps({"o": offset, "q": list_of}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def read_cursor(cursor: str | None, request: Request) -> int:
+def read_cursor(cursor: str | None, list_of: str) -> int:
     """The offset an opaque cursor stands for; 422 naming `cursor` when it is not one this
     service issued, or was issued for another list (other path, filters or period)."""
     if not cursor:
@@ -101,7 +97,7 @@ def read_cursor(cursor: str | None, request: Request) -> int:
             raise ValueError
     except Exception:
         raise InvalidField("cursor is not a cursor this service issued", "cursor") from None
-    if found.get("q") != _list_of(request):
+    if found.get("q") != list_of:
         raise InvalidField("cursor was issued for another list (other path or parameters); "
                            "start again without a cursor", "cursor")
     return offset
@@ -110,11 +106,12 @@ def read_cursor(cursor: str | None, request: Request) -> int:
 def paginate(items: list[Any], limit: int | None, cursor: str | None,
              request: Request) -> tuple[list[Any], str | None]:
     """A page of a list and the cursor of the next page (None at the end)."""
-    offset = read_cursor(cursor, request)
+    list_of = _list_of(request)
+    offset = read_cursor(cursor, list_of)
     if limit is None:
         return items[offset:], None
     end = offset + limit
-    return items[offset:end], (page_cursor(end, request) if end < len(items) else None)
+    return items[offset:end], (page_cursor(end, list_of) if end < len(items) else None)
 
 
 
