@@ -89,9 +89,8 @@ def bench_one(kind: str, events: int, seed: int, http: bool, base: Path,
     print(f"{kind}, about {events:,} events", flush=True)
     with (nullcontext(existing) if existing else scratch(kind, base, "ledger")) as url, \
             scratch(kind, base, "plain") as plain_url:
-        if existing:
-            run["populate"] = {"not_run": "an existing store (--existing)",
-                               "events": _head(existing)}
+        if existing:  # `events` is then the store's head (main)
+            run["populate"] = {"not_run": "an existing store (--existing)", "events": events}
         else:
             _step(run, "populate", None, populate, url=url, events=events, seed=seed)
         if "error" in run["populate"]:
@@ -143,7 +142,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     kinds = ["sqlite", "postgres"] if args.store == "both" else [args.store]
     if args.existing:
         kinds = ["postgres" if args.existing.startswith("postgres") else "sqlite"]
-        args.events = args.events or str(_head(args.existing))
+        if args.events:
+            parser.error("--existing measures the store at its own size; leave out --events")
+        args.events = str(_head(args.existing))
     if "postgres" in kinds and not postgres_answers():
         parser.error("PostgreSQL does not answer (set VLEDGER_BENCH_POSTGRES_URL)")
     presets = FULL_SIZES if args.full else DEFAULT_SIZES

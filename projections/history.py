@@ -73,7 +73,7 @@ class HistoryIndex:
         self.filling.create(cur)
 
     def drop(self, cur: ViewCursor) -> None:
-        for table in ("history_index", "history_awards", "history_filling", "history_fill"):
+        for table in ("history_index", "history_awards", self.filling.flag, "history_fill"):
             cur.execute(f"DROP TABLE IF EXISTS {table}")
 
     def settle(self, cur: ViewCursor) -> None:
