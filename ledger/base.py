@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -224,9 +224,16 @@ class LedgerBase(Application[str]):
             raise NotFound(f"no {what} with id {aggregate_id!r}")
         return aggregate
 
-    def _refer(self, cls: type[A], aggregate_id: str, field: str, what: str) -> A:
-        """Load an aggregate named in a request body (422 naming the field when unknown)."""
-        aggregate = self._get(cls, aggregate_id) if aggregate_id else None
+    def _refer(self, cls: type[A], aggregate_id: str, field: str, what: str,
+               among: Mapping[str, A] | None = None) -> A:
+        """Load an aggregate named in a request body (422 naming the field when unknown), or
+        take it from `among`, the aggregates a batch loaded at once (`_get_many`)."""
+        if not aggregate_id:
+            aggregate = None
+        elif among is not None:
+            aggregate = among.get(aggregate_id)
+        else:
+            aggregate = self._get(cls, aggregate_id)
         if aggregate is None:
             raise UnknownReference(f"{field}: no {what} with id {aggregate_id!r}", field)
         return aggregate

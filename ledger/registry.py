@@ -140,10 +140,12 @@ class RegistryUseCases(LedgerBase):
         """Register many volunteers in one transaction (all or none); numbers are sequential."""
         require_role(origin.actor, Role.recorder)
         checked = []
+        # A batch names a few units many times: each is loaded once.
+        units = self._get_many(Unit, {app.home_unit_id for app in applications})
         for app in applications:
             name = check_text("name", app.name)
             check_not_future_day("registered_on", app.registered_on, district_today())
-            unit = self._refer(Unit, app.home_unit_id, "home_unit_id", "unit")
+            unit = self._refer(Unit, app.home_unit_id, "home_unit_id", "unit", among=units)
             open_unit(unit, "home_unit_id")
             require_unit(origin.actor, app.home_unit_id, "volunteers")
             personal = self._check_personal(app.personal)

@@ -8,7 +8,7 @@ import pytest
 
 from ledger import Ledger
 from ledger.errors import ClosedReference, InvalidField, NotFound, UnknownReference
-from ledger.registry import district_today
+from ledger.registry import VolunteerApplication, district_today
 from tests.factories import ADMIN, make_unit, make_volunteer
 
 JUNE = date(2017, 6, 1)
@@ -33,6 +33,28 @@ def test_volunteers_get_sequential_volunteer_numbers(ledger: Ledger) -> None:
     unit_id = make_unit(ledger)
     numbers = [ledger.register_volunteer(ADMIN, name, unit_id, JUNE)[1] for name in "AB"]
     assert numbers == ["MLV0000001", "MLV0000002"]
+
+
+def test_a_batch_registers_each_volunteer_with_their_own_unit(ledger: Ledger) -> None:
+    first, second = make_unit(ledger), make_unit(ledger)
+    homes = [first, second, first, second, first]
+    written, numbers = ledger.register_volunteers(
+        ADMIN, [VolunteerApplication(f"志愿者{i}", home, JUNE) for i, home in enumerate(homes)])
+    assert [ledger.get_volunteer(w.id).home_unit_id for w in written] == homes
+    assert numbers == [f"MLV000000{i}" for i in range(1, 6)]
+
+
+def test_a_batch_naming_an_unknown_unit_registers_no_one(ledger: Ledger) -> None:
+    unit_id = make_unit(ledger)
+    head = ledger.head()
+    applications = [VolunteerApplication("甲", unit_id, JUNE),
+                    VolunteerApplication("乙", "no-such-unit", JUNE),
+                    VolunteerApplication("丙", unit_id, JUNE)]
+    with pytest.raises(UnknownReference) as refused:
+        ledger.register_volunteers(ADMIN, applications)
+    assert refused.value.field == "home_unit_id"
+    assert "no-such-unit" in refused.value.message
+    assert ledger.head() == head
 
 
 def test_a_volunteer_keeps_the_personal_fields_given(ledger: Ledger) -> None:
