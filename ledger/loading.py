@@ -34,7 +34,11 @@ class Loader:
         def table(name: str) -> str:
             return f'"{schema}"."{name}"' if postgres else f'"{name}"'
 
-        wanted = one_of("originator_id", postgres, "%s" if postgres else "?")
+        if postgres:
+            self._postgres_statements(table(events_table),
+                                      table(snapshots_table) if snapshots_table else None)
+            return
+        wanted = one_of("originator_id", postgres)
         events = (f"SELECT originator_id, originator_version, topic, state, 1 AS kind "
                   f"FROM {table(events_table)} e WHERE e.{wanted}")
         self.versions_statement = (
@@ -56,6 +60,41 @@ class Loader:
             f"ON l.originator_id = e.originator_id WHERE e.{wanted} "
             f"AND e.originator_version > COALESCE(l.version, 0) "
             f"ORDER BY 1, 5, 2")
+        self.marks = 2
+
+    def _postgres_statements(self, events: str, snapshots: str | None) -> None:
+        """The same statements for PostgreSQL, written as one index lookup per id.
+
+        `originator_id = ANY(%s)` leaves the plan to the table's statistics. Without them (a
+        server with autovacuum off, or a table filled faster than it runs) the planner guessed
+        thousands of rows per id and scanned the whole log: 1.6 s per batch at 3.9M events,
+        where the lookups take 0.07 s. A LATERAL subquery per id is planned as an index scan
+        on the primary key whatever the statistics say.
+        """
+        ids = "unnest(%s::text[]) AS w(id)"
+        after = "0"
+        if snapshots is not None:
+            after = (f"COALESCE((SELECT MAX(x.originator_version) FROM {snapshots} x "
+                     f"WHERE x.originator_id = w.id), 0)")
+        events_after = (
+            f"SELECT e.originator_id, e.originator_version, e.topic, e.state, 1 AS kind "
+            f"FROM {ids} CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, "
+            f"state FROM {events} y WHERE y.originator_id = w.id "
+            f"AND y.originator_version > {after}) e")
+        self.versions_statement = (
+            f"SELECT originator_id, version FROM (SELECT w.id AS originator_id, "
+            f"(SELECT MAX(y.originator_version) FROM {events} y WHERE y.originator_id = w.id) "
+            f"AS version FROM {ids}) v WHERE version IS NOT NULL")
+        if snapshots is None:
+            self.statement = events_after + " ORDER BY 1, 2"
+            self.marks = 1
+            return
+        self.statement = (
+            f"SELECT s.originator_id, s.originator_version, s.topic, s.state, 0 AS kind "
+            f"FROM {ids} CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, "
+            f"state FROM {snapshots} x WHERE x.originator_id = w.id "
+            f"ORDER BY originator_version DESC LIMIT 1) s "
+            f"UNION ALL {events_after} ORDER BY 1, 5, 2")
         self.marks = 2
 
     def _rows(self, statement: str, marks: int, ids: Collection[str]) -> list[Any]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from ledger import Ledger, Settings
 from ledger.activities import Activity
@@ -91,3 +93,27 @@ def test_a_ledger_that_keeps_nothing_loads_every_batch_from_the_store(settings: 
         assert isinstance(overlap.outcomes[0].error, OverlappingSession)
     finally:
         lean.close()
+
+
+def test_loading_looks_each_id_up_by_index_without_table_statistics(ledger: Ledger) -> None:
+    # A store whose tables were never analysed (autovacuum off, or filled faster than it runs):
+    # `originator_id = ANY(…)` was planned as a scan of the whole log (1.6 s per batch at 3.9M
+    # events). The statements must look each id up by the primary key whatever the statistics.
+    if not ledger._loader.postgres:
+        pytest.skip("SQLite plans `IN (SELECT value FROM json_each(?))` by the index anyway")
+    ledger.recorder.insert_events([
+        StoredEvent(originator_id=f"vol-{i // 4:08d}", originator_version=i % 4 + 1,
+                    topic="ledger.volunteers:Volunteer.Noted", state=b"{}")
+        for i in range(60_000)])
+    ids = [f"vol-{i:08d}" for i in range(0, 15_000, 10)]
+    with ledger.recorder.datastore.transaction(commit=False) as cur:
+        cur.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                    [f'"{ledger.settings.store().schema}".ledger_events'])
+        assert cur.fetchone()["reltuples"] == -1  # never analysed
+        for statement, marks in ((ledger._loader.statement, ledger._loader.marks),
+                                 (ledger._loader.versions_statement, 1)):
+            cur.execute("EXPLAIN (FORMAT JSON) " + statement, [ids] * marks)
+            plan = json.dumps(cur.fetchone()["QUERY PLAN"])
+            assert "Seq Scan" not in plan, plan
+    assert len(ledger._loader.versions(ids)) == len(ids)
+    assert len(ledger._loader.stored(ids)) == 4 * len(ids)
