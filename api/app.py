@@ -75,11 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         follower = threading.Thread(target=_follow, args=(services, stop), daemon=True,
                                     name="vledger-views")
         follower.start()
+        await services.models.store.open_reads()
         try:
             yield
         finally:
             stop.set()
             follower.join(timeout=5)
+            await services.models.store.close_reads()
             services.models.close()
             services.ledger.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -27,19 +26,6 @@ class Services:
     ledger: Ledger
     models: ReadModels
     auditor: Auditor
-
-    async def lookup(self, read: Callable[..., T], *args: Any) -> T:
-        """One primary-key read of a view, from an `async def` route.
-
-        On the embedded SQLite store it runs on the event loop: an indexed read of a local file
-        (WAL: never blocked by a writer) costs less than the hop to a worker thread, and the
-        hop's GIL hand-offs set the tail of a busy worker. On PostgreSQL it is a network round
-        trip through a pool that may make it wait, so it goes to a worker thread. Only for
-        reads that take no lock and do not touch the event store.
-        """
-        if self.models.store.postgres:
-            return await run_in_threadpool(read, *args)
-        return read(*args)
 
     def after_write(self, position: int) -> None:
         """In inline mode the views catch up at once, so the writer reads its own write."""

@@ -12,6 +12,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///var/ledger.db"
 
+# PostgreSQL connections of one process, (opened at start, at most): the ledger's pool here,
+# the views' pools in projections/store.py. A process opens at most 20 + 8 + 4 = 32, so two
+# API workers and a CLI fit PostgreSQL's default max_connections of 100; an HTTP read takes
+# none of the ledger's (it goes through the views' event-loop pool).
+LEDGER_CONNECTIONS = (4, 20)
+
 
 class Settings(BaseSettings):
     """Everything the service can be told; only the database URL matters to run it."""
@@ -100,8 +106,8 @@ class StoreLocation:
                 POSTGRES_USER=self.user,
                 POSTGRES_PASSWORD=self.password,
                 POSTGRES_SCHEMA=self.schema,
-                POSTGRES_POOL_SIZE="20",
-                POSTGRES_MAX_OVERFLOW="10",
+                POSTGRES_POOL_SIZE=str(LEDGER_CONNECTIONS[0]),
+                POSTGRES_MAX_OVERFLOW=str(LEDGER_CONNECTIONS[1] - LEDGER_CONNECTIONS[0]),
                 POSTGRES_LOCK_TIMEOUT="10",
                 POSTGRES_CONNECT_TIMEOUT="10",
             )

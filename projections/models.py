@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -44,13 +45,30 @@ class ReadModels:
         self._memo_lock = threading.Lock()
         self._flights: dict[tuple[Any, ...], threading.Lock] = {}
 
-    def _remembered(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
-        """An aggregate answer, computed once per view position (any new event recomputes it).
+    def _remembered(self, key: tuple[Any, ...], compute: Callable[[], T]) -> tuple[int, T]:
+        """An aggregate answer, computed once per view position (any new event recomputes it),
+        and the position it answers for."""
+        position = self.runner.position()
+        return position, self._answer(key, position, compute)
+
+    async def _remembered_async(self, key: tuple[Any, ...],
+                                compute: Callable[[], T]) -> tuple[int, T]:
+        """`_remembered` for a coroutine: the position and a remembered answer are read without
+        a worker thread; only an answer to compute goes to one."""
+        position = await self.runner.position_async()
+        with self._memo_lock:
+            hit = self._memo.get(key)
+            if hit is not None and hit[0] == position:
+                self._memo.move_to_end(key)
+                return position, hit[1]
+        return position, await asyncio.to_thread(self._answer, key, position, compute)
+
+    def _answer(self, key: tuple[Any, ...], position: int, compute: Callable[[], T]) -> T:
+        """The answer remembered for `key` at `position`, else computed and remembered.
 
         Single flight: when many requests miss the same key at once (a new event, a cold
         start), one computes and the others wait for its answer instead of all computing.
         """
-        position = self.runner.position()
         with self._memo_lock:
             hit = self._memo.get(key)
             if hit is not None and hit[0] == position:
@@ -73,6 +91,17 @@ class ReadModels:
                 self._flights.pop(key, None)
         return answer
 
+    async def head_async(self) -> int:
+        """The ledger's head (`Ledger.head`) for a coroutine: the library's own statement, run
+        by the views' store (`ViewStore.read`: the same file or database, no worker thread)."""
+        recorder: Any = self.ledger.recorder
+        if self.store.postgres:
+            sql = recorder.max_notification_id_statement.as_string(None)
+        else:
+            sql = recorder.select_max_notification_id_statement
+        rows = await self.store.read(sql)
+        return int(rows[0][0] or 0)
+
     def catch_up(self) -> int:
         """Apply every event not yet applied; returns the position reached."""
         return self.runner.catch_up()
@@ -85,10 +114,6 @@ class ReadModels:
         """How far every view has read."""
         return self.runner.position()
 
-    def close(self) -> None:
-        """Release the views' connections (the ledger is closed by its owner)."""
-        self.store.close()
-
     def volunteer_hours(self, volunteer_id: str) -> dict[str, Any] | None:
         """A volunteer's hours, or None if the view does not know the volunteer.
 
@@ -98,30 +123,63 @@ class ReadModels:
         """
         return hours_from_rows(volunteer_id, self.store.query(HOURS_SQL, (volunteer_id,) * 4))
 
+    async def volunteer_hours_async(self, volunteer_id: str) -> dict[str, Any] | None:
+        """`volunteer_hours` for a coroutine (ViewStore.read: no worker thread)."""
+        rows = await self.store.read(HOURS_SQL, (volunteer_id,) * 4)
+        return hours_from_rows(volunteer_id, rows)
+
     def unit_rankings(self, kind: str, basis: str = "members", year: int | None = None,
                       quarter: int | None = None, rollup: bool = False) -> list[dict[str, Any]]:
         """Units of a kind ranked by credited minutes in a period (ties share a rank)."""
+        return list(self._remembered(*self._rankings(kind, basis, year, quarter, rollup))[1])
+
+    async def unit_rankings_async(self, kind: str, basis: str = "members",
+                                  year: int | None = None, quarter: int | None = None,
+                                  rollup: bool = False) -> tuple[int, list[dict[str, Any]]]:
+        """`unit_rankings` for a coroutine, and the position the ranking answers for."""
+        key, compute = self._rankings(kind, basis, year, quarter, rollup)
+        position, answer = await self._remembered_async(key, compute)
+        return position, list(answer)
+
+    def _rankings(self, kind: str, basis: str, year: int | None, quarter: int | None,
+                  rollup: bool) -> tuple[tuple[Any, ...], Callable[[], list[dict[str, Any]]]]:
         def compute() -> list[dict[str, Any]]:
             with self.store.reading() as cur:
                 return unit_rankings(cur, kind, basis, year, quarter, rollup)
 
-        return list(self._remembered(("rankings", kind, basis, year, quarter, rollup), compute))
+        return ("rankings", kind, basis, year, quarter, rollup), compute
 
     def bulletin(self, year: int, quarter: int, program: str = "B6",
                  basis: str = "organised") -> list[dict[str, Any]]:
         """The quarterly bulletin of a program: units with service in that quarter."""
+        return list(self._remembered(*self._bulletin(year, quarter, program, basis))[1])
+
+    async def bulletin_async(self, year: int, quarter: int, program: str = "B6",
+                             basis: str = "organised") -> tuple[int, list[dict[str, Any]]]:
+        """`bulletin` for a coroutine, and the position the bulletin answers for."""
+        position, answer = await self._remembered_async(
+            *self._bulletin(year, quarter, program, basis))
+        return position, list(answer)
+
+    def _bulletin(self, year: int, quarter: int, program: str,
+                  basis: str) -> tuple[tuple[Any, ...], Callable[[], list[dict[str, Any]]]]:
         def compute() -> list[dict[str, Any]]:
             with self.store.reading() as cur:
                 return bulletin(cur, year, quarter, program, basis)
 
-        return list(self._remembered(("bulletin", year, quarter, program, basis), compute))
+        return ("bulletin", year, quarter, program, basis), compute
 
     def eligibility(self, award: str, year: int,
                     candidate_id: str | None = None) -> dict[str, Any] | None:
-        """Candidates of an award and year with each criterion explained; None without rules."""
+        """Candidates of an award and year with each criterion explained, and the position
+        they answer for; None without rules."""
         def compute() -> dict[str, Any] | None:
             with self.store.reading() as cur:
                 return eligibility(cur, award, year, candidate_id)
 
-        answer = self._remembered(("eligibility", award, year, candidate_id), compute)
-        return dict(answer) if answer is not None else None
+        position, answer = self._remembered(("eligibility", award, year, candidate_id), compute)
+        return {**answer, "position": position} if answer is not None else None
+
+    def close(self) -> None:
+        """Release the views' connections (the ledger is closed by its owner)."""
+        self.store.close()

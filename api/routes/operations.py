@@ -34,10 +34,10 @@ async def redoc(actor: MaybeActor) -> HTMLResponse:
 
 
 @router.get("/healthz", openapi_extra=PUBLIC)
-def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
+async def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     """200 when the event store answers, else 503."""
     try:
-        head = services.ledger.head()
+        head = await services.models.head_async()
     except Exception as error:  # the store is down: say so, as a 503
         raise HTTPException(503, f"the event store does not answer: {error}") from None
     return {"status": "ok", "store": services.settings.store().kind, "head": head}

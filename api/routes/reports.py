@@ -64,7 +64,7 @@ class Bulletin(BaseModel):
 
 @router.get("/v1/rankings/units", response_model=Rankings, dependencies=[Fresh],
             openapi_extra=PUBLIC)
-def unit_rankings(
+async def unit_rankings(
     request: Request, response: Response, actor: MaybeActor, services: ServicesDep,
     kind: Annotated[UnitKind, Query(description="Units are ranked within one kind.")],
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
@@ -75,17 +75,18 @@ def unit_rankings(
     cursor: str | None = None,
 ) -> Any:
     """Units of one kind ranked by minutes served; ties share a rank (1, 2, 2, 4)."""
-    items = services.models.unit_rankings(kind.value, basis.value, year, quarter, rollup)
+    position, items = await services.models.unit_rankings_async(
+        kind.value, basis.value, year, quarter, rollup)
     page, next_cursor = paginate(items, limit, cursor, request)
     body = {"kind": kind.value, "basis": basis.value, "year": year, "quarter": quarter,
-            "rollup": rollup, "position": services.models.position(), "items": page,
+            "rollup": rollup, "position": position, "items": page,
             "next_cursor": next_cursor}
     return etagged(request, response, body)
 
 
 @router.get("/v1/bulletins/{year}/{quarter}", response_model=Bulletin, dependencies=[Fresh],
             openapi_extra=PUBLIC)
-def quarterly_bulletin(
+async def quarterly_bulletin(
     request: Request, response: Response, actor: MaybeActor, services: ServicesDep,
     year: Annotated[int, Path(ge=2000, le=2100)],
     quarter: Annotated[int, Path(ge=1, le=4)],
@@ -95,9 +96,10 @@ def quarterly_bulletin(
     cursor: str | None = None,
 ) -> Any:
     """A quarter's bulletin of one program (B6 online civilisation by default), per unit."""
-    items = services.models.bulletin(year, quarter, str(program.value), basis.value)
+    position, items = await services.models.bulletin_async(
+        year, quarter, str(program.value), basis.value)
     page, next_cursor = paginate(items, limit, cursor, request)
     body = {"year": year, "quarter": quarter, "program": str(program.value),
-            "basis": basis.value, "position": services.models.position(), "items": page,
+            "basis": basis.value, "position": position, "items": page,
             "next_cursor": next_cursor}
     return etagged(request, response, body)

@@ -40,3 +40,25 @@ def test_metrics_count_requests_by_route_and_status(district: District) -> None:
     district.get("/v1/rankings/units", token=None, kind="town")
     text = district.get("/metrics", token=None).text
     assert 'route="/v1/rankings/units"' in text and "vledger_" in text
+
+
+def test_health_hours_and_rankings_are_read_through_the_event_loop_s_pool(
+        district: District) -> None:
+    # On PostgreSQL the hot reads go through psycopg's asynchronous pool, not worker threads
+    # (ViewStore.read); on SQLite there is no such pool and they run on the loop.
+    store = district.client.app.state.services.models.store  # type: ignore[attr-defined]
+    if not store.postgres:
+        assert store._async_pool is None
+        pytest.skip("SQLite reads run on the event loop itself")
+    before = store._async_pool.get_stats().get("requests_num", 0)
+    assert district.get("/healthz", token=None).status_code == 200
+    assert district.get(f"/v1/volunteers/{district.volunteer}/hours").status_code == 200
+    assert district.get("/v1/rankings/units", kind="subdistrict").status_code == 200
+    # health: 1 statement; hours: 1; rankings: the views' position (the answer is computed
+    # once in a thread and then remembered)
+    assert store._async_pool.get_stats()["requests_num"] - before >= 3
+
+
+def test_health_reports_the_same_head_as_the_ledger(district: District) -> None:
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    assert district.get("/healthz", token=None).json()["head"] == services.ledger.head()

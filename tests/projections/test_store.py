@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -70,3 +71,40 @@ def test_one_of_matches_any_number_of_values(store: ViewStore) -> None:
             found = cur.execute(f"SELECT k FROM t WHERE {condition} ORDER BY k",
                                 (values,)).fetchall()
             assert [int(k) for (k,) in found] == [k for k in wanted if k < 50]
+
+
+def test_a_coroutine_reads_what_query_reads_with_or_without_its_pool(store: ViewStore) -> None:
+    with store.transaction() as cur:
+        cur.executemany(UPSERT, [(1, "一", 5), (2, "二", 7)])
+    sql, params = "SELECT k, label, n FROM t WHERE n > ? ORDER BY k", (5,)
+
+    async def read_both_ways() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+        without_pool = await store.read(sql, params)  # a worker thread on PostgreSQL
+        await store.open_reads()
+        try:
+            return without_pool, await store.read(sql, params)
+        finally:
+            await store.close_reads()
+
+    without_pool, with_pool = asyncio.run(read_both_ways())
+    assert without_pool == with_pool == store.query(sql, params) == [(2, "二", 7)]
+
+
+def test_reads_from_a_coroutine_on_postgres_go_through_the_loop_s_pool(
+        store: ViewStore) -> None:
+    if not store.postgres:
+        pytest.skip("SQLite reads run on the event loop itself; there is no pool to open")
+
+    async def read() -> tuple[int, bool]:
+        await store.open_reads()
+        pool = store._async_pool
+        try:
+            for _ in range(3):
+                await store.read("SELECT 1")
+            return pool.get_stats()["requests_num"], pool.closed
+        finally:
+            await store.close_reads()
+            assert pool.closed and store._async_pool is None
+
+    served, closed = asyncio.run(read())
+    assert served >= 3 and not closed
