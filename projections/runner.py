@@ -239,8 +239,10 @@ class Runner:
                 cur.execute("UPDATE projection_positions SET position = 0, updated_at = ? "
                             "WHERE name = ?", (time.time(), projection.name))
         self._known_position = 0
-        return self.catch_up(progress=progress, page_size=self.rebuild_page_size,
-                             pages_per_transaction=REBUILD_PAGES_PER_TRANSACTION)
+        reached = self.catch_up(progress=progress, page_size=self.rebuild_page_size,
+                                pages_per_transaction=REBUILD_PAGES_PER_TRANSACTION)
+        self.store.analyze()
+        return reached
 
     def follow(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Keep catching up until `stop` is set (the `vledger projections run` worker)."""

@@ -240,6 +240,23 @@ class ViewStore:
         with self.transaction() as cur:
             yield cur
 
+    def analyze(self) -> None:
+        """Give PostgreSQL's planner statistics of the store's tables, after a bulk fill.
+
+        Tables filled faster than autovacuum visits them, or on a server that runs without it,
+        have none, and the planner then guesses `= ANY(…)` matches a large share of a table
+        (ledger/loading.py measured what that costs). SQLite plans by its indexes without
+        statistics, and its ANALYZE would only change plans that are measured good.
+        """
+        if not self.postgres:
+            return
+        with self._pool.connection() as conn:
+            tables = conn.execute("SELECT table_name FROM information_schema.tables "
+                                  "WHERE table_schema = current_schema() "
+                                  "AND table_type = 'BASE TABLE'").fetchall()
+            for (table,) in tables:
+                conn.execute(f'ANALYZE "{table}"')
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
