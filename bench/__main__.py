@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     presets = FULL_SIZES if args.full else DEFAULT_SIZES
     started = datetime.now(UTC).isoformat(timespec="seconds")
     commit = _commit()
-    if args.append and args.results.exists():  # the earlier run stays the page's heading
+    appending = args.append and args.results.exists()
+    if appending:  # the earlier run stays the page's heading
         results: dict[str, Any] = json.loads(args.results.read_text())
         for run in results["runs"]:
             run.setdefault("started_at", results["started_at"])
@@ -172,8 +173,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             settings = {k: v for k, v in os.environ.items()  # what the steps' Settings read
                         if k.startswith("VLEDGER_") and "TOKEN" not in k}
             results["runs"].append({"started_at": started, "commit": commit,
-                                    "settings": settings, **run})
-            results["total_s" if started == results["started_at"] else "appended_s"] = round(
+                                    "appended": appending, "settings": settings, **run})
+            results["appended_s" if appending else "total_s"] = round(
                 time.perf_counter() - began, 1)
             results["comparisons"] = comparisons(results["runs"])
             args.results.parent.mkdir(parents=True, exist_ok=True)

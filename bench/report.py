@@ -96,7 +96,9 @@ def _apart(results: dict[str, Any]) -> list[str]:
     apart = [f"{run['store']} at {run['target_events']:,} events: {run['started_at']}"
              f" (commit {run.get('commit') or 'unknown'})"
              for run in results["runs"]
-             if run.get("started_at", results["started_at"]) != results["started_at"]]
+             # runs recorded before the flag existed were told apart by their start
+             if run.get("appended",
+                        run.get("started_at", results["started_at"]) != results["started_at"])]
     if not apart:
         return []
     return ["", "Runs measured at another time and added with `--append` (each against its own "

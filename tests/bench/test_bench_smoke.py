@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bench.__main__ import main
 
@@ -24,7 +28,16 @@ def test_the_harness_writes_every_figure_beside_its_baseline(tmp_path: Path) -> 
     assert all(r["reads"]["hours_match"] and r["reads"]["rankings_match"] for r in found["runs"])
 
 
-def test_a_growth_point_measured_apart_is_appended_under_the_earlier_run(tmp_path: Path) -> None:
+def test_a_growth_point_measured_apart_is_appended_under_the_earlier_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both runs start in the same second, as two tiny runs on a fast machine do: the page
+    # must still tell the appended one apart.
+    class SameSecond(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> SameSecond:
+            return cls(2026, 11, 29, 12, 0, 0, tzinfo=tz)
+
+    monkeypatch.setattr("bench.__main__.datetime", SameSecond)
     results = tmp_path / "results.json"
     page = tmp_path / "BENCHMARKS.md"
     common = ["--store", "sqlite", "--no-http", "--results", str(results), "--markdown",
