@@ -44,6 +44,11 @@ to read your own write. Errors are `application/problem+json` (RFC 9457).
 """
 
 
+# The order /docs lists the routes in, whatever order the routers are matched in.
+TAG_ORDER = ("operations", "units", "volunteers", "activities", "service sessions", "trainings",
+             "awards", "hours and eligibility", "reports", "audit", "tokens")
+
+
 def open_services(settings: Settings) -> Services:
     """Open the store, load the catalogue, build the views and bring them up to date."""
     ledger = Ledger(settings)
@@ -88,13 +93,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The documents are served by routes of ours (api/routes/operations.py), so that an
     # unknown or revoked token is refused there as on every other route.
     app = FastAPI(title="volunteer-ledger", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+                  lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None,
+                  openapi_tags=[{"name": tag} for tag in TAG_ORDER])
     metrics = Metrics()
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     errors.install(app)
-    for module in (operations, units, volunteers, activities, sessions, trainings, awards,
-                   hours, reports, audit, tokens):
+    # A request is matched against the routers in order, route by route (twice for the one
+    # that matches), so the hot reads come first: 287 -> 225 us per hours read in-process. No
+    # path of one router matches a route of another; the documents keep the tags' order.
+    for module in (hours, reports, operations, units, volunteers, activities, sessions,
+                   trainings, awards, audit, tokens):
         app.include_router(module.router, responses=errors.PROBLEM_RESPONSES)
     return app
 

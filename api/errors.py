@@ -139,7 +139,7 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                         routes=app.routes)
+                         routes=app.routes, tags=app.openapi_tags)
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
         for code, response in operation.get("responses", {}).items():

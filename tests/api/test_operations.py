@@ -62,3 +62,13 @@ def test_health_hours_and_rankings_are_read_through_the_event_loop_s_pool(
 def test_health_reports_the_same_head_as_the_ledger(district: District) -> None:
     services = district.client.app.state.services  # type: ignore[attr-defined]
     assert district.get("/healthz", token=None).json()["head"] == services.ledger.head()
+
+
+def test_the_documents_list_every_tag_in_reading_order(district: District) -> None:
+    # Routers are matched hot reads first (api/app.py); /docs keeps its order by the tags.
+    from api.app import TAG_ORDER
+
+    doc = district.get("/openapi.json", token=None).json()
+    used = {tag for path in doc["paths"].values() for op in path.values() for tag in op["tags"]}
+    assert [t["name"] for t in doc["tags"]] == list(TAG_ORDER)
+    assert used == set(TAG_ORDER)
