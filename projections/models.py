@@ -22,6 +22,7 @@ from projections.store import ViewStore
 
 T = TypeVar("T")
 MEMO_SIZE = 4096
+_MISSING = object()  # no answer remembered (None is an answer: an award without rules)
 
 
 def read_models() -> list[Projection]:
@@ -57,11 +58,18 @@ class ReadModels:
         a worker thread; only an answer to compute goes to one."""
         position = await self.runner.position_async()
         with self._memo_lock:
-            hit = self._memo.get(key)
-            if hit is not None and hit[0] == position:
-                self._memo.move_to_end(key)
-                return position, hit[1]
+            hit = self._recall(key, position)
+        if hit is not _MISSING:
+            return position, hit
         return position, await asyncio.to_thread(self._answer, key, position, compute)
+
+    def _recall(self, key: tuple[Any, ...], position: int) -> Any:
+        """The answer remembered for `key` at `position`, or _MISSING; under `_memo_lock`."""
+        hit = self._memo.get(key)
+        if hit is None or hit[0] != position:
+            return _MISSING
+        self._memo.move_to_end(key)
+        return hit[1]
 
     def _answer(self, key: tuple[Any, ...], position: int, compute: Callable[[], T]) -> T:
         """The answer remembered for `key` at `position`, else computed and remembered.
@@ -70,18 +78,17 @@ class ReadModels:
         start), one computes and the others wait for its answer instead of all computing.
         """
         with self._memo_lock:
-            hit = self._memo.get(key)
-            if hit is not None and hit[0] == position:
-                self._memo.move_to_end(key)
-                return hit[1]  # type: ignore[no-any-return]
+            hit = self._recall(key, position)
+            if hit is not _MISSING:
+                return hit  # type: ignore[no-any-return]
             flight = self._flights.get(key)
             if flight is None:
                 flight = self._flights[key] = threading.Lock()
         with flight:
             with self._memo_lock:
-                hit = self._memo.get(key)
-                if hit is not None and hit[0] == position:
-                    return hit[1]  # type: ignore[no-any-return]
+                hit = self._recall(key, position)
+            if hit is not _MISSING:
+                return hit  # type: ignore[no-any-return]
             answer = compute()
             with self._memo_lock:
                 self._memo[key] = (position, answer)
