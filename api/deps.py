@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -15,7 +15,6 @@ from projections.audit import Auditor
 from projections.models import ReadModels
 
 ADMIN_TOKEN_ACTOR = Actor(id="admin-token", role=Role.admin)
-T = TypeVar("T")
 
 
 @dataclass

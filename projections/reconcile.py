@@ -21,7 +21,7 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder
 
 from projections.runner import Projection, Runner
-from projections.store import ViewCursor, ViewStore
+from projections.store import ViewCursor, ViewStore, table_names
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,6 @@ def scratch_store(live: ViewStore) -> Iterator[ViewStore]:
         store.close()
         with live.transaction() as cur:
             cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-def table_names(cur: ViewCursor) -> set[str]:
-    """The tables of the store's own namespace."""
-    if cur.postgres:
-        sql = ("SELECT table_name FROM information_schema.tables "
-               "WHERE table_schema = current_schema()")
-    else:
-        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
-    return {str(r[0]) for r in cur.execute(sql).fetchall()}
 
 
 def tables_of(store: ViewStore, projection: Projection) -> dict[str, tuple[str, ...]]:

@@ -119,6 +119,16 @@ class ViewCursor:
         return tuple(row) if row is not None else None
 
 
+def table_names(cur: ViewCursor) -> set[str]:
+    """The tables of the store's own namespace."""
+    if cur.postgres:
+        sql = ("SELECT table_name FROM information_schema.tables "
+               "WHERE table_schema = current_schema()")
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    return {str(r[0]) for r in cur.execute(sql).fetchall()}
+
+
 class ViewStore:
     """Connections to the views' tables; writers take a store-wide lock for their transaction."""
 
@@ -250,12 +260,9 @@ class ViewStore:
         """
         if not self.postgres:
             return
-        with self._pool.connection() as conn:
-            tables = conn.execute("SELECT table_name FROM information_schema.tables "
-                                  "WHERE table_schema = current_schema() "
-                                  "AND table_type = 'BASE TABLE'").fetchall()
-            for (table,) in tables:
-                conn.execute(f'ANALYZE "{table}"')
+        with self.transaction() as cur:
+            for table in sorted(table_names(cur)):
+                cur.execute(f'ANALYZE "{table}"')
 
     def close(self) -> None:
         if self._pool is not None:
