@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -90,21 +92,34 @@ def test_a_coroutine_reads_what_query_reads_with_or_without_its_pool(store: View
     assert without_pool == with_pool == store.query(sql, params) == [(2, "二", 7)]
 
 
-def test_reads_from_a_coroutine_on_postgres_go_through_the_loop_s_pool(
+def test_reads_from_a_coroutine_use_the_loop_s_pool_or_the_loop_itself(
         store: ViewStore) -> None:
-    if not store.postgres:
-        pytest.skip("SQLite reads run on the event loop itself; there is no pool to open")
-
-    async def read() -> tuple[int, bool]:
+    # PostgreSQL: psycopg's asynchronous pool, opened and closed by the loop. SQLite: nothing
+    # to open, and the read runs on the loop's own thread.
+    async def read() -> tuple[int, bool, set[int]]:
         await store.open_reads()
         pool = store._async_pool
+        threads: set[int] = set()
+        real = store.query
+
+        def query(*args: Any) -> Any:
+            threads.add(threading.get_ident())
+            return real(*args)
+
+        store.query = query  # type: ignore[method-assign]
         try:
             for _ in range(3):
                 await store.read("SELECT 1")
-            return pool.get_stats()["requests_num"], pool.closed
+            if pool is None:
+                return 0, False, threads
+            return pool.get_stats()["requests_num"], pool.closed, threads
         finally:
+            del store.query
             await store.close_reads()
-            assert pool.closed and store._async_pool is None
+            assert (pool is None or pool.closed) and store._async_pool is None
 
-    served, closed = asyncio.run(read())
-    assert served >= 3 and not closed
+    served, closed, threads = asyncio.run(read())
+    if store.postgres:
+        assert served >= 3 and not closed and threads == set()
+    else:
+        assert threads == {threading.get_ident()}  # asyncio.run's loop runs on this thread
