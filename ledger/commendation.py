@@ -165,10 +165,22 @@ class CommendationUseCases(LedgerBase):
 
     def authenticate(self, token: str) -> Actor | None:
         """The actor a presented token stands for, or None for an unknown or revoked token."""
+        found = self.token_grant(token)
+        return None if found is None else found[0]
+
+    def token_grant(self, token: str) -> tuple[Actor | None, int] | None:
+        """A presented token's actor (None once revoked) and its grant's version, or None
+        when no grant was issued for it. The version changes with every later event of the
+        grant, so a caller may keep the answer while `token_version_statement` returns it."""
         grant = self._get(AccessToken, token_id_for(token))
-        if grant is None or not grant.is_live or grant.digest != token_digest(token):
+        if grant is None or grant.digest != token_digest(token):
             return None
-        return grant.actor()
+        return (grant.actor() if grant.is_live else None), grant.version
+
+    @property
+    def token_version_statement(self) -> str:
+        """SQL with one `?` (a token id, `token_id_for`): its grant's stored version, or NULL."""
+        return self._loader.version_statement
 
     def list_tokens(self) -> list[AccessToken]:
         """Every token grant ever issued, live or revoked."""

@@ -34,6 +34,10 @@ class Loader:
         def table(name: str) -> str:
             return f'"{schema}"."{name}"' if postgres else f'"{name}"'
 
+        # One id's stored version, `?` for the id, for a caller with its own connection
+        # (the API checks a presented token's grant with it: api/deps.py).
+        self.version_statement = (f"SELECT MAX(originator_version) FROM {table(events_table)} "
+                                  "WHERE originator_id = ?")
         if postgres:
             self._postgres_statements(table(events_table),
                                       table(snapshots_table) if snapshots_table else None)

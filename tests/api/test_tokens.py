@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+from api.deps import Grants
+from ledger import Ledger, Settings
 from tests.api.conftest import ADMIN_TOKEN, District, bearer
+from tests.factories import ADMIN
 
 
 def test_tokens_are_listed_page_by_page_and_never_shown(district: District) -> None:
@@ -32,3 +37,56 @@ def test_a_revoked_token_is_refused_at_once(district: District) -> None:
                                    headers=bearer(ADMIN_TOKEN))
     assert revoked.status_code == 200
     assert district.get("/v1/events", token=issued["token"]).status_code == 401
+
+
+def test_a_token_revoked_elsewhere_is_refused_on_the_next_request(
+        district: District, settings: Settings) -> None:
+    """The API remembers grants it has loaded; a revocation by another process (here the
+    ledger `vledger tokens revoke` opens) still takes effect on the very next request."""
+    issued = district.post("/v1/tokens", {"role": "committee", "label": "remembered"}).json()
+    for _ in range(3):
+        assert district.get("/v1/rankings/units", token=issued["token"],
+                            year=2017, kind="subdistrict").status_code == 200
+    elsewhere = Ledger(settings)
+    try:
+        elsewhere.revoke_token(ADMIN, issued["id"], "left the committee")
+    finally:
+        elsewhere.close()
+    refused = district.get("/v1/rankings/units", token=issued["token"],
+                           year=2017, kind="subdistrict")
+    assert refused.status_code == 401
+    assert refused.json()["detail"] == "unknown or revoked token"
+
+
+def test_a_grant_is_loaded_once_while_it_is_unchanged(
+        district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+    issued = district.post("/v1/tokens", {"role": "auditor", "label": "counted"}).json()
+    ledger = district.client.app.state.services.ledger  # type: ignore[attr-defined]
+    loads: list[str] = []
+    real = ledger.token_grant
+
+    def counted(token: str) -> object:
+        loads.append(token)
+        return real(token)
+
+    monkeypatch.setattr(ledger, "token_grant", counted)
+    for _ in range(5):
+        assert district.get("/v1/events", token=issued["token"], limit=1).status_code == 200
+    assert loads == [issued["token"]]
+    # A token no grant was issued for is refused by the version lookup alone.
+    assert district.get("/v1/events", token="vl_never-issued", limit=1).status_code == 401
+    assert loads == [issued["token"]]
+    # The same id with another secret: looked up, and refused by the full digest.
+    assert district.get("/v1/events", token=issued["token"] + "x", limit=1).status_code == 401
+
+
+def test_the_remembered_grants_are_bounded(district: District,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Grants, "LIMIT", 2)
+    grants = district.client.app.state.services.grants  # type: ignore[attr-defined]
+    tokens = [district.post("/v1/tokens", {"role": "auditor", "label": f"bounded {n}"}).json()
+              ["token"] for n in range(3)]
+    for token in tokens:
+        assert district.get("/v1/events", token=token, limit=1).status_code == 200
+    assert len(grants._seen) == 2
+    assert district.get("/v1/events", token=tokens[0], limit=1).status_code == 200  # again
