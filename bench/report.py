@@ -70,6 +70,8 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for name, found in run.get("http", {}).get("scenarios", {}).items():
             floor = run["http"]["scenarios"].get("healthz (baseline)", {})
             clients = "" if "client" in name else f", {run['http'].get('clients', 50)} clients"
+            if "token" in found:
+                clients += f", {found['token']} token"
             rows.append({"store": run["store"], "events": events, "sessions": sessions,
                          "figure": f"HTTP {name}{clients} (p50 {found['p50_ms']} ms, p99 "
                                    f"{found['p99_ms']} ms, statuses {found['statuses']})",
