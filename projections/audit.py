@@ -22,6 +22,7 @@ writes about 1.07 rows per event instead of 2.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
@@ -44,8 +45,8 @@ from projections.signing import SigningKey, checkpoint_message, verify_checkpoin
 from projections.store import ViewCursor, ViewStore
 
 __all__ = [
-    "AuditLog", "Auditor", "SigningKey", "event_leaf_hash", "leaf_bytes", "recompute_root",
-    "verify_checkpoint", "verify_consistency", "verify_inclusion",
+    "AuditLog", "Auditor", "SigningKey", "event_leaf_hash", "leaf_bytes", "page_leaf_hashes",
+    "recompute_root", "verify_checkpoint", "verify_consistency", "verify_inclusion",
 ]
 
 T = TypeVar("T")
@@ -72,6 +73,24 @@ def event_leaf_hash(event: FeedEvent) -> bytes:
                                 event.topic, event.state))
 
 
+def page_leaf_hashes(events: Sequence[FeedEvent]) -> list[bytes]:
+    """`event_leaf_hash` of each event of a page, with fewer steps per event: the 0x00 leaf
+    prefix and the format byte in one constant, each topic's length and bytes packed once."""
+    sha256, pack = hashlib.sha256, struct.pack
+    topics: dict[str, bytes] = {}
+    out: list[bytes] = []
+    for e in events:
+        topic = topics.get(e.topic)
+        if topic is None:
+            raw = e.topic.encode("utf-8")
+            topic = topics[e.topic] = pack(">I", len(raw)) + raw
+        oid, state = e.originator_id.encode("utf-8"), e.state
+        out.append(sha256(b"".join((
+            b"\x00\x01", pack(">QI", e.position, len(oid)), oid, pack(">Q", e.version),
+            topic, pack(">I", len(state)), state))).digest())
+    return out
+
+
 class AuditLog:
     """The projection that appends one leaf per event and keeps complete subtree hashes."""
 
@@ -95,12 +114,10 @@ class AuditLog:
         size = log_size(cur)
         found = fetch_nodes(cur, Frontier.blocks(size))
         frontier = Frontier((lv, i, found[lv, i]) for lv, i in Frontier.blocks(size))
-        leaves: list[tuple[int, int, bytes]] = []
-        nodes: list[tuple[int, int, bytes]] = []
-        for event in events:
-            h = event_leaf_hash(event)
-            leaves.append((frontier.size, event.position, h))
-            nodes.extend(n for n in frontier.append(h) if n[0] >= STORED_LEVEL)
+        hashes = page_leaf_hashes(events)
+        leaves = [(size + i, event.position, h)
+                  for i, (event, h) in enumerate(zip(events, hashes, strict=True))]
+        nodes = [n for n in frontier.extend(hashes) if n[0] >= STORED_LEVEL]
         insert_rows(cur, "audit_leaves (leaf_index, position, leaf_hash)", leaves)
         insert_rows(cur, "audit_nodes (level, idx, hash)", nodes)
 

@@ -108,6 +108,33 @@ class Frontier:
             done.append(merged)
         return done
 
+    def extend(self, leaves: Sequence[bytes]) -> list[tuple[int, int, bytes]]:
+        """Add many leaf hashes; returns the inner nodes they completed, level by level.
+
+        The same tree as `append` for each leaf, built a level at a time: at each level the
+        frontier's waiting left block (if any) and the new complete blocks pair off in order
+        (the row always starts at an even index), and an odd last block waits in the frontier.
+        """
+        old, new = self.size, self.size + len(leaves)
+        waiting = {level: h for level, _, h in self.stack}
+        sha256 = hashlib.sha256
+        done: list[tuple[int, int, bytes]] = []
+        stack: list[tuple[int, int, bytes]] = []
+        row, level = list(leaves), 0
+        while new >> level:
+            if old >> level & 1:
+                row.insert(0, waiting[level])
+            first = (old >> (level + 1)) << 1  # the index of row[0] at this level
+            if len(row) & 1:
+                stack.append((level, first + len(row) - 1, row.pop()))
+            up = [sha256(b"\x01" + left + right).digest()
+                  for left, right in zip(row[0::2], row[1::2], strict=True)]
+            done.extend((level + 1, (first >> 1) + i, h) for i, h in enumerate(up))
+            row, level = up, level + 1
+        stack.reverse()
+        self.stack, self.size = stack, new
+        return done
+
     def root(self) -> bytes:
         """MTH of the leaves appended so far."""
         if not self.stack:

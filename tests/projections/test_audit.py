@@ -17,6 +17,8 @@ from projections.audit import (
     AuditLog,
     Auditor,
     SigningKey,
+    event_leaf_hash,
+    page_leaf_hashes,
     recompute_root,
     verify_checkpoint,
     verify_consistency,
@@ -189,3 +191,14 @@ def test_a_changed_event_no_longer_matches_its_leaf(ledger: Ledger, views: Runne
     changed = next(leaf for p, leaf in leaf_inputs(ledger) if p == position)
     stored = auditor.inclusion(position, auditor.size())["leaf_hash"]
     assert stored != hashlib.sha256(b"\x00" + changed).hexdigest()
+
+
+def test_a_page_is_hashed_as_each_event_alone() -> None:
+    events = [FeedEvent(p, oid, v, "X.Y", topic=topic, state=state)
+              for p, oid, v, topic, state in (
+        (1, "vol-1", 1, "ledger.volunteers:Volunteer.Registered", b'{"a":1}'),
+        (2, "单位-二", 7, "ledger.units:Unit.Registered", "{\"名\":\"列东\"}".encode()),
+        (2**40, "x" * 300, 2**33, "ledger.volunteers:Volunteer.Registered", b""),
+    )]
+    assert page_leaf_hashes(events) == [event_leaf_hash(e) for e in events]
+    assert page_leaf_hashes([]) == []

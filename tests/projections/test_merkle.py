@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from projections.merkle import (
     Frontier,
@@ -173,3 +175,21 @@ def test_a_frontier_reports_every_completed_block_once() -> None:
     assert sorted((lv, i) for lv, i, _ in done) == expected
     assert all(h == mth(LEAVES[i << lv:(i + 1) << lv]) for lv, i, h in done)
     assert frontier.root() == mth(LEAVES)
+
+
+@given(st.lists(st.integers(0, 40), max_size=8), st.integers(0, 70))
+@settings(max_examples=150, deadline=None)
+def test_extending_by_chunks_builds_the_tree_appending_builds(chunks: list[int],
+                                                              start: int) -> None:
+    hashes = [leaf_hash(i.to_bytes(4, "big")) for i in range(start + sum(chunks))]
+    one, many = Frontier(), Frontier()
+    by_one = [n for h in hashes[:start] for n in one.append(h)]
+    by_many = many.extend(hashes[:start])
+    assert sorted(by_many) == sorted(by_one) and many.stack == one.stack
+    at = start
+    for size in chunks:  # resumed from the stored blocks, as the audit view resumes a page
+        many = Frontier(many.stack)
+        by_one = [n for h in hashes[at:at + size] for n in one.append(h)]
+        assert sorted(many.extend(hashes[at:at + size])) == sorted(by_one)
+        assert (many.stack, many.size, many.root()) == (one.stack, one.size, one.root())
+        at += size
