@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from ledger import Actor, Ledger, Origin, Role, SessionWritten, Settings, Written
-from ledger.access import token_digest, token_id_for
+from ledger.access import token_digest, token_id_of
 from projections.audit import Auditor
 from projections.models import ReadModels
 
@@ -37,11 +37,11 @@ class Grants:
         self._seen: OrderedDict[str, tuple[int, Actor | None]] = OrderedDict()
 
     async def actor(self, token: str, ledger: Ledger, models: ReadModels) -> Actor | None:
-        rows = await models.store.read(ledger.token_version_statement, (token_id_for(token),))
+        digest = token_digest(token)  # hashed once per request: the grant's id comes from it
+        rows = await models.store.read(ledger.token_version_statement, (token_id_of(digest),))
         version = rows[0][0] if rows else None
         if version is None:
             return None
-        digest = token_digest(token)
         seen = self._seen.get(digest)
         if seen is not None and seen[0] == int(version):
             self._seen.move_to_end(digest)

@@ -20,7 +20,12 @@ def token_digest(token: str) -> str:
 
 
 def token_id_for(token: str) -> str:
-    return f"token-{token_digest(token)[:24]}"
+    return token_id_of(token_digest(token))
+
+
+def token_id_of(digest: str) -> str:
+    """The id of the grant of a token with this digest (`token_digest`)."""
+    return f"token-{digest[:24]}"
 
 
 def new_token() -> str:
