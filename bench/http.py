@@ -200,14 +200,15 @@ def http(url: str, clients: int = 50, total: int = 3000, seconds: float = 15) ->
                 tokens["recorder"]))
             for name, make in scenarios.items():
                 method = make(0)[0]
-                token = tokens["committee" if method == "GET" else "recorder"]
+                role = "committee" if method == "GET" else "recorder"
+                token = tokens[role]
                 if method == "GET" and shutil.which("wrk"):
                     paths = list(dict.fromkeys(make(n)[1] for n in range(len(volunteers))))
                     results[name] = _wrk(base, paths, clients, seconds, folder, token)
                 else:
                     results[name] = asyncio.run(_load(base, make, clients, total, seconds, token))
                 if not name.startswith("healthz"):  # public: it reads no token
-                    results[name]["token"] = "committee" if method == "GET" else "recorder"
+                    results[name]["token"] = role
             results["record session, 1 client"]["token"] = "recorder"
         finally:
             server.terminate()
