@@ -22,7 +22,6 @@ writes about 1.07 rows per event instead of 2.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
@@ -45,8 +44,8 @@ from projections.signing import SigningKey, checkpoint_message, verify_checkpoin
 from projections.store import ViewCursor, ViewStore
 
 __all__ = [
-    "AuditLog", "Auditor", "SigningKey", "event_leaf_hash", "leaf_bytes", "page_leaf_hashes",
-    "recompute_root", "verify_checkpoint", "verify_consistency", "verify_inclusion",
+    "AuditLog", "Auditor", "SigningKey", "event_leaf_hash", "leaf_bytes", "recompute_root",
+    "verify_checkpoint", "verify_consistency", "verify_inclusion",
 ]
 
 T = TypeVar("T")
@@ -60,35 +59,15 @@ def leaf_bytes(position: int, originator_id: str, version: int, topic: str,
                state: bytes) -> bytes:
     """The canonical leaf input of one event (see the module docstring)."""
     oid, top = originator_id.encode("utf-8"), topic.encode("utf-8")
-    return b"".join((
-        b"\x01", struct.pack(">Q", position),
-        struct.pack(">I", len(oid)), oid, struct.pack(">Q", version),
-        struct.pack(">I", len(top)), top, struct.pack(">I", len(state)), state,
-    ))
+    pack = struct.pack  # adjacent fixed-width fields packed together: three calls, not five
+    return b"".join((b"\x01", pack(">QI", position, len(oid)), oid,
+                     pack(">QI", version, len(top)), top, pack(">I", len(state)), state))
 
 
 def event_leaf_hash(event: FeedEvent) -> bytes:
     """The Merkle leaf hash of one stored event."""
     return leaf_hash(leaf_bytes(event.position, event.originator_id, event.version,
                                 event.topic, event.state))
-
-
-def page_leaf_hashes(events: Sequence[FeedEvent]) -> list[bytes]:
-    """`event_leaf_hash` of each event of a page, with fewer steps per event: the 0x00 leaf
-    prefix and the format byte in one constant, each topic's length and bytes packed once."""
-    sha256, pack = hashlib.sha256, struct.pack
-    topics: dict[str, bytes] = {}
-    out: list[bytes] = []
-    for e in events:
-        topic = topics.get(e.topic)
-        if topic is None:
-            raw = e.topic.encode("utf-8")
-            topic = topics[e.topic] = pack(">I", len(raw)) + raw
-        oid, state = e.originator_id.encode("utf-8"), e.state
-        out.append(sha256(b"".join((
-            b"\x00\x01", pack(">QI", e.position, len(oid)), oid, pack(">Q", e.version),
-            topic, pack(">I", len(state)), state))).digest())
-    return out
 
 
 class AuditLog:
@@ -114,7 +93,7 @@ class AuditLog:
         size = log_size(cur)
         found = fetch_nodes(cur, Frontier.blocks(size))
         frontier = Frontier((lv, i, found[lv, i]) for lv, i in Frontier.blocks(size))
-        hashes = page_leaf_hashes(events)
+        hashes = [event_leaf_hash(event) for event in events]
         leaves = [(size + i, event.position, h)
                   for i, (event, h) in enumerate(zip(events, hashes, strict=True))]
         nodes = [n for n in frontier.extend(hashes) if n[0] >= STORED_LEVEL]
