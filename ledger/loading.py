@@ -42,7 +42,7 @@ class Loader:
             self._postgres_statements(table(events_table),
                                       table(snapshots_table) if snapshots_table else None)
             return
-        wanted = one_of("originator_id", postgres)
+        wanted = one_of("originator_id", postgres=False)  # PostgreSQL returned above
         events = (f"SELECT originator_id, originator_version, topic, state, 1 AS kind "
                   f"FROM {table(events_table)} e WHERE e.{wanted}")
         self.versions_statement = (

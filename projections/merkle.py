@@ -114,6 +114,8 @@ class Frontier:
         The same tree as `append` for each leaf, built a level at a time: at each level the
         frontier's waiting left block (if any) and the new complete blocks pair off in order
         (the row always starts at an even index), and an odd last block waits in the frontier.
+        The audit view builds with this; `vledger verify` recomputes with `append`, so the
+        stored tree is checked by a second construction, not by the one that made it.
         """
         old, new = self.size, self.size + len(leaves)
         waiting = {level: h for level, _, h in self.stack}
