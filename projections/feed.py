@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import Notification
 
-BOOKKEEPING = ("originator_id", "originator_version", "originator_topic", "timestamp")
+# The library's own keys in a stored state: not the event's data (the timestamp is `recorded_at`).
+BOOKKEEPING = ("originator_id", "originator_version", "originator_topic")
 
 
 class FeedEvent:
@@ -34,18 +35,17 @@ class FeedEvent:
         self._data = data
 
     def _decode(self) -> None:
-        # orjson parses in C; only values that are dicts or lists need a second look.
-        raw = orjson.loads(self.state)
-        data = {}
-        for key, value in raw.items():
-            if key in BOOKKEEPING:
-                continue
+        # orjson parses in C; the parsed dict becomes the data in place (the bookkeeping keys
+        # popped, datetimes unwrapped) rather than copied key by key: a quarter of the cost.
+        data = orjson.loads(self.state)
+        stamp = data.pop("timestamp", "")
+        for key in BOOKKEEPING:
+            data.pop(key, None)
+        for key, value in data.items():
             if type(value) is dict and len(value) == 2 and "_type_" in value:
-                value = value["_data_"]  # a datetime: our events nest none deeper
-            data[key] = value
+                data[key] = value["_data_"]  # a datetime: our events nest none deeper
         self._data = data
-        stamp = raw.get("timestamp", "")
-        self._recorded_at = str(stamp["_data_"] if isinstance(stamp, dict) else stamp)
+        self._recorded_at = str(stamp["_data_"] if type(stamp) is dict else stamp)
 
     @property
     def data(self) -> dict[str, Any]:

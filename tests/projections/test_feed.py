@@ -40,3 +40,22 @@ def test_no_event_of_the_ledger_nests_a_transcoded_value(ledger: Ledger) -> None
     for event in events:
         assert not _nested_transcoded(event.data), event.type
         assert "T" in event.recorded_at
+
+
+def test_data_is_the_events_own_fields_and_recorded_at_its_timestamp(ledger: Ledger) -> None:
+    volunteer = make_volunteer(ledger)
+    activity = make_activity(ledger)
+    session = record(ledger, volunteer, activity)
+    events = decode_page(ledger.recorder.select_notifications(1, 10_000))
+    recorded = next(e for e in events if e.type == "ServiceSession.Recorded")
+    stored = ledger.get_session(session.id)
+    assert recorded.originator_id == session.id
+    for key in ("originator_id", "originator_version", "originator_topic", "timestamp"):
+        assert key not in recorded.data  # the library's bookkeeping is not the event's data
+    assert recorded.data["volunteer_id"] == volunteer
+    assert recorded.data["minutes"] == stored.minutes
+    # datetimes arrive as their ISO text, unwrapped from the library's transcoding
+    assert recorded.data["started_at"] == stored.started_at.isoformat()
+    event = ledger.mapper.to_domain_event(ledger.recorder.select_notifications(
+        recorded.position, 1)[0])
+    assert recorded.recorded_at == event.timestamp.isoformat()
