@@ -10,7 +10,7 @@ import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,7 +135,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--append", action="store_true",
                         help="add this run's sizes to the runs already in --results (a long "
                         "growth point measured apart; each run keeps its own baselines)")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS",
+                        help="measure nothing: add the runs of these results files (written "
+                        "apart with --results, e.g. an hour-long 10M point) to --results as "
+                        "appended runs, and write the Markdown again")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.results, args.merge, args.markdown)
     steps = frozenset(args.steps.split(",") if args.steps else STEPS)
     if steps - set(STEPS):
         parser.error(f"unknown steps: {', '.join(sorted(steps - set(STEPS)))}")
@@ -182,6 +188,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.markdown.parent.mkdir(parents=True, exist_ok=True)
             args.markdown.write_text(markdown(results))
     print(f"done in {round(time.perf_counter() - began, 1)} s: {args.results}, {args.markdown}")
+    return results
+
+
+def merge(into: Path, others: Sequence[Path], page: Path) -> dict[str, Any]:
+    """Add other results files' runs to `into` (each keeps its commit, time and baselines)."""
+    results: dict[str, Any] = json.loads(into.read_text())
+    for run in results["runs"]:
+        run.setdefault("started_at", results["started_at"])
+    for other in others:
+        found: dict[str, Any] = json.loads(other.read_text())
+        for run in found["runs"]:
+            run.setdefault("started_at", found["started_at"])
+            run.setdefault("commit", found.get("commit"))
+            results["runs"].append({**run, "appended": True})
+    results["comparisons"] = comparisons(results["runs"])
+    into.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    page.write_text(markdown(results))
+    print(f"merged {len(others)} file(s) into {into}, {page}")
     return results
 
 

@@ -103,8 +103,8 @@ def _apart(results: dict[str, Any]) -> list[str]:
                         run.get("started_at", results["started_at"]) != results["started_at"])]
     if not apart:
         return []
-    return ["", "Runs measured at another time and added with `--append` (each against its own "
-            "baselines of the same run): " + "; ".join(apart) + "."]
+    return ["", "Runs measured at another time and added with `--append` or `--merge` (each "
+            "against its own baselines of the same run): " + "; ".join(apart) + "."]
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -92,3 +92,23 @@ def test_an_existing_store_is_measured_and_kept(tmp_path: Path) -> None:
     assert run["populate"]["not_run"].startswith("an existing store")
     assert run["rebuild_read_models"]["events"] == head
     assert (tmp_path / "filled.db").exists()
+
+
+def test_a_run_written_to_its_own_file_is_merged_under_the_earlier_run(tmp_path: Path) -> None:
+    common = ["--store", "sqlite", "--no-http", "--tmp", str(tmp_path)]
+    first, apart = tmp_path / "results.json", tmp_path / "apart.json"
+    page = tmp_path / "BENCHMARKS.md"
+    main([*common, "--events", "450", "--results", str(first), "--markdown", str(page)])
+    main([*common, "--events", "900", "--results", str(apart),
+          "--markdown", str(tmp_path / "apart.md")])
+    measured_apart = json.loads(apart.read_text())
+    main(["--results", str(first), "--markdown", str(page), "--merge", str(apart)])
+    found = json.loads(first.read_text())
+    assert [r["target_events"] for r in found["runs"]] == [450, 900]
+    merged = found["runs"][1]
+    assert merged["appended"] and not found["runs"][0].get("appended")
+    assert merged["started_at"] == measured_apart["started_at"]
+    assert merged["populate"] == measured_apart["runs"][0]["populate"]  # its own figures
+    assert {r["events"] for r in found["comparisons"]} >= {
+        found["runs"][0]["populate"]["events"], merged["populate"]["events"]}
+    assert "measured at another time" in page.read_text()
