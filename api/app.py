@@ -29,9 +29,11 @@ from api.serving import tune_collector
 from ledger import Ledger, Settings
 from projections.audit import Auditor
 from projections.models import ReadModels, auditor_views
+from projections.runner import Wakeup
 from projections.signing import SigningKey
 
 log = logging.getLogger("vledger")
+FOLLOW_SECONDS = 1.0  # at most this long between catch-ups (any commit wakes it on PostgreSQL)
 
 DESCRIPTION = """
 The ledger of the district's "Learn from Lei Feng" volunteer service (学雷锋志愿服务).
@@ -60,12 +62,18 @@ def open_services(settings: Settings) -> Services:
 
 
 def _follow(services: Services, stop: threading.Event) -> None:
-    # Views also follow writes made by other processes (CLI imports, other workers).
-    while not stop.wait(1.0):
-        try:
-            services.models.catch_up()
-        except Exception:  # keep following; the next round retries
-            log.exception("catching up the views failed")
+    # Views also follow writes made by other processes (CLI imports, other workers): on
+    # PostgreSQL as soon as they commit, on SQLite within a second (runner.Wakeup).
+    runner = services.models.runner
+    with Wakeup(runner.recorder, runner.store, stop) as wakeup:
+        while True:
+            wakeup.wait(FOLLOW_SECONDS)
+            if stop.is_set():
+                return
+            try:
+                services.models.catch_up()
+            except Exception:  # keep following; the next round retries
+                log.exception("catching up the views failed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -9,10 +9,13 @@ nothing twice, and two processes catching up at once take turns.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Protocol
 
 from eventsourcing.persistence import ApplicationRecorder
@@ -24,6 +27,8 @@ PAGE_SIZE = 2000
 REBUILD_PAGE_SIZE = 10_000  # a rebuild folds bigger pages: fewer, larger commits
 REBUILD_PAGES_PER_TRANSACTION = 5  # and commits every few pages (memory stays one page)
 LOCK_NAME = "vledger-projections"
+log = logging.getLogger("vledger.projections")
+STOP_CHECK_SECONDS = 0.25  # a follower waiting for events notices `stop` this often
 POSITIONS_SQL = "SELECT name, position FROM projection_positions"
 
 POSITIONS_DDL = (
@@ -245,7 +250,83 @@ class Runner:
         return reached
 
     def follow(self, stop: threading.Event, interval: float = 0.5) -> None:
-        """Keep catching up until `stop` is set (the `vledger projections run` worker)."""
-        while not stop.is_set():
-            self.catch_up()
-            stop.wait(interval)
+        """Keep catching up until `stop` is set (the `vledger projections run` worker): after
+        each commit of events on PostgreSQL, else every `interval` seconds (see `Wakeup`)."""
+        with Wakeup(self.recorder, self.store, stop) as wakeup:
+            while not stop.is_set():
+                self.catch_up()
+                wakeup.wait(interval)
+
+
+class Wakeup:
+    """Waits until the ledger may hold new events, or `timeout` seconds at most.
+
+    On PostgreSQL the library sends a NOTIFY in the transaction of every insert of events (on
+    the recorder's `channel_name`), delivered when it commits: a follower that LISTENs on it
+    catches up within milliseconds of another process's write instead of at its next poll.
+    Notifications that arrive while it catches up wait on the connection, so none is missed,
+    and one catch-up answers them all. On SQLite, or while the listening connection is lost,
+    it waits `timeout` (polling); `stop` cuts a wait short when the follower stops.
+    """
+
+    def __init__(self, recorder: ApplicationRecorder, store: ViewStore,
+                 stop: threading.Event) -> None:
+        self._channel: str | None = getattr(recorder, "channel_name", None)
+        self._store = store
+        self._stop = stop
+        self._conn: Any = None
+
+    def __enter__(self) -> Wakeup:
+        """Listen at once: a follower that catches up after this misses no commit."""
+        if self._channel is not None and self._store.postgres:
+            try:
+                self._listen()
+            except Exception as error:
+                log.warning("cannot listen for new events (%s); polling instead", error)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None
+
+    def wait(self, timeout: float) -> None:
+        if self._channel is None or not self._store.postgres or self._stop.is_set():
+            self._stop.wait(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            conn = self._listen()
+            while not self._stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                for _ in conn.notifies(timeout=min(left, STOP_CHECK_SECONDS), stop_after=1):
+                    return  # everything received so far came with it: one catch-up for all
+        except Exception as error:  # the server went away: poll until it answers again
+            log.warning("listening for new events failed (%s); polling instead", error)
+            self.close()
+            self._stop.wait(timeout)
+
+    def _listen(self) -> Any:
+        if self._conn is None:
+            from psycopg import sql
+
+            assert self._channel is not None
+            conn = self._store.connect()
+            try:
+                conn.execute(sql.SQL("LISTEN {0}").format(sql.Identifier(self._channel)))
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already broken: nothing to close
+                conn.close()

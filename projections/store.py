@@ -26,8 +26,9 @@ COPY_ROWS = 2000  # from this many rows on, PostgreSQL gets them by COPY (see ex
 SQLITE_CACHE_KIB = 128 * 1024
 # PostgreSQL connections of one process (with ledger.settings.LEDGER_CONNECTIONS): at most
 # VIEW_CONNECTIONS for the runner and the reads made in worker threads, and a fixed pool for
-# the event loop's reads (ViewStore.read). Two to four reads in flight keep a worker's share
-# of two cores busy; more only queue inside the server.
+# the event loop's reads (ViewStore.read), and one that listens for new events (a follower's
+# runner.Wakeup). Two to four reads in flight keep a worker's share of two cores busy; more
+# only queue inside the server.
 VIEW_CONNECTIONS = 8
 ASYNC_READ_CONNECTIONS = 4
 
@@ -155,6 +156,12 @@ class ViewStore:
             "options": f"-c search_path={location.schema} {NO_JIT}",
             "connect_timeout": 10, "autocommit": True,
         }
+
+    def connect(self) -> Any:
+        """A new connection of its own to the store's PostgreSQL database (autocommit)."""
+        import psycopg
+
+        return psycopg.connect(**self._connect_kwargs())
 
     def _sqlite(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from ledger import Ledger
 from projections import ReadModels
 from projections.credits import CreditsProjection
 from projections.hours import HoursProjection
-from projections.runner import Runner
+from projections.runner import Runner, Wakeup
 from projections.store import ViewStore
 from tests.factories import (
     ADMIN,
@@ -144,3 +145,71 @@ def test_a_rebuild_leaves_postgres_statistics_of_the_tables_it_filled(
         else:
             assert cur.execute("SELECT name FROM sqlite_master "
                                "WHERE name = 'sqlite_stat1'").fetchall() == []
+
+
+def _following(models: ReadModels, interval: float) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    worker = threading.Thread(target=models.runner.follow, args=(stop, interval), daemon=True)
+    worker.start()
+    return worker, stop
+
+
+def _seconds_until_caught_up(models: ReadModels, position: int, limit: float) -> float:
+    began = time.monotonic()
+    while models.runner.position() < position:
+        assert time.monotonic() - began < limit, f"the views did not reach {position}"
+        time.sleep(0.01)
+    return time.monotonic() - began
+
+
+def test_a_follower_sees_another_process_write_at_once_on_postgres_else_at_its_next_poll(
+        ledger: Ledger, models: ReadModels) -> None:
+    # `vledger projections run`: another Ledger (as another process) writes; the follower
+    # was told to poll only every 30 s on PostgreSQL, so it must have been woken by the
+    # commit's NOTIFY; on SQLite it polls every 0.2 s.
+    postgres = models.store.postgres
+    volunteer = make_volunteer(ledger)
+    worker, stop = _following(models, 30.0 if postgres else 0.2)
+    writer = Ledger(ledger.settings)
+    try:
+        _seconds_until_caught_up(models, ledger.head(), 10)  # listening since before that
+        activity = make_long_activity(writer, make_unit(writer))
+        written = serve(writer, volunteer, activity, date(2017, 3, 3)).position
+        took = _seconds_until_caught_up(models, written, 10)
+        assert took < (5.0 if postgres else 2.0)
+        assert models.volunteer_hours(volunteer)["total_minutes"] > 0
+    finally:
+        stop.set()
+        stopping = time.monotonic()
+        worker.join(timeout=35)
+        writer.close()
+    assert not worker.is_alive()
+    assert time.monotonic() - stopping < 2  # not at the end of its 30 s wait
+
+
+def test_a_wakeup_that_loses_its_connection_polls_then_listens_again(
+        ledger: Ledger, models: ReadModels) -> None:
+    stop = threading.Event()
+    with Wakeup(ledger.recorder, models.store, stop) as wakeup:
+        if not models.store.postgres:
+            began = time.monotonic()
+            wakeup.wait(0.1)  # SQLite: a plain poll
+            assert not wakeup.listening and time.monotonic() - began >= 0.1
+            return
+        assert wakeup.listening
+        with models.store.transaction() as cur:  # the server drops the listening session
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE starts_with(query, 'LISTEN') AND pid <> pg_backend_pid()")
+        wakeup.wait(0.1)  # fails, says so, and polls
+        assert not wakeup.listening
+        wakeup.wait(0.1)  # listens again
+        assert wakeup.listening
+        writer = Ledger(ledger.settings)
+        try:
+            make_unit(writer)
+            began = time.monotonic()
+            wakeup.wait(10)
+            assert time.monotonic() - began < 5  # woken by the commit, not the timeout
+        finally:
+            writer.close()
+    assert not wakeup.listening
