@@ -29,6 +29,7 @@ REBUILD_PAGES_PER_TRANSACTION = 5  # and commits every few pages (memory stays o
 LOCK_NAME = "vledger-projections"
 log = logging.getLogger("vledger.projections")
 STOP_CHECK_SECONDS = 0.25  # a follower waiting for events notices `stop` this often
+WAKE_GAP_SECONDS = 0.05  # and is woken by new events at most this often
 POSITIONS_SQL = "SELECT name, position FROM projection_positions"
 
 POSITIONS_DDL = (
@@ -270,11 +271,13 @@ class Wakeup:
     """
 
     def __init__(self, recorder: ApplicationRecorder, store: ViewStore,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, gap: float = WAKE_GAP_SECONDS) -> None:
         self._channel: str | None = getattr(recorder, "channel_name", None)
         self._store = store
         self._stop = stop
         self._conn: Any = None
+        self._gap = gap
+        self._woke = 0.0
 
     def __enter__(self) -> Wakeup:
         """Listen at once: a follower that catches up after this misses no commit."""
@@ -298,6 +301,11 @@ class Wakeup:
             self._stop.wait(timeout)
             return
         deadline = time.monotonic() + timeout
+        # Commits that come within `gap` of the last wake-up wait for the next one together:
+        # under a stream of writes a follower catches up a few times a second, not per commit.
+        pause = min(timeout, self._woke + self._gap - time.monotonic())
+        if pause > 0:
+            self._stop.wait(pause)
         try:
             conn = self._listen()
             while not self._stop.is_set():
@@ -305,6 +313,7 @@ class Wakeup:
                 if left <= 0:
                     return
                 for _ in conn.notifies(timeout=min(left, STOP_CHECK_SECONDS), stop_after=1):
+                    self._woke = time.monotonic()
                     return  # everything received so far came with it: one catch-up for all
         except Exception as error:  # the server went away: poll until it answers again
             log.warning("listening for new events failed (%s); polling instead", error)

@@ -213,3 +213,28 @@ def test_a_wakeup_that_loses_its_connection_polls_then_listens_again(
         finally:
             writer.close()
     assert not wakeup.listening
+
+
+def test_a_burst_of_commits_wakes_a_follower_once_per_gap(ledger: Ledger,
+                                                          models: ReadModels) -> None:
+    stop = threading.Event()
+    timeout = 5 if models.store.postgres else 0.4  # SQLite only polls: no need to wait long
+    with Wakeup(ledger.recorder, models.store, stop, gap=0.3) as wakeup:
+        writer = Ledger(ledger.settings)
+        try:
+            make_unit(writer)
+            began = time.monotonic()
+            wakeup.wait(timeout)  # PostgreSQL: woken by the commit
+            first = time.monotonic() - began
+            make_unit(writer)
+            make_unit(writer)
+            began = time.monotonic()
+            wakeup.wait(timeout)
+            second = time.monotonic() - began
+        finally:
+            writer.close()
+    if models.store.postgres:
+        assert first < 2
+        assert 0.2 < second < 2  # both commits at once, after the gap
+    else:
+        assert first >= timeout and second >= timeout
