@@ -119,7 +119,6 @@ class Frontier:
         """
         old, new = self.size, self.size + len(leaves)
         waiting = {level: h for level, _, h in self.stack}
-        sha256 = hashlib.sha256
         done: list[tuple[int, int, bytes]] = []
         stack: list[tuple[int, int, bytes]] = []
         row, level = list(leaves), 0
@@ -129,8 +128,7 @@ class Frontier:
             first = (old >> (level + 1)) << 1  # the index of row[0] at this level
             if len(row) & 1:
                 stack.append((level, first + len(row) - 1, row.pop()))
-            up = [sha256(b"\x01" + left + right).digest()
-                  for left, right in zip(row[0::2], row[1::2], strict=True)]
+            up = [node_hash(left, right) for left, right in zip(row[0::2], row[1::2], strict=True)]
             done.extend((level + 1, (first >> 1) + i, h) for i, h in enumerate(up))
             row, level = up, level + 1
         stack.reverse()
