@@ -29,7 +29,6 @@ from api.serving import tune_collector
 from ledger import Ledger, Settings
 from projections.audit import Auditor
 from projections.models import ReadModels, auditor_views
-from projections.runner import Wakeup
 from projections.signing import SigningKey
 
 log = logging.getLogger("vledger")
@@ -64,16 +63,8 @@ def open_services(settings: Settings) -> Services:
 def _follow(services: Services, stop: threading.Event) -> None:
     # Views also follow writes made by other processes (CLI imports, other workers): on
     # PostgreSQL as soon as they commit, on SQLite within a second (runner.Wakeup).
-    runner = services.models.runner
-    with Wakeup(runner.recorder, runner.store, stop) as wakeup:
-        while True:
-            wakeup.wait(FOLLOW_SECONDS)
-            if stop.is_set():
-                return
-            try:
-                services.models.catch_up()
-            except Exception:  # keep following; the next round retries
-                log.exception("catching up the views failed")
+    services.models.runner.follow(stop, FOLLOW_SECONDS, failed=lambda error: log.error(
+        "catching up the views failed", exc_info=error))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -250,12 +250,20 @@ class Runner:
         self.store.analyze()
         return reached
 
-    def follow(self, stop: threading.Event, interval: float = 0.5) -> None:
-        """Keep catching up until `stop` is set (the `vledger projections run` worker): after
-        each commit of events on PostgreSQL, else every `interval` seconds (see `Wakeup`)."""
+    def follow(self, stop: threading.Event, interval: float = 0.5,
+               failed: Callable[[Exception], None] | None = None) -> None:
+        """Keep catching up until `stop` is set: after each commit of events on PostgreSQL,
+        else every `interval` seconds (see `Wakeup`). A catch-up that fails ends the loop
+        (the `vledger projections run` worker), or with `failed` is reported to it and tried
+        again at the next wake-up (the API's follower)."""
         with Wakeup(self.recorder, self.store, stop) as wakeup:
             while not stop.is_set():
-                self.catch_up()
+                try:
+                    self.catch_up()
+                except Exception as error:
+                    if failed is None:
+                        raise
+                    failed(error)
                 wakeup.wait(interval)
 
 
@@ -274,6 +282,7 @@ class Wakeup:
                  stop: threading.Event, gap: float = WAKE_GAP_SECONDS) -> None:
         self._channel: str | None = getattr(recorder, "channel_name", None)
         self._store = store
+        self._listens = self._channel is not None and store.postgres
         self._stop = stop
         self._conn: Any = None
         self._gap = gap
@@ -281,7 +290,7 @@ class Wakeup:
 
     def __enter__(self) -> Wakeup:
         """Listen at once: a follower that catches up after this misses no commit."""
-        if self._channel is not None and self._store.postgres:
+        if self._listens:
             try:
                 self._listen()
             except Exception as error:
@@ -297,7 +306,7 @@ class Wakeup:
         return self._conn is not None
 
     def wait(self, timeout: float) -> None:
-        if self._channel is None or not self._store.postgres or self._stop.is_set():
+        if not self._listens or self._stop.is_set():
             self._stop.wait(timeout)
             return
         deadline = time.monotonic() + timeout

@@ -238,3 +238,30 @@ def test_a_burst_of_commits_wakes_a_follower_once_per_gap(ledger: Ledger,
         assert 0.2 < second < 2  # both commits at once, after the gap
     else:
         assert first >= timeout and second >= timeout
+
+
+def test_a_follower_given_failed_reports_a_failing_catch_up_and_keeps_following(
+        ledger: Ledger, models: ReadModels) -> None:
+    # The API's follower: a store that fails for a moment must not end it.
+    stop, errors, calls = threading.Event(), list[Exception](), [0]
+    real = models.runner.catch_up
+
+    def flaky() -> int:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("the store went away")
+        if calls[0] >= 3:
+            stop.set()
+        return real()
+
+    models.runner.catch_up = flaky  # type: ignore[method-assign]
+    models.runner.follow(stop, 0.01, failed=errors.append)
+    assert [str(e) for e in errors] == ["the store went away"] and calls[0] == 3
+    stop.clear()
+    calls[0] = 0
+    try:
+        models.runner.follow(stop, 0.01)  # without `failed`, the worker ends with the error
+    except RuntimeError as error:
+        assert str(error) == "the store went away"
+    else:
+        raise AssertionError("the failure was swallowed")
