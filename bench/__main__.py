@@ -158,9 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     commit = _commit()
     appending = args.append and args.results.exists()
     if appending:  # the earlier run stays the page's heading
-        results: dict[str, Any] = json.loads(args.results.read_text())
-        for run in results["runs"]:
-            run.setdefault("started_at", results["started_at"])
+        results = _measured(args.results)
     else:
         results = {
             "started_at": started, "commit": commit,
@@ -191,17 +189,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
-def merge(into: Path, others: Sequence[Path], page: Path) -> dict[str, Any]:
-    """Add other results files' runs to `into` (each keeps its commit, time and baselines)."""
-    results: dict[str, Any] = json.loads(into.read_text())
+def _measured(path: Path) -> dict[str, Any]:
+    """A results file, each run naming when and at which commit it was measured (runs
+    written before they did so took both from the file's heading)."""
+    results: dict[str, Any] = json.loads(path.read_text())
     for run in results["runs"]:
         run.setdefault("started_at", results["started_at"])
+        run.setdefault("commit", results.get("commit"))
+    return results
+
+
+def merge(into: Path, others: Sequence[Path], page: Path) -> dict[str, Any]:
+    """Add other results files' runs to `into` (each keeps its commit, time and baselines)."""
+    results = _measured(into)
     for other in others:
-        found: dict[str, Any] = json.loads(other.read_text())
-        for run in found["runs"]:
-            run.setdefault("started_at", found["started_at"])
-            run.setdefault("commit", found.get("commit"))
-            results["runs"].append({**run, "appended": True})
+        results["runs"].extend({**run, "appended": True} for run in _measured(other)["runs"])
     results["comparisons"] = comparisons(results["runs"])
     into.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     page.write_text(markdown(results))
