@@ -43,8 +43,7 @@ def issue_token(body: TokenIn, actor: Admin, services: ServicesDep) -> dict[str,
     """Issue a bearer token; it is shown once and stored only as a hash."""
     token, written = services.ledger.issue_token(
         origin_of(actor), body.role.value, body.unit_id, body.label)
-    return {"id": written.id, "position": written.position, "token": token,
-            "role": body.role.value, "unit_id": body.unit_id}
+    return services.written(written, token=token, role=body.role.value, unit_id=body.unit_id)
 
 
 class TokenPage(BaseModel):
@@ -68,5 +67,4 @@ def list_tokens(request: Request, actor: AuditReader, services: ServicesDep,
 def revoke_token(token_id: str, body: RevokeIn, actor: Admin,
                  services: ServicesDep) -> dict[str, Any]:
     """Revoke a token: it answers 401 from then on."""
-    written = services.ledger.revoke_token(origin_of(actor), token_id, body.reason)
-    return {"id": written.id, "position": written.position}
+    return services.written(services.ledger.revoke_token(origin_of(actor), token_id, body.reason))

@@ -91,3 +91,15 @@ def test_the_remembered_grants_are_bounded(district: District,
         assert district.get("/v1/events", token=token, limit=1).status_code == 200
     assert len(grants._seen) == 2
     assert district.get("/v1/events", token=tokens[0], limit=1).status_code == 200  # again
+
+
+def test_token_writes_answer_once_the_views_hold_them(district: District) -> None:
+    # Grants and revocations are events like any other: in inline mode the views (the audit
+    # log, the feed's readers) have read them when the write answers, as after every write.
+    issued = district.post("/v1/tokens", {"role": "committee", "label": "inline"}).json()
+    views = district.get("/v1/rankings/units", token=None, kind="subdistrict").json()
+    assert views["position"] == issued["position"]
+    revoked = district.client.post(f"/v1/tokens/{issued['id']}/revoke", json={"reason": "done"},
+                                   headers=bearer(ADMIN_TOKEN)).json()
+    views = district.get("/v1/rankings/units", token=None, kind="subdistrict").json()
+    assert views["position"] == revoked["position"] > issued["position"]
