@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate, event
 
 from bench.events import all_events
 from ledger import Ledger, Settings
+from ledger.collector import bulk_collection
 from ledger.demo import SESSION_BATCH, generate_district
 
 EVENTS_PER_SESSION = 2.25  # measured: a session is 2 events, plus registrations and activities
@@ -59,23 +60,25 @@ class PlainApp(Application[Any]):
 
 
 def raw_import(ledger_url: str, baseline_url: str) -> dict[str, Any]:
-    """Save the ledger's sessions as plain aggregates with `app.save(*aggs)`, same batches."""
+    """Save the ledger's sessions as plain aggregates with `app.save(*aggs)`, same batches,
+    with the collector as the demo's import has it (`bulk_collection`)."""
     env = Settings(database_url=baseline_url).store().eventsourcing_env()
     env.pop("ORIGINATOR_ID_TYPE")  # plain aggregates have UUID ids
     app = PlainApp(env=env)
     ledger = Ledger(Settings(database_url=ledger_url))
     seconds, count, batch = 0.0, 0, []
     try:
-        # Streamed batch by batch: only the aggregates' construction and save are timed.
-        for e in all_events(ledger.recorder):
-            if e.type == "ServiceSession.Recorded":
-                batch.append(e.data)
-            if len(batch) == SESSION_BATCH:
+        with bulk_collection():
+            # Streamed batch by batch: only the aggregates' construction and save are timed.
+            for e in all_events(ledger.recorder):
+                if e.type == "ServiceSession.Recorded":
+                    batch.append(e.data)
+                if len(batch) == SESSION_BATCH:
+                    seconds += _save_plain(app, batch)
+                    count, batch = count + len(batch), []
+            if batch:
                 seconds += _save_plain(app, batch)
-                count, batch = count + len(batch), []
-        if batch:
-            seconds += _save_plain(app, batch)
-            count += len(batch)
+                count += len(batch)
     finally:
         ledger.close()
         app.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ledger.aggregate import event_topic
 from ledger.application import Ledger
+from ledger.collector import bulk_collection
 from ledger.demo_activities import DemoActivity, SessionPlanner, make_activities
 from ledger.demo_units import district_units, register_units
 from ledger.demo_volunteers import (
@@ -77,6 +78,7 @@ def _quiet(stage: str, done: int, total: int) -> None:
     """No progress report."""
 
 
+@bulk_collection()
 def generate_district(ledger: Ledger, volunteers: int, sessions: int, seed: int,
                       progress: Progress | None = None) -> DemoSummary:
     """Fill an empty ledger with a district of `volunteers` volunteers and ~`sessions` sessions."""

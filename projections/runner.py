@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import ApplicationRecorder
 
+from ledger.collector import bulk_collection
 from projections.feed import FeedEvent, decode_page
 from projections.store import ViewCursor, ViewStore
 
@@ -245,8 +246,9 @@ class Runner:
                 cur.execute("UPDATE projection_positions SET position = 0, updated_at = ? "
                             "WHERE name = ?", (time.time(), projection.name))
         self._known_position = 0
-        reached = self.catch_up(progress=progress, page_size=self.rebuild_page_size,
-                                pages_per_transaction=REBUILD_PAGES_PER_TRANSACTION)
+        with bulk_collection():
+            reached = self.catch_up(progress=progress, page_size=self.rebuild_page_size,
+                                    pages_per_transaction=REBUILD_PAGES_PER_TRANSACTION)
         self.store.analyze()
         return reached
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
 from ledger import Ledger
+from ledger.collector import FULL_COLLECTION_EVERY
 from projections import ReadModels
 from projections.credits import CreditsProjection
+from projections.feed import FeedEvent
 from projections.hours import HoursProjection
 from projections.runner import Runner, Wakeup
-from projections.store import ViewStore
+from projections.store import ViewCursor, ViewStore
 from tests.factories import (
     ADMIN,
     at,
@@ -265,3 +269,37 @@ def test_a_follower_given_failed_reports_a_failing_catch_up_and_keeps_following(
         assert str(error) == "the store went away"
     else:
         raise AssertionError("the failure was swallowed")
+
+
+class _Thresholds:
+    """A view that notes the collector's oldest-generation threshold at each page it folds."""
+
+    name, schema_version = "thresholds", 1
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def create(self, cur: ViewCursor) -> None: ...
+
+    def drop(self, cur: ViewCursor) -> None: ...
+
+    def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
+        self.seen.append(gc.get_threshold()[2])
+
+
+def test_a_rebuild_folds_with_rare_full_collections_and_a_catch_up_as_the_process_has_it(
+        ledger: Ledger, models: ReadModels) -> None:
+    _fill(ledger, volunteers=3, days=5)
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        watch = _Thresholds()
+        runner = Runner(ledger.recorder, models.store, [watch])
+        runner.catch_up()
+        assert watch.seen and set(watch.seen) == {10}
+        watch.seen.clear()
+        runner.rebuild()
+        assert watch.seen and set(watch.seen) == {FULL_COLLECTION_EVERY}
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
