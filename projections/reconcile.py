@@ -20,7 +20,6 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder
 
-from ledger.collector import bulk_collection
 from projections.runner import Projection, Runner
 from projections.store import ViewCursor, ViewStore, table_names
 
@@ -85,8 +84,7 @@ def reconcile(live: ViewStore, recorder: ApplicationRecorder,
             live_positions = dict(cur.execute(
                 "SELECT name, position FROM projection_positions").fetchall())
             target = max((int(live_positions.get(p.name, 0)) for p in fresh), default=0)
-            with bulk_collection():  # a rebuild from position 0, as Runner.rebuild is
-                runner.catch_up(until=target)
+            runner.catch_up(until=target)  # from position 0: bulk work (Runner.catch_up)
             with scratch.reading() as other:
                 for p in fresh:
                     if int(live_positions.get(p.name, 0)) != target:

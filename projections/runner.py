@@ -27,6 +27,7 @@ from projections.store import ViewCursor, ViewStore
 PAGE_SIZE = 2000
 REBUILD_PAGE_SIZE = 10_000  # a rebuild folds bigger pages: fewer, larger commits
 REBUILD_PAGES_PER_TRANSACTION = 5  # and commits every few pages (memory stays one page)
+BULK_EVENTS = 10_000  # a catch-up this far behind runs with rare full collections (collector.py)
 LOCK_NAME = "vledger-projections"
 log = logging.getLogger("vledger.projections")
 STOP_CHECK_SECONDS = 0.25  # a follower waiting for events notices `stop` this often
@@ -148,26 +149,29 @@ class Runner:
         """
         if until is None and progress is None:
             stored = self.position()
+            self._known_position = max(self._known_position, stored)
             if stored >= self.head():
-                self._known_position = stored
                 return stored  # nothing new: no write turn needed (another process may write)
         with self._lock:
             if enough is not None and self._known_position >= enough:
                 return self._known_position
             target = self.head() if until is None else until
-            while True:
-                try:
-                    reached, done = self._step(target, page_size or self.page_size,
-                                               pages_per_transaction)
-                except Exception as error:
-                    self.failure = (self._stopped_at(), f"{type(error).__name__}: {error}")
-                    raise
-                self.failure = None
-                self._known_position = reached
-                if progress is not None:
-                    progress(reached, self.head())
-                if done:
-                    return reached
+            # A rebuild, a first start or a view whose schema changed: bulk work.
+            bulk = target - self._known_position >= BULK_EVENTS
+            with bulk_collection() if bulk else contextlib.nullcontext():
+                while True:
+                    try:
+                        reached, done = self._step(target, page_size or self.page_size,
+                                                   pages_per_transaction)
+                    except Exception as error:
+                        self.failure = (self._stopped_at(), f"{type(error).__name__}: {error}")
+                        raise
+                    self.failure = None
+                    self._known_position = reached
+                    if progress is not None:
+                        progress(reached, self.head())
+                    if done:
+                        return reached
 
     def _stopped_at(self) -> int:
         try:
@@ -246,9 +250,8 @@ class Runner:
                 cur.execute("UPDATE projection_positions SET position = 0, updated_at = ? "
                             "WHERE name = ?", (time.time(), projection.name))
         self._known_position = 0
-        with bulk_collection():
-            reached = self.catch_up(progress=progress, page_size=self.rebuild_page_size,
-                                    pages_per_transaction=REBUILD_PAGES_PER_TRANSACTION)
+        reached = self.catch_up(progress=progress, page_size=self.rebuild_page_size,
+                                pages_per_transaction=REBUILD_PAGES_PER_TRANSACTION)
         self.store.analyze()
         return reached
 

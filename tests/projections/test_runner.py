@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
+
 from ledger import Ledger
 from ledger.collector import FULL_COLLECTION_EVERY
 from projections import ReadModels
@@ -287,16 +289,26 @@ class _Thresholds:
         self.seen.append(gc.get_threshold()[2])
 
 
-def test_a_rebuild_folds_with_rare_full_collections_and_a_catch_up_as_the_process_has_it(
-        ledger: Ledger, models: ReadModels) -> None:
-    _fill(ledger, volunteers=3, days=5)
+def test_a_catch_up_far_behind_folds_with_rare_full_collections_and_a_short_one_does_not(
+        ledger: Ledger, models: ReadModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    people, unit = _fill(ledger, volunteers=3, days=5)
+    monkeypatch.setattr("projections.runner.BULK_EVENTS", 20)
     before = gc.get_threshold()
     gc.set_threshold(700, 10, 10)
     try:
         watch = _Thresholds()
         runner = Runner(ledger.recorder, models.store, [watch])
-        runner.catch_up()
+        assert ledger.head() >= 20
+        runner.catch_up()  # a first start: every event is behind
+        assert watch.seen and set(watch.seen) == {FULL_COLLECTION_EVERY}
+        assert gc.get_threshold() == (700, 10, 10)
+
+        watch.seen.clear()
+        activity = make_long_activity(ledger, unit)
+        serve(ledger, people[0], activity, date(2017, 9, 1))
+        runner.catch_up()  # a few events after a write
         assert watch.seen and set(watch.seen) == {10}
+
         watch.seen.clear()
         runner.rebuild()
         assert watch.seen and set(watch.seen) == {FULL_COLLECTION_EVERY}
