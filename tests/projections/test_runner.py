@@ -315,3 +315,32 @@ def test_a_catch_up_far_behind_folds_with_rare_full_collections_and_a_short_one_
         assert gc.get_threshold() == (700, 10, 10)
     finally:
         gc.set_threshold(*before)
+
+
+def test_writers_waiting_for_one_batch_ask_the_store_once_between_them(
+        ledger: Ledger, models: ReadModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    people, unit = _fill(ledger, volunteers=2, days=3)
+    models.catch_up()
+    serve(ledger, people[0], make_long_activity(ledger, unit), date(2017, 9, 1))
+    written = ledger.head()
+    runner = models.runner
+    asked: list[str] = []
+    for name in ("position", "head"):
+        real = getattr(runner, name)
+        monkeypatch.setattr(runner, name, lambda real=real, name=name: (
+            asked.append(name), real())[1])
+    start = threading.Barrier(20)
+    reached: list[bool] = []
+
+    def writer() -> None:
+        start.wait(5)
+        reached.append(runner.wait_for(written, 5))
+
+    threads = [threading.Thread(target=writer) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert reached == [True] * 20
+    assert sorted(asked) == ["head", "position"]  # the first to hold the lock, for all
+    assert models.position() == written
