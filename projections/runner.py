@@ -237,9 +237,8 @@ class Runner:
         return last, finished
 
     def wait_for(self, position: int, timeout: float) -> bool:
-        """Catch up until the views reach `position`, for at most `timeout` seconds."""
-        if self._known_position >= position:
-            return True
+        """Catch up until the views reach `position`, for at most `timeout` seconds (a view
+        already there answers at once: `catch_up` checks `enough` first)."""
         deadline = time.monotonic() + timeout
         while True:
             if self.catch_up(enough=position) >= position:
