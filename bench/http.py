@@ -220,27 +220,29 @@ def http(url: str, clients: int = 50, total: int = 3000, seconds: float = 15) ->
 
             def measure(make: Callable[[int], Request], clients: int,
                         month: int = 1) -> dict[str, Any]:
-                method = make(0)[0]
+                method, path, _ = make(0)
                 role = "committee" if method == "GET" else "recorder"
                 if not by_wrk:
-                    return asyncio.run(_load(base, make, clients, total, seconds, tokens[role]))
-                if method == "POST":
-                    script = _session_posts(volunteers, activity, year, month,
-                                            f"bench-http-{port}-{month}")
+                    result = asyncio.run(_load(base, make, clients, total, seconds,
+                                               tokens[role]))
+                elif method == "POST":
+                    result = _wrk(base, _session_posts(volunteers, activity, year, month,
+                                                       f"bench-http-{port}-{month}"),
+                                  clients, seconds, folder, tokens[role])
                 else:
-                    script = _cycling_gets(list(dict.fromkeys(
-                        make(n)[1] for n in range(len(volunteers)))))
-                return _wrk(base, script, clients, seconds, folder, tokens[role])
+                    result = _wrk(base, _cycling_gets(list(dict.fromkeys(
+                        make(n)[1] for n in range(len(volunteers))))),
+                        clients, seconds, folder, tokens[role])
+                if path != "/healthz":  # public: it reads no token
+                    result["token"] = role
+                return result
 
             results = {}
             # The write target (p99 < 30 ms) is a latency a single recorder sees; 50 clients
             # writing at once measure throughput, and their latency is mostly their queue.
             results["record session, 1 client"] = measure(lambda n: write(n, month=2), 1, 2)
-            results["record session, 1 client"]["token"] = "recorder"
             for name, make in scenarios.items():
                 results[name] = measure(make, clients)
-                if not name.startswith("healthz"):  # public: it reads no token
-                    results[name]["token"] = "committee" if make(0)[0] == "GET" else "recorder"
         finally:
             server.terminate()
             server.wait(timeout=30)
