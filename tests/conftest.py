@@ -6,6 +6,7 @@ they skip, unless VLEDGER_REQUIRE_POSTGRES=1 (as in CI), where they fail.
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -80,3 +81,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run every test that uses a store once on SQLite and once on PostgreSQL."""
     if "database_url" in metafunc.fixturenames:
         metafunc.parametrize("database_url", STORES, indirect=True)
+
+
+@pytest.fixture
+def default_gc_thresholds() -> Iterator[None]:
+    """CPython's default collector thresholds for one test, whatever the process had."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    yield
+    gc.set_threshold(*before)

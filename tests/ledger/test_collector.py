@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -12,14 +11,7 @@ from ledger import Ledger
 from ledger.collector import FULL_COLLECTION_EVERY, bulk_collection
 from ledger.demo import generate_district
 
-
-@pytest.fixture(autouse=True)
-def default_thresholds() -> Iterator[None]:
-    """CPython's defaults for each test, whatever the process had."""
-    before = gc.get_threshold()
-    gc.set_threshold(700, 10, 10)
-    yield
-    gc.set_threshold(*before)
+pytestmark = pytest.mark.usefixtures("default_gc_thresholds")
 
 
 def test_a_block_raises_only_the_oldest_threshold_and_puts_it_back() -> None:

@@ -290,31 +290,27 @@ class _Thresholds:
 
 
 def test_a_catch_up_far_behind_folds_with_rare_full_collections_and_a_short_one_does_not(
-        ledger: Ledger, models: ReadModels, monkeypatch: pytest.MonkeyPatch) -> None:
+        ledger: Ledger, models: ReadModels, monkeypatch: pytest.MonkeyPatch,
+        default_gc_thresholds: None) -> None:
     people, unit = _fill(ledger, volunteers=3, days=5)
     monkeypatch.setattr("projections.runner.BULK_EVENTS", 20)
-    before = gc.get_threshold()
-    gc.set_threshold(700, 10, 10)
-    try:
-        watch = _Thresholds()
-        runner = Runner(ledger.recorder, models.store, [watch])
-        assert ledger.head() >= 20
-        runner.catch_up()  # a first start: every event is behind
-        assert watch.seen and set(watch.seen) == {FULL_COLLECTION_EVERY}
-        assert gc.get_threshold() == (700, 10, 10)
+    watch = _Thresholds()
+    runner = Runner(ledger.recorder, models.store, [watch])
+    assert ledger.head() >= 20
+    runner.catch_up()  # a first start: every event is behind
+    assert watch.seen and set(watch.seen) == {FULL_COLLECTION_EVERY}
+    assert gc.get_threshold() == (700, 10, 10)
 
-        watch.seen.clear()
-        activity = make_long_activity(ledger, unit)
-        serve(ledger, people[0], activity, date(2017, 9, 1))
-        runner.catch_up()  # a few events after a write
-        assert watch.seen and set(watch.seen) == {10}
+    watch.seen.clear()
+    activity = make_long_activity(ledger, unit)
+    serve(ledger, people[0], activity, date(2017, 9, 1))
+    runner.catch_up()  # a few events after a write
+    assert watch.seen and set(watch.seen) == {10}
 
-        watch.seen.clear()
-        runner.rebuild()
-        assert watch.seen and set(watch.seen) == {FULL_COLLECTION_EVERY}
-        assert gc.get_threshold() == (700, 10, 10)
-    finally:
-        gc.set_threshold(*before)
+    watch.seen.clear()
+    runner.rebuild()
+    assert watch.seen and set(watch.seen) == {FULL_COLLECTION_EVERY}
+    assert gc.get_threshold() == (700, 10, 10)
 
 
 def test_writers_waiting_for_one_batch_ask_the_store_once_between_them(
