@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
@@ -71,6 +72,52 @@ class ViewStatus:
     @property
     def lag(self) -> int:
         return max(0, self.head - self.position)
+
+
+class PageReader:
+    """Reads the pages of one catch-up; with `ahead`, the next page in a thread of its own
+    while the current one is folded.
+
+    On PostgreSQL most of a rebuild is the server's work (a profile of one over 95k events: the
+    runner's thread waited on the server for 6 of 10.5 s), in another process and on another
+    core: read ahead, the server's reading of the next page overlaps the fold of this one and
+    the writing of its rows. Reading a page early reads the same events as reading it later:
+    positions up to the catch-up's target are committed before it starts, and stored events
+    never change.
+    """
+
+    def __init__(self, recorder: ApplicationRecorder, ahead: bool) -> None:
+        self._recorder = recorder
+        self._pool = ThreadPoolExecutor(1, "vledger-pages") if ahead else None
+        self._next: tuple[tuple[int, int, int | None], Future[list[FeedEvent]]] | None = None
+
+    def read(self, start: int, size: int, until: int | None) -> list[FeedEvent]:
+        """The events from position `start`, at most `size` of them, none past `until`."""
+        key = (start, size, until)
+        ahead, self._next = self._next, None
+        if ahead is not None and ahead[0] == key:
+            events = ahead[1].result()
+        else:
+            if ahead is not None:
+                ahead[1].cancel()
+            events = self._fetch(*key)
+        if (self._pool is not None and len(events) == size
+                and (until is None or events[-1].position < until)):
+            following = (events[-1].position + 1, size, until)
+            self._next = (following, self._pool.submit(self._fetch, *following))
+        return events
+
+    def _fetch(self, start: int, size: int, until: int | None) -> list[FeedEvent]:
+        page = self._recorder.select_notifications(start, size)
+        if until is not None:
+            page = [n for n in page if n.id <= until]
+        return decode_page(page)
+
+    def close(self) -> None:
+        """Stop reading ahead (a page being read is read to its end, then dropped)."""
+        self._next = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Runner:
@@ -161,10 +208,14 @@ class Runner:
             target = self.head() if until is None else until
             # A rebuild, a first start or a view whose schema changed: bulk work.
             bulk = target - self._known_position >= BULK_EVENTS
-            with bulk_collection() if bulk else contextlib.nullcontext():
+            # Read ahead on PostgreSQL only: there the server reads and writes in processes of
+            # its own. On SQLite both threads would be Python's, taking turns on one lock.
+            reader = PageReader(self.recorder, ahead=bulk and self.store.postgres)
+            with bulk_collection() if bulk else contextlib.nullcontext(), \
+                    contextlib.closing(reader):
                 while True:
                     try:
-                        reached, done = self._step(target, page_size or self.page_size,
+                        reached, done = self._step(reader, target, page_size or self.page_size,
                                                    pages_per_transaction)
                     except Exception as error:
                         self.failure = (self._stopped_at(), f"{type(error).__name__}: {error}")
@@ -188,7 +239,7 @@ class Runner:
         except Exception:  # the store itself is gone: the last position this process saw
             return self._known_position
 
-    def _step(self, until: int | None, page_size: int,
+    def _step(self, reader: PageReader, until: int | None, page_size: int,
               pages_per_transaction: int) -> tuple[int, bool]:
         """Pages folded and committed with the positions at once.
 
@@ -201,23 +252,20 @@ class Runner:
                 "SELECT name, position FROM projection_positions").fetchall())
             behind = {p.name: int(positions.get(p.name, 0)) for p in self.projections}
             for _ in range(pages_per_transaction):
-                reached, finished = self._page(cur, behind, until, page_size)
+                reached, finished = self._page(reader, cur, behind, until, page_size)
                 if finished:
                     break
             return reached, finished
 
-    def _page(self, cur: ViewCursor, behind: dict[str, int], until: int | None,
-              page_size: int) -> tuple[int, bool]:
+    def _page(self, reader: PageReader, cur: ViewCursor, behind: dict[str, int],
+              until: int | None, page_size: int) -> tuple[int, bool]:
         """Fold one page into every view behind it; returns (position, finished)."""
         low = min(behind.values()) if behind else 0
         if until is not None and low >= until:
             return low, True
-        page = self.recorder.select_notifications(low + 1, page_size)
-        if until is not None:
-            page = [n for n in page if n.id <= until]
-        if not page:
+        events = reader.read(low + 1, page_size, until)
+        if not events:
             return low, True
-        events = decode_page(page)
         last = events[-1].position
         for projection in self.projections:
             mine = behind[projection.name]
@@ -228,7 +276,7 @@ class Runner:
                     "UPDATE projection_positions SET position = ?, updated_at = ? "
                     "WHERE name = ?", (last, time.time(), projection.name))
                 behind[projection.name] = last
-        finished = len(page) < page_size or (until is not None and last >= until)
+        finished = len(events) < page_size or (until is not None and last >= until)
         if finished:
             for projection in self.projections:
                 settle = getattr(projection, "settle", None)

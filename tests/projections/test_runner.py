@@ -21,7 +21,7 @@ from projections import ReadModels
 from projections.credits import CreditsProjection
 from projections.feed import FeedEvent
 from projections.hours import HoursProjection
-from projections.runner import Runner, Wakeup
+from projections.runner import PageReader, Runner, Wakeup
 from projections.store import ViewCursor, ViewStore
 from tests.factories import (
     ADMIN,
@@ -340,3 +340,53 @@ def test_writers_waiting_for_one_batch_ask_the_store_once_between_them(
     assert reached == [True] * 20
     assert sorted(asked) == ["head", "position"]  # the first to hold the lock, for all
     assert models.position() == written
+
+
+def test_a_page_reader_reading_ahead_gives_the_pages_a_plain_read_gives(ledger: Ledger) -> None:
+    _fill(ledger, volunteers=3, days=4)
+    head = ledger.head()
+    plain, ahead = PageReader(ledger.recorder, ahead=False), PageReader(ledger.recorder, ahead=True)
+    try:
+        for until in (None, head - 5):
+            start, pages = 1, 0
+            while True:
+                want = plain.read(start, 7, until)
+                got = ahead.read(start, 7, until)
+                assert [(e.position, e.state) for e in got] == [(e.position, e.state) for e in want]
+                if len(want) < 7:
+                    break
+                start, pages = want[-1].position + 1, pages + 1
+            assert pages > 2
+            assert (want[-1].position if want else start - 1) == (until or head)
+        # A read that is not the page read ahead (another start) reads afresh.
+        assert [e.position for e in ahead.read(1, 3, None)] == [1, 2, 3]
+        assert [e.position for e in ahead.read(2, 3, None)] == [2, 3, 4]
+    finally:
+        plain.close()
+        ahead.close()
+
+
+def test_a_catch_up_far_behind_reads_ahead_on_postgres_only(
+        ledger: Ledger, models: ReadModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    people, _ = _fill(ledger, volunteers=3, days=5)
+    models.catch_up()
+    before = {p: models.volunteer_hours(p) for p in people}
+    monkeypatch.setattr("projections.runner.BULK_EVENTS", 20)
+    threads: list[str] = []
+    real = PageReader._fetch
+
+    def fetch(self: PageReader, start: int, size: int, until: int | None) -> list[FeedEvent]:
+        threads.append(threading.current_thread().name)
+        return real(self, start, size, until)
+
+    monkeypatch.setattr(PageReader, "_fetch", fetch)
+    models.runner.rebuild_page_size = 5
+    models.runner.rebuild()
+    ahead = [t for t in threads if t.startswith("vledger-pages")]
+    assert len(threads) > 5
+    if models.store.postgres:
+        assert len(ahead) == len(threads) - 1  # all but the first page
+    else:
+        assert not ahead
+    assert models.runner.position() == ledger.head()
+    assert {p: models.volunteer_hours(p) for p in people} == before
