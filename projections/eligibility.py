@@ -1,9 +1,12 @@
 """Award eligibility, evaluated when asked from the views and the award rules in force.
 
-Each criterion present in the rules is checked; `actual` is in the unit of `required` (hours
-for hours, rounded down to the hundredth so that it never reads as reaching a requirement it
-misses). A volunteer's star level, training and registered days are taken as of 31 December
-of the award year; the candidates for a volunteer award are the volunteers registered on or
+Each criterion present in the rules is checked; `actual` is in the unit of `required`. Hours
+are compared exactly (whole minutes against the required hours as written: 249 minutes reach
+4.15 h) and shown rounded down to the hundredth, or to as many decimals as the requirement
+has: a shown `actual` reaches the shown `required` exactly when the criterion passed.
+
+A volunteer's star level, training and registered days are taken as of 31 December of the
+award year; the candidates for a volunteer award are the volunteers registered on or
 before that day and not deregistered before the year began. Best organisation counts
 activities the organisation organised; best community counts its members' service (the
 `members` basis); best project counts each program's sessions in the year.
@@ -15,6 +18,8 @@ import json
 import math
 from collections.abc import Callable
 from datetime import date
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from ledger.awards import RECIPIENT_KIND
@@ -28,18 +33,26 @@ Facts = dict[str, Any]
 Check = Callable[[Facts, Any], tuple[Any, bool]]
 
 
-def _down_to_hundredths(value: float) -> float:
-    """Shown this way, an actual never reads as reaching a requirement it misses."""
-    return math.floor(value * 100) / 100
+def _hours_check(hours: Fraction, required: Any) -> tuple[float, bool]:
+    """(actual, passed) for an exact number of hours against a required number of hours.
+
+    The requirement is taken as written in the rules (its shortest decimal form: 4.15 is 83/20,
+    not the binary float whose sixty-fold, 249.00000000000003, 249 minutes would miss). The
+    actual is rounded down on the requirement's grid (hundredths, or finer when the
+    requirement is finer), so it reads as reaching the requirement exactly when it does.
+    """
+    written = Decimal(str(required))
+    places = max(2, -int(written.as_tuple().exponent))
+    scale = 10**places
+    return math.floor(hours * scale) / scale, hours >= Fraction(written)
 
 
-def _at_least(fact: str, scale: float = 1.0) -> Check:
-    def check(facts: Facts, required: Any) -> tuple[Any, bool]:
-        value = facts[fact]
-        actual = _down_to_hundredths(value / scale) if scale != 1.0 else value
-        return actual, value >= required * scale
+def _at_least(fact: str) -> Check:
+    return lambda facts, required: (facts[fact], facts[fact] >= required)
 
-    return check
+
+def _hours_at_least(fact: str) -> Check:
+    return lambda facts, required: _hours_check(Fraction(facts[fact], 60), required)
 
 
 def _flag(fact: str) -> Check:
@@ -56,12 +69,13 @@ def _clear_years(facts: Facts, required: Any) -> tuple[Any, bool]:
 
 
 def _per_volunteer(facts: Facts, required: Any) -> tuple[Any, bool]:
-    per = facts["minutes"] / facts["volunteers"] if facts["volunteers"] else 0.0
-    return _down_to_hundredths(per / 60), per >= required * 60
+    volunteers = facts["volunteers"]
+    per = Fraction(facts["minutes"], volunteers * 60) if volunteers else Fraction(0)
+    return _hours_check(per, required)
 
 
 CHECKS: dict[str, Check] = {
-    "min_hours_in_year": _at_least("minutes", 60.0),
+    "min_hours_in_year": _hours_at_least("minutes"),
     "min_star_level": _at_least("star_level"),
     "training_required": _flag("trained"),
     "min_registered_days": _at_least("registered_days"),

@@ -186,3 +186,26 @@ def test_hours_short_of_a_requirement_never_read_as_reaching_it(ledger: Ledger,
 
     assert answer is not None
     assert criteria_of(answer["items"][0])["min_hours_in_year"] == (2.32, 2.31, False)
+
+
+@pytest.mark.parametrize(("minutes", "required", "shown", "passed"), [
+    (249, 4.15, 4.15, True),  # 4.15 * 60 is 249.00000000000003 in binary: 249 minutes reach it
+    (248, 4.15, 4.13, False),
+    (370, 6.165, 6.166, True),  # a requirement finer than hundredths is shown on its own grid
+    (369, 6.15, 6.15, True),
+    (100, 1.67, 1.66, False),
+])
+def test_hours_are_compared_exactly_and_shown_reaching_the_requirement_when_they_do(
+        ledger: Ledger, models: ReadModels, minutes: int, required: float, shown: float,
+        passed: bool) -> None:
+    volunteer = make_volunteer(ledger)
+    activity = make_long_activity(ledger, make_unit(ledger))
+    serve(ledger, volunteer, activity, date(2017, 5, 1), hours=minutes / 60)
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {"min_hours_in_year": required})
+    models.catch_up()
+
+    answer = models.eligibility(BEAUTIFUL, 2017, volunteer)
+
+    assert answer is not None
+    assert criteria_of(answer["items"][0])["min_hours_in_year"] == (required, shown, passed)
+    assert (shown >= required) is passed
