@@ -6,6 +6,8 @@ import base64
 import hashlib
 import json
 import re
+import threading
+from collections import OrderedDict
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -22,7 +24,7 @@ from pydantic import (
 )
 
 from ledger.catalogue import PROGRAMS
-from ledger.errors import InvalidField
+from ledger.errors import Conflict, InvalidField
 
 ProgramCode = StrEnum("ProgramCode", {code: code for code in PROGRAMS})  # type: ignore[misc]
 # Ids are printable; texts may be any language but never carry control characters.
@@ -79,40 +81,115 @@ def _list_of(request: Request) -> str:
     return hashlib.sha256(repr((request.url.path, params)).encode()).hexdigest()[:12]
 
 
-def page_cursor(offset: int, list_of: str) -> str:
-    raw = json.dumps({"o": offset, "q": list_of}).encode()
+def page_cursor(offset: int, list_of: str, digest: str | None = None) -> str:
+    found: dict[str, Any] = {"o": offset, "q": list_of}
+    if digest is not None:
+        found["d"] = digest
+    raw = json.dumps(found).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def read_cursor(cursor: str | None, list_of: str) -> int:
-    """The offset an opaque cursor stands for; 422 naming `cursor` when it is not one this
-    service issued, or was issued for another list (other path, filters or period)."""
+def read_cursor(cursor: str | None, list_of: str) -> tuple[int, str | None]:
+    """The offset an opaque cursor stands for, and the digest of the list it walks (if it
+    carries one); 422 naming `cursor` when it is not one this service issued, or was issued
+    for another list (other path, filters or period)."""
     if not cursor:
-        return 0
+        return 0, None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         found = json.loads(base64.urlsafe_b64decode(padded))
-        offset = found["o"]
+        offset, digest = found["o"], found.get("d")
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise ValueError
+        if digest is not None and not isinstance(digest, str):
             raise ValueError
     except Exception:
         raise InvalidField("cursor is not a cursor this service issued", "cursor") from None
     if found.get("q") != list_of:
         raise InvalidField("cursor was issued for another list (other path or parameters); "
                            "start again without a cursor", "cursor")
-    return offset
+    return offset, digest
 
 
 def paginate(items: list[Any], limit: int | None, cursor: str | None,
              request: Request) -> tuple[list[Any], str | None]:
-    """A page of a list and the cursor of the next page (None at the end)."""
+    """A page of a list that only grows at its end (a history, the tokens), and the cursor
+    of the next page (None at the end): an offset walks it without repeats or gaps."""
     list_of = _list_of(request)
-    offset = read_cursor(cursor, list_of)
+    offset, _ = read_cursor(cursor, list_of)
     if limit is None:
         return items[offset:], None
     end = offset + limit
     return items[offset:end], (page_cursor(end, list_of) if end < len(items) else None)
 
+
+class ListChanged(Conflict):
+    """A ranked list changed between its pages, and this process no longer holds the
+    version the first page came from."""
+
+
+class _Snapshots:
+    """Ranked lists (rankings, bulletins, eligibility) as they were when a first page of them
+    was served, by digest, so that the pages after it come from the same version."""
+
+    ITEMS = 200_000  # kept at most, across lists (an eligibility list may hold thousands)
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[str, tuple[int, list[Any]]] = OrderedDict()
+        self._items = 0
+        self._lock = threading.Lock()
+
+    def keep(self, digest: str, position: int, items: list[Any]) -> None:
+        with self._lock:
+            if digest not in self._kept:
+                self._items += len(items)
+            self._kept[digest] = (position, items)
+            self._kept.move_to_end(digest)
+            while self._items > self.ITEMS and len(self._kept) > 1:
+                self._items -= len(self._kept.popitem(last=False)[1][1])
+
+    def find(self, digest: str) -> tuple[int, list[Any]] | None:
+        with self._lock:
+            return self._kept.get(digest)
+
+
+_SNAPSHOTS = _Snapshots()
+
+
+def _digest(items: list[Any]) -> str:
+    return hashlib.sha256(orjson.dumps(items, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+
+
+def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: str | None,
+                    request: Request) -> tuple[list[Any], str | None, int]:
+    """A page of a list whose order can change with any event (units by rank, candidates),
+    its next cursor, and the position it answers for.
+
+    An offset alone would repeat or skip items when a session moves a unit between two pages.
+    The cursor carries a digest of the whole list its first page came from: a later page is
+    cut from the same list, the current one when it is unchanged, else the version this process
+    kept when it served the first page (answering for that page's position). When neither is
+    at hand (another process served the first page, or it was long ago), 409 `list-changed`:
+    read the list again from its first page.
+    """
+    list_of = _list_of(request)
+    offset, digest = read_cursor(cursor, list_of)
+    if limit is None and cursor is None:
+        return items, None, position
+    if digest is not None and digest != _digest(items):
+        kept = _SNAPSHOTS.find(digest)
+        if kept is None:
+            raise ListChanged(
+                f"the list changed after its first page was read (it now answers for position "
+                f"{position}); read it again from the first page, without a cursor")
+        position, items = kept
+    end = len(items) if limit is None else offset + limit
+    if end >= len(items):
+        return items[offset:], None, position
+    if digest is None:
+        digest = _digest(items)
+        _SNAPSHOTS.keep(digest, position, items)
+    return items[offset:end], page_cursor(end, list_of, digest), position
 
 
 def etagged(request: Request, response: Response,

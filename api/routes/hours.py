@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EligibilityReader, Fresh, HoursReader, Services, ServicesDep
-from api.schemas import etagged, paginate
+from api.schemas import etagged, paginate_ranked
 from ledger.catalogue import AwardKind
 from ledger.errors import NotFound
 
@@ -95,7 +95,8 @@ def eligibility(
     items = result["items"]
     if eligible is not None:
         items = [i for i in items if i["eligible"] is eligible]
-    result["items"], result["next_cursor"] = paginate(items, limit, cursor, request)
+    result["items"], result["next_cursor"], result["position"] = paginate_ranked(
+        items, result["position"], limit, cursor, request)
     return etagged(request, response, result)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from api.deps import PUBLIC, Fresh, MaybeActor, ServicesDep
-from api.schemas import ProgramCode, etagged, paginate
+from api.schemas import ProgramCode, etagged, paginate_ranked
 from ledger.catalogue import UnitKind
 
 router = APIRouter(tags=["reports"])
@@ -77,7 +77,7 @@ async def unit_rankings(
     """Units of one kind ranked by minutes served; ties share a rank (1, 2, 2, 4)."""
     position, items = await services.models.unit_rankings_async(
         kind.value, basis.value, year, quarter, rollup)
-    page, next_cursor = paginate(items, limit, cursor, request)
+    page, next_cursor, position = paginate_ranked(items, position, limit, cursor, request)
     body = {"kind": kind.value, "basis": basis.value, "year": year, "quarter": quarter,
             "rollup": rollup, "position": position, "items": page,
             "next_cursor": next_cursor}
@@ -98,7 +98,7 @@ async def quarterly_bulletin(
     """A quarter's bulletin of one program (B6 online civilisation by default), per unit."""
     position, items = await services.models.bulletin_async(
         year, quarter, str(program.value), basis.value)
-    page, next_cursor = paginate(items, limit, cursor, request)
+    page, next_cursor, position = paginate_ranked(items, position, limit, cursor, request)
     body = {"year": year, "quarter": quarter, "program": str(program.value),
             "basis": basis.value, "position": position, "items": page,
             "next_cursor": next_cursor}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from api.schemas import _Snapshots
 from tests.api.conftest import ADMIN_TOKEN, District
 
 
@@ -93,3 +96,61 @@ def test_the_b6_bulletin_counts_the_quarter_per_organising_unit(district: Distri
 
 def test_a_fifth_quarter_is_a_422(district: District) -> None:
     assert district.get("/v1/bulletins/2017/5", token=ADMIN_TOKEN).status_code == 422
+
+
+def _schools_ranked(d: District) -> list[str]:
+    """Three schools; the first two serve an hour each (a tie), the third nothing yet."""
+    schools = [d.post("/v1/units", {"name": f"学校{i}", "kind": "school"}).json()["id"]
+               for i in range(3)]
+    for i, school in enumerate(schools[:2]):
+        response = d.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00",
+                             f"school-{i}", volunteer=_volunteer(d, d.unit_a),
+                             activity=_activity(d, school))
+        assert response.status_code == 201, response.text
+    return schools
+
+
+def _walk(d: District, first: dict[str, Any], **params: Any) -> Any:
+    return d.get("/v1/rankings/units", token=None, kind="school", basis="organised", limit=1,
+                 cursor=first["next_cursor"], **params)
+
+
+def test_rankings_pages_come_from_the_list_their_first_page_came_from(district: District) -> None:
+    schools = _schools_ranked(district)
+    first = district.get("/v1/rankings/units", token=None, kind="school", basis="organised",
+                         limit=1).json()
+    # The third school now serves most: the ranking's order changes between two pages.
+    written = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T17:00:00+08:00",
+                               "school-late", volunteer=_volunteer(district, district.unit_a),
+                               activity=_activity(district, schools[2])).json()["position"]
+    assert district.get("/v1/rankings/units", token=None, kind="school", basis="organised",
+                        min_position=written).json()["items"][0]["unit_id"] == schools[2]
+
+    second = _walk(district, first).json()
+    third = _walk(district, second).json()
+    walked = [page["items"][0] for page in (first, second, third)]
+    assert sorted(item["unit_id"] for item in walked) == sorted(schools)  # none twice, none lost
+    assert [item["rank"] for item in walked] == [1, 1, 3]  # as ranked when the walk began
+    assert second["position"] == third["position"] == first["position"] < written
+    assert third["next_cursor"] is None
+
+
+def test_a_list_changed_and_no_longer_held_answers_409_and_unchanged_pages_go_on(
+        district: District, monkeypatch: Any) -> None:
+    schools = _schools_ranked(district)
+    first = district.get("/v1/rankings/units", token=None, kind="school", basis="organised",
+                         limit=1).json()
+    # Another event that does not touch the schools' ranking: the walk goes on, up to date.
+    district.post("/v1/units", {"name": "另一个街道", "kind": "subdistrict"})
+    second = _walk(district, first).json()
+    assert second["position"] > first["position"]
+
+    # Another process served the first page (or long ago) and the list changed since: 409.
+    monkeypatch.setattr("api.schemas._SNAPSHOTS", _Snapshots())
+    district.session("2017-03-05T09:00:00+08:00", "2017-03-05T17:00:00+08:00", "school-late",
+                     volunteer=_volunteer(district, district.unit_a),
+                     activity=_activity(district, schools[2]))
+    changed = _walk(district, second)
+    assert changed.status_code == 409, changed.text
+    assert changed.json()["type"].endswith("/list-changed")
+    assert "first page" in changed.json()["detail"]
