@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Annotated, Any
 
@@ -27,12 +28,16 @@ def _ledger() -> Ledger:
     except ValueError as error:
         err.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
-    except (PersistenceError, OSError, psycopg.Error) as error:
+    except STORE_ERRORS as error:
         err.print(f"[red]the store does not answer ({Settings().store().describe()}): "
                   f"{error}[/red]")
         raise typer.Exit(3) from None
     ledger.ensure_catalogue()
     return ledger
+
+
+# What a store that is missing, down, or not a ledger at all raises as it is opened or read.
+STORE_ERRORS = (PersistenceError, OSError, psycopg.Error, sqlite3.Error)
 
 
 def _count_events(ledger: Ledger) -> int:
@@ -175,4 +180,11 @@ _mount_read_side()
 
 
 def main() -> None:
-    app()
+    """`vledger`: a store that cannot be opened or read (a file that is not an SQLite
+    database, a server that went away) ends any command with one line saying so, exit 3."""
+    try:
+        app()
+    except STORE_ERRORS as error:
+        err.print(f"[red]the store does not answer ({Settings().store().describe()}): "
+                  f"{error}[/red]")
+        sys.exit(3)

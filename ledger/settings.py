@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -42,6 +43,9 @@ class Settings(BaseSettings):
         return StoreLocation.parse(self.database_url)
 
 
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
 @dataclass(frozen=True)
 class StoreLocation:
     """A parsed `VLEDGER_DATABASE_URL`: an SQLite file or a PostgreSQL database (and schema)."""
@@ -70,6 +74,11 @@ class StoreLocation:
                 f"not {url.split(':', 1)[0]!r}"
             )
         query = parse_qs(parts.query)
+        schema = query.get("schema", ["public"])[0]
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(
+                f"VLEDGER_DATABASE_URL's schema {schema!r} must be a plain PostgreSQL name: "
+                "a letter or underscore, then letters, digits or underscores (63 at most)")
         return cls(
             kind="postgres",
             host=parts.hostname or "127.0.0.1",
@@ -77,7 +86,7 @@ class StoreLocation:
             user=unquote(parts.username or "postgres"),
             password=unquote(parts.password or ""),
             dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
-            schema=query.get("schema", ["public"])[0],
+            schema=schema,
         )
 
     def describe(self) -> str:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 VLEDGER = str(Path(sys.executable).parent / "vledger")
 
@@ -105,6 +106,28 @@ def test_an_unreachable_store_is_a_clear_message_not_a_traceback() -> None:
     result = _run("postgresql://postgres@127.0.0.1:1/test", "info")
     assert result.returncode == 3
     assert "the store does not answer" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["info"], ["tokens", "list"], ["projections", "status"],
+                                     ["verify"], ["demo", "--volunteers", "5", "--sessions", "5"]])
+def test_a_file_that_is_not_an_sqlite_database_is_a_clear_message(
+        tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "not-a-ledger.db"
+    path.write_bytes(bytes(range(256)) * 20)
+    result = _run(f"sqlite:///{path}", *command)
+    assert result.returncode == 3, result.stderr
+    assert "the store does not answer" in result.stderr
+    assert "not a database" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 3
+    assert path.read_bytes() == bytes(range(256)) * 20  # nothing written into it
+
+
+@pytest.mark.parametrize("schema", ["bad;drop", "1abc", "a b", "x" * 64])
+def test_a_postgresql_schema_that_is_not_a_plain_name_is_refused(schema: str) -> None:
+    result = _run(f"postgresql://postgres@127.0.0.1:5432/test?schema={schema}", "info")
+    assert result.returncode == 2, result.stderr
+    assert "must be a plain PostgreSQL name" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
 
 
