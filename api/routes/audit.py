@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from api.deps import PUBLIC, AuditReader, Fresh, MaybeActor, ServicesDep
-from api.schemas import MAX_POSITION, Instant, paginate
+from api.schemas import MAX_POSITION, Instant, etagged, paginate
 from ledger.catalogue import Role
 from projections.history import event_feed, volunteer_history
 
@@ -30,18 +30,19 @@ class Feed(BaseModel):
 
 @router.get("/v1/volunteers/{volunteer_id}/history", response_model=History,
             dependencies=[Fresh])
-def history(volunteer_id: str, request: Request, actor: AuditReader, services: ServicesDep,
-            as_of: Instant | None = None,
+def history(volunteer_id: str, request: Request, response: Response, actor: AuditReader,
+            services: ServicesDep, as_of: Instant | None = None,
             limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
-            cursor: str | None = None) -> dict[str, Any]:
+            cursor: str | None = None) -> Any:
     """Every event that touched a volunteer's record, as the ledger held them at `as_of`."""
     services.ledger.get_volunteer(volunteer_id)
     services.models.catch_up()
     events = volunteer_history(services.models.store, services.ledger.recorder, volunteer_id,
                                as_of, unmasked=actor.role in (Role.admin, Role.auditor))
     page, next_cursor = paginate(events, limit, cursor, request)
-    return {"volunteer_id": volunteer_id, "as_of": as_of.isoformat() if as_of else None,
-            "events": page, "next_cursor": next_cursor}
+    return etagged(request, response, {
+        "volunteer_id": volunteer_id, "as_of": as_of.isoformat() if as_of else None,
+        "events": page, "next_cursor": next_cursor})
 
 
 @router.get("/v1/events", response_model=Feed)
@@ -56,7 +57,8 @@ def events(actor: AuditReader, services: ServicesDep,
 
 
 @router.get("/v1/audit/checkpoint", openapi_extra=PUBLIC)
-def checkpoint(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
+def checkpoint(request: Request, response: Response, actor: MaybeActor,
+               services: ServicesDep) -> Any:
     """The signed root of the Merkle tree over every event (RFC 9162).
 
     To check it without our code: `signature` (standard base64) is an Ed25519 signature, by
@@ -70,8 +72,7 @@ def checkpoint(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     proof name them.
     """
     services.models.catch_up()
-    result: dict[str, Any] = services.auditor.checkpoint()
-    return result
+    return etagged(request, response, services.auditor.checkpoint())
 
 
 @router.get("/v1/audit/public-key", response_class=PlainTextResponse, openapi_extra=PUBLIC)

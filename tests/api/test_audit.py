@@ -57,3 +57,23 @@ def test_a_proof_for_a_tree_larger_than_the_log_is_a_422(district: District) -> 
     response = district.get("/v1/audit/consistency", token=district.auditor, first=1,
                             second=10**6)
     assert response.status_code == 422
+
+
+def test_history_and_checkpoint_carry_an_etag_that_a_later_write_changes(
+        district: District) -> None:
+    paths = [f"/v1/volunteers/{district.volunteer}/history", "/v1/audit/checkpoint"]
+    tags = {}
+    for path in paths:
+        first = district.get(path, token=district.auditor)
+        assert first.status_code == 200 and first.headers["etag"].startswith('W/"')
+        tags[path] = first.headers["etag"]
+        again = district.client.get(path, headers={"Authorization": f"Bearer {district.auditor}",
+                                                   "If-None-Match": tags[path]})
+        assert again.status_code == 304, path
+    written = district.session("2017-03-05T15:00:00+08:00", "2017-03-05T16:00:00+08:00",
+                               "etag-later")
+    assert written.status_code == 201, written.text
+    for path in paths:
+        changed = district.client.get(path, headers={
+            "Authorization": f"Bearer {district.auditor}", "If-None-Match": tags[path]})
+        assert changed.status_code == 200 and changed.headers["etag"] != tags[path], path
