@@ -228,6 +228,13 @@ def run_demo(volunteers: int, sessions: int, seed: int) -> None:
         f"activities, {summary.sessions} sessions ({hours:,.0f} h), {summary.trainings} "
         f"trainings, {summary.transfers} transfers, {summary.insured} insured, "
         f"award rules for 2017 published; event position {summary.position}.")
+    if summary.sessions < sessions:
+        unfilled = sessions - summary.sessions - summary.rejected
+        console.print(
+            f"{sessions - summary.sessions} of the {sessions} sessions asked for are not there: "
+            f"{summary.rejected} planned were refused by the ledger's rules (e.g. an overlap "
+            f"with the volunteer's other service) and {unfilled} found no volunteer free and "
+            "registered at that time (more volunteers make room for more sessions).")
 
 
 __all__ = ["AWARD_RULES_2017", "DemoNeedsEmptyLedger", "DemoSummary", "generate_district",

@@ -65,6 +65,17 @@ def test_demo_refuses_nonsense_sizes_with_an_error(database_url: str) -> None:
                                             or "sessions" in refused.stderr)
 
 
+def test_demo_says_why_it_recorded_fewer_sessions_than_asked(tmp_path: Path) -> None:
+    done = _run(f"sqlite:///{tmp_path / 'demo.db'}", "demo", "--volunteers", "20",
+                "--sessions", "3000")
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    recorded = int(said.split(" sessions (")[0].rsplit(" ", 1)[1])
+    assert recorded < 3000
+    assert f"{3000 - recorded} of the 3000 sessions asked for are not there" in said
+    assert "found no volunteer free" in said
+
+
 def test_info_shows_the_store_and_the_last_position(database_url: str) -> None:
     assert _run(database_url, "init").returncode == 0
     info = _run(database_url, "info")
