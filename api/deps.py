@@ -124,6 +124,8 @@ async def _authenticate(request: Request, services: Services,
 
 
 MaybeActor = Annotated[Actor | None, Depends(current_actor)]
+# The dependencies that authenticate (and admit roles): `current_actor` and each `needs()`.
+_GUARDS: set[Any] = {current_actor}
 
 
 def needs(*roles: Role) -> Any:
@@ -147,7 +149,34 @@ def needs(*roles: Role) -> Any:
                                      f"(allowed: {allowed})")
         return actor
 
+    _GUARDS.add(check)
     return Depends(check)
+
+
+async def authenticate(request: Request) -> None:
+    """Refuse an unknown or revoked token (401), as every route does; used where no route ran."""
+    services = await get_services(request)
+    await _authenticate(request, services, await _bearer(request))
+
+
+async def admit(request: Request) -> None:
+    """Run the matched route's own guard alone: its 401 for the caller, or its 403 for the role.
+
+    FastAPI reads a JSON body before it solves any dependency, so a body it cannot decode
+    would otherwise be refused (422) before the caller is known.
+    """
+    guard = _guard_of(getattr(request.scope.get("route"), "dependant", None))
+    if guard is not None:
+        services = await get_services(request)
+        await guard(request, services, await _bearer(request))
+
+
+def _guard_of(dependant: Any) -> Any:
+    for sub in getattr(dependant, "dependencies", ()):
+        found = sub.call if sub.call in _GUARDS else _guard_of(sub)
+        if found is not None:
+            return found
+    return None
 
 
 def origin_of(actor: Actor) -> Origin:

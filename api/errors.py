@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from eventsourcing.persistence import ConnectionUnavailableError, DataError
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.deps import admit, authenticate
 from ledger.errors import (
     Conflict,
     Forbidden,
@@ -95,10 +96,12 @@ def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     status, title = status_of(exc)
     headers = {"Retry-After": "1"} if status == 503 else None
     problems = exc.problems if isinstance(exc, InvalidFields) else [exc]
-    errors = [{"field": p.field, "detail": p.message} for p in problems if p.field] or None
+    # Each item's `field` names the field, so its `detail` states only the rule.
+    errors = [{"field": p.field, "detail": p.rule} for p in problems if p.field] or None
     if status == 422 and errors is None:
         errors = [{"field": "body", "detail": exc.message}]
-    return problem(status, exc.message, title=title, kind=_kebab(type(exc).__name__),
+    detail = "; ".join(p.described for p in problems)
+    return problem(status, detail, title=title, kind=_kebab(type(exc).__name__),
                    errors=errors, headers=headers)
 
 
@@ -115,17 +118,62 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    found = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in found):
+        # Raised before the route's dependencies ran: the caller is not yet known.
+        return await _undecodable_body(request, "must be valid JSON ({})".format(
+            "; ".join(_json_error(err) for err in found)))
     errors = []
-    for err in exc.errors():
+    for err in found:
         message = str(err.get("msg", "invalid value"))
         message = message.removeprefix("Value error, ")
-        # A body that is not JSON at all is located at its character offset: name the body.
-        field = "body" if err.get("type") == "json_invalid" else _field(err.get("loc", ()))
-        errors.append({"field": field, "detail": message})
+        errors.append({"field": _field(err.get("loc", ())), "detail": message})
     detail = "; ".join(f"{e['field']}: {e['detail']}" for e in errors) or "invalid request"
     return problem(422, detail, kind="validation-error", errors=errors)
+
+
+def _json_error(err: Any) -> str:
+    # A body that is not JSON at all is located at its character offset.
+    reason = str((err.get("ctx") or {}).get("error") or err.get("msg", "invalid JSON"))
+    loc = err.get("loc", ())
+    return f"{reason} at character {loc[1]}" if len(loc) > 1 else reason
+
+
+async def _undecodable_body(request: Request, rule: str) -> JSONResponse:
+    """A 422 naming the body, once the caller would have been let in (else its 401 or 403)."""
+    try:
+        await admit(request)
+    except HTTPException as refused:
+        return _http_error(request, refused)
+    return problem(422, f"body: {rule}", kind="validation-error",
+                   errors=[{"field": "body", "detail": rule}])
+
+
+async def _http_error_or_unauthorized(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    cause = exc.__cause__
+    # FastAPI answers 400 for a body it cannot decode (not UTF-8, nested too deeply), from
+    # the decoder's error; no route of ours raises a 400.
+    if exc.status_code == 400 and isinstance(cause, (ValueError, RecursionError)):
+        return await _undecodable_body(request, _decoding_rule(cause))
+    # No route ran for an unknown path or method, so nothing has looked at the token yet.
+    unrouted = exc.status_code == 405 or "route" not in request.scope
+    if exc.status_code in (404, 405) and unrouted and "authorization" in request.headers:
+        try:
+            await authenticate(request)
+        except HTTPException as refused:
+            return _http_error(request, refused)
+    return _http_error(request, exc)
+
+
+def _decoding_rule(cause: BaseException) -> str:
+    if isinstance(cause, UnicodeDecodeError):
+        return f"must be JSON text in UTF-8 ({cause.reason} at byte {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "must not nest arrays and objects so deeply"
+    return f"must be valid JSON ({type(cause).__name__})"
 
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
@@ -168,6 +216,6 @@ def install(app: FastAPI) -> None:
     app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
     app.add_exception_handler(LedgerError, _ledger_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error_or_unauthorized)
     app.add_exception_handler(DataError, _store_refused)
     app.add_exception_handler(ConnectionUnavailableError, _store_busy)

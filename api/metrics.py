@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 
@@ -12,6 +13,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("vledger.http")
+# A client's own request id is echoed and logged only if short and plain; else we make one.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 class Metrics:
@@ -48,7 +51,9 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = _header(scope, b"x-request-id")
+        if request_id is None or not _REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
         status = 500
 
         async def tagged(message: Message) -> None:

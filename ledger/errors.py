@@ -22,9 +22,26 @@ class LedgerError(Exception):
     """Base of every error the ledger raises for a request it refuses."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
+        if field and message.startswith(field + ": "):
+            # The label repeats `field`: shown together they read "unit_id: unit_id: …".
+            message = message[len(field) + 2:]
         super().__init__(message)
         self.message = message
         self.field = field
+
+    @property
+    def rule(self) -> str:
+        """The rule broken, without the field's name, for where `field` is shown beside it."""
+        if self.field and self.message.startswith(self.field + " "):
+            return self.message[len(self.field) + 1:]
+        return self.message
+
+    @property
+    def described(self) -> str:
+        """The message naming its field once: "name must not be empty", "unit_id: no unit …"."""
+        if self.field is None or self.rule != self.message:
+            return self.message
+        return f"{self.field}: {self.message}"
 
 
 class InvalidRequest(LedgerError):

@@ -1,0 +1,119 @@
+"""How refusals are plumbed: bodies that cannot be read, who is refused first, request ids."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import ADMIN_TOKEN, District, bearer
+
+JSON = {"Content-Type": "application/json"}
+NOT_UTF_8 = b'{"name":"\xff\xfe","kind":"town"}'
+TOO_DEEP = b'{"name":"x","kind":"town","p":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+VLEDGER = str(Path(sys.executable).parent / "vledger")
+
+
+def _post_raw(district: District, path: str, content: bytes, token: str | None) -> Any:
+    return district.client.post(path, content=content, headers={**JSON, **bearer(token)})
+
+
+def _token(district: District, who: str) -> str | None:
+    return {"nobody": None, "unknown": "vl_not-a-token-we-issued", "revoked": district.revoked,
+            "admin": ADMIN_TOKEN, "auditor": district.auditor}[who]
+
+
+@pytest.mark.parametrize("content", [NOT_UTF_8, TOO_DEEP, b"xx"],
+                         ids=["not-utf-8", "nested-too-deeply", "not-json"])
+def test_a_body_that_cannot_be_decoded_is_a_422_naming_the_body(district: District,
+                                                                content: bytes) -> None:
+    response = _post_raw(district, "/v1/units", content, ADMIN_TOKEN)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == 422 and body["type"] and body["title"] and body["detail"]
+    assert [e["field"] for e in body["errors"]] == ["body"]
+
+
+@pytest.mark.parametrize("content", [NOT_UTF_8, TOO_DEEP, b"xx"],
+                         ids=["not-utf-8", "nested-too-deeply", "not-json"])
+@pytest.mark.parametrize("who", ["nobody", "unknown", "revoked"])
+def test_a_body_that_cannot_be_decoded_is_a_401_without_a_valid_token(
+        district: District, content: bytes, who: str) -> None:
+    response = _post_raw(district, "/v1/units", content, _token(district, who))
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("content", [NOT_UTF_8, b"xx"], ids=["not-utf-8", "not-json"])
+def test_a_body_that_cannot_be_decoded_is_a_403_for_a_role_not_allowed(district: District,
+                                                                       content: bytes) -> None:
+    response = _post_raw(district, "/v1/service-sessions", content, district.auditor)
+    assert response.status_code == 403, response.text
+
+
+def test_a_body_that_cannot_be_decoded_is_a_422_for_a_role_allowed(district: District) -> None:
+    response = _post_raw(district, "/v1/service-sessions", b"xx", district.recorder_a)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "body"
+
+
+def test_an_error_item_states_the_rule_without_its_field(district: District) -> None:
+    response = district.session("2017-03-05T10:00:00+08:00", "2017-03-05T09:00:00+08:00", "r-1")
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["errors"] == [{"field": "ended_at", "detail": "must be after started_at"}]
+    assert body["detail"] == "ended_at must be after started_at"
+
+
+def test_an_unknown_id_in_the_body_names_its_field_once(district: District) -> None:
+    response = district.post("/v1/volunteers", {"name": "x", "home_unit_id": "unit-nope",
+                                                "registered_on": "2017-01-01"})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["errors"] == [{"field": "home_unit_id", "detail": "no unit with id 'unit-nope'"}]
+    assert body["detail"] == "home_unit_id: no unit with id 'unit-nope'"
+
+
+def test_the_command_line_names_the_field_of_an_unknown_unit_once(database_url: str) -> None:
+    env = {**os.environ, "VLEDGER_DATABASE_URL": database_url}
+    created = subprocess.run([VLEDGER, "tokens", "create", "--role", "recorder",
+                              "--unit", "unit-nope"], capture_output=True, text=True, env=env,
+                             timeout=120)
+    assert created.returncode == 2
+    assert " ".join(created.stderr.split()) == "unit_id: no unit with id 'unit-nope'"
+
+
+@pytest.mark.parametrize("request_id", ["abc-123_X.y:z", "a" * 128])
+def test_a_plain_request_id_of_the_client_is_echoed(district: District, request_id: str) -> None:
+    response = district.client.get("/healthz", headers={"X-Request-ID": request_id})
+    assert response.headers["x-request-id"] == request_id
+
+
+@pytest.mark.parametrize("request_id", ["a" * 129, "a" * 20_000, "a b", "a/b", "a\tb",
+                                        "é".encode()])
+def test_a_long_or_unsafe_request_id_is_replaced_by_our_own(district: District,
+                                                            request_id: str | bytes) -> None:
+    response = district.client.get("/healthz", headers={"X-Request-ID": request_id})
+    ours = response.headers["x-request-id"]
+    assert ours != request_id and len(ours) == 32 and ours.isalnum()
+
+
+@pytest.mark.parametrize(("who", "status"), [
+    ("unknown", 401), ("revoked", 401), ("nobody", 404), ("admin", 404), ("auditor", 404)])
+def test_an_unknown_path_is_a_401_for_an_unknown_or_revoked_token(district: District, who: str,
+                                                                   status: int) -> None:
+    response = district.get("/v1/no-such-thing", token=_token(district, who))
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(("who", "status"), [("unknown", 401), ("nobody", 405), ("admin", 405)])
+def test_an_unknown_method_is_a_401_for_an_unknown_token(district: District, who: str,
+                                                         status: int) -> None:
+    response = district.client.delete("/v1/rankings/units", headers=bearer(_token(district, who)))
+    assert response.status_code == status, response.text
