@@ -108,7 +108,7 @@ def tokens_create(
     try:
         token, written = ledger.issue_token(CLI, role, unit, label)
     except LedgerError as error:
-        err.print(f"[red]{error.field or 'error'}: {error}[/red]")
+        err.print(f"[red]{error.described if error.field else f'error: {error}'}[/red]")
         raise typer.Exit(2) from None
     finally:
         ledger.close()

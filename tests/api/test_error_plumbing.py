@@ -117,3 +117,13 @@ def test_an_unknown_method_is_a_401_for_an_unknown_token(district: District, who
                                                          status: int) -> None:
     response = district.client.delete("/v1/rankings/units", headers=bearer(_token(district, who)))
     assert response.status_code == status, response.text
+
+
+def test_the_command_line_names_a_field_once_in_a_sentence_that_names_it(
+        database_url: str) -> None:
+    env = {**os.environ, "VLEDGER_DATABASE_URL": database_url}
+    created = subprocess.run([VLEDGER, "tokens", "create", "--role", "emperor"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert created.returncode == 2
+    said = " ".join(created.stderr.split())
+    assert said.startswith("role must be one of") and said.count("role") == 1, said
