@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ledger.access import require_role, require_unit
 from ledger.activities import Activity
+from ledger.aggregate import event_topic
 from ledger.base import LedgerBase, Written
 from ledger.calendar import now, service_date, whole_minutes
 from ledger.catalogue import Role
@@ -23,7 +25,11 @@ from ledger.sessions import (
     session_id_for,
 )
 from ledger.settings import Settings
+from ledger.sql import one_of, values_of
+from ledger.units import Unit
 from ledger.volunteers import Volunteer
+
+RECORDED = event_topic(ServiceSession, "Recorded")
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,45 @@ class BatchResult:
         return sum(1 for o in self.outcomes if o.status == status)
 
 
+def stored_positions(ledger: LedgerBase, originator_ids: Collection[str],
+                     topic: str | None = None) -> dict[str, dict[int, int]]:
+    """Where stored events sit in the ledger's order: for each originator, the position of
+    each of its events (of one topic, if given) by version. A write that repeats one already
+    stored answers with the position the original was stored at."""
+    recorder: Any = ledger.recorder
+    location = ledger.settings.store()
+    postgres = location.kind != "sqlite"
+    name = recorder.events_table_name
+    if postgres:
+        statement = (
+            f"SELECT w.id AS originator_id, e.originator_version, e.notification_id AS position "
+            f"FROM unnest(%s::text[]) AS w(id) CROSS JOIN LATERAL (SELECT originator_version, "
+            f'notification_id FROM "{location.schema}"."{name}" y WHERE y.originator_id = w.id'
+            f"{' AND y.topic = %s' if topic else ''}) e")
+    else:
+        statement = (f'SELECT originator_id, originator_version, rowid AS position FROM "{name}" '
+                     f"WHERE {one_of('originator_id', postgres=False)}"
+                     f"{' AND topic = ?' if topic else ''}")
+    params = [values_of(sorted(set(originator_ids)), postgres), *([topic] if topic else [])]
+    found: dict[str, dict[int, int]] = {}
+    with recorder.datastore.transaction(commit=False) as cur:
+        cur.execute(statement, params)
+        for row in cur.fetchall():
+            found.setdefault(str(row["originator_id"]), {})[
+                int(row["originator_version"])] = int(row["position"])
+    return found
+
+
+def check_units_open(activity: Activity, unit_of: Callable[[str], Unit],
+                     started_at: datetime) -> None:
+    """Service is recorded only on days before the closing date of the unit that organises
+    the activity and of its station (see `Unit.ensure_open_on`)."""
+    day = service_date(started_at).isoformat()
+    unit_of(activity.organiser_unit_id).ensure_open_on(day, "organiser")
+    if activity.station_unit_id:
+        unit_of(activity.station_unit_id).ensure_open_on(day, "station")
+
+
 def reused(rec: SessionRecord, prior: ServiceSession) -> DuplicateRecordConflict:
     return DuplicateRecordConflict(
         f"source_record_id {rec.source_record_id!r} was already used for another record "
@@ -64,6 +109,7 @@ class _Batch:
         self.now = now()
         self.volunteers: dict[str, Volunteer] = {}
         self.activities: dict[str, Activity] = {}
+        self.units: dict[str, Unit] = {}
         self.created: dict[str, ServiceSession] = {}
         self.touched: dict[str, Volunteer] = {}
 
@@ -73,6 +119,9 @@ class _Batch:
             Volunteer, {rec.volunteer_id for rec in records}))
         self.activities.update(self.ledger._borrow_many(
             Activity, {rec.activity_id for rec in records}))
+        self.units.update(self.ledger._borrow_many(Unit, {
+            unit_id for a in self.activities.values()
+            for unit_id in (a.organiser_unit_id, a.station_unit_id) if unit_id}))
 
     def volunteer(self, volunteer_id: str) -> Volunteer:
         if volunteer_id not in self.volunteers:
@@ -85,6 +134,11 @@ class _Batch:
             self.activities[activity_id] = self.ledger._refer(
                 Activity, activity_id, "activity_id", "activity")
         return self.activities[activity_id]
+
+    def unit(self, unit_id: str) -> Unit:
+        if unit_id not in self.units:
+            self.units[unit_id] = self.ledger._find(Unit, unit_id, "unit")
+        return self.units[unit_id]
 
     def existing(self, session_id: str, volunteer: Volunteer) -> ServiceSession | None:
         """The session already stored or staged for a source record id, if any.
@@ -127,6 +181,7 @@ class _Batch:
                                      0 if prior.is_voided else prior.minutes)
             try:
                 activity.ensure_covers(rec.started_at, rec.ended_at, self.ledger.margin)
+                check_units_open(activity, self.unit, rec.started_at)
                 volunteer.book(session_id, rec.started_at, rec.ended_at, self.meta)
             except LedgerError:
                 self.refuse_reused_id(session_id, rec)
@@ -159,7 +214,21 @@ class RecordingUseCases(LedgerBase):
     def _record_grouped(self, origin: Origin,
                         records: Sequence[SessionRecord]) -> list[tuple[RecordOutcome, int]]:
         result = self.record_sessions(origin, records)
-        return [(outcome, result.position) for outcome in result.outcomes]
+        positions = self._recorded_at(result)
+        return [(o, positions.get(o.session_id or "", result.position)) for o in result.outcomes]
+
+    def _recorded_at(self, result: BatchResult) -> dict[str, int]:
+        """The position each session named by a batch's outcomes was recorded at (its
+        Recorded event): a new session's, and the original's for a record sent again."""
+        named = {o.session_id for o in result.outcomes if o.session_id is not None}
+        accepted = {o.session_id for o in result.outcomes if o.status == "accepted"}
+        if len(named) == 1 and accepted == named:
+            # The batch created one session and saved it last: the batch's position is its.
+            return {session_id: result.position for session_id in named}
+        if not named:
+            return {}
+        stored = stored_positions(self, named, RECORDED)
+        return {session_id: versions[min(versions)] for session_id, versions in stored.items()}
 
     def record_sessions(self, origin: Origin, records: Sequence[SessionRecord]) -> BatchResult:
         """Record many sessions in one transaction; each record is accepted, duplicate or rejected.
@@ -181,7 +250,8 @@ class RecordingUseCases(LedgerBase):
                 position = self._save(*batch.touched.values(), *batch.created.values())
             else:
                 position = self.head()
-            self._give_back([*batch.volunteers.values(), *batch.activities.values()])
+            self._give_back([*batch.volunteers.values(), *batch.activities.values(),
+                             *batch.units.values()])
             return BatchResult(outcomes, position)
 
         return self._retrying(attempt)
@@ -204,7 +274,13 @@ class RecordingUseCases(LedgerBase):
 
     def correct_session(self, origin: Origin, session_id: str, started_at: datetime,
                         ended_at: datetime, reason: str) -> SessionWritten:
-        """Replace a session's served time, with a reason; the old time stays in the history."""
+        """Replace a session's served time, with a reason; the old time stays in the history.
+
+        The new time obeys the rules of a new session at that time (the activity's window,
+        its units' closing dates, the volunteer's registration, no overlap). A correction to
+        the time the session already has writes nothing and answers the session as it stands,
+        with the position of its last event.
+        """
         require_role(origin.actor, Role.recorder)
 
         def attempt() -> SessionWritten:
@@ -213,8 +289,13 @@ class RecordingUseCases(LedgerBase):
             why = check_reason(reason)
             check_times(started_at, ended_at, now())
             session._ensure_live()
+            if session.has_times(started_at, ended_at):
+                position = stored_positions(self, [session.id])[session.id][session.version]
+                return SessionWritten(session.id, session.minutes, position, created=False)
             activity = self.get_activity_for(session)
             activity.ensure_covers(started_at, ended_at, self.margin, allow_cancelled=True)
+            check_units_open(activity, lambda unit_id: self._find(Unit, unit_id, "unit"),
+                             started_at)
             volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
             volunteer.rebook(session.id, started_at, ended_at, origin.meta())
             session.correct(started_at, ended_at, why, origin.meta())

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from eventsourcing.persistence import IntegrityError
 
 from ledger.access import require_role, require_unit
 from ledger.activities import Activity, new_activity_id
+from ledger.aggregate import event_topic
 from ledger.base import (
     LedgerBase,
     Written,
@@ -29,12 +35,31 @@ from ledger.catalogue import (
     TrainingLevel,
     UnitKind,
 )
-from ledger.errors import InvalidField
+from ledger.errors import ConcurrentChange, DuplicateRecordConflict, InvalidField
 from ledger.provenance import Origin
-from ledger.units import Unit, new_unit_id
+from ledger.recording import stored_positions
+from ledger.units import Unit, check_parent, new_unit_id
 from ledger.volunteers import PERSONAL_FIELDS, Volunteer, VolunteerNumbers, new_volunteer_id
 
+T = TypeVar("T")
+
 VOLUNTEER_NUMBER_PREFIX = "MLV"
+# Every registration takes the next number from the one `VolunteerNumbers` aggregate, so
+# registrations made at the same moment (30 at once across four server processes) race for
+# it, and all but one must read it again. They are independent of each other, so each keeps
+# trying, after a short random pause that grows with each lost race so that the racers spread
+# out, rather than answer 409 as a conflict over one shared thing would (`LedgerBase._retrying`).
+NUMBER_ATTEMPTS = 40
+NUMBER_PAUSE_SECONDS = 0.002  # the longest first pause; it doubles with each attempt, up to
+NUMBER_PAUSE_CAP_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class TrainingWritten(Written):
+    """A training completion's write; `created` is False when it repeated one already
+    recorded, and nothing was written."""
+
+    created: bool = True
 
 
 @dataclass(frozen=True)
@@ -73,7 +98,9 @@ class RegistryUseCases(LedgerBase):
         level = (_enum(CivilizedLevel, "civilized_level", civilized_level)
                  if civilized_level else None)
         if parent_id:
-            open_unit(self._refer(Unit, parent_id, "parent_id", "unit"), "parent_id")
+            parent = self._refer(Unit, parent_id, "parent_id", "unit")
+            open_unit(parent, "parent_id")
+            check_parent(kind, parent)
         unit = Unit(name=name, kind=kind, parent_id=parent_id or None,  # type: ignore[call-arg]
                     civilized_level=level, id=new_unit_id(), **origin.meta())
         return Written(unit.id, self._save(unit))
@@ -95,6 +122,7 @@ class RegistryUseCases(LedgerBase):
                 if self._is_descendant(parent_id, unit.id):
                     raise InvalidField("a unit cannot be placed under itself or its descendants",
                                        "parent_id")
+                check_parent(unit.kind, parent)
             unit.move(parent_id or None, origin.meta())
 
         return self._retrying(lambda: self._unit_change(unit_id, change))
@@ -169,7 +197,19 @@ class RegistryUseCases(LedgerBase):
             position = self._save(numbers, *volunteers)
             return [Written(v.id, position) for v in volunteers], issued
 
-        return self._retrying(attempt)
+        return self._issuing(attempt)
+
+    @staticmethod
+    def _issuing(attempt: Callable[[], T]) -> T:
+        """Run an attempt that takes volunteer numbers until it wins the race for them."""
+        for tries in range(NUMBER_ATTEMPTS):
+            try:
+                return attempt()
+            except IntegrityError:
+                pause = min(NUMBER_PAUSE_CAP_SECONDS, NUMBER_PAUSE_SECONDS * 2 ** tries)
+                time.sleep(random.uniform(0, pause))
+        raise ConcurrentChange("volunteer numbers were being issued to many registrations at "
+                               "once; nothing was registered, please try again")
 
     def _check_personal(self, personal: dict[str, Any]) -> dict[str, Any]:
         clean: dict[str, Any] = {}
@@ -251,8 +291,13 @@ class RegistryUseCases(LedgerBase):
         return self._retrying(attempt)
 
     def complete_training(self, origin: Origin, volunteer_id: str, level: str, form: str,
-                          audience: str, title: str, completed_on: date, hours: float) -> Written:
-        """Record a training the volunteer completed (four levels, four forms, three audiences)."""
+                          audience: str, title: str, completed_on: date,
+                          hours: float) -> TrainingWritten:
+        """Record a training the volunteer completed (four levels, four forms, three audiences).
+
+        A completion is counted once: the same one again answers the original's id and
+        position and writes nothing (`created` is False).
+        """
         require_role(origin.actor, Role.recorder)
         training = {
             "level": _enum(TrainingLevel, "level", level),
@@ -264,19 +309,42 @@ class RegistryUseCases(LedgerBase):
         }
         check_not_future_day("completed_on", completed_on, district_today())
 
-        def attempt() -> Written:
+        def attempt() -> TrainingWritten:
             volunteer = self._refer(Volunteer, volunteer_id, "volunteer_id", "volunteer")
             require_unit(origin.actor, volunteer.unit_on(completed_on), "volunteers")
+            known = volunteer.recorded_training(training)
+            if known is not None:
+                return self._training_again(volunteer, *known, training)
             training_id = f"{volunteer.id}:training:{len(volunteer.trainings) + 1}"
             volunteer.complete_training({"id": training_id, **training}, origin.meta())
-            return Written(training_id, self._save(volunteer))
+            return TrainingWritten(training_id, self._save(volunteer))
 
         return self._retrying(attempt)
+
+    def _training_again(self, volunteer: Volunteer, index: int, known: dict[str, Any],
+                        training: dict[str, Any]) -> TrainingWritten:
+        """A completion of a course the volunteer already completed that day: the same one
+        again (same hours, in whole minutes) answers where the original was stored; other
+        hours contradict the record (409 naming it)."""
+        if known["minutes"] != training["minutes"]:
+            raise DuplicateRecordConflict(
+                f"hours {training['minutes'] / 60:g} differ from the {known['minutes'] / 60:g} "
+                f"of training {known['id']}, already recorded for volunteer {volunteer.id} for "
+                f"the same course ({known['level']}, {known['form']}, {known['audience']}, "
+                f"{known['title']!r}) completed on {known['completed_on']}: a course completed "
+                f"on one day is recorded once", "hours")
+        stored = stored_positions(self, [volunteer.id],
+                                  event_topic(Volunteer, "TrainingCompleted"))[volunteer.id]
+        # The volunteer's trainings are its TrainingCompleted events, in order.
+        position = stored[sorted(stored)[index]]
+        return TrainingWritten(known["id"], position, created=False)
 
     @staticmethod
     def _training_minutes(hours: float) -> int:
         if isinstance(hours, bool) or not isinstance(hours, int | float):
             raise InvalidField("hours must be a number", "hours")
+        if not math.isfinite(hours):
+            raise InvalidField("hours must be a finite number", "hours")
         if not 0 < hours <= 24 * 30:
             raise InvalidField("hours must be more than 0 and at most 720", "hours")
         return int(hours * 60)
@@ -313,8 +381,11 @@ class RegistryUseCases(LedgerBase):
         open_unit(organiser, "organiser_unit_id")
         require_unit(origin.actor, organiser_unit_id, "activities")
         if station_unit_id:
-            open_unit(self._refer(Unit, station_unit_id, "station_unit_id", "unit"),
-                      "station_unit_id")
+            station = self._refer(Unit, station_unit_id, "station_unit_id", "unit")
+            if station.kind != UnitKind.station:
+                raise InvalidField(f"station_unit_id must name a unit of kind station (unit "
+                                   f"{station.id} is of kind {station.kind})", "station_unit_id")
+            open_unit(station, "station_unit_id")
         activity = Activity(  # type: ignore[call-arg]
             program_code=program_code, organiser_unit_id=organiser_unit_id, title=title,
             starts_at=starts_at, ends_at=ends_at, station_unit_id=station_unit_id or None,

@@ -91,6 +91,11 @@ class ServiceSession(LedgerAggregate):
             and record.ended_at.timestamp() == self.original[1]
         )
 
+    def has_times(self, started_at: datetime, ended_at: datetime) -> bool:
+        """Whether the session was served at these instants now (offsets aside)."""
+        return (started_at.timestamp(), ended_at.timestamp()) == (
+            self.started_at.timestamp(), self.ended_at.timestamp())
+
     def correct(self, started_at: datetime, ended_at: datetime, reason: str,
                 meta: dict[str, Any]) -> None:
         """Replace the served time; the previous one stays in the history."""

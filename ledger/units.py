@@ -8,6 +8,7 @@ from uuid import uuid4
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
+from ledger.catalogue import UnitKind
 from ledger.errors import ClosedReference, InvalidField
 
 
@@ -40,6 +41,20 @@ class Unit(LedgerAggregate):
     @property
     def is_open(self) -> bool:
         return self.closed_on is None
+
+    def ensure_open_on(self, day: str, role: str) -> None:
+        """Refuse service on a day (ISO date) on or after the unit's closing date.
+
+        The one rule for sessions at an activity the unit organises or hosts (as its station),
+        new records and corrections alike: a unit closed on D had its last day of service on
+        the day before D. Service before D may still be recorded late, as it truthfully
+        happened; on D or after, 409 as any closed reference.
+        """
+        if self.closed_on is not None and day >= self.closed_on:
+            raise ClosedReference(
+                f"started_at falls on {day}, but unit {self.id} ({role} of the activity) was "
+                f"closed on {self.closed_on}: only service before that date may be recorded",
+                "started_at")
 
     def rename(self, name: str, meta: dict[str, Any]) -> None:
         """Give the unit a new name."""
@@ -76,3 +91,17 @@ class Unit(LedgerAggregate):
     @event("Closed")
     def _closed(self, closed_on: str, reason: str, actor: dict[str, Any], source: str) -> None:
         self.closed_on = closed_on
+
+
+def check_parent(kind: str, parent: Unit | None) -> None:
+    """The district hierarchy (district → town/subdistrict → community): a district is its top
+    and has no parent; a town or subdistrict, when placed under a unit, is placed under a
+    district. Other kinds may sit under any unit."""
+    if parent is None:
+        return
+    if kind == UnitKind.district:
+        raise InvalidField(f"parent_id must be empty for a unit of kind district: a district is "
+                           f"the top of the hierarchy (got unit {parent.id})", "parent_id")
+    if kind in (UnitKind.town, UnitKind.subdistrict) and parent.kind != UnitKind.district:
+        raise InvalidField(f"parent_id must name a unit of kind district for a {kind} "
+                           f"(unit {parent.id} is of kind {parent.kind})", "parent_id")

@@ -14,6 +14,8 @@ from ledger.calendar import service_date
 from ledger.errors import ClosedReference, InvalidField, OverlappingSession
 
 PERSONAL_FIELDS = ("birth_date", "gender", "political_status", "phone", "id_number", "skills")
+# What makes two training completions of one volunteer the same completion (hours aside).
+TRAINING_KEY = ("level", "form", "audience", "title", "completed_on")
 
 
 def new_volunteer_id() -> str:
@@ -70,6 +72,15 @@ class Volunteer(LedgerAggregate):
     def current_unit_id(self) -> str:
         return self.memberships[-1][1]
 
+    def recorded_training(self, training: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """The completion already recorded of the same course (level, form, audience, title)
+        on the same day, and its place among the volunteer's trainings; None if there is none."""
+        key = [training[k] for k in TRAINING_KEY]
+        for index, known in enumerate(self.trainings):
+            if [known[k] for k in TRAINING_KEY] == key:
+                return index, known
+        return None
+
     def overlapping(self, started_at: datetime, ended_at: datetime, ignore: str = "") -> str | None:
         """The id of a live session that overlaps the interval (touching is not overlapping)."""
         start, end = started_at.timestamp(), ended_at.timestamp()
@@ -84,15 +95,14 @@ class Volunteer(LedgerAggregate):
     def book(self, session_id: str, started_at: datetime, ended_at: datetime,
              meta: dict[str, Any]) -> None:
         """Reserve the volunteer's time for a new session."""
-        self._ensure_active()
-        self._ensure_registered_by(started_at)
+        self._ensure_registered_on(started_at)
         self._ensure_free(started_at, ended_at, ignore=session_id)
         self._booked(session_id=session_id, started_at=started_at, ended_at=ended_at, **meta)
 
     def rebook(self, session_id: str, started_at: datetime, ended_at: datetime,
                meta: dict[str, Any]) -> None:
-        """Move a session's reserved time after a correction."""
-        self._ensure_registered_by(started_at)
+        """Move a session's reserved time after a correction (by the rule of a new session)."""
+        self._ensure_registered_on(started_at)
         self._ensure_free(started_at, ended_at, ignore=session_id)
         self._rebooked(session_id=session_id, started_at=started_at, ended_at=ended_at, **meta)
 
@@ -100,13 +110,21 @@ class Volunteer(LedgerAggregate):
         """Free the time of a voided session."""
         self._released(session_id=session_id, **meta)
 
-    def _ensure_registered_by(self, started_at: datetime) -> None:
-        """A session counts from the day the volunteer registered on: before it there is no
-        volunteer to credit, nor a unit for the `members` basis."""
+    def _ensure_registered_on(self, started_at: datetime) -> None:
+        """The one rule of a session's service date, for new records and corrections alike:
+        on or after `registered_on` (before it there is no volunteer to credit, nor a unit for
+        the `members` basis: 422) and before `deregistered_on`, the day the registration ended
+        (409, as any closed reference). Service done before the deregistration may be recorded
+        late: the record rules ask for truthful records, not only prompt ones."""
         day = service_date(started_at).isoformat()
         if day < self.registered_on:
             raise InvalidField(f"started_at falls on {day}, before the volunteer registered "
                                f"({self.registered_on})", "started_at")
+        if self.deregistered_on is not None and day >= self.deregistered_on:
+            raise ClosedReference(
+                f"started_at falls on {day}, but volunteer {self.id} was deregistered on "
+                f"{self.deregistered_on}: only service before that date may be recorded",
+                "started_at")
 
     def transfer(self, to_unit_id: str, effective_on: date, meta: dict[str, Any]) -> None:
         """Move the volunteer to another unit from a date on."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import Admin, CommitteeWriter, EligibilityReader, ServicesDep, origin_of
 from api.schemas import Body as StrictBody
@@ -30,7 +30,7 @@ class RulesOut(BaseModel):
 
 class AwardIn(StrictBody):
     award: AwardKind
-    year: Year
+    year: Annotated[Year, Field(strict=True)]  # a JSON integer: not "2017", not true
     recipient_id: Id
     decision_ref: Text
 

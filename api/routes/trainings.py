@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from pydantic import ConfigDict, Field
 
 from api.deps import RecorderWriter, ServicesDep, origin_of
@@ -21,7 +21,8 @@ class TrainingIn(Body):
     audience: TrainingAudience
     title: Text
     completed_on: Day
-    hours: Annotated[float, Field(gt=0, le=720)]
+    # A JSON number, finite: neither `true` nor `"4"` is taken for one.
+    hours: Annotated[float, Field(gt=0, le=720, strict=True, allow_inf_nan=False)]
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "volunteer_id": "vol-…", "level": "district", "form": "centralised",
@@ -29,11 +30,16 @@ class TrainingIn(Body):
         "hours": 4}]})
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=Created)
-def complete_training(body: TrainingIn, actor: RecorderWriter,
-                      services: ServicesDep) -> dict[str, Any]:
-    """Record a training a volunteer completed; its hours are kept apart from service hours."""
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=Created,
+             responses={200: {"model": Created,
+                              "description": "The same completion was already recorded."}})
+def complete_training(body: TrainingIn, actor: RecorderWriter, services: ServicesDep,
+                      response: Response) -> dict[str, Any]:
+    """Record a training a volunteer completed (its hours are kept apart from service hours);
+    the same completion again answers 200 with the original's id and position."""
     written = services.ledger.complete_training(
         origin_of(actor), body.volunteer_id, body.level.value, body.form.value,
         body.audience.value, body.title, body.completed_on, body.hours)
+    if not written.created:
+        response.status_code = status.HTTP_200_OK
     return services.written(written)

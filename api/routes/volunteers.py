@@ -59,7 +59,7 @@ class DeregistrationIn(Body):
 
 
 class InsuranceIn(Body):
-    year: Year
+    year: Annotated[Year, Field(strict=True)]  # a JSON integer: not "2017", not true
     policy_ref: Text
     insurer: Text
 

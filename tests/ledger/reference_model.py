@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from ledger.calendar import DISTRICT_TZ
 from ledger.errors import (
     ClosedReference,
     DuplicateRecordConflict,
@@ -29,7 +30,16 @@ Expected = type[LedgerError] | str | None
 class ModelVolunteer:
     registered_on: date
     memberships: dict[date, str]
-    active: bool = True
+    deregistered_on: date | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.deregistered_on is None
+
+    def deregistered_by(self, start: datetime) -> bool:
+        """Whether a session starting then falls on or after the deregistration date."""
+        day = start.astimezone(DISTRICT_TZ).date()
+        return self.deregistered_on is not None and day >= self.deregistered_on
 
     def unit_on(self, day: date) -> str:
         unit = self.memberships[min(self.memberships)]
@@ -113,7 +123,7 @@ class Model:
             return session_id if same else DuplicateRecordConflict
         if self._outside(activity_id, start, end):
             return InvalidField
-        if not self.volunteers[volunteer_id].active:
+        if self.volunteers[volunteer_id].deregistered_by(start):
             return ClosedReference
         if self._overlaps(volunteer_id, start, end, ignore=session_id):
             return OverlappingSession
@@ -129,6 +139,8 @@ class Model:
             return SessionVoided
         if self._outside(session.activity_id, start, end):
             return InvalidField
+        if self.volunteers[session.volunteer_id].deregistered_by(start):
+            return ClosedReference
         if self._overlaps(session.volunteer_id, start, end, ignore=session_id):
             return OverlappingSession
         session.started_at, session.ended_at = start, end
@@ -152,9 +164,9 @@ class Model:
         volunteer.memberships[effective_on] = unit_id
         return None
 
-    def deregister(self, volunteer_id: str) -> Expected:
+    def deregister(self, volunteer_id: str, deregistered_on: date) -> Expected:
         volunteer = self.volunteers[volunteer_id]
         if not volunteer.active:
             return ClosedReference
-        volunteer.active = False
+        volunteer.deregistered_on = deregistered_on
         return None

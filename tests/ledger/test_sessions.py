@@ -181,12 +181,12 @@ def test_a_session_may_not_fall_before_the_volunteer_registered(ledger: Ledger,
     assert live_minutes(ledger, newcomer) == 60
 
 
-def test_a_deregistered_volunteer_gets_no_new_session(ledger: Ledger, volunteer: str,
-                                                      activity: str) -> None:
-    ledger.deregister_volunteer(ADMIN, volunteer, date(2017, 9, 1), "moved away")
+def test_a_deregistered_volunteer_gets_no_new_session_from_that_date_on(
+        ledger: Ledger, volunteer: str, activity: str) -> None:
+    ledger.deregister_volunteer(ADMIN, volunteer, date(2017, 3, 5), "moved away")
     with pytest.raises(ClosedReference) as refused:
         record(ledger, volunteer, activity)
-    assert refused.value.field == "volunteer_id"
+    assert refused.value.field == "started_at"
 
 
 def test_a_deregistered_volunteer_keeps_their_recorded_minutes(ledger: Ledger, volunteer: str,

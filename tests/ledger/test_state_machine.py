@@ -39,6 +39,8 @@ EFFECTIVE = st.sampled_from([date(2017, 1, 1), date(2017, 2, 1), date(2017, 3, 1
                              date(2017, 4, 1)])
 PROBE_DAYS = [date(2017, 1, 1), date(2017, 2, 1), date(2017, 2, 20), date(2017, 3, 1),
               date(2017, 4, 1)]
+# Lei Feng Day itself, so sessions on it are refused; or a later day, so they are still taken.
+DEREGISTERED = st.sampled_from([date(2017, 3, 5), date(2017, 9, 1)])
 REASONS = st.sampled_from(["clerk typed the wrong hour", "entered twice", " "])
 SOURCES = st.integers(0, 19)  # few enough that records often reuse one
 
@@ -141,8 +143,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def a_volunteer_is_deregistered(self, data: st.DataObject) -> None:
         volunteer = data.draw(st.sampled_from(self.volunteers), "volunteer")
-        self.attempt(self.model.deregister(volunteer), lambda: self.writer.deregister_volunteer(
-            ADMIN, volunteer, date(2017, 9, 1), "moved away"))
+        on = data.draw(DEREGISTERED, "deregistered_on")
+        self.attempt(self.model.deregister(volunteer, on), lambda: self.writer.deregister_volunteer(
+            ADMIN, volunteer, on, "moved away"))
 
     # -- sessions ---------------------------------------------------------------------------
 

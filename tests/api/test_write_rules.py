@@ -1,0 +1,180 @@
+"""Write rules over HTTP: positions of repeats, deregistration and closure dates, numbers that
+are numbers, repeated trainings, stations and the unit hierarchy, no-op corrections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import ADMIN_TOKEN, District, bearer
+
+MAY_31 = ("2017-05-31T09:00:00+08:00", "2017-05-31T10:00:00+08:00")
+JULY_1 = ("2017-07-01T09:00:00+08:00", "2017-07-01T10:00:00+08:00")
+TRAINING = {"level": "district", "form": "centralised", "audience": "core",
+            "title": "骨干志愿者培训", "completed_on": "2017-05-20", "hours": 4}
+
+
+def created(response: Any) -> str:
+    assert response.status_code == 201, response.text
+    identifier: str = response.json()["id"]
+    return identifier
+
+
+def all_year(district: District, organiser: str) -> str:
+    """An activity open through the whole of 2017."""
+    return created(district.post("/v1/activities", {
+        "program_code": "A1", "organiser_unit_id": organiser, "title": "关爱空巢老人",
+        "starts_at": "2017-01-01T00:00:00+08:00", "ends_at": "2017-12-31T23:00:00+08:00"}))
+
+
+def raw_post(district: District, path: str, body: str) -> Any:
+    return district.client.post(path, content=body.encode(), headers={
+        **bearer(ADMIN_TOKEN), "Content-Type": "application/json"})
+
+
+def test_a_repeated_session_answers_200_with_the_position_it_was_stored_at(
+        district: District) -> None:
+    first = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "r-1")
+    created(district.post("/v1/units", {"name": "徐碧街道", "kind": "subdistrict"}))
+    again = district.session("2017-03-05T01:00:00Z", "2017-03-05T02:00:00Z", "r-1")
+    assert again.status_code == 200
+    assert (again.json()["id"], again.json()["position"]) == (first.json()["id"],
+                                                              first.json()["position"])
+
+
+def test_deregistration_takes_late_service_before_it_and_refuses_moves_onto_it(
+        district: District) -> None:
+    activity = all_year(district, district.unit_a)
+    response = district.post(f"/v1/volunteers/{district.volunteer}/deregistration",
+                             {"deregistered_on": "2017-06-01", "reason": "搬家"})
+    assert response.status_code == 200, response.text
+    late = district.session(*MAY_31, "late-1", activity=activity)
+    after = district.session(*JULY_1, "after-1", activity=activity)
+    moved = district.post(f"/v1/service-sessions/{created(late)}/corrections",
+                          {"started_at": JULY_1[0], "ended_at": JULY_1[1], "reason": "move"})
+    assert (after.status_code, moved.status_code) == (409, 409)
+    assert moved.json()["type"] == after.json()["type"]
+    assert moved.json()["type"].endswith("/closed-reference")
+    assert [e["field"] for e in moved.json()["errors"]] == ["started_at"]
+
+
+def test_a_closed_unit_takes_late_service_before_its_closing_date_only(
+        district: District) -> None:
+    organiser = created(district.post("/v1/units", {"name": "陈大镇", "kind": "town"}))
+    activity = all_year(district, organiser)
+    closed = district.post(f"/v1/units/{organiser}/closure",
+                           {"closed_on": "2017-06-01", "reason": "撤并"})
+    assert closed.status_code == 200, closed.text
+    late = district.session(*MAY_31, "late-1", activity=activity)
+    after = district.session(*JULY_1, "after-1", activity=activity)
+    assert (late.status_code, after.status_code) == (201, 409)
+    assert after.json()["type"].endswith("/closed-reference")
+
+
+@pytest.mark.parametrize("hours", ["true", '"4"'])
+def test_training_hours_of_another_type_are_a_422_naming_hours(district: District,
+                                                               hours: str) -> None:
+    body = (f'{{"volunteer_id": "{district.volunteer}", "level": "district", '
+            f'"form": "centralised", "audience": "core", "title": "t", '
+            f'"completed_on": "2017-05-20", "hours": {hours}}}')
+    response = raw_post(district, "/v1/training-completions", body)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["hours"]
+
+
+@pytest.mark.parametrize("hours", ["NaN", "Infinity", "-Infinity"])
+def test_training_hours_that_are_not_finite_say_so(district: District, hours: str) -> None:
+    body = (f'{{"volunteer_id": "{district.volunteer}", "level": "district", '
+            f'"form": "centralised", "audience": "core", "title": "t", '
+            f'"completed_on": "2017-05-20", "hours": {hours}}}')
+    response = raw_post(district, "/v1/training-completions", body)
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert error["field"] == "hours" and "finite number" in error["detail"]
+
+
+@pytest.mark.parametrize("year", ['"2017"', "2017.0"])
+def test_an_award_year_that_is_not_an_integer_is_a_422_naming_year(district: District,
+                                                                   year: str) -> None:
+    rules = district.client.put("/v1/award-rules/most_beautiful_volunteer/2017",
+                                json={"min_hours_in_year": 0}, headers=bearer(ADMIN_TOKEN))
+    assert rules.status_code == 200, rules.text
+    body = (f'{{"award": "most_beautiful_volunteer", "year": {year}, '
+            f'"recipient_id": "{district.volunteer}", "decision_ref": "x"}}')
+    response = raw_post(district, "/v1/awards", body)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["year"]
+
+
+@pytest.mark.parametrize("year", ['"2017"', "2017.0"])
+def test_an_insurance_year_that_is_not_an_integer_is_a_422_naming_year(district: District,
+                                                                       year: str) -> None:
+    body = f'{{"year": {year}, "policy_ref": "P-1", "insurer": "人保财险"}}'
+    response = raw_post(district, f"/v1/volunteers/{district.volunteer}/insurance", body)
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["year"]
+
+
+def test_the_same_training_again_answers_200_with_the_original_id_and_position(
+        district: District) -> None:
+    body = {"volunteer_id": district.volunteer, **TRAINING}
+    first = district.post("/v1/training-completions", body)
+    created(district.post("/v1/units", {"name": "徐碧街道", "kind": "subdistrict"}))
+    again = district.post("/v1/training-completions", body)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours",
+                         min_position=again.json()["position"]).json()
+    assert hours["training_minutes"] == 240
+
+
+def test_the_same_training_with_other_hours_is_a_409_naming_the_record(
+        district: District) -> None:
+    first = district.post("/v1/training-completions",
+                          {"volunteer_id": district.volunteer, **TRAINING})
+    other = district.post("/v1/training-completions",
+                          {"volunteer_id": district.volunteer, **TRAINING, "hours": 6})
+    assert other.status_code == 409
+    assert first.json()["id"] in other.json()["detail"]
+    assert [e["field"] for e in other.json()["errors"]] == ["hours"]
+
+
+def test_a_station_must_be_a_unit_of_kind_station(district: District) -> None:
+    response = district.post("/v1/activities", {
+        "program_code": "B1", "organiser_unit_id": district.unit_a, "title": "x",
+        "starts_at": "2017-03-05T08:00:00+08:00", "ends_at": "2017-03-05T09:00:00+08:00",
+        "station_unit_id": district.unit_b})
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["station_unit_id"]
+
+
+def test_the_unit_hierarchy_is_kept_on_registration_and_on_moves(district: District) -> None:
+    community = created(district.post("/v1/units", {
+        "name": "新街社区", "kind": "community", "parent_id": district.unit_a}))
+    answers = [
+        district.post("/v1/units", {"name": "另一区", "kind": "district",
+                                    "parent_id": community}),
+        district.post("/v1/units", {"name": "陈大镇", "kind": "town", "parent_id": community}),
+        district.client.patch(f"/v1/units/{district.unit_b}", json={"parent_id": community},
+                              headers=bearer(ADMIN_TOKEN)),
+    ]
+    for response in answers:
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["parent_id"]
+
+
+def test_a_correction_to_the_current_times_answers_200_and_writes_nothing(
+        district: District) -> None:
+    session = created(district.session("2017-03-05T09:00:00+08:00",
+                                       "2017-03-05T10:00:00+08:00", "r-1"))
+    path = f"/v1/service-sessions/{session}/corrections"
+    body = {"started_at": "2017-03-05T09:00:00+08:00", "ended_at": "2017-03-05T11:00:00+08:00",
+            "reason": "wrong hour"}
+    first = district.post(path, body)
+    created(district.post("/v1/units", {"name": "徐碧街道", "kind": "subdistrict"}))
+    again = district.post(path, {**body, "started_at": "2017-03-05T01:00:00Z"})
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json() == first.json() == {"id": session, "minutes": 120,
+                                            "position": first.json()["position"]}
+    assert district.get(f"/v1/service-sessions/{session}").json()["version"] == 2
