@@ -56,7 +56,8 @@ def open_services(settings: Settings) -> Services:
     ledger.ensure_catalogue()
     models = ReadModels(ledger, extra=auditor_views())
     auditor = Auditor(models.store, SigningKey.for_store(settings.store()))
-    models.catch_up()
+    if settings.inline_projections:  # else a `vledger projections run` worker keeps them
+        models.catch_up()
     return Services(settings=settings, ledger=ledger, models=models, auditor=auditor)
 
 
@@ -78,13 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop = threading.Event()
         follower = threading.Thread(target=_follow, args=(services, stop), daemon=True,
                                     name="vledger-views")
-        follower.start()
+        if settings.inline_projections:
+            follower.start()
         await services.models.store.open_reads()
         try:
             yield
         finally:
             stop.set()
-            follower.join(timeout=5)
+            if follower.is_alive():
+                follower.join(timeout=5)
             await services.models.store.close_reads()
             services.models.close()
             services.ledger.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -13,10 +14,12 @@ from starlette.concurrency import run_in_threadpool
 
 from ledger import Actor, Ledger, Origin, Role, SessionWritten, Settings, Written
 from ledger.access import token_digest, token_id_of
+from ledger.errors import ViewsBehind
 from projections.audit import Auditor
 from projections.models import ReadModels
 
 ADMIN_TOKEN_ACTOR = Actor(id="admin-token", role=Role.admin)
+log = logging.getLogger("vledger.api")
 
 
 class Grants:
@@ -68,9 +71,29 @@ class Services:
     grants: Grants = field(default_factory=Grants)
 
     def after_write(self, position: int) -> None:
-        """In inline mode the views catch up at once, so the writer reads its own write."""
-        if self.settings.inline_projections:
+        """In inline mode the views catch up at once, so the writer reads its own write.
+
+        The write is stored by then, so it is answered whatever the views do: they may be
+        held by a rebuild or a stalled worker past the wait (the client can still read with
+        `min_position`), or fail on an event (`/readyz` says so). Answering an error instead
+        would have the client send again a write that has no key to be recognised by.
+        """
+        if not self.settings.inline_projections:
+            return
+        try:
             self.models.wait_for(position, self.settings.read_wait_seconds)
+        except Exception:
+            log.exception("the views did not catch up with position %s after a write", position)
+
+    def caught_up(self) -> None:
+        """Views holding every event stored when asked, within the read wait; else 503
+        (`ViewsBehind`), not a wait for as long as a rebuild or a stalled worker holds them."""
+        head = self.ledger.head()
+        if not self.models.wait_for(head, self.settings.read_wait_seconds, verify=True,
+                                    fold=self.settings.inline_projections):
+            raise ViewsBehind(
+                f"the views have read to position {self.models.position()} of {head} (being "
+                "rebuilt or caught up by another process); try again shortly")
 
     def written(self, write: Written | SessionWritten, **extra: Any) -> dict[str, Any]:
         """A write's answer (its id, any `extra` fields, its position), once the views have
@@ -202,7 +225,8 @@ async def read_your_writes(
     if min_position is None or min_position == 0:
         return
     reached = await run_in_threadpool(services.models.wait_for, min_position,
-                                      services.settings.read_wait_seconds)
+                                      services.settings.read_wait_seconds, True,
+                                      services.settings.inline_projections)
     if not reached:
         raise HTTPException(
             503, f"the views have not reached position {min_position} yet; retry shortly",

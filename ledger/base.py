@@ -139,12 +139,13 @@ class LedgerBase(Application[str]):
 
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold the SQLite write turn (a no-op on PostgreSQL)."""
+    def writing(self, seconds: float | None = None) -> Iterator[None]:
+        """Hold the SQLite write turn (a no-op on PostgreSQL); StoreBusy if it is not this
+        process's within `seconds` (by default the turns' own limit)."""
         if self._turns is None:
             yield
             return
-        with self._turns.turn():
+        with self._turns.turn(seconds):
             yield
 
     def _take_snapshots(self, processing_event: Any) -> None:

@@ -106,3 +106,8 @@ class Forbidden(LedgerError):
 
 class StoreBusy(LedgerError):
     """The store is busy with other writers; nothing was written, try again shortly."""
+
+
+class ViewsBehind(StoreBusy):
+    """The views have not read far enough to answer (being rebuilt, or held by a stalled
+    worker); nothing is wrong with the request: try again shortly."""

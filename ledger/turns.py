@@ -42,15 +42,17 @@ class WriteTurns:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         return self._fd
 
-    def _busy(self) -> StoreBusy:
-        return StoreBusy(f"the store was busy for {self.seconds:g} s; try again shortly")
+    def _busy(self, seconds: float) -> StoreBusy:
+        return StoreBusy(f"the store was busy for {seconds:g} s; try again shortly")
 
     @contextmanager
-    def turn(self) -> Iterator[None]:
-        """Hold the write turn for the duration of the block (StoreBusy after `seconds`)."""
-        deadline = time.monotonic() + self.seconds
-        if not self._lock.acquire(timeout=self.seconds):
-            raise self._busy()
+    def turn(self, seconds: float | None = None) -> Iterator[None]:
+        """Hold the write turn for the duration of the block (StoreBusy after `seconds`, by
+        default the turns' own)."""
+        wait = self.seconds if seconds is None else max(0.0, seconds)
+        deadline = time.monotonic() + wait
+        if not self._lock.acquire(timeout=wait):
+            raise self._busy(wait)
         try:
             if fcntl is None:
                 yield
@@ -62,7 +64,7 @@ class WriteTurns:
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise self._busy() from None
+                        raise self._busy(wait) from None
                     time.sleep(wait)
                     wait = min(2 * wait, _LONGEST_WAIT)
             try:

@@ -113,9 +113,12 @@ class ReadModels:
         """Apply every event not yet applied; returns the position reached."""
         return self.runner.catch_up()
 
-    def wait_for(self, position: int, timeout: float) -> bool:
-        """Whether the views reached `position` within `timeout` seconds (catching up meanwhile)."""
-        return self.runner.wait_for(position, timeout)
+    def wait_for(self, position: int, timeout: float, verify: bool = False,
+                 fold: bool = True) -> bool:
+        """Whether the views reached `position` within `timeout` seconds (catching up meanwhile,
+        unless another process keeps them: `fold`; `verify`: as the store says, not as this
+        process last knew)."""
+        return self.runner.wait_for(position, timeout, verify, fold)
 
     def position(self) -> int:
         """How far every view has read."""

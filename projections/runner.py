@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from eventsourcing.persistence import ApplicationRecorder
 
 from ledger.collector import bulk_collection
+from ledger.errors import StoreBusy
 from projections.feed import FeedEvent, decode_page
 from projections.store import ViewCursor, ViewStore
 
@@ -40,6 +41,11 @@ POSITIONS_DDL = (
     "name TEXT PRIMARY KEY, position BIGINT NOT NULL, schema_version INTEGER NOT NULL, "
     "updated_at DOUBLE PRECISION NOT NULL)"
 )
+
+
+def _left(deadline: float) -> float:
+    """Seconds until a `time.monotonic()` deadline (0 once past)."""
+    return max(0.0, deadline - time.monotonic())
 
 
 def _lowest(positions: dict[str, int]) -> int:
@@ -186,7 +192,7 @@ class Runner:
     def catch_up(self, until: int | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  enough: int | None = None, page_size: int | None = None,
-                 pages_per_transaction: int = 1) -> int:
+                 pages_per_transaction: int = 1, deadline: float | None = None) -> int:
         """Apply the events not yet applied, up to `until` (by default, the head when it
         starts: it never chases writes made meanwhile); returns the position reached.
 
@@ -196,12 +202,18 @@ class Runner:
         reached without asking the store (asking it before the lock, each of fifty waiters
         made two queries: a fifth of a busy server's time). A rebuild reads bigger pages and
         commits several per transaction (`page_size`, `pages_per_transaction`).
+
+        With `deadline` (a `time.monotonic()` instant) it waits for the runner's lock and the
+        store's no longer than that, and returns the position known so far if another thread
+        or process holds them past it (a rebuild, a stalled worker): a waiter answers in time.
         """
         if enough is not None and self._known_position >= enough:
             return self._known_position
         if until is None and progress is None and enough is None and self._reached():
             return self._known_position  # nothing new: no write turn needed
-        with self._lock:
+        if not self._lock.acquire(timeout=-1 if deadline is None else _left(deadline)):
+            return self._known_position
+        try:
             if enough is not None and (self._known_position >= enough
                                        or self._reached(enough)):
                 return self._known_position  # this thread, or another process, got there
@@ -215,8 +227,13 @@ class Runner:
                     contextlib.closing(reader):
                 while True:
                     try:
-                        reached, done = self._step(reader, target, page_size or self.page_size,
-                                                   pages_per_transaction)
+                        reached, done = self._step(
+                            reader, target, page_size or self.page_size,
+                            pages_per_transaction, None if deadline is None else _left(deadline))
+                    except StoreBusy:
+                        if deadline is None:
+                            raise
+                        return self._known_position  # another holds the views past the wait
                     except Exception as error:
                         self.failure = (self._stopped_at(), f"{type(error).__name__}: {error}")
                         raise
@@ -224,13 +241,21 @@ class Runner:
                     self._known_position = reached
                     if progress is not None:
                         progress(reached, self.head())
-                    if done:
-                        return reached
+                    if done or (deadline is not None and _left(deadline) == 0):
+                        return reached  # a waiter stops at its deadline; its pages are kept
+        finally:
+            self._lock.release()
 
     def _reached(self, goal: int | None = None) -> bool:
-        """Whether the stored positions reach `goal` (by default the head); notes them."""
+        """Whether the stored positions reach `goal` (by default the head); notes them.
+
+        The stored position replaces the one this process knew, also when it is lower: a
+        rebuild in another process (`vledger projections rebuild`) starts the views again
+        from 0, and a reader that trusted the position it knew would be answered from views
+        that no longer hold what it waits for.
+        """
         stored = self.position()
-        self._known_position = max(self._known_position, stored)
+        self._known_position = stored
         return stored >= (self.head() if goal is None else goal)
 
     def _stopped_at(self) -> int:
@@ -240,14 +265,14 @@ class Runner:
             return self._known_position
 
     def _step(self, reader: PageReader, until: int | None, page_size: int,
-              pages_per_transaction: int) -> tuple[int, bool]:
+              pages_per_transaction: int, wait: float | None = None) -> tuple[int, bool]:
         """Pages folded and committed with the positions at once.
 
         Returns (position, finished). One page per transaction when following; a rebuild puts
         several pages in one transaction, so a B-tree page its views touch again and again is
         written to the WAL once per transaction rather than once per page.
         """
-        with self.store.transaction(lock=LOCK_NAME) as cur:
+        with self.store.transaction(lock=LOCK_NAME, wait=wait) as cur:
             positions = dict(cur.execute(
                 "SELECT name, position FROM projection_positions").fetchall())
             behind = {p.name: int(positions.get(p.name, 0)) for p in self.projections}
@@ -284,16 +309,29 @@ class Runner:
                     settle(cur)
         return last, finished
 
-    def wait_for(self, position: int, timeout: float) -> bool:
-        """Catch up until the views reach `position`, for at most `timeout` seconds (a view
-        already there answers at once: `catch_up` checks `enough` first)."""
+    def wait_for(self, position: int, timeout: float, verify: bool = False,
+                 fold: bool = True) -> bool:
+        """Catch up until the views reach `position`, for at most `timeout` seconds, whoever
+        holds the views meanwhile (a view already there answers at once: `catch_up` checks
+        `enough` first).
+
+        A writer waiting for its own write may trust the position this process knows. A
+        reader (`verify`) asks the store: another process may have started the views again
+        from 0 since, and the answer would come from views that do not hold the write yet.
+        Without `fold`, it only watches the stored positions: another process keeps the views
+        (a `vledger projections run` worker).
+        """
         deadline = time.monotonic() + timeout
+        if (verify or not fold) and self._reached(position):
+            return True
         while True:
-            if self.catch_up(enough=position) >= position:
+            if fold and self.catch_up(enough=position, deadline=deadline) >= position:
+                return True
+            if not fold and self._reached(position):
                 return True
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.05)
+            time.sleep(min(0.05, _left(deadline)))
 
     def rebuild(self, names: Sequence[str] | None = None,
                 progress: Callable[[int, int], None] | None = None) -> int:

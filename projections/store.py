@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
+from ledger.errors import StoreBusy
 from ledger.settings import NO_JIT, StoreLocation
 from ledger.sql import one_of, values_of
 
@@ -130,11 +131,15 @@ def table_names(cur: ViewCursor) -> set[str]:
     return {str(r[0]) for r in cur.execute(sql).fetchall()}
 
 
+def _no_gate(seconds: float | None = None) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
 class ViewStore:
     """Connections to the views' tables; writers take a store-wide lock for their transaction."""
 
     def __init__(self, location: StoreLocation,
-                 gate: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
+                 gate: Callable[[float | None], AbstractContextManager[None]] = _no_gate) -> None:
         self.location = location
         # On SQLite, view writers take the same per-process write turn as the ledger's saves.
         self.gate = gate
@@ -181,16 +186,34 @@ class ViewStore:
         return conn
 
     @contextmanager
-    def transaction(self, lock: str | None = None) -> Iterator[ViewCursor]:
-        """One transaction; with `lock`, writers of the same name run one at a time."""
+    def transaction(self, lock: str | None = None,
+                    wait: float | None = None) -> Iterator[ViewCursor]:
+        """One transaction; with `lock`, writers of the same name run one at a time. With
+        `wait`, a writer that does not get the lock within that many seconds gives up
+        (StoreBusy) rather than wait for as long as another holds it."""
         if self.postgres:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 if lock is not None:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(lock.encode()),))
+                    self._pg_lock(cur, lock, wait)
                 yield ViewCursor(cur, postgres=True)
             return
-        with self.gate() if lock is not None else nullcontext():
+        with self.gate(wait) if lock is not None else nullcontext():
             yield from self._sqlite_transaction(lock is not None)
+
+    @staticmethod
+    def _pg_lock(cur: Any, lock: str, wait: float | None) -> None:
+        key = zlib.crc32(lock.encode())
+        if wait is None:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            return
+        import psycopg
+
+        cur.execute(f"SET LOCAL lock_timeout = '{max(1, int(wait * 1000))}ms'")
+        try:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        except psycopg.errors.LockNotAvailable:
+            raise StoreBusy(f"another writer held the views for {wait:g} s") from None
+        cur.execute("SET LOCAL lock_timeout = 0")
 
     def _sqlite_transaction(self, writing: bool) -> Iterator[ViewCursor]:
         conn = self._sqlite()

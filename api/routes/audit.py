@@ -36,7 +36,7 @@ def history(volunteer_id: str, request: Request, response: Response, actor: Audi
             cursor: str | None = None) -> Any:
     """Every event that touched a volunteer's record, as the ledger held them at `as_of`."""
     services.ledger.get_volunteer(volunteer_id)
-    services.models.catch_up()
+    services.caught_up()
     events = volunteer_history(services.models.store, services.ledger.recorder, volunteer_id,
                                as_of, unmasked=actor.role in (Role.admin, Role.auditor))
     page, next_cursor = paginate(events, limit, cursor, request)
@@ -71,7 +71,7 @@ def checkpoint(request: Request, response: Response, actor: MaybeActor,
     preceded by its length in 4 bytes (big-endian), as `GET /v1/events` and the inclusion
     proof name them.
     """
-    services.models.catch_up()
+    services.caught_up()
     return etagged(request, response, services.auditor.checkpoint())
 
 
@@ -88,7 +88,7 @@ def inclusion(
     tree_size: Annotated[int | None, Query(ge=1, le=MAX_POSITION)] = None,
 ) -> dict[str, Any]:
     """The audit path that proves the event at `position` is in the tree of `tree_size`."""
-    services.models.catch_up()
+    services.caught_up()
     size = tree_size if tree_size is not None else services.auditor.checkpoint()["tree_size"]
     result: dict[str, Any] = services.auditor.inclusion(position, size)
     return result
@@ -99,6 +99,6 @@ def consistency(actor: AuditReader, services: ServicesDep,
                 first: Annotated[int, Query(ge=1, le=MAX_POSITION)],
                 second: Annotated[int, Query(ge=1, le=MAX_POSITION)]) -> dict[str, Any]:
     """The proof that the tree of size `first` is a prefix of the tree of size `second`."""
-    services.models.catch_up()
+    services.caught_up()
     result: dict[str, Any] = services.auditor.consistency(first, second)
     return result

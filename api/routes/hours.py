@@ -67,7 +67,7 @@ async def volunteer_hours(volunteer_id: str, request: Request, response: Respons
 
 def _caught_up_hours(services: Services, volunteer_id: str) -> dict[str, Any]:
     services.ledger.get_volunteer(volunteer_id)  # NotFound when the ledger does not know them
-    services.models.catch_up()
+    services.caught_up()  # 503 while the views are rebuilt: not a 404 for a known volunteer
     hours = services.models.volunteer_hours(volunteer_id)
     if hours is None:
         raise NotFound(f"no volunteer with id {volunteer_id!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import anyio.to_thread
@@ -88,3 +89,79 @@ def test_the_documents_list_every_tag_in_reading_order(district: District) -> No
     used = {tag for path in doc["paths"].values() for op in path.values() for tag in op["tags"]}
     assert [t["name"] for t in doc["tags"]] == list(TAG_ORDER)
     assert used == set(TAG_ORDER)
+
+
+def test_while_another_holds_views_started_again_writes_answer_and_reads_say_503(
+        district: District) -> None:
+    """A rebuild in another thread or process has started the views again and holds them (a
+    long rebuild, or one stalled): a write is answered in time, since it is stored; a read
+    that waits for it, or for a volunteer the views do not hold yet, is a 503 with
+    Retry-After, not a stale answer, a 404 or a wait without end."""
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    runner = services.models.runner
+    before = district.get(f"/v1/volunteers/{district.volunteer}/hours").json()
+    assert runner._lock.acquire(timeout=10)  # the views are held from here on
+    try:
+        with services.models.store.transaction() as cur:  # started again from 0, committed
+            for projection in runner.projections:
+                projection.drop(cur)
+                projection.create(cur)
+            cur.execute("UPDATE projection_positions SET position = 0")
+        began = time.monotonic()
+        written = district.post("/v1/units", {"name": "新街道", "kind": "subdistrict"})
+        assert written.status_code == 201, written.text
+        stale = district.get(f"/v1/volunteers/{district.volunteer}/hours",
+                             min_position=written.json()["position"])
+        assert stale.status_code == 503 and stale.headers["retry-after"], stale.text
+        known = district.get(f"/v1/volunteers/{district.volunteer}/hours")
+        assert known.status_code == 503 and known.json()["type"].endswith("/views-behind"), \
+            known.text
+        history = district.get(f"/v1/volunteers/{district.volunteer}/history",
+                               token=district.auditor)
+        assert history.status_code == 503, history.text
+        assert time.monotonic() - began < 10  # each waited about read_wait_seconds (0.5 s)
+    finally:
+        runner._lock.release()
+    after = district.get(f"/v1/volunteers/{district.volunteer}/hours",
+                         min_position=written.json()["position"])
+    assert after.status_code == 200
+    assert {k: v for k, v in after.json().items() if k != "position"} == {
+        k: v for k, v in before.items() if k != "position"}
+
+
+def test_an_api_without_inline_views_leaves_them_to_the_worker_and_waits_for_it(
+        settings: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from ledger import Ledger
+    from projections import ReadModels
+    from projections.models import auditor_views
+    from tests.api.conftest import ADMIN_TOKEN, bearer
+
+    configured = settings.model_copy(update={
+        "admin_token": ADMIN_TOKEN, "read_wait_seconds": 0.5, "inline_projections": False})
+    with TestClient(create_app(configured)) as client:
+        services = client.app.state.services  # type: ignore[attr-defined]
+        written = client.post("/v1/units", json={"name": "街道", "kind": "subdistrict"},
+                              headers=bearer(ADMIN_TOKEN))
+        assert written.status_code == 201, written.text
+        position = written.json()["position"]
+        time.sleep(1.5)  # an API that followed the log would have caught up by now
+        assert services.models.position() < position
+        waited = client.get("/v1/rankings/units", params={
+            "kind": "subdistrict", "min_position": position})
+        assert waited.status_code == 503 and waited.headers["retry-after"]
+        assert services.models.position() < position  # it did not fold the views itself
+
+        worker = Ledger(configured)  # what `vledger projections run` does
+        models = ReadModels(worker, extra=auditor_views())
+        try:
+            models.catch_up()
+        finally:
+            models.close()
+            worker.close()
+        ranked = client.get("/v1/rankings/units", params={
+            "kind": "subdistrict", "min_position": position})
+        assert ranked.status_code == 200, ranked.text
+        assert [i["name"] for i in ranked.json()["items"]] == ["街道"]

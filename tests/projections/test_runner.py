@@ -21,7 +21,7 @@ from projections import ReadModels
 from projections.credits import CreditsProjection
 from projections.feed import FeedEvent
 from projections.hours import HoursProjection
-from projections.runner import PageReader, Runner, Wakeup
+from projections.runner import LOCK_NAME, PageReader, Runner, Wakeup
 from projections.store import ViewCursor, ViewStore
 from tests.factories import (
     ADMIN,
@@ -389,4 +389,46 @@ def test_a_catch_up_far_behind_reads_ahead_on_postgres_only(
     else:
         assert not ahead
     assert models.runner.position() == ledger.head()
+    assert {p: models.volunteer_hours(p) for p in people} == before
+
+
+def _start_again_and_hold(models: ReadModels, store: ViewStore, held: threading.Event,
+                          release: threading.Event) -> None:
+    """What another process's rebuild does first (views dropped, positions 0, committed), then
+    a stall while it holds the views' lock."""
+    with store.transaction(lock=LOCK_NAME) as cur:
+        for projection in models.runner.projections:
+            projection.drop(cur)
+            projection.create(cur)
+            cur.execute("UPDATE projection_positions SET position = 0 WHERE name = ?",
+                        (projection.name,))
+    with store.transaction(lock=LOCK_NAME):
+        held.set()
+        release.wait(30)
+
+
+def test_a_reader_is_not_answered_from_views_another_process_started_again(
+        ledger: Ledger, models: ReadModels) -> None:
+    people, _ = _fill(ledger, volunteers=2, days=3)
+    models.catch_up()
+    head, before = ledger.head(), {p: models.volunteer_hours(p) for p in people}
+    assert models.wait_for(head, 1.0, verify=True)
+    other = ViewStore(ledger.settings.store(), gate=ledger.writing)
+    held, release = threading.Event(), threading.Event()
+    rebuild = threading.Thread(target=_start_again_and_hold,
+                               args=(models, other, held, release))
+    rebuild.start()
+    try:
+        assert held.wait(10)
+        began = time.monotonic()
+        # A reader asks the store, and waits no longer than asked while the views are held.
+        assert not models.wait_for(head, 0.5, verify=True)
+        # So does a writer, although it trusts what this process knows.
+        assert not models.wait_for(head, 0.3)
+        assert time.monotonic() - began < 3
+    finally:
+        release.set()
+        rebuild.join()
+        other.close()
+    assert models.wait_for(head, 10, verify=True)
     assert {p: models.volunteer_hours(p) for p in people} == before
