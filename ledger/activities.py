@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import uuid4
 
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
 from ledger.errors import ClosedReference, InvalidField
+from ledger.ids import new_id
 
 
 def new_activity_id() -> str:
-    return f"act-{uuid4().hex[:16]}"
+    return new_id("act")
 
 
 class Activity(LedgerAggregate):

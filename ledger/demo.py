@@ -1,8 +1,9 @@
 """A realistic demo district from the 2017 Meilie plan, written through the ledger's use cases.
 
 Deterministic for a seed: the same units, names, personal data, dates, session times, minutes
-and counts, recorded in the same order. The ids the ledger assigns (random uuids) and the event
-positions on PostgreSQL (sequence gaps) are not part of that promise.
+and counts, recorded in the same order, under the same ids (`ledger.ids.seeded_ids`). The
+event positions on PostgreSQL (sequence gaps) and the recorded times are not part of that
+promise.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ledger.demo_volunteers import (
     run_singles,
 )
 from ledger.errors import Conflict, InvalidField
+from ledger.ids import seeded_ids
 from ledger.provenance import SYSTEM, Origin
 from ledger.sessions import SessionRecord
 from ledger.settings import Settings
@@ -81,7 +83,14 @@ def _quiet(stage: str, done: int, total: int) -> None:
 @bulk_collection()
 def generate_district(ledger: Ledger, volunteers: int, sessions: int, seed: int,
                       progress: Progress | None = None) -> DemoSummary:
-    """Fill an empty ledger with a district of `volunteers` volunteers and ~`sessions` sessions."""
+    """Fill an empty ledger with a district of `volunteers` volunteers and ~`sessions` sessions
+    (the ids of its units, volunteers and activities drawn from the seed too)."""
+    with seeded_ids(seed):
+        return _generate(ledger, volunteers, sessions, seed, progress)
+
+
+def _generate(ledger: Ledger, volunteers: int, sessions: int, seed: int,
+              progress: Progress | None) -> DemoSummary:
     if ledger._get(VolunteerNumbers, VolunteerNumbers.ID) is not None:
         raise DemoNeedsEmptyLedger("the demo fills an empty ledger; this one has volunteers")
     if ledger.recorder.select_notifications(1, 1, topics=[event_topic(Unit, "Registered")]):

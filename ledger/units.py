@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from typing import Any
-from uuid import uuid4
 
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
 from ledger.catalogue import UnitKind
 from ledger.errors import ClosedReference, InvalidField
+from ledger.ids import new_id
 
 
 def new_unit_id() -> str:
-    return f"unit-{uuid4().hex[:16]}"
+    return new_id("unit")
 
 
 class Unit(LedgerAggregate):

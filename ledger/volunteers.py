@@ -5,13 +5,13 @@ from __future__ import annotations
 from bisect import insort
 from datetime import date, datetime
 from typing import Any
-from uuid import uuid4
 
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
 from ledger.calendar import service_date
 from ledger.errors import ClosedReference, InvalidField, OverlappingSession
+from ledger.ids import new_id
 
 PERSONAL_FIELDS = ("birth_date", "gender", "political_status", "phone", "id_number", "skills")
 # What makes two training completions of one volunteer the same completion (hours aside).
@@ -19,7 +19,7 @@ TRAINING_KEY = ("level", "form", "audience", "title", "completed_on")
 
 
 def new_volunteer_id() -> str:
-    return f"vol-{uuid4().hex[:16]}"
+    return new_id("vol")
 
 
 class Volunteer(LedgerAggregate):

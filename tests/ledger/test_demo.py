@@ -30,11 +30,21 @@ def test_the_same_seed_gives_the_same_district_on_any_store(ledger: Ledger,
     again = Ledger(Settings(database_url=f"sqlite:///{tmp_path / 'again.db'}"))
     try:
         second = generate_district(again, VOLUNTEERS, SESSIONS, SEED)
-        minutes = sorted((str(e["started_at"]), e["minutes"]) for e in _recorded(again))
+        recorded = [_fields(e) for e in _recorded(again)]
+        after_demo = make_unit(again)
     finally:
         again.close()
     assert first == second
-    assert sorted((str(e["started_at"]), e["minutes"]) for e in _recorded(ledger)) == minutes
+    # Ids included: units, volunteers and activities (and so sessions) are the same ones.
+    assert first.unit_ids == second.unit_ids
+    assert [_fields(e) for e in _recorded(ledger)] == recorded
+    # Ids given outside the demo stay random.
+    assert make_unit(ledger) != after_demo
+
+
+def _fields(event: dict[str, object]) -> tuple[str, ...]:
+    return tuple(str(event[k]) for k in ("originator_id", "volunteer_id", "activity_id",
+                                         "organiser_unit_id", "started_at", "minutes"))
 
 
 def test_another_seed_gives_another_district(ledger: Ledger, tmp_path: Path) -> None:
