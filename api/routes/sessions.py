@@ -107,7 +107,7 @@ def record_batch(body: BatchIn, actor: RecorderWriter, services: ServicesDep) ->
                                 "minutes": o.minutes}
         if o.error is not None:
             item["error"] = {"status": status_of(o.error)[0], "type": type(o.error).__name__,
-                             "field": getattr(o.error, "field", None), "detail": str(o.error)}
+                             "field": getattr(o.error, "field", None), "detail": o.error.rule}
         items.append(item)
     return {"accepted": result.count("accepted"), "duplicates": result.count("duplicate"),
             "rejected": result.count("rejected"), "position": result.position, "results": items}

@@ -105,6 +105,18 @@ def test_a_batch_gives_each_record_its_own_outcome(district: District) -> None:
     assert body["results"][1]["error"]["status"] == 409
 
 
+def test_a_batch_item_refused_for_a_field_names_it_beside_the_rule_only(
+        district: District) -> None:
+    record = {"volunteer_id": district.volunteer, "activity_id": district.activity,
+              "source_record_id": "b-late", "started_at": "2017-03-05T17:30:00+08:00",
+              "ended_at": "2017-03-05T19:00:00+08:00"}  # the activity ends at 18:00
+    response = district.post("/v1/service-sessions/batch", {"records": [record]})
+    assert response.status_code == 200, response.text
+    error = response.json()["results"][0]["error"]
+    assert error["field"] == "ended_at" and error["status"] == 422
+    assert not error["detail"].startswith("ended_at"), error
+
+
 def test_a_read_after_a_write_sees_it_with_min_position(district: District) -> None:
     written = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "r-1")
     position = written.json()["position"]
