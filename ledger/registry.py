@@ -24,7 +24,7 @@ from ledger.base import (
     check_text,
     open_unit,
 )
-from ledger.calendar import DISTRICT_TZ, now
+from ledger.calendar import DISTRICT_TZ, now, service_date
 from ledger.catalogue import (
     CivilizedLevel,
     Gender,
@@ -35,7 +35,12 @@ from ledger.catalogue import (
     TrainingLevel,
     UnitKind,
 )
-from ledger.errors import ConcurrentChange, DuplicateRecordConflict, InvalidField
+from ledger.errors import (
+    ClosedReference,
+    ConcurrentChange,
+    DuplicateRecordConflict,
+    InvalidField,
+)
 from ledger.provenance import Origin
 from ledger.recording import stored_positions
 from ledger.units import Unit, check_parent, new_unit_id
@@ -378,14 +383,14 @@ class RegistryUseCases(LedgerBase):
         if ends_at <= starts_at:
             raise InvalidField("ends_at must be after starts_at", "ends_at")
         organiser = self._refer(Unit, organiser_unit_id, "organiser_unit_id", "unit")
-        open_unit(organiser, "organiser_unit_id")
+        _open_until(organiser, ends_at, "organiser_unit_id")
         require_unit(origin.actor, organiser_unit_id, "activities")
         if station_unit_id:
             station = self._refer(Unit, station_unit_id, "station_unit_id", "unit")
             if station.kind != UnitKind.station:
                 raise InvalidField(f"station_unit_id must name a unit of kind station (unit "
                                    f"{station.id} is of kind {station.kind})", "station_unit_id")
-            open_unit(station, "station_unit_id")
+            _open_until(station, ends_at, "station_unit_id")
         activity = Activity(  # type: ignore[call-arg]
             program_code=program_code, organiser_unit_id=organiser_unit_id, title=title,
             starts_at=starts_at, ends_at=ends_at, station_unit_id=station_unit_id or None,
@@ -408,6 +413,19 @@ class RegistryUseCases(LedgerBase):
             return Written(activity.id, self._save(activity))
 
         return self._retrying(attempt)
+
+
+def _open_until(unit: Unit, ends_at: datetime, field: str) -> None:
+    """An activity of a closed unit may still be planned when its whole window lies before the
+    closing date: the late record of an activity that truly took place (the date rule of
+    sessions, `Unit.ensure_open_on`). One that reaches the closing date is refused (409)."""
+    if unit.is_open:
+        return
+    last_day = service_date(ends_at).isoformat()
+    if last_day >= str(unit.closed_on):
+        raise ClosedReference(
+            f"unit {unit.id} was closed on {unit.closed_on}, and the activity's window reaches "
+            f"{last_day}: only an activity that ended before that date may be planned", field)
 
 
 def _check_born_by(personal: dict[str, Any], registered_on: str) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from bisect import insort
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
 from ledger.calendar import service_date
-from ledger.errors import ClosedReference, InvalidField, OverlappingSession
+from ledger.errors import ClosedReference, Conflict, InvalidField, OverlappingSession
 from ledger.ids import new_id
 
 PERSONAL_FIELDS = ("birth_date", "gender", "political_status", "phone", "id_number", "skills")
@@ -156,24 +156,53 @@ class Volunteer(LedgerAggregate):
             self._personal_updated(changes=changes, **meta)
 
     def deregister(self, deregistered_on: date, reason: str, meta: dict[str, Any]) -> None:
-        """End the registration; recorded hours stay on the record."""
+        """End the registration; recorded hours stay on the record.
+
+        The registration ends after the last service and training on record: the date rule
+        of sessions and trainings (before `deregistered_on`, never on or after it) holds for
+        what was recorded before the deregistration too (409 naming the record otherwise).
+        """
         self._ensure_active()
         if not reason.strip():
             raise InvalidField("reason must not be empty", "reason")
-        if deregistered_on.isoformat() < self.registered_on:
+        day = deregistered_on.isoformat()
+        if day < self.registered_on:
             raise InvalidField(
                 f"deregistered_on is before the volunteer registered ({self.registered_on})",
                 "deregistered_on")
-        self._deregistered(deregistered_on=deregistered_on.isoformat(), reason=reason, **meta)
+        later = self._recorded_on_or_after(day)
+        if later is not None:
+            raise Conflict(
+                f"deregistered_on {day} is not after the volunteer's {later}: a registration "
+                "ends after the service and training on record (correct or void that session "
+                "first, or choose a later date)", "deregistered_on")
+        self._deregistered(deregistered_on=day, reason=reason, **meta)
+
+    def _recorded_on_or_after(self, day: str) -> str | None:
+        """A live session or a training of the volunteer on or after a day, described."""
+        for session_id, (start, _end, live) in self.sessions.items():
+            served = service_date(datetime.fromtimestamp(start, UTC)).isoformat()
+            if live and served >= day:
+                return f"session {session_id} served on {served}"
+        for training in self.trainings:
+            if training["completed_on"] >= day:
+                return f"training {training['id']} completed on {training['completed_on']}"
+        return None
 
     def complete_training(self, training: dict[str, Any], meta: dict[str, Any]) -> None:
-        """Record a completed training (hours are kept apart from service hours)."""
-        self._ensure_active()
+        """Record a completed training (hours are kept apart from service hours), completed
+        while registered: on or after `registered_on` and before any `deregistered_on`, also
+        when recorded after the deregistration (a truthful late record)."""
         if training["completed_on"] < self.registered_on:
             raise InvalidField(
                 f"completed_on {training['completed_on']} is before the volunteer registered "
                 f"({self.registered_on})", "completed_on",
             )
+        if self.deregistered_on is not None and training["completed_on"] >= self.deregistered_on:
+            raise ClosedReference(
+                f"completed_on {training['completed_on']} is not before volunteer {self.id} "
+                f"was deregistered ({self.deregistered_on}): only training completed before "
+                "that date may be recorded", "completed_on")
         self._trained(training=training, **meta)
 
     def insure(self, year: int, policy_ref: str, insurer: str, meta: dict[str, Any]) -> None:

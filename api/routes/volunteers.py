@@ -134,7 +134,12 @@ def transfer_volunteer(volunteer_id: str, body: TransferIn, actor: RecorderWrite
 @router.post("/{volunteer_id}/deregistration", response_model=Created)
 def deregister_volunteer(volunteer_id: str, body: DeregistrationIn, actor: RecorderWriter,
                          services: ServicesDep) -> dict[str, Any]:
-    """End a volunteer's registration; their recorded hours stay on the record."""
+    """End a volunteer's registration; their recorded hours stay on the record.
+
+    Service and training before `deregistered_on` may still be recorded later; on or after
+    it they are refused (409). So the date must come after the last service and training on
+    record (else 409 naming them: correct or void such a session first).
+    """
     written = services.ledger.deregister_volunteer(
         origin_of(actor), volunteer_id, body.deregistered_on, body.reason)
     return services.written(written)

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from ledger.calendar import DISTRICT_TZ
 from ledger.errors import (
     ClosedReference,
+    Conflict,
     DuplicateRecordConflict,
     InvalidField,
     LedgerError,
@@ -98,8 +99,11 @@ class Model:
     def add_volunteer(self, volunteer_id: str, unit_id: str, registered_on: date) -> None:
         self.volunteers[volunteer_id] = ModelVolunteer(registered_on, {registered_on: unit_id})
 
-    def plan_activity(self, unit_id: str) -> Expected:
-        return ClosedReference if unit_id in self.closed_units else None
+    def plan_activity(self, unit_id: str, window: tuple[datetime, datetime],
+                      closed_on: date) -> Expected:
+        """A closed unit may still have an activity planned that ended before it closed."""
+        ends = window[1].astimezone(DISTRICT_TZ).date()
+        return ClosedReference if unit_id in self.closed_units and ends >= closed_on else None
 
     def add_activity(self, activity_id: str, window: tuple[datetime, datetime]) -> None:
         self.windows[activity_id] = window
@@ -168,5 +172,9 @@ class Model:
         volunteer = self.volunteers[volunteer_id]
         if not volunteer.active:
             return ClosedReference
+        if any(s.live and s.volunteer_id == volunteer_id
+               and s.started_at.astimezone(DISTRICT_TZ).date() >= deregistered_on
+               for s in self.sessions.values()):
+            return Conflict  # the registration ends after the service on record
         volunteer.deregistered_on = deregistered_on
         return None

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 
 from ledger import Ledger
 from ledger.errors import ClosedReference, InvalidField, UnknownReference
-from tests.factories import ACTIVITY_ENDS, ACTIVITY_STARTS, ADMIN, make_activity, make_unit
+from tests.factories import (
+    ACTIVITY_ENDS,
+    ACTIVITY_STARTS,
+    ADMIN,
+    make_activity,
+    make_unit,
+    make_volunteer,
+    record,
+)
 
 
 def plan(ledger: Ledger, organiser: str, **changes: object) -> str:
@@ -96,3 +104,19 @@ def test_an_activity_cannot_be_cancelled_twice(ledger: Ledger) -> None:
     ledger.cancel_activity(ADMIN, activity_id, "typhoon warning")
     with pytest.raises(ClosedReference):
         ledger.cancel_activity(ADMIN, activity_id, "again")
+
+
+def test_an_activity_that_ended_before_its_units_closed_may_be_planned_late(
+        ledger: Ledger) -> None:
+    organiser, station = make_unit(ledger), make_unit(ledger, kind="station")
+    for unit in (organiser, station):
+        ledger.close_unit(ADMIN, unit, ACTIVITY_ENDS.date() + timedelta(days=1), "merged")
+    activity = plan(ledger, organiser, station_unit_id=station)  # ended the day before
+    volunteer = make_volunteer(ledger)
+    record(ledger, volunteer, activity, ACTIVITY_STARTS, ACTIVITY_STARTS + timedelta(hours=1))
+    for field, unit in (("organiser_unit_id", organiser), ("station_unit_id", station)):
+        late = {"station_unit_id": station} if field == "station_unit_id" else {}
+        with pytest.raises(ClosedReference) as refused:
+            plan(ledger, organiser if field == "organiser_unit_id" else make_unit(ledger),
+                 ends_at=ACTIVITY_ENDS + timedelta(days=1), **late)
+        assert refused.value.field == field, unit

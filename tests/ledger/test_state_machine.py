@@ -40,6 +40,7 @@ EFFECTIVE = st.sampled_from([date(2017, 1, 1), date(2017, 2, 1), date(2017, 3, 1
 PROBE_DAYS = [date(2017, 1, 1), date(2017, 2, 1), date(2017, 2, 20), date(2017, 3, 1),
               date(2017, 4, 1)]
 # Lei Feng Day itself, so sessions on it are refused; or a later day, so they are still taken.
+CLOSED_ON = date(2017, 6, 30)  # units close after every activity window: planning stays open
 DEREGISTERED = st.sampled_from([date(2017, 3, 5), date(2017, 9, 1)])
 REASONS = st.sampled_from(["clerk typed the wrong hour", "entered twice", " "])
 SOURCES = st.integers(0, 19)  # few enough that records often reuse one
@@ -105,7 +106,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def a_unit_is_closed(self, data: st.DataObject) -> None:
         unit = data.draw(st.sampled_from(self.units), "unit")
         self.attempt(self.model.close_unit(unit),
-                     lambda: self.writer.close_unit(ADMIN, unit, date(2017, 6, 30), "merged"))
+                     lambda: self.writer.close_unit(ADMIN, unit, CLOSED_ON, "merged"))
 
     def register_volunteer(self, unit: str, registered_on: date) -> None:
         written = self.attempt(self.model.register_volunteer(unit), lambda: self.writer
@@ -120,7 +121,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.register_volunteer(data.draw(st.sampled_from(self.units), "unit"), registered_on)
 
     def plan_activity(self, unit: str, window: tuple[datetime, datetime]) -> None:
-        written = self.attempt(self.model.plan_activity(unit), lambda: self.writer.plan_activity(
+        written = self.attempt(self.model.plan_activity(unit, window, CLOSED_ON),
+                               lambda: self.writer.plan_activity(
             ADMIN, "A1", unit, "关爱空巢老人", window[0], window[1]))
         if written is not None:
             self.model.add_activity(written.id, window)

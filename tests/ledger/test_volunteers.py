@@ -7,9 +7,9 @@ from datetime import date, timedelta
 import pytest
 
 from ledger import Ledger
-from ledger.errors import ClosedReference, InvalidField, NotFound, UnknownReference
+from ledger.errors import ClosedReference, Conflict, InvalidField, NotFound, UnknownReference
 from ledger.registry import VolunteerApplication, district_today
-from tests.factories import ADMIN, make_unit, make_volunteer
+from tests.factories import ADMIN, make_long_activity, make_unit, make_volunteer, serve
 
 JUNE = date(2017, 6, 1)
 
@@ -245,12 +245,31 @@ def test_a_training_needs_a_known_volunteer(ledger: Ledger) -> None:
     assert refused.value.field == "volunteer_id"
 
 
-def test_a_deregistered_volunteer_completes_no_training(ledger: Ledger) -> None:
+def test_a_deregistered_volunteer_completes_no_training_from_that_date_on(
+        ledger: Ledger) -> None:
     volunteer_id = make_volunteer(ledger)
-    deregister(ledger, volunteer_id)
+    deregister(ledger, volunteer_id)  # on 2017-09-01
     with pytest.raises(ClosedReference) as refused:
-        train(ledger, volunteer_id)
-    assert refused.value.field == "volunteer_id"
+        train(ledger, volunteer_id, date(2017, 9, 1))
+    assert refused.value.field == "completed_on"
+    train(ledger, volunteer_id)  # in June, before it: a late record of a true completion
+    assert len(ledger.get_volunteer(volunteer_id).trainings) == 1
+
+
+def test_a_registration_ends_after_the_service_and_training_on_record(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger)
+    train(ledger, volunteer_id)  # in June
+    with pytest.raises(Conflict) as refused:
+        ledger.deregister_volunteer(ADMIN, volunteer_id, JUNE, "moved away")
+    assert refused.value.field == "deregistered_on" and "training" in refused.value.message
+    activity = make_long_activity(ledger, make_unit(ledger))
+    session = serve(ledger, volunteer_id, activity, date(2017, 8, 20))
+    with pytest.raises(Conflict) as refused:
+        ledger.deregister_volunteer(ADMIN, volunteer_id, date(2017, 8, 20), "moved away")
+    assert "session" in refused.value.message
+    ledger.void_session(ADMIN, session.id, "recorded in error")  # a voided session is no service
+    ledger.deregister_volunteer(ADMIN, volunteer_id, date(2017, 8, 20), "moved away")
+    assert ledger.get_volunteer(volunteer_id).deregistered_on == "2017-08-20"
 
 
 def test_a_volunteer_is_insured_once_per_year(ledger: Ledger) -> None:
