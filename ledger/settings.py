@@ -76,7 +76,7 @@ class StoreLocation:
                 "VLEDGER_DATABASE_URL must start with sqlite:/// or postgresql://, "
                 f"not {url.split(':', 1)[0]!r}"
             )
-        query = parse_qs(parts.query)
+        query = parse_qs(parts.query, keep_blank_values=True)  # `schema=` is an error too
         schema = query.get("schema", ["public"])[0]
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError(

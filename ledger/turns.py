@@ -49,10 +49,10 @@ class WriteTurns:
     def turn(self, seconds: float | None = None) -> Iterator[None]:
         """Hold the write turn for the duration of the block (StoreBusy after `seconds`, by
         default the turns' own)."""
-        wait = self.seconds if seconds is None else max(0.0, seconds)
-        deadline = time.monotonic() + wait
-        if not self._lock.acquire(timeout=wait):
-            raise self._busy(wait)
+        limit = self.seconds if seconds is None else max(0.0, seconds)
+        deadline = time.monotonic() + limit
+        if not self._lock.acquire(timeout=limit):
+            raise self._busy(limit)
         try:
             if fcntl is None:
                 yield
@@ -64,7 +64,7 @@ class WriteTurns:
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise self._busy(wait) from None
+                        raise self._busy(limit) from None
                     time.sleep(wait)
                     wait = min(2 * wait, _LONGEST_WAIT)
             try:

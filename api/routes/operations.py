@@ -50,7 +50,11 @@ def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     failure = services.models.runner.failure
     if failure is not None:  # not a lag that will pass: the views cannot read on
         raise HTTPException(503, f"the views stopped at position {failure[0]}: {failure[1]}")
-    statuses = services.models.runner.status()
+    try:
+        statuses = services.models.runner.status()
+    except Exception as error:  # the store does not answer (down, or out of connections)
+        raise HTTPException(503, f"the store does not answer: {error}",
+                            headers={"Retry-After": "1"}) from None
     lag = max((s.lag for s in statuses), default=0)
     body = {"status": "ok" if lag <= services.settings.max_view_lag_events else "lagging",
             "views": {s.name: {"position": s.position, "lag": s.lag} for s in statuses}}

@@ -134,7 +134,7 @@ def test_a_file_that_is_not_an_sqlite_database_is_a_clear_message(
     assert path.read_bytes() == bytes(range(256)) * 20  # nothing written into it
 
 
-@pytest.mark.parametrize("schema", ["bad;drop", "1abc", "a b", "x" * 64])
+@pytest.mark.parametrize("schema", ["bad;drop", "1abc", "a b", "x" * 64, ""])
 def test_a_postgresql_schema_that_is_not_a_plain_name_is_refused(schema: str) -> None:
     result = _run(f"postgresql://postgres@127.0.0.1:5432/test?schema={schema}", "info")
     assert result.returncode == 2, result.stderr

@@ -41,6 +41,19 @@ def test_views_stopped_at_an_unreadable_event_are_not_ready_and_say_where(
     assert district.get("/healthz", token=None).status_code == 200  # the store still answers
 
 
+def test_a_store_that_does_not_answer_makes_the_service_unready_not_failing(
+        district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = district.client.app.state.services.models.runner  # type: ignore[attr-defined]
+
+    def pool_exhausted() -> None:
+        raise TimeoutError("couldn't get a connection after 30.00 sec")
+
+    monkeypatch.setattr(runner, "status", pool_exhausted)
+    ready = district.get("/readyz", token=None)
+    assert ready.status_code == 503 and ready.headers["retry-after"] == "1"
+    assert "does not answer" in ready.json()["detail"]
+
+
 def test_metrics_count_requests_by_route_and_status(district: District) -> None:
     district.get("/v1/rankings/units", token=None, kind="town")
     text = district.get("/metrics", token=None).text

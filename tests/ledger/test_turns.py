@@ -31,8 +31,13 @@ def test_a_turn_held_by_another_process_is_waited_for_then_taken(tmp_path: Path)
     try:
         assert held.wait(30)
         mine = WriteTurns(database, seconds=0.3)
-        with pytest.raises(StoreBusy), mine.turn():
+        with pytest.raises(StoreBusy) as refused, mine.turn():
             pass  # the other process holds the turn: refused after 0.3 s, naming the wait
+        assert "busy for 0.3 s" in refused.value.message
+        began = time.monotonic()
+        with pytest.raises(StoreBusy) as refused, mine.turn(0.05):
+            pass  # a caller's own, shorter wait
+        assert "busy for 0.05 s" in refused.value.message and time.monotonic() - began < 0.25
         threading.Timer(0.2, release.set).start()
         mine.seconds = 20
         began = time.monotonic()
