@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from ledger.errors import ViewsBehind
 from projections.store import ViewCursor
 
 # The year and quarter of an ISO service date, in SQL both stores run.
@@ -62,3 +63,13 @@ class Filling:
         for sql in self.statements:
             cur.execute(sql)
         cur.execute(f"DELETE FROM {self.flag}")
+
+
+def ensure_settled(cur: ViewCursor, *flags: str) -> None:
+    """Refuse to answer from views still being filled from empty (a rebuild, a first start):
+    their rows are staged, not yet grouped, so an answer would read zeros (503, not wrong
+    numbers). `flags` are the views' flag tables (`Filling.flag`)."""
+    for flag in flags:
+        if cur.execute(f"SELECT 1 FROM {flag} LIMIT 1").fetchone() is not None:
+            raise ViewsBehind(f"the {flag.removesuffix('_filling')} view is being filled from "
+                              "empty (a rebuild or a first start); try again shortly")

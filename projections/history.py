@@ -24,7 +24,7 @@ from eventsourcing.persistence import ApplicationRecorder
 from ledger.errors import InvalidField, NotFound
 from projections.entries import entry, feed_entry
 from projections.feed import FeedEvent, decode_page
-from projections.filling import Filling
+from projections.filling import Filling, ensure_settled
 from projections.store import ViewCursor, ViewStore
 from projections.tally import without_rowid
 
@@ -148,6 +148,7 @@ def volunteer_history(
         raise InvalidField("as_of must carry a UTC offset (RFC 3339)", "as_of")
     limit = _micros(as_of) if as_of is not None else None
     with store.reading() as cur:
+        ensure_settled(cur, "history_filling")
         known = cur.execute("SELECT 1 FROM history_index WHERE volunteer_id = ? LIMIT 1",
                             (volunteer_id,)).fetchone()
         if known is None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ledger.catalogue import PROGRAMS, star_level
+from ledger.errors import ViewsBehind
 from projections.feed import FeedEvent
 from projections.filling import QUARTER_SQL, YEAR_SQL, Filling
 from projections.store import ViewCursor
@@ -152,7 +153,8 @@ HOURS_SQL = (
     "UNION ALL SELECT 'v', NULL, NULL, NULL, NULL, NULL FROM hours_volunteers "
     "WHERE volunteer_id = ? "
     "UNION ALL SELECT 'p', NULL, NULL, NULL, position, NULL FROM projection_positions "
-    "WHERE name = 'hours'"
+    "WHERE name = 'hours' "
+    "UNION ALL SELECT 'f', NULL, NULL, NULL, NULL, NULL FROM hours_filling"
 )
 
 
@@ -162,7 +164,11 @@ def volunteer_hours(cur: ViewCursor, volunteer_id: str) -> dict[str, Any] | None
 
 
 def hours_from_rows(volunteer_id: str, rows: Sequence[Sequence[Any]]) -> dict[str, Any] | None:
-    """The hours answer from the rows of HOURS_SQL."""
+    """The hours answer from the rows of HOURS_SQL (503 while the view is being filled from
+    empty: its cells are staged, and it would answer zeros)."""
+    if any(row[0] == "f" for row in rows):
+        raise ViewsBehind("the hours view is being filled from empty (a rebuild or a first "
+                          "start); try again shortly")
     if not any(row[0] == "v" for row in rows):
         return None
     by_program = dict.fromkeys(PROGRAMS, 0)

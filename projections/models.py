@@ -14,6 +14,7 @@ from projections.awards import AwardsProjection
 from projections.bulletins import bulletin
 from projections.credits import CreditsProjection
 from projections.eligibility import eligibility
+from projections.filling import ensure_settled
 from projections.history import HistoryIndex
 from projections.hours import HOURS_SQL, HoursProjection, hours_from_rows
 from projections.rankings import unit_rankings
@@ -155,7 +156,9 @@ class ReadModels:
                   rollup: bool) -> tuple[tuple[Any, ...], Callable[[], list[dict[str, Any]]]]:
         def compute() -> list[dict[str, Any]]:
             with self.store.reading() as cur:
-                return unit_rankings(cur, kind, basis, year, quarter, rollup)
+                answer = unit_rankings(cur, kind, basis, year, quarter, rollup)
+                ensure_settled(cur, "credit_filling")  # after the question's own checks (422 first)
+                return answer
 
         return ("rankings", kind, basis, year, quarter, rollup), compute
 
@@ -175,7 +178,9 @@ class ReadModels:
                   basis: str) -> tuple[tuple[Any, ...], Callable[[], list[dict[str, Any]]]]:
         def compute() -> list[dict[str, Any]]:
             with self.store.reading() as cur:
-                return bulletin(cur, year, quarter, program, basis)
+                answer = bulletin(cur, year, quarter, program, basis)
+                ensure_settled(cur, "credit_filling")  # after the question's own checks (422 first)
+                return answer
 
         return ("bulletin", year, quarter, program, basis), compute
 
@@ -185,7 +190,9 @@ class ReadModels:
         they answer for; None without rules."""
         def compute() -> dict[str, Any] | None:
             with self.store.reading() as cur:
-                return eligibility(cur, award, year, candidate_id)
+                answer = eligibility(cur, award, year, candidate_id)
+                ensure_settled(cur, "hours_filling", "credit_filling")
+                return answer
 
         position, answer = self._remembered(("eligibility", award, year, candidate_id), compute)
         return {**answer, "position": position} if answer is not None else None

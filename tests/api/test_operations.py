@@ -178,3 +178,31 @@ def test_an_api_without_inline_views_leaves_them_to_the_worker_and_waits_for_it(
             "kind": "subdistrict", "min_position": position})
         assert ranked.status_code == 200, ranked.text
         assert [i["name"] for i in ranked.json()["items"]] == ["街道"]
+
+
+def test_views_being_filled_from_empty_answer_503_not_zeros(district: District) -> None:
+    """A rebuild (here: its first transaction, committed, then stalled) stages the views'
+    rows and groups them at its end: until then every read would count zeros."""
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    runner = services.models.runner
+    assert district.get(f"/v1/volunteers/{district.volunteer}/hours").status_code == 200
+    assert runner._lock.acquire(timeout=10)
+    try:
+        with services.models.store.transaction() as cur:  # started again, one page folded
+            for projection in runner.projections:
+                projection.drop(cur)
+                projection.create(cur)
+            cur.execute("UPDATE projection_positions SET position = 0")
+        pages = services.ledger.recorder.select_notifications(1, 1_000_000)
+        with services.models.store.transaction() as cur:
+            from projections.feed import decode_page
+            for projection in runner.projections:
+                projection.apply(cur, decode_page(pages))
+        for path, params in ((f"/v1/volunteers/{district.volunteer}/hours", {}),
+                             ("/v1/rankings/units", {"kind": "subdistrict"}),
+                             ("/v1/bulletins/2017/1", {})):
+            read = district.get(path, **params)
+            assert read.status_code == 503, (path, read.text)
+            assert read.json()["type"].endswith("/views-behind") and read.headers["retry-after"]
+    finally:
+        runner._lock.release()
