@@ -6,7 +6,9 @@ Append new builders at the end; other tests rely on the ones already here.
 from __future__ import annotations
 
 import itertools
+import threading
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 from ledger import Actor, Ledger, Origin, Role, SessionRecord, SessionWritten
 
@@ -121,6 +123,44 @@ def train(ledger: Ledger, volunteer_id: str, completed_on: date, hours: float = 
     """Record a district-level training; returns the position."""
     return ledger.complete_training(ADMIN, volunteer_id, "district", "centralised", "core",
                                     "volunteer basics", completed_on, hours).position
+
+
+def together(count: int, call: Any) -> list[Any]:
+    """Run `call(i)` in `count` threads released at once; each result or exception."""
+    start = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(i: int) -> None:
+        start.wait(timeout=30)
+        try:
+            results[i] = call(i)
+        except Exception as error:
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def recorded_together(ledger: Ledger, records: list[SessionRecord]
+                      ) -> tuple[list[Any], list[int]]:
+    """Each record sent from its own thread at once (as concurrent API writers do): each
+    result or exception, and the sizes of the batches the ledger grouped them into."""
+    sizes: list[int] = []
+    alone = ledger.record_sessions
+
+    def spied(origin: Any, batch: Any) -> Any:
+        sizes.append(len(batch))
+        return alone(origin, batch)
+
+    ledger.record_sessions = spied  # type: ignore[method-assign]
+    try:
+        return together(len(records), lambda i: ledger.record_session(ADMIN, records[i])), sizes
+    finally:
+        del ledger.record_sessions
 
 
 # -- auditor read side: history index and audit log (tests/projections) --------------------

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from ledger import Ledger
 from ledger.grouping import GroupCommit
-from tests.factories import ADMIN, at, make_activity, make_volunteer, session_record
-
-
-def _together(count: int, call: Any) -> list[Any]:
-    """Run `call(i)` in `count` threads released at once; each result or exception."""
-    start = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        start.wait(timeout=30)
-        try:
-            results[i] = call(i)
-        except Exception as error:
-            results[i] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
+from tests.factories import (
+    at,
+    make_activity,
+    make_volunteer,
+    recorded_together,
+    session_record,
+    together,
+)
 
 
 def test_callers_waiting_together_share_a_batch_and_get_their_own_answers() -> None:
@@ -41,7 +26,7 @@ def test_callers_waiting_together_share_a_batch_and_get_their_own_answers() -> N
         return [2 * i for i in items]
 
     group: GroupCommit[str, int, int] = GroupCommit(double)
-    results = _together(20, lambda i: group.submit("k", i))
+    results = together(20, lambda i: group.submit("k", i))
 
     assert results == [2 * i for i in range(20)]
     assert sorted(i for _, items in batches for i in items) == list(range(20))
@@ -63,7 +48,7 @@ def test_callers_with_different_keys_never_share_a_call() -> None:
         return [f"{key}/{item}" for item in items]
 
     group: GroupCommit[str, str, str] = GroupCommit(record)
-    results = _together(12, lambda i: group.submit(f"u{i % 3}", f"u{i % 3}:{i}"))
+    results = together(12, lambda i: group.submit(f"u{i % 3}", f"u{i % 3}:{i}"))
 
     assert results == [f"u{i % 3}/u{i % 3}:{i}" for i in range(12)]
     assert all(len(keys) == 1 for keys in seen)
@@ -77,7 +62,7 @@ def test_a_failed_batch_fails_its_own_callers_only() -> None:
         return list(items)
 
     group: GroupCommit[str, int, int] = GroupCommit(record)
-    results = _together(10, lambda i: group.submit("bad" if i % 2 else "good", i))
+    results = together(10, lambda i: group.submit("bad" if i % 2 else "good", i))
 
     for i, result in enumerate(results):
         if i % 2:
@@ -96,7 +81,7 @@ def test_a_batch_never_exceeds_its_limit() -> None:
         return list(items)
 
     group: GroupCommit[str, int, int] = GroupCommit(record, max_batch=3)
-    assert _together(15, lambda i: group.submit("k", i)) == list(range(15))
+    assert together(15, lambda i: group.submit("k", i)) == list(range(15))
     assert max(sizes) <= 3
 
 
@@ -113,16 +98,7 @@ def test_concurrent_record_session_calls_answer_as_if_alone(ledger: Ledger) -> N
         session_record("no-such-volunteer", activity, at(8), at(9), source_record_id="g-x"),
     ]
     head = ledger.head()
-    sizes: list[int] = []
-    alone = ledger.record_sessions
-
-    def spied(origin: Any, batch: Any) -> Any:
-        sizes.append(len(batch))
-        return alone(origin, batch)
-
-    ledger.record_sessions = spied  # type: ignore[method-assign]
-
-    results = _together(len(records), lambda i: ledger.record_session(ADMIN, records[i]))
+    results, sizes = recorded_together(ledger, records)
 
     def kinds(*indexes: int) -> list[str]:
         return sorted(type(results[i]).__name__ for i in indexes)

@@ -3,7 +3,6 @@ closure, concurrent registrations, repeated trainings, the unit hierarchy, no-op
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, date
 from typing import Any
 
@@ -26,7 +25,9 @@ from tests.factories import (
     make_unit,
     make_volunteer,
     record,
+    recorded_together,
     session_record,
+    together,
     void,
 )
 
@@ -38,26 +39,6 @@ def stored_event(ledger: Ledger, position: int) -> Any:
     (notification,) = ledger.recorder.select_notifications(position, 1)
     assert notification.id == position
     return notification
-
-
-def together(count: int, call: Any) -> list[Any]:
-    """Run `call(i)` in `count` threads released at once; each result or exception."""
-    start = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        start.wait(timeout=30)
-        try:
-            results[i] = call(i)
-        except Exception as error:
-            results[i] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results
 
 
 # -- a repeated record answers where the original was stored ----------------------------------
@@ -90,16 +71,7 @@ def test_sessions_written_together_each_answer_the_position_of_their_own_record(
     records = [session_record(p, activity, source_record_id=f"g-{i}")
                for i, p in enumerate(people)]
     records.append(records[0])  # the same record twice: one is new, the other a repeat
-    sizes: list[int] = []
-    alone = ledger.record_sessions
-
-    def spied(origin: Any, batch: Any) -> Any:
-        sizes.append(len(batch))
-        return alone(origin, batch)
-
-    ledger.record_sessions = spied  # type: ignore[method-assign]
-
-    results = together(len(records), lambda i: ledger.record_session(ADMIN, records[i]))
+    results, sizes = recorded_together(ledger, records)
 
     assert max(sizes) > 1  # some callers shared a transaction
     for written in results:
