@@ -167,7 +167,14 @@ class LedgerBase(Application[str]):
             self.snapshots.put([type(a).Snapshot.take(a) for a in due.values()])
 
     def _save(self, *aggregates: LedgerAggregate | None) -> int:
-        """Record the aggregates' pending events in one transaction; returns the head position.
+        """Record the aggregates' pending events in one transaction; returns the head position."""
+        recordings = self._save_recorded(*aggregates)
+        if not recordings:
+            return self.head()
+        return int(max(r.notification.id for r in recordings))
+
+    def _save_recorded(self, *aggregates: LedgerAggregate | None) -> list[Any]:
+        """`_save`, answering each event's recording (its position is `notification.id`).
 
         What `Application.save` does, without its two runtime-Protocol `isinstance` checks per
         aggregate (a tenth of a batch import's time): ours are all `LedgerAggregate`s.
@@ -180,9 +187,13 @@ class LedgerBase(Application[str]):
         with self.writing():
             recordings = self._record(processing)
             self._take_snapshots(processing)
-        if not recordings:
-            return self.head()
-        return max(r.notification.id for r in recordings)
+        return list(recordings)
+
+    def _positions(self, ids: Collection[str],
+                   topic: str | None = None) -> dict[str, dict[int, int]]:
+        """Where the stored events (of one topic) of some aggregates sit in the ledger's order:
+        by id, each event's position by version (a write sent again answers the original's)."""
+        return self._loader.positions(ids, topic)
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         """Run a read-check-write attempt again when another writer won the race."""

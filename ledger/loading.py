@@ -38,6 +38,14 @@ class Loader:
         # (the API checks a presented token's grant with it: api/deps.py).
         self.version_statement = (f"SELECT MAX(originator_version) FROM {table(events_table)} "
                                   "WHERE originator_id = ?")
+        # Each stored event's position, by id and version (the topic tells what it was).
+        self.positions_statement = (
+            f"SELECT w.id AS originator_id, e.originator_version, e.topic, e.notification_id "
+            f"FROM unnest(%s::text[]) AS w(id) CROSS JOIN LATERAL (SELECT originator_version, "
+            f"topic, notification_id FROM {table(events_table)} y WHERE y.originator_id = w.id) e"
+            if postgres else
+            f"SELECT originator_id, originator_version, topic, rowid AS notification_id "
+            f"FROM {table(events_table)} WHERE {one_of('originator_id', postgres=False)}")
         if postgres:
             self._postgres_statements(table(events_table),
                                       table(snapshots_table) if snapshots_table else None)
@@ -116,6 +124,16 @@ class Loader:
                             originator_version=row["originator_version"],
                             topic=row["topic"], state=bytes(row["state"]))
                 for row in self._rows(self.statement, self.marks, ids)]
+
+    def positions(self, ids: Collection[str],
+                  topic: str | None = None) -> dict[str, dict[int, int]]:
+        """The position of each stored event (of one topic, if given) of each id, by version."""
+        found: dict[str, dict[int, int]] = {}
+        for row in self._rows(self.positions_statement, 1, ids):
+            if topic is None or row["topic"] == topic:
+                found.setdefault(str(row["originator_id"]), {})[
+                    int(row["originator_version"])] = int(row["notification_id"])
+        return found
 
     def versions(self, ids: Collection[str]) -> dict[str, int]:
         """The stored version of each id that has events."""

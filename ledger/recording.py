@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from ledger.access import require_role, require_unit
 from ledger.activities import Activity
@@ -25,7 +24,6 @@ from ledger.sessions import (
     session_id_for,
 )
 from ledger.settings import Settings
-from ledger.sql import one_of, values_of
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
 
@@ -48,38 +46,10 @@ class BatchResult:
 
     outcomes: list[RecordOutcome]
     position: int
+    recorded: dict[str, int] = field(default_factory=dict)  # new session id -> its position
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
-
-
-def stored_positions(ledger: LedgerBase, originator_ids: Collection[str],
-                     topic: str | None = None) -> dict[str, dict[int, int]]:
-    """Where stored events sit in the ledger's order: for each originator, the position of
-    each of its events (of one topic, if given) by version. A write that repeats one already
-    stored answers with the position the original was stored at."""
-    recorder: Any = ledger.recorder
-    location = ledger.settings.store()
-    postgres = location.kind != "sqlite"
-    name = recorder.events_table_name
-    if postgres:
-        statement = (
-            f"SELECT w.id AS originator_id, e.originator_version, e.notification_id AS position "
-            f"FROM unnest(%s::text[]) AS w(id) CROSS JOIN LATERAL (SELECT originator_version, "
-            f'notification_id FROM "{location.schema}"."{name}" y WHERE y.originator_id = w.id'
-            f"{' AND y.topic = %s' if topic else ''}) e")
-    else:
-        statement = (f'SELECT originator_id, originator_version, rowid AS position FROM "{name}" '
-                     f"WHERE {one_of('originator_id', postgres=False)}"
-                     f"{' AND topic = ?' if topic else ''}")
-    params = [values_of(sorted(set(originator_ids)), postgres), *([topic] if topic else [])]
-    found: dict[str, dict[int, int]] = {}
-    with recorder.datastore.transaction(commit=False) as cur:
-        cur.execute(statement, params)
-        for row in cur.fetchall():
-            found.setdefault(str(row["originator_id"]), {})[
-                int(row["originator_version"])] = int(row["position"])
-    return found
 
 
 def check_units_open(activity: Activity, unit_of: Callable[[str], Unit],
@@ -219,16 +189,15 @@ class RecordingUseCases(LedgerBase):
 
     def _recorded_at(self, result: BatchResult) -> dict[str, int]:
         """The position each session named by a batch's outcomes was recorded at (its
-        Recorded event): a new session's, and the original's for a record sent again."""
-        named = {o.session_id for o in result.outcomes if o.session_id is not None}
-        accepted = {o.session_id for o in result.outcomes if o.status == "accepted"}
-        if len(named) == 1 and accepted == named:
-            # The batch created one session and saved it last: the batch's position is its.
-            return {session_id: result.position for session_id in named}
-        if not named:
-            return {}
-        stored = stored_positions(self, named, RECORDED)
-        return {session_id: versions[min(versions)] for session_id, versions in stored.items()}
+        Recorded event): a new session's from its save, the original's for a record sent
+        again from the store."""
+        sent_again = {o.session_id for o in result.outcomes
+                      if o.session_id is not None and o.session_id not in result.recorded}
+        if not sent_again:
+            return result.recorded
+        stored = self._positions(sent_again, RECORDED)
+        return {**result.recorded,
+                **{session_id: versions[min(versions)] for session_id, versions in stored.items()}}
 
     def record_sessions(self, origin: Origin, records: Sequence[SessionRecord]) -> BatchResult:
         """Record many sessions in one transaction; each record is accepted, duplicate or rejected.
@@ -246,13 +215,14 @@ class RecordingUseCases(LedgerBase):
             thorough = True  # a retry re-checks every source record id against the store
             batch.prefetch(records)
             outcomes = [batch.record(i, rec) for i, rec in enumerate(records)]
-            if batch.created:
-                position = self._save(*batch.touched.values(), *batch.created.values())
-            else:
-                position = self.head()
+            recordings = (self._save_recorded(*batch.touched.values(), *batch.created.values())
+                          if batch.created else [])
+            recorded = {r.domain_event.originator_id: r.notification.id for r in recordings
+                        if r.domain_event.originator_id in batch.created}
+            position = max((r.notification.id for r in recordings), default=0) or self.head()
             self._give_back([*batch.volunteers.values(), *batch.activities.values(),
                              *batch.units.values()])
-            return BatchResult(outcomes, position)
+            return BatchResult(outcomes, position, recorded)
 
         return self._retrying(attempt)
 
@@ -290,7 +260,7 @@ class RecordingUseCases(LedgerBase):
             check_times(started_at, ended_at, now())
             session._ensure_live()
             if session.has_times(started_at, ended_at):
-                position = stored_positions(self, [session.id])[session.id][session.version]
+                position = self._positions([session.id])[session.id][session.version]
                 return SessionWritten(session.id, session.minutes, position, created=False)
             activity = self.get_activity_for(session)
             activity.ensure_covers(started_at, ended_at, self.margin, allow_cancelled=True)

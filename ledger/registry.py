@@ -42,7 +42,6 @@ from ledger.errors import (
     InvalidField,
 )
 from ledger.provenance import Origin
-from ledger.recording import stored_positions
 from ledger.units import Unit, check_parent, new_unit_id
 from ledger.volunteers import PERSONAL_FIELDS, Volunteer, VolunteerNumbers, new_volunteer_id
 
@@ -338,8 +337,8 @@ class RegistryUseCases(LedgerBase):
                 f"the same course ({known['level']}, {known['form']}, {known['audience']}, "
                 f"{known['title']!r}) completed on {known['completed_on']}: a course completed "
                 f"on one day is recorded once", "hours")
-        stored = stored_positions(self, [volunteer.id],
-                                  event_topic(Volunteer, "TrainingCompleted"))[volunteer.id]
+        stored = self._positions([volunteer.id],
+                                 event_topic(Volunteer, "TrainingCompleted"))[volunteer.id]
         # The volunteer's trainings are its TrainingCompleted events, in order.
         position = stored[sorted(stored)[index]]
         return TrainingWritten(known["id"], position, created=False)
