@@ -57,9 +57,11 @@ def check_units_open(activity: Activity, unit_of: Callable[[str], Unit],
     """Service is recorded only on days before the closing date of the unit that organises
     the activity and of its station (see `Unit.ensure_open_on`)."""
     day = service_date(started_at).isoformat()
-    unit_of(activity.organiser_unit_id).ensure_open_on(day, "organiser")
+    unit_of(activity.organiser_unit_id).ensure_open_on(
+        day, "started_at", "service at an activity it organised")
     if activity.station_unit_id:
-        unit_of(activity.station_unit_id).ensure_open_on(day, "station")
+        unit_of(activity.station_unit_id).ensure_open_on(
+            day, "started_at", "service at an activity it hosted")
 
 
 def reused(rec: SessionRecord, prior: ServiceSession) -> DuplicateRecordConflict:

@@ -36,7 +36,6 @@ from ledger.catalogue import (
     UnitKind,
 )
 from ledger.errors import (
-    ClosedReference,
     ConcurrentChange,
     DuplicateRecordConflict,
     InvalidField,
@@ -416,15 +415,8 @@ class RegistryUseCases(LedgerBase):
 
 def _open_until(unit: Unit, ends_at: datetime, field: str) -> None:
     """An activity of a closed unit may still be planned when its whole window lies before the
-    closing date: the late record of an activity that truly took place (the date rule of
-    sessions, `Unit.ensure_open_on`). One that reaches the closing date is refused (409)."""
-    if unit.is_open:
-        return
-    last_day = service_date(ends_at).isoformat()
-    if last_day >= str(unit.closed_on):
-        raise ClosedReference(
-            f"unit {unit.id} was closed on {unit.closed_on}, and the activity's window reaches "
-            f"{last_day}: only an activity that ended before that date may be planned", field)
+    closing date: the late record of an activity that truly took place."""
+    unit.ensure_open_on(service_date(ends_at).isoformat(), field, "an activity that ended")
 
 
 def _check_born_by(personal: dict[str, Any], registered_on: str) -> None:

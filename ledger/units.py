@@ -42,19 +42,18 @@ class Unit(LedgerAggregate):
     def is_open(self) -> bool:
         return self.closed_on is None
 
-    def ensure_open_on(self, day: str, role: str) -> None:
-        """Refuse service on a day (ISO date) on or after the unit's closing date.
+    def ensure_open_on(self, day: str, field: str, what: str) -> None:
+        """Refuse `what` on a day (ISO date) on or after the unit's closing date.
 
-        The one rule for sessions at an activity the unit organises or hosts (as its station),
-        new records and corrections alike: a unit closed on D had its last day of service on
-        the day before D. Service before D may still be recorded late, as it truthfully
-        happened; on D or after, 409 as any closed reference.
+        The one rule for what a unit organises or hosts (as its station), sessions and
+        activities, new records and corrections alike: a unit closed on D had its last day of
+        service on the day before D. What happened before D may still be recorded late, as it
+        truthfully happened; on D or after, 409 as any closed reference, naming `field`.
         """
         if self.closed_on is not None and day >= self.closed_on:
             raise ClosedReference(
-                f"started_at falls on {day}, but unit {self.id} ({role} of the activity) was "
-                f"closed on {self.closed_on}: only service before that date may be recorded",
-                "started_at")
+                f"{day} is not before unit {self.id} was closed ({self.closed_on}): only "
+                f"{what} before that date may be recorded", field)
 
     def rename(self, name: str, meta: dict[str, Any]) -> None:
         """Give the unit a new name."""
