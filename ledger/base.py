@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ T = TypeVar("T")
 A = TypeVar("A", bound=LedgerAggregate)
 
 MAX_ATTEMPTS = 8
+RETRY_PAUSE_CAP_SECONDS = 0.1
 SQLITE_POOL_SIZE = 40
 
 
@@ -195,14 +198,21 @@ class LedgerBase(Application[str]):
         by id, each event's position by version (a write sent again answers the original's)."""
         return self._loader.positions(ids, topic)
 
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        """Run a read-check-write attempt again when another writer won the race."""
-        for _ in range(MAX_ATTEMPTS):
+    def _retrying(self, attempt: Callable[[], T], attempts: int = MAX_ATTEMPTS,
+                  pause: float = 0.0,
+                  refused: str = "another change to the same records won; please try again",
+                  ) -> T:
+        """Run a read-check-write attempt again when another writer won the race, up to
+        `attempts` times; with `pause`, after a random wait of up to `pause` seconds that
+        doubles with each lost race (up to RETRY_PAUSE_CAP_SECONDS), so that many racers for
+        one shared aggregate spread out. ConcurrentChange (`refused`) when all are lost."""
+        for tries in range(attempts):
             try:
                 return attempt()
             except IntegrityError:
-                continue
-        raise ConcurrentChange("another change to the same records won; please try again")
+                if pause:
+                    time.sleep(random.uniform(0, min(RETRY_PAUSE_CAP_SECONDS, pause * 2**tries)))
+        raise ConcurrentChange(refused)
 
     def _get(self, cls: type[A], aggregate_id: str) -> A | None:
         return self._get_many(cls, [aggregate_id]).get(aggregate_id)

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import math
-import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, TypeVar
-
-from eventsourcing.persistence import IntegrityError
+from typing import Any
 
 from ledger.access import require_role, require_unit
 from ledger.activities import Activity, new_activity_id
@@ -36,7 +32,6 @@ from ledger.catalogue import (
     UnitKind,
 )
 from ledger.errors import (
-    ConcurrentChange,
     DuplicateRecordConflict,
     InvalidField,
 )
@@ -44,17 +39,14 @@ from ledger.provenance import Origin
 from ledger.units import Unit, check_parent, new_unit_id
 from ledger.volunteers import PERSONAL_FIELDS, Volunteer, VolunteerNumbers, new_volunteer_id
 
-T = TypeVar("T")
-
 VOLUNTEER_NUMBER_PREFIX = "MLV"
 # Every registration takes the next number from the one `VolunteerNumbers` aggregate, so
 # registrations made at the same moment (30 at once across four server processes) race for
 # it, and all but one must read it again. They are independent of each other, so each keeps
 # trying, after a short random pause that grows with each lost race so that the racers spread
-# out, rather than answer 409 as a conflict over one shared thing would (`LedgerBase._retrying`).
+# out, rather than answer 409 after a few tries as a conflict over one record would.
 NUMBER_ATTEMPTS = 40
-NUMBER_PAUSE_SECONDS = 0.002  # the longest first pause; it doubles with each attempt, up to
-NUMBER_PAUSE_CAP_SECONDS = 0.1
+NUMBER_PAUSE_SECONDS = 0.002  # the longest first pause; it doubles with each attempt
 
 
 @dataclass(frozen=True)
@@ -200,19 +192,9 @@ class RegistryUseCases(LedgerBase):
             position = self._save(numbers, *volunteers)
             return [Written(v.id, position) for v in volunteers], issued
 
-        return self._issuing(attempt)
-
-    @staticmethod
-    def _issuing(attempt: Callable[[], T]) -> T:
-        """Run an attempt that takes volunteer numbers until it wins the race for them."""
-        for tries in range(NUMBER_ATTEMPTS):
-            try:
-                return attempt()
-            except IntegrityError:
-                pause = min(NUMBER_PAUSE_CAP_SECONDS, NUMBER_PAUSE_SECONDS * 2 ** tries)
-                time.sleep(random.uniform(0, pause))
-        raise ConcurrentChange("volunteer numbers were being issued to many registrations at "
-                               "once; nothing was registered, please try again")
+        return self._retrying(attempt, attempts=NUMBER_ATTEMPTS, pause=NUMBER_PAUSE_SECONDS,
+                              refused="volunteer numbers were being issued to many "
+                              "registrations at once; nothing was registered, please try again")
 
     def _check_personal(self, personal: dict[str, Any]) -> dict[str, Any]:
         clean: dict[str, Any] = {}
