@@ -257,7 +257,7 @@ class LedgerBase(Application[str]):
         else:
             aggregate = self._get(cls, aggregate_id)
         if aggregate is None:
-            raise UnknownReference(f"{field}: no {what} with id {aggregate_id!r}", field)
+            raise UnknownReference(f"no {what} with id {aggregate_id!r}", field)
         return aggregate
 
     # -- catalogue --------------------------------------------------------------------------
@@ -305,4 +305,4 @@ def check_not_future_day(name: str, value: date, today: date) -> None:
 
 def open_unit(unit: Any, field: str) -> None:
     if not unit.is_open:
-        raise ClosedReference(f"{field}: unit {unit.id} was closed on {unit.closed_on}", field)
+        raise ClosedReference(f"unit {unit.id} was closed on {unit.closed_on}", field)

@@ -103,7 +103,7 @@ class CommendationUseCases(LedgerBase):
         if expected == "program":
             if recipient_id not in PROGRAMS:
                 raise UnknownReference(
-                    f"recipient_id: {kind.value} goes to a program code (A1…C4), "
+                    f"{kind.value} goes to a program code (A1…C4), "
                     f"not {recipient_id!r}", "recipient_id")
             return expected
         if expected == "volunteer":
@@ -112,7 +112,7 @@ class CommendationUseCases(LedgerBase):
         unit = self._refer(Unit, recipient_id, "recipient_id", "unit")
         if unit.kind != expected:
             raise InvalidField(
-                f"recipient_id: {kind.value} goes to a unit of kind {expected}, "
+                f"{kind.value} goes to a unit of kind {expected}, "
                 f"and {recipient_id} is a {unit.kind}", "recipient_id")
         open_unit(unit, "recipient_id")
         return expected

@@ -22,9 +22,6 @@ class LedgerError(Exception):
     """Base of every error the ledger raises for a request it refuses."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
-        if field and message.startswith(field + ": "):
-            # The label repeats `field`: shown together they read "unit_id: unit_id: …".
-            message = message[len(field) + 2:]
         super().__init__(message)
         self.message = message
         self.field = field
