@@ -52,11 +52,9 @@ class BatchResult:
         return sum(1 for o in self.outcomes if o.status == status)
 
 
-def check_units_open(activity: Activity, unit_of: Callable[[str], Unit],
-                     started_at: datetime) -> None:
-    """Service is recorded only on days before the closing date of the unit that organises
-    the activity and of its station (see `Unit.ensure_open_on`)."""
-    day = service_date(started_at).isoformat()
+def check_units_open(activity: Activity, unit_of: Callable[[str], Unit], day: str) -> None:
+    """Service is recorded only on days (a session's service date) before the closing date of
+    the unit that organises the activity and of its station (see `Unit.ensure_open_on`)."""
     unit_of(activity.organiser_unit_id).ensure_open_on(
         day, "started_at", "service at an activity it organised")
     if activity.station_unit_id:
@@ -151,9 +149,10 @@ class _Batch:
                 # A voided session no longer counts: the repeat answers the minutes it counts now.
                 return RecordOutcome(index, "duplicate", prior.id,
                                      0 if prior.is_voided else prior.minutes)
+            day = service_date(rec.started_at).isoformat()
             try:
                 activity.ensure_covers(rec.started_at, rec.ended_at, self.ledger.margin)
-                check_units_open(activity, self.unit, rec.started_at)
+                check_units_open(activity, self.unit, day)
                 volunteer.book(session_id, rec.started_at, rec.ended_at, self.meta)
             except LedgerError:
                 self.refuse_reused_id(session_id, rec)
@@ -166,8 +165,7 @@ class _Batch:
             program_code=activity.program_code, organiser_unit_id=activity.organiser_unit_id,
             station_unit_id=activity.station_unit_id, started_at=rec.started_at,
             ended_at=rec.ended_at, minutes=minutes,
-            service_date=service_date(rec.started_at).isoformat(),
-            source_record_id=rec.source_record_id, id=session_id, **self.meta,
+            service_date=day, source_record_id=rec.source_record_id, id=session_id, **self.meta,
         )
         self.touched[volunteer.id] = volunteer
         return RecordOutcome(index, "accepted", session_id, minutes)
@@ -267,7 +265,7 @@ class RecordingUseCases(LedgerBase):
             activity = self.get_activity_for(session)
             activity.ensure_covers(started_at, ended_at, self.margin, allow_cancelled=True)
             check_units_open(activity, lambda unit_id: self._find(Unit, unit_id, "unit"),
-                             started_at)
+                             service_date(started_at).isoformat())
             volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
             volunteer.rebook(session.id, started_at, ended_at, origin.meta())
             session.correct(started_at, ended_at, why, origin.meta())
