@@ -64,10 +64,10 @@ def test_a_batch_that_fails_to_save_gives_back_nothing_it_changed(
     ledger.record_sessions(ADMIN, [session_record(person, activity, at(8), at(9))])
     record = session_record(person, activity, at(9), at(10), source_record_id="sheet-7")
 
-    def broken(*aggregates: Any) -> int:
+    def broken(*aggregates: Any) -> list[Any]:
         raise RuntimeError("the store went away")
 
-    monkeypatch.setattr(ledger, "_save", broken)
+    monkeypatch.setattr(ledger, "_save_recorded", broken)  # what every save goes through
     with pytest.raises(RuntimeError):
         ledger.record_sessions(ADMIN, [record])
     monkeypatch.undo()
