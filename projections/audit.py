@@ -174,6 +174,7 @@ class Auditor:
     def __init__(self, store: ViewStore, key: SigningKey) -> None:
         self.store = store
         self.key = key
+        self._signed: dict[str, Any] | None = None  # the last checkpoint signed
 
     def size(self) -> int:
         """The current tree size (events in the audit log)."""
@@ -190,10 +191,16 @@ class Auditor:
         """A signed statement of the root hash at a tree size (the current one by default)."""
         size = self.size() if tree_size is None else tree_size
         root = self.root(size).hex()
+        signed = self._signed
+        if signed is not None and (signed["tree_size"], signed["root_hash"]) == (size, root):
+            # One tree, one statement: signed once, so it (and its ETag) stays the same while
+            # the tree does, rather than changing with the second it was asked in.
+            return dict(signed)
         signed_at = datetime.now(UTC).isoformat(timespec="seconds")
         signature = self.key.sign(checkpoint_message(size, root, signed_at))
-        return {"tree_size": size, "root_hash": root, "signature": signature,
-                "key_id": self.key.key_id, "signed_at": signed_at}
+        self._signed = {"tree_size": size, "root_hash": root, "signature": signature,
+                        "key_id": self.key.key_id, "signed_at": signed_at}
+        return dict(self._signed)
 
     def inclusion(self, position: int, tree_size: int) -> dict[str, Any]:
         """The audit path proving the event at `position` is in the tree of `tree_size`."""
