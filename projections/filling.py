@@ -44,6 +44,10 @@ class Filling:
         if cur.execute(f"SELECT 1 FROM {self.first_table} LIMIT 1").fetchone() is None:
             cur.execute(f"DELETE FROM {self.flag}")
             cur.execute(f"INSERT INTO {self.flag} (since) VALUES (?)", (time.time(),))
+        # A filling view is settled by the next catch-up's last page, or at once by the
+        # runner's setup if it has nothing left to read (runner.Runner.setup).
+        self._due = self._due or cur.execute(
+            f"SELECT 1 FROM {self.flag} LIMIT 1").fetchone() is not None
 
     def active(self, cur: ViewCursor) -> bool:
         """Whether the view is filling; a page that finds it so makes a settle due."""

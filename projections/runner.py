@@ -162,6 +162,15 @@ class Runner:
                         "INSERT INTO projection_positions (name, position, schema_version, "
                         "updated_at) VALUES (?, 0, ?, ?)",
                         (projection.name, projection.schema_version, time.time()))
+            # A view that is filling (created empty: a first start, or a view that holds no
+            # session yet) and has read every event gets no page that would settle it: it is
+            # settled here, or its reads would wait for the next event.
+            head = self.head()
+            positions = self._ours(cur.execute(POSITIONS_SQL).fetchall())
+            for projection in self.projections:
+                settle = getattr(projection, "settle", None)
+                if settle is not None and positions.get(projection.name, 0) >= head:
+                    settle(cur)
 
     def head(self) -> int:
         return int(self.recorder.max_notification_id() or 0)
@@ -279,6 +288,12 @@ class Runner:
             for _ in range(pages_per_transaction):
                 reached, finished = self._page(reader, cur, behind, until, page_size)
                 if finished:
+                    # A view filling from empty settles in the catch-up's last transaction,
+                    # also when it found nothing more to read (a rebuild of an empty ledger).
+                    for projection in self.projections:
+                        settle = getattr(projection, "settle", None)
+                        if settle is not None:
+                            settle(cur)
                     break
             return reached, finished
 
@@ -301,13 +316,7 @@ class Runner:
                     "UPDATE projection_positions SET position = ?, updated_at = ? "
                     "WHERE name = ?", (last, time.time(), projection.name))
                 behind[projection.name] = last
-        finished = len(events) < page_size or (until is not None and last >= until)
-        if finished:
-            for projection in self.projections:
-                settle = getattr(projection, "settle", None)
-                if settle is not None:
-                    settle(cur)
-        return last, finished
+        return last, len(events) < page_size or (until is not None and last >= until)
 
     def wait_for(self, position: int, timeout: float, verify: bool = False,
                  fold: bool = True) -> bool:

@@ -167,3 +167,26 @@ def test_unit_totals_are_deferred_while_filling_and_kept_page_by_page_after(
     assert (quarter["total_minutes"], quarter["volunteers"], quarter["sessions"]) == (120, 2, 2)
     assert (year["total_minutes"], year["volunteers"], year["sessions"]) == (180, 2, 3)
     assert (ever["total_minutes"], ever["volunteers"]) == (180, 2)
+
+
+def test_a_restarted_process_answers_at_once_from_views_that_hold_no_session_yet(
+        ledger: Ledger, models: ReadModels) -> None:
+    """Views with no session to count are empty, which is also how a view being filled looks.
+    A process starting on them with nothing left to read settles them at once: its reads do
+    not answer 503 ("being filled") until the ledger's next event."""
+    unit = make_unit(ledger, "school")
+    volunteer = make_volunteer(ledger, unit)
+    models.catch_up()
+    models.close()
+
+    restarted = ReadModels(ledger)
+    try:
+        [item] = restarted.unit_rankings("school", year=2017)
+        assert (item["unit_id"], item["total_minutes"]) == (unit, 0)
+        assert restarted.bulletin(2017, 1, "B6", "organised") == []  # units with service only
+        hours = restarted.volunteer_hours(volunteer)
+        assert hours is not None and hours["total_minutes"] == 0
+        assert restarted.store.query("SELECT 1 FROM credit_filling") == []
+    finally:
+        restarted.close()
+
