@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventsourcing.persistence import ConnectionUnavailableError, DataError
+import psycopg
+from eventsourcing.persistence import (
+    ConnectionUnavailableError,
+    DataError,
+    InterfaceError,
+    OperationalError,
+)
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -205,6 +211,13 @@ def _store_busy(_: Request, exc: Exception) -> JSONResponse:
                    headers={"Retry-After": "1"})
 
 
+def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    # The store did not answer (a restart, a dropped connection, a cancelled statement): the
+    # request changed nothing it did not commit, and may be sent again.
+    return problem(503, f"the store is unavailable; try again shortly ({type(exc).__name__})",
+                   kind="store-unavailable", headers={"Retry-After": "1"})
+
+
 def _store_refused(_: Request, exc: Exception) -> JSONResponse:
     # The store refused a value the validation let through (e.g. a NUL in a text column).
     return problem(422, f"the store cannot hold a value of this request: {exc}",
@@ -219,3 +232,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error_or_unauthorized)
     app.add_exception_handler(DataError, _store_refused)
     app.add_exception_handler(ConnectionUnavailableError, _store_busy)
+    for unavailable in (OperationalError, InterfaceError, psycopg.OperationalError,
+                        psycopg.InterfaceError):
+        app.add_exception_handler(unavailable, _store_unavailable)

@@ -7,6 +7,7 @@ sqlite3 or psycopg; upserts use `INSERT … ON CONFLICT … DO UPDATE`, which bo
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 import threading
@@ -150,8 +151,12 @@ class ViewStore:
         if self.postgres:
             from psycopg_pool import ConnectionPool
 
+            # Each connection is checked (an empty statement) as it leaves the pool: after the
+            # server restarts, every pooled connection is dead, and each would otherwise fail
+            # one transaction of the runner or one request (500) before the pool dropped it.
             self._pool = ConnectionPool(conninfo="", kwargs=self._connect_kwargs(),
-                                        min_size=1, max_size=VIEW_CONNECTIONS, open=True)
+                                        min_size=1, max_size=VIEW_CONNECTIONS, open=True,
+                                        check=ConnectionPool.check_connection)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         location = self.location
@@ -160,6 +165,9 @@ class ViewStore:
             "password": location.password, "dbname": location.dbname,
             "options": f"-c search_path={location.schema} {NO_JIT}",
             "connect_timeout": 10, "autocommit": True,
+            # Whose connections these are, in pg_stat_activity (and for an operator's
+            # pg_terminate_backend): the views of this process.
+            "application_name": f"vledger-views-{os.getpid()}",
         }
 
     def connect(self) -> Any:
@@ -270,9 +278,20 @@ class ViewStore:
         pool = self._async_pool
         if pool is None:
             return await asyncio.to_thread(self.query, sql, params)
-        async with pool.connection() as conn:
-            cur = await conn.execute(sql.replace("?", "%s"), params)
-            return [tuple(r) for r in await cur.fetchall()]
+        import psycopg
+
+        # The hot path checks no connection before use (a round trip per read): a connection
+        # the server dropped (a restart) fails, the pool discards it when it comes back, and
+        # the read, which changes nothing, is asked again on another.
+        for attempt in range(ASYNC_READ_CONNECTIONS + 1):
+            async with pool.connection() as conn:
+                try:
+                    cur = await conn.execute(sql.replace("?", "%s"), params)
+                    return [tuple(r) for r in await cur.fetchall()]
+                except psycopg.OperationalError:
+                    if not conn.broken or attempt == ASYNC_READ_CONNECTIONS:
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
     def reading(self) -> Iterator[ViewCursor]:

@@ -78,9 +78,11 @@ def ledger(settings: Settings) -> Iterator[Ledger]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run every test that uses a store once on SQLite and once on PostgreSQL."""
+    """Run every test that uses a store once on SQLite and once on PostgreSQL (a test marked
+    `@pytest.mark.stores("postgres")` on the stores it names only)."""
     if "database_url" in metafunc.fixturenames:
-        metafunc.parametrize("database_url", STORES, indirect=True)
+        only = metafunc.definition.get_closest_marker("stores")
+        metafunc.parametrize("database_url", list(only.args) if only else STORES, indirect=True)
 
 
 @pytest.fixture

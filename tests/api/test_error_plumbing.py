@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from eventsourcing.persistence import InterfaceError, OperationalError
 
 from tests.api.conftest import ADMIN_TOKEN, District, bearer
 
@@ -127,3 +129,26 @@ def test_the_command_line_names_a_field_once_in_a_sentence_that_names_it(
     assert created.returncode == 2
     said = " ".join(created.stderr.split())
     assert said.startswith("role must be one of") and said.count("role") == 1, said
+
+
+@pytest.mark.parametrize("error", [
+    psycopg.OperationalError("server closed the connection unexpectedly"),
+    OperationalError("the database is unavailable"),
+    InterfaceError("connection already closed"),
+], ids=["psycopg", "eventsourcing-operational", "eventsourcing-interface"])
+def test_a_store_that_does_not_answer_is_a_503_to_try_again(
+        district: District, error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dropped connection or a store being restarted is not the request's fault (no 500):
+    the client is told to send it again shortly."""
+    models = district.client.app.state.services.models  # type: ignore[attr-defined]
+
+    async def unavailable(volunteer_id: str) -> None:
+        raise error
+
+    monkeypatch.setattr(models, "volunteer_hours_async", unavailable)
+    response = district.get(f"/v1/volunteers/{district.volunteer}/hours")
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["retry-after"] == "1"
+    body = response.json()
+    assert body["type"].endswith("store-unavailable") and type(error).__name__ in body["detail"]
