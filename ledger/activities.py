@@ -10,6 +10,7 @@ from eventsourcing.domain import event
 from ledger.aggregate import LedgerAggregate
 from ledger.errors import ClosedReference, InvalidField
 from ledger.ids import new_id
+from ledger.text import blank
 
 
 def new_activity_id() -> str:
@@ -65,7 +66,7 @@ class Activity(LedgerAggregate):
 
     def cancel(self, reason: str, meta: dict[str, Any]) -> None:
         """Cancel the activity; sessions already recorded stay until corrected or voided."""
-        if not reason.strip():
+        if blank(reason):
             raise InvalidField("reason must not be empty", "reason")
         if self.is_cancelled:
             raise ClosedReference(f"activity {self.id} was already cancelled")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from eventsourcing.application import Application, ProcessingEvent
@@ -26,6 +26,7 @@ from ledger.errors import (
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.settings import Settings, StoreLocation, turn_off_jit
+from ledger.text import blank, trimmed
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
 
@@ -287,20 +288,10 @@ def check_program(code: str) -> str:
     return code
 
 
-def check_aware(name: str, value: datetime) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidField(f"{name} must carry a UTC offset (RFC 3339)", name)
-
-
 def check_text(name: str, value: str | None) -> str:
-    if value is None or not value.strip():
+    if value is None or blank(value):
         raise InvalidField(f"{name} must not be empty", name)
-    return value.strip()
-
-
-def check_not_future_day(name: str, value: date, today: date) -> None:
-    if value > today:
-        raise InvalidField(f"{name} lies in the future", name)
+    return trimmed(value)
 
 
 def open_unit(unit: Any, field: str) -> None:

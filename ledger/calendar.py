@@ -5,8 +5,36 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from ledger.errors import InvalidField
+
 DISTRICT_TZ = ZoneInfo("Asia/Shanghai")
 MAX_SESSION = timedelta(hours=24)
+# The days a record of this ledger may name: none before 1900, and instants no later than the
+# year 2999 (an activity may be planned ahead; no date near year 1 or 9999, where turning an
+# instant into district time or UTC overflows Python's calendar).
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_YEAR = 2999
+
+
+def check_instant(name: str, value: datetime) -> None:
+    """An instant a record may hold: with a UTC offset, from 1900 to 2999 (InvalidField)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidField(f"{name} must carry a UTC offset (RFC 3339)", name)
+    try:
+        years = {value.astimezone(UTC).year, value.astimezone(DISTRICT_TZ).year}
+    except OverflowError:
+        years = {0}
+    if min(years) < EARLIEST_DAY.year or max(years) > LATEST_YEAR:
+        raise InvalidField(f"{name} must lie between {EARLIEST_DAY.year} and {LATEST_YEAR}",
+                           name)
+
+
+def check_day(name: str, value: date, today: date) -> None:
+    """A day a record may name: not in the future, not before 1900 (InvalidField)."""
+    if value > today:
+        raise InvalidField(f"{name} lies in the future", name)
+    if value < EARLIEST_DAY:
+        raise InvalidField(f"{name} must not lie before {EARLIEST_DAY.isoformat()}", name)
 
 
 def now() -> datetime:

@@ -24,6 +24,7 @@ from ledger.sessions import (
     session_id_for,
 )
 from ledger.settings import Settings
+from ledger.text import blank
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
 
@@ -135,7 +136,7 @@ class _Batch:
     def record(self, index: int, rec: SessionRecord) -> RecordOutcome:
         """Check one record against every rule and stage it; never raises a LedgerError."""
         try:
-            if not rec.source_record_id or not rec.source_record_id.strip():
+            if blank(rec.source_record_id):
                 raise InvalidField("source_record_id must not be empty", "source_record_id")
             check_times(rec.started_at, rec.ended_at, self.now)
             activity = self.activity(rec.activity_id)

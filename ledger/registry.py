@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from ledger.access import require_role, require_unit
@@ -14,13 +15,11 @@ from ledger.aggregate import event_topic
 from ledger.base import (
     LedgerBase,
     Written,
-    check_aware,
-    check_not_future_day,
     check_program,
     check_text,
     open_unit,
 )
-from ledger.calendar import DISTRICT_TZ, now, service_date
+from ledger.calendar import DISTRICT_TZ, check_day, check_instant, now, service_date
 from ledger.catalogue import (
     CivilizedLevel,
     Gender,
@@ -125,7 +124,7 @@ class RegistryUseCases(LedgerBase):
     def close_unit(self, origin: Origin, unit_id: str, closed_on: date, reason: str) -> Written:
         """Close a unit; nothing new may refer to it."""
         require_role(origin.actor)
-        check_not_future_day("closed_on", closed_on, district_today())
+        check_day("closed_on", closed_on, district_today())
         return self._retrying(lambda: self._unit_change(
             unit_id, lambda u: u.close(closed_on.isoformat(), reason, origin.meta())))
 
@@ -167,7 +166,7 @@ class RegistryUseCases(LedgerBase):
         units = self._get_many(Unit, {app.home_unit_id for app in applications})
         for app in applications:
             name = check_text("name", app.name)
-            check_not_future_day("registered_on", app.registered_on, district_today())
+            check_day("registered_on", app.registered_on, district_today())
             unit = self._refer(Unit, app.home_unit_id, "home_unit_id", "unit", among=units)
             open_unit(unit, "home_unit_id")
             require_unit(origin.actor, app.home_unit_id, "volunteers")
@@ -206,7 +205,7 @@ class RegistryUseCases(LedgerBase):
             if key == "birth_date":
                 if not isinstance(value, date):
                     raise InvalidField("birth_date must be a date", key)
-                check_not_future_day(key, value, district_today())
+                check_day(key, value, district_today())
                 value = value.isoformat()
             elif key == "gender":
                 value = _enum(Gender, key, value)
@@ -249,7 +248,7 @@ class RegistryUseCases(LedgerBase):
         the one of their latest transfer.
         """
         require_role(origin.actor, Role.recorder)
-        check_not_future_day("effective_on", effective_on, district_today())
+        check_day("effective_on", effective_on, district_today())
         unit = self._refer(Unit, to_unit_id, "to_unit_id", "unit")
         open_unit(unit, "to_unit_id")
 
@@ -265,7 +264,7 @@ class RegistryUseCases(LedgerBase):
                              reason: str) -> Written:
         """End a volunteer's registration; their recorded hours stay."""
         require_role(origin.actor, Role.recorder)
-        check_not_future_day("deregistered_on", deregistered_on, district_today())
+        check_day("deregistered_on", deregistered_on, district_today())
 
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)
@@ -292,7 +291,7 @@ class RegistryUseCases(LedgerBase):
             "completed_on": completed_on.isoformat(),
             "minutes": self._training_minutes(hours),
         }
-        check_not_future_day("completed_on", completed_on, district_today())
+        check_day("completed_on", completed_on, district_today())
 
         def attempt() -> TrainingWritten:
             volunteer = self._refer(Volunteer, volunteer_id, "volunteer_id", "volunteer")
@@ -332,7 +331,12 @@ class RegistryUseCases(LedgerBase):
             raise InvalidField("hours must be a finite number", "hours")
         if not 0 < hours <= 24 * 30:
             raise InvalidField("hours must be more than 0 and at most 720", "hours")
-        return int(hours * 60)
+        # The hours as written (4.35 h is 261 minutes; 4.35 * 60 in binary is 260.99…),
+        # truncated to whole minutes like a session's time.
+        minutes = int(Decimal(repr(hours)) * 60)
+        if minutes < 1:
+            raise InvalidField("hours must come to at least one whole minute (0.017 h)", "hours")
+        return minutes
 
     def insure_volunteer(self, origin: Origin, volunteer_id: str, year: int, policy_ref: str,
                          insurer: str) -> Written:
@@ -358,8 +362,8 @@ class RegistryUseCases(LedgerBase):
         require_role(origin.actor, Role.recorder)
         check_program(program_code)
         title = check_text("title", title)
-        check_aware("starts_at", starts_at)
-        check_aware("ends_at", ends_at)
+        check_instant("starts_at", starts_at)
+        check_instant("ends_at", ends_at)
         if ends_at <= starts_at:
             raise InvalidField("ends_at must be after starts_at", "ends_at")
         organiser = self._refer(Unit, organiser_unit_id, "organiser_unit_id", "unit")

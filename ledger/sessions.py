@@ -10,8 +10,9 @@ from uuid import NAMESPACE_URL, uuid5
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
-from ledger.calendar import MAX_SESSION, service_date, whole_minutes
+from ledger.calendar import MAX_SESSION, check_instant, service_date, whole_minutes
 from ledger.errors import InvalidField, LedgerError, SessionVoided
+from ledger.text import blank, trimmed
 
 SESSION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:vledger:source-record")
 
@@ -153,9 +154,8 @@ class ServiceSession(LedgerAggregate):
 
 def check_times(started_at: datetime, ended_at: datetime, now: datetime) -> None:
     """The rules a session's times obey on their own."""
-    for name, value in (("started_at", started_at), ("ended_at", ended_at)):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise InvalidField(f"{name} must carry a UTC offset (RFC 3339)", name)
+    check_instant("started_at", started_at)
+    check_instant("ended_at", ended_at)
     if ended_at <= started_at:
         raise InvalidField("ended_at must be after started_at", "ended_at")
     if ended_at - started_at > MAX_SESSION:
@@ -166,6 +166,6 @@ def check_times(started_at: datetime, ended_at: datetime, now: datetime) -> None
 
 def check_reason(reason: str) -> str:
     """A correction or void must say why."""
-    if not reason or not reason.strip():
+    if blank(reason):
         raise InvalidField("reason must not be empty", "reason")
-    return reason.strip()
+    return trimmed(reason)

@@ -10,6 +10,7 @@ from ledger.aggregate import LedgerAggregate
 from ledger.catalogue import UnitKind
 from ledger.errors import ClosedReference, InvalidField
 from ledger.ids import new_id
+from ledger.text import blank
 
 
 def new_unit_id() -> str:
@@ -57,7 +58,7 @@ class Unit(LedgerAggregate):
 
     def rename(self, name: str, meta: dict[str, Any]) -> None:
         """Give the unit a new name."""
-        if not name.strip():
+        if blank(name):
             raise InvalidField("name must not be empty", "name")
         self._ensure_open()
         self._renamed(name=name.strip(), **meta)
@@ -69,7 +70,7 @@ class Unit(LedgerAggregate):
 
     def close(self, closed_on: str, reason: str, meta: dict[str, Any]) -> None:
         """Close the unit: nothing new may refer to it from then on."""
-        if not reason.strip():
+        if blank(reason):
             raise InvalidField("reason must not be empty", "reason")
         self._ensure_open()
         self._closed(closed_on=closed_on, reason=reason.strip(), **meta)

@@ -12,6 +12,7 @@ from ledger.aggregate import LedgerAggregate
 from ledger.calendar import service_date
 from ledger.errors import ClosedReference, Conflict, InvalidField, OverlappingSession
 from ledger.ids import new_id
+from ledger.text import blank
 
 PERSONAL_FIELDS = ("birth_date", "gender", "political_status", "phone", "id_number", "skills")
 # What makes two training completions of one volunteer the same completion (hours aside).
@@ -150,7 +151,7 @@ class Volunteer(LedgerAggregate):
         unknown = sorted(set(changes) - {"name", *PERSONAL_FIELDS})
         if unknown:
             raise InvalidField(f"{unknown[0]} is not a personal field", unknown[0])
-        if "name" in changes and not str(changes["name"]).strip():
+        if "name" in changes and blank(str(changes["name"])):
             raise InvalidField("name must not be empty", "name")
         if changes:
             self._personal_updated(changes=changes, **meta)
@@ -163,7 +164,7 @@ class Volunteer(LedgerAggregate):
         what was recorded before the deregistration too (409 naming the record otherwise).
         """
         self._ensure_active()
-        if not reason.strip():
+        if blank(reason):
             raise InvalidField("reason must not be empty", "reason")
         day = deregistered_on.isoformat()
         if day < self.registered_on:

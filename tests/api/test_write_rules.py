@@ -178,3 +178,80 @@ def test_a_correction_to_the_current_times_answers_200_and_writes_nothing(
     assert again.json() == first.json() == {"id": session, "minutes": 120,
                                             "position": first.json()["position"]}
     assert district.get(f"/v1/service-sessions/{session}").json()["version"] == 2
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/v1/service-sessions", {"started_at": "0001-01-01T00:00:00+08:00",
+                              "ended_at": "0001-01-01T01:00:00+08:00",
+                              "source_record_id": "year-1"}, "started_at"),
+    ("/v1/service-sessions", {"started_at": "0001-01-01T00:00:00+14:00",
+                              "ended_at": "0001-01-01T01:00:00+14:00",
+                              "source_record_id": "year-1-east"}, "started_at"),
+    ("/v1/activities", {"starts_at": "0001-01-01T00:00:00+14:00",
+                        "ends_at": "2017-01-01T00:00:00+08:00"}, "starts_at"),
+    ("/v1/activities", {"starts_at": "9999-12-31T00:00:00-12:00",
+                        "ends_at": "9999-12-31T23:00:00-12:00"}, "starts_at"),
+    ("/v1/activities", {"starts_at": "2017-01-01T00:00:00+08:00",
+                        "ends_at": "3000-01-01T00:00:00+08:00"}, "ends_at"),
+    ("/v1/volunteers", {"name": "张三", "registered_on": "1800-01-01"}, "registered_on"),
+    ("/v1/volunteers", {"name": "李四", "registered_on": "2017-01-01",
+                        "birth_date": "1850-01-01"}, "birth_date"),
+], ids=["session-year-1", "session-year-1-east", "activity-year-1", "activity-year-9999",
+        "activity-year-3000", "registered-1800", "born-1850"])
+def test_a_time_or_day_out_of_the_ledger_s_range_is_a_422_naming_it(
+        district: District, path: str, body: dict[str, Any], field: str) -> None:
+    """Near year 1 or 9999 an instant cannot be turned into district time (it was a 500, and
+    a failed batch of writes for every caller sharing it); before 1900 no record belongs."""
+    full = {"volunteer_id": district.volunteer, "activity_id": district.activity,
+            "program_code": "A1", "organiser_unit_id": district.unit_a, "title": "t",
+            "home_unit_id": district.unit_a, **body}
+    wanted = {"/v1/service-sessions": ("volunteer_id", "activity_id", "started_at",
+                                       "ended_at", "source_record_id"),
+              "/v1/activities": ("program_code", "organiser_unit_id", "title", "starts_at",
+                                 "ends_at"),
+              "/v1/volunteers": ("name", "home_unit_id", "registered_on", "birth_date")}[path]
+    response = district.post(path, {k: v for k, v in full.items() if k in wanted})
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+def test_a_day_before_1900_is_a_422_for_every_day_a_record_names(district: District) -> None:
+    volunteer = district.volunteer
+    for path, body, field in (
+            (f"/v1/volunteers/{volunteer}/transfers",
+             {"to_unit_id": district.unit_b, "effective_on": "1899-12-31"}, "effective_on"),
+            (f"/v1/volunteers/{volunteer}/deregistration",
+             {"deregistered_on": "0001-01-01", "reason": "搬迁"}, "deregistered_on"),
+            ("/v1/training-completions",
+             {**TRAINING, "volunteer_id": volunteer, "completed_on": "1066-10-14"},
+             "completed_on"),
+            (f"/v1/units/{district.unit_b}/closure",
+             {"closed_on": "0001-01-01", "reason": "撤并"}, "closed_on")):
+        response = district.post(path, body)
+        assert response.status_code == 422, (path, response.text)
+        assert [e["field"] for e in response.json()["errors"]] == [field], path
+
+
+def test_training_hours_are_whole_minutes_as_written_and_at_least_one(
+        district: District) -> None:
+    too_short = district.post("/v1/training-completions", {
+        **TRAINING, "volunteer_id": district.volunteer, "hours": 0.001})
+    assert too_short.status_code == 422, too_short.text
+    assert [e["field"] for e in too_short.json()["errors"]] == ["hours"]
+    # 4.35 h is 261 minutes (4.35 * 60 in binary floating point is 260.99…).
+    created(district.post("/v1/training-completions", {
+        **TRAINING, "volunteer_id": district.volunteer, "hours": 4.35}))
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours").json()
+    assert hours["training_minutes"] == 261
+
+
+@pytest.mark.parametrize("name", ["\u200b", " \ufeff\u200b ", "\t\u2028"],
+                         ids=["zero-width-space", "bom-and-spaces", "separators"])
+def test_a_name_that_shows_nothing_is_empty(district: District, name: str) -> None:
+    response = district.post("/v1/units", {"name": name, "kind": "community",
+                                           "parent_id": district.unit_a})
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["name"]
+    kept = district.post("/v1/units", {"name": "\u200b列东街道\u200b", "kind": "subdistrict"})
+    unit = created(kept)
+    assert district.get(f"/v1/units/{unit}").json()["name"] == "列东街道"

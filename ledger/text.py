@@ -1,0 +1,31 @@
+"""Free text a record holds (names, titles, reasons, ids of source records): what counts as empty.
+
+Python's `str.strip()` keeps characters that show nothing: a zero-width space (U+200B), a
+byte-order mark (U+FEFF), control characters. A name of only those is as empty as a name of
+spaces, and is refused the same way.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def _invisible(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) in _INVISIBLE
+
+
+def trimmed(value: str) -> str:
+    """The text without whitespace or invisible characters at either end."""
+    start, end = 0, len(value)
+    while start < end and _invisible(value[start]):
+        start += 1
+    while end > start and _invisible(value[end - 1]):
+        end -= 1
+    return value[start:end]
+
+
+def blank(value: str | None) -> bool:
+    """Whether the text shows nothing at all (None, empty, spaces, zero-width characters)."""
+    return value is None or not trimmed(value)
