@@ -8,8 +8,8 @@ caller alone runs a batch of one at once, so nothing waits for a timer; under lo
 holds whoever queued during the previous one.
 
 Each caller gets its own answer, or its own exception, exactly as if it had written alone:
-the batch function answers per item, and an error that ends a whole batch is raised to each
-of its callers.
+the batch function answers per item, and a batch that fails as a whole is run again item by
+item, so an item the batch could not answer for fails its own caller only.
 """
 
 from __future__ import annotations
@@ -82,7 +82,19 @@ class GroupCommit(Generic[K, I, O]):
                 outcomes = self._batch(key, [s.item for s in slots])
                 for slot, outcome in zip(slots, outcomes, strict=True):
                     slot.outcome = outcome
-            except BaseException as error:  # every caller of the batch learns of it
+            except Exception as error:
+                if len(slots) == 1:
+                    slots[0].error = error
+                    continue
+                # Nothing of the batch was stored. Whatever failed it (one caller's item the
+                # batch could not answer for, or the store), each caller is answered as if it
+                # had written alone: one bad item never fails the others.
+                for slot in slots:
+                    try:
+                        [slot.outcome] = self._batch(key, [slot.item])
+                    except Exception as alone:
+                        slot.error = alone
+            except BaseException as error:  # an interrupt: every caller of the batch learns
                 for slot in slots:
                     slot.error = error
         for slot in taken:

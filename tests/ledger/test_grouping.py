@@ -72,6 +72,26 @@ def test_a_failed_batch_fails_its_own_callers_only() -> None:
     assert group.submit("good", 7) == 7  # the group keeps working afterwards
 
 
+def test_an_item_that_fails_its_batch_fails_its_own_caller_only() -> None:
+    """A batch that raises (an item it could not answer for) is run again item by item:
+    the item's caller gets the error, every other caller its own answer."""
+    batches: list[list[int]] = []
+
+    def record(key: str, items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        time.sleep(0.02)
+        if 13 in items:
+            raise OverflowError("an item the batch could not answer for")
+        return list(items)
+
+    group: GroupCommit[str, int, int] = GroupCommit(record)
+    results = together(20, lambda i: group.submit("k", 13 if i == 5 else 100 + i))
+
+    assert isinstance(results[5], OverflowError)
+    assert [r for i, r in enumerate(results) if i != 5] == [100 + i for i in range(20) if i != 5]
+    assert any(len(b) > 1 and 13 in b for b in batches)  # it did share a batch, which failed
+
+
 def test_a_batch_never_exceeds_its_limit() -> None:
     sizes: list[int] = []
 
