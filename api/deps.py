@@ -224,14 +224,25 @@ async def read_your_writes(
     """Wait for the views to reach the caller's last write, or answer 503 with Retry-After."""
     if min_position is None or min_position == 0:
         return
-    reached = await run_in_threadpool(services.models.wait_for, min_position,
-                                      services.settings.read_wait_seconds, True,
-                                      services.settings.inline_projections)
-    if not reached:
-        raise HTTPException(
-            503, f"the views have not reached position {min_position} yet; retry shortly",
-            headers={"Retry-After": "1"},
-        )
+    refusal = await run_in_threadpool(_wait_for_position, services, min_position)
+    if refusal is not None:
+        raise HTTPException(503, refusal, headers={"Retry-After": "1"})
+
+
+def _wait_for_position(services: Services, position: int) -> str | None:
+    """Why the views cannot answer for `position` now, after a bounded wait (None: they can).
+
+    A position beyond the ledger's last event is refused at once: a write answers only once
+    it is stored, so no client was given it, and waiting would only hold a thread.
+    """
+    head = services.ledger.head()
+    if position > head:
+        return (f"min_position {position} is beyond the ledger's last event ({head}); pass "
+                "the position a write answered")
+    if services.models.wait_for(position, services.settings.read_wait_seconds, True,
+                                services.settings.inline_projections):
+        return None
+    return f"the views have not reached position {position} yet; retry shortly"
 
 
 Fresh = Depends(read_your_writes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from tests.api.conftest import District
 
 
@@ -126,6 +128,26 @@ def test_a_read_after_a_write_sees_it_with_min_position(district: District) -> N
 
 
 def test_a_position_the_views_cannot_reach_is_a_503_with_retry_after(district: District) -> None:
+    began = time.monotonic()
     response = district.get(f"/v1/volunteers/{district.volunteer}/hours", min_position=10**9)
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
+    # Beyond the ledger's last event: no write answered it, and waiting would not reach it.
+    assert "beyond the ledger's last event" in response.json()["detail"]
+    assert time.monotonic() - began < 1.5  # answered without the 2 s wait
+
+
+def test_a_stored_position_the_views_have_not_reached_waits_then_is_a_503(
+        district: District) -> None:
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    written = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "r-9")
+    position = written.json()["position"]
+    original = services.models.wait_for
+    try:
+        services.models.wait_for = lambda *args, **kwargs: False  # held by another process
+        response = district.get(f"/v1/volunteers/{district.volunteer}/hours",
+                                min_position=position)
+    finally:
+        services.models.wait_for = original
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert f"have not reached position {position}" in response.json()["detail"]
