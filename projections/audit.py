@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from ledger.errors import InvalidField, NotFound
+from ledger.errors import InvalidField
 from projections.feed import FeedEvent
 from projections.merkle import (
     Frontier,
@@ -209,7 +209,9 @@ class Auditor:
             row = cur.execute("SELECT leaf_index, leaf_hash FROM audit_leaves WHERE position = ?",
                               (position,)).fetchone()
             if row is None:
-                raise NotFound(f"no event at position {position} in the audit log", "position")
+                # A query parameter, not an id in the path: 422 like a tree_size beyond the log.
+                raise InvalidField(f"position {position} is beyond the log, which holds "
+                                   f"{log_size(cur)} events", "position")
             index = int(row[0])
             if index >= tree_size:
                 raise InvalidField(f"position {position} is leaf {index}, outside a tree of "

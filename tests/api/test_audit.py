@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import pytest
+
 from projections.merkle import verify_inclusion
 from projections.signing import verify_checkpoint
 from tests.api.conftest import District
@@ -57,6 +59,16 @@ def test_a_proof_for_a_tree_larger_than_the_log_is_a_422(district: District) -> 
     response = district.get("/v1/audit/consistency", token=district.auditor, first=1,
                             second=10**6)
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize("params", [{"position": 10**6}, {"position": 1, "tree_size": 10**6}],
+                         ids=["position", "tree_size"])
+def test_an_inclusion_proof_beyond_the_log_is_a_422_naming_the_parameter(
+        district: District, params: dict[str, int]) -> None:
+    """Both are query parameters (404 is for an unknown id in the path)."""
+    response = district.get("/v1/audit/inclusion", token=district.auditor, **params)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [list(params)[-1]]
 
 
 def test_history_and_checkpoint_carry_an_etag_that_a_later_write_changes(
