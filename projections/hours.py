@@ -137,8 +137,10 @@ class HoursProjection(TableViews):
 
 
 def hours(minutes: int) -> float:
-    """Minutes as hours, rounded to 2 decimals."""
-    return round(minutes / 60, 2)
+    """Minutes as hours, rounded down to the hundredth: as eligibility shows them, and never
+    more than was served (5,999 minutes are 99.98 h, short of the first star's 100 h, not
+    a rounded 100.0)."""
+    return (minutes * 100 // 60) / 100
 
 
 # One statement answers a volunteer's hours, so PostgreSQL answers in one round trip:

@@ -117,3 +117,18 @@ def test_the_star_level_follows_cumulative_hours(ledger: Ledger, models: ReadMod
     hours = models.volunteer_hours(volunteer)
 
     assert hours is not None and hours["total_hours"] == 100.0 and hours["star_level"] == 1
+
+
+def test_hours_are_shown_rounded_down_so_they_never_pass_a_star_they_do_not_reach(
+        ledger: Ledger, models: ReadModels) -> None:
+    volunteer = make_volunteer(ledger)
+    activity = make_long_activity(ledger, make_unit(ledger))
+    for day in range(1, 6):  # 5,999 minutes: one short of the first star's 100 h
+        serve(ledger, volunteer, activity, date(2017, 6, day),
+              hours=20 if day < 5 else 20 - 1 / 60, start_hour=1)
+    models.catch_up()
+
+    hours = models.volunteer_hours(volunteer)
+
+    assert hours is not None and hours["total_minutes"] == 5999
+    assert hours["total_hours"] == 99.98 and hours["star_level"] == 0
