@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
 from api.schemas import Body, Created, Day, Id, Reason, Text, Year
@@ -16,8 +17,29 @@ router = APIRouter(prefix="/v1/volunteers", tags=["volunteers"])
 
 Phone = Annotated[str, StringConstraints(strip_whitespace=True,
                                           pattern=r"^\+?[0-9][0-9\- ]{4,19}$")]
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def _resident_id(value: str) -> str:
+    """A resident identity number (GB 11643-1999): a real date of birth, and on the 18-digit
+    form its check character (ISO 7064 MOD 11-2), so a mistyped digit is caught here."""
+    born = value[6:14] if len(value) == 18 else "19" + value[6:12]
+    try:
+        date(int(born[:4]), int(born[4:6]), int(born[6:]))
+    except ValueError:
+        raise ValueError(f"digits 7 to {len(value) - 4} must be a date of birth, not "
+                         f"{born}") from None
+    if len(value) == 18:
+        total = sum(int(d) * w for d, w in zip(value[:17], _WEIGHTS, strict=True))
+        check = "10X98765432"[total % 11]
+        if value[17].upper() != check:
+            raise ValueError(f"the check character must be {check} for these 17 digits")
+    return value.upper()
+
+
 IdNumber = Annotated[str, StringConstraints(strip_whitespace=True,
-                                             pattern=r"^(\d{17}[\dXx]|\d{15})$")]
+                                             pattern=r"^(\d{17}[\dXx]|\d{15})$"),
+                     AfterValidator(_resident_id)]
 Skill = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 

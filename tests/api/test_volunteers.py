@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from ledger import Actor, Ledger, Origin, Role
 from tests.api.conftest import District
 
@@ -64,3 +66,25 @@ def test_hours_of_a_volunteer_another_process_registered_are_there_at_once(
     missing = district.get("/v1/volunteers/no-such-volunteer/hours")
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(("id_number", "rule"), [
+    ("350402199013011234", "date of birth"),  # month 13
+    ("350402199001011235", "check character must be 4"),
+    ("350402901301123", "date of birth"),  # the 15-digit form: 1990-13-01
+], ids=["month-13", "check-character", "fifteen-digits"])
+def test_an_id_number_with_no_real_birth_date_or_a_wrong_check_character_is_a_422(
+        district: District, id_number: str, rule: str) -> None:
+    response = district.post("/v1/volunteers", {
+        "name": "王五", "home_unit_id": district.unit_a, "registered_on": "2017-03-01",
+        "id_number": id_number})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "id_number" and rule in error["detail"]
+
+
+def test_a_valid_id_number_ending_in_x_is_accepted(district: District) -> None:
+    response = district.post("/v1/volunteers", {
+        "name": "赵六", "home_unit_id": district.unit_a, "registered_on": "2017-03-01",
+        "id_number": "11010519491231002x"})
+    assert response.status_code == 201, response.text
