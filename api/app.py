@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.deps import Services
+from api.limits import RequestLimits
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import (
     activities,
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   openapi_tags=[{"name": tag} for tag in TAG_ORDER])
     metrics = Metrics()
     app.state.metrics = metrics
+    app.add_middleware(RequestLimits)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     errors.install(app)
     # A request is matched against the routers in order, route by route (twice for the one

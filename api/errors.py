@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import admit, authenticate
+from api.limits import MAX_BODY_BYTES, BodyTooLarge
 from ledger.errors import (
     Conflict,
     Forbidden,
@@ -42,7 +43,8 @@ _STATUS: list[tuple[type[LedgerError], int, str]] = [
 
 _TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
            405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
-           415: "Unsupported media type", 422: "Unprocessable request",
+           413: "Content too large", 415: "Unsupported media type",
+           422: "Unprocessable request",
            503: "Service unavailable"}
 
 
@@ -127,6 +129,12 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     found = exc.errors()
+    media = _not_json(request)
+    if media is not None and any(tuple(err.get("loc", ()))[:1] == ("body",) for err in found):
+        # A body was sent, but not as JSON: what it holds was never read.
+        return await _undecodable_body(
+            request, f"must be sent as Content-Type: application/json (it was {media})",
+            status=415, kind="unsupported-media-type")
     if any(err.get("type") == "json_invalid" for err in found):
         # Raised before the route's dependencies ran: the caller is not yet known.
         return await _undecodable_body(request, "must be valid JSON ({})".format(
@@ -147,13 +155,26 @@ def _json_error(err: Any) -> str:
     return f"{reason} at character {loc[1]}" if len(loc) > 1 else reason
 
 
-async def _undecodable_body(request: Request, rule: str) -> JSONResponse:
-    """A 422 naming the body, once the caller would have been let in (else its 401 or 403)."""
+def _not_json(request: Request) -> str | None:
+    """The media type of a request body that is not JSON (None for JSON, or for no body)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    sent = request.headers.get("content-length", "0") not in ("", "0")
+    if not sent and "transfer-encoding" not in request.headers:
+        return None
+    return media or "not given"
+
+
+async def _undecodable_body(request: Request, rule: str, status: int = 422,
+                            kind: str = "validation-error") -> JSONResponse:
+    """A 422 (or `status`) naming the body, once the caller would have been let in (else its
+    401 or 403)."""
     try:
         await admit(request)
     except HTTPException as refused:
         return _http_error(request, refused)
-    return problem(422, f"body: {rule}", kind="validation-error",
+    return problem(status, f"body: {rule}", kind=kind,
                    errors=[{"field": "body", "detail": rule}])
 
 
@@ -162,6 +183,8 @@ async def _http_error_or_unauthorized(request: Request, exc: Exception) -> JSONR
     cause = exc.__cause__
     # FastAPI answers 400 for a body it cannot decode (not UTF-8, nested too deeply), from
     # the decoder's error; no route of ours raises a 400.
+    if exc.status_code == 400 and isinstance(cause, BodyTooLarge):
+        return too_large()  # counted while it streamed in (api/limits.py)
     if exc.status_code == 400 and isinstance(cause, (ValueError, RecursionError)):
         return await _undecodable_body(request, _decoding_rule(cause))
     # No route ran for an unknown path or method, so nothing has looked at the token yet.
@@ -209,6 +232,13 @@ def _store_busy(_: Request, exc: Exception) -> JSONResponse:
     # The store's connections were all taken for longer than the library waits.
     return problem(503, f"the store is busy; try again shortly ({exc})", kind="store-busy",
                    headers={"Retry-After": "1"})
+
+
+def too_large() -> JSONResponse:
+    limit = MAX_BODY_BYTES // (1024 * 1024)
+    return problem(413, f"the request body is larger than {limit} MiB", kind="content-too-large",
+                   errors=[{"field": "body", "detail": f"must be at most {limit} MiB"}],
+                   headers={"Connection": "close"})
 
 
 def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:

@@ -201,7 +201,8 @@ def etagged(request: Request, response: Response,
     """
     content = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     tag = f'W/"{hashlib.sha256(content).hexdigest()[:32]}"'
-    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    # What a caller may read depends on its token (masking, roles): a shared cache keys on it.
+    headers = {"ETag": tag, "Cache-Control": "no-cache", "Vary": "Authorization"}
     # If-None-Match compares weakly (RFC 9110 §13.1.2): W/"x" and "x" are the same tag.
     matches = {t.strip().removeprefix("W/") for t in
                request.headers.get("if-none-match", "").split(",")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from api.limits import MAX_BODY_BYTES
 from tests.api.conftest import ADMIN_TOKEN, District, bearer
 
 JSON = {"Content-Type": "application/json"}
@@ -152,3 +154,42 @@ def test_a_store_that_does_not_answer_is_a_503_to_try_again(
     assert response.headers["retry-after"] == "1"
     body = response.json()
     assert body["type"].endswith("store-unavailable") and type(error).__name__ in body["detail"]
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_read(district: District) -> None:
+    big = b'{"name":"' + b"x" * (MAX_BODY_BYTES + 1) + b'","kind":"town"}'
+    declared = _post_raw(district, "/v1/units", big, ADMIN_TOKEN)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams in
+        yield big[:1024]
+        yield big[1024:]
+
+    streamed = district.client.post("/v1/units", content=chunks(),
+                                    headers={**JSON, **bearer(ADMIN_TOKEN)})
+    for response in (declared, streamed):
+        assert response.status_code == 413, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in response.json()["errors"]] == ["body"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          None])
+def test_a_json_body_sent_as_another_media_type_is_a_415(district: District,
+                                                         content_type: str | None) -> None:
+    headers = bearer(ADMIN_TOKEN) | ({"Content-Type": content_type} if content_type else {})
+    response = district.client.post("/v1/units", content=b'{"name":"d","kind":"town"}',
+                                    headers=headers)
+    assert response.status_code == 415, response.text
+    assert "application/json" in response.json()["detail"]
+    # The caller is still known first: a bad token is a 401 whatever the body.
+    refused = district.client.post("/v1/units", content=b"{}", headers={
+        **bearer("vl_not-a-token-we-issued"), "Content-Type": "text/plain"})
+    assert refused.status_code == 401
+
+
+def test_head_answers_what_get_would_without_a_body(district: District) -> None:
+    for path in ("/healthz", "/v1/rankings/units?year=2017&kind=subdistrict"):
+        got = district.client.get(path)
+        head = district.client.head(path)
+        assert head.status_code == got.status_code == 200, head.text
+        assert head.headers["content-type"] == got.headers["content-type"]

@@ -1,0 +1,90 @@
+"""What a request may be before any route reads it: its body's size, and HEAD for any GET.
+
+Bodies: the largest write is a batch of 5,000 session records (about 1.5 MB of JSON), so a
+body of more than 4 MiB is refused with a 413 as soon as its length is known (from its
+Content-Length, or while a chunked body streams in), rather than read whole and then refused
+field by field.
+
+HEAD: FastAPI routes answer only the methods they declare; load balancers and caches ask HEAD
+of what they could GET. A HEAD request runs as the GET, and uvicorn, which still sees HEAD,
+sends the head of the answer without its body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestLimits:
+    """Pure ASGI middleware: a 413 for bodies over MAX_BODY_BYTES, HEAD answered as GET.
+
+    A body that streams past the limit raises `BodyTooLarge` from the route's read; FastAPI
+    turns what its body read raises into a 400, which api/errors.py answers as the 413."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.max_body = MAX_BODY_BYTES
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body:
+            await self._too_large(scope, send)
+            return
+        if scope["method"] in ("GET", "DELETE", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._too_large(scope, send)
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        from api.errors import too_large
+
+        await too_large()(scope, _no_body, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _no_body() -> Any:
+    return {"type": "http.request", "body": b"", "more_body": False}
