@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ledger import Ledger
-from ledger.errors import InvalidField, NotFound
+from ledger.errors import InvalidField
 from projections.audit import (
     STORED_LEVEL,
     AuditLog,
@@ -172,12 +172,13 @@ def test_sizes_beyond_the_tree_are_refused_naming_the_field(ledger: Ledger, view
         assert refused.value.field == field
 
 
-def test_an_unknown_position_is_not_found(ledger: Ledger, views: Runner,
-                                          auditor: Auditor) -> None:
+def test_a_position_beyond_the_log_is_invalid(ledger: Ledger, views: Runner,
+                                             auditor: Auditor) -> None:
     fill_ledger(ledger, sessions=1)
     views.catch_up()
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidField) as refused:
         auditor.inclusion(ledger.head() + 1, auditor.size())
+    assert refused.value.field == "position"
 
 
 def test_a_changed_event_no_longer_matches_its_leaf(ledger: Ledger, views: Runner,
