@@ -99,6 +99,11 @@ def status_of(error: LedgerError) -> tuple[int, str]:
     return 400, "Bad request"
 
 
+def problem_type(error: LedgerError) -> str:
+    """The problem `type` URI of a ledger error (…/problems/overlapping-session)."""
+    return TYPE_BASE + _kebab(type(error).__name__)
+
+
 def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
     status, title = status_of(exc)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
-from api.errors import status_of
+from api.errors import problem_type, status_of
 from api.schemas import Body, Id, Instant, Reason
 from ledger import SessionRecord
 
@@ -105,8 +105,9 @@ def record_batch(body: BatchIn, actor: RecorderWriter, services: ServicesDep) ->
     for o in result.outcomes:
         item: dict[str, Any] = {"index": o.index, "status": o.status, "id": o.session_id,
                                 "minutes": o.minutes}
-        if o.error is not None:
-            item["error"] = {"status": status_of(o.error)[0], "type": type(o.error).__name__,
+        if o.error is not None:  # the problem a single write of the record would answer
+            code, title = status_of(o.error)
+            item["error"] = {"type": problem_type(o.error), "title": title, "status": code,
                              "field": getattr(o.error, "field", None), "detail": o.error.rule}
         items.append(item)
     return {"accepted": result.count("accepted"), "duplicates": result.count("duplicate"),

@@ -105,6 +105,11 @@ def test_a_batch_gives_each_record_its_own_outcome(district: District) -> None:
     body = response.json()
     assert [r["status"] for r in body["results"]] == ["accepted", "rejected", "duplicate"]
     assert body["results"][1]["error"]["status"] == 409
+    # The problem a single write of the record answers: same type URI and title.
+    alone = district.post("/v1/service-sessions", bad)
+    assert alone.status_code == 409
+    assert {k: body["results"][1]["error"][k] for k in ("type", "title")} == {
+        k: alone.json()[k] for k in ("type", "title")}
 
 
 def test_a_batch_item_refused_for_a_field_names_it_beside_the_rule_only(
