@@ -66,7 +66,19 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     ledger = _ledger()  # create the store and catalogue once, before the workers start
-    ledger.close()
+    try:
+        if ledger.settings.store().kind == "postgres":
+            from projections.store import ViewStore, connection_budget
+
+            views = ViewStore(ledger.settings.store())
+            try:
+                warning = connection_budget(views, workers)
+            finally:
+                views.close()
+            if warning:
+                err.print(f"[yellow]warning: {warning}[/yellow]")
+    finally:
+        ledger.close()
     err.print(f"volunteer-ledger on {settings.store().describe()}")
     err.print(f"API docs: http://{host}:{port}/docs")
     run(host, port, workers, log_level)

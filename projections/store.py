@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from ledger.errors import StoreBusy
-from ledger.settings import NO_JIT, StoreLocation
+from ledger.settings import LEDGER_CONNECTIONS, NO_JIT, StoreLocation
 from ledger.sql import one_of, values_of
 
 _INSERT_VALUES = re.compile(r"^(INSERT INTO [^?]*? )VALUES (\([?, ]+\))([^?]*)$", re.DOTALL)
@@ -33,6 +33,10 @@ SQLITE_CACHE_KIB = 128 * 1024
 # only queue inside the server.
 VIEW_CONNECTIONS = 8
 ASYNC_READ_CONNECTIONS = 4
+# The most one API process may hold at once, under load: its ledger's pool, both view pools
+# and the follower's listening connection (`vledger serve` warns when workers times this may
+# not fit the server's max_connections).
+PROCESS_CONNECTIONS = LEDGER_CONNECTIONS[1] + VIEW_CONNECTIONS + ASYNC_READ_CONNECTIONS + 1
 
 
 def _pg_type(column: Sequence[Any]) -> str:
@@ -320,3 +324,22 @@ class ViewStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def connection_budget(store: ViewStore, processes: int) -> str | None:
+    """Why `processes` API processes may not fit the PostgreSQL server's connections (None
+    when they fit): each may hold PROCESS_CONNECTIONS at once under load, and a server out of
+    connections refuses new ones (answered 503 then)."""
+    [row] = store.query(
+        "SELECT current_setting('max_connections')::int, "
+        "current_setting('superuser_reserved_connections')::int, "
+        "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')")
+    allowed, reserved, in_use = (int(v) for v in row)
+    wanted = processes * PROCESS_CONNECTIONS
+    free = allowed - reserved - in_use
+    if wanted <= free:
+        return None
+    return (f"{processes} worker(s) may open up to {wanted} PostgreSQL connections under load "
+            f"({PROCESS_CONNECTIONS} each); the server allows {allowed} ({reserved} reserved, "
+            f"{in_use} in use now). Requests past that are answered 503: use fewer workers, "
+            "or raise max_connections (or pool them with PgBouncer).")

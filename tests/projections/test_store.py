@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ledger import Settings
-from projections.store import COPY_ROWS, ViewStore
+from projections.store import COPY_ROWS, PROCESS_CONNECTIONS, ViewStore, connection_budget
 
 UPSERT = ("INSERT INTO t (k, label, n) VALUES (?, ?, ?) "
           "ON CONFLICT (k) DO UPDATE SET n = t.n + excluded.n")
@@ -162,3 +162,14 @@ def test_reads_and_transactions_go_on_after_the_server_dropped_every_connection(
         with store.transaction(lock="t") as cur:
             cur.executemany(UPSERT, [(1, "一", n)])
         assert store.query("SELECT n FROM t") == [(5 + n * (n + 1) // 2,)]
+
+
+@pytest.mark.stores("postgres")
+def test_the_connection_budget_says_when_workers_may_not_fit_the_server(
+        store: ViewStore) -> None:
+    assert connection_budget(store, 1) is None
+    [(allowed,)] = store.query("SELECT current_setting('max_connections')::int")
+    workers = int(allowed) // PROCESS_CONNECTIONS + 1
+    warning = connection_budget(store, workers)
+    assert warning is not None and f"{workers} worker(s)" in warning
+    assert f"allows {allowed}" in warning
