@@ -132,7 +132,8 @@ def _volunteers(cur: ViewCursor, kind: AwardKind, year: int,
     end = date(year, 12, 31)
     one, arg = (" AND volunteer_id = ?", [only]) if only is not None else ("", [])
     people = cur.execute(
-        "SELECT volunteer_id, name, registered_on FROM hours_volunteers WHERE registered_on <= ? "
+        "SELECT volunteer_id, name, registered_on, deregistered_on FROM hours_volunteers "
+        "WHERE registered_on <= ? "
         f"AND (deregistered_on IS NULL OR deregistered_on >= ?){one}",
         [end.isoformat(), date(year, 1, 1).isoformat(), *arg]).fetchall()
     in_year = _sums(cur, "SELECT volunteer_id, SUM(minutes) FROM hours_cells WHERE year = ?"
@@ -154,11 +155,13 @@ def _volunteers(cur: ViewCursor, kind: AwardKind, year: int,
         vid: {
             "name": name, "year": year, "minutes": in_year.get(vid, 0),
             "star_level": star_level(to_date.get(vid, 0)), "trained": vid in trained,
-            "registered_days": (end - date.fromisoformat(registered_on)).days,
+            # Days registered by 31 December: a deregistration ends the count.
+            "registered_days": (min(end, date.fromisoformat(deregistered_on or end.isoformat()))
+                                - date.fromisoformat(registered_on)).days,
             "no_voided": voided.get(vid, 0) == 0, "insured": vid in insured,
             "granted_years": granted.get(vid, set()),
         }
-        for vid, name, registered_on in people
+        for vid, name, registered_on, deregistered_on in people
     }
 
 

@@ -174,6 +174,22 @@ def test_candidates_are_the_volunteers_of_that_year(ledger: Ledger, models: Read
         models.eligibility(BEAUTIFUL, 2017, joined_2018)
 
 
+def test_registered_days_end_at_a_deregistration(ledger: Ledger, models: ReadModels) -> None:
+    unit = make_unit(ledger)
+    left = make_volunteer(ledger, unit, registered_on=date(2017, 1, 1))
+    stayed = make_volunteer(ledger, unit, registered_on=date(2017, 1, 1))
+    ledger.deregister_volunteer(ADMIN, left, date(2017, 2, 24), "moved away")
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {"min_registered_days": 180})
+    models.catch_up()
+
+    answer = models.eligibility(BEAUTIFUL, 2017)
+
+    assert answer is not None
+    days = {item["candidate_id"]: criteria_of(item)["min_registered_days"]
+            for item in answer["items"]}
+    assert days[left] == (180, 54, False) and days[stayed] == (180, 364, True)
+
+
 def test_hours_short_of_a_requirement_never_read_as_reaching_it(ledger: Ledger,
                                                                 models: ReadModels) -> None:
     volunteer = make_volunteer(ledger)
