@@ -63,6 +63,15 @@ def check_units_open(activity: Activity, unit_of: Callable[[str], Unit], day: st
             day, "started_at", "service at an activity it hosted")
 
 
+def check_member_unit_open(volunteer: Volunteer, unit_of: Callable[[str], Unit],
+                           day: str) -> None:
+    """The unit a volunteer belongs to on a service date is credited with the service (the
+    members basis): it must not have closed by then. A closed unit's volunteers are
+    transferred before they serve again, so no credit goes to a unit that no longer is."""
+    unit_of(volunteer.unit_on(day)).ensure_open_on(
+        day, "volunteer_id", "service by its volunteers")
+
+
 def reused(rec: SessionRecord, prior: ServiceSession) -> DuplicateRecordConflict:
     return DuplicateRecordConflict(
         f"source_record_id {rec.source_record_id!r} was already used for another record "
@@ -92,7 +101,8 @@ class _Batch:
             Activity, {rec.activity_id for rec in records}))
         self.units.update(self.ledger._borrow_many(Unit, {
             unit_id for a in self.activities.values()
-            for unit_id in (a.organiser_unit_id, a.station_unit_id) if unit_id}))
+            for unit_id in (a.organiser_unit_id, a.station_unit_id) if unit_id} | {
+            unit_id for v in self.volunteers.values() for _, unit_id in v.memberships}))
 
     def volunteer(self, volunteer_id: str) -> Volunteer:
         if volunteer_id not in self.volunteers:
@@ -154,6 +164,7 @@ class _Batch:
             try:
                 activity.ensure_covers(rec.started_at, rec.ended_at, self.ledger.margin)
                 check_units_open(activity, self.unit, day)
+                check_member_unit_open(volunteer, self.unit, day)
                 volunteer.book(session_id, rec.started_at, rec.ended_at, self.meta)
             except LedgerError:
                 self.refuse_reused_id(session_id, rec)
@@ -265,9 +276,14 @@ class RecordingUseCases(LedgerBase):
                 return SessionWritten(session.id, session.minutes, position, created=False)
             activity = self.get_activity_for(session)
             activity.ensure_covers(started_at, ended_at, self.margin, allow_cancelled=True)
-            check_units_open(activity, lambda unit_id: self._find(Unit, unit_id, "unit"),
-                             service_date(started_at).isoformat())
+            day = service_date(started_at).isoformat()
+
+            def unit_of(unit_id: str) -> Unit:
+                return self._find(Unit, unit_id, "unit")
+
+            check_units_open(activity, unit_of, day)
             volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
+            check_member_unit_open(volunteer, unit_of, day)
             volunteer.rebook(session.id, started_at, ended_at, origin.meta())
             session.correct(started_at, ended_at, why, origin.meta())
             position = self._save(volunteer, session)

@@ -255,3 +255,31 @@ def test_a_name_that_shows_nothing_is_empty(district: District, name: str) -> No
     kept = district.post("/v1/units", {"name": "\u200b列东街道\u200b", "kind": "subdistrict"})
     unit = created(kept)
     assert district.get(f"/v1/units/{unit}").json()["name"] == "列东街道"
+
+
+def test_a_volunteer_of_a_closed_unit_serves_again_only_once_transferred(
+        district: District) -> None:
+    """The members basis credits the volunteer's unit on the service date, so that unit must
+    not have closed by then (no credit for a unit that no longer is)."""
+    home = created(district.post("/v1/units", {"name": "沙洲社区", "kind": "community",
+                                               "parent_id": district.unit_a}))
+    person = created(district.post("/v1/volunteers", {
+        "name": "黄秀英", "home_unit_id": home, "registered_on": "2017-01-01"}))
+    activity = all_year(district, district.unit_a)
+    closed = district.post(f"/v1/units/{home}/closure", {"closed_on": "2017-06-30",
+                                                         "reason": "撤并"})
+    assert closed.status_code == 200, closed.text
+    before = district.session(*MAY_31, "home-before", volunteer=person, activity=activity)
+    after = district.session(*JULY_1, "home-after", volunteer=person, activity=activity)
+    assert (before.status_code, after.status_code) == (201, 409), after.text
+    assert [e["field"] for e in after.json()["errors"]] == ["volunteer_id"]
+    moved = district.post(f"/v1/volunteers/{person}/transfers",
+                          {"to_unit_id": district.unit_b, "effective_on": "2017-06-30"})
+    assert moved.status_code == 201, moved.text
+    again = district.session(*JULY_1, "home-after", volunteer=person, activity=activity)
+    assert again.status_code == 201, again.text
+    # Service before the closing date is still recorded late, as it truly happened.
+    early = district.post("/v1/service-sessions/batch", {"records": [{
+        "volunteer_id": person, "activity_id": activity, "source_record_id": "home-b",
+        "started_at": "2017-06-29T09:00:00+08:00", "ended_at": "2017-06-29T10:00:00+08:00"}]})
+    assert early.json()["results"][0]["status"] == "accepted"
