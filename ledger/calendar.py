@@ -20,6 +20,8 @@ def check_instant(name: str, value: datetime) -> None:
     """An instant a record may hold: with a UTC offset, from 1900 to 2999 (InvalidField)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidField(f"{name} must carry a UTC offset (RFC 3339)", name)
+    if EARLIEST_DAY.year < value.year < LATEST_YEAR:
+        return  # an offset (under a day) cannot move it out of range: no conversion needed
     try:
         years = {value.astimezone(UTC).year, value.astimezone(DISTRICT_TZ).year}
     except OverflowError:
