@@ -71,6 +71,10 @@ class CommendationUseCases(LedgerBase):
         """The current rules for an award and year, if published."""
         return self._get(AwardRules, rules_id(award_kind(award), year))
 
+    def award_rules_position(self, rules: AwardRules) -> int:
+        """The position at which the current version of some rules was published."""
+        return self._positions([rules.id])[rules.id][rules.version]
+
     def grant_award(self, origin: Origin, award: str, year: int, recipient_id: str,
                     decision_ref: str) -> Written:
         """Grant an award for a year to a recipient of the right kind, under published rules."""

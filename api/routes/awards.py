@@ -25,7 +25,7 @@ class RulesOut(BaseModel):
     year: int
     version: int
     criteria: dict[str, Any]
-    position: int | None = None
+    position: int = Field(description="Where this version of the rules was published.")
 
 
 class AwardIn(StrictBody):
@@ -78,7 +78,7 @@ def get_rules(award: AwardKind, year: Year, actor: EligibilityReader,
     if rules is None:
         raise NotFound(f"no rules are published for {award.value} {year}")
     return {"award": award.value, "year": year, "version": rules.rules_version,
-            "criteria": rules.criteria}
+            "criteria": rules.criteria, "position": services.ledger.award_rules_position(rules)}
 
 
 @router.post("/v1/awards", status_code=status.HTTP_201_CREATED, response_model=Created)

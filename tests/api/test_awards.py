@@ -12,6 +12,12 @@ def test_publishing_rules_twice_makes_version_2(district: District) -> None:
     second = district.client.put(path, json={"min_hours_in_year": 2},
                                  headers={"Authorization": "Bearer test-admin-token-0123456789"})
     assert (first.json()["version"], second.json()["version"]) == (1, 2)
+    # Read back: the current version, and the position it was published at (as the PUT said).
+    current = district.get(path)
+    assert current.status_code == 200, current.text
+    assert current.json()["version"] == 2 and current.json()["criteria"] == {
+        "min_hours_in_year": 2}
+    assert current.json()["position"] == second.json()["position"] > first.json()["position"]
 
 
 def test_an_unknown_criterion_is_a_422_naming_it(district: District) -> None:
