@@ -56,15 +56,21 @@ def _count_events(ledger: Ledger) -> int:
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1, max=64)] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the HTTP API (docs at /docs, contract at /openapi.json)."""
+    from api.serving import ensure_port_free
     from api.serving import serve as run
 
     settings = Settings()
     host = host or settings.host
     port = port or settings.port
+    try:
+        ensure_port_free(host, port)
+    except OSError as error:
+        err.print(f"[red]cannot listen on {host}:{port}: {error.strerror or error}[/red]")
+        raise typer.Exit(1) from None
     ledger = _ledger()  # create the store and catalogue once, before the workers start
     try:
         if ledger.settings.store().kind == "postgres":
@@ -200,3 +206,7 @@ def main() -> None:
         err.print(f"[red]the store does not answer ({Settings().store().describe()}): "
                   f"{error}[/red]")
         sys.exit(3)
+
+
+if __name__ == "__main__":  # python -m api.cli
+    main()

@@ -131,6 +131,19 @@ class BalancedMultiprocess(Multiprocess):
         """uvicorn's constructor sets the shared list; every worker binds its own instead."""
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise OSError (address in use) if another process listens on the port.
+
+    Workers bind with SO_REUSEPORT, which lets any process of the same user bind the same
+    port too: a second server would silently share the first one's connections (half the
+    requests answered from another ledger). A plain bind first fails as uvicorn's own does.
+    """
+    family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
     """Serve the app from the environment's settings in `workers` processes."""
     # The app logs one JSON line per request with its request id; uvicorn's own access log

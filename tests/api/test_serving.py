@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import threading
 import time
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
-from api.serving import BalancedMultiprocess, HeldHeaders, OneSegmentProtocol, TcpConfig
+from api.serving import (
+    BalancedMultiprocess,
+    HeldHeaders,
+    OneSegmentProtocol,
+    TcpConfig,
+    ensure_port_free,
+)
 
 
 def _nodelay_of_an_accepted_connection(listener: socket.socket) -> int:
@@ -186,3 +194,22 @@ def test_the_server_answers_every_kind_of_response_whole_and_in_order() -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_port_the_workers_of_another_server_listen_on_is_refused() -> None:
+    """Workers bind with SO_REUSEPORT, which would let a second server bind the same port and
+    silently take half its connections; the plain bind first refuses, as uvicorn's does."""
+    config = TcpConfig("api.app:app_from_env", factory=True, host="127.0.0.1", port=0,
+                       workers=2)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        config.port = probe.getsockname()[1]
+    ensure_port_free("127.0.0.1", config.port)  # free: nothing listens yet
+    worker = BalancedMultiprocess(config, sockets=[]).sockets[0]
+    try:
+        worker.listen()
+        with pytest.raises(OSError) as refused:
+            ensure_port_free("127.0.0.1", config.port)
+        assert refused.value.errno == errno.EADDRINUSE
+    finally:
+        worker.close()
