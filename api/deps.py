@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ledger import Actor, Ledger, Origin, Role, SessionWritten, Settings, Written
 from ledger.access import token_digest, token_id_of
-from ledger.errors import ViewsBehind
+from ledger.errors import InvalidField, ViewsBehind
 from projections.audit import Auditor
 from projections.models import ReadModels
 
@@ -224,25 +224,25 @@ async def read_your_writes(
     """Wait for the views to reach the caller's last write, or answer 503 with Retry-After."""
     if min_position is None or min_position == 0:
         return
-    refusal = await run_in_threadpool(_wait_for_position, services, min_position)
-    if refusal is not None:
-        raise HTTPException(503, refusal, headers={"Retry-After": "1"})
+    await run_in_threadpool(_wait_for_position, services, min_position)
 
 
-def _wait_for_position(services: Services, position: int) -> str | None:
-    """Why the views cannot answer for `position` now, after a bounded wait (None: they can).
+def _wait_for_position(services: Services, position: int) -> None:
+    """Return once the views have read `position`; 503 after a bounded wait.
 
-    A position beyond the ledger's last event is refused at once: a write answers only once
-    it is stored, so no client was given it, and waiting would only hold a thread.
+    A position beyond the ledger's last event is refused at once, as a 422: a write answers
+    only once it is stored (and the head counts committed events only), so no write gave it
+    out; waiting would hold a thread, and a client told to retry would retry for ever.
     """
     head = services.ledger.head()
     if position > head:
-        return (f"min_position {position} is beyond the ledger's last event ({head}); pass "
-                "the position a write answered")
-    if services.models.wait_for(position, services.settings.read_wait_seconds, True,
-                                services.settings.inline_projections):
-        return None
-    return f"the views have not reached position {position} yet; retry shortly"
+        raise InvalidField(f"min_position {position} is beyond the ledger's last event "
+                           f"({head}); pass the position a write answered", "min_position")
+    if not services.models.wait_for(position, services.settings.read_wait_seconds, True,
+                                    services.settings.inline_projections):
+        raise HTTPException(
+            503, f"the views have not reached position {position} yet; retry shortly",
+            headers={"Retry-After": "1"})
 
 
 Fresh = Depends(read_your_writes)

@@ -132,12 +132,13 @@ def test_a_read_after_a_write_sees_it_with_min_position(district: District) -> N
     assert hours.json()["position"] >= position
 
 
-def test_a_position_the_views_cannot_reach_is_a_503_with_retry_after(district: District) -> None:
+def test_a_position_beyond_the_ledger_is_a_422_at_once(district: District) -> None:
+    """No write answered it, so waiting cannot reach it, and a client told to retry would
+    retry for ever."""
     began = time.monotonic()
     response = district.get(f"/v1/volunteers/{district.volunteer}/hours", min_position=10**9)
-    assert response.status_code == 503
-    assert response.headers["retry-after"] == "1"
-    # Beyond the ledger's last event: no write answered it, and waiting would not reach it.
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["min_position"]
     assert "beyond the ledger's last event" in response.json()["detail"]
     assert time.monotonic() - began < 1.5  # answered without the 2 s wait
 
