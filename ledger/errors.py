@@ -8,7 +8,7 @@
     ├── NotFound              the thing addressed does not exist (404)
     ├── Conflict              the request contradicts other facts of the ledger (409)
     │   ├── OverlappingSession, DuplicateRecordConflict, SessionVoided,
-    │   ├── AwardAlreadyGranted, ClosedReference, ConcurrentChange
+    │   ├── AwardAlreadyGranted, AlreadyMember, ClosedReference, ConcurrentChange
     ├── Forbidden             the actor's role or unit may not do this (403)
     └── StoreBusy             the store is busy with other writes; try again shortly (503)
 
@@ -87,6 +87,10 @@ class AwardAlreadyGranted(Conflict):
 
 class AwardAlreadyRevoked(Conflict):
     """The award was already revoked."""
+
+
+class AlreadyMember(Conflict):
+    """The volunteer already belongs to that unit on that day."""
 
 
 class ClosedReference(Conflict):

@@ -10,7 +10,13 @@ from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
 from ledger.calendar import service_date
-from ledger.errors import ClosedReference, Conflict, InvalidField, OverlappingSession
+from ledger.errors import (
+    AlreadyMember,
+    ClosedReference,
+    Conflict,
+    InvalidField,
+    OverlappingSession,
+)
 from ledger.ids import new_id
 from ledger.text import blank
 
@@ -137,7 +143,7 @@ class Volunteer(LedgerAggregate):
                 "effective_on",
             )
         if self.unit_on(effective_on) == to_unit_id:
-            raise InvalidField(
+            raise AlreadyMember(
                 f"the volunteer already belongs to {to_unit_id} on {iso}", "to_unit_id"
             )
         self._transferred(

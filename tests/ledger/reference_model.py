@@ -14,6 +14,7 @@ from datetime import date, datetime
 
 from ledger.calendar import DISTRICT_TZ
 from ledger.errors import (
+    AlreadyMember,
     ClosedReference,
     Conflict,
     DuplicateRecordConflict,
@@ -163,8 +164,10 @@ class Model:
         volunteer = self.volunteers[volunteer_id]
         if unit_id in self.closed_units or not volunteer.active:
             return ClosedReference
-        if effective_on < volunteer.registered_on or volunteer.unit_on(effective_on) == unit_id:
+        if effective_on < volunteer.registered_on:
             return InvalidField
+        if volunteer.unit_on(effective_on) == unit_id:
+            return AlreadyMember
         volunteer.memberships[effective_on] = unit_id
         return None
 

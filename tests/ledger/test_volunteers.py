@@ -7,7 +7,14 @@ from datetime import date, timedelta
 import pytest
 
 from ledger import Ledger
-from ledger.errors import ClosedReference, Conflict, InvalidField, NotFound, UnknownReference
+from ledger.errors import (
+    AlreadyMember,
+    ClosedReference,
+    Conflict,
+    InvalidField,
+    NotFound,
+    UnknownReference,
+)
 from ledger.registry import VolunteerApplication, district_today
 from tests.factories import ADMIN, make_long_activity, make_unit, make_volunteer, serve
 
@@ -161,8 +168,9 @@ def test_a_volunteer_may_not_be_transferred_to_a_closed_unit(ledger: Ledger) -> 
 
 
 def test_a_volunteer_may_not_be_transferred_to_the_unit_they_belong_to(ledger: Ledger) -> None:
+    # A conflict with the volunteer's memberships, a fact of the ledger (409), not a bad field.
     home = make_unit(ledger)
-    with pytest.raises(InvalidField) as refused:
+    with pytest.raises(AlreadyMember) as refused:
         ledger.transfer_volunteer(ADMIN, make_volunteer(ledger, home_unit_id=home), home, JUNE)
     assert refused.value.field == "to_unit_id"
 
