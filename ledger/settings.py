@@ -112,6 +112,8 @@ class StoreLocation:
         else:
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.postgres",
+                # Large inserts outside psycopg's pipeline mode (see ledger/pgrecorder.py).
+                APPLICATION_RECORDER_TOPIC="ledger.pgrecorder:LedgerPostgresRecorder",
                 POSTGRES_DBNAME=self.dbname,
                 POSTGRES_HOST=self.host,
                 POSTGRES_PORT=str(self.port),
