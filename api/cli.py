@@ -9,28 +9,27 @@ from typing import Annotated, Any
 import psycopg
 import typer
 from eventsourcing.persistence import PersistenceError
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from ledger import SYSTEM, Ledger, LedgerError, Origin, Settings
+from ledger.settings import ConfigurationError
 
 app = typer.Typer(help="The district volunteer-service ledger (学雷锋志愿服务台账).",
                   no_args_is_help=True, add_completion=False)
 tokens = typer.Typer(help="Issue, list and revoke bearer tokens.", no_args_is_help=True)
 app.add_typer(tokens, name="tokens")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one line per message, also when piped
 CLI = Origin(actor=SYSTEM, source="cli")
 
 
 def _ledger() -> Ledger:
-    try:
+    try:  # a setting that cannot be used is answered by main(): one line, exit 2
         ledger = Ledger(Settings())
-    except ValueError as error:
-        err.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
     except STORE_ERRORS as error:
         err.print(f"[red]the store does not answer ({Settings().store().describe()}): "
-                  f"{error}[/red]")
+                  f"{_one_line(error)}[/red]")
         raise typer.Exit(3) from None
     ledger.ensure_catalogue()
     return ledger
@@ -55,14 +54,21 @@ def _count_events(ledger: Ledger) -> int:
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.", min=1,
+                                             max=65535)] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.", min=1, max=64)] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the HTTP API (docs at /docs, contract at /openapi.json)."""
+    from uvicorn.config import LOG_LEVELS
+
     from api.serving import ensure_port_free
     from api.serving import serve as run
 
+    if log_level not in LOG_LEVELS:
+        err.print(f"[red]--log-level must be one of {', '.join(LOG_LEVELS)}, not "
+                  f"{log_level!r}[/red]")
+        raise typer.Exit(2)
     settings = Settings()
     host = host or settings.host
     port = port or settings.port
@@ -202,10 +208,24 @@ def main() -> None:
     database, a server that went away) ends any command with one line saying so, exit 3."""
     try:
         app()
+    except ValidationError as error:  # a VLEDGER_* setting of the wrong type or range
+        for problem in error.errors():
+            name = "VLEDGER_" + "_".join(str(p) for p in problem["loc"]).upper()
+            err.print(f"[red]{name}: {problem['msg']} (got {problem.get('input')!r})[/red]",
+                      markup=True, highlight=False)
+        sys.exit(2)
+    except ConfigurationError as error:
+        err.print(f"[red]{error}[/red]", highlight=False)
+        sys.exit(2)
     except STORE_ERRORS as error:
         err.print(f"[red]the store does not answer ({Settings().store().describe()}): "
-                  f"{error}[/red]")
+                  f"{_one_line(error)}[/red]")
         sys.exit(3)
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line (psycopg adds a hint line: "Is the server running…")."""
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":  # python -m api.cli

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         return StoreLocation.parse(self.database_url)
 
 
+class ConfigurationError(ValueError):
+    """A VLEDGER_* setting that cannot be used (the command line says so in one line)."""
+
+
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -64,28 +68,38 @@ class StoreLocation:
 
     @classmethod
     def parse(cls, url: str) -> StoreLocation:
-        """Parse `sqlite:///rel/path`, `sqlite:////abs/path` or `postgresql://user@host/db`."""
+        """Parse `sqlite:///rel/path`, `sqlite:////abs/path` or `postgresql://user@host/db`
+        (ConfigurationError, naming VLEDGER_DATABASE_URL, for anything else)."""
+        try:
+            return cls._parse(url)
+        except ConfigurationError:
+            raise
+        except ValueError as error:  # e.g. urllib's "Port could not be cast to integer value"
+            raise ConfigurationError(f"VLEDGER_DATABASE_URL: {error}") from None
+
+    @classmethod
+    def _parse(cls, url: str) -> StoreLocation:
         if url.startswith("sqlite:///"):
             raw = url[len("sqlite:///") :]
             if not raw or raw == "/":
-                raise ValueError("VLEDGER_DATABASE_URL names no SQLite file")
+                raise ConfigurationError("VLEDGER_DATABASE_URL names no SQLite file")
             return cls(kind="sqlite", sqlite_path=Path(raw))
         parts = urlsplit(url)
         if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
-            raise ValueError(
+            raise ConfigurationError(
                 "VLEDGER_DATABASE_URL must start with sqlite:/// or postgresql://, "
                 f"not {url.split(':', 1)[0]!r}"
             )
         query = parse_qs(parts.query, keep_blank_values=True)  # `schema=` is an error too
         schema = query.get("schema", ["public"])[0]
         if not _SCHEMA_NAME.fullmatch(schema):
-            raise ValueError(
+            raise ConfigurationError(
                 f"VLEDGER_DATABASE_URL's schema {schema!r} must be a plain PostgreSQL name: "
                 "a letter or underscore, then letters, digits or underscores (63 at most)")
         return cls(
             kind="postgres",
             host=parts.hostname or "127.0.0.1",
-            port=parts.port or 5432,
+            port=parts.port or 5432,  # urllib checks it: a number from 0 to 65535
             user=unquote(parts.username or "postgres"),
             password=unquote(parts.password or ""),
             dbname=(parts.path or "/postgres").lstrip("/") or "postgres",

@@ -22,7 +22,7 @@ from projections.runner import Projection
 
 app = typer.Typer(help="Keep the read models up to date: follow, rebuild, status, check.",
                   no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 PageSize = Annotated[int | None,

@@ -152,3 +152,21 @@ def test_a_postgresql_schema_that_does_not_exist_yet_is_created() -> None:
         assert result.returncode == 0, result.stderr
     finally:
         _pg_connect(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"VLEDGER_DATABASE_URL": "mysql://x"}, "must start with sqlite:/// or postgresql://"),
+    ({"VLEDGER_DATABASE_URL": "postgresql://postgres@127.0.0.1:notaport/test"}, "Port"),
+    ({"VLEDGER_PORT": "0"}, "VLEDGER_PORT"),
+    ({"VLEDGER_INLINE_PROJECTIONS": "maybe"}, "VLEDGER_INLINE_PROJECTIONS"),
+], ids=["scheme", "port-in-url", "port-setting", "boolean-setting"])
+@pytest.mark.parametrize("command", [["verify"], ["projections", "status"], ["info"]])
+def test_a_setting_that_cannot_be_used_is_one_line_and_exit_2(
+        tmp_path: Path, env: dict[str, str], says: str, command: list[str]) -> None:
+    environment = {**os.environ, "VLEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'l.db'}",
+                   **env}
+    done = subprocess.run([VLEDGER, *command], capture_output=True, text=True, timeout=120,
+                          env=environment, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
