@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.deps import admit, authenticate
 from api.limits import MAX_BODY_BYTES, BodyTooLarge
 from ledger.errors import (
+    AuditLogAltered,
     Conflict,
     Forbidden,
     InvalidFields,
@@ -39,6 +40,7 @@ _STATUS: list[tuple[type[LedgerError], int, str]] = [
     (Conflict, 409, "Conflict with the ledger"),
     (Forbidden, 403, "Forbidden"),
     (StoreBusy, 503, "Store busy"),
+    (AuditLogAltered, 500, "Audit log altered"),
 ]
 
 _TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",

@@ -10,7 +10,8 @@
     │   ├── OverlappingSession, DuplicateRecordConflict, SessionVoided,
     │   ├── AwardAlreadyGranted, AlreadyMember, ClosedReference, ConcurrentChange
     ├── Forbidden             the actor's role or unit may not do this (403)
-    └── StoreBusy             the store is busy with other writes; try again shortly (503)
+    ├── StoreBusy             the store is busy with other writes; try again shortly (503)
+    └── AuditLogAltered       the events no longer extend a published checkpoint (500)
 
 The API maps these classes to HTTP status codes once; the CLI prints their messages.
 """
@@ -112,3 +113,8 @@ class StoreBusy(LedgerError):
 class ViewsBehind(StoreBusy):
     """The views have not read far enough to answer (being rebuilt, or held by a stalled
     worker); nothing is wrong with the request: try again shortly."""
+
+
+class AuditLogAltered(LedgerError):
+    """The events no longer extend the last checkpoint this store published: an event was
+    changed or removed after it was signed. No new checkpoint is signed over them (500)."""

@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from ledger.errors import InvalidField
+from ledger.errors import AuditLogAltered, InvalidField
 from projections.feed import FeedEvent
 from projections.merkle import (
     Frontier,
@@ -168,13 +168,72 @@ def _check_size(value: int, size: int, field: str, minimum: int = 0) -> int:
     return value
 
 
+# The last checkpoint this store published (signed), kept apart from the audit log's own
+# tables: a rebuild of the log (`vledger projections rebuild`) drops and refills those, and
+# must then find the events still extending what was published.
+PUBLISHED_DDL = (
+    "CREATE TABLE IF NOT EXISTS audit_published (one INTEGER PRIMARY KEY, "
+    "tree_size BIGINT NOT NULL, root_hash TEXT NOT NULL, signed_at TEXT NOT NULL, "
+    "signature TEXT NOT NULL, key_id TEXT NOT NULL)")
+PUBLISH_SQL = (
+    "INSERT INTO audit_published (one, tree_size, root_hash, signed_at, signature, key_id) "
+    "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (one) DO UPDATE SET tree_size = "
+    "excluded.tree_size, root_hash = excluded.root_hash, signed_at = excluded.signed_at, "
+    "signature = excluded.signature, key_id = excluded.key_id "
+    "WHERE excluded.tree_size > audit_published.tree_size")
+
+
 class Auditor:
-    """Signed checkpoints and RFC 9162 proofs over the audit log."""
+    """Signed checkpoints and RFC 9162 proofs over the audit log.
+
+    Every checkpoint it signs must extend the last one the store published: the same key, and
+    a tree whose first `tree_size` leaves still have the published root. Events changed or
+    removed in the database, then folded again by a rebuild of the audit log, would otherwise
+    be signed as a second, conflicting history under the same key; here they are refused
+    (AuditLogAltered), and `vledger verify` reports them.
+    """
 
     def __init__(self, store: ViewStore, key: SigningKey) -> None:
         self.store = store
         self.key = key
         self._signed: dict[str, Any] | None = None  # the last checkpoint signed
+        with store.transaction() as cur:
+            cur.execute(PUBLISHED_DDL)
+
+    def published(self) -> dict[str, Any] | None:
+        """The last checkpoint this store published, if any."""
+        rows = self.store.query("SELECT tree_size, root_hash, signed_at, signature, key_id "
+                                "FROM audit_published")
+        if not rows:
+            return None
+        size, root, signed_at, signature, key_id = rows[0]
+        return {"tree_size": int(size), "root_hash": str(root), "signed_at": str(signed_at),
+                "signature": str(signature), "key_id": str(key_id)}
+
+    def check_published(self, size: int | None = None) -> dict[str, Any] | None:
+        """Refuse (AuditLogAltered) a tree of `size` leaves (the current one by default) that
+        does not extend the last published checkpoint; returns that checkpoint."""
+        published = self.published()
+        if published is None:
+            return None
+        size = self.size() if size is None else size
+        if published["key_id"] != self.key.key_id:
+            raise AuditLogAltered(
+                f"this store's checkpoints are signed with key {published['key_id']}, not with "
+                f"key {self.key.key_id} loaded now: set VLEDGER_SIGNING_KEY_FILE to the "
+                "store's signing key")
+        if size < published["tree_size"]:
+            raise AuditLogAltered(
+                f"the audit log holds {size} events, fewer than the {published['tree_size']} "
+                f"of the checkpoint published at {published['signed_at']}: events were removed")
+        root = self.root(published["tree_size"]).hex()
+        if root != published["root_hash"]:
+            raise AuditLogAltered(
+                f"the first {published['tree_size']} events no longer have the root of the "
+                f"checkpoint published at {published['signed_at']} ({root[:16]}… instead of "
+                f"{published['root_hash'][:16]}…): events were changed after they were "
+                "signed; run vledger verify --against a saved checkpoint to find them")
+        return published
 
     def size(self) -> int:
         """The current tree size (events in the audit log)."""
@@ -196,10 +255,19 @@ class Auditor:
             # One tree, one statement: signed once, so it (and its ETag) stays the same while
             # the tree does, rather than changing with the second it was asked in.
             return dict(signed)
+        # The tree as it stands must extend what was published (a checkpoint of an earlier
+        # size, asked for by `tree_size`, is a statement about the same tree).
+        published = self.check_published()
+        if published is not None and (published["tree_size"], published["root_hash"]) == (
+                size, root) and published["key_id"] == self.key.key_id:
+            self._signed = published  # another process signed this very tree
+            return dict(published)
         signed_at = datetime.now(UTC).isoformat(timespec="seconds")
         signature = self.key.sign(checkpoint_message(size, root, signed_at))
         self._signed = {"tree_size": size, "root_hash": root, "signature": signature,
                         "key_id": self.key.key_id, "signed_at": signed_at}
+        with self.store.transaction() as cur:
+            cur.execute(PUBLISH_SQL, (size, root, signed_at, signature, self.key.key_id))
         return dict(self._signed)
 
     def inclusion(self, position: int, tree_size: int) -> dict[str, Any]:

@@ -65,7 +65,8 @@ def run(interval: float = typer.Option(0.5, min=0.01, help="Seconds between poll
 @app.command()
 def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by default.")] = None,
             page_size: PageSize = None) -> None:
-    """Drop views (all, or NAME) and refill them from position 0."""
+    """Drop views (all, or NAME: hours, credits, awards, history, audit) and refill them from
+    position 0; a rebuilt audit log is checked against the last published checkpoint."""
     with opened(page_size) as models:
         names = [p.name for p in models.runner.projections]
         if name is not None and name not in names:
@@ -83,6 +84,27 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by de
         took = time.perf_counter() - started
         err.print(f"rebuilt to position {reached} in {took:.1f} s "
                   f"({reached / max(took, 1e-9):,.0f} events/s)")
+        if name in (None, "audit"):
+            _check_published(models)
+
+
+def _check_published(models: ReadModels) -> None:
+    """A rebuilt audit log must still extend the checkpoint the store last published: the
+    events it was rebuilt from may have been changed in the database since (exit 1)."""
+    from ledger.errors import AuditLogAltered
+    from projections.audit import Auditor
+    from projections.signing import SigningKey
+
+    auditor = Auditor(models.store, SigningKey.for_store(models.ledger.settings.store()))
+    try:
+        published = auditor.check_published()
+    except AuditLogAltered as altered:
+        err.print(f"[bold red]the rebuilt audit log does not extend the published checkpoint: "
+                  f"{altered}[/bold red]")
+        raise typer.Exit(1) from None
+    if published is not None:
+        err.print(f"the audit log extends the published checkpoint of {published['tree_size']} "
+                  "events")
 
 
 @app.command()

@@ -9,6 +9,7 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder
 
+from ledger.errors import AuditLogAltered
 from projections.audit import STORED_LEVEL, Auditor, leaf_bytes
 from projections.merkle import EMPTY_ROOT, Frontier, leaf_hash, verify_consistency
 from projections.signing import verify_checkpoint
@@ -94,6 +95,9 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     size = report.leaves
     old_size = int(against["tree_size"]) if against is not None else None
     frontier, old_root = Frontier(), EMPTY_ROOT if old_size == 0 else None
+    published = auditor.published()
+    published_size = int(published["tree_size"]) if published is not None else None
+    published_root = EMPTY_ROOT if published_size == 0 else None
     leaves, nodes = _Tally(), _Tally()
     after = 0
     while True:
@@ -116,6 +120,8 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
                     made.setdefault(level, {})[index] = value
             if frontier.size == old_size:
                 old_root = frontier.root()
+            if frontier.size == published_size:
+                published_root = frontier.root()
         kept = _stored_nodes(auditor.store, made)
         for level, hashes in made.items():
             for index, value in hashes.items():
@@ -129,11 +135,22 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     root = frontier.root()
     report.add("root", auditor.root(size) == root,
                f"tree of {size}: recomputed root {root.hex()[:16]}…")
-    checkpoint = auditor.checkpoint(size)
-    report.checkpoint = checkpoint
-    signed = verify_checkpoint(public_key_pem, checkpoint)
-    report.add("signed checkpoint", signed and checkpoint["root_hash"] == root.hex(),
-               f"key {checkpoint['key_id']}, tree_size {size}")
+    if published is not None:  # what this store published last, recomputed from the events
+        same = published_root is not None and published_root.hex() == published["root_hash"]
+        report.add("published checkpoint",
+                   same and verify_checkpoint(public_key_pem, published),
+                   f"tree_size {published_size}, signed_at {published['signed_at']}" if same
+                   else f"the events no longer give the root of the checkpoint of "
+                        f"{published_size} leaves published at {published['signed_at']}")
+    try:
+        checkpoint = auditor.checkpoint(size)
+    except AuditLogAltered as refused:
+        report.add("signed checkpoint", False, f"not signed: {refused}")
+    else:
+        report.checkpoint = checkpoint
+        signed = verify_checkpoint(public_key_pem, checkpoint)
+        report.add("signed checkpoint", signed and checkpoint["root_hash"] == root.hex(),
+                   f"key {checkpoint['key_id']}, tree_size {size}")
     if against is not None:
         _check_against(report, auditor, public_key_pem, against, old_root, root)
     if report.events > size:

@@ -10,6 +10,7 @@ import pytest
 from projections.merkle import verify_inclusion
 from projections.signing import verify_checkpoint
 from tests.api.conftest import District
+from tests.factories import tamper_with_events
 
 
 def test_history_as_of_a_past_moment_leaves_out_later_events(district: District) -> None:
@@ -89,3 +90,22 @@ def test_history_and_checkpoint_carry_an_etag_that_a_later_write_changes(
         changed = district.client.get(path, headers={
             "Authorization": f"Bearer {district.auditor}", "If-None-Match": tags[path]})
         assert changed.status_code == 200 and changed.headers["etag"] != tags[path], path
+
+
+def test_a_checkpoint_over_changed_events_is_refused_with_a_problem(district: District) -> None:
+    published = district.get("/v1/audit/checkpoint", token=None)
+    assert published.status_code == 200
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    ledger, store = services.ledger, services.models.store
+    [first] = ledger.recorder.select_notifications(1, 1)
+    changed = bytes(first.state).replace(b"A1", b"Z9", 1)
+    assert changed != bytes(first.state)
+    tamper_with_events(store, ledger, "UPDATE {table} SET state = ? WHERE {id} = ?",
+                       (changed, first.id))
+    services.models.runner.rebuild(["audit"])
+
+    refused = district.get("/v1/audit/checkpoint", token=None)
+    assert refused.status_code == 500, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["type"].endswith("/audit-log-altered")
+    assert "published" in refused.json()["detail"]

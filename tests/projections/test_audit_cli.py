@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from ledger import Ledger
+from ledger.errors import AuditLogAltered
 from projections.audit import Auditor, SigningKey, verify_checkpoint
 from projections.audit_cli import app
 from projections.runner import Runner
@@ -112,3 +113,60 @@ def test_an_unreadable_checkpoint_file_is_refused(views: Runner, tmp_path: Path)
     saved = tmp_path / "checkpoint.json"
     saved.write_text('{"tree_size": 3}')
     assert verify("--against", str(saved)).exit_code == 2
+
+
+def test_a_changed_event_folded_again_by_a_rebuild_is_still_caught(
+        views: Runner, ledger: Ledger, tmp_path: Path) -> None:
+    """An operator rebuilds the audit log after events were changed in the database: the
+    rebuilt tree matches the changed events, but no longer extends the checkpoint the store
+    published. No second history is signed under the same key, and verify says so."""
+    auditor = Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem"))
+    published = auditor.checkpoint()  # as GET /v1/audit/checkpoint publishes it
+    # A session's minutes raised in its stored event, the rest of it left as it was.
+    [recorded] = [n for n in ledger.recorder.select_notifications(1, 100)
+                  if b'"minutes":' in bytes(n.state)][:1]
+    state = bytes(recorded.state)
+    start = state.index(b'"minutes":') + len(b'"minutes":')
+    end = start + len(state[start:]) - len(state[start:].lstrip(b"0123456789"))
+    tamper_with_events(views.store, ledger, "UPDATE {table} SET state = ? WHERE {id} = ?",
+                       (state[:start] + b"6000" + state[end:], recorded.id))
+    views.rebuild()
+
+    with pytest.raises(AuditLogAltered, match="no longer have the root"):
+        auditor.checkpoint()
+    result = verify()
+    assert result.exit_code == 1, result.output
+    assert "published checkpoint" in result.output and "MISMATCH" in result.output
+    again = Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem"))
+    assert again.published() == published  # the published statement stands
+
+
+def test_a_removed_event_folded_again_by_a_rebuild_is_still_caught(
+        views: Runner, ledger: Ledger, tmp_path: Path) -> None:
+    auditor = Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem"))
+    auditor.checkpoint()
+    tamper_with_events(views.store, ledger, "DELETE FROM {table} WHERE {id} = ?", (5,))
+    views.rebuild()
+    with pytest.raises(AuditLogAltered, match="events were removed"):
+        auditor.checkpoint()
+
+
+def test_a_checkpoint_is_refused_with_another_key_than_the_store_s(
+        views: Runner, tmp_path: Path) -> None:
+    Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem")).checkpoint()
+    stranger = Auditor(views.store, SigningKey.load(tmp_path / "another-key.pem"))
+    with pytest.raises(AuditLogAltered, match="VLEDGER_SIGNING_KEY_FILE"):
+        stranger.checkpoint()
+
+
+def test_a_log_that_grew_extends_its_published_checkpoint(views: Runner, ledger: Ledger,
+                                                          tmp_path: Path) -> None:
+    auditor = Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem"))
+    first = auditor.checkpoint()
+    fill_ledger(ledger, sessions=2)
+    views.catch_up()
+    views.rebuild()  # a rebuild of untouched events is no alarm
+    later = auditor.checkpoint()
+    assert later["tree_size"] > first["tree_size"]
+    assert auditor.published() == later
+    assert verify().exit_code == 0
