@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     kept_aggregates: int = Field(default=50_000, ge=0)
     read_wait_seconds: float = Field(default=2.0, ge=0, le=30)
     max_view_lag_events: int = Field(default=10_000, ge=0)
+    # /readyz also fails when an event has waited this long for the views (a worker that is
+    # not running keeps a small lag for ever).
+    max_view_lag_seconds: float = Field(default=30.0, ge=0)
     # True: each API process keeps the views itself, after each of its writes and following
     # other processes' writes. False: a `vledger projections run` worker keeps them, and the
     # API only reads them (a read with min_position waits up to read_wait_seconds for it).

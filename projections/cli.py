@@ -6,7 +6,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -15,7 +14,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ledger import Ledger, Settings
-from projections.feed import decode
 from projections.models import ReadModels, auditor_views, read_models
 from projections.reconcile import Difference, reconcile
 from projections.runner import Projection
@@ -119,14 +117,7 @@ def status() -> None:
 
 
 def _lag_seconds(models: ReadModels, position: int, lag: int) -> float:
-    # How long the oldest event the view has not applied has been waiting.
-    if lag == 0:
-        return 0.0
-    page = models.ledger.recorder.select_notifications(position + 1, 1)
-    if not page:
-        return 0.0
-    recorded = datetime.fromisoformat(decode(page[0]).recorded_at)
-    return max(0.0, time.time() - recorded.timestamp())
+    return 0.0 if lag == 0 else models.lag_seconds(position)
 
 
 @app.command()

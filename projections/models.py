@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from ledger import Ledger
@@ -14,6 +16,7 @@ from projections.awards import AwardsProjection
 from projections.bulletins import bulletin
 from projections.credits import CreditsProjection
 from projections.eligibility import eligibility
+from projections.feed import decode
 from projections.filling import ensure_settled
 from projections.history import HistoryIndex
 from projections.hours import HOURS_SQL, HoursProjection, hours_from_rows
@@ -124,6 +127,15 @@ class ReadModels:
     def position(self) -> int:
         """How far every view has read."""
         return self.runner.position()
+
+    def lag_seconds(self, position: int) -> float:
+        """How long the oldest event a view at `position` has not read has waited (0 when it
+        has read them all): the time since that event was recorded."""
+        page = self.ledger.recorder.select_notifications(position + 1, 1)
+        if not page:
+            return 0.0
+        recorded = datetime.fromisoformat(decode(page[0]).recorded_at)
+        return max(0.0, time.time() - recorded.timestamp())
 
     def volunteer_hours(self, volunteer_id: str) -> dict[str, Any] | None:
         """A volunteer's hours, or None if the view does not know the volunteer.

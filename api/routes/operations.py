@@ -45,8 +45,10 @@ async def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
 
 @router.get("/readyz", openapi_extra=PUBLIC)
 def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
-    """200 when every view is within the configured lag of the store's head; 503 when one lags
-    further, or when the views stopped at an event they cannot read (with the error)."""
+    """200 when every view is within the configured lag of the store's head (in events,
+    VLEDGER_MAX_VIEW_LAG_EVENTS, and in seconds the oldest unread event has waited,
+    VLEDGER_MAX_VIEW_LAG_SECONDS); 503 when one lags further, or when the views stopped at an
+    event they cannot read (with the error)."""
     failure = services.models.runner.failure
     if failure is not None:  # not a lag that will pass: the views cannot read on
         raise HTTPException(503, f"the views stopped at position {failure[0]}: {failure[1]}")
@@ -56,11 +58,17 @@ def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
         raise HTTPException(503, f"the store does not answer: {error}",
                             headers={"Retry-After": "1"}) from None
     lag = max((s.lag for s in statuses), default=0)
-    body = {"status": "ok" if lag <= services.settings.max_view_lag_events else "lagging",
+    behind = min((s.position for s in statuses if s.lag), default=None)
+    waited = services.models.lag_seconds(behind) if behind is not None else 0.0
+    settings = services.settings
+    if lag > settings.max_view_lag_events or waited > settings.max_view_lag_seconds:
+        raise HTTPException(503, f"views lag {lag} events behind the store; the oldest has "
+                                 f"waited {waited:.1f} s (limits: "
+                                 f"{settings.max_view_lag_events} events, "
+                                 f"{settings.max_view_lag_seconds:g} s)",
+                            headers={"Retry-After": "1"})
+    return {"status": "ok", "lag_seconds": round(waited, 3),
             "views": {s.name: {"position": s.position, "lag": s.lag} for s in statuses}}
-    if lag > services.settings.max_view_lag_events:
-        raise HTTPException(503, f"views lag {lag} events behind the store")
-    return body
 
 
 @router.get("/metrics", response_class=PlainTextResponse, openapi_extra=PUBLIC)

@@ -10,6 +10,7 @@ import anyio.to_thread
 import pytest
 from eventsourcing.persistence import StoredEvent
 
+from projections.runner import ViewStatus
 from tests.api.conftest import District
 
 
@@ -206,3 +207,25 @@ def test_views_being_filled_from_empty_answer_503_not_zeros(district: District) 
             assert read.json()["type"].endswith("/views-behind") and read.headers["retry-after"]
     finally:
         runner._lock.release()
+
+
+@pytest.mark.parametrize(("waited", "status"), [(2.0, 200), (45.0, 503)])
+def test_a_small_lag_that_does_not_pass_makes_the_service_unready(
+        district: District, monkeypatch: pytest.MonkeyPatch, waited: float,
+        status: int) -> None:
+    """A stopped projections worker leaves the views a few events behind for ever: under the
+    events limit, but the oldest unread event has waited longer than the seconds limit."""
+    models = district.client.app.state.services.models  # type: ignore[attr-defined]
+    head = models.ledger.head()
+    views = [ViewStatus("hours", head - 1, head, time.time()),
+             ViewStatus("credits", head, head, time.time())]
+    monkeypatch.setattr(models.runner, "status", lambda: views)
+    asked: list[int] = []
+    monkeypatch.setattr(models, "lag_seconds", lambda position: asked.append(position) or waited)
+    ready = district.get("/readyz", token=None)
+    assert ready.status_code == status, ready.text
+    assert asked == [head - 1]
+    if status == 503:
+        assert "waited 45.0 s" in ready.json()["detail"] and ready.headers["retry-after"] == "1"
+    else:
+        assert ready.json()["lag_seconds"] == 2.0
