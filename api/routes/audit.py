@@ -49,7 +49,12 @@ def history(volunteer_id: str, request: Request, response: Response, actor: Audi
 def events(actor: AuditReader, services: ServicesDep,
            after: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
            limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
-    """The ledger's events after a position, in order, for downstream systems."""
+    """The ledger's events after a position, in order, for downstream systems.
+
+    Positions increase in commit order, so a reader that asks again with `after` set to the
+    last position it saw misses nothing; they are not contiguous (on PostgreSQL a write that
+    lost a race to another used a number), so a jump is not a lost event. `next_after` is
+    the `after` of the next page while pages are full, and null on the last one."""
     page = event_feed(services.ledger.recorder, after, limit,
                       unmasked=actor.role in (Role.admin, Role.auditor))
     next_after = page[-1]["position"] if len(page) == limit else None
@@ -69,7 +74,11 @@ def checkpoint(request: Request, response: Response, actor: MaybeActor,
     ‖ right), as RFC 9162 §2.1; a leaf's input is 0x01, the position (8 bytes, big-endian),
     then the originator id, the version (8 bytes), the topic and the stored state, each text
     preceded by its length in 4 bytes (big-endian), as `GET /v1/events` and the inclusion
-    proof name them.
+    proof name them. `tree_size` counts events (leaves), in position order; positions may skip
+    numbers, so it can be below the last position.
+
+    Each checkpoint extends the last one the store published; if the stored events no longer
+    do (changed or removed in the database), none is signed: 500, `audit-log-altered`.
     """
     services.caught_up()
     return etagged(request, response, services.auditor.checkpoint())

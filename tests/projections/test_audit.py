@@ -150,6 +150,11 @@ def test_positions_with_gaps_get_consecutive_leaf_indexes(views: Runner,
     assert [auditor.inclusion(p, 5)["leaf_index"] for p in (3, 10, 11, 40, 41)] == [0, 1, 2, 3, 4]
     assert auditor.root(5) == recompute_root(
         bytes.fromhex(auditor.inclusion(p, 5)["leaf_hash"]) for p in (3, 10, 11, 40, 41))
+    # A skipped position is no event, and is not said to lie beyond the log.
+    with pytest.raises(InvalidField, match="no event holds position 12: positions increase"):
+        auditor.inclusion(12, 5)
+    with pytest.raises(InvalidField, match="beyond the log"):
+        auditor.inclusion(42, 5)
 
 
 def test_sizes_beyond_the_tree_are_refused_naming_the_field(ledger: Ledger, views: Runner,
