@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ledger import SYSTEM, Ledger, LedgerError, Origin, Settings
 from ledger.settings import ConfigurationError
+from projections.cli import require_store
 
 app = typer.Typer(help="The district volunteer-service ledger (学雷锋志愿服务台账).",
                   no_args_is_help=True, add_completion=False)
@@ -112,6 +113,7 @@ def init() -> None:
 @app.command()
 def info() -> None:
     """Show the store, how many events it holds and the last position."""
+    require_store()
     ledger = _ledger()
     table = Table(show_header=False)
     table.add_row("store", ledger.settings.store().describe())
@@ -146,6 +148,7 @@ def tokens_list() -> None:
 
     A table on a terminal; tab-separated lines, ids whole, when piped to another program.
     """
+    require_store()
     ledger = _ledger()
     try:
         rows = [(t.id, t.role, t.unit_id or "", t.label, "live" if t.is_live else "revoked")

@@ -109,6 +109,20 @@ class StoreLocation:
             schema=schema,
         )
 
+    def exists(self) -> bool:
+        """Whether anything was ever stored here: the SQLite file, or the PostgreSQL schema
+        (commands that only read refuse a store that is not there rather than create one)."""
+        if self.kind == "sqlite":
+            assert self.sqlite_path is not None
+            return self.sqlite_path.is_file()
+        import psycopg
+
+        with psycopg.connect(host=self.host, port=self.port, user=self.user,
+                             password=self.password, dbname=self.dbname, connect_timeout=10,
+                             autocommit=True) as conn:
+            return conn.execute("SELECT 1 FROM information_schema.schemata "
+                                "WHERE schema_name = %s", (self.schema,)).fetchone() is not None
+
     def describe(self) -> str:
         """A human description without the password."""
         if self.kind == "sqlite":

@@ -85,8 +85,11 @@ def verify(
         None, "--public-key", help="The published public key (PEM); default: the server's."),
 ) -> None:
     """Recompute every leaf, subtree hash and root from the events and compare them."""
-    out, err = Console(), Console(stderr=True)
+    from projections.cli import require_store
+
+    out, err = Console(), Console(stderr=True, soft_wrap=True)
     saved = _load_checkpoint(against, err) if against is not None else None
+    require_store()
     settings = Settings()
     ledger = Ledger(settings)
     store = ViewStore(settings.store())

@@ -32,9 +32,23 @@ def all_projections() -> list[Projection]:
     return [*read_models(), *auditor_views()]
 
 
+def require_store() -> None:
+    """For commands that only read: refuse a store that does not exist (a mistyped path or
+    schema) rather than create an empty one and report a healthy, empty ledger. Exit 3."""
+    location = Settings().store()
+    if not location.exists():
+        err.print(f"[red]no ledger at {location.describe()}: nothing was ever stored there "
+                  "(check VLEDGER_DATABASE_URL; `vledger init` or `vledger serve` creates a "
+                  "store)[/red]")
+        raise typer.Exit(3)
+
+
 @contextmanager
-def opened(page_size: int | None = None) -> Iterator[ReadModels]:
-    """The ledger named by VLEDGER_DATABASE_URL and its views; closed afterwards."""
+def opened(page_size: int | None = None, reading: bool = False) -> Iterator[ReadModels]:
+    """The ledger named by VLEDGER_DATABASE_URL and its views; closed afterwards. `reading`:
+    a command that only reads, refused (exit 3) on a store that does not exist."""
+    if reading:
+        require_store()
     ledger = Ledger(Settings())
     models = ReadModels(ledger, extra=auditor_views())
     if page_size is not None:
@@ -108,7 +122,7 @@ def _check_published(models: ReadModels) -> None:
 @app.command()
 def status() -> None:
     """Show each view's position, the ledger's head, and the lag in events and seconds."""
-    with opened() as models:
+    with opened(reading=True) as models:
         table = Table("view", "position", "head", "lag (events)", "lag (s)")
         for view in sorted(models.runner.status(), key=lambda v: v.name):
             table.add_row(view.name, str(view.position), str(view.head), str(view.lag),
@@ -123,7 +137,7 @@ def _lag_seconds(models: ReadModels, position: int, lag: int) -> float:
 @app.command()
 def check(page_size: PageSize = None) -> None:
     """Rebuild every view into a scratch store and compare it row by row with the live one."""
-    with opened(page_size) as models:
+    with opened(page_size, reading=True) as models:
         models.catch_up()
         differences = reconcile(models.store, models.ledger.recorder, all_projections)
         report(differences, [p.name for p in models.runner.projections])

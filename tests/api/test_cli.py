@@ -148,8 +148,9 @@ def test_a_postgresql_schema_that_does_not_exist_yet_is_created() -> None:
     _require_postgres()
     schema = f"fresh_{os.getpid()}"
     try:
-        result = _run(f"{PG_URL}?schema={schema}", "info")
+        result = _run(f"{PG_URL}?schema={schema}", "init")  # info only reads: it would refuse
         assert result.returncode == 0, result.stderr
+        assert _run(f"{PG_URL}?schema={schema}", "info").returncode == 0
     finally:
         _pg_connect(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
@@ -170,3 +171,22 @@ def test_a_setting_that_cannot_be_used_is_one_line_and_exit_2(
     assert done.returncode == 2, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize("command", [["info"], ["verify"], ["projections", "status"],
+                                     ["projections", "check"], ["tokens", "list"]])
+def test_a_command_that_only_reads_refuses_a_store_that_is_not_there(
+        tmp_path: Path, command: list[str]) -> None:
+    """A mistyped path is not reported as a healthy, empty ledger, nor created."""
+    missing = tmp_path / "typo" / "ledgr.db"
+    done = _run(f"sqlite:///{missing}", *command)
+    assert done.returncode == 3, done.stderr
+    assert "no ledger at" in done.stderr and "Traceback" not in done.stderr
+    assert not missing.exists() and not missing.parent.exists()
+
+
+@pytest.mark.stores("postgres")
+def test_a_command_that_only_reads_refuses_a_schema_that_is_not_there(
+        database_url: str) -> None:
+    done = _run(database_url.replace("?schema=", "?schema=missing_"), "info")
+    assert done.returncode == 3 and "no ledger at" in done.stderr, done.stderr
