@@ -43,6 +43,32 @@ def _load_checkpoint(path: Path, err: Console) -> dict[str, Any]:
     return dict(saved)
 
 
+def _load_public_key(path: Path, err: Console) -> str:
+    """The PEM of an Ed25519 public key from a file, or exit 2 saying what is wrong with it
+    (a wrong file must not read as a log that fails to verify)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        pem = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"[red]cannot read the public key {path}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if "PRIVATE KEY" in pem:
+        err.print(f"[red]{path} holds a private key: give the published public key "
+                  "(GET /v1/audit/public-key)[/red]")
+        raise typer.Exit(2)
+    try:
+        key = serialization.load_pem_public_key(pem.encode("ascii"))
+    except ValueError as exc:
+        err.print(f"[red]{path} is not a public key in PEM: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if not isinstance(key, Ed25519PublicKey):
+        err.print(f"[red]{path} is not an Ed25519 public key[/red]")
+        raise typer.Exit(2)
+    return pem
+
+
 def _audit_tables_exist(store: ViewStore) -> bool:
     sql = ("SELECT to_regclass('audit_leaves') IS NOT NULL" if store.postgres else
            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'audit_leaves'")
@@ -89,6 +115,11 @@ def verify(
 
     out, err = Console(), Console(stderr=True, soft_wrap=True)
     saved = _load_checkpoint(against, err) if against is not None else None
+    published_pem = _load_public_key(public_key, err) if public_key is not None else None
+    if save is not None and not save.parent.is_dir():
+        err.print(f"[red]cannot save the checkpoint to {save}: no directory "
+                  f"{save.parent}[/red]")
+        raise typer.Exit(2)
     require_store()
     settings = Settings()
     ledger = Ledger(settings)
@@ -98,7 +129,7 @@ def verify(
             err.print("[red]the audit log has not been built: run the projections first[/red]")
             raise typer.Exit(2)
         key = SigningKey.for_store(settings.store())
-        pem = public_key.read_text(encoding="ascii") if public_key else key.public_key_pem()
+        pem = published_pem or key.public_key_pem()
         with out.status("recomputing the audit log…") as status:
             report = verify_log(ledger.recorder, Auditor(store, key), pem, saved,
                                 progress=lambda n: status.update(f"{n:,} events read…"))
@@ -106,7 +137,13 @@ def verify(
         if not report.ok:
             raise typer.Exit(1)
         if save is not None:
-            save.write_text(json.dumps(report.checkpoint, indent=2) + "\n", encoding="utf-8")
+            try:
+                save.write_text(json.dumps(report.checkpoint, indent=2) + "\n",
+                                encoding="utf-8")
+            except OSError as exc:
+                err.print(f"[red]the log verifies, but the checkpoint cannot be saved to "
+                          f"{save}: {exc}[/red]")
+                raise typer.Exit(2) from None
             out.print(f"checkpoint saved to {save}")
     finally:
         store.close()

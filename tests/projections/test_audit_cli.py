@@ -170,3 +170,23 @@ def test_a_log_that_grew_extends_its_published_checkpoint(views: Runner, ledger:
     assert later["tree_size"] > first["tree_size"]
     assert auditor.published() == later
     assert verify().exit_code == 0
+
+
+@pytest.mark.parametrize("kind", ["missing", "private", "not-pem"])
+def test_a_public_key_file_that_is_not_one_is_exit_2_not_a_mismatch(
+        views: Runner, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.pem"
+    if kind == "private":
+        SigningKey.load(tmp_path / "signing-key.pem")  # the store's key, made on first use
+        path.write_bytes((tmp_path / "signing-key.pem").read_bytes())
+    elif kind == "not-pem":
+        path.write_text("not a key\n")
+    result = CliRunner().invoke(app, ["verify", "--public-key", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "MISMATCH" not in result.output
+
+
+def test_a_checkpoint_that_cannot_be_saved_is_exit_2_before_the_work(
+        views: Runner, tmp_path: Path) -> None:
+    result = verify("--save", str(tmp_path / "no-such-dir" / "cp.json"))
+    assert result.exit_code == 2 and "no directory" in result.output
