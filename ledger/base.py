@@ -26,7 +26,7 @@ from ledger.errors import (
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.settings import Settings, StoreLocation, turn_off_jit
-from ledger.text import blank, trimmed
+from ledger.text import blank, control_character, trimmed
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
 
@@ -291,7 +291,12 @@ def check_program(code: str) -> str:
 def check_text(name: str, value: str | None) -> str:
     if value is None or blank(value):
         raise InvalidField(f"{name} must not be empty", name)
-    return trimmed(value)
+    text = trimmed(value)
+    bad = control_character(text)
+    if bad is not None:
+        raise InvalidField(f"{name} must be one line without control characters (it holds "
+                           f"U+{ord(bad):04X})", name)
+    return text
 
 
 def open_unit(unit: Any, field: str) -> None:

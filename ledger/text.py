@@ -29,3 +29,10 @@ def trimmed(value: str) -> str:
 def blank(value: str | None) -> bool:
     """Whether the text shows nothing at all (None, empty, spaces, zero-width characters)."""
     return value is None or not trimmed(value)
+
+
+def control_character(value: str) -> str | None:
+    """The first control character (a line break, a tab, a NUL…) in the text, if any: a name,
+    a title or a label is one line, and a line break in it forges lines in every listing that
+    prints one record per line."""
+    return next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)

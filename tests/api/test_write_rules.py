@@ -283,3 +283,13 @@ def test_a_volunteer_of_a_closed_unit_serves_again_only_once_transferred(
         "volunteer_id": person, "activity_id": activity, "source_record_id": "home-b",
         "started_at": "2017-06-29T09:00:00+08:00", "ended_at": "2017-06-29T10:00:00+08:00"}]})
     assert early.json()["results"][0]["status"] == "accepted"
+
+
+def test_a_name_or_a_token_label_is_one_line(district: District) -> None:
+    """A line break in a label forged a second line in `vledger tokens list`."""
+    unit = district.post("/v1/units", {"name": "列东\n街道", "kind": "subdistrict"})
+    assert unit.status_code == 422 and unit.json()["errors"][0]["field"] == "name"
+    token = district.post("/v1/tokens", {"role": "auditor",
+                                         "label": "evil\nfake-id\tadmin\t\tx\tlive"})
+    assert token.status_code == 422, token.text
+    assert token.json()["errors"][0]["field"] == "label"
