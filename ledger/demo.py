@@ -92,10 +92,16 @@ def generate_district(ledger: Ledger, volunteers: int, sessions: int, seed: int,
 def _generate(ledger: Ledger, volunteers: int, sessions: int, seed: int,
               progress: Progress | None) -> DemoSummary:
     if ledger._get(VolunteerNumbers, VolunteerNumbers.ID) is not None:
-        raise DemoNeedsEmptyLedger("the demo fills an empty ledger; this one has volunteers")
+        raise DemoNeedsEmptyLedger(
+            "the demo fills an empty ledger; this one has volunteers (an interrupted demo "
+            "leaves some: for a fresh one, point VLEDGER_DATABASE_URL at a new file or schema, "
+            "or delete this demo store)")
     if ledger.recorder.select_notifications(1, 1, topics=[event_topic(Unit, "Registered")]):
         # e.g. an earlier demo stopped after its units: running again would add them twice.
-        raise DemoNeedsEmptyLedger("the demo fills an empty ledger; this one has units")
+        raise DemoNeedsEmptyLedger(
+            "the demo fills an empty ledger; this one has units (an interrupted demo leaves "
+            "some: for a fresh one, point VLEDGER_DATABASE_URL at a new file or schema, or "
+            "delete this demo store)")
     if volunteers < 1 or sessions < 0:
         raise InvalidField("the demo needs at least one volunteer and no negative number of "
                            "sessions", "volunteers" if volunteers < 1 else "sessions")
