@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from ledger import Ledger
+from ledger import Ledger, Settings
+from ledger.errors import Conflict
 from ledger.pgrecorder import PIPELINE_BYTES, LedgerPostgresRecorder
+from tests.factories import ADMIN, make_unit, make_volunteer, together
 
 SCENARIO = """
 import os, sys, threading, time, uuid
@@ -61,3 +65,42 @@ def test_an_insert_completes_after_another_writer_releases_the_table(
                           capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["inserted", str(count)]
+
+
+@pytest.mark.stores("postgres")
+def test_writes_that_lose_a_race_take_no_position(ledger: Ledger, settings: Settings) -> None:
+    """Racing writers of one volunteer: the losers insert nothing and try again, so positions
+    stay contiguous (the library's INSERT took a position per event before the primary key
+    refused it, and positions skipped numbers wherever writers raced)."""
+    units = [make_unit(ledger) for _ in range(3)]
+    volunteer = make_volunteer(ledger, units[0])
+    ledgers = [Ledger(settings) for _ in range(4)]
+    try:
+        results = together(16, lambda i: ledgers[i % 4].transfer_volunteer(
+            ADMIN, volunteer, units[1 + i % 2], date(2017, 2, 1) + timedelta(days=i)))
+    finally:
+        for other in ledgers:
+            other.close()
+    won = [r for r in results if not isinstance(r, Exception)]
+    assert won, results
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, Exception)), results
+    with ledger.recorder.datastore.transaction(commit=False) as cur:  # type: ignore[attr-defined]
+        cur.execute(f'SELECT notification_id FROM "{settings.store().schema}".'
+                    f'"{ledger.recorder.events_table_name}" ORDER BY 1')  # type: ignore[attr-defined]
+        positions = [row["notification_id"] for row in cur.fetchall()]
+    assert positions == list(range(1, len(positions) + 1))
+
+
+@pytest.mark.stores("postgres")
+def test_a_write_that_finds_its_version_taken_inserts_none_of_its_events(
+        ledger: Ledger) -> None:
+    recorder = ledger.recorder
+    first = StoredEvent(originator_id="agg-1", originator_version=1, topic="t:T", state=b"{}")
+    recorder.insert_events([first])
+    head = ledger.head()
+    fresh = StoredEvent(originator_id="agg-2", originator_version=1, topic="t:T", state=b"{}")
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([fresh, first])  # agg-2 is new, agg-1 v1 is taken
+    assert recorder.select_events("agg-2") == []
+    recorder.insert_events([fresh])
+    assert ledger.head() == head + 1  # the failed write took no position
