@@ -282,8 +282,8 @@ class Auditor:
                 if last is not None and last[0] is not None and position < int(last[0]):
                     raise InvalidField(
                         f"no event holds position {position}: positions increase but may skip "
-                        "numbers (on PostgreSQL a write that lost a race used one); the feed "
-                        "(/v1/events) lists the positions that hold events", "position")
+                        "numbers (on PostgreSQL, a write that failed after taking one); the "
+                        "feed (/v1/events) lists the positions that hold events", "position")
                 raise InvalidField(f"position {position} is beyond the log, which holds "
                                    f"{log_size(cur)} events", "position")
             index = int(row[0])

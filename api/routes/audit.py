@@ -52,8 +52,8 @@ def events(actor: AuditReader, services: ServicesDep,
     """The ledger's events after a position, in order, for downstream systems.
 
     Positions increase in commit order, so a reader that asks again with `after` set to the
-    last position it saw misses nothing; they are not contiguous (on PostgreSQL a write that
-    lost a race to another used a number), so a jump is not a lost event. `next_after` is
+    last position it saw misses nothing. They may skip a number (on PostgreSQL, rarely: a
+    write that failed inside the database after it took one), so a jump is not a lost event. `next_after` is
     the `after` of the next page while pages are full, and null on the last one."""
     page = event_feed(services.ledger.recorder, after, limit,
                       unmasked=actor.role in (Role.admin, Role.auditor))
