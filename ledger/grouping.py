@@ -41,9 +41,13 @@ class GroupCommit(Generic[K, I, O]):
     """Runs `batch(key, items) -> outcomes` for concurrent `submit(key, item)` calls."""
 
     def __init__(self, batch: Callable[[K, Sequence[I]], Sequence[O]],
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH,
+                 alone_after: Callable[[Exception], bool] = lambda error: True) -> None:
         self._batch = batch
         self._max = max_batch
+        # Whether a batch that failed with this error is run again item by item: not when
+        # the store itself failed (every item would fail again, one wait after another).
+        self._alone_after = alone_after
         self._lock = threading.Lock()
         self._waiting: list[_Slot[K, I, O]] = []
         self._leading = False
@@ -83,8 +87,9 @@ class GroupCommit(Generic[K, I, O]):
                 for slot, outcome in zip(slots, outcomes, strict=True):
                     slot.outcome = outcome
             except Exception as error:
-                if len(slots) == 1:
-                    slots[0].error = error
+                if len(slots) == 1 or not self._alone_after(error):
+                    for slot in slots:
+                        slot.error = error
                     continue
                 # Nothing of the batch was stored. Whatever failed it (one caller's item the
                 # batch could not answer for, or the store), each caller is answered as if it

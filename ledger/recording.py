@@ -12,7 +12,7 @@ from ledger.aggregate import event_topic
 from ledger.base import LedgerBase, Written
 from ledger.calendar import now, service_date, whole_minutes
 from ledger.catalogue import Role
-from ledger.errors import DuplicateRecordConflict, InvalidField, LedgerError
+from ledger.errors import DuplicateRecordConflict, InvalidField, LedgerError, StoreBusy
 from ledger.grouping import GroupCommit
 from ledger.provenance import Origin
 from ledger.sessions import (
@@ -183,6 +183,19 @@ class _Batch:
         return RecordOutcome(index, "accepted", session_id, minutes)
 
 
+def _not_the_store(error: Exception) -> bool:
+    """Whether a failed group of writes may be the fault of one of its items: not when the
+    store did not answer or was busy (each item alone would wait and fail again)."""
+    import sqlite3
+
+    import psycopg
+    from eventsourcing.persistence import InterfaceError, OperationalError
+
+    return not isinstance(error, (OperationalError, InterfaceError, StoreBusy, TimeoutError,
+                                  psycopg.OperationalError, psycopg.InterfaceError,
+                                  sqlite3.OperationalError))
+
+
 class RecordingUseCases(LedgerBase):
     """Recording, correcting and voiding service sessions."""
 
@@ -191,7 +204,7 @@ class RecordingUseCases(LedgerBase):
         # Concurrent single-session writes (the API's POST /v1/service-sessions) share a
         # transaction per caller identity: see ledger/grouping.py.
         self._sessions_together: GroupCommit[Origin, SessionRecord, tuple[RecordOutcome, int]]
-        self._sessions_together = GroupCommit(self._record_grouped)
+        self._sessions_together = GroupCommit(self._record_grouped, alone_after=_not_the_store)
 
     def _record_grouped(self, origin: Origin,
                         records: Sequence[SessionRecord]) -> list[tuple[RecordOutcome, int]]:

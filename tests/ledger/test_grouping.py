@@ -92,6 +92,24 @@ def test_an_item_that_fails_its_batch_fails_its_own_caller_only() -> None:
     assert any(len(b) > 1 and 13 in b for b in batches)  # it did share a batch, which failed
 
 
+def test_a_batch_the_store_failed_is_not_run_again_item_by_item() -> None:
+    """When the store itself failed, every item alone would fail again, each after its own
+    wait: the callers share the error at once."""
+    calls: list[list[int]] = []
+
+    def record(key: str, items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        time.sleep(0.02)
+        raise TimeoutError("no connection to the store")
+
+    group: GroupCommit[str, int, int] = GroupCommit(
+        record, alone_after=lambda error: not isinstance(error, TimeoutError))
+    results = together(12, lambda i: group.submit("k", i))
+
+    assert all(isinstance(r, TimeoutError) for r in results)
+    assert sum(len(c) for c in calls) == 12  # each item was tried once, in whatever batch
+
+
 def test_a_batch_never_exceeds_its_limit() -> None:
     sizes: list[int] = []
 
