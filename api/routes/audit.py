@@ -53,8 +53,9 @@ def events(actor: AuditReader, services: ServicesDep,
 
     Positions increase in commit order, so a reader that asks again with `after` set to the
     last position it saw misses nothing. They may skip a number (on PostgreSQL, rarely: a
-    write that failed inside the database after it took one), so a jump is not a lost event. `next_after` is
-    the `after` of the next page while pages are full, and null on the last one."""
+    write that failed inside the database after it took one), so a jump is not a lost event.
+    `next_after` is the `after` of the next page while pages are full, and null on the last
+    one."""
     page = event_feed(services.ledger.recorder, after, limit,
                       unmasked=actor.role in (Role.admin, Role.auditor))
     next_after = page[-1]["position"] if len(page) == limit else None
