@@ -33,7 +33,11 @@ from ledger.turns import WriteTurns
 T = TypeVar("T")
 A = TypeVar("A", bound=LedgerAggregate)
 
-MAX_ATTEMPTS = 8
+# A write that lost a race tries again, after a random pause that doubles with each loss (up
+# to the cap): without it, twenty writers of one volunteer at once retried in lockstep and a
+# third to a half of them ran out of attempts (409) on PostgreSQL with two API workers.
+MAX_ATTEMPTS = 16
+RETRY_PAUSE_SECONDS = 0.002
 RETRY_PAUSE_CAP_SECONDS = 0.1
 SQLITE_POOL_SIZE = 40
 
@@ -200,7 +204,7 @@ class LedgerBase(Application[str]):
         return self._loader.positions(ids, topic)
 
     def _retrying(self, attempt: Callable[[], T], attempts: int = MAX_ATTEMPTS,
-                  pause: float = 0.0,
+                  pause: float = RETRY_PAUSE_SECONDS,
                   refused: str = "another change to the same records won; please try again",
                   ) -> T:
         """Run a read-check-write attempt again when another writer won the race, up to
