@@ -215,15 +215,20 @@ RecorderWriter = Annotated[Actor, needs(Role.recorder)]
 
 
 async def read_your_writes(
+    request: Request,
     services: ServicesDep,
     min_position: Annotated[int | None, Query(
         ge=0, le=2**53,
         description="Wait (about 2 s at most) until the views have read this position.",
     )] = None,
 ) -> None:
-    """Wait for the views to reach the caller's last write, or answer 503 with Retry-After."""
+    """Wait for the views to reach the caller's last write, or answer 503 with Retry-After.
+
+    FastAPI solves a route's own `dependencies` before its parameters' guard, so the caller is
+    admitted first here: an unknown token is a 401, not an answer about the ledger's head."""
     if min_position is None or min_position == 0:
         return
+    await admit(request)
     await run_in_threadpool(_wait_for_position, services, min_position)
 
 

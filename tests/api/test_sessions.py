@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.api.conftest import District
 
 
@@ -157,3 +159,14 @@ def test_a_stored_position_the_views_have_not_reached_waits_then_is_a_503(
         services.models.wait_for = original
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert f"have not reached position {position}" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("token", [None, "vl_not-a-token-we-issued"], ids=["none", "unknown"])
+def test_min_position_is_looked_at_only_once_the_caller_is_let_in(
+        district: District, token: str | None) -> None:
+    """A refused caller learns nothing of the ledger (its last position) from min_position."""
+    for path in (f"/v1/volunteers/{district.volunteer}/hours",
+                 f"/v1/volunteers/{district.volunteer}/history"):
+        response = district.get(path, token=token, min_position=10**9)
+        assert response.status_code == 401, response.text
+        assert "last event" not in response.text
