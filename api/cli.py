@@ -172,6 +172,7 @@ def tokens_revoke(
     reason: Annotated[str, typer.Option(help="Why it is revoked.")] = "revoked by the office",
 ) -> None:
     """Revoke a token: it is refused (401) from then on."""
+    require_store()  # a token of a store that does not exist: nothing to revoke, nothing made
     ledger = _ledger()
     try:
         ledger.revoke_token(CLI, token_id, reason)

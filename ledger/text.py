@@ -32,7 +32,8 @@ def blank(value: str | None) -> bool:
 
 
 def control_character(value: str) -> str | None:
-    """The first control character (a line break, a tab, a NUL…) in the text, if any: a name,
+    """The first control character (a line break, a tab, a NUL…) or line or paragraph
+    separator (U+2028, U+2029) in the text, if any: a name,
     a title or a label is one line, and a line break in it forges lines in every listing that
     prints one record per line."""
-    return next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)
+    return next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)

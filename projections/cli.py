@@ -46,7 +46,8 @@ def require_store() -> None:
 @contextmanager
 def opened(page_size: int | None = None, reading: bool = False) -> Iterator[ReadModels]:
     """The ledger named by VLEDGER_DATABASE_URL and its views; closed afterwards. `reading`:
-    a command that only reads, refused (exit 3) on a store that does not exist."""
+    a command that works on an existing ledger (reads it, or rebuilds its views), refused
+    (exit 3) on a store that does not exist rather than creating it."""
     if reading:
         require_store()
     ledger = Ledger(Settings())
@@ -65,7 +66,7 @@ def run(interval: float = typer.Option(0.5, min=0.01, help="Seconds between poll
         page_size: PageSize = None) -> None:
     """Follow the ledger and keep every view up to date until Ctrl-C."""
     stop = threading.Event()
-    with opened(page_size) as models:
+    with opened(page_size) as models:  # a worker may start before the API creates the store
         err.print(f"following {models.ledger.settings.store().describe()} (Ctrl-C to stop)")
         try:
             models.runner.follow(stop, interval)
@@ -79,7 +80,7 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by de
             page_size: PageSize = None) -> None:
     """Drop views (all, or NAME: hours, credits, awards, history, audit) and refill them from
     position 0; a rebuilt audit log is checked against the last published checkpoint."""
-    with opened(page_size) as models:
+    with opened(page_size, reading=True) as models:
         names = [p.name for p in models.runner.projections]
         if name is not None and name not in names:
             err.print(f"no view named {name!r}; views: {', '.join(names)}")
@@ -141,8 +142,9 @@ def check(page_size: PageSize = None) -> None:
         models.catch_up()
         differences = reconcile(models.store, models.ledger.recorder, all_projections)
         report(differences, [p.name for p in models.runner.projections])
-    if differences:
-        raise typer.Exit(1)
+        if differences:
+            raise typer.Exit(1)
+        _check_published(models)  # the events themselves still extend what was published
 
 
 def report(differences: Sequence[Difference], names: Sequence[str]) -> None:

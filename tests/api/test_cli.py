@@ -174,7 +174,8 @@ def test_a_setting_that_cannot_be_used_is_one_line_and_exit_2(
 
 
 @pytest.mark.parametrize("command", [["info"], ["verify"], ["projections", "status"],
-                                     ["projections", "check"], ["tokens", "list"]])
+                                     ["projections", "check"], ["projections", "rebuild"],
+                                     ["tokens", "list"], ["tokens", "revoke", "token-x"]])
 def test_a_command_that_only_reads_refuses_a_store_that_is_not_there(
         tmp_path: Path, command: list[str]) -> None:
     """A mistyped path is not reported as a healthy, empty ledger, nor created."""

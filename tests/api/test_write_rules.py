@@ -287,8 +287,9 @@ def test_a_volunteer_of_a_closed_unit_serves_again_only_once_transferred(
 
 def test_a_name_or_a_token_label_is_one_line(district: District) -> None:
     """A line break in a label forged a second line in `vledger tokens list`."""
-    unit = district.post("/v1/units", {"name": "列东\n街道", "kind": "subdistrict"})
-    assert unit.status_code == 422 and unit.json()["errors"][0]["field"] == "name"
+    for name in ("列东\n街道", "列东\u2028街道", "列东\u2029街道"):
+        unit = district.post("/v1/units", {"name": name, "kind": "subdistrict"})
+        assert unit.status_code == 422 and unit.json()["errors"][0]["field"] == "name", name
     token = district.post("/v1/tokens", {"role": "auditor",
                                          "label": "evil\nfake-id\tadmin\t\tx\tlive"})
     assert token.status_code == 422, token.text

@@ -190,3 +190,30 @@ def test_a_checkpoint_that_cannot_be_saved_is_exit_2_before_the_work(
         views: Runner, tmp_path: Path) -> None:
     result = verify("--save", str(tmp_path / "no-such-dir" / "cp.json"))
     assert result.exit_code == 2 and "no directory" in result.output
+
+
+def test_a_state_turned_into_text_by_a_hand_edit_is_a_mismatch_not_a_crash(
+        views: Runner, ledger: Ledger) -> None:
+    """`UPDATE … SET state = replace(state, …)` in SQLite's shell stores TEXT, not a BLOB."""
+    if views.store.postgres:
+        changed = "UPDATE {table} SET state = convert_to(replace(convert_from(state, 'UTF8'), " \
+                  "'\"', '\"'), 'UTF8') || 'x'::bytea WHERE {id} = ?"
+    else:
+        changed = "UPDATE {table} SET state = CAST(state AS TEXT) || 'x' WHERE {id} = ?"
+    tamper_with_events(views.store, ledger, changed, (5,))
+    result = verify()
+    assert result.exit_code == 1, result.output
+    assert "MISMATCH" in result.output and "position 5" in result.output
+
+
+def test_check_fails_on_events_that_no_longer_extend_the_published_checkpoint(
+        views: Runner, ledger: Ledger, tmp_path: Path) -> None:
+    """The views agree with a rebuild from changed events; the published checkpoint does not."""
+    from projections.cli import app as projections_app
+
+    Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem")).checkpoint()
+    tamper_with_events(views.store, ledger, "DELETE FROM {table} WHERE {id} = ?", (5,))
+    views.rebuild()
+    result = CliRunner().invoke(projections_app, ["check"])
+    assert result.exit_code == 1, result.output
+    assert "does not extend the published checkpoint" in result.output
