@@ -41,7 +41,7 @@ from projections.merkle import (
     verify_inclusion,
 )
 from projections.signing import SigningKey, checkpoint_message, verify_checkpoint
-from projections.store import ViewCursor, ViewStore
+from projections.store import ViewCursor, ViewStore, table_names
 
 __all__ = [
     "AuditLog", "Auditor", "SigningKey", "event_leaf_hash", "leaf_bytes", "recompute_root",
@@ -202,13 +202,16 @@ class Auditor:
 
     def published(self) -> dict[str, Any] | None:
         """The last checkpoint this store published, if any."""
-        rows = self.store.query("SELECT tree_size, root_hash, signed_at, signature, key_id "
-                                "FROM audit_published")
-        if not rows:
-            return None
-        size, root, signed_at, signature, key_id = rows[0]
-        return {"tree_size": int(size), "root_hash": str(root), "signed_at": str(signed_at),
-                "signature": str(signature), "key_id": str(key_id)}
+        return _read_published(self.store)
+
+    @staticmethod
+    def last_published(store: ViewStore) -> dict[str, Any] | None:
+        """The last checkpoint a store published, if any, read before any key is loaded (and
+        before an Auditor has created the table)."""
+        with store.reading() as cur:
+            if "audit_published" not in table_names(cur):
+                return None
+        return _read_published(store)
 
     def check_published(self, size: int | None = None) -> dict[str, Any] | None:
         """Refuse (AuditLogAltered) a tree of `size` leaves (the current one by default) that
@@ -304,3 +307,13 @@ class Auditor:
                 raise InvalidField(f"first ({first}) must not exceed second ({second})", "first")
             proof = _planned(cur, lambda node: consistency_proof(node, first, second))
         return {"first": first, "second": second, "hashes": [h.hex() for h in proof]}
+
+
+def _read_published(store: ViewStore) -> dict[str, Any] | None:
+    rows = store.query("SELECT tree_size, root_hash, signed_at, signature, key_id "
+                       "FROM audit_published")
+    if not rows:
+        return None
+    size, root, signed_at, signature, key_id = rows[0]
+    return {"tree_size": int(size), "root_hash": str(root), "signed_at": str(signed_at),
+            "signature": str(signature), "key_id": str(key_id)}

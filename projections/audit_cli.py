@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ledger import Ledger, Settings
 from projections.audit import Auditor
-from projections.signing import SigningKey
+from projections.signing import SigningKey, key_path
 from projections.store import ViewStore
 from projections.verification import Report, verify_log
 
@@ -127,6 +127,15 @@ def verify(
     try:
         if not _audit_tables_exist(store):
             err.print("[red]the audit log has not been built: run the projections first[/red]")
+            raise typer.Exit(2)
+        path = key_path(settings.store())
+        published = Auditor.last_published(store)
+        if published is not None and not path.is_file():
+            # The store's checkpoints were signed with a key that is not here (another
+            # working directory, or VLEDGER_SIGNING_KEY_FILE unset): no new key is made.
+            err.print(f"[red]no signing key at {path}; this store's checkpoints are signed "
+                      f"with key {published['key_id']}: set VLEDGER_SIGNING_KEY_FILE to that "
+                      "key's file[/red]")
             raise typer.Exit(2)
         key = SigningKey.for_store(settings.store())
         pem = published_pem or key.public_key_pem()

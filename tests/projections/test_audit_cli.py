@@ -217,3 +217,15 @@ def test_check_fails_on_events_that_no_longer_extend_the_published_checkpoint(
     result = CliRunner().invoke(projections_app, ["check"])
     assert result.exit_code == 1, result.output
     assert "does not extend the published checkpoint" in result.output
+
+
+def test_verify_without_the_store_s_key_makes_no_new_one(
+        views: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from another working directory (or with VLEDGER_SIGNING_KEY_FILE unset), verify
+    found no key and made a new one beside it; it now says which key the store needs."""
+    Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem")).checkpoint()
+    elsewhere = tmp_path / "elsewhere" / "signing-key.pem"
+    monkeypatch.setenv("VLEDGER_SIGNING_KEY_FILE", str(elsewhere))
+    result = verify()
+    assert result.exit_code == 2, result.output
+    assert "set VLEDGER_SIGNING_KEY_FILE" in result.output and not elsewhere.exists()
