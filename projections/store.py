@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 import sqlite3
 import threading
 import zlib
@@ -37,6 +38,22 @@ ASYNC_READ_CONNECTIONS = 4
 # and the follower's listening connection (`vledger serve` warns when workers times this may
 # not fit the server's max_connections).
 PROCESS_CONNECTIONS = LEDGER_CONNECTIONS[1] + VIEW_CONNECTIONS + ASYNC_READ_CONNECTIONS + 1
+
+
+def _check_dropped(conn: Any) -> None:
+    """Raise if the server dropped a pooled connection. It writes to an idle connection only
+    to end it (a restart, pg_terminate_backend: an error message, then the end of the
+    stream), so one poll of the socket tells, and only then is a statement sent: the pool's
+    own check sends one on every checkout, a round trip that doubled a one-row query's time."""
+    from psycopg_pool import ConnectionPool
+
+    if not hasattr(select, "poll"):
+        ConnectionPool.check_connection(conn)
+        return
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
+        ConnectionPool.check_connection(conn)
 
 
 def _pg_type(column: Sequence[Any]) -> str:
@@ -155,12 +172,12 @@ class ViewStore:
         if self.postgres:
             from psycopg_pool import ConnectionPool
 
-            # Each connection is checked (an empty statement) as it leaves the pool: after the
-            # server restarts, every pooled connection is dead, and each would otherwise fail
-            # one transaction of the runner or one request (500) before the pool dropped it.
+            # Each connection is checked as it leaves the pool: after the server restarts,
+            # every pooled connection is dead, and each would otherwise fail one transaction
+            # of the runner or one request (500) before the pool dropped it.
             self._pool = ConnectionPool(conninfo="", kwargs=self._connect_kwargs(),
                                         min_size=1, max_size=VIEW_CONNECTIONS, open=True,
-                                        check=ConnectionPool.check_connection)
+                                        check=_check_dropped)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         location = self.location
