@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-from eventsourcing.persistence import (
-    ConnectionUnavailableError,
-    DataError,
-    InterfaceError,
-    OperationalError,
-)
+from eventsourcing.persistence import ConnectionUnavailableError, DataError
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -20,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import admit, authenticate
 from api.limits import MAX_BODY_BYTES, BodyTooLarge
+from ledger.base import STORE_UNAVAILABLE
 from ledger.errors import (
     AuditLogAltered,
     Conflict,
@@ -269,6 +264,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error_or_unauthorized)
     app.add_exception_handler(DataError, _store_refused)
     app.add_exception_handler(ConnectionUnavailableError, _store_busy)
-    for unavailable in (OperationalError, InterfaceError, psycopg.OperationalError,
-                        psycopg.InterfaceError):
+    for unavailable in STORE_UNAVAILABLE:
         app.add_exception_handler(unavailable, _store_unavailable)

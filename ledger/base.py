@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import psycopg
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import event
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
 from ledger.aggregate import LedgerAggregate
 from ledger.catalogue import PROGRAMS
@@ -26,7 +27,7 @@ from ledger.errors import (
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.settings import Settings, StoreLocation, turn_off_jit
-from ledger.text import blank, control_character, trimmed
+from ledger.text import blank, check_one_line, trimmed
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
 
@@ -40,6 +41,10 @@ MAX_ATTEMPTS = 16
 RETRY_PAUSE_SECONDS = 0.002
 RETRY_PAUSE_CAP_SECONDS = 0.1
 SQLITE_POOL_SIZE = 40
+# What the store raises when it does not answer (down, restarted, a dropped connection): not
+# the request's fault (the API answers 503; a group of writes is not tried item by item).
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 @dataclass(frozen=True)
@@ -295,12 +300,7 @@ def check_program(code: str) -> str:
 def check_text(name: str, value: str | None) -> str:
     if value is None or blank(value):
         raise InvalidField(f"{name} must not be empty", name)
-    text = trimmed(value)
-    bad = control_character(text)
-    if bad is not None:
-        raise InvalidField(f"{name} must be one line without control characters (it holds "
-                           f"U+{ord(bad):04X})", name)
-    return text
+    return check_one_line(name, trimmed(value))
 
 
 def open_unit(unit: Any, field: str) -> None:

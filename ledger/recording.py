@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -9,7 +10,7 @@ from datetime import datetime
 from ledger.access import require_role, require_unit
 from ledger.activities import Activity
 from ledger.aggregate import event_topic
-from ledger.base import LedgerBase, Written
+from ledger.base import STORE_UNAVAILABLE, LedgerBase, Written
 from ledger.calendar import now, service_date, whole_minutes
 from ledger.catalogue import Role
 from ledger.errors import DuplicateRecordConflict, InvalidField, LedgerError, StoreBusy
@@ -186,13 +187,7 @@ class _Batch:
 def _not_the_store(error: Exception) -> bool:
     """Whether a failed group of writes may be the fault of one of its items: not when the
     store did not answer or was busy (each item alone would wait and fail again)."""
-    import sqlite3
-
-    import psycopg
-    from eventsourcing.persistence import InterfaceError, OperationalError
-
-    return not isinstance(error, (OperationalError, InterfaceError, StoreBusy, TimeoutError,
-                                  psycopg.OperationalError, psycopg.InterfaceError,
+    return not isinstance(error, (*STORE_UNAVAILABLE, StoreBusy, TimeoutError,
                                   sqlite3.OperationalError))
 
 
