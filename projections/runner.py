@@ -52,6 +52,14 @@ def _lowest(positions: dict[str, int]) -> int:
     return min(positions.values()) if positions else 0
 
 
+def _settle(cur: ViewCursor, projections: Sequence[Projection]) -> None:
+    """Settle the views that defer work while filled from empty (their optional `settle`)."""
+    for projection in projections:
+        settle = getattr(projection, "settle", None)
+        if settle is not None:
+            settle(cur)
+
+
 class Projection(Protocol):
     """A read model: its tables, how to fold a page of events into them, how to drop them."""
 
@@ -167,10 +175,7 @@ class Runner:
             # settled here, or its reads would wait for the next event.
             head = self.head()
             positions = self._ours(cur.execute(POSITIONS_SQL).fetchall())
-            for projection in self.projections:
-                settle = getattr(projection, "settle", None)
-                if settle is not None and positions.get(projection.name, 0) >= head:
-                    settle(cur)
+            _settle(cur, [p for p in self.projections if positions.get(p.name, 0) >= head])
 
     def head(self) -> int:
         return int(self.recorder.max_notification_id() or 0)
@@ -290,10 +295,7 @@ class Runner:
                 if finished:
                     # A view filling from empty settles in the catch-up's last transaction,
                     # also when it found nothing more to read (a rebuild of an empty ledger).
-                    for projection in self.projections:
-                        settle = getattr(projection, "settle", None)
-                        if settle is not None:
-                            settle(cur)
+                    _settle(cur, self.projections)
                     break
             return reached, finished
 
