@@ -25,7 +25,7 @@ from ledger.base import LedgerBase, Written, check_text, open_unit
 from ledger.catalogue import PROGRAMS, AwardKind, Role
 from ledger.errors import InvalidField, UnknownReference
 from ledger.provenance import Actor, Origin
-from ledger.text import control_character
+from ledger.text import check_one_line
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
 
@@ -149,8 +149,7 @@ class CommendationUseCases(LedgerBase):
             allowed = ", ".join(r.value for r in Role)
             raise InvalidField(f"role must be one of: {allowed}", "role") from None
         check_token_grant(the_role, unit_id)
-        if label and control_character(label) is not None:
-            raise InvalidField("label must be one line without control characters", "label")
+        check_one_line("label", label)
         if unit_id:
             open_unit(self._refer(Unit, unit_id, "unit_id", "unit"), "unit_id")
         token = new_token()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from ledger.errors import InvalidField
+
 _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
@@ -31,9 +33,13 @@ def blank(value: str | None) -> bool:
     return value is None or not trimmed(value)
 
 
-def control_character(value: str) -> str | None:
-    """The first control character (a line break, a tab, a NUL…) or line or paragraph
-    separator (U+2028, U+2029) in the text, if any: a name,
-    a title or a label is one line, and a line break in it forges lines in every listing that
-    prints one record per line."""
-    return next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
+def check_one_line(name: str, value: str) -> str:
+    """The text, refused (InvalidField naming `name`) if it holds a control character (a line
+    break, a tab, a NUL…) or a line or paragraph separator (U+2028, U+2029): a name, a title
+    or a label is one line, and a line break in it forges lines in every listing that prints
+    one record per line."""
+    bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        raise InvalidField(f"{name} must be one line without control characters (it holds "
+                           f"U+{ord(bad):04X})", name)
+    return value
