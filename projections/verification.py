@@ -94,10 +94,11 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     report = Report(leaves=auditor.size())
     size = report.leaves
     old_size = int(against["tree_size"]) if against is not None else None
-    frontier, old_root = Frontier(), EMPTY_ROOT if old_size == 0 else None
     published = auditor.published()
     published_size = int(published["tree_size"]) if published is not None else None
-    published_root = EMPTY_ROOT if published_size == 0 else None
+    # The roots of the earlier trees to compare (a saved and a published checkpoint's).
+    frontier, roots = Frontier(), {0: EMPTY_ROOT}
+    wanted = {old_size, published_size}
     leaves, nodes = _Tally(), _Tally()
     after = 0
     while True:
@@ -118,10 +119,8 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
             for level, index, value in frontier.append(h):
                 if level >= STORED_LEVEL:  # smaller blocks are not stored, only their leaves
                     made.setdefault(level, {})[index] = value
-            if frontier.size == old_size:
-                old_root = frontier.root()
-            if frontier.size == published_size:
-                published_root = frontier.root()
+            if frontier.size in wanted:
+                roots[frontier.size] = frontier.root()
         kept = _stored_nodes(auditor.store, made)
         for level, hashes in made.items():
             for index, value in hashes.items():
@@ -135,7 +134,9 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     root = frontier.root()
     report.add("root", auditor.root(size) == root,
                f"tree of {size}: recomputed root {root.hex()[:16]}…")
+    old_root = roots.get(old_size) if old_size is not None else None
     if published is not None:  # what this store published last, recomputed from the events
+        published_root = roots.get(int(published["tree_size"]))
         same = published_root is not None and published_root.hex() == published["root_hash"]
         report.add("published checkpoint",
                    same and verify_checkpoint(public_key_pem, published),
