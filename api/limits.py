@@ -12,8 +12,6 @@ sends the head of the answer without its body.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -31,7 +29,6 @@ class RequestLimits:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.max_body = MAX_BODY_BYTES
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,40 +37,26 @@ class RequestLimits:
         if scope["method"] == "HEAD":
             scope = {**scope, "method": "GET"}
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body:
-            await self._too_large(scope, send)
+        if declared is not None and declared > MAX_BODY_BYTES:
+            from api.errors import too_large
+
+            await too_large()(scope, receive, send)
             return
         if scope["method"] in ("GET", "DELETE", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         received = 0
-        started = False
 
         async def counted() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > MAX_BODY_BYTES:
                     raise BodyTooLarge
             return message
 
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except BodyTooLarge:
-            if started:
-                raise
-            await self._too_large(scope, send)
-
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        from api.errors import too_large
-
-        await too_large()(scope, _no_body, send)
+        await self.app(scope, counted, send)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -84,7 +67,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-async def _no_body() -> Any:
-    return {"type": "http.request", "body": b"", "more_body": False}

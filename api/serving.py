@@ -89,6 +89,11 @@ class OneSegmentProtocol(HttpToolsProtocol):
         super().on_response_complete()
 
 
+def _family(host: str | None) -> socket.AddressFamily:
+    """IPv6 for an address with colons, else IPv4."""
+    return socket.AF_INET6 if host and ":" in host else socket.AF_INET
+
+
 class TcpConfig(uvicorn.Config):
     """uvicorn's settings, with a TCP listening socket that says it is TCP."""
 
@@ -102,8 +107,7 @@ class TcpConfig(uvicorn.Config):
     def reuse_port_socket(self) -> socket.socket:
         """A TCP socket bound to the port with SO_REUSEPORT, not yet listening (the worker that
         serves it listens): each worker gets its own, and the kernel spreads connections."""
-        family = socket.AF_INET6 if self.host and ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock = socket.socket(_family(self.host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((self.host, self.port))
@@ -138,8 +142,7 @@ def ensure_port_free(host: str, port: int) -> None:
     port too: a second server would silently share the first one's connections (half the
     requests answered from another ledger). A plain bind first fails as uvicorn's own does.
     """
-    family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, port))
 
