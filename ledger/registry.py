@@ -102,6 +102,7 @@ class RegistryUseCases(LedgerBase):
     def rename_unit(self, origin: Origin, unit_id: str, name: str) -> Written:
         """Give a unit a new name."""
         require_role(origin.actor)
+        name = check_text("name", name)  # the rules of a name at registration, one line too
         return self._retrying(
             lambda: self._unit_change(unit_id, lambda u: u.rename(name, origin.meta())))
 

@@ -290,6 +290,9 @@ def test_a_name_or_a_token_label_is_one_line(district: District) -> None:
     for name in ("列东\n街道", "列东\u2028街道", "列东\u2029街道"):
         unit = district.post("/v1/units", {"name": name, "kind": "subdistrict"})
         assert unit.status_code == 422 and unit.json()["errors"][0]["field"] == "name", name
+    renamed = district.client.patch(f"/v1/units/{district.unit_a}", json={"name": "列东\n街道"},
+                                    headers=bearer(ADMIN_TOKEN))
+    assert renamed.status_code == 422 and renamed.json()["errors"][0]["field"] == "name"
     token = district.post("/v1/tokens", {"role": "auditor",
                                          "label": "evil\nfake-id\tadmin\t\tx\tlive"})
     assert token.status_code == 422, token.text
