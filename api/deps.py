@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -20,6 +22,8 @@ from projections.models import ReadModels
 
 ADMIN_TOKEN_ACTOR = Actor(id="admin-token", role=Role.admin)
 log = logging.getLogger("vledger.api")
+# How often a reader waiting for views another process keeps asks for their position.
+WATCH_INTERVAL = 0.05
 
 
 class Grants:
@@ -225,29 +229,48 @@ async def read_your_writes(
     """Wait for the views to reach the caller's last write, or answer 503 with Retry-After.
 
     FastAPI solves a route's own `dependencies` before its parameters' guard, so the caller is
-    admitted first here: an unknown token is a 401, not an answer about the ledger's head."""
-    if min_position is None or min_position == 0:
-        return
-    await admit(request)
-    await run_in_threadpool(_wait_for_position, services, min_position)
-
-
-def _wait_for_position(services: Services, position: int) -> None:
-    """Return once the views have read `position`; 503 after a bounded wait.
+    admitted first here: an unknown token is a 401, not an answer about the ledger's head.
 
     A position beyond the ledger's last event is refused at once, as a 422: a write answers
     only once it is stored (and the head counts committed events only), so no write gave it
-    out; waiting would hold a thread, and a client told to retry would retry for ever.
+    out, and a client told to retry would retry for ever. The head and the views' position
+    are read on the event loop (`ViewStore.read`); only a wait that folds events (inline mode)
+    takes a worker thread. Views kept by another process (a `vledger projections run`
+    worker) are watched from the loop, so fifty readers waiting for a lagging worker hold no
+    thread the writes need.
     """
-    head = services.ledger.head()
-    if position > head:
-        raise InvalidField(f"min_position {position} is beyond the ledger's last event "
+    if min_position is None or min_position == 0:
+        return
+    await admit(request)
+    models = services.models
+    head = await models.head_async()
+    if min_position > head:
+        raise InvalidField(f"min_position {min_position} is beyond the ledger's last event "
                            f"({head}); pass the position a write answered", "min_position")
-    if not services.models.wait_for(position, services.settings.read_wait_seconds, True,
-                                    services.settings.inline_projections):
+    if await models.runner.position_async() >= min_position:
+        return  # the common case: no thread, no wait
+    wait = services.settings.read_wait_seconds
+    if services.settings.inline_projections:
+        reached = await run_in_threadpool(models.wait_for, min_position, wait, True, True)
+    else:
+        reached = await _watch(models, min_position, wait)
+    if not reached:
         raise HTTPException(
-            503, f"the views have not reached position {position} yet; retry shortly",
+            503, f"the views have not reached position {min_position} yet; retry shortly",
             headers={"Retry-After": "1"})
+
+
+async def _watch(models: ReadModels, position: int, timeout: float) -> bool:
+    """Whether the stored positions of views another process keeps reach `position` within
+    `timeout` seconds, polled from the event loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await models.runner.position_async() >= position:
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(WATCH_INTERVAL, left))
 
 
 Fresh = Depends(read_your_writes)

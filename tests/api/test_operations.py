@@ -181,6 +181,50 @@ def test_an_api_without_inline_views_leaves_them_to_the_worker_and_waits_for_it(
         assert [i["name"] for i in ranked.json()["items"]] == ["街道"]
 
 
+def test_readers_waiting_for_a_worker_hold_no_thread_a_write_needs(settings: Any) -> None:
+    """Views kept by another process: readers waiting with `min_position` watch the stored
+    position from the event loop. With one worker thread left, a write sent while three
+    readers wait is answered before their waits end (holding a thread each, they would
+    keep it out until the first gave up)."""
+    import threading
+
+    import anyio.to_thread
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.api.conftest import ADMIN_TOKEN, bearer
+
+    configured = settings.model_copy(update={
+        "admin_token": ADMIN_TOKEN, "read_wait_seconds": 2.0, "inline_projections": False})
+    with TestClient(create_app(configured)) as client:
+        def one_thread() -> None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+
+        client.portal.call(one_thread)  # type: ignore[union-attr]
+        written = client.post("/v1/units", json={"name": "街道", "kind": "subdistrict"},
+                              headers=bearer(ADMIN_TOKEN))
+        position = written.json()["position"]
+        ended: dict[str, float] = {}
+
+        def wait(n: int) -> None:
+            answer = client.get("/v1/rankings/units", params={
+                "kind": "subdistrict", "min_position": position})
+            assert answer.status_code == 503, answer.text
+            ended[f"reader {n}"] = time.monotonic()
+
+        readers = [threading.Thread(target=wait, args=(n,)) for n in range(3)]
+        for reader in readers:
+            reader.start()
+        time.sleep(0.3)
+        second = client.post("/v1/units", json={"name": "社区", "kind": "community"},
+                             headers=bearer(ADMIN_TOKEN))
+        wrote = time.monotonic()
+        for reader in readers:
+            reader.join()
+        assert second.status_code == 201, second.text
+        assert len(ended) == 3 and wrote < min(ended.values()), (wrote, ended)
+
+
 def test_views_being_filled_from_empty_answer_503_not_zeros(district: District) -> None:
     """A rebuild (here: its first transaction, committed, then stalled) stages the views'
     rows and groups them at its end: until then every read would count zeros."""
