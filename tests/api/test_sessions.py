@@ -150,13 +150,19 @@ def test_a_stored_position_the_views_have_not_reached_waits_then_is_a_503(
     services = district.client.app.state.services  # type: ignore[attr-defined]
     written = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "r-9")
     position = written.json()["position"]
-    original = services.models.wait_for
-    try:
-        services.models.wait_for = lambda *args, **kwargs: False  # held by another process
+    runner = services.models.runner
+
+    async def behind() -> int:
+        return position - 1
+
+    original = services.models.wait_for, runner.position_async
+    try:  # held by another process: as far as this process can tell, one event behind
+        services.models.wait_for = lambda *args, **kwargs: False
+        runner.position_async = behind
         response = district.get(f"/v1/volunteers/{district.volunteer}/hours",
                                 min_position=position)
     finally:
-        services.models.wait_for = original
+        services.models.wait_for, runner.position_async = original
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert f"have not reached position {position}" in response.json()["detail"]
 
