@@ -256,6 +256,13 @@ def _store_refused(_: Request, exc: Exception) -> JSONResponse:
                    kind="unstorable-value", errors=[{"field": "body", "detail": str(exc)}])
 
 
+def _views_refused(_: Request, exc: Exception) -> JSONResponse:
+    # PostgreSQL refused a value of the request in a read of the views (a NUL character that
+    # api/limits.py did not see, in a header's value or an encoding it does not decode).
+    return problem(422, f"the store cannot compare a value of this request: {exc}",
+                   kind="unstorable-value", errors=[{"field": "request", "detail": str(exc)}])
+
+
 def install(app: FastAPI) -> None:
     """Register the problem+json handlers on an app and document them in its OpenAPI."""
     app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
@@ -263,6 +270,12 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error_or_unauthorized)
     app.add_exception_handler(DataError, _store_refused)
+    try:  # the views' own PostgreSQL statements raise psycopg's errors, not the library's
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    else:
+        app.add_exception_handler(psycopg.DataError, _views_refused)
     app.add_exception_handler(ConnectionUnavailableError, _store_busy)
     for unavailable in STORE_UNAVAILABLE:
         app.add_exception_handler(unavailable, _store_unavailable)

@@ -8,9 +8,15 @@ field by field.
 HEAD: FastAPI routes answer only the methods they declare; load balancers and caches ask HEAD
 of what they could GET. A HEAD request runs as the GET, and uvicorn, which still sees HEAD,
 sends the head of the answer without its body.
+
+NUL: no text the ledger stores holds a NUL character (PostgreSQL's text cannot), so a path
+with one names nothing (404) and a query parameter with one is malformed (422), on both
+stores alike, before a store is asked to compare it (PostgreSQL refuses the statement).
 """
 
 from __future__ import annotations
+
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,6 +42,11 @@ class RequestLimits:
             return
         if scope["method"] == "HEAD":
             scope = {**scope, "method": "GET"}
+        if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
+            refused = _nul_refusal(scope)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
         declared = _content_length(scope)
         if declared is not None and declared > MAX_BODY_BYTES:
             from api.errors import too_large
@@ -66,4 +77,19 @@ def _content_length(scope: Scope) -> int | None:
                 return int(value)
             except ValueError:
                 return None
+    return None
+
+
+def _nul_refusal(scope: Scope) -> ASGIApp | None:
+    """A 404 for a path with a NUL, a 422 naming a query parameter with one; else None."""
+    from api.errors import problem
+
+    if "\x00" in scope["path"]:
+        return problem(404, "nothing is stored under a path with a NUL character (%00)")
+    for name, value in parse_qsl(scope["query_string"].decode("latin-1"),
+                                 keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            field = name.replace("\x00", "")
+            return problem(422, f"query parameter {field!r} holds a NUL character",
+                           errors=[{"field": field, "detail": "must not hold a NUL character"}])
     return None

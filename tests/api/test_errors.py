@@ -44,6 +44,33 @@ def test_an_unknown_id_in_the_path_is_a_404(district: District) -> None:
         "to_unit_id": district.unit_b, "effective_on": "2017-06-01"}).status_code == 404
 
 
+@pytest.mark.parametrize("path", [
+    "/v1/volunteers/%00/hours", "/v1/volunteers/a%00b/hours", "/v1/volunteers/a%00b/history",
+    "/v1/eligibility/most_beautiful_volunteer/2017/%00", "/v1/units/%00"])
+def test_a_nul_in_the_path_names_nothing_on_either_store(district: District, path: str) -> None:
+    """PostgreSQL refuses to compare text holding a NUL; no stored id holds one anyway."""
+    response = district.get(path)
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_nul_in_a_query_parameter_or_a_body_id_is_a_422_naming_it(district: District) -> None:
+    response = district.get("/v1/rankings/units", kind="town", basis="members\x00")
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["basis"]
+    response = district.get("/v1/events", cursor="a\x00b", token=district.auditor)
+    assert response.status_code == 422, response.text
+    for body in ({"to_unit_id": "unit-\x00", "effective_on": "2017-06-01"},):
+        response = district.post(f"/v1/volunteers/{district.volunteer}/transfers", body)
+        assert response.status_code == 422, response.text
+    response = district.post("/v1/service-sessions", {
+        "volunteer_id": "vol-\x00", "activity_id": district.activity,
+        "started_at": "2017-03-05T09:00:00+08:00", "ended_at": "2017-03-05T10:00:00+08:00",
+        "source_record_id": "nul-1"})
+    assert response.status_code == 422, response.text
+    assert district.get(f"/v1/volunteers/{district.volunteer}/hours").status_code == 200
+
+
 def test_a_body_that_is_not_json_is_a_422(district: District) -> None:
     response = district.client.post(
         "/v1/units", content=b"{not json",
