@@ -5,15 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 SENSITIVE = ("phone", "id_number")
+MIN_HIDDEN = 4
 
 
 def mask(value: str | None, keep_start: int, keep_end: int) -> str | None:
-    """Keep the first and last characters of a value and star out the rest."""
+    """Keep at most the first `keep_start` and last `keep_end` characters of a value and star
+    out the rest, hiding always at least four characters and a third of them: a 138****5678
+    mobile number, but an 8-digit landline as ****2345, not 823*2345."""
     if value is None:
         return None
-    if len(value) <= keep_start + keep_end:
-        return "*" * len(value)
-    return value[:keep_start] + "*" * (len(value) - keep_start - keep_end) + value[-keep_end:]
+    hidden = max(MIN_HIDDEN, -(-len(value) // 3))
+    visible = max(0, len(value) - hidden)
+    keep_end = min(keep_end, visible)
+    keep_start = min(keep_start, visible - keep_end)
+    return value[:keep_start] + "*" * (len(value) - keep_start - keep_end) + (
+        value[len(value) - keep_end:])
 
 
 def mask_phone(phone: str | None) -> str | None:

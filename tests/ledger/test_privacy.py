@@ -1,0 +1,34 @@
+"""Masking hides enough of every phone or id number, whatever its length."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.privacy import mask_id_number, mask_phone
+
+
+@pytest.mark.parametrize(("phone", "shown"), [
+    ("13812345678", "138****5678"),   # a mobile number, as Chinese services show it
+    ("82312345", "****2345"),         # a landline: 4 of 8 hidden, not 1
+    ("+8613812345678", "+86*******5678"),
+    ("12345", "****5"),
+    ("1234", "****"),
+    ("", ""),
+    (None, None),
+])
+def test_a_phone_keeps_at_most_its_head_and_tail_and_hides_a_third(
+        phone: str | None, shown: str | None) -> None:
+    assert mask_phone(phone) == shown
+
+
+def test_an_id_number_shows_its_region_and_last_four_only() -> None:
+    assert mask_id_number("110101199003074514") == "1101**********4514"
+    assert mask_id_number("110101900307451") == "1101*******7451"  # the old 15 digits
+
+
+@pytest.mark.parametrize("length", range(0, 30))
+def test_at_least_four_characters_and_a_third_are_always_hidden(length: int) -> None:
+    value = "".join(str(i % 10) for i in range(length))
+    for masked in (mask_phone(value), mask_id_number(value)):
+        assert masked is not None and len(masked) == length
+        assert masked.count("*") >= min(length, max(4, -(-length // 3)))
