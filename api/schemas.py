@@ -196,11 +196,20 @@ def etagged(request: Request, response: Response,
             body: dict[str, Any]) -> Response:
     """The body as JSON, tagged; 304 when the client already holds this representation.
 
-    The body is serialised once, for the tag and the answer alike, so the route's
-    response model documents the shape without being validated again on the way out.
+    The body is serialised once, for the answer and (but for its `position`) for the tag, so
+    the route's response model documents the shape without being validated again on the way
+    out. The tag is weak, and leaves out the `position` the views had read to: an answer that
+    only says the views have read further (a write elsewhere in the ledger) is the same
+    answer, and a client that holds it is answered 304. Its copy's `position` is lower than
+    the current one, which is still true of what it holds.
     """
     content = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    tag = f'W/"{hashlib.sha256(content).hexdigest()[:32]}"'
+    if "position" in body:
+        tagged = orjson.dumps({k: v for k, v in body.items() if k != "position"},
+                              option=orjson.OPT_SORT_KEYS)
+    else:
+        tagged = content
+    tag = f'W/"{hashlib.sha256(tagged).hexdigest()[:32]}"'
     # What a caller may read depends on its token (masking, roles): a shared cache keys on it.
     headers = {"ETag": tag, "Cache-Control": "no-cache", "Vary": "Authorization"}
     # If-None-Match compares weakly (RFC 9110 §13.1.2): W/"x" and "x" are the same tag.

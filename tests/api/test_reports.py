@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.schemas import _Snapshots
-from tests.api.conftest import ADMIN_TOKEN, District
+from tests.api.conftest import ADMIN_TOKEN, District, bearer
 
 
 def _activity(d: District, unit: str, program: str = "B5", day: str = "2017-03-05") -> str:
@@ -74,6 +74,30 @@ def test_a_repeated_read_with_its_etag_is_a_304(district: District) -> None:
     strong = district.client.get("/v1/rankings/units", params={"kind": "subdistrict"},
                                  headers={"If-None-Match": f'"other", {tag[2:]}'})
     assert strong.status_code == 304
+
+
+def test_a_write_elsewhere_keeps_an_answers_etag_and_a_write_that_changes_it_does_not(
+        district: District) -> None:
+    """The tag leaves out how far the views have read: a conditional GET of a volunteer's
+    hours or a ranking stays a 304 while the ledger grows elsewhere."""
+    hours = f"/v1/volunteers/{district.volunteer}/hours"
+    first = district.get(hours)
+    tag, ranked = first.headers["etag"], district.get("/v1/rankings/units", token=None,
+                                                       kind="subdistrict").headers["etag"]
+    elsewhere = district.post("/v1/units", {"name": "某学校", "kind": "school"})
+    assert elsewhere.status_code == 201
+    later = district.client.get(hours, params={"min_position": elsewhere.json()["position"]},
+                                headers={"If-None-Match": tag, **bearer(ADMIN_TOKEN)})
+    assert later.status_code == 304 and later.headers["etag"] == tag
+    assert district.get(hours).json()["position"] > first.json()["position"]
+    assert district.client.get("/v1/rankings/units", params={"kind": "subdistrict"},
+                               headers={"If-None-Match": ranked}).status_code == 304
+    served = district.session("2017-03-05T15:00:00+08:00", "2017-03-05T16:00:00+08:00", "tag-1")
+    assert served.status_code == 201, served.text
+    changed = district.client.get(hours, headers={"If-None-Match": tag, **bearer(ADMIN_TOKEN)})
+    assert changed.status_code == 200 and changed.headers["etag"] != tag
+    assert district.client.get("/v1/rankings/units", params={"kind": "subdistrict"},
+                               headers={"If-None-Match": ranked}).status_code == 200
 
 
 def test_the_b6_bulletin_counts_the_quarter_per_organising_unit(district: District) -> None:
