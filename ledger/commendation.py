@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from ledger.access import (
@@ -23,7 +24,7 @@ from ledger.awards import (
 )
 from ledger.base import LedgerBase, Written, check_text, open_unit
 from ledger.catalogue import PROGRAMS, AwardKind, Role
-from ledger.errors import InvalidField, UnknownReference
+from ledger.errors import InvalidField, NotACandidate, UnknownReference
 from ledger.provenance import Actor, Origin
 from ledger.text import check_one_line
 from ledger.units import Unit
@@ -86,7 +87,7 @@ class CommendationUseCases(LedgerBase):
         rules = self._get(AwardRules, rules_id(kind, year))
         if rules is None:
             raise InvalidField(f"no rules are published for {kind.value} {year}", "year")
-        recipient_kind = self._check_recipient(kind, recipient_id)
+        recipient_kind = self._check_recipient(kind, recipient_id, year)
 
         def attempt() -> Written:
             the_id = award_id(kind, year, recipient_id)
@@ -103,7 +104,11 @@ class CommendationUseCases(LedgerBase):
 
         return self._retrying(attempt)
 
-    def _check_recipient(self, kind: AwardKind, recipient_id: str) -> str:
+    def _check_recipient(self, kind: AwardKind, recipient_id: str, year: int) -> str:
+        """The recipient's kind, once it is known to be of the award's kind and a candidate
+        of its year, as eligibility has them: a volunteer registered on at least one day of
+        the year, a unit open on at least one (a later closure does not take a year's merit
+        away)."""
         expected = RECIPIENT_KIND[kind]
         if expected == "program":
             if recipient_id not in PROGRAMS:
@@ -111,15 +116,25 @@ class CommendationUseCases(LedgerBase):
                     f"{kind.value} goes to a program code (A1…C4), "
                     f"not {recipient_id!r}", "recipient_id")
             return expected
+        first, last = date(year, 1, 1).isoformat(), date(year, 12, 31).isoformat()
         if expected == "volunteer":
-            self._refer(Volunteer, recipient_id, "recipient_id", "volunteer")
+            volunteer = self._refer(Volunteer, recipient_id, "recipient_id", "volunteer")
+            ended = volunteer.deregistered_on
+            if volunteer.registered_on > last or (ended is not None and ended <= first):
+                span = f"from {volunteer.registered_on}" + (f" until {ended}" if ended else "")
+                raise NotACandidate(
+                    f"volunteer {recipient_id} was not registered in {year} (registered "
+                    f"{span}), so is no candidate for {kind.value} {year}", "recipient_id")
             return expected
         unit = self._refer(Unit, recipient_id, "recipient_id", "unit")
         if unit.kind != expected:
             raise InvalidField(
                 f"{kind.value} goes to a unit of kind {expected}, "
                 f"and {recipient_id} is a {unit.kind}", "recipient_id")
-        open_unit(unit, "recipient_id")
+        if unit.closed_on is not None and unit.closed_on <= first:
+            raise NotACandidate(
+                f"unit {recipient_id} was closed on {unit.closed_on}, before {year} began, so "
+                f"is no candidate for {kind.value} {year}", "recipient_id")
         return expected
 
     def get_award(self, the_id: str) -> Award:

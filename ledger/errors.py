@@ -86,6 +86,11 @@ class AwardAlreadyGranted(Conflict):
     """The award was already granted to that recipient for that year."""
 
 
+class NotACandidate(Conflict):
+    """The recipient was not registered (a volunteer) or open (a unit) on any day of the
+    award's year."""
+
+
 class AwardAlreadyRevoked(Conflict):
     """The award was already revoked."""
 

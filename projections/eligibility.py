@@ -6,8 +6,9 @@ are compared exactly (whole minutes against the required hours as written: 249 m
 has: a shown `actual` reaches the shown `required` exactly when the criterion passed.
 
 A volunteer's star level, training and registered days are taken as of 31 December of the
-award year; the candidates for a volunteer award are the volunteers registered on or
-before that day and not deregistered before the year began. Best organisation counts
+award year (the whole of it: registered days count the day of registration and 31 December
+itself, and stop the day before a deregistration); the candidates for a volunteer award are
+the volunteers registered on at least one day of the year. Best organisation counts
 activities the organisation organised; best community counts its members' service (the
 `members` basis); best project counts each program's sessions in the year.
 """
@@ -129,12 +130,14 @@ def _sums(cur: ViewCursor, sql: str, params: list[Any]) -> dict[str, int]:
 
 def _volunteers(cur: ViewCursor, kind: AwardKind, year: int,
                 only: str | None) -> dict[str, Facts]:
-    end = date(year, 12, 31)
+    end, after = date(year, 12, 31), date(year + 1, 1, 1)
     one, arg = (" AND volunteer_id = ?", [only]) if only is not None else ("", [])
+    # Registered on at least one day of the year: a deregistration takes effect on its day
+    # (no service is accepted from then on), so one on 1 January leaves none.
     people = cur.execute(
         "SELECT volunteer_id, name, registered_on, deregistered_on FROM hours_volunteers "
         "WHERE registered_on <= ? "
-        f"AND (deregistered_on IS NULL OR deregistered_on >= ?){one}",
+        f"AND (deregistered_on IS NULL OR deregistered_on > ?){one}",
         [end.isoformat(), date(year, 1, 1).isoformat(), *arg]).fetchall()
     in_year = _sums(cur, "SELECT volunteer_id, SUM(minutes) FROM hours_cells WHERE year = ?"
                     f"{one} GROUP BY volunteer_id", [year, *arg])
@@ -155,8 +158,9 @@ def _volunteers(cur: ViewCursor, kind: AwardKind, year: int,
         vid: {
             "name": name, "year": year, "minutes": in_year.get(vid, 0),
             "star_level": star_level(to_date.get(vid, 0)), "trained": vid in trained,
-            # Days registered by 31 December: a deregistration ends the count.
-            "registered_days": (min(end, date.fromisoformat(deregistered_on or end.isoformat()))
+            # The days on which they were registered, up to and including 31 December: from
+            # the day of registration to the day before a deregistration.
+            "registered_days": (min(after, date.fromisoformat(deregistered_on or after.isoformat()))
                                 - date.fromisoformat(registered_on)).days,
             "no_voided": voided.get(vid, 0) == 0, "insured": vid in insured,
             "granted_years": granted.get(vid, set()),
@@ -170,8 +174,10 @@ def _units(cur: ViewCursor, unit_kind: str, basis: str, year: int) -> dict[str, 
         "SELECT unit_id, minutes, volunteers FROM credit_unit_totals "
         "WHERE basis = ? AND year = ? AND quarter = ?", (basis, year, ALL)).fetchall()
     totals = {uid: (int(m), int(v)) for uid, m, v in rows}
-    units = cur.execute("SELECT unit_id, name FROM credit_units WHERE kind = ?",
-                        (unit_kind,)).fetchall()
+    # Open on at least one day of the year (a unit closed on 1 January was open on none).
+    units = cur.execute("SELECT unit_id, name FROM credit_units WHERE kind = ? "
+                        "AND (closed_on IS NULL OR closed_on > ?)",
+                        (unit_kind, date(year, 1, 1).isoformat())).fetchall()
     return {
         uid: {"name": name, "minutes": totals.get(uid, (0, 0))[0],
               "volunteers": totals.get(uid, (0, 0))[1]}

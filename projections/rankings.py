@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from ledger.catalogue import UnitKind
@@ -55,6 +56,14 @@ def unit_rankings(cur: ViewCursor, kind: str, basis: str = "members", year: int 
     where, params = period_filter(basis, year, quarter)
     units = units_of(cur)
     chosen = {uid for uid, (_, k, _) in units.items() if k == kind}
+    # A unit closed before the period began is not ranked for it, unless sessions of the
+    # period are credited to it all the same (then they are shown).
+    closed: set[str] = set()
+    if year is not None:
+        begins = date(year, 3 * (quarter or 1) - 2, 1).isoformat()
+        closed = {uid for (uid,) in cur.execute(
+            "SELECT unit_id FROM credit_units WHERE kind = ? AND closed_on <= ?",
+            (kind, begins)).fetchall()}
     minutes = dict.fromkeys(chosen, 0)
     sessions = dict.fromkeys(chosen, 0)
     if not rollup:
@@ -67,7 +76,7 @@ def unit_rankings(cur: ViewCursor, kind: str, basis: str = "members", year: int 
         counts = dict.fromkeys(chosen, 0)
         for unit_id, m, s, v in rows:
             minutes[unit_id], sessions[unit_id], counts[unit_id] = int(m), int(s), int(v)
-        return _ranked(kind, units, chosen, minutes, sessions, counts)
+        return _ranked(kind, units, _open(chosen, closed, sessions), minutes, sessions, counts)
     volunteers: dict[str, set[str]] = {uid: set() for uid in chosen}
     rows = cur.execute(
         "SELECT unit_id, volunteer_id, SUM(minutes), SUM(sessions) FROM credit_cells "
@@ -77,8 +86,13 @@ def unit_rankings(cur: ViewCursor, kind: str, basis: str = "members", year: int 
             minutes[uid] += int(m)
             sessions[uid] += int(s)
             volunteers[uid].add(volunteer_id)
-    return _ranked(kind, units, chosen, minutes, sessions,
+    return _ranked(kind, units, _open(chosen, closed, sessions), minutes, sessions,
                    {uid: len(volunteers[uid]) for uid in chosen})
+
+
+def _open(chosen: set[str], closed: set[str], sessions: dict[str, int]) -> set[str]:
+    """The chosen units but those closed before the period with no session credited in it."""
+    return {uid for uid in chosen if uid not in closed or sessions[uid]}
 
 
 def _ranked(kind: str, units: dict[str, tuple[str, str, str | None]], chosen: set[str],

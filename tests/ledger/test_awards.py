@@ -11,7 +11,6 @@ from ledger import Ledger
 from ledger.errors import (
     AwardAlreadyGranted,
     AwardAlreadyRevoked,
-    ClosedReference,
     InvalidField,
     InvalidFields,
     UnknownReference,
@@ -182,13 +181,19 @@ def test_a_revoked_award_cannot_be_revoked_again(ledger: Ledger) -> None:
         ledger.revoke_award(COMMITTEE, award_id, "again")
 
 
-def test_a_unit_award_may_not_go_to_a_closed_unit(ledger: Ledger) -> None:
+def test_a_unit_award_may_not_go_to_a_unit_closed_before_the_year(ledger: Ledger) -> None:
+    """A unit open on some day of the year is a candidate, as eligibility lists it, also
+    once closed; one closed before the year began is not."""
+    from ledger.errors import NotACandidate
+
     publish(ledger, award="best_organisation", criteria=UNIT_RULES)
-    team = make_unit(ledger, kind="organisation")
-    ledger.close_unit(ADMIN, team, date(2017, 12, 31), "disbanded")
-    with pytest.raises(ClosedReference) as refused:
+    team, later = make_unit(ledger, kind="organisation"), make_unit(ledger, kind="organisation")
+    ledger.close_unit(ADMIN, team, date(2017, 1, 1), "disbanded")
+    ledger.close_unit(ADMIN, later, date(2017, 12, 31), "disbanded")
+    with pytest.raises(NotACandidate) as refused:
         grant(ledger, team, award="best_organisation")
     assert refused.value.field == "recipient_id"
+    grant(ledger, later, award="best_organisation")
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e308])

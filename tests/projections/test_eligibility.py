@@ -51,7 +51,7 @@ def test_a_failing_candidate_is_told_which_criteria_failed(ledger: Ledger,
         "min_hours_in_year": (10, 12.0, True),
         "min_star_level": (1, 0, False),
         "training_required": (True, False, False),
-        "min_registered_days": (180, 91, False),
+        "min_registered_days": (180, 92, False),  # 1 October to 31 December
     }
 
 
@@ -187,7 +187,7 @@ def test_registered_days_end_at_a_deregistration(ledger: Ledger, models: ReadMod
     assert answer is not None
     days = {item["candidate_id"]: criteria_of(item)["min_registered_days"]
             for item in answer["items"]}
-    assert days[left] == (180, 54, False) and days[stayed] == (180, 364, True)
+    assert days[left] == (180, 54, False) and days[stayed] == (180, 365, True)
 
 
 def test_hours_short_of_a_requirement_never_read_as_reaching_it(ledger: Ledger,
@@ -225,3 +225,66 @@ def test_hours_are_compared_exactly_and_shown_reaching_the_requirement_when_they
     assert answer is not None
     assert criteria_of(answer["items"][0])["min_hours_in_year"] == (required, shown, passed)
     assert (shown >= required) is passed
+
+
+def test_registered_days_count_every_day_registered_through_31_december(
+        ledger: Ledger, models: ReadModels) -> None:
+    """A deregistration takes effect on its day: on 31 December it leaves 364 days of 2017,
+    on 1 January 2018 it leaves all 365, on 1 January 2017 it leaves no candidate at all."""
+    unit = make_unit(ledger)
+    stayed, left_dec_31, left_jan_1_next, left_jan_1 = (
+        make_volunteer(ledger, unit, registered_on=date(2017, 1, 1)) for _ in range(4))
+    late = make_volunteer(ledger, unit, registered_on=date(2017, 12, 31))
+    earlier = make_volunteer(ledger, unit, registered_on=date(2016, 3, 1))
+    ledger.deregister_volunteer(ADMIN, left_dec_31, date(2017, 12, 31), "moved away")
+    ledger.deregister_volunteer(ADMIN, left_jan_1_next, date(2018, 1, 1), "moved away")
+    ledger.deregister_volunteer(ADMIN, left_jan_1, date(2017, 1, 1), "moved away")
+    ledger.deregister_volunteer(ADMIN, earlier, date(2017, 1, 2), "moved away")
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {"min_registered_days": 365})
+    models.catch_up()
+
+    answer = models.eligibility(BEAUTIFUL, 2017)
+
+    assert answer is not None
+    days = {item["candidate_id"]: criteria_of(item)["min_registered_days"]
+            for item in answer["items"]}
+    assert days == {stayed: (365, 365, True), left_dec_31: (365, 364, False),
+                    left_jan_1_next: (365, 365, True), late: (365, 1, False),
+                    earlier: (365, 307, False)}  # 1 March 2016 to 1 January 2017
+    with pytest.raises(NotFound):
+        models.eligibility(BEAUTIFUL, 2017, left_jan_1)
+
+
+def test_an_award_goes_only_to_a_candidate_of_its_year(ledger: Ledger,
+                                                       models: ReadModels) -> None:
+    """Granting agrees with eligibility: a volunteer registered on no day of the year, or a
+    unit closed before it began, is a 409; a unit closed after the year keeps its merit."""
+    from ledger.errors import NotACandidate
+
+    unit = make_unit(ledger, "community")
+    joined_2019 = make_volunteer(ledger, unit, registered_on=date(2019, 1, 1))
+    left_2016 = make_volunteer(ledger, unit, registered_on=date(2016, 1, 1))
+    ledger.deregister_volunteer(ADMIN, left_2016, date(2016, 12, 1), "moved away")
+    left_jan_1 = make_volunteer(ledger, unit, registered_on=date(2016, 1, 1))
+    ledger.deregister_volunteer(ADMIN, left_jan_1, date(2017, 1, 1), "moved away")
+    served = make_volunteer(ledger, unit, registered_on=date(2017, 12, 31))
+    closed_after = make_unit(ledger, "organisation")
+    closed_before = make_unit(ledger, "organisation")
+    ledger.close_unit(ADMIN, closed_after, date(2018, 1, 1), "merged")
+    ledger.close_unit(ADMIN, closed_before, date(2017, 1, 1), "merged")
+    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {"min_registered_days": 0})
+    ledger.publish_award_rules(ADMIN, "best_organisation", 2017, {"min_hours_in_year": 0})
+    for refused in (joined_2019, left_2016, left_jan_1):
+        with pytest.raises(NotACandidate) as caught:
+            ledger.grant_award(COMMITTEE, BEAUTIFUL, 2017, refused, "decision 1")
+        assert caught.value.field == "recipient_id"
+    with pytest.raises(NotACandidate):
+        ledger.grant_award(COMMITTEE, "best_organisation", 2017, closed_before, "decision 2")
+    ledger.grant_award(COMMITTEE, BEAUTIFUL, 2017, served, "decision 3")
+    ledger.grant_award(COMMITTEE, "best_organisation", 2017, closed_after, "decision 4")
+    models.catch_up()
+
+    organisations = models.eligibility("best_organisation", 2017)
+    assert organisations is not None
+    ids = {item["candidate_id"] for item in organisations["items"]}
+    assert closed_after in ids and closed_before not in ids

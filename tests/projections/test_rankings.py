@@ -190,3 +190,27 @@ def test_a_restarted_process_answers_at_once_from_views_that_hold_no_session_yet
     finally:
         restarted.close()
 
+
+
+@pytest.mark.parametrize("rollup", [False, True])
+def test_a_unit_closed_before_a_period_is_not_ranked_in_it(ledger: Ledger, models: ReadModels,
+                                                           rollup: bool) -> None:
+    """Units closed before a period began are left out of its ranking (zeros of a unit that
+    no longer existed), but ranked for the periods they were open in."""
+    from tests.factories import ADMIN
+
+    kept, closed_2017, closed_mid_2017 = (make_unit(ledger, "school") for _ in range(3))
+    volunteer = make_volunteer(ledger, kept, registered_on=date(2016, 1, 1))
+    serve(ledger, volunteer, make_long_activity(ledger, kept), date(2017, 5, 1), hours=2)
+    ledger.close_unit(ADMIN, closed_2017, date(2017, 1, 1), "merged")
+    ledger.close_unit(ADMIN, closed_mid_2017, date(2017, 7, 1), "merged")
+    models.catch_up()
+
+    def ranked(**period: Any) -> set[str]:
+        return {i["unit_id"] for i in models.unit_rankings("school", rollup=rollup, **period)}
+
+    assert ranked(year=2017) == {kept, closed_mid_2017}
+    assert ranked(year=2017, quarter=2) == {kept, closed_mid_2017}
+    assert ranked(year=2017, quarter=3) == {kept}
+    assert ranked(year=2016) == {kept, closed_2017, closed_mid_2017}
+    assert ranked() == {kept, closed_2017, closed_mid_2017}  # all time
