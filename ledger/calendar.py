@@ -9,6 +9,7 @@ from ledger.errors import InvalidField
 
 DISTRICT_TZ = ZoneInfo("Asia/Shanghai")
 MAX_SESSION = timedelta(hours=24)
+MIN_SESSION = timedelta(minutes=1)  # minutes are whole: a shorter session counts none
 # The days a record of this ledger may name: none before 1900, and instants no later than the
 # year 2999 (an activity may be planned ahead; no date near year 1 or 9999, where turning an
 # instant into district time or UTC overflows Python's calendar).

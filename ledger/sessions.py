@@ -10,7 +10,7 @@ from uuid import NAMESPACE_URL, uuid5
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
-from ledger.calendar import MAX_SESSION, check_instant, service_date, whole_minutes
+from ledger.calendar import MAX_SESSION, MIN_SESSION, check_instant, service_date, whole_minutes
 from ledger.errors import InvalidField, LedgerError, SessionVoided
 from ledger.text import blank, trimmed
 
@@ -158,6 +158,10 @@ def check_times(started_at: datetime, ended_at: datetime, now: datetime) -> None
     check_instant("ended_at", ended_at)
     if ended_at <= started_at:
         raise InvalidField("ended_at must be after started_at", "ended_at")
+    if ended_at - started_at < MIN_SESSION:
+        # Minutes are whole and truncated: a shorter session would count as a session and
+        # make its volunteer active in every view for no minute of service.
+        raise InvalidField("a session must last at least one whole minute", "ended_at")
     if ended_at - started_at > MAX_SESSION:
         raise InvalidField("a session may last at most 24 hours", "ended_at")
     if ended_at > now:

@@ -118,7 +118,7 @@ class Model:
     def record(self, volunteer_id: str, activity_id: str, start: datetime, end: datetime,
                source_record_id: str) -> Expected:
         """The session id (accepted or duplicate) or the error class."""
-        if end <= start or (end - start).total_seconds() > 24 * 3600:
+        if (end - start).total_seconds() < 60 or (end - start).total_seconds() > 24 * 3600:
             return InvalidField
         session_id = session_id_for(source_record_id)
         prior = self.sessions.get(session_id)

@@ -72,6 +72,20 @@ def test_a_session_may_not_end_when_it_starts(ledger: Ledger, volunteer: str,
     assert refused.value.field == "ended_at"
 
 
+def test_a_session_must_last_a_whole_minute_recorded_or_corrected(ledger: Ledger,
+                                                                   volunteer: str,
+                                                                   activity: str) -> None:
+    """59 seconds would be 0 minutes, yet a session and an active volunteer in every view."""
+    with pytest.raises(InvalidField) as refused:
+        record(ledger, volunteer, activity, at(10), at(10, 0, 59))
+    assert refused.value.field == "ended_at" and "one whole minute" in refused.value.rule
+    assert record(ledger, volunteer, activity, at(10), at(10, 1)).minutes == 1
+    session = record(ledger, volunteer, activity, at(11), at(12))
+    with pytest.raises(InvalidField):
+        ledger.correct_session(ADMIN, session.id, at(11), at(11, 0, 30), "typo")
+    assert ledger.get_session(session.id).minutes == 60
+
+
 def test_a_session_may_last_exactly_24_hours(ledger: Ledger, volunteer: str,
                                              long_activity: str) -> None:
     start = at(8, day=date(2017, 3, 4))
