@@ -297,6 +297,22 @@ class Auditor:
         return {"position": position, "leaf_index": index, "tree_size": tree_size,
                 "leaf_hash": bytes(row[1]).hex(), "hashes": [h.hex() for h in path]}
 
+    def check_leaf(self, recorder: Any, position: int, leaf_hash_hex: str) -> None:
+        """Refuse (AuditLogAltered) to prove the inclusion of an event that is no longer what
+        the log took in: changed or deleted in the store since. `vledger verify` checks every
+        event; a proof asked of one checks that one, for the price of reading it."""
+        from projections.feed import decode
+
+        stored = recorder.select_notifications(position, 1)
+        if not stored or stored[0].id != position:
+            raise AuditLogAltered(
+                f"the event at position {position} is in the audit log but no longer in the "
+                "store: it was deleted after it was logged; run vledger verify")
+        if event_leaf_hash(decode(stored[0])).hex() != leaf_hash_hex:
+            raise AuditLogAltered(
+                f"the event at position {position} no longer hashes to its leaf in the audit "
+                "log: it was changed in the store after it was logged; run vledger verify")
+
     def consistency(self, first: int, second: int) -> dict[str, Any]:
         """The proof that the tree of `first` leaves is a prefix of the tree of `second`."""
         with self.store.reading() as cur:

@@ -101,6 +101,7 @@ def inclusion(
     services.caught_up()
     size = tree_size if tree_size is not None else services.auditor.checkpoint()["tree_size"]
     result: dict[str, Any] = services.auditor.inclusion(position, size)
+    services.auditor.check_leaf(services.ledger.recorder, position, result["leaf_hash"])
     return result
 
 

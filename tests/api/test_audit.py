@@ -109,3 +109,30 @@ def test_a_checkpoint_over_changed_events_is_refused_with_a_problem(district: Di
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert refused.json()["type"].endswith("/audit-log-altered")
     assert "published" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize("change", ["changed", "deleted"])
+def test_no_inclusion_proof_is_given_for_an_event_changed_or_deleted_in_the_store(
+        district: District, change: str) -> None:
+    """The proof would vouch for the leaf the log took in, not for what the store now holds:
+    the answer is the audit-log-altered problem instead, naming the position."""
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    position = district.session("2017-03-05T15:00:00+08:00", "2017-03-05T16:00:00+08:00",
+                                "leaf-1").json()["position"]
+    assert district.get("/v1/audit/inclusion", token=district.auditor,
+                        position=position).status_code == 200
+    if change == "changed":
+        state = services.ledger.recorder.select_notifications(position, 1)[0].state
+        altered = bytes(state).replace(b'"minutes":60', b'"minutes":960')
+        assert altered != bytes(state)
+        tamper_with_events(services.models.store, services.ledger,
+                           "UPDATE {table} SET state = ? WHERE {id} = ?", (altered, position))
+    else:
+        tamper_with_events(services.models.store, services.ledger,
+                           "DELETE FROM {table} WHERE {id} = ?", (position,))
+    refused = district.get("/v1/audit/inclusion", token=district.auditor, position=position)
+    assert refused.status_code == 500, refused.text
+    assert refused.json()["type"].endswith("/audit-log-altered")
+    assert f"position {position}" in refused.json()["detail"]
+    assert district.get("/v1/audit/inclusion", token=district.auditor,
+                        position=position - 1).status_code == 200  # the others still prove
