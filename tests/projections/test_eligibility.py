@@ -174,22 +174,6 @@ def test_candidates_are_the_volunteers_of_that_year(ledger: Ledger, models: Read
         models.eligibility(BEAUTIFUL, 2017, joined_2018)
 
 
-def test_registered_days_end_at_a_deregistration(ledger: Ledger, models: ReadModels) -> None:
-    unit = make_unit(ledger)
-    left = make_volunteer(ledger, unit, registered_on=date(2017, 1, 1))
-    stayed = make_volunteer(ledger, unit, registered_on=date(2017, 1, 1))
-    ledger.deregister_volunteer(ADMIN, left, date(2017, 2, 24), "moved away")
-    ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {"min_registered_days": 180})
-    models.catch_up()
-
-    answer = models.eligibility(BEAUTIFUL, 2017)
-
-    assert answer is not None
-    days = {item["candidate_id"]: criteria_of(item)["min_registered_days"]
-            for item in answer["items"]}
-    assert days[left] == (180, 54, False) and days[stayed] == (180, 365, True)
-
-
 def test_hours_short_of_a_requirement_never_read_as_reaching_it(ledger: Ledger,
                                                                 models: ReadModels) -> None:
     volunteer = make_volunteer(ledger)
@@ -232,10 +216,11 @@ def test_registered_days_count_every_day_registered_through_31_december(
     """A deregistration takes effect on its day: on 31 December it leaves 364 days of 2017,
     on 1 January 2018 it leaves all 365, on 1 January 2017 it leaves no candidate at all."""
     unit = make_unit(ledger)
-    stayed, left_dec_31, left_jan_1_next, left_jan_1 = (
-        make_volunteer(ledger, unit, registered_on=date(2017, 1, 1)) for _ in range(4))
+    stayed, left_feb_24, left_dec_31, left_jan_1_next, left_jan_1 = (
+        make_volunteer(ledger, unit, registered_on=date(2017, 1, 1)) for _ in range(5))
     late = make_volunteer(ledger, unit, registered_on=date(2017, 12, 31))
     earlier = make_volunteer(ledger, unit, registered_on=date(2016, 3, 1))
+    ledger.deregister_volunteer(ADMIN, left_feb_24, date(2017, 2, 24), "moved away")
     ledger.deregister_volunteer(ADMIN, left_dec_31, date(2017, 12, 31), "moved away")
     ledger.deregister_volunteer(ADMIN, left_jan_1_next, date(2018, 1, 1), "moved away")
     ledger.deregister_volunteer(ADMIN, left_jan_1, date(2017, 1, 1), "moved away")
@@ -248,7 +233,8 @@ def test_registered_days_count_every_day_registered_through_31_december(
     assert answer is not None
     days = {item["candidate_id"]: criteria_of(item)["min_registered_days"]
             for item in answer["items"]}
-    assert days == {stayed: (365, 365, True), left_dec_31: (365, 364, False),
+    assert days == {stayed: (365, 365, True), left_feb_24: (365, 54, False),
+                    left_dec_31: (365, 364, False),
                     left_jan_1_next: (365, 365, True), late: (365, 1, False),
                     earlier: (365, 307, False)}  # 1 March 2016 to 1 January 2017
     with pytest.raises(NotFound):
