@@ -53,7 +53,7 @@ def life_of_a_volunteer(ledger: Ledger, busy_neighbours: int = 0) -> tuple[str, 
     activity_id = make_activity(ledger, organiser_unit_id=unit_id)
     first = record(ledger, volunteer_id, activity_id, at(9), at(10))
     for i in range(busy_neighbours):  # other people's events push this record's positions apart
-        record(ledger, other_id, activity_id, at(8, i), at(8, i, 30))
+        record(ledger, other_id, activity_id, at(8, i), at(8, i + 1))
     ledger.correct_session(ADMIN, first.id, at(9), at(11), "ended later")
     time.sleep(0.01)
     middle = datetime.now(UTC)
