@@ -118,7 +118,7 @@ class Model:
     def record(self, volunteer_id: str, activity_id: str, start: datetime, end: datetime,
                source_record_id: str) -> Expected:
         """The session id (accepted or duplicate) or the error class."""
-        if (end - start).total_seconds() < 60 or (end - start).total_seconds() > 24 * 3600:
+        if _bad_times(start, end):
             return InvalidField
         session_id = session_id_for(source_record_id)
         prior = self.sessions.get(session_id)
@@ -138,7 +138,7 @@ class Model:
 
     def correct(self, session_id: str, start: datetime, end: datetime, reason: str) -> Expected:
         session = self.sessions[session_id]
-        if not reason.strip() or end <= start:
+        if not reason.strip() or _bad_times(start, end):
             return InvalidField
         if not session.live:
             return SessionVoided
@@ -181,3 +181,8 @@ class Model:
             return Conflict  # the registration ends after the service on record
         volunteer.deregistered_on = deregistered_on
         return None
+
+
+def _bad_times(start: datetime, end: datetime) -> bool:
+    """A session's times break a rule of their own: under a whole minute, or over 24 hours."""
+    return not 60 <= (end - start).total_seconds() <= 24 * 3600
