@@ -10,7 +10,7 @@ from eventsourcing.domain import event
 from ledger.aggregate import LedgerAggregate
 from ledger.errors import ClosedReference, InvalidField
 from ledger.ids import new_id
-from ledger.text import blank
+from ledger.text import check_reason
 
 
 def new_activity_id() -> str:
@@ -66,11 +66,10 @@ class Activity(LedgerAggregate):
 
     def cancel(self, reason: str, meta: dict[str, Any]) -> None:
         """Cancel the activity; sessions already recorded stay until corrected or voided."""
-        if blank(reason):
-            raise InvalidField("reason must not be empty", "reason")
+        reason = check_reason(reason)
         if self.is_cancelled:
             raise ClosedReference(f"activity {self.id} was already cancelled")
-        self._cancelled(reason=reason.strip(), **meta)
+        self._cancelled(reason=reason, **meta)
 
     @event("Cancelled")
     def _cancelled(self, reason: str, actor: dict[str, Any], source: str) -> None:

@@ -27,7 +27,6 @@ from ledger.errors import (
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.settings import Settings, StoreLocation, turn_off_jit
-from ledger.text import blank, check_one_line, trimmed
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
 
@@ -295,12 +294,6 @@ def check_program(code: str) -> str:
         raise InvalidField(f"program_code {code!r} is not one of A1…A4, B1…B8, C1…C4",
                            "program_code")
     return code
-
-
-def check_text(name: str, value: str | None) -> str:
-    if value is None or blank(value):
-        raise InvalidField(f"{name} must not be empty", name)
-    return check_one_line(name, trimmed(value))
 
 
 def open_unit(unit: Any, field: str) -> None:

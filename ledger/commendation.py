@@ -22,11 +22,11 @@ from ledger.awards import (
     check_criteria,
     rules_id,
 )
-from ledger.base import LedgerBase, Written, check_text, open_unit
+from ledger.base import LedgerBase, Written, open_unit
 from ledger.catalogue import PROGRAMS, AwardKind, Role
 from ledger.errors import InvalidField, NotACandidate, UnknownReference
 from ledger.provenance import Actor, Origin
-from ledger.text import check_one_line
+from ledger.text import check_one_line, check_text
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
 

@@ -20,12 +20,11 @@ from ledger.sessions import (
     RecordOutcome,
     ServiceSession,
     SessionRecord,
-    check_reason,
     check_times,
     session_id_for,
 )
 from ledger.settings import Settings
-from ledger.text import blank
+from ledger.text import blank, check_reason
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
 

@@ -16,7 +16,6 @@ from ledger.base import (
     LedgerBase,
     Written,
     check_program,
-    check_text,
     open_unit,
 )
 from ledger.calendar import DISTRICT_TZ, check_day, check_instant, now, service_date
@@ -35,6 +34,7 @@ from ledger.errors import (
     InvalidField,
 )
 from ledger.provenance import Origin
+from ledger.text import check_text
 from ledger.units import Unit, check_parent, new_unit_id
 from ledger.volunteers import PERSONAL_FIELDS, Volunteer, VolunteerNumbers, new_volunteer_id
 
@@ -102,7 +102,6 @@ class RegistryUseCases(LedgerBase):
     def rename_unit(self, origin: Origin, unit_id: str, name: str) -> Written:
         """Give a unit a new name."""
         require_role(origin.actor)
-        name = check_text("name", name)  # the rules of a name at registration, one line too
         return self._retrying(
             lambda: self._unit_change(unit_id, lambda u: u.rename(name, origin.meta())))
 

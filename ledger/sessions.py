@@ -12,7 +12,6 @@ from eventsourcing.domain import event
 from ledger.aggregate import LedgerAggregate
 from ledger.calendar import MAX_SESSION, MIN_SESSION, check_instant, service_date, whole_minutes
 from ledger.errors import InvalidField, LedgerError, SessionVoided
-from ledger.text import blank, trimmed
 
 SESSION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:vledger:source-record")
 
@@ -166,10 +165,3 @@ def check_times(started_at: datetime, ended_at: datetime, now: datetime) -> None
         raise InvalidField("a session may last at most 24 hours", "ended_at")
     if ended_at > now:
         raise InvalidField("ended_at lies in the future", "ended_at")
-
-
-def check_reason(reason: str) -> str:
-    """A correction or void must say why."""
-    if blank(reason):
-        raise InvalidField("reason must not be empty", "reason")
-    return trimmed(reason)

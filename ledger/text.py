@@ -33,6 +33,24 @@ def blank(value: str | None) -> bool:
     return value is None or not trimmed(value)
 
 
+def required(name: str, value: str | None) -> str:
+    """The text trimmed, refused (InvalidField naming `name`) if it shows nothing."""
+    if value is None or blank(value):
+        raise InvalidField(f"{name} must not be empty", name)
+    return trimmed(value)
+
+
+def check_text(name: str, value: str | None) -> str:
+    """A name, title or reference: not empty, trimmed, one line."""
+    return check_one_line(name, required(name, value))
+
+
+def check_reason(reason: str) -> str:
+    """Why something was corrected, voided, cancelled, closed or ended: not empty, trimmed
+    (it may run over several lines)."""
+    return required("reason", reason)
+
+
 def check_one_line(name: str, value: str) -> str:
     """The text, refused (InvalidField naming `name`) if it holds a control character (a line
     break, a tab, a NUL…) or a line or paragraph separator (U+2028, U+2029): a name, a title

@@ -10,7 +10,7 @@ from ledger.aggregate import LedgerAggregate
 from ledger.catalogue import UnitKind
 from ledger.errors import ClosedReference, InvalidField
 from ledger.ids import new_id
-from ledger.text import blank
+from ledger.text import check_reason, check_text
 
 
 def new_unit_id() -> str:
@@ -58,10 +58,9 @@ class Unit(LedgerAggregate):
 
     def rename(self, name: str, meta: dict[str, Any]) -> None:
         """Give the unit a new name."""
-        if blank(name):
-            raise InvalidField("name must not be empty", "name")
+        name = check_text("name", name)
         self._ensure_open()
-        self._renamed(name=name.strip(), **meta)
+        self._renamed(name=name, **meta)
 
     def move(self, parent_id: str | None, meta: dict[str, Any]) -> None:
         """Place the unit under another parent (the parent is checked by the ledger)."""
@@ -70,10 +69,9 @@ class Unit(LedgerAggregate):
 
     def close(self, closed_on: str, reason: str, meta: dict[str, Any]) -> None:
         """Close the unit: nothing new may refer to it from then on."""
-        if blank(reason):
-            raise InvalidField("reason must not be empty", "reason")
+        reason = check_reason(reason)
         self._ensure_open()
-        self._closed(closed_on=closed_on, reason=reason.strip(), **meta)
+        self._closed(closed_on=closed_on, reason=reason, **meta)
 
     def _ensure_open(self) -> None:
         if not self.is_open:

@@ -18,7 +18,7 @@ from ledger.errors import (
     OverlappingSession,
 )
 from ledger.ids import new_id
-from ledger.text import blank
+from ledger.text import blank, check_reason
 
 PERSONAL_FIELDS = ("birth_date", "gender", "political_status", "phone", "id_number", "skills")
 # What makes two training completions of one volunteer the same completion (hours aside).
@@ -170,8 +170,7 @@ class Volunteer(LedgerAggregate):
         what was recorded before the deregistration too (409 naming the record otherwise).
         """
         self._ensure_active()
-        if blank(reason):
-            raise InvalidField("reason must not be empty", "reason")
+        reason = check_reason(reason)
         day = deregistered_on.isoformat()
         if day < self.registered_on:
             raise InvalidField(
