@@ -89,15 +89,14 @@ def main() -> None:
 
             schema = f"bench_{uuid.uuid4().hex[:10]}"
             loc = StoreLocation.parse(args.postgres)
-            conninfo = dict(host=loc.host, port=loc.port, user=loc.user, password=loc.password,
-                            dbname=loc.dbname, autocommit=True)
-            with psycopg.connect(**conninfo) as conn:  # type: ignore[arg-type]
+            conninfo = loc.connect_kwargs()
+            with psycopg.connect(**conninfo) as conn:
                 conn.execute(f'CREATE SCHEMA "{schema}"')
             try:
                 bench(StoreLocation.parse(f"{args.postgres}?schema={schema}"), args.leaves,
                       args.runs, Path(tmp))
             finally:
-                with psycopg.connect(**conninfo) as conn:  # type: ignore[arg-type]
+                with psycopg.connect(**conninfo) as conn:
                     conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         else:
             bench(StoreLocation.parse(f"sqlite:///{tmp}/bench.db"), args.leaves, args.runs,

@@ -19,8 +19,7 @@ def _pg(sql: str) -> None:
     from ledger.settings import StoreLocation
 
     loc = StoreLocation.parse(PG_URL)
-    with psycopg.connect(host=loc.host, port=loc.port, user=loc.user, password=loc.password,
-                         dbname=loc.dbname, connect_timeout=5, autocommit=True) as conn:
+    with psycopg.connect(**loc.connect_kwargs()) as conn:
         conn.execute(sql)
 
 

@@ -81,9 +81,7 @@ def _setting_up(location: StoreLocation) -> Iterator[None]:
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(host=location.host, port=location.port, user=location.user,
-                         password=location.password, dbname=location.dbname,
-                         autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(**location.connect_kwargs()) as conn:
         # a session lock: closing the connection releases it, whatever happens
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))",
                      (f"vledger-setup:{location.schema}",))

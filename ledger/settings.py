@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field
@@ -109,6 +110,13 @@ class StoreLocation:
             schema=schema,
         )
 
+    def connect_kwargs(self) -> dict[str, Any]:
+        """psycopg's connection arguments for this store's database (autocommit; the schema
+        and any other option are the caller's to add)."""
+        return {"host": self.host, "port": self.port, "user": self.user,
+                "password": self.password, "dbname": self.dbname, "connect_timeout": 10,
+                "autocommit": True}
+
     def exists(self) -> bool:
         """Whether anything was ever stored here: the SQLite file, or the PostgreSQL schema
         (commands that only read refuse a store that is not there rather than create one)."""
@@ -117,9 +125,7 @@ class StoreLocation:
             return self.sqlite_path.is_file()
         import psycopg
 
-        with psycopg.connect(host=self.host, port=self.port, user=self.user,
-                             password=self.password, dbname=self.dbname, connect_timeout=10,
-                             autocommit=True) as conn:
+        with psycopg.connect(**self.connect_kwargs()) as conn:
             return conn.execute("SELECT 1 FROM information_schema.schemata "
                                 "WHERE schema_name = %s", (self.schema,)).fetchone() is not None
 

@@ -180,12 +180,9 @@ class ViewStore:
                                         check=_check_dropped)
 
     def _connect_kwargs(self) -> dict[str, Any]:
-        location = self.location
         return {
-            "host": location.host, "port": location.port, "user": location.user,
-            "password": location.password, "dbname": location.dbname,
-            "options": f"-c search_path={location.schema} {NO_JIT}",
-            "connect_timeout": 10, "autocommit": True,
+            **self.location.connect_kwargs(),
+            "options": f"-c search_path={self.location.schema} {NO_JIT}",
             # Whose connections these are, in pg_stat_activity (and for an operator's
             # pg_terminate_backend): the views of this process.
             "application_name": f"vledger-views-{os.getpid()}",
