@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import ConnectionUnavailableError, DataError
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -250,17 +252,16 @@ def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
                    kind="store-unavailable", headers={"Retry-After": "1"})
 
 
-def _store_refused(_: Request, exc: Exception) -> JSONResponse:
-    # The store refused a value the validation let through (e.g. a NUL in a text column).
-    return problem(422, f"the store cannot hold a value of this request: {exc}",
-                   kind="unstorable-value", errors=[{"field": "body", "detail": str(exc)}])
+def _store_refused(field: str) -> Callable[[Request, Exception], JSONResponse]:
+    """A 422 for a value the store refused (a NUL in text, on PostgreSQL) that validation let
+    through: in a write's body (the library's DataError), or in a read of the views
+    (psycopg's own, for a value api/limits.py did not see)."""
 
+    def refused(_: Request, exc: Exception) -> JSONResponse:
+        return problem(422, f"the store cannot hold a value of this request: {exc}",
+                       kind="unstorable-value", errors=[{"field": field, "detail": str(exc)}])
 
-def _views_refused(_: Request, exc: Exception) -> JSONResponse:
-    # PostgreSQL refused a value of the request in a read of the views (a NUL character that
-    # api/limits.py did not see, in a header's value or an encoding it does not decode).
-    return problem(422, f"the store cannot compare a value of this request: {exc}",
-                   kind="unstorable-value", errors=[{"field": "request", "detail": str(exc)}])
+    return refused
 
 
 def install(app: FastAPI) -> None:
@@ -269,13 +270,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LedgerError, _ledger_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error_or_unauthorized)
-    app.add_exception_handler(DataError, _store_refused)
-    try:  # the views' own PostgreSQL statements raise psycopg's errors, not the library's
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        pass
-    else:
-        app.add_exception_handler(psycopg.DataError, _views_refused)
+    app.add_exception_handler(DataError, _store_refused("body"))
+    app.add_exception_handler(psycopg.DataError, _store_refused("request"))
     app.add_exception_handler(ConnectionUnavailableError, _store_busy)
     for unavailable in STORE_UNAVAILABLE:
         app.add_exception_handler(unavailable, _store_unavailable)
