@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ledger.errors import AuditLogAltered, InvalidField
-from projections.feed import FeedEvent
+from projections.feed import FeedEvent, decode
 from projections.merkle import (
     Frontier,
     NodeGetter,
@@ -301,8 +301,6 @@ class Auditor:
         """Refuse (AuditLogAltered) to prove the inclusion of an event that is no longer what
         the log took in: changed or deleted in the store since. `vledger verify` checks every
         event; a proof asked of one checks that one, for the price of reading it."""
-        from projections.feed import decode
-
         stored = recorder.select_notifications(position, 1)
         if not stored or stored[0].id != position:
             raise AuditLogAltered(

@@ -17,7 +17,7 @@ from rich.table import Table
 from ledger import Ledger, Settings
 from projections.audit import Auditor
 from projections.signing import SigningKey, key_path
-from projections.store import ViewStore
+from projections.store import ViewStore, table_names
 from projections.verification import Report, verify_log
 
 app = typer.Typer(help="Audit the ledger's tamper-evident log.", no_args_is_help=True)
@@ -70,11 +70,8 @@ def _load_public_key(path: Path, err: Console) -> str:
 
 
 def _audit_tables_exist(store: ViewStore) -> bool:
-    sql = ("SELECT to_regclass('audit_leaves') IS NOT NULL" if store.postgres else
-           "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'audit_leaves'")
     with store.reading() as cur:
-        row = cur.execute(sql).fetchone()
-    return bool(row and row[0])
+        return "audit_leaves" in table_names(cur)
 
 
 def _print(report: Report, out: Console) -> None:

@@ -71,6 +71,15 @@ class FeedEvent:
         return f"FeedEvent(position={self.position}, type={self.type!r}, id={self.originator_id!r})"
 
 
+def state_bytes(state: bytes | memoryview | str) -> bytes:
+    """A stored state as bytes. SQLite hands back TEXT where a hand edit (`replace()` in its
+    shell) turned the BLOB into text: its UTF-8 bytes, lone surrogates kept, are what is
+    hashed and compared."""
+    if isinstance(state, str):
+        return state.encode("utf-8", "surrogatepass")
+    return bytes(state)
+
+
 def decode(notification: Notification) -> FeedEvent:
     """Wrap a stored notification without building domain objects (the fast path)."""
     state = notification.state
@@ -81,7 +90,7 @@ def decode(notification: Notification) -> FeedEvent:
         version=notification.originator_version,
         type=topic.rsplit(":", 1)[-1],
         topic=topic,
-        state=state.encode("utf8") if isinstance(state, str) else bytes(state),
+        state=state_bytes(state),
     )
 
 

@@ -11,6 +11,7 @@ from eventsourcing.persistence import ApplicationRecorder
 
 from ledger.errors import AuditLogAltered
 from projections.audit import STORED_LEVEL, Auditor, leaf_bytes
+from projections.feed import state_bytes
 from projections.merkle import EMPTY_ROOT, Frontier, leaf_hash, verify_consistency
 from projections.signing import verify_checkpoint
 from projections.store import ViewStore
@@ -114,7 +115,7 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
             if frontier.size >= size:
                 continue
             h = leaf_hash(leaf_bytes(n.id, str(n.originator_id), n.originator_version,
-                                     n.topic, _state_bytes(n.state)))
+                                     n.topic, state_bytes(n.state)))
             leaves.see(stored.get(frontier.size) == (n.id, h), f"position {n.id}")
             for level, index, value in frontier.append(h):
                 if level >= STORED_LEVEL:  # smaller blocks are not stored, only their leaves
@@ -180,11 +181,3 @@ def _check_against(report: Report, auditor: Auditor, public_key_pem: str,
                                     root, [bytes.fromhex(h) for h in proof])
     report.add("consistency proof", consistent,
                f"{old_size} → {report.leaves} leaves, {len(proof)} hashes")
-
-
-def _state_bytes(state: bytes | memoryview | str) -> bytes:
-    """A stored state as bytes; SQLite hands back TEXT where a hand edit (`replace()` in its
-    shell) turned the BLOB into text, which is hashed as its UTF-8 bytes and compared."""
-    if isinstance(state, str):
-        return state.encode("utf-8", "surrogatepass")
-    return bytes(state)
