@@ -160,7 +160,8 @@ def _volunteers(cur: ViewCursor, kind: AwardKind, year: int,
             "star_level": star_level(to_date.get(vid, 0)), "trained": vid in trained,
             # The days on which they were registered, up to and including 31 December: from
             # the day of registration to the day before a deregistration.
-            "registered_days": (min(after, date.fromisoformat(deregistered_on or after.isoformat()))
+            "registered_days": ((min(after, date.fromisoformat(deregistered_on))
+                                 if deregistered_on else after)
                                 - date.fromisoformat(registered_on)).days,
             "no_voided": voided.get(vid, 0) == 0, "insured": vid in insured,
             "granted_years": granted.get(vid, set()),

@@ -33,10 +33,15 @@ def period_filter(basis: str, year: int | None, quarter: int | None,
     return where, params
 
 
-def units_of(cur: ViewCursor) -> dict[str, tuple[str, str, str | None]]:
-    """Every unit the view knows: id → (name, kind, parent id)."""
-    rows = cur.execute("SELECT unit_id, name, kind, parent_id FROM credit_units").fetchall()
-    return {uid: (name, kind, parent) for uid, name, kind, parent in rows}
+# A unit as the credits view knows it: (name, kind, parent id, closed on).
+UnitRow = tuple[str, str, str | None, str | None]
+
+
+def units_of(cur: ViewCursor) -> dict[str, UnitRow]:
+    """Every unit the view knows: id → (name, kind, parent id, closed on)."""
+    rows = cur.execute(
+        "SELECT unit_id, name, kind, parent_id, closed_on FROM credit_units").fetchall()
+    return {uid: (name, kind, parent, closed) for uid, name, kind, parent, closed in rows}
 
 
 def rank(totals: dict[str, int]) -> dict[str, int]:
@@ -55,15 +60,13 @@ def unit_rankings(cur: ViewCursor, kind: str, basis: str = "members", year: int 
         raise InvalidField(f"kind must be one of: {', '.join(UnitKind)}", "kind")
     where, params = period_filter(basis, year, quarter)
     units = units_of(cur)
-    chosen = {uid for uid, (_, k, _) in units.items() if k == kind}
+    chosen = {uid for uid, (_, k, _, _) in units.items() if k == kind}
     # A unit closed before the period began is not ranked for it, unless sessions of the
     # period are credited to it all the same (then they are shown).
     closed: set[str] = set()
     if year is not None:
         begins = date(year, 3 * (quarter or 1) - 2, 1).isoformat()
-        closed = {uid for (uid,) in cur.execute(
-            "SELECT unit_id FROM credit_units WHERE kind = ? AND closed_on <= ?",
-            (kind, begins)).fetchall()}
+        closed = {uid for uid in chosen if (on := units[uid][3]) is not None and on <= begins}
     minutes = dict.fromkeys(chosen, 0)
     sessions = dict.fromkeys(chosen, 0)
     if not rollup:
@@ -95,7 +98,7 @@ def _open(chosen: set[str], closed: set[str], sessions: dict[str, int]) -> set[s
     return {uid for uid in chosen if uid not in closed or sessions[uid]}
 
 
-def _ranked(kind: str, units: dict[str, tuple[str, str, str | None]], chosen: set[str],
+def _ranked(kind: str, units: dict[str, UnitRow], chosen: set[str],
             minutes: dict[str, int], sessions: dict[str, int],
             volunteers: dict[str, int]) -> list[dict[str, Any]]:
     """The ranking items of the chosen units, in rank order."""
@@ -114,7 +117,7 @@ def _ranked(kind: str, units: dict[str, tuple[str, str, str | None]], chosen: se
     return sorted(items, key=lambda item: (item["rank"], item["unit_id"]))
 
 
-def _credited(unit_id: str, units: dict[str, tuple[str, str, str | None]], chosen: set[str],
+def _credited(unit_id: str, units: dict[str, UnitRow], chosen: set[str],
               rollup: bool) -> list[str]:
     """The ranked units a credit of `unit_id` counts for: itself, or with roll-up its ancestors."""
     if not rollup:
