@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -22,8 +20,6 @@ from projections.models import ReadModels
 
 ADMIN_TOKEN_ACTOR = Actor(id="admin-token", role=Role.admin)
 log = logging.getLogger("vledger.api")
-# How often a reader waiting for views another process keeps asks for their position.
-WATCH_INTERVAL = 0.05
 
 
 class Grants:
@@ -243,34 +239,21 @@ async def read_your_writes(
         return
     await admit(request)
     models = services.models
+    if await models.runner.position_async() >= min_position:
+        return  # the common case, one statement: views never read past the head
     head = await models.head_async()
     if min_position > head:
         raise InvalidField(f"min_position {min_position} is beyond the ledger's last event "
                            f"({head}); pass the position a write answered", "min_position")
-    if await models.runner.position_async() >= min_position:
-        return  # the common case: no thread, no wait
     wait = services.settings.read_wait_seconds
     if services.settings.inline_projections:
         reached = await run_in_threadpool(models.wait_for, min_position, wait, True, True)
     else:
-        reached = await _watch(models, min_position, wait)
+        reached = await models.runner.watch_async(min_position, wait)
     if not reached:
         raise HTTPException(
             503, f"the views have not reached position {min_position} yet; retry shortly",
             headers={"Retry-After": "1"})
-
-
-async def _watch(models: ReadModels, position: int, timeout: float) -> bool:
-    """Whether the stored positions of views another process keeps reach `position` within
-    `timeout` seconds, polled from the event loop."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if await models.runner.position_async() >= position:
-            return True
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        await asyncio.sleep(min(WATCH_INTERVAL, left))
 
 
 Fresh = Depends(read_your_writes)

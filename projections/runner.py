@@ -9,6 +9,7 @@ nothing twice, and two processes catching up at once take turns.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -34,6 +35,7 @@ LOCK_NAME = "vledger-projections"
 log = logging.getLogger("vledger.projections")
 STOP_CHECK_SECONDS = 0.25  # a follower waiting for events notices `stop` this often
 WAKE_GAP_SECONDS = 0.05  # and is woken by new events at most this often
+WATCH_SECONDS = 0.05  # a reader waiting for views another process keeps asks this often
 POSITIONS_SQL = "SELECT name, position FROM projection_positions"
 
 POSITIONS_DDL = (
@@ -195,6 +197,18 @@ class Runner:
         """`position` for a coroutine (ViewStore.read: no worker thread)."""
         return _lowest(self._ours(await self.store.read(POSITIONS_SQL)))
 
+    async def watch_async(self, position: int, timeout: float) -> bool:
+        """`wait_for` without `fold`, for a coroutine: whether the stored positions of views
+        another process keeps reach `position` within `timeout` seconds, polled from the
+        event loop (no worker thread held meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while await self.position_async() < position:
+            left = _left(deadline)
+            if left == 0:
+                return False
+            await asyncio.sleep(min(WATCH_SECONDS, left))
+        return True
+
     def status(self) -> list[ViewStatus]:
         head = self.head()
         with self.store.reading() as cur:
@@ -342,7 +356,7 @@ class Runner:
                 return True
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(min(0.05, _left(deadline)))
+            time.sleep(min(WATCH_SECONDS, _left(deadline)))
 
     def rebuild(self, names: Sequence[str] | None = None,
                 progress: Callable[[int, int], None] | None = None) -> int:
