@@ -26,6 +26,7 @@ from ledger.errors import (
     LedgerError,
     NotFound,
     StoreBusy,
+    VersionMismatch,
 )
 
 PROBLEM = "application/problem+json"
@@ -36,6 +37,7 @@ _STATUS: list[tuple[type[LedgerError], int, str]] = [
     (NotFound, 404, "Not found"),
     (Conflict, 409, "Conflict with the ledger"),
     (Forbidden, 403, "Forbidden"),
+    (VersionMismatch, 412, "Precondition failed"),
     (StoreBusy, 503, "Store busy"),
     (AuditLogAltered, 500, "Audit log altered"),
 ]

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Request, Response
+from fastapi import Depends, Header, Request, Response
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -218,3 +218,44 @@ def etagged(request: Request, response: Response,
     if tag.removeprefix("W/") in matches or "*" in matches:
         return Response(status_code=304, headers=headers)
     return Response(content=content, media_type="application/json", headers=headers)
+
+
+_ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
+
+
+def version_tag(version: int) -> str:
+    """The strong entity tag of an aggregate's version, as GET answers it and If-Match sends."""
+    return f'"{version}"'
+
+
+def _if_match(if_match: Annotated[str | None, Header(
+        description='The session\'s version as its GET answered it in `ETag` ("3"): the '
+                    "change is refused with 412 if the session has changed since. `*` or no "
+                    "header: any version.", examples=['"3"'])] = None) -> int | None:
+    """The version a write's If-Match names, or None for any (no header, or `*`)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tags = [t.strip() for t in if_match.split(",") if t.strip()]
+    found = [_ENTITY_TAG.fullmatch(t) for t in tags]
+    rule = None
+    if not tags or not all(found):
+        rule = 'must be * or one entity tag such as "3"'
+    elif len(tags) > 1:
+        rule = "must name one version (one entity tag), not several"
+    elif found[0] and found[0].group(1):
+        rule = ("is a weak tag, which never matches a write's precondition (RFC 9110 §13.1.1);"
+                ' send the strong tag the GET answered, such as "3"')
+    elif found[0] and not found[0].group(2).isdigit():
+        rule = 'is not a version tag of this resource: send the ETag its GET answered, as "3"'
+    if rule is not None:
+        raise InvalidField(f"If-Match {rule}", "If-Match")
+    assert found[0] is not None
+    return int(found[0].group(2))
+
+
+IfMatch = Annotated[int | None, Depends(_if_match)]
+# A write that takes If-Match: 412 when the thing is no longer at that version (its
+# problem+json body is documented with every 4xx: errors._openapi_with_problems).
+IF_MATCH_RESPONSES: dict[int | str, dict[str, Any]] = {412: {
+    "description": "`If-Match` named a version the session is no longer at: nothing was "
+                   "written; read it again."}}

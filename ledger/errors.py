@@ -10,6 +10,7 @@
     │   ├── OverlappingSession, DuplicateRecordConflict, SessionVoided,
     │   ├── AwardAlreadyGranted, AlreadyMember, ClosedReference, ConcurrentChange
     ├── Forbidden             the actor's role or unit may not do this (403)
+    ├── VersionMismatch       the thing changed since the version the client named (412)
     ├── StoreBusy             the store is busy with other writes; try again shortly (503)
     └── AuditLogAltered       the events no longer extend a published checkpoint (500)
 
@@ -105,6 +106,11 @@ class ClosedReference(Conflict):
 
 class ConcurrentChange(Conflict):
     """Another writer changed the same thing at the same moment; try again."""
+
+
+class VersionMismatch(LedgerError):
+    """The client asked to change a version of something that is no longer its current one
+    (an `If-Match` that does not match): nothing was written."""
 
 
 class Forbidden(LedgerError):

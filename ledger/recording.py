@@ -13,7 +13,14 @@ from ledger.aggregate import event_topic
 from ledger.base import STORE_UNAVAILABLE, LedgerBase, Written
 from ledger.calendar import now, service_date, whole_minutes
 from ledger.catalogue import Role
-from ledger.errors import DuplicateRecordConflict, InvalidField, LedgerError, StoreBusy
+from ledger.errors import (
+    ConcurrentChange,
+    DuplicateRecordConflict,
+    InvalidField,
+    LedgerError,
+    StoreBusy,
+    VersionMismatch,
+)
 from ledger.grouping import GroupCommit
 from ledger.provenance import Origin
 from ledger.sessions import (
@@ -262,15 +269,20 @@ class RecordingUseCases(LedgerBase):
         return self._find(ServiceSession, session_id, "service session")
 
     def correct_session(self, origin: Origin, session_id: str, started_at: datetime,
-                        ended_at: datetime, reason: str) -> SessionWritten:
+                        ended_at: datetime, reason: str,
+                        expected_version: int | None = None) -> SessionWritten:
         """Replace a session's served time, with a reason; the old time stays in the history.
 
         The new time obeys the rules of a new session at that time (the activity's window,
         its units' closing dates, the volunteer's registration, no overlap). A correction to
         the time the session already has writes nothing and answers the session as it stands,
-        with the position of its last event.
+        with the position of its last event (also when sent again after it took effect).
+        With `expected_version`, a session at another version is refused (VersionMismatch);
+        a session another request changed while this one was being written is refused too
+        (ConcurrentChange), not overwritten with times chosen before that change.
         """
         require_role(origin.actor, Role.recorder)
+        seen: list[int] = []
 
         def attempt() -> SessionWritten:
             session = self.get_session(session_id)
@@ -281,6 +293,7 @@ class RecordingUseCases(LedgerBase):
             if session.has_times(started_at, ended_at):
                 position = self._positions([session.id])[session.id][session.version]
                 return SessionWritten(session.id, session.minutes, position, created=False)
+            _check_version(session, expected_version, seen)
             activity = self.get_activity_for(session)
             activity.ensure_covers(started_at, ended_at, self.margin, allow_cancelled=True)
             day = service_date(started_at).isoformat()
@@ -298,14 +311,21 @@ class RecordingUseCases(LedgerBase):
 
         return self._retrying(attempt)
 
-    def void_session(self, origin: Origin, session_id: str, reason: str) -> SessionWritten:
-        """Take a session off the record, with a reason; it stays in the history."""
+    def void_session(self, origin: Origin, session_id: str, reason: str,
+                     expected_version: int | None = None) -> SessionWritten:
+        """Take a session off the record, with a reason; it stays in the history.
+
+        `expected_version` and a change made meanwhile by another request are refused as in
+        `correct_session`."""
         require_role(origin.actor, Role.recorder)
+        seen: list[int] = []
 
         def attempt() -> SessionWritten:
             session = self.get_session(session_id)
             require_unit(origin.actor, session.organiser_unit_id, "sessions at activities")
             why = check_reason(reason)
+            session._ensure_live()
+            _check_version(session, expected_version, seen)
             session.void(why, origin.meta())
             volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
             volunteer.release(session.id, origin.meta())
@@ -317,6 +337,23 @@ class RecordingUseCases(LedgerBase):
 
     def get_activity_for(self, session: ServiceSession) -> Activity:
         return self._find(Activity, session.activity_id, "activity")
+
+
+def _check_version(session: ServiceSession, expected: int | None, seen: list[int]) -> None:
+    """Refuse to change `session` if it is not at the version the client named (`expected`),
+    or if it moved since an earlier attempt of the same request read it (`seen`): an attempt
+    is retried when another write won the race, and a write that won on this very session
+    was made by a client who did not know this change was coming."""
+    if expected is not None and session.version != expected:
+        raise VersionMismatch(
+            f"session {session.id} is at version {session.version}, not {expected}: it was "
+            "changed since; read it again", "If-Match")
+    if not seen:
+        seen.append(session.version)
+    elif seen[0] != session.version:
+        raise ConcurrentChange(
+            f"session {session.id} was changed by another request while this one was being "
+            f"written (version {seen[0]} -> {session.version}); read it again")
 
 
 __all__ = ["BatchResult", "RecordingUseCases", "SessionWritten", "Written"]

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
 from api.errors import problem_type, status_of
-from api.schemas import Body, Id, Instant, Reason
+from api.schemas import IF_MATCH_RESPONSES, Body, Id, IfMatch, Instant, Reason, version_tag
 from ledger import SessionRecord
 
 router = APIRouter(prefix="/v1/service-sessions", tags=["service sessions"])
@@ -114,10 +114,16 @@ def record_batch(body: BatchIn, actor: RecorderWriter, services: ServicesDep) ->
             "rejected": result.count("rejected"), "position": result.position, "results": items}
 
 
-@router.get("/{session_id}", response_model=SessionOut)
-def get_session(session_id: str, actor: HoursReader, services: ServicesDep) -> dict[str, Any]:
+@router.get("/{session_id}", response_model=SessionOut,
+            responses={200: {"headers": {"ETag": {
+                "description": 'The session\'s version as a strong tag ("3"): send it back '
+                               "as `If-Match` with a correction or a void.",
+                "schema": {"type": "string"}}}}})
+def get_session(session_id: str, actor: HoursReader, services: ServicesDep,
+                response: Response) -> dict[str, Any]:
     """A session as it stands now (its history is under the volunteer's history)."""
     s = services.ledger.get_session(session_id)
+    response.headers["ETag"] = version_tag(s.version)
     return {"id": s.id, "volunteer_id": s.volunteer_id, "activity_id": s.activity_id,
             "program_code": s.program_code, "organiser_unit_id": s.organiser_unit_id,
             "started_at": s.started_at.isoformat(), "ended_at": s.ended_at.isoformat(),
@@ -126,18 +132,25 @@ def get_session(session_id: str, actor: HoursReader, services: ServicesDep) -> d
             "voided_reason": s.voided_reason, "version": s.version}
 
 
-@router.post("/{session_id}/corrections", response_model=SessionWrite)
+@router.post("/{session_id}/corrections", response_model=SessionWrite,
+             responses=IF_MATCH_RESPONSES)
 def correct_session(session_id: str, body: CorrectionIn, actor: RecorderWriter,
-                    services: ServicesDep) -> dict[str, Any]:
-    """Correct a session's times, with a reason; the previous times stay in the history."""
+                    services: ServicesDep, expected: IfMatch) -> dict[str, Any]:
+    """Correct a session's times, with a reason; the previous times stay in the history.
+
+    A session changed by another request while this one was written answers 409; with
+    `If-Match`, a session no longer at that version answers 412. The same correction sent
+    again answers 200 and writes nothing."""
     written = services.ledger.correct_session(
-        origin_of(actor), session_id, body.started_at, body.ended_at, body.reason)
+        origin_of(actor), session_id, body.started_at, body.ended_at, body.reason, expected)
     return services.written(written, minutes=written.minutes)
 
 
-@router.post("/{session_id}/void", response_model=SessionWrite)
+@router.post("/{session_id}/void", response_model=SessionWrite, responses=IF_MATCH_RESPONSES)
 def void_session(session_id: str, body: VoidIn, actor: RecorderWriter,
-                 services: ServicesDep) -> dict[str, Any]:
-    """Void a session, with a reason; it no longer counts but stays in the history."""
-    written = services.ledger.void_session(origin_of(actor), session_id, body.reason)
+                 services: ServicesDep, expected: IfMatch) -> dict[str, Any]:
+    """Void a session, with a reason; it no longer counts but stays in the history.
+
+    Concurrent changes and `If-Match` are answered as for corrections."""
+    written = services.ledger.void_session(origin_of(actor), session_id, body.reason, expected)
     return services.written(written, minutes=0)

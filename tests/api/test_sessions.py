@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
-from tests.api.conftest import District
+from tests.api.conftest import ADMIN_TOKEN, District, bearer
 
 
 def test_recording_a_session_answers_201_with_its_minutes_and_position(district: District) -> None:
@@ -176,3 +177,39 @@ def test_min_position_is_looked_at_only_once_the_caller_is_let_in(
         response = district.get(path, token=token, min_position=10**9)
         assert response.status_code == 401, response.text
         assert "last event" not in response.text
+
+
+def test_if_match_guards_corrections_and_voids_with_the_version_get_tags(
+        district: District) -> None:
+    sid = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00",
+                           "r-1").json()["id"]
+    tag = district.get(f"/v1/service-sessions/{sid}").headers["ETag"]
+    assert tag == '"1"'
+    fix = {"started_at": "2017-03-05T09:00:00+08:00", "ended_at": "2017-03-05T09:45:00+08:00",
+           "reason": "left early"}
+
+    def post(path: str, body: dict[str, str], if_match: str) -> Any:
+        return district.client.post(path, json=body, headers={**bearer(ADMIN_TOKEN),
+                                                              "If-Match": if_match})
+
+    stale = post(f"/v1/service-sessions/{sid}/corrections", fix, '"2"')
+    assert stale.status_code == 412
+    assert stale.headers["content-type"].startswith("application/problem+json")
+    assert stale.json()["errors"] == [
+        {"field": "If-Match", "detail": f"session {sid} is at version 1, not 2: it was changed "
+                                        "since; read it again"}]
+    for bad in ('W/"1"', "1", '"one"', '"1", "2"'):
+        refused = post(f"/v1/service-sessions/{sid}/corrections", fix, bad)
+        assert refused.status_code == 422, bad
+        assert refused.json()["errors"][0]["field"] == "If-Match"
+    assert district.get(f"/v1/volunteers/{district.volunteer}/hours").json()[
+        "total_minutes"] == 60  # nothing written by the refused ones
+    assert post(f"/v1/service-sessions/{sid}/corrections", fix, tag).status_code == 200
+    # Sent again after it took effect: already done, 200, whatever the tag now says.
+    assert post(f"/v1/service-sessions/{sid}/corrections", fix, tag).status_code == 200
+    assert post(f"/v1/service-sessions/{sid}/void", {"reason": "x"}, tag).status_code == 412
+    now = district.get(f"/v1/service-sessions/{sid}").headers["ETag"]
+    assert now == '"2"'
+    assert post(f"/v1/service-sessions/{sid}/void", {"reason": "x"}, "*").status_code == 200
+    assert district.get(f"/v1/volunteers/{district.volunteer}/hours").json()[
+        "total_minutes"] == 0

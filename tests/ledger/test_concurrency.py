@@ -11,6 +11,7 @@ import pytest
 
 from ledger import Ledger, SessionRecord, Settings
 from ledger.aggregate import LedgerAggregate
+from ledger.errors import ConcurrentChange
 from tests.factories import ADMIN, at, live_minutes, make_activity, make_volunteer, session_record
 
 ROUNDS = 6
@@ -100,8 +101,14 @@ def test_two_racing_corrections_leave_the_calendar_and_the_session_in_agreement(
     barrier = threading.Barrier(2)
     ledgers = [RacingLedger(settings, barrier) for _ in range(2)]
 
+    outcomes: dict[int, str] = {}
+
     def correct(i: int) -> None:
-        ledgers[i].correct_session(ADMIN, session.id, at(9), at(11 + i), "late sheet")
+        try:
+            ledgers[i].correct_session(ADMIN, session.id, at(9), at(11 + i), "late sheet")
+            outcomes[i] = "corrected"
+        except ConcurrentChange:
+            outcomes[i] = "refused"
 
     threads = [threading.Thread(target=correct, args=(i,)) for i in range(2)]
     for thread in threads:
@@ -110,7 +117,11 @@ def test_two_racing_corrections_leave_the_calendar_and_the_session_in_agreement(
         thread.join(timeout=60)
     for the_ledger in ledgers:
         the_ledger.close()
+    # The one that lost is refused: it chose its times without knowing of the other's.
+    assert sorted(outcomes.values()) == ["corrected", "refused"]
+    winner = next(i for i, outcome in outcomes.items() if outcome == "corrected")
     stored = ledger.get_session(session.id)
+    assert (stored.ended_at, stored.version) == (at(11 + winner), 2)
     booked = ledger.get_volunteer(volunteer).sessions[session.id]
     assert booked[:2] == [stored.started_at.timestamp(), stored.ended_at.timestamp()]
 

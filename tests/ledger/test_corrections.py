@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 
 import pytest
 
 from ledger import Ledger
-from ledger.errors import InvalidField, NotFound, SessionVoided
-from tests.factories import at, correct, live_minutes, make_activity, record, void
+from ledger.errors import (
+    ConcurrentChange,
+    InvalidField,
+    NotFound,
+    SessionVoided,
+    VersionMismatch,
+)
+from tests.factories import ADMIN, at, correct, live_minutes, make_activity, record, void
 
 
 @pytest.fixture
@@ -98,3 +106,73 @@ def test_a_voided_session_cannot_be_voided_again(ledger: Ledger, volunteer: str,
     void(ledger, written.id)
     with pytest.raises(SessionVoided):
         void(ledger, written.id)
+
+
+class _Race:
+    """Makes another write land just before the next save of the ledger (once)."""
+
+    def __init__(self, ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+                 other: Callable[[], object]) -> None:
+        self.ran = False
+        save = ledger._save
+
+        def racing_save(*aggregates: Any) -> int:
+            if not self.ran:
+                self.ran = True
+                other()  # its own save goes straight through
+            return save(*aggregates)
+
+        monkeypatch.setattr(ledger, "_save", racing_save)
+
+
+def test_a_correction_that_another_change_of_the_session_beat_is_refused(
+        ledger: Ledger, volunteer: str, activity: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = record(ledger, volunteer, activity, at(9), at(10))
+    race = _Race(ledger, monkeypatch, lambda: correct(ledger, written.id, at(9), at(11)))
+    with pytest.raises(ConcurrentChange, match="changed by another request"):
+        correct(ledger, written.id, at(9), at(12))
+    assert race.ran
+    session = ledger.get_session(written.id)
+    assert (session.ended_at, session.version, live_minutes(ledger, volunteer)) == (at(11), 2, 120)
+
+
+def test_a_void_that_a_correction_beat_is_refused(
+        ledger: Ledger, volunteer: str, activity: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = record(ledger, volunteer, activity, at(9), at(10))
+    _Race(ledger, monkeypatch, lambda: correct(ledger, written.id, at(9), at(11)))
+    with pytest.raises(ConcurrentChange):
+        void(ledger, written.id)
+    assert not ledger.get_session(written.id).is_voided
+    assert live_minutes(ledger, volunteer) == 120
+
+
+def test_the_same_correction_twice_at_once_is_written_once(
+        ledger: Ledger, volunteer: str, activity: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = record(ledger, volunteer, activity, at(9), at(10))
+    _Race(ledger, monkeypatch, lambda: correct(ledger, written.id, at(9), at(12)))
+    assert correct(ledger, written.id, at(9), at(12)) == 180  # the one that lost finds it done
+    assert ledger.get_session(written.id).version == 2
+
+
+def test_a_correction_that_only_another_session_of_the_volunteer_beat_goes_through(
+        ledger: Ledger, volunteer: str, activity: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = record(ledger, volunteer, activity, at(9), at(10))
+    race = _Race(ledger, monkeypatch,
+                 lambda: record(ledger, volunteer, activity, at(14), at(15), "other-sheet"))
+    assert correct(ledger, written.id, at(9), at(12)) == 180
+    assert race.ran
+    assert live_minutes(ledger, volunteer) == 180 + 60
+
+
+def test_a_change_naming_another_version_is_refused_and_writes_nothing(
+        ledger: Ledger, volunteer: str, activity: str) -> None:
+    written = record(ledger, volunteer, activity, at(9), at(10))
+    with pytest.raises(VersionMismatch, match="at version 1, not 2") as refused:
+        ledger.correct_session(ADMIN, written.id, at(9), at(11), "typo", expected_version=2)
+    assert refused.value.field == "If-Match"
+    with pytest.raises(VersionMismatch):
+        ledger.void_session(ADMIN, written.id, "twice", expected_version=0)
+    assert ledger.get_session(written.id).version == 1
+    ledger.correct_session(ADMIN, written.id, at(9), at(11), "typo", expected_version=1)
+    ledger.void_session(ADMIN, written.id, "twice", expected_version=2)
+    assert ledger.get_session(written.id).is_voided
