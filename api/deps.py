@@ -5,19 +5,22 @@ from __future__ import annotations
 import hmac
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from ledger import Actor, Ledger, Origin, Role, SessionWritten, Settings, Written
 from ledger.access import token_digest, token_id_of
+from ledger.base import Recognised
 from ledger.errors import InvalidField, ViewsBehind
 from projections.audit import Auditor
 from projections.models import ReadModels
 
+T = TypeVar("T")
 ADMIN_TOKEN_ACTOR = Actor(id="admin-token", role=Role.admin)
 log = logging.getLogger("vledger.api")
 
@@ -95,7 +98,17 @@ class Services:
                 f"the views have read to position {self.models.position()} of {head} (being "
                 "rebuilt or caught up by another process); try again shortly")
 
-    def written(self, write: Written | SessionWritten, **extra: Any) -> dict[str, Any]:
+    def registered(self, actor: Actor, key: str | None, response: Response,
+                   register: Callable[[], T]) -> T | Recognised:
+        """Run a registration (a use case that makes something new) under the caller's
+        idempotency key, if any: sent again, it is Recognised and answers 200."""
+        outcome = self.ledger.keyed(None if key is None else f"{actor.id}\x00{key}", register)
+        if isinstance(outcome, Recognised):
+            response.status_code = 200
+        return outcome
+
+    def written(self, write: Written | SessionWritten | Recognised,
+                **extra: Any) -> dict[str, Any]:
         """A write's answer (its id, any `extra` fields, its position), once the views have
         caught up with it."""
         self.after_write(write.position)

@@ -259,3 +259,29 @@ IfMatch = Annotated[int | None, Depends(_if_match)]
 IF_MATCH_RESPONSES: dict[int | str, dict[str, Any]] = {412: {
     "description": "`If-Match` named a version the session is no longer at: nothing was "
                    "written; read it again."}}
+
+
+_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def _idempotency_key(idempotency_key: Annotated[str | None, Header(
+        description="Any string of 1 to 200 visible ASCII characters the client chooses for "
+                    "this request (a UUID will do). Sent again with the same request, say after "
+                    "a lost answer, it answers 200 with what the first send registered instead "
+                    "of registering it twice; with another request, 422. Keys belong to the "
+                    "token that sends them.", examples=["5f0c6a8e-3b1d-4d7e-9a55-2c1f0e4b7a10"],
+        )] = None) -> str | None:
+    """The request's idempotency key, or None."""
+    if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
+        raise InvalidField("Idempotency-Key must be 1 to 200 visible ASCII characters",
+                           "Idempotency-Key")
+    return idempotency_key
+
+
+IdempotencyKey = Annotated[str | None, Depends(_idempotency_key)]
+
+
+def recognised_response(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """The 200 of a registration sent again with its idempotency key."""
+    return {200: {"model": model, "description": "Sent again with the same `Idempotency-Key`: "
+                  "what the first send registered (its id and position); nothing new."}}

@@ -21,9 +21,11 @@ from ledger.errors import (
     ClosedReference,
     ConcurrentChange,
     InvalidField,
+    KeyReused,
     NotFound,
     UnknownReference,
 )
+from ledger.ids import keyed_ids, keyed_ids_issued
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.settings import Settings, StoreLocation, turn_off_jit
@@ -194,10 +196,50 @@ class LedgerBase(Application[str]):
             if aggregate is not None:
                 processing.events.extend(aggregate.collect_events())
                 processing.aggregates[aggregate.id] = aggregate
+        if keyed_ids_issued():
+            self._recognise(processing.events)
         with self.writing():
             recordings = self._record(processing)
             self._take_snapshots(processing)
         return list(recordings)
+
+    def keyed(self, scope: str | None, run: Callable[[], T]) -> T | Recognised:
+        """Run a use case that registers something, with ids drawn from `scope` (a caller and
+        its idempotency key) when given: sent again, the request is Recognised (what it
+        registered the first time, not a second one), or refused (KeyReused) if it is not the
+        same request. Two sends at once: one registers, the other recognises it."""
+        if scope is None:
+            return run()
+        for _ in range(2):
+            with keyed_ids(scope):
+                try:
+                    return run()
+                except Recognised as recognised:
+                    return recognised
+                except IntegrityError:
+                    continue  # the same request, sent again, was stored meanwhile: look again
+        raise ConcurrentChange("another request with the same idempotency key was being "
+                               "written; please try again")
+
+    def _recognise(self, events: Iterable[Any]) -> None:
+        """Before saving what a keyed request registers: if the store holds it already (the
+        request was sent before), Recognised; if it holds something else under the ids drawn
+        from the key, KeyReused."""
+        issued = set(keyed_ids_issued())
+        for pending in events:
+            if pending.originator_version != 1 or pending.originator_id not in issued:
+                continue
+            stored = self.recorder.select_events(pending.originator_id, lte=1)
+            if not stored:
+                continue
+            original = self.mapper.to_domain_event(stored[0])
+            if type(original) is not type(pending) or _content(original) != _content(pending):
+                raise KeyReused(
+                    "Idempotency-Key was sent before with another request (which registered "
+                    f"{pending.originator_id}); send a new key for a new request",
+                    "Idempotency-Key")
+            position = self._positions([pending.originator_id])[pending.originator_id][1]
+            raise Recognised(pending.originator_id, position)
 
     def _positions(self, ids: Collection[str],
                    topic: str | None = None) -> dict[str, dict[int, int]]:
@@ -285,6 +327,26 @@ class LedgerBase(Application[str]):
             return self._save(loaded)
 
         return self._retrying(attempt)
+
+
+class Recognised(Exception):
+    """A keyed request sent again: what it registered the first time (its id, the position of
+    its first event). Raised from inside the use case, which saves nothing; `keyed` returns it."""
+
+    def __init__(self, registered_id: str, position: int) -> None:
+        super().__init__(registered_id)
+        self.id = registered_id
+        self.position = position
+
+
+# What a request does not choose: when and by whom it was recorded, the number it was issued.
+_NOT_CONTENT = frozenset({"timestamp", "actor", "source", "volunteer_number"})
+
+
+def _content(registered: Any) -> dict[str, Any]:
+    """What a registration's first event says about what was asked for (instants compare as
+    instants, whatever their offsets)."""
+    return {k: v for k, v in vars(registered).items() if k not in _NOT_CONTENT}
 
 
 def check_program(code: str) -> str:

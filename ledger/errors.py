@@ -4,6 +4,7 @@
     ├── InvalidRequest        the request is wrong on its own or against fixed attributes (422)
     │   ├── InvalidField      one named field breaks one rule
     │   ├── InvalidFields     several named fields, each breaking a rule
+    │   ├── KeyReused         an idempotency key sent again with another request
     │   └── UnknownReference  an id in the request names nothing the ledger knows
     ├── NotFound              the thing addressed does not exist (404)
     ├── Conflict              the request contradicts other facts of the ledger (409)
@@ -57,6 +58,10 @@ class InvalidFields(InvalidRequest):
     def __init__(self, problems: list[InvalidField]) -> None:
         super().__init__("; ".join(p.message for p in problems), problems[0].field)
         self.problems = problems
+
+
+class KeyReused(InvalidRequest):
+    """An idempotency key came back with a request other than the one it was first sent with."""
 
 
 class UnknownReference(InvalidRequest):

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import PUBLIC, MaybeActor, RecorderWriter, ServicesDep, origin_of
-from api.schemas import Body, Created, Id, Instant, ProgramCode, Reason, Text
+from api.schemas import (
+    Body,
+    Created,
+    Id,
+    IdempotencyKey,
+    Instant,
+    ProgramCode,
+    Reason,
+    Text,
+    recognised_response,
+)
 
 router = APIRouter(prefix="/v1/activities", tags=["activities"])
 
@@ -44,12 +54,14 @@ class ActivityOut(BaseModel):
     version: int
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=Created)
-def plan_activity(body: ActivityIn, actor: RecorderWriter, services: ServicesDep) -> dict[str, Any]:
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=Created,
+             responses=recognised_response(Created))
+def plan_activity(body: ActivityIn, actor: RecorderWriter, services: ServicesDep,
+                  key: IdempotencyKey, response: Response) -> dict[str, Any]:
     """Plan an activity of a program (A1…C4), organised by a unit, in a time window."""
-    written = services.ledger.plan_activity(
+    written = services.registered(actor, key, response, lambda: services.ledger.plan_activity(
         origin_of(actor), str(body.program_code.value), body.organiser_unit_id, body.title,
-        body.starts_at, body.ends_at, body.station_unit_id, body.place)
+        body.starts_at, body.ends_at, body.station_unit_id, body.place))
     return services.written(written)
 
 

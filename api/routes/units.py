@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import PUBLIC, Admin, MaybeActor, ServicesDep, origin_of
-from api.schemas import Body, Created, Day, Id, Reason, Text
+from api.schemas import Body, Created, Day, Id, IdempotencyKey, Reason, Text, recognised_response
 from ledger.catalogue import CivilizedLevel, UnitKind
 
 router = APIRouter(prefix="/v1/units", tags=["units"])
@@ -44,12 +44,14 @@ class UnitOut(BaseModel):
     version: int
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=Created)
-def register_unit(body: UnitIn, actor: Admin, services: ServicesDep) -> dict[str, Any]:
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=Created,
+             responses=recognised_response(Created))
+def register_unit(body: UnitIn, actor: Admin, services: ServicesDep, key: IdempotencyKey,
+                  response: Response) -> dict[str, Any]:
     """Register a unit (town, subdistrict, community, department, school, organisation, station)."""
-    written = services.ledger.register_unit(
+    written = services.registered(actor, key, response, lambda: services.ledger.register_unit(
         origin_of(actor), body.name, body.kind.value, body.parent_id,
-        body.civilized_level.value if body.civilized_level else None)
+        body.civilized_level.value if body.civilized_level else None))
     return services.written(written)
 
 

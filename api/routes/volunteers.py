@@ -9,7 +9,18 @@ from fastapi import APIRouter, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
-from api.schemas import Body, Created, Day, Id, Reason, Text, Year
+from api.schemas import (
+    Body,
+    Created,
+    Day,
+    Id,
+    IdempotencyKey,
+    Reason,
+    Text,
+    Year,
+    recognised_response,
+)
+from ledger.base import Recognised
 from ledger.catalogue import Gender, PoliticalStatus
 from ledger.privacy import masked
 
@@ -106,15 +117,20 @@ def _personal(body: Personal) -> dict[str, Any]:
     return {k: (v.value if hasattr(v, "value") else v) for k, v in data.items() if v is not None}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=VolunteerCreated)
-def register_volunteer(body: VolunteerIn, actor: RecorderWriter,
-                       services: ServicesDep) -> dict[str, Any]:
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=VolunteerCreated,
+             responses=recognised_response(VolunteerCreated))
+def register_volunteer(body: VolunteerIn, actor: RecorderWriter, services: ServicesDep,
+                       key: IdempotencyKey, response: Response) -> dict[str, Any]:
     """Register a volunteer with a home unit; returns the id and the district volunteer number."""
     personal = _personal(body)
-    for key in ("home_unit_id", "registered_on"):
-        personal.pop(key, None)
-    written, number = services.ledger.register_volunteer(
-        origin_of(actor), body.name, body.home_unit_id, body.registered_on, **personal)
+    for field in ("home_unit_id", "registered_on"):
+        personal.pop(field, None)
+    outcome = services.registered(actor, key, response, lambda: services.ledger.register_volunteer(
+        origin_of(actor), body.name, body.home_unit_id, body.registered_on, **personal))
+    if isinstance(outcome, Recognised):
+        number = services.ledger.get_volunteer(outcome.id).volunteer_number
+        return services.written(outcome, volunteer_number=number)
+    written, number = outcome
     return services.written(written, volunteer_number=number)
 
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, date
+from typing import Any
 
 import pytest
 
-from ledger import Ledger
-from ledger.errors import DuplicateRecordConflict, InvalidField
-from tests.factories import at, correct, live_minutes, make_activity, make_volunteer, record
+from ledger import Ledger, Written
+from ledger.base import Recognised
+from ledger.errors import DuplicateRecordConflict, InvalidField, KeyReused
+from tests.factories import (
+    ADMIN,
+    at,
+    correct,
+    live_minutes,
+    make_activity,
+    make_unit,
+    make_volunteer,
+    record,
+)
 
 
 def test_the_same_record_again_returns_the_same_session(ledger: Ledger, volunteer: str,
@@ -71,3 +82,64 @@ def test_the_original_record_after_a_correction_is_still_the_same_record(
     correct(ledger, first.id, at(9), at(11))
     again = record(ledger, volunteer, activity, at(9), at(10), source_record_id="r-1")
     assert (again.id, again.created, live_minutes(ledger, volunteer)) == (first.id, False, 120)
+
+
+# -- registrations sent with an idempotency key --------------------------------------------------
+
+
+def test_a_keyed_registration_sent_again_is_recognised_not_registered_twice(
+        ledger: Ledger) -> None:
+    first = ledger.keyed("clerk\x00k-1", lambda: ledger.register_unit(ADMIN, "列东街道", "town"))
+    assert isinstance(first, Written)
+    head = ledger.head()
+    again = ledger.keyed("clerk\x00k-1", lambda: ledger.register_unit(ADMIN, " 列东街道 ", "town"))
+    assert isinstance(again, Recognised)
+    assert (again.id, again.position, ledger.head()) == (first.id, first.position, head)
+
+
+def test_a_key_sent_again_with_another_request_is_refused_and_writes_nothing(
+        ledger: Ledger) -> None:
+    ledger.keyed("clerk\x00k-1", lambda: ledger.register_unit(ADMIN, "列东街道", "town"))
+    head = ledger.head()
+    with pytest.raises(KeyReused) as refused:
+        ledger.keyed("clerk\x00k-1", lambda: ledger.register_unit(ADMIN, "列西街道", "town"))
+    assert refused.value.field == "Idempotency-Key"
+    assert ledger.head() == head
+    other = ledger.keyed("other\x00k-1", lambda: ledger.register_unit(ADMIN, "列西街道", "town"))
+    assert isinstance(other, Written)  # a key belongs to its caller (scope)
+
+
+def test_a_keyed_volunteer_is_recognised_by_what_was_first_asked_for(ledger: Ledger) -> None:
+    unit = make_unit(ledger)
+
+    def register() -> Any:
+        return ledger.register_volunteer(ADMIN, "林小梅", unit, date(2017, 1, 10),
+                                         phone="13805981234")
+
+    first, number = ledger.keyed("clerk\x00v-1", register)
+    ledger.update_volunteer(ADMIN, first.id, {"phone": "13900000000"})
+    again = ledger.keyed("clerk\x00v-1", register)  # the number it was issued is not asked for
+    assert isinstance(again, Recognised) and again.id == first.id
+    assert ledger.get_volunteer(first.id).volunteer_number == number
+
+
+def test_two_sends_of_one_keyed_request_at_once_register_once(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    def register() -> Any:
+        return ledger.register_unit(ADMIN, "列东街道", "town")
+
+    # The other send lands after this one looked for it and before it is stored: this one's
+    # insert fails on the id, and it looks again.
+    recognise, raced, started = ledger._recognise, [], []
+
+    def racing_recognise(events: Any) -> None:
+        recognise(events)
+        if not started:
+            started.append(True)
+            raced.append(ledger.keyed("clerk\x00k-1", register))
+
+    monkeypatch.setattr(ledger, "_recognise", racing_recognise)
+    second = ledger.keyed("clerk\x00k-1", register)
+    assert isinstance(raced[0], Written) and isinstance(second, Recognised)
+    assert second.id == raced[0].id
+    assert len(ledger.recorder.select_events(second.id)) == 1

@@ -1,0 +1,65 @@
+"""`Idempotency-Key` on registrations: a request sent again after a lost answer registers once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.conftest import ADMIN_TOKEN, District, bearer
+
+
+def send(district: District, path: str, body: dict[str, Any], key: str,
+         token: str = ADMIN_TOKEN) -> Any:
+    return district.client.post(path, json=body,
+                                headers={**bearer(token), "Idempotency-Key": key})
+
+
+def head(district: District) -> int:
+    return int(district.client.app.state.services.ledger.head())  # type: ignore[attr-defined]
+
+
+def test_a_unit_sent_again_with_its_key_answers_200_with_the_first_id(district: District) -> None:
+    body = {"name": "列中社区", "kind": "community", "parent_id": district.unit_a}
+    first = send(district, "/v1/units", body, "unit-7")
+    assert first.status_code == 201
+    stored = head(district)
+    again = send(district, "/v1/units", body, "unit-7")
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert head(district) == stored
+    other = send(district, "/v1/units", {**body, "name": "列北社区"}, "unit-7")
+    assert other.status_code == 422
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert head(district) == stored
+    unkeyed = district.post("/v1/units", body)  # no key: a second unit, as before
+    assert unkeyed.status_code == 201 and unkeyed.json()["id"] != first.json()["id"]
+
+
+def test_a_volunteer_sent_again_keeps_one_id_and_one_number(district: District) -> None:
+    body = {"name": "王芳", "home_unit_id": district.unit_a, "registered_on": "2017-02-01",
+            "phone": "13912345678"}
+    token = district.recorder_a
+    first = send(district, "/v1/volunteers", body, "0f7c-v", token)
+    assert first.status_code == 201
+    again = send(district, "/v1/volunteers", body, "0f7c-v", token)
+    assert again.status_code == 200
+    assert again.json() == first.json()  # id, volunteer_number and position
+    # The key is the recorder's: the admin's same key is another request.
+    assert send(district, "/v1/volunteers", body, "0f7c-v").json()["id"] != first.json()["id"]
+
+
+def test_an_activity_sent_again_in_another_offset_is_the_same_request(district: District) -> None:
+    body = {"program_code": "A1", "organiser_unit_id": district.unit_a, "title": "植树",
+            "starts_at": "2017-03-12T08:00:00+08:00", "ends_at": "2017-03-12T12:00:00+08:00"}
+    first = send(district, "/v1/activities", body, "act-1")
+    again = send(district, "/v1/activities", {**body, "starts_at": "2017-03-12T00:00:00Z",
+                                              "ends_at": "2017-03-12T04:00:00Z"}, "act-1")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+
+
+def test_a_malformed_key_is_a_422_naming_the_header(district: District) -> None:
+    for key in (b"", b"has space", b"x" * 201, "钥匙".encode()):
+        response = district.client.post(
+            "/v1/units", json={"name": "x", "kind": "town"},
+            headers=[*bearer(ADMIN_TOKEN).items(), ("Idempotency-Key", key)])
+        assert response.status_code == 422, key
+        assert response.json()["errors"][0]["field"] == "Idempotency-Key"
