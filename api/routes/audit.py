@@ -17,15 +17,41 @@ from projections.history import event_feed, volunteer_history
 router = APIRouter(tags=["audit"])
 
 
+class Entry(BaseModel):
+    """One event as the history shows it (projections/entries.py), personal data masked
+    unless the caller may see it."""
+
+    position: int = Field(description="Where the event is stored; increases, may skip.")
+    type: str = Field(description="Aggregate and event, e.g. `ServiceSession.Recorded`.")
+    recorded_at: str = Field(json_schema_extra={"format": "date-time"},
+                             description="When the ledger recorded it, RFC 3339.")
+    actor: dict[str, Any] | None = Field(
+        description="Who recorded it: `id`, `role`, and for a recorder its `unit_id`.")
+    source: str | None = Field(description="Through what: api, cli, import:<batch>, …")
+    valid_time: dict[str, str] | None = Field(
+        description="The served interval a session event states (`started_at`, `ended_at`).")
+    data: dict[str, Any] = Field(description="The event's own fields.")
+
+
+class FeedEntry(Entry):
+    """One event as the feed shows it: the history's fields and what its audit leaf holds."""
+
+    originator_id: str = Field(description="The id of the aggregate it belongs to.")
+    version: int = Field(description="The aggregate's version the event made.")
+    topic: str = Field(description="The stored event's topic.")
+    state: str | None = Field(description="The stored bytes (standard base64), null where "
+                                          "masking hides personal data from this caller.")
+
+
 class History(BaseModel):
     volunteer_id: str
     as_of: str | None
-    events: list[dict[str, Any]]
+    events: list[Entry]
     next_cursor: str | None = None
 
 
 class Feed(BaseModel):
-    events: list[dict[str, Any]]
+    events: list[FeedEntry]
     next_after: int | None
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 import api.routes
 from api.app import create_app
-from api.routes.audit import Checkpoint, Consistency, Inclusion
+from api.routes.audit import Checkpoint, Consistency, Feed, History, Inclusion
 from ledger import Settings
 from tests.api.conftest import District
 
@@ -140,3 +140,14 @@ def test_real_audit_answers_hold_exactly_the_documented_fields(district: Distric
         # Nothing the route answers is missing from its model, so filtering drops nothing.
         assert model.model_validate(answer).model_dump() == answer, path
         assert set(answer) == set(schema["properties"]), path
+
+
+def test_real_history_and_feed_entries_hold_exactly_the_documented_fields(
+        district: District) -> None:
+    district.session("2017-03-05T09:00:00+08:00", "2017-03-05T11:00:00+08:00", "doc-1")
+    history = district.get(f"/v1/volunteers/{district.volunteer}/history",
+                           token=district.auditor).json()
+    feed = district.get("/v1/events", token=district.auditor, limit=10_000).json()
+    for answer, model in ((history, History), (feed, Feed)):
+        assert any(e["valid_time"] for e in answer["events"])
+        assert model.model_validate(answer).model_dump() == answer
