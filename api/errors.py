@@ -70,10 +70,30 @@ _DOCUMENTED = {
     "404": "An unknown id in the path.",
     "409": "The request contradicts other facts of the ledger.",
     "422": "The request is wrong on its own; `errors` names each bad field.",
-    "503": "The views could not reach `min_position` in time; see Retry-After.",
+    "503": "Nothing is wrong with the request, but it cannot be answered now: the store is "
+           "busy or did not answer, or the views have not caught up (with `min_position`: "
+           "not within about 2 s). Send it again after Retry-After seconds.",
 }
+RETRY_AFTER = {"description": "Seconds to wait before sending the request again.",
+               "schema": {"type": "integer", "minimum": 0}}
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     int(code): {"model": Problem, "description": text} for code, text in _DOCUMENTED.items()
+}
+# Every 503 a route answers carries Retry-After (/healthz and /readyz declare their own 503).
+PROBLEM_RESPONSES[503]["headers"] = {"Retry-After": {**RETRY_AFTER, "required": True}}
+# api/limits.py and the validation handler answer these before a route reads its body, so
+# every operation that takes one can; added to those by the document builder below.
+BODY_RESPONSES: dict[str, dict[str, Any]] = {
+    "413": {"description": f"The body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB."},
+    "415": {"description": "A body was sent, but not as `Content-Type: application/json`."},
+}
+
+# An operation that may answer 304 (api.schemas.etagged) is asked with this header.
+IF_NONE_MATCH = {
+    "name": "If-None-Match", "in": "header", "required": False,
+    "description": "The ETag of a representation the client holds: 304, without a body, "
+                   "while it is still the current one (tags compare weakly; `*` matches any).",
+    "schema": {"type": "string"},
 }
 
 
@@ -225,9 +245,16 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
                          routes=app.routes, tags=app.openapi_tags)
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
-        for code, response in operation.get("responses", {}).items():
+        responses = operation.setdefault("responses", {})
+        if "requestBody" in operation:
+            for code, response in BODY_RESPONSES.items():
+                responses.setdefault(code, dict(response))
+        if "304" in responses:
+            operation.setdefault("parameters", []).append(IF_NONE_MATCH)
+        for code, response in responses.items():
             if code >= "400":
                 response["content"] = {PROBLEM: {"schema": problem_ref}}
+        operation["responses"] = dict(sorted(responses.items()))
     schema.setdefault("components", {}).setdefault("schemas", {}).pop("HTTPValidationError", None)
     schema["components"]["schemas"].pop("ValidationError", None)
     app.openapi_schema = schema

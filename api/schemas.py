@@ -192,6 +192,23 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
     return items[offset:end], page_cursor(end, list_of, digest), position
 
 
+_TAG_HEADERS: dict[str, dict[str, Any]] = {
+    "ETag": {"description": "A weak tag of the representation, leaving out its `position`; "
+                            "send it back as If-None-Match to be answered 304 while it holds.",
+             "required": True, "schema": {"type": "string"}},
+    "Cache-Control": {"description": "`no-cache`: a cache asks again before it reuses a copy.",
+                      "required": True, "schema": {"type": "string"}},
+    "Vary": {"description": "`Authorization`: what a caller may read depends on its token.",
+             "required": True, "schema": {"type": "string"}},
+}
+# The answers of a route that returns `etagged(...)`, for its `responses=`.
+ETAGGED: dict[int | str, dict[str, Any]] = {
+    200: {"headers": _TAG_HEADERS},
+    304: {"description": "Not Modified: the If-None-Match header holds the tag of the current "
+                         "representation; no body.", "headers": _TAG_HEADERS},
+}
+
+
 def etagged(request: Request, response: Response,
             body: dict[str, Any]) -> Response:
     """The body as JSON, tagged; 304 when the client already holds this representation.

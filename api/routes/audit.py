@@ -6,30 +6,124 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PUBLIC, AuditReader, Fresh, MaybeActor, ServicesDep
-from api.schemas import MAX_POSITION, Instant, etagged, paginate
+from api.errors import Problem
+from api.schemas import ETAGGED, MAX_POSITION, Instant, etagged, paginate
 from ledger.catalogue import Role
 from projections.history import event_feed, volunteer_history
 
 router = APIRouter(tags=["audit"])
 
 
+class Entry(BaseModel):
+    """One event as the history shows it (projections/entries.py), personal data masked
+    unless the caller may see it."""
+
+    position: int = Field(description="Where the event is stored; increases, may skip.")
+    type: str = Field(description="Aggregate and event, e.g. `ServiceSession.Recorded`.")
+    recorded_at: str = Field(json_schema_extra={"format": "date-time"},
+                             description="When the ledger recorded it, RFC 3339.")
+    actor: dict[str, Any] | None = Field(
+        description="Who recorded it: `id`, `role`, and for a recorder its `unit_id`.")
+    source: str | None = Field(description="Through what: api, cli, import:<batch>, …")
+    valid_time: dict[str, str] | None = Field(
+        description="The served interval a session event states (`started_at`, `ended_at`).")
+    data: dict[str, Any] = Field(description="The event's own fields.")
+
+
+class FeedEntry(Entry):
+    """One event as the feed shows it: the history's fields and what its audit leaf holds."""
+
+    originator_id: str = Field(description="The id of the aggregate it belongs to.")
+    version: int = Field(description="The aggregate's version the event made.")
+    topic: str = Field(description="The stored event's topic.")
+    state: str | None = Field(description="The stored bytes (standard base64), null where "
+                                          "masking hides personal data from this caller.")
+
+
 class History(BaseModel):
     volunteer_id: str
     as_of: str | None
-    events: list[dict[str, Any]]
+    events: list[Entry]
     next_cursor: str | None = None
 
 
 class Feed(BaseModel):
-    events: list[dict[str, Any]]
+    events: list[FeedEntry]
     next_after: int | None
 
 
+_HASH = r"^[0-9a-f]{64}$"
+_HASHES = "SHA-256 hashes, 64 lowercase hex digits each"
+
+
+class Checkpoint(BaseModel):
+    """A signed statement of the root of the Merkle tree over the ledger's events."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "tree_size": 6,
+        "root_hash": "ac7672c9cb86075e88eefef289b8a71bb85a811ae31ca57f6fa2c6942cb6ac28",
+        "signed_at": "2026-11-30T12:46:13+00:00",
+        "signature": "C2PJgHjEVAhqRaK5jhLl5M73h41fUVl6wSYjtLPk/21OPStrtGKNWxCW0ScawlooeYxuavn"
+                     "r31N8zIbrF6/JCg==",
+        "key_id": "6c45aa04b8f3f3a8",
+    }]})
+
+    tree_size: int = Field(ge=0, description="Events (leaves) in the tree, in position order.")
+    root_hash: str = Field(pattern=_HASH, description="The tree's root (RFC 9162 MTH), in hex.")
+    signed_at: str = Field(json_schema_extra={"format": "date-time"},
+                           description="When it was signed: RFC 3339, UTC, to the second.")
+    signature: str = Field(description="Ed25519 over the checkpoint's lines, standard base64.")
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$",
+                        description="The first 16 hex digits of SHA-256 of the raw public key.")
+
+
+class Inclusion(BaseModel):
+    """An RFC 9162 inclusion proof: the audit path from one event's leaf to a tree's root."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "position": 3, "leaf_index": 2, "tree_size": 6,
+        "leaf_hash": "367c1651cc9658ee029d1cd7d67da1bf7b385308308f3855d87a02435d16ed9d",
+        "hashes": ["7f3b9caaefafcab7a986a71ca660d82e9d6f106d625ce919e43809ba1f833472",
+                   "b87f66436695ec5374e550c600aa8868d11385dc03fe06acf3ae7784c57e196f",
+                   "60e5ba41d7315cabc68b3b8ccaec35c3b7f40bd2a24017dd829d4ab7c0da9780"],
+    }]})
+
+    position: int = Field(description="The event's position, as asked.")
+    leaf_index: int = Field(ge=0, description="The event's leaf, counted from 0.")
+    tree_size: int = Field(ge=1, description="The size of the tree the path leads to.")
+    leaf_hash: str = Field(pattern=_HASH, description="The event's leaf hash, in hex.")
+    hashes: list[str] = Field(description=f"The audit path, leaf to root: {_HASHES}.")
+
+
+class Consistency(BaseModel):
+    """An RFC 9162 consistency proof: the tree of `first` leaves is a prefix of `second`'s."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "first": 3, "second": 6,
+        "hashes": ["367c1651cc9658ee029d1cd7d67da1bf7b385308308f3855d87a02435d16ed9d",
+                   "7f3b9caaefafcab7a986a71ca660d82e9d6f106d625ce919e43809ba1f833472",
+                   "b87f66436695ec5374e550c600aa8868d11385dc03fe06acf3ae7784c57e196f",
+                   "60e5ba41d7315cabc68b3b8ccaec35c3b7f40bd2a24017dd829d4ab7c0da9780"],
+    }]})
+
+    first: int = Field(ge=1, description="The size of the earlier tree, as asked.")
+    second: int = Field(ge=1, description="The size of the later tree, as asked.")
+    hashes: list[str] = Field(description=f"The consistency proof: {_HASHES}.")
+
+
+# Events changed or removed in the store after they were logged are never signed or proved.
+ALTERED: dict[int | str, dict[str, Any]] = {500: {
+    "model": Problem,
+    "description": "`audit-log-altered`: the stored events no longer extend the last published "
+                   "checkpoint (changed or removed in the database); run `vledger verify`.",
+}}
+
+
 @router.get("/v1/volunteers/{volunteer_id}/history", response_model=History,
-            dependencies=[Fresh])
+            dependencies=[Fresh], responses=ETAGGED)
 def history(volunteer_id: str, request: Request, response: Response, actor: AuditReader,
             services: ServicesDep, as_of: Instant | None = None,
             limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
@@ -62,7 +156,8 @@ def events(actor: AuditReader, services: ServicesDep,
     return {"events": page, "next_after": next_after}
 
 
-@router.get("/v1/audit/checkpoint", openapi_extra=PUBLIC)
+@router.get("/v1/audit/checkpoint", response_model=Checkpoint, openapi_extra=PUBLIC,
+            responses={**ETAGGED, **ALTERED})
 def checkpoint(request: Request, response: Response, actor: MaybeActor,
                services: ServicesDep) -> Any:
     """The signed root of the Merkle tree over every event (RFC 9162).
@@ -91,7 +186,7 @@ def public_key(actor: MaybeActor, services: ServicesDep) -> str:
     return services.auditor.key.public_key_pem()
 
 
-@router.get("/v1/audit/inclusion")
+@router.get("/v1/audit/inclusion", response_model=Inclusion, responses=ALTERED)
 def inclusion(
     actor: AuditReader, services: ServicesDep,
     position: Annotated[int, Query(ge=1, le=MAX_POSITION)],
@@ -105,7 +200,7 @@ def inclusion(
     return result
 
 
-@router.get("/v1/audit/consistency")
+@router.get("/v1/audit/consistency", response_model=Consistency)
 def consistency(actor: AuditReader, services: ServicesDep,
                 first: Annotated[int, Query(ge=1, le=MAX_POSITION)],
                 second: Annotated[int, Query(ge=1, le=MAX_POSITION)]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EligibilityReader, Fresh, HoursReader, Services, ServicesDep
-from api.schemas import etagged, paginate_ranked
+from api.schemas import ETAGGED, etagged, paginate_ranked
 from ledger.catalogue import AwardKind
 from ledger.errors import NotFound
 
@@ -55,7 +55,8 @@ class Eligibility(BaseModel):
     next_cursor: str | None = None
 
 
-@router.get("/v1/volunteers/{volunteer_id}/hours", response_model=Hours, dependencies=[Fresh])
+@router.get("/v1/volunteers/{volunteer_id}/hours", response_model=Hours, dependencies=[Fresh],
+            responses=ETAGGED)
 async def volunteer_hours(volunteer_id: str, request: Request, response: Response,
                           actor: HoursReader, services: ServicesDep) -> Any:
     """A volunteer's recorded minutes by category, program and year, and their star level."""
@@ -82,7 +83,8 @@ def _eligibility(services: Services, award: AwardKind, year: int,
     return result
 
 
-@router.get("/v1/eligibility/{award}/{year}", response_model=Eligibility, dependencies=[Fresh])
+@router.get("/v1/eligibility/{award}/{year}", response_model=Eligibility, dependencies=[Fresh],
+            responses=ETAGGED)
 def eligibility(
     award: AwardKind, year: Annotated[int, Path(ge=2000, le=2100)], request: Request,
     response: Response, actor: EligibilityReader, services: ServicesDep,
@@ -101,7 +103,7 @@ def eligibility(
 
 
 @router.get("/v1/eligibility/{award}/{year}/{candidate_id}", response_model=Eligibility,
-            dependencies=[Fresh])
+            dependencies=[Fresh], responses=ETAGGED)
 def candidate_eligibility(
     award: AwardKind, year: Annotated[int, Path(ge=2000, le=2100)], candidate_id: str,
     request: Request, response: Response, actor: EligibilityReader, services: ServicesDep,

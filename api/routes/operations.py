@@ -10,9 +10,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 
 from api.deps import PUBLIC, MaybeActor, ServicesDep
+from api.errors import RETRY_AFTER, Problem
 from ledger.catalogue import CATEGORY_NAMES, PROGRAMS, STAR_THRESHOLD_HOURS
 
 router = APIRouter(tags=["operations"])
+
+
+def _unavailable(text: str) -> dict[int | str, dict[str, Any]]:
+    """A probe's own 503: not always sent with Retry-After (a store that does not answer at
+    all, views stopped at an event they cannot read)."""
+    return {503: {"model": Problem, "description": text, "headers": {"Retry-After": RETRY_AFTER}}}
 
 
 @router.get("/openapi.json", include_in_schema=False)
@@ -33,7 +40,8 @@ async def redoc(actor: MaybeActor) -> HTMLResponse:
     return get_redoc_html(openapi_url="/openapi.json", title="volunteer-ledger API")
 
 
-@router.get("/healthz", openapi_extra=PUBLIC)
+@router.get("/healthz", openapi_extra=PUBLIC,
+            responses=_unavailable("The event store does not answer, or is busy."))
 async def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     """200 when the event store answers, else 503."""
     try:
@@ -43,7 +51,9 @@ async def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     return {"status": "ok", "store": services.settings.store().kind, "head": head}
 
 
-@router.get("/readyz", openapi_extra=PUBLIC)
+@router.get("/readyz", openapi_extra=PUBLIC, responses=_unavailable(
+    "A view lags further than the configured limits, the views stopped at an event they "
+    "cannot read, or the store does not answer."))
 def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     """200 when every view is within the configured lag of the store's head (in events,
     VLEDGER_MAX_VIEW_LAG_EVENTS, and in seconds the oldest unread event has waited,

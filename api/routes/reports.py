@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from api.deps import PUBLIC, Fresh, MaybeActor, ServicesDep
-from api.schemas import ProgramCode, etagged, paginate_ranked
+from api.schemas import ETAGGED, ProgramCode, etagged, paginate_ranked
 from ledger.catalogue import UnitKind
 
 router = APIRouter(tags=["reports"])
@@ -63,7 +63,7 @@ class Bulletin(BaseModel):
 
 
 @router.get("/v1/rankings/units", response_model=Rankings, dependencies=[Fresh],
-            openapi_extra=PUBLIC)
+            responses=ETAGGED, openapi_extra=PUBLIC)
 async def unit_rankings(
     request: Request, response: Response, actor: MaybeActor, services: ServicesDep,
     kind: Annotated[UnitKind, Query(description="Units are ranked within one kind.")],
@@ -85,7 +85,7 @@ async def unit_rankings(
 
 
 @router.get("/v1/bulletins/{year}/{quarter}", response_model=Bulletin, dependencies=[Fresh],
-            openapi_extra=PUBLIC)
+            responses=ETAGGED, openapi_extra=PUBLIC)
 async def quarterly_bulletin(
     request: Request, response: Response, actor: MaybeActor, services: ServicesDep,
     year: Annotated[int, Path(ge=2000, le=2100)],

@@ -1,0 +1,153 @@
+"""The OpenAPI document declares every answer the routes give, with its schema and headers."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+import api.routes
+from api.app import create_app
+from api.routes.audit import Checkpoint, Consistency, Feed, History, Inclusion
+from ledger import Settings
+from tests.api.conftest import District
+
+PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+# The fields API.md promises of each audit answer, and the model that documents it.
+CONTRACT: dict[str, tuple[set[str], type[BaseModel]]] = {
+    "/v1/audit/checkpoint": ({"tree_size", "root_hash", "signature", "key_id"}, Checkpoint),
+    "/v1/audit/inclusion": ({"leaf_index", "tree_size", "leaf_hash", "hashes"}, Inclusion),
+    "/v1/audit/consistency": ({"hashes"}, Consistency),
+}
+
+
+@pytest.fixture
+def document(settings: Settings) -> dict[str, Any]:
+    return create_app(settings).openapi()  # no store is opened: the app is never started
+
+
+def _routes() -> list[APIRoute]:
+    """Every documented route of every router module in api/routes/."""
+    modules = [importlib.import_module(f"api.routes.{m.name}")
+               for m in pkgutil.iter_modules(api.routes.__path__)]
+    return [r for m in modules for r in m.router.routes
+            if isinstance(r, APIRoute) and r.include_in_schema]
+
+
+def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            yield path, method, operation
+
+
+def _component(document: dict[str, Any], operation: dict[str, Any], code: str) -> Any:
+    ref = operation["responses"][code]["content"]["application/json"]["schema"]["$ref"]
+    return document["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+
+
+@pytest.mark.stores("sqlite")
+def test_every_route_that_answers_through_etagged_declares_its_304(
+        document: dict[str, Any]) -> None:
+    routes = _routes()
+    tagged = {r.path for r in routes if "etagged" in r.endpoint.__code__.co_names}
+    assert len(tagged) >= 7
+    for route in routes:
+        (method,) = route.methods
+        operation = document["paths"][route.path][method.lower()]
+        if route.path not in tagged:
+            assert "304" not in operation["responses"], route.path
+            continue
+        assert {"ETag", "Vary"} <= set(operation["responses"]["304"]["headers"]), route.path
+        assert "ETag" in operation["responses"]["200"]["headers"], route.path
+        assert "content" not in operation["responses"]["304"], route.path
+        asked = {(p["in"], p["name"]) for p in operation["parameters"]}
+        assert ("header", "If-None-Match") in asked, route.path
+
+
+@pytest.mark.stores("sqlite")
+def test_every_operation_that_takes_a_body_declares_413_and_415(
+        document: dict[str, Any]) -> None:
+    with_body = [(path, method, op) for path, method, op in _operations(document)
+                 if "requestBody" in op]
+    assert len(with_body) >= 15
+    for path, method, operation in with_body:
+        assert {"413", "415"} <= set(operation["responses"]), (method, path)
+    for path, method, operation in _operations(document):
+        if "requestBody" not in operation:
+            assert not {"413", "415"} & set(operation["responses"]), (method, path)
+
+
+@pytest.mark.stores("sqlite")
+def test_every_error_answer_is_documented_as_a_problem(
+        document: dict[str, Any]) -> None:
+    for path, method, operation in _operations(document):
+        for code, response in operation["responses"].items():
+            if code >= "400":
+                assert response["content"] == PROBLEM, (method, path, code)
+
+
+@pytest.mark.stores("sqlite")
+def test_every_503_declares_retry_after(document: dict[str, Any]) -> None:
+    for path, method, operation in _operations(document):
+        declared = operation["responses"]["503"].get("headers", {})
+        assert "Retry-After" in declared, (method, path)
+        # Only the probes answer some 503s without it (a store that does not answer at all).
+        assert declared["Retry-After"].get("required", False) is (
+            path not in ("/healthz", "/readyz")), (method, path)
+
+
+@pytest.mark.stores("sqlite")
+def test_only_checkpoints_and_inclusion_proofs_declare_audit_log_altered(
+        document: dict[str, Any]) -> None:
+    declared = {path for path, _, op in _operations(document) if "500" in op["responses"]}
+    assert declared == {"/v1/audit/checkpoint", "/v1/audit/inclusion"}
+    for path in declared:
+        assert "audit-log-altered" in document["paths"][path]["get"]["responses"]["500"][
+            "description"]
+
+
+@pytest.mark.stores("sqlite")
+def test_every_audit_answer_has_a_schema_with_the_contracts_fields_and_an_example(
+        document: dict[str, Any]) -> None:
+    for path, (fields, model) in CONTRACT.items():
+        schema = _component(document, document["paths"][path]["get"], "200")
+        assert schema["title"] == model.__name__, path
+        assert fields <= set(schema["properties"]) == set(schema["required"]), path
+        assert all(p.get("description") for p in schema["properties"].values()), path
+        assert schema["examples"], path
+        for example in schema["examples"]:
+            assert set(model.model_validate(example).model_dump()) == set(example), path
+
+
+def test_real_audit_answers_hold_exactly_the_documented_fields(district: District) -> None:
+    document = district.get("/openapi.json", token=None).json()
+    checkpoint = district.get("/v1/audit/checkpoint", token=district.auditor).json()
+    answers = {
+        "/v1/audit/checkpoint": checkpoint,
+        "/v1/audit/inclusion": district.get("/v1/audit/inclusion", token=district.auditor,
+                                            position=3).json(),
+        "/v1/audit/consistency": district.get("/v1/audit/consistency", token=district.auditor,
+                                              first=2, second=checkpoint["tree_size"]).json(),
+    }
+    for path, answer in answers.items():
+        schema = _component(document, document["paths"][path]["get"], "200")
+        model = CONTRACT[path][1]
+        # Nothing the route answers is missing from its model, so filtering drops nothing.
+        assert model.model_validate(answer).model_dump() == answer, path
+        assert set(answer) == set(schema["properties"]), path
+
+
+def test_real_history_and_feed_entries_hold_exactly_the_documented_fields(
+        district: District) -> None:
+    district.session("2017-03-05T09:00:00+08:00", "2017-03-05T11:00:00+08:00", "doc-1")
+    history = district.get(f"/v1/volunteers/{district.volunteer}/history",
+                           token=district.auditor).json()
+    feed = district.get("/v1/events", token=district.auditor, limit=10_000).json()
+    for answer, model in ((history, History), (feed, Feed)):
+        assert any(e["valid_time"] for e in answer["events"])
+        assert model.model_validate(answer).model_dump() == answer
