@@ -304,3 +304,15 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConnectionUnavailableError, _store_busy)
     for unavailable in STORE_UNAVAILABLE:
         app.add_exception_handler(unavailable, _store_unavailable)
+    # Anything else is our fault: still a problem document (Starlette's outermost middleware
+    # answers with it, then raises the error again for the server to log with its traceback).
+    app.add_exception_handler(Exception, _server_error)
+
+
+def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    request_id = request.scope.get("vledger.request_id")
+    detail = "the server failed to answer this request; it is logged"
+    if request_id:
+        detail += f" under request id {request_id}"
+    return problem(500, detail, kind="internal-error",
+                   headers={"X-Request-ID": request_id} if request_id else None)

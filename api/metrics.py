@@ -54,6 +54,7 @@ class MetricsMiddleware:
         request_id = _header(scope, b"x-request-id")
         if request_id is None or not _REQUEST_ID.fullmatch(request_id):
             request_id = uuid.uuid4().hex
+        scope["vledger.request_id"] = request_id  # for the 500 answered outside (errors.py)
         status = 500
 
         async def tagged(message: Message) -> None:

@@ -193,3 +193,23 @@ def test_head_answers_what_get_would_without_a_body(district: District) -> None:
         head = district.client.head(path)
         assert head.status_code == got.status_code == 200, head.text
         assert head.headers["content-type"] == got.headers["content-type"]
+
+
+def test_an_unexpected_failure_is_a_500_problem_with_its_request_id(
+        district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+
+    def broken(unit_id: str) -> Any:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(services.ledger, "get_unit", broken)
+    quiet = TestClient(district.client.app, raise_server_exceptions=False)
+    response = quiet.get(f"/v1/units/{district.unit_a}", headers={"X-Request-ID": "req-42"})
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["X-Request-ID"] == "req-42"
+    body = response.json()
+    assert (body["status"], body["type"].rsplit("/", 1)[1]) == (500, "internal-error")
+    assert "req-42" in body["detail"] and "a bug of ours" not in body["detail"]
