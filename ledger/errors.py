@@ -9,7 +9,8 @@
     ├── NotFound              the thing addressed does not exist (404)
     ├── Conflict              the request contradicts other facts of the ledger (409)
     │   ├── OverlappingSession, DuplicateRecordConflict, SessionVoided,
-    │   ├── AwardAlreadyGranted, AlreadyMember, ClosedReference, ConcurrentChange
+    │   ├── AwardAlreadyGranted, AlreadyMember, ClosedReference, ConcurrentChange,
+    │   ├── CreditedAfterClosure
     ├── Forbidden             the actor's role or unit may not do this (403)
     ├── VersionMismatch       the thing changed since the version the client named (412)
     ├── StoreBusy             the store is busy with other writes; try again shortly (503)
@@ -107,6 +108,11 @@ class AlreadyMember(Conflict):
 
 class ClosedReference(Conflict):
     """The request refers to something closed, cancelled or deregistered."""
+
+
+class CreditedAfterClosure(Conflict):
+    """A unit would close on or before a day it has live service credited on (sessions it
+    organised, or sessions its members served): those must be voided or corrected first."""
 
 
 class ConcurrentChange(Conflict):

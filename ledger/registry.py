@@ -30,6 +30,7 @@ from ledger.catalogue import (
     UnitKind,
 )
 from ledger.errors import (
+    CreditedAfterClosure,
     DuplicateRecordConflict,
     InvalidField,
 )
@@ -121,10 +122,21 @@ class RegistryUseCases(LedgerBase):
 
         return self._retrying(lambda: self._unit_change(unit_id, change))
 
-    def close_unit(self, origin: Origin, unit_id: str, closed_on: date, reason: str) -> Written:
-        """Close a unit; nothing new may refer to it."""
+    def close_unit(self, origin: Origin, unit_id: str, closed_on: date, reason: str,
+                   last_service_on: str | None = None) -> Written:
+        """Close a unit; nothing new may refer to it.
+
+        `last_service_on` is the last day the unit has live service credited on, organised or
+        by its members, as the read side knows it (no aggregate of the write side does: every
+        session of the unit would contend on it). The unit may not close on or before it.
+        """
         require_role(origin.actor)
         check_day("closed_on", closed_on, district_today())
+        if last_service_on is not None and last_service_on >= closed_on.isoformat():
+            raise CreditedAfterClosure(
+                f"closed_on {closed_on.isoformat()} is not after {last_service_on}, the last "
+                f"day unit {unit_id} has service credited on: void or correct those sessions "
+                "first, or close it later", "closed_on")
         return self._retrying(lambda: self._unit_change(
             unit_id, lambda u: u.close(closed_on.isoformat(), reason, origin.meta())))
 

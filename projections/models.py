@@ -209,6 +209,15 @@ class ReadModels:
         position, answer = self._remembered(("eligibility", award, year, candidate_id), compute)
         return {**answer, "position": position} if answer is not None else None
 
+    def last_service_day(self, unit_id: str) -> str | None:
+        """The last day a unit has live service credited on, organised by it or served by its
+        members (None if it has none); as far as the views have read."""
+        with self.store.reading() as cur:
+            ensure_settled(cur, "credit_filling")
+            row = cur.execute("SELECT MAX(service_date) FROM credit_unit_days WHERE unit_id = ?",
+                              (unit_id,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
     def close(self) -> None:
         """Release the views' connections (the ledger is closed by its owner)."""
         self.store.close()

@@ -83,6 +83,13 @@ def change_unit(unit_id: str, body: UnitChange, actor: Admin,
 @router.post("/{unit_id}/closure", response_model=Created)
 def close_unit(unit_id: str, body: UnitClosure, actor: Admin,
                services: ServicesDep) -> dict[str, Any]:
-    """Close a unit: nothing new may refer to it."""
-    written = services.ledger.close_unit(origin_of(actor), unit_id, body.closed_on, body.reason)
+    """Close a unit: nothing new may refer to it.
+
+    Not on or before a day it has live service credited on (sessions it organised, or that
+    its members served): 409 `credited-after-closure`, naming `closed_on`. The views are
+    brought up to every stored event first (503 if they cannot be in time)."""
+    services.ledger.get_unit(unit_id)  # 404 before anything else
+    services.caught_up()
+    written = services.ledger.close_unit(origin_of(actor), unit_id, body.closed_on, body.reason,
+                                         services.models.last_service_day(unit_id))
     return services.written(written)

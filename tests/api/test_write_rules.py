@@ -72,6 +72,34 @@ def test_a_closed_unit_takes_late_service_before_its_closing_date_only(
     assert after.json()["type"].endswith("/closed-reference")
 
 
+def test_a_unit_does_not_close_on_or_before_service_credited_to_it(district: District) -> None:
+    """Closing a unit before service it organised, or its members served, left those minutes
+    credited to a unit closed before they were served (found by three outside testers)."""
+    organiser = created(district.post("/v1/units", {"name": "陈大镇", "kind": "town"}))
+    home = created(district.post("/v1/units", {"name": "沙洲社区", "kind": "community",
+                                               "parent_id": district.unit_a}))
+    person = created(district.post("/v1/volunteers", {
+        "name": "黄秀英", "home_unit_id": home, "registered_on": "2017-01-01"}))
+    served = created(district.session(*JULY_1, "j-1", volunteer=person,
+                                      activity=all_year(district, organiser)))
+
+    def close(unit: str, day: str) -> Any:
+        return district.post(f"/v1/units/{unit}/closure", {"closed_on": day, "reason": "撤并"})
+
+    for unit, day in ((organiser, "2017-06-01"), (home, "2017-07-01")):
+        refused = close(unit, day)
+        assert refused.status_code == 409, (unit, refused.text)
+        assert refused.json()["type"].endswith("/credited-after-closure")
+        assert refused.json()["errors"][0]["field"] == "closed_on"
+        assert "2017-07-01" in refused.json()["errors"][0]["detail"]
+        assert district.get(f"/v1/units/{unit}").json()["closed_on"] is None
+    assert close(home, "2017-07-02").status_code == 200
+    voided = district.post(f"/v1/service-sessions/{served}/void", {"reason": "记错了"})
+    assert voided.status_code == 200, voided.text
+    assert close(organiser, "2017-06-01").status_code == 200
+    assert close("unit-nothing", "2017-06-01").status_code == 404
+
+
 @pytest.mark.parametrize("hours", ["true", '"4"'])
 def test_training_hours_of_another_type_are_a_422_naming_hours(district: District,
                                                                hours: str) -> None:

@@ -144,6 +144,11 @@ def test_random_commands_leave_views_equal_to_a_recomputation_and_a_rebuild(
                    for i in models.unit_rankings("organisation", basis, year, quarter)}
             assert {u: got[u] for u in units} == expected_units(world, basis, year, quarter), (
                 basis, year, quarter)
+    last: dict[str, str] = {}
+    for who, _, day, organiser in world.sessions.values():
+        for unit in (organiser, world.unit_on(who, day)):
+            last[unit] = max(last.get(unit, ""), day.isoformat())
+    assert {u: models.last_service_day(u) for u in units} == {u: last.get(u) for u in units}
     assert reconcile(models.store, ledger.recorder, read_models) == []
 
 
