@@ -34,7 +34,7 @@ from ledger.errors import (
     InvalidField,
 )
 from ledger.provenance import Origin
-from ledger.text import check_text
+from ledger.text import blank, check_text
 from ledger.units import Unit, check_parent, new_unit_id
 from ledger.volunteers import PERSONAL_FIELDS, Volunteer, VolunteerNumbers, new_volunteer_id
 
@@ -46,6 +46,7 @@ VOLUNTEER_NUMBER_PREFIX = "MLV"
 # out, rather than answer 409 after a few tries as a conflict over one record would.
 NUMBER_ATTEMPTS = 40
 NUMBER_PAUSE_SECONDS = 0.002  # the longest first pause; it doubles with each attempt
+MAX_SKILL = 100  # characters of one skill (as the API's Skill)
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ class RegistryUseCases(LedgerBase):
             elif key == "political_status":
                 value = _enum(PoliticalStatus, key, value)
             elif key == "skills":
-                value = [str(s).strip() for s in value if str(s).strip()]
+                value = [check_text(key, str(s), MAX_SKILL) for s in value if not blank(str(s))]
             else:
                 value = str(value).strip()
             clean[key] = value
@@ -362,6 +363,7 @@ class RegistryUseCases(LedgerBase):
         require_role(origin.actor, Role.recorder)
         check_program(program_code)
         title = check_text("title", title)
+        place = None if blank(place) else check_text("place", place)
         check_instant("starts_at", starts_at)
         check_instant("ends_at", ends_at)
         if ends_at <= starts_at:
@@ -378,7 +380,7 @@ class RegistryUseCases(LedgerBase):
         activity = Activity(  # type: ignore[call-arg]
             program_code=program_code, organiser_unit_id=organiser_unit_id, title=title,
             starts_at=starts_at, ends_at=ends_at, station_unit_id=station_unit_id or None,
-            place=(place or "").strip() or None, id=new_activity_id(), **origin.meta(),
+            place=place, id=new_activity_id(), **origin.meta(),
         )
         return Written(activity.id, self._save(activity))
 

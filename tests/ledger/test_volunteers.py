@@ -79,6 +79,19 @@ def test_a_volunteer_needs_a_name(ledger: Ledger) -> None:
     assert refused.value.field == "name"
 
 
+def test_a_volunteer_name_or_skill_hiding_a_format_character_is_refused(ledger: Ledger) -> None:
+    unit_id, head = make_unit(ledger), ledger.head()
+    with pytest.raises(InvalidField) as refused:
+        ledger.register_volunteer(ADMIN, "林小\u202e梅", unit_id, JUNE)
+    assert refused.value.field == "name" and "U+202E" in refused.value.message
+    with pytest.raises(InvalidField) as refused:
+        ledger.register_volunteer(ADMIN, "林小梅", unit_id, JUNE, skills=["急救\u200d培训"])
+    assert refused.value.field == "skills"
+    assert ledger.head() == head
+    written, _ = ledger.register_volunteer(ADMIN, "阿依古丽·买买提", unit_id, JUNE)
+    assert ledger.get_volunteer(written.id).name == "阿依古丽·买买提"
+
+
 def test_an_unknown_personal_field_is_refused(ledger: Ledger) -> None:
     with pytest.raises(InvalidField) as refused:
         ledger.register_volunteer(ADMIN, "A", make_unit(ledger), JUNE, blood_type="O")
