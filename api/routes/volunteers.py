@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
-from api.schemas import Body, Created, Day, Id, Reason, Text, Year
+from api.schemas import Body, Change, Created, Day, Id, Reason, Text, Year
 from ledger.catalogue import Gender, PoliticalStatus
 from ledger.privacy import masked
 
@@ -62,7 +62,7 @@ class VolunteerIn(Personal):
         "gender": "female", "political_status": "league_member", "phone": "13805981234"}]})
 
 
-class VolunteerChange(Personal):
+class VolunteerChange(Personal, Change):
     name: Text | None = None
 
 

@@ -333,3 +333,18 @@ def test_minority_names_with_the_middle_dot_and_spaces_are_kept(district: Distri
         person = created(district.post("/v1/volunteers", {
             "name": name, "home_unit_id": district.unit_a, "registered_on": "2017-01-10"}))
         assert district.get(f"/v1/volunteers/{person}").json()["name"] == name
+
+
+def test_an_empty_unit_patch_is_a_422_naming_the_body_and_writes_nothing(
+        district: District) -> None:
+    ledger = district.client.app.state.services.ledger  # type: ignore[attr-defined]
+    head = ledger.head()
+    for body, field, says in (({}, "body", "no field to change"), ({"name": None}, "name",
+                                                                     "cannot be removed")):
+        refused = district.client.patch(f"/v1/units/{district.unit_a}", json=body,
+                                        headers=bearer(ADMIN_TOKEN))
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["errors"]
+        assert error["field"] == field and says in error["detail"], error
+    assert ledger.head() == head
+    assert district.get(f"/v1/units/{district.unit_a}").json()["name"] == "列东街道"
