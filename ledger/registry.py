@@ -32,11 +32,18 @@ from ledger.catalogue import (
 from ledger.errors import (
     DuplicateRecordConflict,
     InvalidField,
+    InvalidRequest,
 )
 from ledger.provenance import Origin
 from ledger.text import blank, check_text
 from ledger.units import Unit, check_parent, new_unit_id
-from ledger.volunteers import PERSONAL_FIELDS, Volunteer, VolunteerNumbers, new_volunteer_id
+from ledger.volunteers import (
+    CLEARABLE_FIELDS,
+    PERSONAL_FIELDS,
+    Volunteer,
+    VolunteerNumbers,
+    new_volunteer_id,
+)
 
 VOLUNTEER_NUMBER_PREFIX = "MLV"
 # Every registration takes the next number from the one `VolunteerNumbers` aggregate, so
@@ -225,12 +232,23 @@ class RegistryUseCases(LedgerBase):
 
     def update_volunteer(self, origin: Origin, volunteer_id: str,
                          changes: dict[str, Any]) -> Written:
-        """Correct or complete a volunteer's name or personal data."""
+        """Correct or complete a volunteer's name or personal data; a change to None clears
+        a field of CLEARABLE_FIELDS (the phone). At least one field must be given."""
         require_role(origin.actor, Role.recorder)
-        name = changes.pop("name", None)
-        clean = self._check_personal(changes)
-        if name is not None:
-            clean["name"] = check_text("name", name)
+        if not changes:
+            raise InvalidRequest("no field to change was given: name or a personal field ("
+                                 + ", ".join(PERSONAL_FIELDS) + ")")
+        given = {k: v for k, v in changes.items() if k != "name" and v is not None}
+        clean = self._check_personal(given)
+        if "name" in changes:
+            clean["name"] = check_text("name", changes["name"])
+        for key in sorted(k for k, v in changes.items() if k != "name" and v is None):
+            if key not in PERSONAL_FIELDS:
+                raise InvalidField(f"{key} is not a personal field", key)
+            if key not in CLEARABLE_FIELDS:
+                raise InvalidField(f"{key} cannot be cleared (null), only corrected; only "
+                                   f"{', '.join(CLEARABLE_FIELDS)} may be cleared", key)
+            clean[key] = None
 
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)
