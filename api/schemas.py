@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 import orjson
 from fastapi import Depends, Header, Request, Response
@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
 from ledger.catalogue import PROGRAMS
@@ -63,6 +64,18 @@ class Body(BaseModel):
     """A request body: unknown fields are refused, so a misspelt field is never ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Change(Body):
+    """A PATCH body: the fields it gives change, the others stay as they are. One that gives
+    no field is refused (422 naming the body): it would answer as if something changed."""
+
+    @model_validator(mode="after")
+    def _gives_a_field(self) -> Self:
+        if not self.model_fields_set:
+            fields = ", ".join(type(self).model_fields)
+            raise ValueError(f"no field to change was given (give at least one of: {fields})")
+        return self
 
 
 class Created(BaseModel):

@@ -26,7 +26,7 @@ from ledger.base import LedgerBase, Written, open_unit
 from ledger.catalogue import PROGRAMS, AwardKind, Role
 from ledger.errors import InvalidField, NotACandidate, UnknownReference
 from ledger.provenance import Actor, Origin
-from ledger.text import check_one_line, check_text
+from ledger.text import MAX_REASON, check_label, check_text
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
 
@@ -147,7 +147,7 @@ class CommendationUseCases(LedgerBase):
 
         def attempt() -> Written:
             granted = self.get_award(the_id)
-            granted.revoke(check_text("reason", reason), origin.meta())
+            granted.revoke(check_text("reason", reason, MAX_REASON), origin.meta())
             return Written(granted.id, self._save(granted))
 
         return self._retrying(attempt)
@@ -164,7 +164,7 @@ class CommendationUseCases(LedgerBase):
             allowed = ", ".join(r.value for r in Role)
             raise InvalidField(f"role must be one of: {allowed}", "role") from None
         check_token_grant(the_role, unit_id)
-        check_one_line("label", label)
+        label = check_label(label)
         if unit_id:
             open_unit(self._refer(Unit, unit_id, "unit_id", "unit"), "unit_id")
         token = new_token()
@@ -179,7 +179,7 @@ class CommendationUseCases(LedgerBase):
 
         def attempt() -> Written:
             grant = self._find(AccessToken, token_id, "token")
-            grant.revoke(check_text("reason", reason), origin.meta())
+            grant.revoke(check_text("reason", reason, MAX_REASON), origin.meta())
             return Written(grant.id, self._save(grant))
 
         return self._retrying(attempt)

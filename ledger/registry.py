@@ -33,11 +33,18 @@ from ledger.errors import (
     CreditedAfterClosure,
     DuplicateRecordConflict,
     InvalidField,
+    InvalidRequest,
 )
 from ledger.provenance import Origin
-from ledger.text import check_text
+from ledger.text import blank, check_text
 from ledger.units import Unit, check_parent, new_unit_id
-from ledger.volunteers import PERSONAL_FIELDS, Volunteer, VolunteerNumbers, new_volunteer_id
+from ledger.volunteers import (
+    CLEARABLE_FIELDS,
+    PERSONAL_FIELDS,
+    Volunteer,
+    VolunteerNumbers,
+    new_volunteer_id,
+)
 
 VOLUNTEER_NUMBER_PREFIX = "MLV"
 # Every registration takes the next number from the one `VolunteerNumbers` aggregate, so
@@ -47,6 +54,7 @@ VOLUNTEER_NUMBER_PREFIX = "MLV"
 # out, rather than answer 409 after a few tries as a conflict over one record would.
 NUMBER_ATTEMPTS = 40
 NUMBER_PAUSE_SECONDS = 0.002  # the longest first pause; it doubles with each attempt
+MAX_SKILL = 100  # characters of one skill (as the API's Skill)
 
 
 @dataclass(frozen=True)
@@ -224,7 +232,7 @@ class RegistryUseCases(LedgerBase):
             elif key == "political_status":
                 value = _enum(PoliticalStatus, key, value)
             elif key == "skills":
-                value = [str(s).strip() for s in value if str(s).strip()]
+                value = [check_text(key, str(s), MAX_SKILL) for s in value if not blank(str(s))]
             else:
                 value = str(value).strip()
             clean[key] = value
@@ -236,12 +244,23 @@ class RegistryUseCases(LedgerBase):
 
     def update_volunteer(self, origin: Origin, volunteer_id: str,
                          changes: dict[str, Any]) -> Written:
-        """Correct or complete a volunteer's name or personal data."""
+        """Correct or complete a volunteer's name or personal data; a change to None clears
+        a field of CLEARABLE_FIELDS (the phone). At least one field must be given."""
         require_role(origin.actor, Role.recorder)
-        name = changes.pop("name", None)
-        clean = self._check_personal(changes)
-        if name is not None:
-            clean["name"] = check_text("name", name)
+        if not changes:
+            raise InvalidRequest("no field to change was given: name or a personal field ("
+                                 + ", ".join(PERSONAL_FIELDS) + ")")
+        given = {k: v for k, v in changes.items() if k != "name" and v is not None}
+        clean = self._check_personal(given)
+        if "name" in changes:
+            clean["name"] = check_text("name", changes["name"])
+        for key in sorted(k for k, v in changes.items() if k != "name" and v is None):
+            if key not in PERSONAL_FIELDS:
+                raise InvalidField(f"{key} is not a personal field", key)
+            if key not in CLEARABLE_FIELDS:
+                raise InvalidField(f"{key} cannot be cleared (null), only corrected; only "
+                                   f"{', '.join(CLEARABLE_FIELDS)} may be cleared", key)
+            clean[key] = None
 
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)
@@ -374,6 +393,7 @@ class RegistryUseCases(LedgerBase):
         require_role(origin.actor, Role.recorder)
         check_program(program_code)
         title = check_text("title", title)
+        place = None if blank(place) else check_text("place", place)
         check_instant("starts_at", starts_at)
         check_instant("ends_at", ends_at)
         if ends_at <= starts_at:
@@ -390,7 +410,7 @@ class RegistryUseCases(LedgerBase):
         activity = Activity(  # type: ignore[call-arg]
             program_code=program_code, organiser_unit_id=organiser_unit_id, title=title,
             starts_at=starts_at, ends_at=ends_at, station_unit_id=station_unit_id or None,
-            place=(place or "").strip() or None, id=new_activity_id(), **origin.meta(),
+            place=place, id=new_activity_id(), **origin.meta(),
         )
         return Written(activity.id, self._save(activity))
 

@@ -1,8 +1,15 @@
-"""Free text a record holds (names, titles, reasons, ids of source records): what counts as empty.
+"""Free text a record holds (names, titles, reasons, labels, ids of source records): what counts
+as empty, and which characters it may not hold.
 
 Python's `str.strip()` keeps characters that show nothing: a zero-width space (U+200B), a
 byte-order mark (U+FEFF), control characters. A name of only those is as empty as a name of
-spaces, and is refused the same way.
+spaces, and is refused the same way; at either end of a text they are trimmed.
+
+Inside a text they are refused: a bidirectional override or isolate (U+202A–U+202E,
+U+2066–U+2069) makes a name display as another in every report that prints it (a "Trojan
+source" spoof), and a zero-width character makes two names that look alike differ. Spaces of
+every kind (the ideographic space U+3000 too) and punctuation such as the middle dot of
+minority names (阿依古丽·买买提, U+00B7) are ordinary visible text and stay accepted.
 """
 
 from __future__ import annotations
@@ -11,7 +18,15 @@ import unicodedata
 
 from ledger.errors import InvalidField
 
+MAX_TEXT = 500  # a name, a title, a reference (as the API's Text)
+MAX_REASON = 2000  # why something was corrected, voided, cancelled… (as the API's Reason)
+MAX_LABEL = 200  # who or what an access token is for
+
 _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+# Format characters (Cf) show nothing themselves but change how the text around them shows;
+# surrogates (Cs) are halves of a character, never text on their own.
+_HIDDEN = frozenset({"Cf", "Cs"})
+_LINE_BREAKS = frozenset("\t\n\r")  # the only control characters a reason may hold
 
 
 def _invisible(ch: str) -> bool:
@@ -40,15 +55,31 @@ def required(name: str, value: str | None) -> str:
     return trimmed(value)
 
 
-def check_text(name: str, value: str | None) -> str:
-    """A name, title or reference: not empty, trimmed, one line."""
-    return check_one_line(name, required(name, value))
+def check_text(name: str, value: str | None, limit: int = MAX_TEXT) -> str:
+    """A name, title or reference: not empty, trimmed, one line, nothing hidden in it, at most
+    `limit` characters."""
+    text = check_shown(name, check_one_line(name, required(name, value)))
+    return check_length(name, text, limit)
 
 
-def check_reason(reason: str) -> str:
-    """Why something was corrected, voided, cancelled, closed or ended: not empty, trimmed
-    (it may run over several lines)."""
-    return required("reason", reason)
+def check_reason(reason: str, name: str = "reason") -> str:
+    """Why something was corrected, voided, cancelled, closed or ended: not empty, trimmed,
+    nothing hidden in it, at most MAX_REASON characters (it may run over several lines)."""
+    text = required(name, reason)
+    bad = next((ch for ch in text if unicodedata.category(ch) == "Cc"
+                and ch not in _LINE_BREAKS), None)
+    if bad is not None:
+        raise InvalidField(f"{name} must not hold control characters other than line breaks "
+                           f"and tabs (it holds {_described(bad)})", name)
+    return check_length(name, check_shown(name, text), MAX_REASON)
+
+
+def check_label(label: str | None) -> str:
+    """A token's label: it may be empty; else as a name (one line, nothing hidden in it), at
+    most MAX_LABEL characters. Returned trimmed."""
+    if blank(label):
+        return ""
+    return check_text("label", label, MAX_LABEL)
 
 
 def check_one_line(name: str, value: str) -> str:
@@ -61,3 +92,32 @@ def check_one_line(name: str, value: str) -> str:
         raise InvalidField(f"{name} must be one line without control characters (it holds "
                            f"U+{ord(bad):04X})", name)
     return value
+
+
+def check_shown(name: str, value: str) -> str:
+    """The text, refused (InvalidField naming `name`) if it holds a character that shows
+    nothing but changes how the text shows: a bidirectional override or isolate, a zero-width
+    space or joiner, a byte-order mark (Unicode format characters), or half a surrogate pair."""
+    bad = next((ch for ch in value if unicodedata.category(ch) in _HIDDEN), None)
+    if bad is not None:
+        raise InvalidField(f"{name} must not hold invisible formatting characters such as "
+                           f"bidirectional overrides or zero-width spaces (it holds "
+                           f"{_described(bad)})", name)
+    return value
+
+
+def check_length(name: str, value: str, limit: int) -> str:
+    """The text, refused (InvalidField naming `name`) if longer than `limit` characters."""
+    if len(value) > limit:
+        raise InvalidField(f"{name} must be at most {limit} characters (it has {len(value)})",
+                           name)
+    return value
+
+
+def _described(ch: str) -> str:
+    """U+202E RIGHT-TO-LEFT OVERRIDE: the code point, and its name when it has one."""
+    code = f"U+{ord(ch):04X}"
+    try:
+        return f"{code} {unicodedata.name(ch)}"
+    except ValueError:  # control characters and surrogates have no name
+        return code

@@ -21,6 +21,10 @@ from ledger.ids import new_id
 from ledger.text import blank, check_reason
 
 PERSONAL_FIELDS = ("birth_date", "gender", "political_status", "phone", "id_number", "skills")
+# The personal fields an update may clear (a change to None): a volunteer's phone, which they
+# may give up or withdraw. Others are corrected, not removed (skills are cleared by an empty
+# list).
+CLEARABLE_FIELDS = ("phone",)
 # What makes two training completions of one volunteer the same completion (hours aside).
 TRAINING_KEY = ("level", "form", "audience", "title", "completed_on")
 
@@ -260,6 +264,8 @@ class Volunteer(LedgerAggregate):
         for key, value in changes.items():
             if key == "name":
                 self.name = value
+            elif value is None:  # cleared (events stored before clearing existed hold no None)
+                self.personal.pop(key, None)
             else:
                 self.personal[key] = value
 

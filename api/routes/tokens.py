@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, status
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
 
 from api.deps import Admin, AuditReader, ServicesDep, origin_of
 from api.schemas import Body, Created, Id, Reason, paginate
 from ledger.catalogue import Role
+from ledger.text import MAX_LABEL
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 class TokenIn(Body):
     role: Role
     unit_id: Id | None = None
-    label: str = ""
+    label: Annotated[str, StringConstraints(max_length=MAX_LABEL)] = ""
 
 
 class TokenIssued(Created):

@@ -5,10 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from api.deps import PUBLIC, Admin, MaybeActor, ServicesDep, origin_of
-from api.schemas import Body, Created, Day, Id, IdempotencyKey, Reason, Text, recognised_response
+from api.schemas import (
+    Body,
+    Change,
+    Created,
+    Day,
+    Id,
+    IdempotencyKey,
+    Reason,
+    Text,
+    recognised_response,
+)
 from ledger.catalogue import CivilizedLevel, UnitKind
 
 router = APIRouter(prefix="/v1/units", tags=["units"])
@@ -24,9 +34,16 @@ class UnitIn(Body):
         {"name": "列东街道", "kind": "subdistrict", "parent_id": None}]})
 
 
-class UnitChange(Body):
+class UnitChange(Change):
     name: Text | None = None
-    parent_id: Id | None = None
+    parent_id: Id | None = None  # null: no parent
+
+    @field_validator("name")
+    @classmethod
+    def _kept(cls, name: str | None) -> str | None:
+        if name is None:  # given as null: a unit always has a name
+            raise ValueError("cannot be removed (null): a unit always has a name")
+        return name
 
 
 class UnitClosure(Body):

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
 from api.schemas import (
     Body,
+    Change,
     Created,
     Day,
     Id,
@@ -73,7 +74,7 @@ class VolunteerIn(Personal):
         "gender": "female", "political_status": "league_member", "phone": "13805981234"}]})
 
 
-class VolunteerChange(Personal):
+class VolunteerChange(Personal, Change):
     name: Text | None = None
 
 
@@ -112,9 +113,14 @@ class VolunteerOut(BaseModel):
     version: int
 
 
+def _given(body: Personal) -> dict[str, Any]:
+    """The fields the body gives, null ones too, enumerations as their values."""
+    data = body.model_dump(exclude_unset=True)
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in data.items()}
+
+
 def _personal(body: Personal) -> dict[str, Any]:
-    data = body.model_dump(exclude_unset=True, exclude={"name"})
-    return {k: (v.value if hasattr(v, "value") else v) for k, v in data.items() if v is not None}
+    return {k: v for k, v in _given(body).items() if k != "name" and v is not None}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=VolunteerCreated,
@@ -151,11 +157,10 @@ def get_volunteer(volunteer_id: str, actor: HoursReader, services: ServicesDep) 
 @router.patch("/{volunteer_id}", response_model=Created)
 def update_volunteer(volunteer_id: str, body: VolunteerChange, actor: RecorderWriter,
                      services: ServicesDep) -> dict[str, Any]:
-    """Correct or complete a volunteer's name and personal data."""
-    changes = _personal(body)
-    if body.name is not None:
-        changes["name"] = body.name
-    written = services.ledger.update_volunteer(origin_of(actor), volunteer_id, changes)
+    """Correct or complete a volunteer's name and personal data: the fields given change,
+    those left out stay as they are; `"phone": null` clears the phone (no other field may
+    be null; `"skills": []` clears the skills)."""
+    written = services.ledger.update_volunteer(origin_of(actor), volunteer_id, _given(body))
     return services.written(written)
 
 

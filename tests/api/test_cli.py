@@ -191,3 +191,10 @@ def test_a_command_that_only_reads_refuses_a_schema_that_is_not_there(
         database_url: str) -> None:
     done = _run(database_url.replace("?schema=", "?schema=missing_"), "info")
     assert done.returncode == 3 and "no ledger at" in done.stderr, done.stderr
+
+
+def test_tokens_create_refuses_a_100_kb_label_on_stderr(database_url: str) -> None:
+    created = _run(database_url, "tokens", "create", "--role", "auditor", "--label", "x" * 100_000)
+    assert created.returncode == 2
+    assert created.stdout == "" and "label" in created.stderr and "200" in created.stderr
+    assert _run(database_url, "tokens", "list").stdout.splitlines()[1:] == []

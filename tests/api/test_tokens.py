@@ -103,3 +103,23 @@ def test_token_writes_answer_once_the_views_hold_them(district: District) -> Non
                                    headers=bearer(ADMIN_TOKEN)).json()
     views = district.get("/v1/rankings/units", token=None, kind="subdistrict").json()
     assert views["position"] == revoked["position"] > issued["position"]
+
+
+def test_a_label_of_100_kb_is_a_422_naming_label_and_issues_nothing(district: District) -> None:
+    before = district.get("/v1/tokens").json()["items"]
+    refused = district.post("/v1/tokens", {"role": "auditor", "label": "x" * 100_000})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in refused.json()["errors"]] == ["label"]
+    assert "200" in refused.json()["errors"][0]["detail"]
+    assert district.get("/v1/tokens").json()["items"] == before
+    kept = district.post("/v1/tokens", {"role": "auditor", "label": "阿" * 200})
+    assert kept.status_code == 201, kept.text
+
+
+def test_a_label_hiding_a_bidi_override_is_a_422_saying_which_character(
+        district: District) -> None:
+    refused = district.post("/v1/tokens", {"role": "auditor", "label": "clerk \u202enimda"})
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["errors"]
+    assert error["field"] == "label" and "U+202E" in error["detail"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
 from ledger import Actor, Ledger, Origin, Role
-from tests.api.conftest import District
+from tests.api.conftest import ADMIN_TOKEN, District, bearer
 
 
 def test_registration_answers_a_volunteer_number(district: District) -> None:
@@ -88,3 +89,50 @@ def test_a_valid_id_number_ending_in_x_is_accepted(district: District) -> None:
         "name": "赵六", "home_unit_id": district.unit_a, "registered_on": "2017-03-01",
         "id_number": "11010519491231002x"})
     assert response.status_code == 201, response.text
+
+
+def patch(district: District, volunteer_id: str, body: Any) -> Any:
+    return district.client.patch(f"/v1/volunteers/{volunteer_id}", json=body,
+                                 headers=bearer(ADMIN_TOKEN))
+
+
+def test_a_phone_given_as_null_is_cleared_and_one_left_out_is_kept(district: District) -> None:
+    path = f"/v1/volunteers/{district.volunteer}"
+    renamed = patch(district, district.volunteer, {"name": "林晓梅"})
+    assert renamed.status_code == 200, renamed.text
+    assert district.get(path).json()["personal"]["phone"] == "138****1234"
+    cleared = patch(district, district.volunteer, {"phone": None})
+    assert cleared.status_code == 200, cleared.text
+    record = district.get(path).json()
+    assert "phone" not in record["personal"] and "138" not in str(record["personal"])
+    assert record["personal"]["id_number"].startswith("3504")  # only the phone went
+    assert record["name"] == "林晓梅"
+    history = district.get(f"{path}/history", token=district.auditor).json()["events"]
+    assert history[-1]["type"] == "Volunteer.PersonalDataUpdated"
+    assert history[-1]["data"]["changes"] == {"phone": None}
+    hours = district.get(f"{path}/hours", min_position=cleared.json()["position"])
+    assert hours.status_code == 200, hours.text
+    again = patch(district, district.volunteer, {"phone": "0598-8221234"})
+    assert again.status_code == 200, again.text
+    assert district.get(path).json()["personal"]["phone"] == "059*****1234"
+
+
+@pytest.mark.parametrize("field", ["name", "id_number", "gender", "birth_date"])
+def test_a_field_other_than_the_phone_given_as_null_is_a_422_naming_it(
+        district: District, field: str) -> None:
+    before = district.get(f"/v1/volunteers/{district.volunteer}").json()
+    refused = patch(district, district.volunteer, {field: None})
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == [field]
+    assert district.get(f"/v1/volunteers/{district.volunteer}").json() == before
+
+
+def test_an_empty_patch_is_a_422_naming_the_body_and_writes_nothing(district: District) -> None:
+    ledger = district.client.app.state.services.ledger  # type: ignore[attr-defined]
+    head = ledger.head()
+    refused = patch(district, district.volunteer, {})
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    [error] = refused.json()["errors"]
+    assert error["field"] == "body" and "no field to change" in error["detail"]
+    assert ledger.head() == head

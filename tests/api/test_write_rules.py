@@ -325,3 +325,54 @@ def test_a_name_or_a_token_label_is_one_line(district: District) -> None:
                                          "label": "evil\nfake-id\tadmin\t\tx\tlive"})
     assert token.status_code == 422, token.text
     assert token.json()["errors"][0]["field"] == "label"
+
+
+@pytest.mark.parametrize("ch", ["\u202e", "\u2066", "\u200b", "\u200f", "\ufeff"],
+                         ids=["rlo", "lri", "zwsp", "rlm", "bom"])
+def test_a_name_title_or_reason_hiding_a_format_character_is_a_422_saying_which(
+        district: District, ch: str) -> None:
+    """A right-to-left override made 林小梅 of another name in every report (Trojan source)."""
+    code = f"U+{ord(ch):04X}"
+    ledger = district.client.app.state.services.ledger  # type: ignore[attr-defined]
+    head = ledger.head()
+    attempts = [
+        ("name", "/v1/units", {"name": f"列东{ch}街道", "kind": "subdistrict"}),
+        ("name", "/v1/volunteers", {"name": f"林{ch}小梅", "home_unit_id": district.unit_a,
+                                    "registered_on": "2017-01-10"}),
+        ("title", "/v1/activities", {"program_code": "B5", "organiser_unit_id": district.unit_a,
+                                     "title": f"学雷锋{ch}纪念日", "starts_at": MAY_31[0],
+                                     "ends_at": MAY_31[1]}),
+        ("reason", f"/v1/activities/{district.activity}/cancellation", {"reason": f"下雨{ch}取消"}),
+    ]
+    for field, path, body in attempts:
+        refused = district.post(path, body)
+        assert refused.status_code == 422, (path, refused.text)
+        [error] = refused.json()["errors"]
+        assert error["field"] == field and code in error["detail"], (path, error)
+    renamed = district.client.patch(f"/v1/units/{district.unit_a}", json={"name": f"列{ch}东"},
+                                    headers=bearer(ADMIN_TOKEN))
+    assert renamed.status_code == 422 and code in renamed.json()["errors"][0]["detail"]
+    assert ledger.head() == head
+    assert district.get(f"/v1/units/{district.unit_a}").json()["name"] == "列东街道"
+
+
+def test_minority_names_with_the_middle_dot_and_spaces_are_kept(district: District) -> None:
+    for name in ("阿依古丽·买买提", "买买提・艾力", "Anna Lee"):
+        person = created(district.post("/v1/volunteers", {
+            "name": name, "home_unit_id": district.unit_a, "registered_on": "2017-01-10"}))
+        assert district.get(f"/v1/volunteers/{person}").json()["name"] == name
+
+
+def test_an_empty_unit_patch_is_a_422_naming_the_body_and_writes_nothing(
+        district: District) -> None:
+    ledger = district.client.app.state.services.ledger  # type: ignore[attr-defined]
+    head = ledger.head()
+    for body, field, says in (({}, "body", "no field to change"), ({"name": None}, "name",
+                                                                     "cannot be removed")):
+        refused = district.client.patch(f"/v1/units/{district.unit_a}", json=body,
+                                        headers=bearer(ADMIN_TOKEN))
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["errors"]
+        assert error["field"] == field and says in error["detail"], error
+    assert ledger.head() == head
+    assert district.get(f"/v1/units/{district.unit_a}").json()["name"] == "列东街道"

@@ -228,6 +228,22 @@ def test_only_recorder_tokens_are_bound_to_a_unit(ledger: Ledger, ours: str) -> 
     assert refused.value.field == "unit_id"
 
 
+def test_a_token_label_of_100_kb_is_refused_and_nothing_is_issued(ledger: Ledger) -> None:
+    head = ledger.head()
+    with pytest.raises(InvalidField) as refused:
+        ledger.issue_token(ADMIN, "auditor", label="x" * 100_000)
+    assert refused.value.field == "label" and "at most 200 characters" in refused.value.message
+    assert ledger.head() == head and ledger.list_tokens() == []
+
+
+def test_a_token_label_hiding_a_bidi_override_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        ledger.issue_token(ADMIN, "auditor", label="clerk \u202enimda")
+    assert refused.value.field == "label" and "U+202E" in refused.value.message
+    ledger.issue_token(ADMIN, "auditor", label=" 阿依古丽·买买提 ")
+    assert [t.label for t in ledger.list_tokens()] == ["阿依古丽·买买提"]
+
+
 def test_a_recorder_token_needs_a_known_unit(ledger: Ledger) -> None:
     with pytest.raises(UnknownReference) as refused:
         ledger.issue_token(ADMIN, "recorder", unit_id="unit-nope")

@@ -47,6 +47,20 @@ def test_an_activity_needs_a_title(ledger: Ledger) -> None:
     assert refused.value.field == "title"
 
 
+def test_a_title_place_or_reason_hiding_a_format_character_is_refused(ledger: Ledger) -> None:
+    organiser = make_unit(ledger)
+    for field, value in (("title", "关爱\u200b空巢老人"), ("place", "起飞公园\u202e站")):
+        with pytest.raises(InvalidField) as refused:
+            plan(ledger, organiser, **{field: value})
+        assert refused.value.field == field
+    activity_id = plan(ledger, organiser, place="  ")
+    assert ledger.get_activity(activity_id).place is None
+    with pytest.raises(InvalidField) as refused:
+        ledger.cancel_activity(ADMIN, activity_id, "下雨\ufeff取消")
+    assert refused.value.field == "reason" and "U+FEFF" in refused.value.message
+    assert not ledger.get_activity(activity_id).is_cancelled
+
+
 def test_an_activity_must_end_after_it_starts(ledger: Ledger) -> None:
     with pytest.raises(InvalidField) as refused:
         plan(ledger, make_unit(ledger), ends_at=ACTIVITY_STARTS)

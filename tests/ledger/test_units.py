@@ -67,6 +67,17 @@ def test_a_unit_can_be_renamed(ledger: Ledger) -> None:
     assert ledger.get_unit(unit_id).name == "列西街道"
 
 
+def test_a_unit_name_hiding_a_bidi_override_is_refused_and_the_old_name_kept(
+        ledger: Ledger) -> None:
+    unit_id = make_unit(ledger, name="列东街道")
+    with pytest.raises(InvalidField) as refused:
+        ledger.rename_unit(ADMIN, unit_id, "列东\u202e道街")
+    assert refused.value.field == "name" and "U+202E" in refused.value.message
+    with pytest.raises(InvalidField, match=r"U\+2067"):
+        ledger.register_unit(ADMIN, "列西\u2067街道\u2069", "town")
+    assert ledger.get_unit(unit_id).name == "列东街道"
+
+
 def test_a_closed_unit_cannot_be_renamed(ledger: Ledger) -> None:
     unit_id = make_unit(ledger)
     close(ledger, unit_id)

@@ -12,6 +12,7 @@ from ledger.errors import (
     ClosedReference,
     Conflict,
     InvalidField,
+    InvalidRequest,
     NotFound,
     UnknownReference,
 )
@@ -79,6 +80,19 @@ def test_a_volunteer_needs_a_name(ledger: Ledger) -> None:
     assert refused.value.field == "name"
 
 
+def test_a_volunteer_name_or_skill_hiding_a_format_character_is_refused(ledger: Ledger) -> None:
+    unit_id, head = make_unit(ledger), ledger.head()
+    with pytest.raises(InvalidField) as refused:
+        ledger.register_volunteer(ADMIN, "林小\u202e梅", unit_id, JUNE)
+    assert refused.value.field == "name" and "U+202E" in refused.value.message
+    with pytest.raises(InvalidField) as refused:
+        ledger.register_volunteer(ADMIN, "林小梅", unit_id, JUNE, skills=["急救\u200d培训"])
+    assert refused.value.field == "skills"
+    assert ledger.head() == head
+    written, _ = ledger.register_volunteer(ADMIN, "阿依古丽·买买提", unit_id, JUNE)
+    assert ledger.get_volunteer(written.id).name == "阿依古丽·买买提"
+
+
 def test_an_unknown_personal_field_is_refused(ledger: Ledger) -> None:
     with pytest.raises(InvalidField) as refused:
         ledger.register_volunteer(ADMIN, "A", make_unit(ledger), JUNE, blood_type="O")
@@ -121,6 +135,38 @@ def test_personal_data_can_be_updated(ledger: Ledger) -> None:
     ledger.update_volunteer(ADMIN, volunteer_id, {"name": "新名字", "gender": "female"})
     volunteer = ledger.get_volunteer(volunteer_id)
     assert (volunteer.name, volunteer.personal["gender"]) == ("新名字", "female")
+
+
+def test_a_phone_changed_to_none_is_cleared_and_stays_cleared_when_reloaded(
+        ledger: Ledger) -> None:
+    written, _ = ledger.register_volunteer(ADMIN, "雷锋", make_unit(ledger), JUNE,
+                                           phone="13800000000", gender="male")
+    ledger.update_volunteer(ADMIN, written.id, {"name": "雷小锋"})
+    assert ledger.get_volunteer(written.id).personal["phone"] == "13800000000"
+    ledger.update_volunteer(ADMIN, written.id, {"phone": None})
+    reloaded = Ledger(ledger.settings)
+    try:
+        volunteer = reloaded.get_volunteer(written.id)
+    finally:
+        reloaded.close()
+    assert (volunteer.name, volunteer.personal) == ("雷小锋", {"gender": "male"})
+
+
+@pytest.mark.parametrize("field", ["name", "id_number", "gender", "birth_date",
+                                   "political_status", "skills"])
+def test_a_field_other_than_the_phone_cannot_be_cleared(ledger: Ledger, field: str) -> None:
+    volunteer_id, head = make_volunteer(ledger), ledger.head()
+    with pytest.raises(InvalidField) as refused:
+        ledger.update_volunteer(ADMIN, volunteer_id, {field: None})
+    assert refused.value.field == field
+    assert ledger.head() == head
+
+
+def test_an_update_that_changes_no_field_is_refused_and_writes_nothing(ledger: Ledger) -> None:
+    volunteer_id, head = make_volunteer(ledger), ledger.head()
+    with pytest.raises(InvalidRequest, match="no field to change"):
+        ledger.update_volunteer(ADMIN, volunteer_id, {})
+    assert ledger.head() == head
 
 
 def test_a_volunteer_cannot_be_born_after_registering(ledger: Ledger) -> None:

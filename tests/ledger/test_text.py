@@ -1,0 +1,81 @@
+"""Free text: names, titles, reasons and labels show what they hold, and no more."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.errors import InvalidField
+from ledger.text import MAX_LABEL, MAX_REASON, MAX_TEXT, check_label, check_reason, check_text
+
+# Bidirectional overrides, embeddings and isolates (a "Trojan source" spoof), zero-width
+# characters and marks, the byte-order mark, a soft hyphen, the Arabic letter mark.
+HIDDEN = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068",
+          "\u2069", "\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u2060", "\ufeff",
+          "\u00ad", "\u061c"]
+SHOWN = ["阿依古丽·买买提", "买买提・艾力", "列东街道\u3000沙洲社区", "Anna\u00a0Lee", "林 小梅",
+         "“学雷锋”志愿服务（第1期）", "B5 – 3·5 学雷锋纪念日"]
+
+
+@pytest.mark.parametrize("ch", HIDDEN, ids=[f"U+{ord(c):04X}" for c in HIDDEN])
+def test_a_name_hiding_a_format_character_is_refused_naming_it(ch: str) -> None:
+    with pytest.raises(InvalidField) as refused:
+        check_text("name", f"林小梅{ch}李四")
+    assert refused.value.field == "name"
+    assert f"U+{ord(ch):04X}" in refused.value.message
+
+
+def test_a_right_to_left_override_is_named_in_words() -> None:
+    with pytest.raises(InvalidField, match=r"U\+202E RIGHT-TO-LEFT OVERRIDE"):
+        check_text("title", "关爱\u202e老人")
+
+
+@pytest.mark.parametrize("text", SHOWN)
+def test_chinese_spaces_and_the_middle_dot_of_minority_names_are_kept(text: str) -> None:
+    assert check_text("name", text) == text
+    assert check_reason(text) == text
+
+
+def test_format_characters_at_either_end_are_trimmed_not_refused() -> None:
+    assert check_text("name", "\ufeff\u200b列东街道\u200b") == "列东街道"
+
+
+@pytest.mark.parametrize("ch", ["\u202e", "\u200b", "\ufeff", "\x00", "\x1b", "\x7f"],
+                         ids=["rlo", "zwsp", "bom", "nul", "esc", "del"])
+def test_a_reason_hiding_a_format_or_control_character_is_refused_naming_it(ch: str) -> None:
+    with pytest.raises(InvalidField) as refused:
+        check_reason(f"录入错误{ch}更正")
+    assert refused.value.field == "reason"
+    assert f"U+{ord(ch):04X}" in refused.value.message
+
+
+def test_a_reason_may_run_over_several_lines_with_tabs() -> None:
+    assert check_reason("第一行\r\n第二行\t说明") == "第一行\r\n第二行\t说明"
+
+
+def test_texts_and_reasons_have_a_longest_length() -> None:
+    assert check_text("name", "名" * MAX_TEXT) == "名" * MAX_TEXT
+    with pytest.raises(InvalidField, match=f"at most {MAX_TEXT} characters"):
+        check_text("name", "名" * (MAX_TEXT + 1))
+    with pytest.raises(InvalidField, match=f"at most {MAX_REASON} characters"):
+        check_reason("因" * (MAX_REASON + 1))
+
+
+def test_a_label_may_be_empty_or_blank() -> None:
+    assert check_label("") == ""
+    assert check_label(" \u200b ") == ""
+
+
+def test_a_label_is_at_most_200_characters_trimmed() -> None:
+    assert check_label("  ci  ") == "ci"
+    assert check_label("x" * MAX_LABEL) == "x" * MAX_LABEL
+    with pytest.raises(InvalidField) as refused:
+        check_label("x" * 100_000)
+    assert refused.value.field == "label"
+    assert f"at most {MAX_LABEL} characters" in refused.value.message
+
+
+@pytest.mark.parametrize("label", ["evil\nforged", "admin\u202egnal", "a\u200bb"])
+def test_a_label_is_one_line_with_nothing_hidden(label: str) -> None:
+    with pytest.raises(InvalidField) as refused:
+        check_label(label)
+    assert refused.value.field == "label"
