@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from ledger import Actor, Ledger, Origin, Role, SessionWritten, Settings, Written
 from ledger.access import token_digest, token_id_of
 from ledger.base import Recognised
-from ledger.errors import InvalidField, ViewsBehind
+from ledger.errors import InvalidField, InvalidFields, ViewsBehind
 from projections.audit import Auditor
 from projections.models import ReadModels
 
@@ -139,7 +139,9 @@ async def current_actor(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor | None:
     """The caller, or None for the public; an unknown or revoked token is refused everywhere."""
-    return await _authenticate(request, services, credentials)
+    actor = await _authenticate(request, services, credentials)
+    refuse_unknown_query(request)
+    return actor
 
 
 async def _authenticate(request: Request, services: Services,
@@ -157,6 +159,39 @@ async def _authenticate(request: Request, services: Services,
         raise _unauthorized("unknown or revoked token")
     request.state.actor = actor
     return actor
+
+
+_QUERY_OF: dict[int, frozenset[str]] = {}
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """A 422 for query parameters the matched route does not take, once the caller is known.
+
+    Ignored, a misspelt `?yaer=2017` answered the all-time ranking as if it were 2017's; a
+    committee would not notice. Every parameter the route declares is known: its own and its
+    dependencies' (`min_position`, `limit`, `cursor`).
+    """
+    route = request.scope.get("route")
+    if route is None or not request.scope.get("query_string"):
+        return
+    known = _QUERY_OF.get(id(route))
+    if known is None:
+        known = _QUERY_OF[id(route)] = frozenset(_query_names(getattr(route, "dependant", None)))
+    unknown = sorted({name for name in request.query_params if name not in known})
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise InvalidFields([InvalidField(
+            f"{name} is not a query parameter of this route (it takes: {takes})", name)
+            for name in unknown])
+
+
+def _query_names(dependant: Any) -> set[str]:
+    if dependant is None:
+        return set()
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 MaybeActor = Annotated[Actor | None, Depends(current_actor)]
@@ -183,6 +218,7 @@ def needs(*roles: Role) -> Any:
             allowed = ", ".join(["admin", *(r.value for r in roles)])
             raise HTTPException(403, f"the {actor.role.value} role may not use this route "
                                      f"(allowed: {allowed})")
+        refuse_unknown_query(request)
         return actor
 
     _GUARDS.add(check)

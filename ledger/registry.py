@@ -245,7 +245,7 @@ class RegistryUseCases(LedgerBase):
     def update_volunteer(self, origin: Origin, volunteer_id: str,
                          changes: dict[str, Any]) -> Written:
         """Correct or complete a volunteer's name or personal data; a change to None clears
-        a field of CLEARABLE_FIELDS (the phone). At least one field must be given."""
+        a field of CLEARABLE_FIELDS (the phone, the id number). At least one field must be given."""
         require_role(origin.actor, Role.recorder)
         if not changes:
             raise InvalidRequest("no field to change was given: name or a personal field ("

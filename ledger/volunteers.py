@@ -24,7 +24,7 @@ PERSONAL_FIELDS = ("birth_date", "gender", "political_status", "phone", "id_numb
 # The personal fields an update may clear (a change to None): a volunteer's phone, which they
 # may give up or withdraw. Others are corrected, not removed (skills are cleared by an empty
 # list).
-CLEARABLE_FIELDS = ("phone",)
+CLEARABLE_FIELDS = ("phone", "id_number")  # contact and identity data may be withdrawn
 # What makes two training completions of one volunteer the same completion (hours aside).
 TRAINING_KEY = ("level", "form", "audience", "title", "completed_on")
 

@@ -158,8 +158,8 @@ def get_volunteer(volunteer_id: str, actor: HoursReader, services: ServicesDep) 
 def update_volunteer(volunteer_id: str, body: VolunteerChange, actor: RecorderWriter,
                      services: ServicesDep) -> dict[str, Any]:
     """Correct or complete a volunteer's name and personal data: the fields given change,
-    those left out stay as they are; `"phone": null` clears the phone (no other field may
-    be null; `"skills": []` clears the skills)."""
+    those left out stay as they are; `"phone": null` or `"id_number": null` withdraws it
+    (no other field may be null; `"skills": []` clears the skills)."""
     written = services.ledger.update_volunteer(origin_of(actor), volunteer_id, _given(body))
     return services.written(written)
 

@@ -213,3 +213,25 @@ def test_an_unexpected_failure_is_a_500_problem_with_its_request_id(
     body = response.json()
     assert (body["status"], body["type"].rsplit("/", 1)[1]) == (500, "internal-error")
     assert "req-42" in body["detail"] and "a bug of ours" not in body["detail"]
+
+
+def test_a_query_parameter_the_route_does_not_take_is_a_422_naming_it(
+        district: District) -> None:
+    """A misspelt `yaer` answered the all-time ranking as if it were the year's."""
+    public = district.client.get("/v1/rankings/units", params={"kind": "subdistrict",
+                                                               "yaer": "2017"})
+    assert public.status_code == 422
+    [error] = public.json()["errors"]
+    assert error["field"] == "yaer"
+    assert "year" in error["detail"]
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours", colour="red", a="1")
+    assert hours.status_code == 422
+    assert [e["field"] for e in hours.json()["errors"]] == ["a", "colour"]
+    # The caller is refused first; a route's own parameters and its dependencies' pass.
+    assert district.get(f"/v1/volunteers/{district.volunteer}/hours", token=None,
+                        colour="red").status_code == 401
+    assert district.get(f"/v1/volunteers/{district.volunteer}/hours",
+                        min_position="1").status_code == 200
+    assert district.client.get("/v1/rankings/units", params={
+        "kind": "subdistrict", "year": "2017", "limit": "1"}).status_code == 200
+    assert district.get("/v1/events", after="0", limit="5").status_code == 200

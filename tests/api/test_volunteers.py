@@ -117,8 +117,16 @@ def test_a_phone_given_as_null_is_cleared_and_one_left_out_is_kept(district: Dis
     assert district.get(path).json()["personal"]["phone"] == "059*****1234"
 
 
-@pytest.mark.parametrize("field", ["name", "id_number", "gender", "birth_date"])
-def test_a_field_other_than_the_phone_given_as_null_is_a_422_naming_it(
+def test_an_id_number_given_as_null_is_withdrawn(district: District) -> None:
+    path = f"/v1/volunteers/{district.volunteer}"
+    cleared = patch(district, district.volunteer, {"id_number": None})
+    assert cleared.status_code == 200, cleared.text
+    personal = district.get(path).json()["personal"]
+    assert "id_number" not in personal and personal["phone"] == "138****1234"
+
+
+@pytest.mark.parametrize("field", ["name", "gender", "birth_date"])
+def test_a_field_other_than_the_phone_or_id_number_given_as_null_is_a_422_naming_it(
         district: District, field: str) -> None:
     before = district.get(f"/v1/volunteers/{district.volunteer}").json()
     refused = patch(district, district.volunteer, {field: None})
