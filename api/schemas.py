@@ -259,9 +259,9 @@ def version_tag(version: int) -> str:
 
 
 def _if_match(if_match: Annotated[str | None, Header(
-        description='The session\'s version as its GET answered it in `ETag` ("3"): the '
-                    "change is refused with 412 if the session has changed since. `*` or no "
-                    "header: any version.", examples=['"3"'])] = None) -> int | None:
+        description='The version its GET answered in `ETag` ("3"): the change is refused '
+                    "with 412 if the thing has changed since. `*` or no header: any version.",
+        examples=['"3"'])] = None) -> int | None:
     """The version a write's If-Match names, or None for any (no header, or `*`)."""
     if if_match is None or if_match.strip() == "*":
         return None
@@ -284,10 +284,18 @@ def _if_match(if_match: Annotated[str | None, Header(
 
 
 IfMatch = Annotated[int | None, Depends(_if_match)]
+def version_tagged(kind: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 of a GET that tags the thing's version (`version_tag`) for If-Match."""
+    return {200: {"headers": {"ETag": {
+        "description": f'The {kind}\'s version as a strong tag ("3"): send it back as '
+                       f"`If-Match` with a change to refuse it if the {kind} changed since.",
+        "schema": {"type": "string"}}}}}
+
+
 # A write that takes If-Match: 412 when the thing is no longer at that version (its
 # problem+json body is documented with every 4xx: errors._openapi_with_problems).
 IF_MATCH_RESPONSES: dict[int | str, dict[str, Any]] = {412: {
-    "description": "`If-Match` named a version the session is no longer at: nothing was "
+    "description": "`If-Match` named a version the thing is no longer at: nothing was "
                    "written; read it again."}}
 
 

@@ -24,6 +24,7 @@ from ledger.errors import (
     KeyReused,
     NotFound,
     UnknownReference,
+    VersionMismatch,
 )
 from ledger.ids import keyed_ids, keyed_ids_issued
 from ledger.loading import Kept, Loader
@@ -347,6 +348,24 @@ def _content(registered: Any) -> dict[str, Any]:
     """What a registration's first event says about what was asked for (instants compare as
     instants, whatever their offsets)."""
     return {k: v for k, v in vars(registered).items() if k not in _NOT_CONTENT}
+
+
+def check_version(aggregate: LedgerAggregate, kind: str, expected: int | None,
+                  seen: list[int]) -> None:
+    """Refuse to change `aggregate` if it is not at the version the client named (`expected`,
+    from If-Match), or if it moved since an earlier attempt of the same request read it
+    (`seen`): an attempt is retried when another write won the race, and a write that won on
+    this very thing was made by a client who did not know this change was coming."""
+    if expected is not None and aggregate.version != expected:
+        raise VersionMismatch(
+            f"{kind} {aggregate.id} is at version {aggregate.version}, not {expected}: it was "
+            "changed since; read it again", "If-Match")
+    if not seen:
+        seen.append(aggregate.version)
+    elif seen[0] != aggregate.version:
+        raise ConcurrentChange(
+            f"{kind} {aggregate.id} was changed by another request while this one was being "
+            f"written (version {seen[0]} -> {aggregate.version}); read it again")
 
 
 def check_program(code: str) -> str:

@@ -10,17 +10,10 @@ from datetime import datetime
 from ledger.access import require_role, require_unit
 from ledger.activities import Activity
 from ledger.aggregate import event_topic
-from ledger.base import STORE_UNAVAILABLE, LedgerBase, Written
+from ledger.base import STORE_UNAVAILABLE, LedgerBase, Written, check_version
 from ledger.calendar import now, service_date, whole_minutes
 from ledger.catalogue import Role
-from ledger.errors import (
-    ConcurrentChange,
-    DuplicateRecordConflict,
-    InvalidField,
-    LedgerError,
-    StoreBusy,
-    VersionMismatch,
-)
+from ledger.errors import DuplicateRecordConflict, InvalidField, LedgerError, StoreBusy
 from ledger.grouping import GroupCommit
 from ledger.provenance import Origin
 from ledger.sessions import (
@@ -293,7 +286,7 @@ class RecordingUseCases(LedgerBase):
             if session.has_times(started_at, ended_at):
                 position = self._positions([session.id])[session.id][session.version]
                 return SessionWritten(session.id, session.minutes, position, created=False)
-            _check_version(session, expected_version, seen)
+            check_version(session, "session", expected_version, seen)
             activity = self.get_activity_for(session)
             activity.ensure_covers(started_at, ended_at, self.margin, allow_cancelled=True)
             day = service_date(started_at).isoformat()
@@ -325,7 +318,7 @@ class RecordingUseCases(LedgerBase):
             require_unit(origin.actor, session.organiser_unit_id, "sessions at activities")
             why = check_reason(reason)
             session._ensure_live()
-            _check_version(session, expected_version, seen)
+            check_version(session, "session", expected_version, seen)
             session.void(why, origin.meta())
             volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
             volunteer.release(session.id, origin.meta())
@@ -337,23 +330,6 @@ class RecordingUseCases(LedgerBase):
 
     def get_activity_for(self, session: ServiceSession) -> Activity:
         return self._find(Activity, session.activity_id, "activity")
-
-
-def _check_version(session: ServiceSession, expected: int | None, seen: list[int]) -> None:
-    """Refuse to change `session` if it is not at the version the client named (`expected`),
-    or if it moved since an earlier attempt of the same request read it (`seen`): an attempt
-    is retried when another write won the race, and a write that won on this very session
-    was made by a client who did not know this change was coming."""
-    if expected is not None and session.version != expected:
-        raise VersionMismatch(
-            f"session {session.id} is at version {session.version}, not {expected}: it was "
-            "changed since; read it again", "If-Match")
-    if not seen:
-        seen.append(session.version)
-    elif seen[0] != session.version:
-        raise ConcurrentChange(
-            f"session {session.id} was changed by another request while this one was being "
-            f"written (version {seen[0]} -> {session.version}); read it again")
 
 
 __all__ = ["BatchResult", "RecordingUseCases", "SessionWritten", "Written"]

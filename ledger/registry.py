@@ -16,6 +16,7 @@ from ledger.base import (
     LedgerBase,
     Written,
     check_program,
+    check_version,
     open_unit,
 )
 from ledger.calendar import DISTRICT_TZ, check_day, check_instant, now, service_date
@@ -110,25 +111,45 @@ class RegistryUseCases(LedgerBase):
 
     def rename_unit(self, origin: Origin, unit_id: str, name: str) -> Written:
         """Give a unit a new name."""
-        require_role(origin.actor)
-        return self._retrying(
-            lambda: self._unit_change(unit_id, lambda u: u.rename(name, origin.meta())))
+        return self.change_unit(origin, unit_id, name=name)
 
     def move_unit(self, origin: Origin, unit_id: str, parent_id: str | None) -> Written:
-        """Place a unit under another parent unit."""
+        """Place a unit under another parent unit (None: at the top)."""
+        return self.change_unit(origin, unit_id, parent_id=parent_id, move=True)
+
+    def change_unit(self, origin: Origin, unit_id: str, name: str | None = None,
+                    parent_id: str | None = None, move: bool = False,
+                    expected_version: int | None = None) -> Written:
+        """Rename a unit and/or (`move`) place it under another parent, in one write: both
+        changes, or neither if one is refused. With `expected_version`, a unit at another
+        version is refused (VersionMismatch); one changed by another request while this one
+        was written, too (ConcurrentChange)."""
         require_role(origin.actor)
+        if name is None and not move:
+            raise InvalidRequest("no field to change was given: name or parent_id", "body")
+        seen: list[int] = []
 
-        def change(unit: Unit) -> None:
-            if parent_id:
-                parent = self._refer(Unit, parent_id, "parent_id", "unit")
-                open_unit(parent, "parent_id")
-                if self._is_descendant(parent_id, unit.id):
-                    raise InvalidField("a unit cannot be placed under itself or its descendants",
-                                       "parent_id")
-                check_parent(unit.kind, parent)
-            unit.move(parent_id or None, origin.meta())
+        def attempt() -> Written:
+            unit = self.get_unit(unit_id)
+            check_version(unit, "unit", expected_version, seen)
+            if name is not None:
+                unit.rename(name, origin.meta())
+            if move:
+                self._check_parent_of(unit, parent_id)
+                unit.move(parent_id or None, origin.meta())
+            return Written(unit.id, self._save(unit))
 
-        return self._retrying(lambda: self._unit_change(unit_id, change))
+        return self._retrying(attempt)
+
+    def _check_parent_of(self, unit: Unit, parent_id: str | None) -> None:
+        if not parent_id:
+            return
+        parent = self._refer(Unit, parent_id, "parent_id", "unit")
+        open_unit(parent, "parent_id")
+        if self._is_descendant(parent_id, unit.id):
+            raise InvalidField("a unit cannot be placed under itself or its descendants",
+                               "parent_id")
+        check_parent(unit.kind, parent)
 
     def close_unit(self, origin: Origin, unit_id: str, closed_on: date, reason: str,
                    last_service_on: str | None = None) -> Written:

@@ -9,7 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
 from api.errors import problem_type, status_of
-from api.schemas import IF_MATCH_RESPONSES, Body, Id, IfMatch, Instant, Reason, version_tag
+from api.schemas import (
+    IF_MATCH_RESPONSES,
+    Body,
+    Id,
+    IfMatch,
+    Instant,
+    Reason,
+    version_tag,
+    version_tagged,
+)
 from ledger import SessionRecord
 
 router = APIRouter(prefix="/v1/service-sessions", tags=["service sessions"])
@@ -114,11 +123,7 @@ def record_batch(body: BatchIn, actor: RecorderWriter, services: ServicesDep) ->
             "rejected": result.count("rejected"), "position": result.position, "results": items}
 
 
-@router.get("/{session_id}", response_model=SessionOut,
-            responses={200: {"headers": {"ETag": {
-                "description": 'The session\'s version as a strong tag ("3"): send it back '
-                               "as `If-Match` with a correction or a void.",
-                "schema": {"type": "string"}}}}})
+@router.get("/{session_id}", response_model=SessionOut, responses=version_tagged("session"))
 def get_session(session_id: str, actor: HoursReader, services: ServicesDep,
                 response: Response) -> dict[str, Any]:
     """A session as it stands now (its history is under the volunteer's history)."""

@@ -9,15 +9,19 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from api.deps import PUBLIC, Admin, MaybeActor, ServicesDep, origin_of
 from api.schemas import (
+    IF_MATCH_RESPONSES,
     Body,
     Change,
     Created,
     Day,
     Id,
     IdempotencyKey,
+    IfMatch,
     Reason,
     Text,
     recognised_response,
+    version_tag,
+    version_tagged,
 )
 from ledger.catalogue import CivilizedLevel, UnitKind
 
@@ -72,29 +76,29 @@ def register_unit(body: UnitIn, actor: Admin, services: ServicesDep, key: Idempo
     return services.written(written)
 
 
-@router.get("/{unit_id}", response_model=UnitOut, openapi_extra=PUBLIC)
-def get_unit(unit_id: str, actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
+@router.get("/{unit_id}", response_model=UnitOut, openapi_extra=PUBLIC,
+            responses=version_tagged("unit"))
+def get_unit(unit_id: str, actor: MaybeActor, services: ServicesDep,
+             response: Response) -> dict[str, Any]:
     """A unit as the ledger knows it now (units are public facts)."""
     unit = services.ledger.get_unit(unit_id)
+    response.headers["ETag"] = version_tag(unit.version)
     return {"id": unit.id, "name": unit.name, "kind": unit.kind, "parent_id": unit.parent_id,
             "civilized_level": unit.civilized_level, "closed_on": unit.closed_on,
             "version": unit.version}
 
 
-@router.patch("/{unit_id}", response_model=Created)
-def change_unit(unit_id: str, body: UnitChange, actor: Admin,
-                services: ServicesDep) -> dict[str, Any]:
-    """Rename a unit or move it under another parent."""
-    ledger, origin = services.ledger, origin_of(actor)
-    ledger.get_unit(unit_id)
-    position = 0
-    if body.name is not None:
-        position = ledger.rename_unit(origin, unit_id, body.name).position
-    if "parent_id" in body.model_fields_set:
-        position = ledger.move_unit(origin, unit_id, body.parent_id).position
-    position = position or ledger.head()
-    services.after_write(position)
-    return {"id": unit_id, "position": position}
+@router.patch("/{unit_id}", response_model=Created, responses=IF_MATCH_RESPONSES)
+def change_unit(unit_id: str, body: UnitChange, actor: Admin, services: ServicesDep,
+                expected: IfMatch) -> dict[str, Any]:
+    """Rename a unit and/or move it under another parent (`"parent_id": null`: to the top),
+    in one write: both, or neither if one is refused. With `If-Match` (the `ETag` its GET
+    answered), a unit changed since is 412; one changed by another request while this one
+    was written is 409."""
+    written = services.ledger.change_unit(
+        origin_of(actor), unit_id, name=body.name, parent_id=body.parent_id,
+        move="parent_id" in body.model_fields_set, expected_version=expected)
+    return services.written(written)
 
 
 @router.post("/{unit_id}/closure", response_model=Created)

@@ -376,3 +376,28 @@ def test_an_empty_unit_patch_is_a_422_naming_the_body_and_writes_nothing(
         assert error["field"] == field and says in error["detail"], error
     assert ledger.head() == head
     assert district.get(f"/v1/units/{district.unit_a}").json()["name"] == "列东街道"
+
+
+def test_a_unit_patch_changes_both_fields_or_neither_and_honours_if_match(
+        district: District) -> None:
+    """A rename and a refused move in one PATCH used to store the rename and answer 422."""
+    path = f"/v1/units/{district.unit_b}"
+    tag = district.get(path).headers["ETag"]
+
+    def patch(body: dict[str, Any], **headers: str) -> Any:
+        return district.client.patch(path, json=body, headers={**bearer(ADMIN_TOKEN), **headers})
+
+    refused = patch({"name": "新名", "parent_id": "unit-nothing"})
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["parent_id"]
+    assert district.get(path).json()["name"] == "列西街道"
+    assert district.get(path).headers["ETag"] == tag
+    both = patch({"name": "新名", "parent_id": None}, **{"If-Match": tag})
+    assert both.status_code == 200, both.text
+    unit = district.get(path)
+    assert (unit.json()["name"], unit.json()["parent_id"]) == ("新名", None)
+    assert unit.headers["ETag"] == f'"{unit.json()["version"]}"' != tag
+    stale = patch({"name": "旧名"}, **{"If-Match": tag})
+    assert stale.status_code == 412
+    assert stale.json()["errors"][0]["field"] == "If-Match"
+    assert district.get(path).json()["name"] == "新名"

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
 from ledger import Ledger
-from ledger.errors import ClosedReference, InvalidField, NotFound, UnknownReference
+from ledger.errors import (
+    ClosedReference,
+    ConcurrentChange,
+    InvalidField,
+    NotFound,
+    UnknownReference,
+    VersionMismatch,
+)
 from tests.factories import ADMIN, make_unit
 
 
@@ -126,3 +134,28 @@ def test_a_closed_unit_cannot_be_closed_again(ledger: Ledger) -> None:
     close(ledger, unit_id)
     with pytest.raises(ClosedReference):
         close(ledger, unit_id)
+
+
+def test_a_change_another_change_of_the_unit_beat_is_refused(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    unit_id = make_unit(ledger, name="列东")
+    save, raced = ledger._save, []
+
+    def racing_save(*aggregates: Any) -> int:
+        if not raced:
+            raced.append(True)
+            ledger.rename_unit(ADMIN, unit_id, "列西")  # its own save goes straight through
+        return save(*aggregates)
+
+    monkeypatch.setattr(ledger, "_save", racing_save)
+    with pytest.raises(ConcurrentChange, match="changed by another request"):
+        ledger.change_unit(ADMIN, unit_id, name="列中")
+    assert ledger.get_unit(unit_id).name == "列西"
+
+
+def test_a_change_naming_another_version_of_the_unit_is_refused(ledger: Ledger) -> None:
+    unit_id = make_unit(ledger)
+    with pytest.raises(VersionMismatch):
+        ledger.change_unit(ADMIN, unit_id, name="x", expected_version=2)
+    ledger.change_unit(ADMIN, unit_id, name="x", parent_id=None, move=True, expected_version=1)
+    assert ledger.get_unit(unit_id).version == 3  # renamed and moved, in one write
