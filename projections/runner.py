@@ -36,6 +36,7 @@ log = logging.getLogger("vledger.projections")
 STOP_CHECK_SECONDS = 0.25  # a follower waiting for events notices `stop` this often
 WAKE_GAP_SECONDS = 0.05  # and is woken by new events at most this often
 WATCH_SECONDS = 0.05  # a reader waiting for views another process keeps asks this often
+SETUP_NOTICE_SECONDS = 2.0  # a start waiting this long for the views' lock says why
 POSITIONS_SQL = "SELECT name, position FROM projection_positions"
 
 POSITIONS_DDL = (
@@ -154,8 +155,20 @@ class Runner:
         self.setup()
 
     def setup(self) -> None:
-        """Create missing tables; rebuild any projection whose schema version changed."""
-        with self.store.transaction(lock=LOCK_NAME) as cur:
+        """Create missing tables; rebuild any projection whose schema version changed.
+
+        Another process may hold the views for minutes (`vledger projections rebuild`): a
+        start that waits for it says so after SETUP_NOTICE_SECONDS, then waits on."""
+        try:
+            self._setup(SETUP_NOTICE_SECONDS)
+        except StoreBusy:
+            log.warning("waiting for the views, which another process holds (a rebuild or a "
+                        "long catch-up, e.g. `vledger projections rebuild`); starting once it "
+                        "lets them go")
+            self._setup(None)
+
+    def _setup(self, wait: float | None) -> None:
+        with self.store.transaction(lock=LOCK_NAME, wait=wait) as cur:
             cur.execute(POSITIONS_DDL)
             stored = dict(cur.execute(
                 "SELECT name, schema_version FROM projection_positions").fetchall())

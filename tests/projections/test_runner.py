@@ -432,3 +432,33 @@ def test_a_reader_is_not_answered_from_views_another_process_started_again(
         other.close()
     assert models.wait_for(head, 10, verify=True)
     assert {p: models.volunteer_hours(p) for p in people} == before
+
+
+def test_a_start_that_waits_for_views_another_process_holds_says_why(
+        ledger: Ledger, models: ReadModels, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr("projections.runner.SETUP_NOTICE_SECONDS", 0.2)
+    other = ViewStore(ledger.settings.store(), gate=ledger.writing)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with other.transaction(lock=LOCK_NAME):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    threading.Timer(1.0, release.set).start()
+    try:
+        with caplog.at_level("WARNING", logger="vledger.projections"):
+            began = time.monotonic()
+            started = ReadModels(ledger)  # sets its views up once the holder lets them go
+            waited = time.monotonic() - began
+        started.close()
+    finally:
+        release.set()
+        holder.join(10)
+        other.close()
+    assert "another process holds" in caplog.text
+    assert waited >= 0.8
