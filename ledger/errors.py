@@ -138,5 +138,7 @@ class ViewsBehind(StoreBusy):
 
 
 class AuditLogAltered(LedgerError):
-    """The events no longer extend the last checkpoint this store published: an event was
-    changed or removed after it was signed. No new checkpoint is signed over them (500)."""
+    """The audit log no longer extends the last checkpoint this store published, or an event
+    is no longer the one the log took in: it was changed or removed after it was logged. No
+    checkpoint is signed over such a log and no inclusion proof is given for such an event
+    (500); `vledger verify` finds every such event."""

@@ -117,8 +117,9 @@ class Consistency(BaseModel):
 # Events changed or removed in the store after they were logged are never signed or proved.
 ALTERED: dict[int | str, dict[str, Any]] = {500: {
     "model": Problem,
-    "description": "`audit-log-altered`: the stored events no longer extend the last published "
-                   "checkpoint (changed or removed in the database); run `vledger verify`.",
+    "description": "`audit-log-altered`: the audit log no longer extends the last published "
+                   "checkpoint, or (inclusion) the event proved is no longer the one the log "
+                   "took in: changed or removed in the database; run `vledger verify`.",
 }}
 
 
@@ -173,8 +174,12 @@ def checkpoint(request: Request, response: Response, actor: MaybeActor,
     proof name them. `tree_size` counts events (leaves), in position order; positions may skip
     numbers, so it can be below the last position.
 
-    Each checkpoint extends the last one the store published; if the stored events no longer
-    do (changed or removed in the database), none is signed: 500, `audit-log-altered`.
+    Each checkpoint extends the last one the store published: if the audit log no longer
+    does (a rebuild of it over events changed or removed in the database, or another signing
+    key), none is signed: 500, `audit-log-altered`. A checkpoint is made from the leaf hashes
+    the log took in when each event was first read, not by reading every event again: an
+    event changed in the database after that is found by `vledger verify` (every event
+    against its leaf) and refused by its inclusion proof (500), not by the next checkpoint.
     """
     services.caught_up()
     return etagged(request, response, services.auditor.checkpoint())
