@@ -26,6 +26,7 @@ from ledger.errors import (
     UnknownReference,
     VersionMismatch,
 )
+from ledger.guards import WriteGuard, guarding
 from ledger.ids import keyed_ids, keyed_ids_issued
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
@@ -179,14 +180,16 @@ class LedgerBase(Application[str]):
         if due:
             self.snapshots.put([type(a).Snapshot.take(a) for a in due.values()])
 
-    def _save(self, *aggregates: LedgerAggregate | None) -> int:
-        """Record the aggregates' pending events in one transaction; returns the head position."""
-        recordings = self._save_recorded(*aggregates)
+    def _save(self, *aggregates: LedgerAggregate | None, guard: WriteGuard | None = None) -> int:
+        """Record the aggregates' pending events in one transaction; returns the head position.
+        With `guard`, only if what the write was checked against still holds (guards.py)."""
+        recordings = self._save_recorded(*aggregates, guard=guard)
         if not recordings:
             return self.head()
         return int(max(r.notification.id for r in recordings))
 
-    def _save_recorded(self, *aggregates: LedgerAggregate | None) -> list[Any]:
+    def _save_recorded(self, *aggregates: LedgerAggregate | None,
+                       guard: WriteGuard | None = None) -> list[Any]:
         """`_save`, answering each event's recording (its position is `notification.id`).
 
         What `Application.save` does, without its two runtime-Protocol `isinstance` checks per
@@ -200,7 +203,8 @@ class LedgerBase(Application[str]):
         if keyed_ids_issued():
             self._recognise(processing.events)
         with self.writing():
-            recordings = self._record(processing)
+            with guarding(guard):
+                recordings = self._record(processing)
             self._take_snapshots(processing)
         return list(recordings)
 

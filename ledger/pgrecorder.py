@@ -27,11 +27,17 @@ from eventsourcing.persistence import (
     OperationalError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+)
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
+
+from ledger.guards import check_guard, current_guard
 
 PIPELINE_BYTES = 64 * 1024  # well inside a loopback or LAN socket's buffers
 
@@ -52,28 +58,54 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *,
                  events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        self.insert_events_statement = SQL(
+        names = {"schema": Identifier(self.datastore.schema),
+                 "table": Identifier(self.events_table_name),
+                 "stored_event_type": Identifier(self.stored_event_type_name)}
+        insert = (
             "WITH new AS (SELECT originator_id, originator_version, topic, state "
             "FROM unnest(%s::{schema}.{stored_event_type}[])) "
             "INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, "
             "state) SELECT originator_id, originator_version, topic, state FROM new "
             "WHERE NOT EXISTS (SELECT 1 FROM new n JOIN {schema}.{table} e "
             "ON e.originator_id = n.originator_id "
-            "AND e.originator_version = n.originator_version) "
-            "RETURNING notification_id"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.events_table_name),
-            stored_event_type=Identifier(self.stored_event_type_name),
-        )
+            "AND e.originator_version = n.originator_version) ")
+        self.insert_events_statement = SQL(insert + "RETURNING notification_id").format(**names)
+        # The same, inserting nothing if an aggregate the write was checked against has moved
+        # past the version read (a guard's `unchanged`, ledger/guards.py), in the one
+        # statement, so a guarded write keeps the pipeline.
+        self.insert_unchanged_statement = SQL(
+            insert + "AND NOT EXISTS (SELECT 1 FROM unnest(%s::text[], %s::bigint[]) "
+            "AS g(id, v) JOIN {schema}.{table} e ON e.originator_id = g.id "
+            "AND e.originator_version > g.v) RETURNING notification_id").format(**names)
+
+    def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
+                              **kwargs: Any) -> None:
+        """Lock the table, check the write's guard (ledger/guards.py) under the lock, notify,
+        insert."""
+        self._lock_table(curs)
+        guard = current_guard()
+        if guard is not None and guard.tail is not None:
+            table = SQL("{}.{}").format(Identifier(self.datastore.schema),
+                                        Identifier(self.events_table_name)).as_string(curs)
+            check_guard(guard, curs, table, postgres=True)
+        self._notify_channel(curs)
+        if guard is None or guard.tail is not None or not guard.unchanged:
+            PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+            return
+        ids = sorted(guard.unchanged)
+        curs.execute(self.insert_unchanged_statement, (
+            [self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic,
+                                            e.state) for e in stored_events],
+            ids, [guard.unchanged[i] for i in ids]))
 
     def _fetch_ids_after_insert_events(self, curs: Cursor[DictRow],
                                        stored_events: Sequence[StoredEvent],
                                        **kwargs: Any) -> Sequence[int] | None:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if ids is not None and len(ids) < len(stored_events):
-            raise IntegrityError("another writer stored a version of the same aggregate first "
-                                 "(nothing of this write was inserted)")
+            raise IntegrityError("another writer stored a version of the same aggregate first, "
+                                 "or changed one this write was checked against (nothing of "
+                                 "this write was inserted)")
         return ids
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -81,7 +113,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                       **kwargs: Any) -> Sequence[int] | None:
         size = sum(len(e.state) + len(e.topic) + len(str(e.originator_id))
                    for e in stored_events)
-        if size <= PIPELINE_BYTES or self.datastore.enable_db_functions:
+        # A guard on what was stored meanwhile is read before the INSERT is sent: not in
+        # pipeline mode (a guard of versions is part of the INSERT: see above).
+        guard = current_guard()
+        pipelined = size <= PIPELINE_BYTES and (guard is None or guard.tail is None)
+        if pipelined or self.datastore.enable_db_functions:
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
         with self.datastore.get_connection() as conn, conn.transaction(), \

@@ -15,6 +15,7 @@ from ledger.calendar import now, service_date, whole_minutes
 from ledger.catalogue import Role
 from ledger.errors import DuplicateRecordConflict, InvalidField, LedgerError, StoreBusy
 from ledger.grouping import GroupCommit
+from ledger.guards import WriteGuard
 from ledger.provenance import Origin
 from ledger.sessions import (
     RecordOutcome,
@@ -92,6 +93,9 @@ class _Batch:
         self.units: dict[str, Unit] = {}
         self.created: dict[str, ServiceSession] = {}
         self.touched: dict[str, Volunteer] = {}
+        # What the accepted records were checked against and the batch does not save: the
+        # activities (not cancelled) and the units (open on the day), at the versions read.
+        self.consulted: dict[str, int] = {}
 
     def prefetch(self, records: Sequence[SessionRecord]) -> None:
         """Load every volunteer and activity the records name, one statement for each kind."""
@@ -172,6 +176,11 @@ class _Batch:
         except LedgerError as error:
             return RecordOutcome(index, "rejected", error=error)
         minutes = whole_minutes(rec.started_at, rec.ended_at)
+        self.consulted[activity.id] = activity.version
+        for unit_id in (activity.organiser_unit_id, activity.station_unit_id,
+                        volunteer.unit_on(day)):
+            if unit_id:
+                self.consulted[unit_id] = self.units[unit_id].version
         self.created[session_id] = ServiceSession(  # type: ignore[call-arg]
             volunteer_id=volunteer.id, activity_id=activity.id,
             program_code=activity.program_code, organiser_unit_id=activity.organiser_unit_id,
@@ -234,7 +243,8 @@ class RecordingUseCases(LedgerBase):
             thorough = True  # a retry re-checks every source record id against the store
             batch.prefetch(records)
             outcomes = [batch.record(i, rec) for i, rec in enumerate(records)]
-            recordings = (self._save_recorded(*batch.touched.values(), *batch.created.values())
+            recordings = (self._save_recorded(*batch.touched.values(), *batch.created.values(),
+                                              guard=WriteGuard(unchanged=batch.consulted))
                           if batch.created else [])
             recorded = {r.domain_event.originator_id: r.notification.id for r in recordings
                         if r.domain_event.originator_id in batch.created}
@@ -290,16 +300,19 @@ class RecordingUseCases(LedgerBase):
             activity = self.get_activity_for(session)
             activity.ensure_covers(started_at, ended_at, self.margin, allow_cancelled=True)
             day = service_date(started_at).isoformat()
+            consulted: dict[str, int] = {}  # the units checked open: still so when saved
 
             def unit_of(unit_id: str) -> Unit:
-                return self._find(Unit, unit_id, "unit")
+                unit = self._find(Unit, unit_id, "unit")
+                consulted[unit.id] = unit.version
+                return unit
 
             check_units_open(activity, unit_of, day)
             volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
             check_member_unit_open(volunteer, unit_of, day)
             volunteer.rebook(session.id, started_at, ended_at, origin.meta())
             session.correct(started_at, ended_at, why, origin.meta())
-            position = self._save(volunteer, session)
+            position = self._save(volunteer, session, guard=WriteGuard(unchanged=consulted))
             return SessionWritten(session.id, session.minutes, position, created=False)
 
         return self._retrying(attempt)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+
+from eventsourcing.persistence import StoredEvent
 
 from ledger.access import require_role, require_unit
 from ledger.activities import Activity, new_activity_id
@@ -36,7 +38,9 @@ from ledger.errors import (
     InvalidField,
     InvalidRequest,
 )
+from ledger.guards import WriteGuard
 from ledger.provenance import Origin
+from ledger.sessions import ServiceSession
 from ledger.text import blank, check_text
 from ledger.units import Unit, check_parent, new_unit_id
 from ledger.volunteers import (
@@ -152,31 +156,40 @@ class RegistryUseCases(LedgerBase):
         check_parent(unit.kind, parent)
 
     def close_unit(self, origin: Origin, unit_id: str, closed_on: date, reason: str,
-                   last_service_on: str | None = None) -> Written:
+                   service: Callable[[], ServiceFacts] | None = None) -> Written:
         """Close a unit; nothing new may refer to it.
 
-        `last_service_on` is the last day the unit has live service credited on, organised or
-        by its members, as the read side knows it (no aggregate of the write side does: every
-        session of the unit would contend on it). The unit may not close on or before it.
+        Not on or before the last day it has live service credited on, organised by it or
+        served by its members: `service` reads that from the views (no aggregate of the write
+        side knows it: every session of the unit would contend on it), caught up with the
+        ledger. What was stored after the views were read is checked again inside the
+        closure's insert, where writes take turns (guards.py): a session or a transfer that
+        could credit the unit from `closed_on` on makes the closure read the views again.
         """
         require_role(origin.actor)
         check_day("closed_on", closed_on, district_today())
-        if last_service_on is not None and last_service_on >= closed_on.isoformat():
-            raise CreditedAfterClosure(
-                f"closed_on {closed_on.isoformat()} is not after {last_service_on}, the last "
-                f"day unit {unit_id} has service credited on: void or correct those sessions "
-                "first, or close it later", "closed_on")
-        return self._retrying(lambda: self._unit_change(
-            unit_id, lambda u: u.close(closed_on.isoformat(), reason, origin.meta())))
+        day = closed_on.isoformat()
+
+        def attempt() -> Written:
+            unit = self.get_unit(unit_id)
+            guard = None
+            if service is not None:
+                facts = service()
+                if facts.last_service_on is not None and facts.last_service_on >= day:
+                    raise CreditedAfterClosure(
+                        f"closed_on {day} is not after {facts.last_service_on}, the last day "
+                        f"unit {unit_id} has service credited on: void or correct those "
+                        "sessions first, or close it later", "closed_on")
+                guard = WriteGuard(after=facts.position, tail=lambda stored: _may_credit(
+                    self.mapper, stored, unit_id, day, set(facts.members)))
+            unit.close(day, reason, origin.meta())
+            return Written(unit.id, self._save(unit, guard=guard))
+
+        return self._retrying(attempt)
 
     def get_unit(self, unit_id: str) -> Unit:
         """A unit by id (404 when unknown)."""
         return self._find(Unit, unit_id, "unit")
-
-    def _unit_change(self, unit_id: str, change: Any) -> Written:
-        unit = self.get_unit(unit_id)
-        change(unit)
-        return Written(unit.id, self._save(unit))
 
     def _is_descendant(self, candidate_id: str, ancestor_id: str) -> bool:
         seen: set[str] = set()
@@ -297,18 +310,20 @@ class RegistryUseCases(LedgerBase):
         """Move a volunteer to another unit from a date on (a later record may back-date it).
 
         Not ahead of time: the ledger records what happened, and a volunteer's current unit is
-        the one of their latest transfer.
+        the one of their latest transfer. The unit must still be open when the transfer is
+        stored (a closure at the same moment makes it look again).
         """
         require_role(origin.actor, Role.recorder)
         check_day("effective_on", effective_on, district_today())
-        unit = self._refer(Unit, to_unit_id, "to_unit_id", "unit")
-        open_unit(unit, "to_unit_id")
 
         def attempt() -> Written:
+            unit = self._refer(Unit, to_unit_id, "to_unit_id", "unit")
+            open_unit(unit, "to_unit_id")
             volunteer = self.get_volunteer(volunteer_id)
             require_unit(origin.actor, volunteer.unit_on(effective_on), "volunteers")
             volunteer.transfer(to_unit_id, effective_on, origin.meta())
-            return Written(volunteer.id, self._save(volunteer))
+            return Written(volunteer.id, self._save(
+                volunteer, guard=WriteGuard(unchanged={unit.id: unit.version})))
 
         return self._retrying(attempt)
 
@@ -456,6 +471,43 @@ def _open_until(unit: Unit, ends_at: datetime, field: str) -> None:
     """An activity of a closed unit may still be planned when its whole window lies before the
     closing date: the late record of an activity that truly took place."""
     unit.ensure_open_on(service_date(ends_at).isoformat(), field, "an activity that ended")
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What the views say of the service credited to a unit, read at `position`."""
+
+    position: int
+    last_service_on: str | None  # the last day with live service credited to it
+    members: frozenset[str]  # every volunteer who was ever one of its members
+
+
+_SESSION_CHANGES = (event_topic(ServiceSession, "Recorded"),
+                    event_topic(ServiceSession, "Corrected"))
+_JOINS = (event_topic(Volunteer, "Registered"), event_topic(Volunteer, "Transferred"))
+
+
+def _may_credit(mapper: Any, stored: Sequence[StoredEvent], unit_id: str, day: str,
+                members: set[str]) -> str | None:
+    """Why events stored after the views were read may credit `unit_id` on or after `day`
+    (None if none may): a session from that day organised by it or served by one of its
+    members, or a volunteer joining it (their later service would be credited to it)."""
+    for event in stored:
+        if event.topic in _SESSION_CHANGES:
+            e = mapper.to_domain_event(event)
+            if e.service_date >= day and (e.organiser_unit_id == unit_id
+                                          or e.volunteer_id in members):
+                return (f"session {e.originator_id} on {e.service_date} was stored while unit "
+                        f"{unit_id} was being closed")
+        elif event.topic in _JOINS:
+            e = mapper.to_domain_event(event)
+            if getattr(e, "home_unit_id", None) == unit_id or getattr(
+                    e, "to_unit_id", None) == unit_id:
+                members.add(e.originator_id)
+                if event.topic == _JOINS[1]:
+                    return (f"volunteer {e.originator_id} was transferred to unit {unit_id} "
+                            "while it was being closed")
+    return None
 
 
 def _check_born_by(personal: dict[str, Any], registered_on: str) -> None:

@@ -143,13 +143,16 @@ class StoreLocation:
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.sqlite",
+                # Checks a write's guard inside its insert (see ledger/guards.py).
+                APPLICATION_RECORDER_TOPIC="ledger.sqliterecorder:LedgerSQLiteRecorder",
                 SQLITE_DBNAME=str(self.sqlite_path),
                 SQLITE_LOCK_TIMEOUT="30",
             )
         else:
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.postgres",
-                # Large inserts outside psycopg's pipeline mode (see ledger/pgrecorder.py).
+                # Large inserts outside psycopg's pipeline mode, and write guards (see
+                # ledger/pgrecorder.py).
                 APPLICATION_RECORDER_TOPIC="ledger.pgrecorder:LedgerPostgresRecorder",
                 POSTGRES_DBNAME=self.dbname,
                 POSTGRES_HOST=self.host,

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ledger import Ledger
+from ledger.registry import ServiceFacts
 from projections.audit import AuditLog
 from projections.awards import AwardsProjection
 from projections.bulletins import bulletin
@@ -212,11 +213,23 @@ class ReadModels:
     def last_service_day(self, unit_id: str) -> str | None:
         """The last day a unit has live service credited on, organised by it or served by its
         members (None if it has none); as far as the views have read."""
+        return self.service_facts(unit_id).last_service_on
+
+    def service_facts(self, unit_id: str) -> ServiceFacts:
+        """What a closure of the unit is checked against (Ledger.close_unit): the last day it
+        has service credited on and the position the credits view had read to (one statement,
+        so one snapshot), and every volunteer who was ever one of its members."""
         with self.store.reading() as cur:
             ensure_settled(cur, "credit_filling")
-            row = cur.execute("SELECT MAX(service_date) FROM credit_unit_days WHERE unit_id = ?",
-                              (unit_id,)).fetchone()
-        return None if row is None or row[0] is None else str(row[0])
+            row = cur.execute(
+                "SELECT (SELECT position FROM projection_positions WHERE name = 'credits'), "
+                "(SELECT MAX(service_date) FROM credit_unit_days WHERE unit_id = ?)",
+                (unit_id,)).fetchone()
+            position, last = row if row is not None else (0, None)
+            members = cur.execute("SELECT DISTINCT volunteer_id FROM credit_memberships "
+                                  "WHERE unit_id = ?", (unit_id,)).fetchall()
+        return ServiceFacts(int(position or 0), None if last is None else str(last),
+                            frozenset(str(m) for m, in members))
 
     def close(self) -> None:
         """Release the views' connections (the ledger is closed by its owner)."""

@@ -24,6 +24,7 @@ from api.schemas import (
     version_tagged,
 )
 from ledger.catalogue import CivilizedLevel, UnitKind
+from ledger.registry import ServiceFacts
 
 router = APIRouter(prefix="/v1/units", tags=["units"])
 
@@ -109,8 +110,11 @@ def close_unit(unit_id: str, body: UnitClosure, actor: Admin,
     Not on or before a day it has live service credited on (sessions it organised, or that
     its members served): 409 `credited-after-closure`, naming `closed_on`. The views are
     brought up to every stored event first (503 if they cannot be in time)."""
+    def service() -> ServiceFacts:
+        services.caught_up()  # the views hold every event stored so far (else 503)
+        return services.models.service_facts(unit_id)
+
     services.ledger.get_unit(unit_id)  # 404 before anything else
-    services.caught_up()
     written = services.ledger.close_unit(origin_of(actor), unit_id, body.closed_on, body.reason,
-                                         services.models.last_service_day(unit_id))
+                                         service)
     return services.written(written)

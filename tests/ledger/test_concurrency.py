@@ -5,14 +5,26 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 import pytest
 
 from ledger import Ledger, SessionRecord, Settings
 from ledger.aggregate import LedgerAggregate
-from ledger.errors import ConcurrentChange
-from tests.factories import ADMIN, at, live_minutes, make_activity, make_volunteer, session_record
+from ledger.errors import ClosedReference, ConcurrentChange
+from ledger.guards import WriteGuard
+from tests.factories import (
+    ADMIN,
+    at,
+    live_minutes,
+    make_activity,
+    make_long_activity,
+    make_unit,
+    make_volunteer,
+    serve,
+    session_record,
+)
 
 ROUNDS = 6
 LOSING = {"OverlappingSession", "ConcurrentChange"}
@@ -28,11 +40,11 @@ class RacingLedger(Ledger):
         self.barrier = barrier
         self.waited = False
 
-    def _save(self, *aggregates: LedgerAggregate | None) -> int:
+    def _save(self, *aggregates: LedgerAggregate | None, guard: WriteGuard | None = None) -> int:
         if not self.waited:
             self.waited = True
             self.barrier.wait(timeout=30)
-        return super()._save(*aggregates)
+        return super()._save(*aggregates, guard=guard)
 
 
 def race(settings: Settings, records: Sequence[SessionRecord]) -> list[Any]:
@@ -221,3 +233,67 @@ def test_ledgers_started_by_several_processes_at_once_all_start(ledger: Ledger,
     answers.close()
     answers.join_thread()
     assert set(results) == {"started"}
+
+
+# -- what a write was checked against changes before it is saved (ledger/guards.py) -----------
+
+
+def _first_save_lands_after(ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+                            other: Any) -> list[bool]:
+    """Make `other` (another write) land after the next write was checked, before it is
+    saved: what a request running at the same moment does."""
+    save, ran = ledger._save_recorded, []
+
+    def racing(*aggregates: Any, **guarded: Any) -> Any:
+        if not ran:
+            ran.append(True)
+            other()  # its own save goes straight through
+        return save(*aggregates, **guarded)
+
+    monkeypatch.setattr(ledger, "_save_recorded", racing)
+    return ran
+
+
+def test_a_session_checked_before_its_unit_closed_is_refused_when_stored(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    unit = make_unit(ledger)
+    volunteer = make_volunteer(ledger, make_unit(ledger))
+    activity = make_long_activity(ledger, unit)
+    ran = _first_save_lands_after(ledger, monkeypatch, lambda: ledger.close_unit(
+        ADMIN, unit, date(2017, 3, 1), "merged"))
+    with pytest.raises(ClosedReference):
+        serve(ledger, volunteer, activity, date(2017, 3, 5))
+    assert ran and live_minutes(ledger, volunteer) == 0
+
+
+def test_a_session_checked_before_its_activity_was_cancelled_is_refused_when_stored(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    volunteer = make_volunteer(ledger)
+    activity = make_long_activity(ledger, make_unit(ledger))
+    ran = _first_save_lands_after(ledger, monkeypatch, lambda: ledger.cancel_activity(
+        ADMIN, activity, "rain"))
+    with pytest.raises(ClosedReference):
+        serve(ledger, volunteer, activity, date(2017, 3, 5))
+    assert ran and live_minutes(ledger, volunteer) == 0
+
+
+def test_a_transfer_checked_before_its_unit_closed_is_refused_when_stored(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    unit = make_unit(ledger)
+    volunteer = make_volunteer(ledger, make_unit(ledger))
+    ran = _first_save_lands_after(ledger, monkeypatch, lambda: ledger.close_unit(
+        ADMIN, unit, date(2017, 3, 1), "merged"))
+    with pytest.raises(ClosedReference):
+        ledger.transfer_volunteer(ADMIN, volunteer, unit, date(2017, 2, 1))
+    assert ran and [u for _, u in ledger.get_volunteer(volunteer).memberships] != [unit]
+    assert len(ledger.get_volunteer(volunteer).memberships) == 1
+
+
+def test_a_session_whose_unit_only_changed_name_meanwhile_is_stored(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    unit = make_unit(ledger)
+    volunteer = make_volunteer(ledger, unit)
+    activity = make_long_activity(ledger, unit)
+    _first_save_lands_after(ledger, monkeypatch, lambda: ledger.rename_unit(ADMIN, unit, "新"))
+    serve(ledger, volunteer, activity, date(2017, 3, 5))  # checked again, and still open
+    assert live_minutes(ledger, volunteer) == 60

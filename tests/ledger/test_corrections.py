@@ -116,11 +116,11 @@ class _Race:
         self.ran = False
         save = ledger._save
 
-        def racing_save(*aggregates: Any) -> int:
+        def racing_save(*aggregates: Any, **guarded: Any) -> int:
             if not self.ran:
                 self.ran = True
                 other()  # its own save goes straight through
-            return save(*aggregates)
+            return save(*aggregates, **guarded)
 
         monkeypatch.setattr(ledger, "_save", racing_save)
 

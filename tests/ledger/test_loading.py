@@ -64,7 +64,7 @@ def test_a_batch_that_fails_to_save_gives_back_nothing_it_changed(
     ledger.record_sessions(ADMIN, [session_record(person, activity, at(8), at(9))])
     record = session_record(person, activity, at(9), at(10), source_record_id="sheet-7")
 
-    def broken(*aggregates: Any) -> list[Any]:
+    def broken(*aggregates: Any, **guarded: Any) -> list[Any]:
         raise RuntimeError("the store went away")
 
     monkeypatch.setattr(ledger, "_save_recorded", broken)  # what every save goes through

@@ -141,11 +141,11 @@ def test_a_change_another_change_of_the_unit_beat_is_refused(
     unit_id = make_unit(ledger, name="列东")
     save, raced = ledger._save, []
 
-    def racing_save(*aggregates: Any) -> int:
+    def racing_save(*aggregates: Any, **guarded: Any) -> int:
         if not raced:
             raced.append(True)
             ledger.rename_unit(ADMIN, unit_id, "列西")  # its own save goes straight through
-        return save(*aggregates)
+        return save(*aggregates, **guarded)
 
     monkeypatch.setattr(ledger, "_save", racing_save)
     with pytest.raises(ConcurrentChange, match="changed by another request"):

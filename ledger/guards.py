@@ -1,0 +1,93 @@
+"""What a write was checked against, checked again where writes take turns.
+
+A use case checks its request against the ledger (the activity is not cancelled, the units
+are open, no service is credited after a closing day), then saves. Between the two another
+request may change what was checked: a unit closed after a session was checked against it,
+a session recorded after a closure was checked. Optimistic versions catch a race only on the
+aggregates a write saves, and a session does not save its units (every session of a unit
+would then contend on it).
+
+So a write names what it relied on, and the recorder checks it again inside the insert, where
+writers take turns (the EXCLUSIVE lock on the events table on PostgreSQL, the write turn and
+the transaction on SQLite), so nothing can change it between that check and the commit:
+
+- `unchanged`: aggregates (by id) that must still be at the version the write read;
+- `after` and `tail`: the events stored after a position (the one the views were read at)
+  must not contradict the decision; `tail` says why one does, or None.
+
+A guard that fails raises the library's IntegrityError, as a lost race on a saved aggregate
+does: the use case runs again from the store (`LedgerBase._retrying`) and decides anew.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+Tail = Callable[[Sequence[StoredEvent]], str | None]
+
+
+@dataclass(frozen=True)
+class WriteGuard:
+    unchanged: Mapping[str, int] = field(default_factory=dict)
+    after: int | None = None
+    tail: Tail | None = None
+
+
+_CURRENT: ContextVar[WriteGuard | None] = ContextVar("vledger_write_guard", default=None)
+
+
+@contextmanager
+def guarding(guard: WriteGuard | None) -> Iterator[None]:
+    """Within the block, the recorder checks `guard` inside each insert (this thread)."""
+    token = _CURRENT.set(guard)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_guard() -> WriteGuard | None:
+    return _CURRENT.get()
+
+
+def check_guard(guard: WriteGuard, cur: Any, table: str, postgres: bool) -> None:
+    """Check `guard` with a cursor of the inserting transaction (`table`: the events table,
+    schema-qualified on PostgreSQL); IntegrityError when it no longer holds."""
+    ids = sorted(guard.unchanged)
+    if ids:
+        if postgres:
+            cur.execute(f"SELECT originator_id, MAX(originator_version) AS v FROM {table} "
+                        "WHERE originator_id = ANY(%s) GROUP BY originator_id", (ids,))
+            stored = {row["originator_id"]: row["v"] for row in cur.fetchall()}
+        else:
+            stored = {}
+            for start in range(0, len(ids), 500):  # SQLite's limit on parameters
+                chunk = ids[start:start + 500]
+                cur.execute(f"SELECT originator_id, MAX(originator_version) FROM {table} "
+                            f"WHERE originator_id IN ({', '.join('?' * len(chunk))}) "
+                            "GROUP BY originator_id", chunk)
+                stored.update({row[0]: row[1] for row in cur.fetchall()})
+        moved = [i for i in ids if stored.get(i) != guard.unchanged[i]]
+        if moved:
+            raise IntegrityError(f"{', '.join(moved)} changed after this write was checked "
+                                 "against it")
+    if guard.after is not None and guard.tail is not None:
+        if postgres:
+            cur.execute("SELECT originator_id, originator_version, topic, state "
+                        f"FROM {table} WHERE notification_id > %s ORDER BY notification_id",
+                        (guard.after,))
+            rows = [StoredEvent(r["originator_id"], r["originator_version"], r["topic"],
+                                bytes(r["state"])) for r in cur.fetchall()]
+        else:
+            cur.execute("SELECT originator_id, originator_version, topic, state "
+                        f"FROM {table} WHERE rowid > ? ORDER BY rowid", (guard.after,))
+            rows = [StoredEvent(r[0], r[1], r[2], bytes(r[3])) for r in cur.fetchall()]
+        why = guard.tail(rows) if rows else None
+        if why is not None:
+            raise IntegrityError(why)
