@@ -7,7 +7,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 from fastapi import Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -99,10 +99,13 @@ class Services:
                 "rebuilt or caught up by another process); try again shortly")
 
     def registered(self, actor: Actor, key: str | None, response: Response,
-                   register: Callable[[], T]) -> T | Recognised:
-        """Run a registration (a use case that makes something new) under the caller's
-        idempotency key, if any: sent again, it is Recognised and answers 200."""
-        outcome = self.ledger.keyed(None if key is None else f"{actor.id}\x00{key}", register)
+                   register: Callable[[], T], prefix: str,
+                   fields: Callable[[], dict[str, Any]]) -> T | Recognised:
+        """Run a registration (a use case that makes something new, with ids of `prefix`,
+        whose first event records `fields` of the request) under the caller's idempotency key,
+        if any: sent again, it is Recognised and answers 200."""
+        outcome = self.ledger.keyed(None if key is None else f"{actor.id}\x00{key}", register,
+                                    prefix, fields)
         if isinstance(outcome, Recognised):
             response.status_code = 200
         return outcome
@@ -161,37 +164,61 @@ async def _authenticate(request: Request, services: Services,
     return actor
 
 
-_QUERY_OF: dict[int, frozenset[str]] = {}
+_QUERY_OF: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
+# Taken by every read (API.md: a read after a write passes its position); a route that does not
+# declare it reads what is always current (the event store itself) or catches up by itself.
+_EVERYWHERE = frozenset({"min_position"})
 
 
 def refuse_unknown_query(request: Request) -> None:
-    """A 422 for query parameters the matched route does not take, once the caller is known.
+    """A 422 for query parameters the matched route does not take, or a single-valued one
+    given twice, once the caller is known.
 
     Ignored, a misspelt `?yaer=2017` answered the all-time ranking as if it were 2017's; a
     committee would not notice. Every parameter the route declares is known: its own and its
-    dependencies' (`min_position`, `limit`, `cursor`).
+    dependencies' (`min_position`, `limit`, `cursor`). Names that begin with `_` are left to
+    the client (cache busters such as `?_=1700000000`).
     """
     route = request.scope.get("route")
     if route is None or not request.scope.get("query_string"):
         return
     known = _QUERY_OF.get(id(route))
     if known is None:
-        known = _QUERY_OF[id(route)] = frozenset(_query_names(getattr(route, "dependant", None)))
-    unknown = sorted({name for name in request.query_params if name not in known})
-    if unknown:
-        takes = ", ".join(sorted(known)) or "none"
-        raise InvalidFields([InvalidField(
-            f"{name} is not a query parameter of this route (it takes: {takes})", name)
-            for name in unknown])
+        known = _QUERY_OF[id(route)] = _query_names(getattr(route, "dependant", None))
+    names, repeatable = known
+    given = [name for name, _ in request.query_params.multi_items()]
+    problems = [InvalidField(
+        f"{name} is not a query parameter of this route (it takes: "
+        f"{', '.join(sorted(names)) or 'none'})", name)
+        for name in sorted(set(given)) if name not in names and name not in _EVERYWHERE
+        and not name.startswith("_")]
+    problems += [InvalidField(f"{name} was given {given.count(name)} times; give it once", name)
+                 for name in sorted(set(given))
+                 if given.count(name) > 1 and name in names and name not in repeatable]
+    value = request.query_params.get("min_position")
+    if "min_position" not in names and value is not None and not (
+            value.isascii() and value.isdigit() and int(value) <= 2**53):
+        problems.append(InvalidField("min_position must be a whole number from 0 to 2^53",
+                                     "min_position"))
+    if problems:
+        raise InvalidFields(problems)
 
 
-def _query_names(dependant: Any) -> set[str]:
-    if dependant is None:
-        return set()
-    names = {p.alias for p in dependant.query_params}
-    for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
+def _query_names(dependant: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """The query parameters a route takes, and those of them that may repeat (lists)."""
+    names: set[str] = set()
+    repeatable: set[str] = set()
+    pending = [dependant] if dependant is not None else []
+    while pending:
+        current = pending.pop()
+        for param in current.query_params:
+            names.add(param.alias)
+            annotation = param.field_info.annotation
+            kinds = [get_origin(a) for a in (get_args(annotation) or (annotation,))]
+            if {get_origin(annotation), *kinds} & {list, set, tuple, frozenset}:
+                repeatable.add(param.alias)
+        pending.extend(current.dependencies)
+    return frozenset(names), frozenset(repeatable)
 
 
 MaybeActor = Annotated[Actor | None, Depends(current_actor)]

@@ -258,6 +258,17 @@ def version_tag(version: int) -> str:
     return f'"{version}"'
 
 
+def not_modified(request: Request, response: Response, version: int) -> Response | None:
+    """Tag a GET's answer with the thing's version; a 304 if the client holds that version
+    (If-None-Match compares weakly, RFC 9110 §13.1.2)."""
+    tag = response.headers["ETag"] = version_tag(version)
+    held = {t.strip().removeprefix("W/") for t in
+            request.headers.get("if-none-match", "").split(",")}
+    if tag in held or "*" in held:
+        return Response(status_code=304, headers={"ETag": tag})
+    return None
+
+
 def _if_match(if_match: Annotated[str | None, Header(
         description='The version its GET answered in `ETag` ("3"): the change is refused '
                     "with 412 if the thing has changed since. `*` or no header: any version.",
@@ -275,7 +286,7 @@ def _if_match(if_match: Annotated[str | None, Header(
     elif found[0] and found[0].group(1):
         rule = ("is a weak tag, which never matches a write's precondition (RFC 9110 §13.1.1);"
                 ' send the strong tag the GET answered, such as "3"')
-    elif found[0] and not found[0].group(2).isdigit():
+    elif found[0] and not re.fullmatch(r"[1-9][0-9]{0,17}", found[0].group(2)):
         rule = 'is not a version tag of this resource: send the ETag its GET answered, as "3"'
     if rule is not None:
         raise InvalidField(f"If-Match {rule}", "If-Match")
@@ -285,11 +296,15 @@ def _if_match(if_match: Annotated[str | None, Header(
 
 IfMatch = Annotated[int | None, Depends(_if_match)]
 def version_tagged(kind: str) -> dict[int | str, dict[str, Any]]:
-    """The 200 of a GET that tags the thing's version (`version_tag`) for If-Match."""
-    return {200: {"headers": {"ETag": {
+    """The 200 and 304 of a GET that tags the thing's version (`not_modified`) for If-Match."""
+    etag = {"ETag": {
         "description": f'The {kind}\'s version as a strong tag ("3"): send it back as '
-                       f"`If-Match` with a change to refuse it if the {kind} changed since.",
-        "schema": {"type": "string"}}}}}
+                       f"`If-Match` with a change to refuse it if the {kind} changed since, "
+                       "or as `If-None-Match` for a 304 while it has not.",
+        "schema": {"type": "string"}}}
+    return {200: {"headers": etag},
+            304: {"description": f"The {kind} is still at the version `If-None-Match` named.",
+                  "headers": etag}}
 
 
 # A write that takes If-Match: 412 when the thing is no longer at that version (its

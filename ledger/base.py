@@ -22,12 +22,13 @@ from ledger.errors import (
     ConcurrentChange,
     InvalidField,
     KeyReused,
+    LedgerError,
     NotFound,
     UnknownReference,
     VersionMismatch,
 )
 from ledger.guards import WriteGuard, guarding
-from ledger.ids import keyed_ids, keyed_ids_issued
+from ledger.ids import first_keyed_id, keyed_ids, keyed_ids_issued
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.settings import Settings, StoreLocation, turn_off_jit
@@ -208,13 +209,24 @@ class LedgerBase(Application[str]):
             self._take_snapshots(processing)
         return list(recordings)
 
-    def keyed(self, scope: str | None, run: Callable[[], T]) -> T | Recognised:
+    def keyed(self, scope: str | None, run: Callable[[], T], prefix: str | None = None,
+              fields: Callable[[], dict[str, Any]] | None = None) -> T | Recognised:
         """Run a use case that registers something, with ids drawn from `scope` (a caller and
         its idempotency key) when given: sent again, the request is Recognised (what it
         registered the first time, not a second one), or refused (KeyReused) if it is not the
-        same request. Two sends at once: one registers, the other recognises it."""
+        same request. Two sends at once: one registers, the other recognises it.
+
+        With `prefix` (the kind of id the use case draws) and `fields` (what its first event
+        records of the request), a request sent again is recognised before the use case checks
+        it against the ledger as it stands now: a resend is answered as the first send was
+        even if, say, the unit it names has closed since; and a key that registered something
+        of another kind is refused."""
         if scope is None:
             return run()
+        if prefix is not None:
+            known = self._registered_under(scope, prefix, fields)
+            if known is not None:
+                return known
         for _ in range(2):
             with keyed_ids(scope):
                 try:
@@ -225,6 +237,33 @@ class LedgerBase(Application[str]):
                     continue  # the same request, sent again, was stored meanwhile: look again
         raise ConcurrentChange("another request with the same idempotency key was being "
                                "written; please try again")
+
+    def _registered_under(self, scope: str, prefix: str,
+                          fields: Callable[[], dict[str, Any]] | None) -> Recognised | None:
+        """What a key registered before, if anything (see `keyed`)."""
+        drawn = {p: first_keyed_id(scope, p) for p in REGISTERED_KINDS}
+        stored = self._positions(list(drawn.values()))
+        for kind, the_id in drawn.items():
+            if the_id not in stored:
+                continue
+            if kind != prefix:
+                raise KeyReused(
+                    f"Idempotency-Key was sent before with another kind of request (which "
+                    f"registered {the_id}); send a new key for a new request",
+                    "Idempotency-Key")
+            if fields is None:
+                return None  # the use case's own save recognises it (`_recognise`)
+            first = self.mapper.to_domain_event(self.recorder.select_events(the_id, lte=1)[0])
+            try:
+                wanted: dict[str, Any] | None = fields()
+            except LedgerError:
+                wanted = None  # not even valid on its own: not the request first sent
+            if wanted is None or any(getattr(first, k, None) != v for k, v in wanted.items()):
+                raise KeyReused(
+                    "Idempotency-Key was sent before with another request (which registered "
+                    f"{the_id}); send a new key for a new request", "Idempotency-Key")
+            return Recognised(the_id, stored[the_id][min(stored[the_id])])
+        return None
 
     def _recognise(self, events: Iterable[Any]) -> None:
         """Before saving what a keyed request registers: if the store holds it already (the
@@ -344,6 +383,8 @@ class Recognised(Exception):
         self.position = position
 
 
+# The kinds of ids a keyed registration draws (units, volunteers, activities: ids.new_id).
+REGISTERED_KINDS = ("unit", "vol", "act")
 # What a request does not choose: when and by whom it was recorded, the number it was issued.
 _NOT_CONTENT = frozenset({"timestamp", "actor", "source", "volunteer_number"})
 

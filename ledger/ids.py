@@ -47,6 +47,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{digits}"
 
 
+def first_keyed_id(scope: str, prefix: str) -> str:
+    """The first id of a kind a request with this key draws (`keyed_ids`)."""
+    return KeyedIds(scope).draw(prefix)
+
+
 def keyed_ids_issued() -> list[str]:
     """The ids drawn so far from the key of the request being served ([] without a key)."""
     keyed = _KEYED.get()

@@ -97,20 +97,25 @@ class RegistryUseCases(LedgerBase):
 
     # -- units ------------------------------------------------------------------------------
 
+    @staticmethod
+    def unit_fields(name: str, kind: str, parent_id: str | None = None,
+                    civilized_level: str | None = None) -> dict[str, Any]:
+        """What a unit's registration records of the request, checked on its own (422)."""
+        return {"name": check_text("name", name), "kind": _enum(UnitKind, "kind", kind),
+                "parent_id": parent_id or None,
+                "civilized_level": (_enum(CivilizedLevel, "civilized_level", civilized_level)
+                                    if civilized_level else None)}
+
     def register_unit(self, origin: Origin, name: str, kind: str, parent_id: str | None = None,
                       civilized_level: str | None = None) -> Written:
         """Register a unit under an optional parent."""
         require_role(origin.actor)
-        name = check_text("name", name)
-        kind = _enum(UnitKind, "kind", kind)
-        level = (_enum(CivilizedLevel, "civilized_level", civilized_level)
-                 if civilized_level else None)
-        if parent_id:
-            parent = self._refer(Unit, parent_id, "parent_id", "unit")
+        fields = self.unit_fields(name, kind, parent_id, civilized_level)
+        if fields["parent_id"]:
+            parent = self._refer(Unit, fields["parent_id"], "parent_id", "unit")
             open_unit(parent, "parent_id")
-            check_parent(kind, parent)
-        unit = Unit(name=name, kind=kind, parent_id=parent_id or None,  # type: ignore[call-arg]
-                    civilized_level=level, id=new_unit_id(), **origin.meta())
+            check_parent(fields["kind"], parent)
+        unit = Unit(**fields, id=new_unit_id(), **origin.meta())  # type: ignore[call-arg]
         return Written(unit.id, self._save(unit))
 
     def rename_unit(self, origin: Origin, unit_id: str, name: str) -> Written:
@@ -211,6 +216,15 @@ class RegistryUseCases(LedgerBase):
             origin, [VolunteerApplication(name, home_unit_id, registered_on, personal)])
         return written[0], numbers[0]
 
+    def volunteer_fields(self, name: str, home_unit_id: str, registered_on: date,
+                         personal: dict[str, Any]) -> dict[str, Any]:
+        """What a volunteer's registration records of the request (but the number it is
+        issued), checked on its own (422)."""
+        check_day("registered_on", registered_on, district_today())
+        return {"name": check_text("name", name), "home_unit_id": home_unit_id,
+                "registered_on": registered_on.isoformat(),
+                "personal": self._check_personal(personal)}
+
     def register_volunteers(self, origin: Origin, applications: Sequence[VolunteerApplication]
                             ) -> tuple[list[Written], list[str]]:
         """Register many volunteers in one transaction (all or none); numbers are sequential."""
@@ -219,14 +233,13 @@ class RegistryUseCases(LedgerBase):
         # A batch names a few units many times: each is loaded once.
         units = self._get_many(Unit, {app.home_unit_id for app in applications})
         for app in applications:
-            name = check_text("name", app.name)
-            check_day("registered_on", app.registered_on, district_today())
+            fields = self.volunteer_fields(app.name, app.home_unit_id, app.registered_on,
+                                           app.personal)
             unit = self._refer(Unit, app.home_unit_id, "home_unit_id", "unit", among=units)
             open_unit(unit, "home_unit_id")
             require_unit(origin.actor, app.home_unit_id, "volunteers")
-            personal = self._check_personal(app.personal)
-            _check_born_by(personal, app.registered_on.isoformat())
-            checked.append((new_volunteer_id(), name, app, personal))
+            _check_born_by(fields["personal"], fields["registered_on"])
+            checked.append((new_volunteer_id(), fields))
 
         def attempt() -> tuple[list[Written], list[str]]:
             numbers = self._get(VolunteerNumbers, VolunteerNumbers.ID)
@@ -234,14 +247,11 @@ class RegistryUseCases(LedgerBase):
                 numbers = VolunteerNumbers(prefix=VOLUNTEER_NUMBER_PREFIX,  # type: ignore[call-arg]
                                            id=VolunteerNumbers.ID, **origin.meta())
             volunteers, issued = [], []
-            for volunteer_id, name, app, clean in checked:
+            for volunteer_id, fields in checked:
                 number = numbers.issue(volunteer_id, origin.meta())
                 issued.append(number)
                 volunteers.append(Volunteer(  # type: ignore[call-arg]
-                    name=name, home_unit_id=app.home_unit_id,
-                    registered_on=app.registered_on.isoformat(), volunteer_number=number,
-                    personal=clean, id=volunteer_id, **origin.meta(),
-                ))
+                    **fields, volunteer_number=number, id=volunteer_id, **origin.meta()))
             position = self._save(numbers, *volunteers)
             return [Written(v.id, position) for v in volunteers], issued
 
@@ -422,18 +432,29 @@ class RegistryUseCases(LedgerBase):
 
     # -- activities -------------------------------------------------------------------------
 
+    @staticmethod
+    def activity_fields(program_code: str, organiser_unit_id: str, title: str,
+                        starts_at: datetime, ends_at: datetime, station_unit_id: str | None = None,
+                        place: str | None = None) -> dict[str, Any]:
+        """What an activity's planning records of the request, checked on its own (422)."""
+        fields = {"program_code": check_program(program_code),
+                  "organiser_unit_id": organiser_unit_id, "title": check_text("title", title),
+                  "starts_at": starts_at, "ends_at": ends_at,
+                  "station_unit_id": station_unit_id or None,
+                  "place": None if blank(place) else check_text("place", place)}
+        check_instant("starts_at", starts_at)
+        check_instant("ends_at", ends_at)
+        if ends_at <= starts_at:
+            raise InvalidField("ends_at must be after starts_at", "ends_at")
+        return fields
+
     def plan_activity(self, origin: Origin, program_code: str, organiser_unit_id: str, title: str,
                       starts_at: datetime, ends_at: datetime, station_unit_id: str | None = None,
                       place: str | None = None) -> Written:
         """Plan an activity of a program, organised by a unit, in a time window."""
         require_role(origin.actor, Role.recorder)
-        check_program(program_code)
-        title = check_text("title", title)
-        place = None if blank(place) else check_text("place", place)
-        check_instant("starts_at", starts_at)
-        check_instant("ends_at", ends_at)
-        if ends_at <= starts_at:
-            raise InvalidField("ends_at must be after starts_at", "ends_at")
+        fields = self.activity_fields(program_code, organiser_unit_id, title, starts_at, ends_at,
+                                      station_unit_id, place)
         organiser = self._refer(Unit, organiser_unit_id, "organiser_unit_id", "unit")
         _open_until(organiser, ends_at, "organiser_unit_id")
         require_unit(origin.actor, organiser_unit_id, "activities")
@@ -443,11 +464,7 @@ class RegistryUseCases(LedgerBase):
                 raise InvalidField(f"station_unit_id must name a unit of kind station (unit "
                                    f"{station.id} is of kind {station.kind})", "station_unit_id")
             _open_until(station, ends_at, "station_unit_id")
-        activity = Activity(  # type: ignore[call-arg]
-            program_code=program_code, organiser_unit_id=organiser_unit_id, title=title,
-            starts_at=starts_at, ends_at=ends_at, station_unit_id=station_unit_id or None,
-            place=place, id=new_activity_id(), **origin.meta(),
-        )
+        activity = Activity(**fields, id=new_activity_id(), **origin.meta())  # type: ignore[call-arg]
         return Written(activity.id, self._save(activity))
 
     def get_activity(self, activity_id: str) -> Activity:

@@ -27,6 +27,9 @@ _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 # surrogates (Cs) are halves of a character, never text on their own.
 _HIDDEN = frozenset({"Cf", "Cs"})
 _LINE_BREAKS = frozenset("\t\n\r")  # the only control characters a reason may hold
+# Characters of other categories that show nothing either: the combining grapheme joiner, the
+# Hangul fillers, the blank Braille pattern (an outside tester passed U+034F and U+3164).
+_BLANK_LETTERS = frozenset("\u034f\u115f\u1160\u3164\uffa0\u2800")
 
 
 def _invisible(ch: str) -> bool:
@@ -98,7 +101,8 @@ def check_shown(name: str, value: str) -> str:
     """The text, refused (InvalidField naming `name`) if it holds a character that shows
     nothing but changes how the text shows: a bidirectional override or isolate, a zero-width
     space or joiner, a byte-order mark (Unicode format characters), or half a surrogate pair."""
-    bad = next((ch for ch in value if unicodedata.category(ch) in _HIDDEN), None)
+    bad = next((ch for ch in value if unicodedata.category(ch) in _HIDDEN
+                or ch in _BLANK_LETTERS), None)
     if bad is not None:
         raise InvalidField(f"{name} must not hold invisible formatting characters such as "
                            f"bidirectional overrides or zero-width spaces (it holds "

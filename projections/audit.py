@@ -40,6 +40,7 @@ from projections.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from projections.runner import LOCK_NAME
 from projections.signing import SigningKey, checkpoint_message, verify_checkpoint
 from projections.store import ViewCursor, ViewStore, table_names
 
@@ -197,7 +198,9 @@ class Auditor:
         self.store = store
         self.key = key
         self._signed: dict[str, Any] | None = None  # the last checkpoint signed
-        with store.transaction() as cur:
+        # Under the views' lock: two API workers starting at once on an empty PostgreSQL
+        # schema both ran CREATE TABLE IF NOT EXISTS, and one failed on the catalogue's key.
+        with store.transaction(lock=LOCK_NAME) as cur:
             cur.execute(PUBLISHED_DDL)
 
     def published(self) -> dict[str, Any] | None:

@@ -59,9 +59,11 @@ class ActivityOut(BaseModel):
 def plan_activity(body: ActivityIn, actor: RecorderWriter, services: ServicesDep,
                   key: IdempotencyKey, response: Response) -> dict[str, Any]:
     """Plan an activity of a program (A1…C4), organised by a unit, in a time window."""
-    written = services.registered(actor, key, response, lambda: services.ledger.plan_activity(
-        origin_of(actor), str(body.program_code.value), body.organiser_unit_id, body.title,
-        body.starts_at, body.ends_at, body.station_unit_id, body.place))
+    asked = (str(body.program_code.value), body.organiser_unit_id, body.title, body.starts_at,
+             body.ends_at, body.station_unit_id, body.place)
+    written = services.registered(
+        actor, key, response, lambda: services.ledger.plan_activity(origin_of(actor), *asked),
+        "act", lambda: services.ledger.activity_fields(*asked))
     return services.written(written)
 
 

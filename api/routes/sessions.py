@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
@@ -16,7 +16,7 @@ from api.schemas import (
     IfMatch,
     Instant,
     Reason,
-    version_tag,
+    not_modified,
     version_tagged,
 )
 from ledger import SessionRecord
@@ -124,11 +124,12 @@ def record_batch(body: BatchIn, actor: RecorderWriter, services: ServicesDep) ->
 
 
 @router.get("/{session_id}", response_model=SessionOut, responses=version_tagged("session"))
-def get_session(session_id: str, actor: HoursReader, services: ServicesDep,
-                response: Response) -> dict[str, Any]:
+def get_session(session_id: str, actor: HoursReader, services: ServicesDep, request: Request,
+                response: Response) -> Any:
     """A session as it stands now (its history is under the volunteer's history)."""
     s = services.ledger.get_session(session_id)
-    response.headers["ETag"] = version_tag(s.version)
+    if (held := not_modified(request, response, s.version)) is not None:
+        return held
     return {"id": s.id, "volunteer_id": s.volunteer_id, "activity_id": s.activity_id,
             "program_code": s.program_code, "organiser_unit_id": s.organiser_unit_id,
             "started_at": s.started_at.isoformat(), "ended_at": s.ended_at.isoformat(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from api.deps import PUBLIC, Admin, MaybeActor, ServicesDep, origin_of
@@ -19,8 +19,8 @@ from api.schemas import (
     IfMatch,
     Reason,
     Text,
+    not_modified,
     recognised_response,
-    version_tag,
     version_tagged,
 )
 from ledger.catalogue import CivilizedLevel, UnitKind
@@ -71,19 +71,22 @@ class UnitOut(BaseModel):
 def register_unit(body: UnitIn, actor: Admin, services: ServicesDep, key: IdempotencyKey,
                   response: Response) -> dict[str, Any]:
     """Register a unit (town, subdistrict, community, department, school, organisation, station)."""
-    written = services.registered(actor, key, response, lambda: services.ledger.register_unit(
-        origin_of(actor), body.name, body.kind.value, body.parent_id,
-        body.civilized_level.value if body.civilized_level else None))
+    asked = (body.name, body.kind.value, body.parent_id,
+             body.civilized_level.value if body.civilized_level else None)
+    written = services.registered(
+        actor, key, response, lambda: services.ledger.register_unit(origin_of(actor), *asked),
+        "unit", lambda: services.ledger.unit_fields(*asked))
     return services.written(written)
 
 
 @router.get("/{unit_id}", response_model=UnitOut, openapi_extra=PUBLIC,
             responses=version_tagged("unit"))
-def get_unit(unit_id: str, actor: MaybeActor, services: ServicesDep,
-             response: Response) -> dict[str, Any]:
+def get_unit(unit_id: str, actor: MaybeActor, services: ServicesDep, request: Request,
+             response: Response) -> Any:
     """A unit as the ledger knows it now (units are public facts)."""
     unit = services.ledger.get_unit(unit_id)
-    response.headers["ETag"] = version_tag(unit.version)
+    if (held := not_modified(request, response, unit.version)) is not None:
+        return held
     return {"id": unit.id, "name": unit.name, "kind": unit.kind, "parent_id": unit.parent_id,
             "civilized_level": unit.civilized_level, "closed_on": unit.closed_on,
             "version": unit.version}

@@ -131,8 +131,11 @@ def register_volunteer(body: VolunteerIn, actor: RecorderWriter, services: Servi
     personal = _personal(body)
     for field in ("home_unit_id", "registered_on"):
         personal.pop(field, None)
-    outcome = services.registered(actor, key, response, lambda: services.ledger.register_volunteer(
-        origin_of(actor), body.name, body.home_unit_id, body.registered_on, **personal))
+    outcome = services.registered(
+        actor, key, response, lambda: services.ledger.register_volunteer(
+            origin_of(actor), body.name, body.home_unit_id, body.registered_on, **personal),
+        "vol", lambda: services.ledger.volunteer_fields(
+            body.name, body.home_unit_id, body.registered_on, personal))
     if isinstance(outcome, Recognised):
         number = services.ledger.get_volunteer(outcome.id).volunteer_number
         return services.written(outcome, volunteer_number=number)

@@ -235,3 +235,17 @@ def test_a_query_parameter_the_route_does_not_take_is_a_422_naming_it(
     assert district.client.get("/v1/rankings/units", params={
         "kind": "subdistrict", "year": "2017", "limit": "1"}).status_code == 200
     assert district.get("/v1/events", after="0", limit="5").status_code == 200
+
+
+def test_min_position_and_cache_busters_pass_everywhere_and_a_repeat_is_a_422(
+        district: District) -> None:
+    """API.md lets any read pass min_position; probes add `_=<time>`; `year` twice was
+    answered with the last one."""
+    for path in (f"/v1/units/{district.unit_a}", "/v1/events", "/v1/audit/checkpoint",
+                 f"/v1/volunteers/{district.volunteer}"):
+        assert district.get(path, min_position="1").status_code == 200, path
+    assert district.get("/v1/events", min_position="x").status_code == 422
+    assert district.client.get("/healthz", params={"_": "1700000000"}).status_code == 200
+    twice = district.client.get("/v1/rankings/units?kind=subdistrict&year=2017&year=2018")
+    assert twice.status_code == 422
+    assert twice.json()["errors"][0]["field"] == "year"

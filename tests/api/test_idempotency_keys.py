@@ -63,3 +63,43 @@ def test_a_malformed_key_is_a_422_naming_the_header(district: District) -> None:
             headers=[*bearer(ADMIN_TOKEN).items(), ("Idempotency-Key", key)])
         assert response.status_code == 422, key
         assert response.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_a_resend_is_recognised_even_after_what_it_names_has_closed(district: District) -> None:
+    """The first send's answer was lost; the unit it named closed since: the resend is still
+    the same request, already done (it was a 409 when the request was checked again first)."""
+    home = district.post("/v1/units", {"name": "沙洲社区", "kind": "community",
+                                       "parent_id": district.unit_a}).json()["id"]
+    body = {"name": "王芳", "home_unit_id": home, "registered_on": "2017-02-01"}
+    first = send(district, "/v1/volunteers", body, "v-9")
+    assert first.status_code == 201, first.text
+    activity = {"program_code": "A1", "organiser_unit_id": home, "title": "植树",
+                "starts_at": "2017-03-12T08:00:00+08:00", "ends_at": "2017-03-12T12:00:00+08:00"}
+    planned = send(district, "/v1/activities", activity, "a-9")
+    assert planned.status_code == 201, planned.text
+    closed = district.post(f"/v1/units/{home}/closure", {"closed_on": "2017-04-01",
+                                                         "reason": "撤并"})
+    assert closed.status_code == 200, closed.text
+    stored = head(district)
+    again = send(district, "/v1/volunteers", body, "v-9")
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert send(district, "/v1/activities", activity, "a-9").json() == planned.json()
+    assert head(district) == stored
+    other = send(district, "/v1/volunteers", {**body, "name": "王芬"}, "v-9")
+    assert other.status_code == 422
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_a_key_used_for_one_kind_of_registration_is_refused_for_another(
+        district: District) -> None:
+    first = send(district, "/v1/units", {"name": "列中社区", "kind": "community",
+                                         "parent_id": district.unit_a}, "k-1")
+    assert first.status_code == 201
+    stored = head(district)
+    other = send(district, "/v1/activities", {
+        "program_code": "A1", "organiser_unit_id": district.unit_a, "title": "植树",
+        "starts_at": "2017-03-12T08:00:00+08:00", "ends_at": "2017-03-12T12:00:00+08:00"}, "k-1")
+    assert other.status_code == 422
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert first.json()["id"] in other.json()["errors"][0]["detail"]
+    assert head(district) == stored

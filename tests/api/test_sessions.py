@@ -198,7 +198,10 @@ def test_if_match_guards_corrections_and_voids_with_the_version_get_tags(
     assert stale.json()["errors"] == [
         {"field": "If-Match", "detail": f"session {sid} is at version 1, not 2: it was changed "
                                         "since; read it again"}]
-    for bad in ('W/"1"', "1", '"one"', '"1", "2"'):
+    held = district.client.get(f"/v1/service-sessions/{sid}",
+                               headers={**bearer(ADMIN_TOKEN), "If-None-Match": tag})
+    assert (held.status_code, held.headers["ETag"], held.content) == (304, tag, b"")
+    for bad in ('W/"1"', "1", '"one"', '"1", "2"', '"01"'):
         refused = post(f"/v1/service-sessions/{sid}/corrections", fix, bad)
         assert refused.status_code == 422, bad
         assert refused.json()["errors"][0]["field"] == "If-Match"

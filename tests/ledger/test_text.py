@@ -11,7 +11,10 @@ from ledger.text import MAX_LABEL, MAX_REASON, MAX_TEXT, check_label, check_reas
 # characters and marks, the byte-order mark, a soft hyphen, the Arabic letter mark.
 HIDDEN = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068",
           "\u2069", "\u200b", "\u200c", "\u200d", "\u200e", "\u200f", "\u2060", "\ufeff",
-          "\u00ad", "\u061c"]
+          "\u00ad", "\u061c",
+          # and characters of other kinds that show nothing: the combining grapheme joiner,
+          # the Hangul fillers, the blank Braille pattern
+          "\u034f", "\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"]
 SHOWN = ["阿依古丽·买买提", "买买提・艾力", "列东街道\u3000沙洲社区", "Anna\u00a0Lee", "林 小梅",
          "“学雷锋”志愿服务（第1期）", "B5 – 3·5 学雷锋纪念日"]
 
