@@ -254,24 +254,16 @@ def _first_save_lands_after(ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
     return ran
 
 
-def test_a_session_checked_before_its_unit_closed_is_refused_when_stored(
-        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("change", ["unit closed", "activity cancelled"])
+def test_a_session_checked_before_what_it_relied_on_changed_is_refused_when_stored(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
     unit = make_unit(ledger)
     volunteer = make_volunteer(ledger, make_unit(ledger))
     activity = make_long_activity(ledger, unit)
-    ran = _first_save_lands_after(ledger, monkeypatch, lambda: ledger.close_unit(
-        ADMIN, unit, date(2017, 3, 1), "merged"))
-    with pytest.raises(ClosedReference):
-        serve(ledger, volunteer, activity, date(2017, 3, 5))
-    assert ran and live_minutes(ledger, volunteer) == 0
-
-
-def test_a_session_checked_before_its_activity_was_cancelled_is_refused_when_stored(
-        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    volunteer = make_volunteer(ledger)
-    activity = make_long_activity(ledger, make_unit(ledger))
-    ran = _first_save_lands_after(ledger, monkeypatch, lambda: ledger.cancel_activity(
-        ADMIN, activity, "rain"))
+    ran = _first_save_lands_after(ledger, monkeypatch, {
+        "unit closed": lambda: ledger.close_unit(ADMIN, unit, date(2017, 3, 1), "merged"),
+        "activity cancelled": lambda: ledger.cancel_activity(ADMIN, activity, "rain"),
+    }[change])
     with pytest.raises(ClosedReference):
         serve(ledger, volunteer, activity, date(2017, 3, 5))
     assert ran and live_minutes(ledger, volunteer) == 0
