@@ -235,6 +235,14 @@ class LedgerBase(Application[str]):
                     return recognised
                 except IntegrityError:
                     continue  # the same request, sent again, was stored meanwhile: look again
+                except LedgerError:
+                    # Refused as the ledger stands now (say, its unit closed just now): if the
+                    # same request sent at the same moment was stored before that, it is done.
+                    known = (self._registered_under(scope, prefix, fields)
+                             if prefix is not None else None)
+                    if known is None:
+                        raise
+                    return known
         raise ConcurrentChange("another request with the same idempotency key was being "
                                "written; please try again")
 

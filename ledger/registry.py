@@ -111,12 +111,19 @@ class RegistryUseCases(LedgerBase):
         """Register a unit under an optional parent."""
         require_role(origin.actor)
         fields = self.unit_fields(name, kind, parent_id, civilized_level)
-        if fields["parent_id"]:
-            parent = self._refer(Unit, fields["parent_id"], "parent_id", "unit")
-            open_unit(parent, "parent_id")
-            check_parent(fields["kind"], parent)
-        unit = Unit(**fields, id=new_unit_id(), **origin.meta())  # type: ignore[call-arg]
-        return Written(unit.id, self._save(unit))
+        unit_id = new_unit_id()  # once: a keyed request draws the same id on every attempt
+
+        def attempt() -> Written:
+            relied: dict[str, int] = {}  # the parent, open: still so when stored (guards.py)
+            if fields["parent_id"]:
+                parent = self._refer(Unit, fields["parent_id"], "parent_id", "unit")
+                open_unit(parent, "parent_id")
+                check_parent(fields["kind"], parent)
+                relied[parent.id] = parent.version
+            unit = Unit(**fields, id=unit_id, **origin.meta())  # type: ignore[call-arg]
+            return Written(unit.id, self._save(unit, guard=WriteGuard(unchanged=relied)))
+
+        return self._retrying(attempt)
 
     def rename_unit(self, origin: Origin, unit_id: str, name: str) -> Written:
         """Give a unit a new name."""
@@ -220,8 +227,9 @@ class RegistryUseCases(LedgerBase):
                          personal: dict[str, Any]) -> dict[str, Any]:
         """What a volunteer's registration records of the request (but the number it is
         issued), checked on its own (422)."""
+        name = check_text("name", name)
         check_day("registered_on", registered_on, district_today())
-        return {"name": check_text("name", name), "home_unit_id": home_unit_id,
+        return {"name": name, "home_unit_id": home_unit_id,
                 "registered_on": registered_on.isoformat(),
                 "personal": self._check_personal(personal)}
 
@@ -240,8 +248,15 @@ class RegistryUseCases(LedgerBase):
             require_unit(origin.actor, app.home_unit_id, "volunteers")
             _check_born_by(fields["personal"], fields["registered_on"])
             checked.append((new_volunteer_id(), fields))
+        relied_on: dict[str, int] = {}
 
         def attempt() -> tuple[list[Written], list[str]]:
+            # The home units, open when checked above: still so when stored (guards.py); a
+            # retry reads them again.
+            homes = units if not relied_on else self._get_many(Unit, set(units))
+            for unit in homes.values():
+                open_unit(unit, "home_unit_id")
+            relied_on.update({unit.id: unit.version for unit in homes.values()})
             numbers = self._get(VolunteerNumbers, VolunteerNumbers.ID)
             if numbers is None:
                 numbers = VolunteerNumbers(prefix=VOLUNTEER_NUMBER_PREFIX,  # type: ignore[call-arg]
@@ -252,7 +267,7 @@ class RegistryUseCases(LedgerBase):
                 issued.append(number)
                 volunteers.append(Volunteer(  # type: ignore[call-arg]
                     **fields, volunteer_number=number, id=volunteer_id, **origin.meta()))
-            position = self._save(numbers, *volunteers)
+            position = self._save(numbers, *volunteers, guard=WriteGuard(unchanged=relied_on))
             return [Written(v.id, position) for v in volunteers], issued
 
         return self._retrying(attempt, attempts=NUMBER_ATTEMPTS, pause=NUMBER_PAUSE_SECONDS,
@@ -455,17 +470,25 @@ class RegistryUseCases(LedgerBase):
         require_role(origin.actor, Role.recorder)
         fields = self.activity_fields(program_code, organiser_unit_id, title, starts_at, ends_at,
                                       station_unit_id, place)
-        organiser = self._refer(Unit, organiser_unit_id, "organiser_unit_id", "unit")
-        _open_until(organiser, ends_at, "organiser_unit_id")
-        require_unit(origin.actor, organiser_unit_id, "activities")
-        if station_unit_id:
-            station = self._refer(Unit, station_unit_id, "station_unit_id", "unit")
-            if station.kind != UnitKind.station:
-                raise InvalidField(f"station_unit_id must name a unit of kind station (unit "
-                                   f"{station.id} is of kind {station.kind})", "station_unit_id")
-            _open_until(station, ends_at, "station_unit_id")
-        activity = Activity(**fields, id=new_activity_id(), **origin.meta())  # type: ignore[call-arg]
-        return Written(activity.id, self._save(activity))
+        activity_id = new_activity_id()  # once: a keyed request draws the same id each attempt
+
+        def attempt() -> Written:
+            organiser = self._refer(Unit, organiser_unit_id, "organiser_unit_id", "unit")
+            _open_until(organiser, ends_at, "organiser_unit_id")
+            require_unit(origin.actor, organiser_unit_id, "activities")
+            relied = {organiser.id: organiser.version}  # open: still so when stored
+            if station_unit_id:
+                station = self._refer(Unit, station_unit_id, "station_unit_id", "unit")
+                if station.kind != UnitKind.station:
+                    raise InvalidField(
+                        f"station_unit_id must name a unit of kind station (unit {station.id} "
+                        f"is of kind {station.kind})", "station_unit_id")
+                _open_until(station, ends_at, "station_unit_id")
+                relied[station.id] = station.version
+            activity = Activity(**fields, id=activity_id, **origin.meta())  # type: ignore[call-arg]
+            return Written(activity.id, self._save(activity, guard=WriteGuard(unchanged=relied)))
+
+        return self._retrying(attempt)
 
     def get_activity(self, activity_id: str) -> Activity:
         """An activity by id (404 when unknown)."""

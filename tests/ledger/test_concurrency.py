@@ -289,3 +289,19 @@ def test_a_session_whose_unit_only_changed_name_meanwhile_is_stored(
     _first_save_lands_after(ledger, monkeypatch, lambda: ledger.rename_unit(ADMIN, unit, "新"))
     serve(ledger, volunteer, activity, date(2017, 3, 5))  # checked again, and still open
     assert live_minutes(ledger, volunteer) == 60
+
+
+@pytest.mark.parametrize("kind", ["child unit", "volunteer", "activity"])
+def test_what_names_a_unit_checked_before_it_closed_is_refused_when_stored(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """Nothing new may refer to a closed unit: a registration naming it that was checked
+    just before it closed is checked again, and refused (an outside tester stored 31 of 90)."""
+    unit = make_unit(ledger, "town")
+    head = ledger.head()
+    _first_save_lands_after(ledger, monkeypatch, lambda: ledger.close_unit(
+        ADMIN, unit, date(2017, 3, 1), "merged"))
+    with pytest.raises(ClosedReference):
+        {"child unit": lambda: make_unit(ledger, "community", parent_id=unit),
+         "volunteer": lambda: make_volunteer(ledger, unit),
+         "activity": lambda: make_long_activity(ledger, unit)}[kind]()
+    assert ledger.head() == head + 1  # the closure alone

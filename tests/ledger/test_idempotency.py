@@ -143,3 +143,31 @@ def test_two_sends_of_one_keyed_request_at_once_register_once(
     assert isinstance(raced[0], Written) and isinstance(second, Recognised)
     assert second.id == raced[0].id
     assert len(ledger.recorder.select_events(second.id)) == 1
+
+
+def test_a_resend_refused_because_its_parent_closed_meanwhile_is_still_recognised(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sends of one keyed request at once: the first is stored, then the parent closes,
+    then the second is checked: refused as the ledger stands, but the request is done."""
+    parent = make_unit(ledger, "town")
+
+    def register() -> Any:
+        return ledger.register_unit(ADMIN, "沙洲社区", "community", parent_id=parent)
+
+    def fields() -> dict[str, Any]:
+        return ledger.unit_fields("沙洲社区", "community", parent)
+
+    look, looked = ledger._registered_under, []
+
+    def first_send_lands(*args: Any) -> Any:
+        if not looked:  # the other send is stored, and the parent closed, just after this look
+            looked.append(look(*args))
+            looked.append(ledger.keyed("clerk\x00k-1", register, "unit", fields))
+            ledger.close_unit(ADMIN, parent, date(2017, 3, 1), "merged")
+            return looked[0]
+        return look(*args)
+
+    monkeypatch.setattr(ledger, "_registered_under", first_send_lands)
+    again = ledger.keyed("clerk\x00k-1", register, "unit", fields)
+    assert looked[0] is None and isinstance(looked[1], Written)
+    assert isinstance(again, Recognised) and again.id == looked[1].id
