@@ -27,7 +27,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "credit_days": ("volunteer_id", "service_date", "program_code"),
     "credit_cells": ("basis", "year", "quarter", "program_code", "unit_id", "volunteer_id"),
     "credit_unit_totals": ("basis", "year", "quarter", "unit_id"),
-    "credit_unit_days": ("unit_id", "service_date", "basis"),
+    "credit_organised_days": ("unit_id", "service_date"),
     "credit_filling": (),
     "credit_fill": (),
     "credit_fill_active": (),
@@ -57,11 +57,12 @@ DDL = (
     "quarter INTEGER NOT NULL, unit_id TEXT NOT NULL, minutes BIGINT NOT NULL, "
     "sessions BIGINT NOT NULL, volunteers BIGINT NOT NULL, "
     "PRIMARY KEY (basis, year, quarter, unit_id))",
-    # Each day a unit has live sessions credited to it, on either basis: the last one is how
-    # early the unit may be closed (ReadModels.last_service_day). Keyed by unit first.
-    "CREATE TABLE IF NOT EXISTS credit_unit_days (unit_id TEXT NOT NULL, "
-    "service_date TEXT NOT NULL, basis TEXT NOT NULL, minutes BIGINT NOT NULL, "
-    "sessions BIGINT NOT NULL, PRIMARY KEY (unit_id, service_date, basis))",
+    # Each day a unit has live sessions at activities it organised: with its members' days
+    # (credit_days over credit_memberships), how early it may be closed
+    # (ReadModels.service_facts). Keyed by unit first.
+    "CREATE TABLE IF NOT EXISTS credit_organised_days (unit_id TEXT NOT NULL, "
+    "service_date TEXT NOT NULL, minutes BIGINT NOT NULL, sessions BIGINT NOT NULL, "
+    "PRIMARY KEY (unit_id, service_date))",
     # A volunteer's sessions credited to a unit in each quarter of a year (year 0: every year,
     # in q1): whether they count among the unit's active volunteers in a period. One text key,
     # "volunteer/basis/unit/year" (ids are the ledger's own, without "/"), so a page reads
@@ -114,16 +115,9 @@ SETTLE_SQL = (
     "AND (s.until IS NULL OR service_date < s.until) "
     f"GROUP BY 2, 3, program_code, s.unit_id, f.volunteer_id {_NONZERO} "
     "ORDER BY 2, 3, 4, 5, 6",
-    # Days per unit from the cells' own facts: organised, then members (as the cells above).
-    "INSERT INTO credit_unit_days (unit_id, service_date, basis, minutes, sessions) "
-    "SELECT organiser_unit_id, service_date, 'organised', SUM(minutes), SUM(sessions) "
+    "INSERT INTO credit_organised_days (unit_id, service_date, minutes, sessions) "
+    "SELECT organiser_unit_id, service_date, SUM(minutes), SUM(sessions) "
     f"FROM credit_fill GROUP BY organiser_unit_id, service_date {_NONZERO} ORDER BY 1, 2",
-    f"{_SPANS}INSERT INTO credit_unit_days (unit_id, service_date, basis, minutes, sessions) "
-    "SELECT s.unit_id, service_date, 'members', SUM(minutes), SUM(sessions) "
-    "FROM credit_fill f JOIN spans s ON s.volunteer_id = f.volunteer_id "
-    "AND (s.n = 1 OR service_date >= s.effective_on) "
-    "AND (s.until IS NULL OR service_date < s.until) "
-    f"GROUP BY s.unit_id, service_date {_NONZERO} ORDER BY 1, 2",
     "DELETE FROM credit_fill",
     # Active rows and unit totals are empty while the view fills (they follow the cells).
     # A cell exists only while it holds sessions, so a volunteer counts among a unit's active
@@ -179,7 +173,7 @@ class CreditsProjection(TableViews):
 
     name = "credits"
     filling: Filling
-    schema_version = 8
+    schema_version = 9
     tables = TABLES
     ddl = DDL
 
@@ -201,8 +195,8 @@ class _Page:
         self.units = Latest("credit_units", "unit_id", ("name", "kind", "parent_id", "closed_on"))
         self.days = Tally("credit_days", TABLES["credit_days"], ("minutes", "sessions"))
         self.cells = Tally("credit_cells", TABLES["credit_cells"], ("minutes", "sessions"))
-        self.unit_days = Tally("credit_unit_days", TABLES["credit_unit_days"],
-                               ("minutes", "sessions"))
+        self.organised_days = Tally("credit_organised_days", TABLES["credit_organised_days"],
+                                    ("minutes", "sessions"))
         self.timelines: dict[str, list[tuple[str, str]]] = {}
         self.joined: dict[tuple[str, str], str] = {}
 
@@ -248,7 +242,7 @@ class _Page:
         self.days.write(self.cur)
         self._unit_totals()
         self.cells.write(self.cur)
-        self.unit_days.write(self.cur)
+        self.organised_days.write(self.cur)
 
     def _unit_totals(self) -> None:
         """Carry the page's net cell changes into unit totals per period, counting a volunteer
@@ -331,13 +325,11 @@ class _Page:
         organiser = d["organiser_unit_id"]
         self.cells.add(("organised", year, quarter, program, organiser, vid),
                        sign * minutes, sign)
-        self.unit_days.add((organiser, day, "organised"), sign * minutes, sign)
+        self.organised_days.add((organiser, day), sign * minutes, sign)
         timeline = self.timelines.get(vid)
         if timeline:
-            member_of = unit_on(timeline, day)
-            self.cells.add(("members", year, quarter, program, member_of, vid),
+            self.cells.add(("members", year, quarter, program, unit_on(timeline, day), vid),
                            sign * minutes, sign)
-            self.unit_days.add((member_of, day, "members"), sign * minutes, sign)
 
     def _transfer(self, vid: str, start: str, to_unit: str) -> None:
         if self.filling:  # cells are made at the end, from the final memberships
@@ -359,8 +351,6 @@ class _Page:
             year, quarter = year_quarter(day)
             self.cells.add(("members", year, quarter, program, from_unit, vid), -minutes, -sessions)
             self.cells.add(("members", year, quarter, program, to_unit, vid), minutes, sessions)
-            self.unit_days.add((from_unit, day, "members"), -minutes, -sessions)
-            self.unit_days.add((to_unit, day, "members"), minutes, sessions)
 
     def _days_between(self, vid: str, start: str,
                       end: str | None) -> dict[tuple[str, str], list[int]]:

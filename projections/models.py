@@ -40,6 +40,24 @@ def auditor_views() -> list[Projection]:
     return [HistoryIndex(), AuditLog()]
 
 
+# For a closure (ReadModels.service_facts), in one statement (one snapshot): the credits
+# view's position, the last day with sessions the unit organised, and the last day one of its
+# members served while a member (credit_days over the spans of their memberships; the first
+# membership also covers the days before it, as the members basis credits them). Closures are
+# rare: this reads the memberships of the unit's members, not a table kept for it.
+SERVICE_FACTS_SQL = (
+    "WITH spans AS (SELECT volunteer_id, unit_id, effective_on, "
+    "LEAD(effective_on) OVER (PARTITION BY volunteer_id ORDER BY effective_on) AS until, "
+    "ROW_NUMBER() OVER (PARTITION BY volunteer_id ORDER BY effective_on) AS n "
+    "FROM credit_memberships WHERE volunteer_id IN "
+    "(SELECT volunteer_id FROM credit_memberships WHERE unit_id = ?)) "
+    "SELECT (SELECT position FROM projection_positions WHERE name = 'credits'), "
+    "(SELECT MAX(service_date) FROM credit_organised_days WHERE unit_id = ?), "
+    "(SELECT MAX(d.service_date) FROM credit_days d JOIN spans s "
+    "ON s.volunteer_id = d.volunteer_id AND (s.n = 1 OR d.service_date >= s.effective_on) "
+    "AND (s.until IS NULL OR d.service_date < s.until) WHERE s.unit_id = ? AND d.sessions <> 0)")
+
+
 class ReadModels:
     """Volunteer hours, unit rankings, bulletins and eligibility, kept up to date by a runner."""
 
@@ -221,15 +239,12 @@ class ReadModels:
         so one snapshot), and every volunteer who was ever one of its members."""
         with self.store.reading() as cur:
             ensure_settled(cur, "credit_filling")
-            row = cur.execute(
-                "SELECT (SELECT position FROM projection_positions WHERE name = 'credits'), "
-                "(SELECT MAX(service_date) FROM credit_unit_days WHERE unit_id = ?)",
-                (unit_id,)).fetchone()
-            position, last = row if row is not None else (0, None)
+            row = cur.execute(SERVICE_FACTS_SQL, (unit_id,) * 3).fetchone()
+            position, organised, served = row if row is not None else (0, None, None)
             members = cur.execute("SELECT DISTINCT volunteer_id FROM credit_memberships "
                                   "WHERE unit_id = ?", (unit_id,)).fetchall()
-        return ServiceFacts(int(position or 0), None if last is None else str(last),
-                            frozenset(str(m) for m, in members))
+        last = max((str(d) for d in (organised, served) if d is not None), default=None)
+        return ServiceFacts(int(position or 0), last, frozenset(str(m) for m, in members))
 
     def close(self) -> None:
         """Release the views' connections (the ledger is closed by its owner)."""
