@@ -293,6 +293,11 @@ class LedgerBase(Application[str]):
             position = self._positions([pending.originator_id])[pending.originator_id][1]
             raise Recognised(pending.originator_id, position)
 
+    def _last_position(self, aggregate: LedgerAggregate) -> int:
+        """Where an aggregate's last stored event sits: the answer of a write that found
+        nothing to change."""
+        return self._positions([aggregate.id])[aggregate.id][aggregate.version]
+
     def _positions(self, ids: Collection[str],
                    topic: str | None = None) -> dict[str, dict[int, int]]:
         """Where the stored events (of one topic) of some aggregates sit in the ledger's order:

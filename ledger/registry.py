@@ -148,11 +148,15 @@ class RegistryUseCases(LedgerBase):
         def attempt() -> Written:
             unit = self.get_unit(unit_id)
             check_version(unit, "unit", expected_version, seen)
-            if name is not None:
+            unit._ensure_open()
+            # Only what differs is recorded (the same name again writes nothing).
+            if name is not None and check_text("name", name) != unit.name:
                 unit.rename(name, origin.meta())
-            if move:
+            if move and (parent_id or None) != unit.parent_id:
                 self._check_parent_of(unit, parent_id)
                 unit.move(parent_id or None, origin.meta())
+            if not unit.pending_events:
+                return Written(unit.id, self._last_position(unit))
             return Written(unit.id, self._save(unit))
 
         return self._retrying(attempt)
@@ -325,7 +329,13 @@ class RegistryUseCases(LedgerBase):
             volunteer = self.get_volunteer(volunteer_id)
             require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
             _check_born_by(clean, volunteer.registered_on)
-            volunteer.update_personal(clean, origin.meta())
+            # Only what differs is recorded; a change to what is already there writes nothing
+            # and answers where the volunteer's record last changed.
+            changed = {k: v for k, v in clean.items()
+                       if (volunteer.name if k == "name" else volunteer.personal.get(k)) != v}
+            volunteer.update_personal(changed, origin.meta())
+            if not changed:
+                return Written(volunteer.id, self._last_position(volunteer))
             return Written(volunteer.id, self._save(volunteer))
 
         return self._retrying(attempt)

@@ -154,8 +154,18 @@ def test_a_change_another_change_of_the_unit_beat_is_refused(
 
 
 def test_a_change_naming_another_version_of_the_unit_is_refused(ledger: Ledger) -> None:
-    unit_id = make_unit(ledger)
+    unit_id = make_unit(ledger, "community", parent_id=make_unit(ledger, "town"))
     with pytest.raises(VersionMismatch):
         ledger.change_unit(ADMIN, unit_id, name="x", expected_version=2)
     ledger.change_unit(ADMIN, unit_id, name="x", parent_id=None, move=True, expected_version=1)
     assert ledger.get_unit(unit_id).version == 3  # renamed and moved, in one write
+
+
+def test_a_change_to_what_a_unit_already_is_writes_nothing(ledger: Ledger) -> None:
+    parent = make_unit(ledger, "town")
+    unit_id = ledger.register_unit(ADMIN, "列东社区", "community", parent_id=parent).id
+    head = ledger.head()
+    same = ledger.change_unit(ADMIN, unit_id, name=" 列东社区 ", parent_id=parent, move=True)
+    assert (same.position, ledger.head(), ledger.get_unit(unit_id).version) == (head, head, 1)
+    ledger.change_unit(ADMIN, unit_id, name="列东社区", parent_id=None, move=True)
+    assert ledger.get_unit(unit_id).version == 2  # only the move was recorded

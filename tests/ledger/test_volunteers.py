@@ -339,3 +339,16 @@ def test_insuring_a_volunteer_twice_for_one_year_is_refused(ledger: Ledger) -> N
     with pytest.raises(InvalidField) as refused:
         ledger.insure_volunteer(ADMIN, volunteer_id, 2017, "P-2", "人保财险")
     assert refused.value.field == "year"
+
+
+def test_an_update_to_what_the_record_already_says_writes_nothing(ledger: Ledger) -> None:
+    written, _ = ledger.register_volunteer(ADMIN, "雷锋", make_unit(ledger), JUNE,
+                                           phone="13800000000")
+    head = ledger.head()
+    same = ledger.update_volunteer(ADMIN, written.id, {"name": "雷锋", "phone": "13800000000",
+                                                       "id_number": None})
+    assert (same.position, ledger.head()) == (written.position, head)
+    ledger.update_volunteer(ADMIN, written.id, {"name": "雷锋", "phone": "13900000000"})
+    history = ledger.recorder.select_events(written.id)
+    assert len(history) == 2  # registered, then the phone alone
+    assert b"13900000000" in history[-1].state and "雷锋".encode() not in history[-1].state
