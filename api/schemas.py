@@ -242,12 +242,23 @@ def etagged(request: Request, response: Response,
     tag = f'W/"{hashlib.sha256(tagged).hexdigest()[:32]}"'
     # What a caller may read depends on its token (masking, roles): a shared cache keys on it.
     headers = {"ETag": tag, "Cache-Control": "no-cache", "Vary": "Authorization"}
-    # If-None-Match compares weakly (RFC 9110 §13.1.2): W/"x" and "x" are the same tag.
-    matches = {t.strip().removeprefix("W/") for t in
-               request.headers.get("if-none-match", "").split(",")}
-    if tag.removeprefix("W/") in matches or "*" in matches:
+    if _held(request, tag):
         return Response(status_code=304, headers=headers)
     return Response(content=content, media_type="application/json", headers=headers)
+
+
+def _held(request: Request, tag: str) -> bool:
+    """Whether the request's If-None-Match names `tag`, compared weakly (RFC 9110 §13.1.2:
+    W/"x" and "x" are the same tag), or is `*`."""
+    held = {t.strip().removeprefix("W/") for t in
+            request.headers.get("if-none-match", "").split(",")}
+    return tag.removeprefix("W/") in held or "*" in held
+
+
+def json_answer(body: dict[str, Any]) -> Response:
+    """The body as JSON, serialised once: the route's response model documents its shape
+    without validating every item of a long list again on the way out."""
+    return Response(content=orjson.dumps(body), media_type="application/json")
 
 
 _ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
@@ -259,14 +270,9 @@ def version_tag(version: int) -> str:
 
 
 def not_modified(request: Request, response: Response, version: int) -> Response | None:
-    """Tag a GET's answer with the thing's version; a 304 if the client holds that version
-    (If-None-Match compares weakly, RFC 9110 §13.1.2)."""
+    """Tag a GET's answer with the thing's version; a 304 if the client holds that version."""
     tag = response.headers["ETag"] = version_tag(version)
-    held = {t.strip().removeprefix("W/") for t in
-            request.headers.get("if-none-match", "").split(",")}
-    if tag in held or "*" in held:
-        return Response(status_code=304, headers={"ETag": tag})
-    return None
+    return Response(status_code=304, headers={"ETag": tag}) if _held(request, tag) else None
 
 
 def _if_match(if_match: Annotated[str | None, Header(
@@ -295,6 +301,8 @@ def _if_match(if_match: Annotated[str | None, Header(
 
 
 IfMatch = Annotated[int | None, Depends(_if_match)]
+
+
 def version_tagged(kind: str) -> dict[int | str, dict[str, Any]]:
     """The 200 and 304 of a GET that tags the thing's version (`not_modified`) for If-Match."""
     etag = {"ETag": {

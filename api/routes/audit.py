@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PUBLIC, AuditReader, Fresh, MaybeActor, ServicesDep
 from api.errors import Problem
-from api.schemas import ETAGGED, MAX_POSITION, Instant, etagged, paginate
+from api.schemas import ETAGGED, MAX_POSITION, Instant, etagged, json_answer, paginate
 from ledger.catalogue import Role
 from projections.history import event_feed, volunteer_history
 
@@ -143,7 +143,7 @@ def history(volunteer_id: str, request: Request, response: Response, actor: Audi
 @router.get("/v1/events", response_model=Feed)
 def events(actor: AuditReader, services: ServicesDep,
            after: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
-           limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
+           limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
     """The ledger's events after a position, in order, for downstream systems.
 
     Positions increase in commit order, so a reader that asks again with `after` set to the
@@ -154,7 +154,7 @@ def events(actor: AuditReader, services: ServicesDep,
     page = event_feed(services.ledger.recorder, after, limit,
                       unmasked=actor.role in (Role.admin, Role.auditor))
     next_after = page[-1]["position"] if len(page) == limit else None
-    return {"events": page, "next_after": next_after}
+    return json_answer({"events": page, "next_after": next_after})
 
 
 @router.get("/v1/audit/checkpoint", response_model=Checkpoint, openapi_extra=PUBLIC,
