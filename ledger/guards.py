@@ -56,38 +56,40 @@ def current_guard() -> WriteGuard | None:
     return _CURRENT.get()
 
 
-def check_guard(guard: WriteGuard, cur: Any, table: str, postgres: bool) -> None:
-    """Check `guard` with a cursor of the inserting transaction (`table`: the events table,
-    schema-qualified on PostgreSQL); IntegrityError when it no longer holds."""
+def check_unchanged(guard: WriteGuard, cur: Any, table: str) -> None:
+    """Check a guard's `unchanged` with a cursor of the inserting SQLite transaction;
+    IntegrityError when an aggregate has moved. (On PostgreSQL the check is a condition of
+    the INSERT itself: ledger/pgrecorder.py.)"""
     ids = sorted(guard.unchanged)
-    if ids:
-        if postgres:
-            cur.execute(f"SELECT originator_id, MAX(originator_version) AS v FROM {table} "
-                        "WHERE originator_id = ANY(%s) GROUP BY originator_id", (ids,))
-            stored = {row["originator_id"]: row["v"] for row in cur.fetchall()}
-        else:
-            stored = {}
-            for start in range(0, len(ids), 500):  # SQLite's limit on parameters
-                chunk = ids[start:start + 500]
-                cur.execute(f"SELECT originator_id, MAX(originator_version) FROM {table} "
-                            f"WHERE originator_id IN ({', '.join('?' * len(chunk))}) "
-                            "GROUP BY originator_id", chunk)
-                stored.update({row[0]: row[1] for row in cur.fetchall()})
-        moved = [i for i in ids if stored.get(i) != guard.unchanged[i]]
-        if moved:
-            raise IntegrityError(f"{', '.join(moved)} changed after this write was checked "
-                                 "against it")
-    if guard.after is not None and guard.tail is not None:
-        if postgres:
-            cur.execute("SELECT originator_id, originator_version, topic, state "
-                        f"FROM {table} WHERE notification_id > %s ORDER BY notification_id",
-                        (guard.after,))
-            rows = [StoredEvent(r["originator_id"], r["originator_version"], r["topic"],
-                                bytes(r["state"])) for r in cur.fetchall()]
-        else:
-            cur.execute("SELECT originator_id, originator_version, topic, state "
-                        f"FROM {table} WHERE rowid > ? ORDER BY rowid", (guard.after,))
-            rows = [StoredEvent(r[0], r[1], r[2], bytes(r[3])) for r in cur.fetchall()]
-        why = guard.tail(rows) if rows else None
-        if why is not None:
-            raise IntegrityError(why)
+    stored: dict[str, int] = {}
+    for start in range(0, len(ids), 500):  # SQLite's limit on parameters
+        chunk = ids[start:start + 500]
+        cur.execute(f"SELECT originator_id, MAX(originator_version) FROM {table} "
+                    f"WHERE originator_id IN ({', '.join('?' * len(chunk))}) "
+                    "GROUP BY originator_id", chunk)
+        stored.update({row[0]: row[1] for row in cur.fetchall()})
+    moved = [i for i in ids if stored.get(i) != guard.unchanged[i]]
+    if moved:
+        raise IntegrityError(f"{', '.join(moved)} changed after this write was checked "
+                             "against it")
+
+
+def check_tail(guard: WriteGuard, cur: Any, table: str, postgres: bool) -> None:
+    """Check a guard's `after` and `tail` with a cursor of the inserting transaction (`table`:
+    the events table, schema-qualified on PostgreSQL); IntegrityError when an event stored
+    since contradicts the write."""
+    if guard.after is None or guard.tail is None:
+        return
+    if postgres:
+        cur.execute("SELECT originator_id, originator_version, topic, state "
+                    f"FROM {table} WHERE notification_id > %s ORDER BY notification_id",
+                    (guard.after,))
+        rows = [StoredEvent(r["originator_id"], r["originator_version"], r["topic"],
+                            bytes(r["state"])) for r in cur.fetchall()]
+    else:
+        cur.execute("SELECT originator_id, originator_version, topic, state "
+                    f"FROM {table} WHERE rowid > ? ORDER BY rowid", (guard.after,))
+        rows = [StoredEvent(r[0], r[1], r[2], bytes(r[3])) for r in cur.fetchall()]
+    why = guard.tail(rows) if rows else None
+    if why is not None:
+        raise IntegrityError(why)

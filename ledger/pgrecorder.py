@@ -37,7 +37,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from ledger.guards import check_guard, current_guard
+from ledger.guards import check_tail, current_guard
 
 PIPELINE_BYTES = 64 * 1024  # well inside a loopback or LAN socket's buffers
 
@@ -87,9 +87,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         if guard is not None and guard.tail is not None:
             table = SQL("{}.{}").format(Identifier(self.datastore.schema),
                                         Identifier(self.events_table_name)).as_string(curs)
-            check_guard(guard, curs, table, postgres=True)
+            check_tail(guard, curs, table, postgres=True)
         self._notify_channel(curs)
-        if guard is None or guard.tail is not None or not guard.unchanged:
+        if guard is None or not guard.unchanged:
             PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
             return
         ids = sorted(guard.unchanged)

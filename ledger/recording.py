@@ -294,8 +294,8 @@ class RecordingUseCases(LedgerBase):
             check_times(started_at, ended_at, now())
             session._ensure_live()
             if session.has_times(started_at, ended_at):
-                position = self._positions([session.id])[session.id][session.version]
-                return SessionWritten(session.id, session.minutes, position, created=False)
+                return SessionWritten(session.id, session.minutes,
+                                      self._last_position(session), created=False)
             check_version(session, "session", expected_version, seen)
             activity = self.get_activity_for(session)
             activity.ensure_covers(started_at, ended_at, self.margin, allow_cancelled=True)

@@ -13,7 +13,7 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
-from ledger.guards import check_guard, current_guard
+from ledger.guards import check_tail, check_unchanged, current_guard
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
@@ -23,5 +23,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                        **kwargs: Any) -> Sequence[int] | None:
         guard = current_guard()
         if guard is not None:
-            check_guard(guard, c, self.events_table_name, postgres=False)
+            if guard.unchanged:
+                check_unchanged(guard, c, self.events_table_name)
+            check_tail(guard, c, self.events_table_name, postgres=False)
         return super()._insert_events(c, stored_events, **kwargs)

@@ -21,10 +21,10 @@ from ledger.ids import new_id
 from ledger.text import blank, check_reason
 
 PERSONAL_FIELDS = ("birth_date", "gender", "political_status", "phone", "id_number", "skills")
-# The personal fields an update may clear (a change to None): a volunteer's phone, which they
-# may give up or withdraw. Others are corrected, not removed (skills are cleared by an empty
+# The personal fields an update may clear (a change to None): contact and identity data, which
+# a volunteer may withdraw. Others are corrected, not removed (skills are cleared by an empty
 # list).
-CLEARABLE_FIELDS = ("phone", "id_number")  # contact and identity data may be withdrawn
+CLEARABLE_FIELDS = ("phone", "id_number")
 # What makes two training completions of one volunteer the same completion (hours aside).
 TRAINING_KEY = ("level", "form", "audience", "title", "completed_on")
 
