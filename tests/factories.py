@@ -167,6 +167,22 @@ def recorded_together(ledger: Ledger, records: list[SessionRecord]
 
 
 # This section keeps its own imports so that appending it left the lines above untouched.
+def lands_before_next_save(ledger: Ledger, monkeypatch: Any, other: Any) -> list[bool]:
+    """Make `other` (another write) land after the ledger's next write was checked, before it
+    is saved: what a request running at the same moment does. The list it returns holds True
+    once `other` ran."""
+    save, ran = ledger._save_recorded, []
+
+    def racing(*aggregates: Any, **guarded: Any) -> Any:
+        if not ran:
+            ran.append(True)
+            other()  # its own save goes straight through
+        return save(*aggregates, **guarded)
+
+    monkeypatch.setattr(ledger, "_save_recorded", racing)
+    return ran
+
+
 from projections.audit import AuditLog  # noqa: E402
 from projections.history import HistoryIndex  # noqa: E402
 from projections.runner import Runner  # noqa: E402

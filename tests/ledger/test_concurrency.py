@@ -17,6 +17,7 @@ from ledger.guards import WriteGuard
 from tests.factories import (
     ADMIN,
     at,
+    lands_before_next_save,
     live_minutes,
     make_activity,
     make_long_activity,
@@ -238,29 +239,13 @@ def test_ledgers_started_by_several_processes_at_once_all_start(ledger: Ledger,
 # -- what a write was checked against changes before it is saved (ledger/guards.py) -----------
 
 
-def _first_save_lands_after(ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
-                            other: Any) -> list[bool]:
-    """Make `other` (another write) land after the next write was checked, before it is
-    saved: what a request running at the same moment does."""
-    save, ran = ledger._save_recorded, []
-
-    def racing(*aggregates: Any, **guarded: Any) -> Any:
-        if not ran:
-            ran.append(True)
-            other()  # its own save goes straight through
-        return save(*aggregates, **guarded)
-
-    monkeypatch.setattr(ledger, "_save_recorded", racing)
-    return ran
-
-
 @pytest.mark.parametrize("change", ["unit closed", "activity cancelled"])
 def test_a_session_checked_before_what_it_relied_on_changed_is_refused_when_stored(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
     unit = make_unit(ledger)
     volunteer = make_volunteer(ledger, make_unit(ledger))
     activity = make_long_activity(ledger, unit)
-    ran = _first_save_lands_after(ledger, monkeypatch, {
+    ran = lands_before_next_save(ledger, monkeypatch, {
         "unit closed": lambda: ledger.close_unit(ADMIN, unit, date(2017, 3, 1), "merged"),
         "activity cancelled": lambda: ledger.cancel_activity(ADMIN, activity, "rain"),
     }[change])
@@ -273,7 +258,7 @@ def test_a_transfer_checked_before_its_unit_closed_is_refused_when_stored(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     unit = make_unit(ledger)
     volunteer = make_volunteer(ledger, make_unit(ledger))
-    ran = _first_save_lands_after(ledger, monkeypatch, lambda: ledger.close_unit(
+    ran = lands_before_next_save(ledger, monkeypatch, lambda: ledger.close_unit(
         ADMIN, unit, date(2017, 3, 1), "merged"))
     with pytest.raises(ClosedReference):
         ledger.transfer_volunteer(ADMIN, volunteer, unit, date(2017, 2, 1))
@@ -286,7 +271,7 @@ def test_a_session_whose_unit_only_changed_name_meanwhile_is_stored(
     unit = make_unit(ledger)
     volunteer = make_volunteer(ledger, unit)
     activity = make_long_activity(ledger, unit)
-    _first_save_lands_after(ledger, monkeypatch, lambda: ledger.rename_unit(ADMIN, unit, "新"))
+    lands_before_next_save(ledger, monkeypatch, lambda: ledger.rename_unit(ADMIN, unit, "新"))
     serve(ledger, volunteer, activity, date(2017, 3, 5))  # checked again, and still open
     assert live_minutes(ledger, volunteer) == 60
 
@@ -298,7 +283,7 @@ def test_what_names_a_unit_checked_before_it_closed_is_refused_when_stored(
     just before it closed is checked again, and refused (an outside tester stored 31 of 90)."""
     unit = make_unit(ledger, "town")
     head = ledger.head()
-    _first_save_lands_after(ledger, monkeypatch, lambda: ledger.close_unit(
+    lands_before_next_save(ledger, monkeypatch, lambda: ledger.close_unit(
         ADMIN, unit, date(2017, 3, 1), "merged"))
     with pytest.raises(ClosedReference):
         {"child unit": lambda: make_unit(ledger, "community", parent_id=unit),

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
-from typing import Any
 
 import pytest
 
@@ -16,7 +14,16 @@ from ledger.errors import (
     SessionVoided,
     VersionMismatch,
 )
-from tests.factories import ADMIN, at, correct, live_minutes, make_activity, record, void
+from tests.factories import (
+    ADMIN,
+    at,
+    correct,
+    lands_before_next_save,
+    live_minutes,
+    make_activity,
+    record,
+    void,
+)
 
 
 @pytest.fixture
@@ -108,30 +115,14 @@ def test_a_voided_session_cannot_be_voided_again(ledger: Ledger, volunteer: str,
         void(ledger, written.id)
 
 
-class _Race:
-    """Makes another write land just before the next save of the ledger (once)."""
-
-    def __init__(self, ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
-                 other: Callable[[], object]) -> None:
-        self.ran = False
-        save = ledger._save
-
-        def racing_save(*aggregates: Any, **guarded: Any) -> int:
-            if not self.ran:
-                self.ran = True
-                other()  # its own save goes straight through
-            return save(*aggregates, **guarded)
-
-        monkeypatch.setattr(ledger, "_save", racing_save)
-
-
 def test_a_correction_that_another_change_of_the_session_beat_is_refused(
         ledger: Ledger, volunteer: str, activity: str, monkeypatch: pytest.MonkeyPatch) -> None:
     written = record(ledger, volunteer, activity, at(9), at(10))
-    race = _Race(ledger, monkeypatch, lambda: correct(ledger, written.id, at(9), at(11)))
+    ran = lands_before_next_save(ledger, monkeypatch,
+                                 lambda: correct(ledger, written.id, at(9), at(11)))
     with pytest.raises(ConcurrentChange, match="changed by another request"):
         correct(ledger, written.id, at(9), at(12))
-    assert race.ran
+    assert ran
     session = ledger.get_session(written.id)
     assert (session.ended_at, session.version, live_minutes(ledger, volunteer)) == (at(11), 2, 120)
 
@@ -139,7 +130,7 @@ def test_a_correction_that_another_change_of_the_session_beat_is_refused(
 def test_a_void_that_a_correction_beat_is_refused(
         ledger: Ledger, volunteer: str, activity: str, monkeypatch: pytest.MonkeyPatch) -> None:
     written = record(ledger, volunteer, activity, at(9), at(10))
-    _Race(ledger, monkeypatch, lambda: correct(ledger, written.id, at(9), at(11)))
+    lands_before_next_save(ledger, monkeypatch, lambda: correct(ledger, written.id, at(9), at(11)))
     with pytest.raises(ConcurrentChange):
         void(ledger, written.id)
     assert not ledger.get_session(written.id).is_voided
@@ -149,7 +140,7 @@ def test_a_void_that_a_correction_beat_is_refused(
 def test_the_same_correction_twice_at_once_is_written_once(
         ledger: Ledger, volunteer: str, activity: str, monkeypatch: pytest.MonkeyPatch) -> None:
     written = record(ledger, volunteer, activity, at(9), at(10))
-    _Race(ledger, monkeypatch, lambda: correct(ledger, written.id, at(9), at(12)))
+    lands_before_next_save(ledger, monkeypatch, lambda: correct(ledger, written.id, at(9), at(12)))
     assert correct(ledger, written.id, at(9), at(12)) == 180  # the one that lost finds it done
     assert ledger.get_session(written.id).version == 2
 
@@ -157,10 +148,10 @@ def test_the_same_correction_twice_at_once_is_written_once(
 def test_a_correction_that_only_another_session_of_the_volunteer_beat_goes_through(
         ledger: Ledger, volunteer: str, activity: str, monkeypatch: pytest.MonkeyPatch) -> None:
     written = record(ledger, volunteer, activity, at(9), at(10))
-    race = _Race(ledger, monkeypatch,
+    ran = lands_before_next_save(ledger, monkeypatch,
                  lambda: record(ledger, volunteer, activity, at(14), at(15), "other-sheet"))
     assert correct(ledger, written.id, at(9), at(12)) == 180
-    assert race.ran
+    assert ran
     assert live_minutes(ledger, volunteer) == 180 + 60
 
 

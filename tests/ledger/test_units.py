@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,7 @@ from ledger.errors import (
     UnknownReference,
     VersionMismatch,
 )
-from tests.factories import ADMIN, make_unit
+from tests.factories import ADMIN, lands_before_next_save, make_unit
 
 
 def close(ledger: Ledger, unit_id: str) -> None:
@@ -139,15 +138,8 @@ def test_a_closed_unit_cannot_be_closed_again(ledger: Ledger) -> None:
 def test_a_change_another_change_of_the_unit_beat_is_refused(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     unit_id = make_unit(ledger, name="列东")
-    save, raced = ledger._save, []
-
-    def racing_save(*aggregates: Any, **guarded: Any) -> int:
-        if not raced:
-            raced.append(True)
-            ledger.rename_unit(ADMIN, unit_id, "列西")  # its own save goes straight through
-        return save(*aggregates, **guarded)
-
-    monkeypatch.setattr(ledger, "_save", racing_save)
+    lands_before_next_save(ledger, monkeypatch,
+                           lambda: ledger.rename_unit(ADMIN, unit_id, "列西"))
     with pytest.raises(ConcurrentChange, match="changed by another request"):
         ledger.change_unit(ADMIN, unit_id, name="列中")
     assert ledger.get_unit(unit_id).name == "列西"
