@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from api import errors
 from api.deps import Services
 from api.limits import RequestLimits
+from api.lists import StoredLists
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import (
     activities,
@@ -77,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = open_services(settings)
         app.state.services = services
+        # Ranked lists' versions, for their next pages served by any worker (api/lists.py).
+        app.state.lists = StoredLists(services.models.store)
         stop = threading.Event()
         follower = threading.Thread(target=_follow, args=(services, stop), daemon=True,
                                     name="vledger-views")

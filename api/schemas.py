@@ -23,7 +23,9 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from starlette.concurrency import run_in_threadpool
 
+from api.lists import StoredLists
 from ledger.catalogue import PROGRAMS
 from ledger.errors import Conflict, InvalidField
 
@@ -176,21 +178,25 @@ def _digest(items: list[Any]) -> str:
 def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: str | None,
                     request: Request) -> tuple[list[Any], str | None, int]:
     """A page of a list whose order can change with any event (units by rank, candidates),
-    its next cursor, and the position it answers for.
+    its next cursor, and the position it answers for. Blocking (it may read and write the
+    store): a coroutine calls `paginate_ranked_async`.
 
     An offset alone would repeat or skip items when a session moves a unit between two pages.
     The cursor carries a digest of the whole list its first page came from: a later page is
-    cut from the same list, the current one when it is unchanged, else the version this process
-    kept when it served the first page (answering for that page's position). When neither is
-    at hand (another process served the first page, or it was long ago), 409 `list-changed`:
-    read the list again from its first page.
+    cut from the same list, the current one when it is unchanged, else the version kept when
+    the first page was served, in this process's memory or in the store for any process
+    (api/lists.py, for an hour). When neither holds it, 409 `list-changed`: read the list
+    again from its first page.
     """
     list_of = _list_of(request)
     offset, digest = read_cursor(cursor, list_of)
     if limit is None and cursor is None:
         return items, None, position
+    stored: StoredLists | None = getattr(request.app.state, "lists", None)
     if digest is not None and digest != _digest(items):
         kept = _SNAPSHOTS.find(digest)
+        if kept is None and stored is not None:
+            kept = stored.find(digest)
         if kept is None:
             raise ListChanged(
                 f"the list changed after its first page was read (it now answers for position "
@@ -201,8 +207,19 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
         return items[offset:], None, position
     if digest is None:
         digest = _digest(items)
+        if _SNAPSHOTS.find(digest) is None and stored is not None:
+            stored.keep(digest, position, items)  # once per version and process
         _SNAPSHOTS.keep(digest, position, items)
     return items[offset:end], page_cursor(end, list_of, digest), position
+
+
+async def paginate_ranked_async(items: list[Any], position: int, limit: int | None,
+                                cursor: str | None,
+                                request: Request) -> tuple[list[Any], str | None, int]:
+    """`paginate_ranked` for a coroutine: a whole list goes without a thread."""
+    if limit is None and cursor is None:
+        return items, None, position
+    return await run_in_threadpool(paginate_ranked, items, position, limit, cursor, request)
 
 
 _TAG_HEADERS: dict[str, dict[str, Any]] = {

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from api.deps import PUBLIC, Fresh, MaybeActor, ServicesDep
-from api.schemas import ETAGGED, ProgramCode, etagged, paginate_ranked
+from api.schemas import ETAGGED, ProgramCode, etagged, paginate_ranked_async
 from ledger.catalogue import UnitKind
 
 router = APIRouter(tags=["reports"])
@@ -74,10 +74,14 @@ async def unit_rankings(
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
     cursor: str | None = None,
 ) -> Any:
-    """Units of one kind ranked by minutes served; ties share a rank (1, 2, 2, 4)."""
+    """Units of one kind ranked by minutes served; ties share a rank (1, 2, 2, 4). Every unit
+    of the kind is listed, zeros included, but one closed before the period began. Pages of a
+    walk (`limit`, then `next_cursor`) come from the version of the list the first page was
+    cut from, for an hour; after that, a list that changed is a 409 `list-changed`."""
     position, items = await services.models.unit_rankings_async(
         kind.value, basis.value, year, quarter, rollup)
-    page, next_cursor, position = paginate_ranked(items, position, limit, cursor, request)
+    page, next_cursor, position = await paginate_ranked_async(
+        items, position, limit, cursor, request)
     body = {"kind": kind.value, "basis": basis.value, "year": year, "quarter": quarter,
             "rollup": rollup, "position": position, "items": page,
             "next_cursor": next_cursor}
@@ -98,7 +102,8 @@ async def quarterly_bulletin(
     """A quarter's bulletin of one program (B6 online civilisation by default), per unit."""
     position, items = await services.models.bulletin_async(
         year, quarter, str(program.value), basis.value)
-    page, next_cursor, position = paginate_ranked(items, position, limit, cursor, request)
+    page, next_cursor, position = await paginate_ranked_async(
+        items, position, limit, cursor, request)
     body = {"year": year, "quarter": quarter, "program": str(program.value),
             "basis": basis.value, "position": position, "items": page,
             "next_cursor": next_cursor}

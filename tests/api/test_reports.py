@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.testclient import TestClient
+
+from api.app import create_app
 from api.schemas import _Snapshots
+from ledger import Settings
 from tests.api.conftest import ADMIN_TOKEN, District, bearer
 
 
@@ -169,8 +173,10 @@ def test_a_list_changed_and_no_longer_held_answers_409_and_unchanged_pages_go_on
     second = _walk(district, first).json()
     assert second["position"] > first["position"]
 
-    # Another process served the first page (or long ago) and the list changed since: 409.
+    # The first page was served over an hour ago (this process forgot its version, and the
+    # store keeps none that old) and the list changed since: 409.
     monkeypatch.setattr("api.schemas._SNAPSHOTS", _Snapshots())
+    monkeypatch.setattr("api.lists.KEEP_SECONDS", -1.0)
     district.session("2017-03-05T09:00:00+08:00", "2017-03-05T17:00:00+08:00", "school-late",
                      volunteer=_volunteer(district, district.unit_a),
                      activity=_activity(district, schools[2]))
@@ -178,3 +184,52 @@ def test_a_list_changed_and_no_longer_held_answers_409_and_unchanged_pages_go_on
     assert changed.status_code == 409, changed.text
     assert changed.json()["type"].endswith("/list-changed")
     assert "first page" in changed.json()["detail"]
+
+
+def test_a_walk_goes_on_at_another_worker_from_the_version_its_first_page_came_from(
+        district: District, settings: Settings, monkeypatch: Any) -> None:
+    """Two API processes on one store: the first page from one, a write that reorders the
+    list, the next pages from the other, which never served the first page."""
+    schools = _schools_ranked(district)
+    first = district.get("/v1/rankings/units", token=None, kind="school", basis="organised",
+                         limit=1).json()
+    monkeypatch.setattr("api.schemas._SNAPSHOTS", _Snapshots())  # the other's memory
+    written = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T17:00:00+08:00",
+                               "school-late", volunteer=_volunteer(district, district.unit_a),
+                               activity=_activity(district, schools[2])).json()["position"]
+    with TestClient(create_app(settings.model_copy(update={"admin_token": ADMIN_TOKEN}))) as other:
+        assert other.get("/v1/rankings/units", params={
+            "kind": "school", "basis": "organised", "min_position": written,
+        }).json()["items"][0]["unit_id"] == schools[2]  # the other worker sees the new order
+        pages = [first]
+        while pages[-1]["next_cursor"] is not None:
+            response = other.get("/v1/rankings/units", params={
+                "kind": "school", "basis": "organised", "limit": 1,
+                "cursor": pages[-1]["next_cursor"]})
+            assert response.status_code == 200, response.text
+            pages.append(response.json())
+    walked = [page["items"][0] for page in pages]
+    assert sorted(item["unit_id"] for item in walked) == sorted(schools)  # none twice, none lost
+    assert [item["rank"] for item in walked] == [1, 1, 3]  # as ranked when the walk began
+    assert {page["position"] for page in pages} == {first["position"]}
+
+
+def test_the_store_keeps_the_newest_list_versions_for_an_hour(settings: Settings,
+                                                              monkeypatch: Any) -> None:
+    from api.lists import StoredLists
+    from projections.store import ViewStore
+
+    store = ViewStore(settings.store())
+    try:
+        lists = StoredLists(store)
+        monkeypatch.setattr("api.lists.LISTS", 2)
+        for n in range(3):
+            lists.keep(f"d{n}", 10 + n, [{"rank": n}])
+            lists.keep(f"d{n}", 99, [{"rank": "again"}])  # once per digest: the first stays
+        assert lists.find("d0") is None  # the oldest of three, beyond the newest two
+        assert lists.find("d1") == (11, [{"rank": 1}])
+        assert lists.find("d2") == (12, [{"rank": 2}])
+        monkeypatch.setattr("api.lists.KEEP_SECONDS", -1.0)
+        assert lists.find("d2") is None  # older than the hour a version is kept
+    finally:
+        store.close()
