@@ -237,8 +237,10 @@ class Auditor:
             raise AuditLogAltered(
                 f"the first {published['tree_size']} events no longer have the root of the "
                 f"checkpoint published at {published['signed_at']} ({root[:16]}… instead of "
-                f"{published['root_hash'][:16]}…): events were changed after they were "
-                "signed; run vledger verify --against a saved checkpoint to find them")
+                f"{published['root_hash'][:16]}…): events or their leaves were changed "
+                "after they were signed; `vledger verify` names the events that no longer "
+                "match their leaves (if the audit log was rebuilt from changed events since, "
+                "compare the events with a backup)")
         return published
 
     def size(self) -> int:

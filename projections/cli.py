@@ -85,6 +85,7 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by de
         if name is not None and name not in names:
             err.print(f"no view named {name!r}; views: {', '.join(names)}")
             raise typer.Exit(2)
+        _refuse_altered_events(models)
         head = models.runner.head()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn())
@@ -99,6 +100,40 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by de
                   f"({reached / max(took, 1e-9):,.0f} events/s)")
         if name in (None, "audit"):
             _check_published(models)
+
+
+def _refuse_altered_events(models: ReadModels) -> None:
+    """Before a rebuild: events changed in the database after the audit log took them in
+    would pass into the rebuilt views, and a rebuilt audit log would lose the leaves that show
+    which events they were. Refused (exit 1), naming them, while the audit log still extends
+    the checkpoint it published (its leaves are then the evidence). A log that no longer does
+    is itself what was altered: rebuilding it from the events is the repair, checked against
+    that checkpoint afterwards."""
+    from ledger.errors import AuditLogAltered
+    from projections.audit import Auditor
+    from projections.signing import SigningKey
+    from projections.store import table_names
+    from projections.verification import altered_events
+
+    with models.store.reading() as cur:
+        if "audit_leaves" not in table_names(cur):
+            return
+    auditor = Auditor(models.store, SigningKey.for_store(models.ledger.settings.store()))
+    count, first = altered_events(models.ledger.recorder, auditor)
+    if not count:
+        return
+    try:
+        auditor.check_published()
+    except AuditLogAltered:
+        err.print(f"{count} event(s) differ from the audit log, which no longer extends its "
+                  "published checkpoint either: rebuilding the audit log from the events")
+        return
+    err.print(f"[bold red]{count} stored event(s) changed after the audit log took them in, "
+              f"first at position(s) {', '.join(map(str, first))}: a rebuild would carry the "
+              "change into the views and replace the leaves that show it. Nothing was "
+              "rebuilt; restore those events (e.g. from a backup) and see `vledger verify`."
+              "[/bold red]")
+    raise typer.Exit(1)
 
 
 def _check_published(models: ReadModels) -> None:
@@ -141,19 +176,31 @@ def check(page_size: PageSize = None) -> None:
     with opened(page_size, reading=True) as models:
         models.catch_up()
         differences = reconcile(models.store, models.ledger.recorder, all_projections)
-        report(differences, [p.name for p in models.runner.projections])
         if differences:
+            report(differences)
             raise typer.Exit(1)
         _check_published(models)  # the events themselves still extend what was published
+        out.print("every view matches its rebuild: "
+                  f"{', '.join(p.name for p in models.runner.projections)}")
 
 
-def report(differences: Sequence[Difference], names: Sequence[str]) -> None:
-    """Print the differences by view, table and key (or that every view matches)."""
-    if not differences:
-        out.print(f"every view matches its rebuild: {', '.join(names)}")
-        return
+def report(differences: Sequence[Difference]) -> None:
+    """Print the differences by view, table and key; bytes (hashes) in hex."""
     for d in differences:
         # One line per difference, never wrapped, so scripts can grep it.
-        out.print(f"{d.view} {d.table} key={d.key!r}: live={d.live!r} rebuilt={d.rebuilt!r}",
-                  markup=False, highlight=False, soft_wrap=True)
+        out.print(f"{d.view} {d.table} key={_shown(d.key)}: live={_shown(d.live)} "
+                  f"rebuilt={_shown(d.rebuilt)}", markup=False, highlight=False, soft_wrap=True)
+    leaves = sorted({int(row[1]) for d in differences if d.table == "audit_leaves"
+                     for row in (d.live, d.rebuilt) if row is not None})
+    for position in leaves:
+        out.print(f"audit: the event at position {position} no longer gives the leaf logged "
+                  "for it (the event or its leaf was changed in the database after it was "
+                  "logged; `vledger verify` checks which)", markup=False, soft_wrap=True)
     err.print(f"{len(differences)} difference(s)")
+
+
+def _shown(row: tuple[object, ...] | None) -> str:
+    if row is None:
+        return "None"
+    return "(" + ", ".join(bytes(v).hex() if isinstance(v, bytes | memoryview) else repr(v)
+                           for v in row) + ")"

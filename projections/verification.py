@@ -181,3 +181,28 @@ def _check_against(report: Report, auditor: Auditor, public_key_pem: str,
                                     root, [bytes.fromhex(h) for h in proof])
     report.add("consistency proof", consistent,
                f"{old_size} → {report.leaves} leaves, {len(proof)} hashes")
+
+
+def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: int = PAGE_SIZE,
+                   first: int = 3) -> tuple[int, list[int]]:
+    """How many logged events no longer give the leaf the audit log holds for them (stored
+    after they were logged, then changed in the database), and the positions of the first
+    few. Only the leaves are compared: the quick part of `verify_log`, which a rebuild runs
+    before it replaces the views (and the leaves, the evidence) with what the events say now."""
+    size, found, index, after = auditor.size(), 0, 0, 0
+    altered: list[int] = []
+    while index < size:
+        page = recorder.select_notifications(after + 1, min(page_size, size - index))
+        if not page:
+            break
+        after = page[-1].id
+        stored = _stored_leaves(auditor.store, index, len(page))
+        for n in page:
+            h = leaf_hash(leaf_bytes(n.id, str(n.originator_id), n.originator_version,
+                                     n.topic, state_bytes(n.state)))
+            if stored.get(index) != (n.id, h):
+                found += 1
+                if len(altered) < first:
+                    altered.append(n.id)
+            index += 1
+    return found, altered

@@ -115,14 +115,8 @@ def test_an_unreadable_checkpoint_file_is_refused(views: Runner, tmp_path: Path)
     assert verify("--against", str(saved)).exit_code == 2
 
 
-def test_a_changed_event_folded_again_by_a_rebuild_is_still_caught(
-        views: Runner, ledger: Ledger, tmp_path: Path) -> None:
-    """An operator rebuilds the audit log after events were changed in the database: the
-    rebuilt tree matches the changed events, but no longer extends the checkpoint the store
-    published. No second history is signed under the same key, and verify says so."""
-    auditor = Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem"))
-    published = auditor.checkpoint()  # as GET /v1/audit/checkpoint publishes it
-    # A session's minutes raised in its stored event, the rest of it left as it was.
+def _raise_minutes(views: Runner, ledger: Ledger) -> int:
+    """A session's minutes raised in its stored event (the rest left as it was): its position."""
     [recorded] = [n for n in ledger.recorder.select_notifications(1, 100)
                   if b'"minutes":' in bytes(n.state)][:1]
     state = bytes(recorded.state)
@@ -130,7 +124,18 @@ def test_a_changed_event_folded_again_by_a_rebuild_is_still_caught(
     end = start + len(state[start:]) - len(state[start:].lstrip(b"0123456789"))
     tamper_with_events(views.store, ledger, "UPDATE {table} SET state = ? WHERE {id} = ?",
                        (state[:start] + b"6000" + state[end:], recorded.id))
-    views.rebuild()
+    return int(recorded.id)
+
+
+def test_a_changed_event_folded_again_by_a_rebuild_is_still_caught(
+        views: Runner, ledger: Ledger, tmp_path: Path) -> None:
+    """An operator rebuilds the audit log after events were changed in the database: the
+    rebuilt tree matches the changed events, but no longer extends the checkpoint the store
+    published. No second history is signed under the same key, and verify says so."""
+    auditor = Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem"))
+    published = auditor.checkpoint()  # as GET /v1/audit/checkpoint publishes it
+    _raise_minutes(views, ledger)
+    views.rebuild()  # the runner's own rebuild: the command refuses (below)
 
     with pytest.raises(AuditLogAltered, match="no longer have the root"):
         auditor.checkpoint()
@@ -229,3 +234,60 @@ def test_verify_without_the_store_s_key_makes_no_new_one(
     result = verify()
     assert result.exit_code == 2, result.output
     assert "set VLEDGER_SIGNING_KEY_FILE" in result.output and not elsewhere.exists()
+
+
+@pytest.mark.parametrize("view", [None, "audit", "hours"])
+def test_a_rebuild_over_changed_events_is_refused_and_keeps_the_evidence(
+        views: Runner, ledger: Ledger, tmp_path: Path, view: str | None) -> None:
+    """`vledger projections rebuild` would fold a changed event into the views, and a rebuilt
+    audit log would no longer show which event it was: refused, naming its position."""
+    from projections.cli import app as projections
+    from projections.models import ReadModels, auditor_views
+
+    models = ReadModels(ledger, extra=auditor_views())
+    models.catch_up()  # every view, the hours too
+    models.close()
+    Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem")).checkpoint()
+    position = _raise_minutes(views, ledger)
+    with views.store.reading() as cur:
+        leaves = cur.execute("SELECT * FROM audit_leaves ORDER BY leaf_index").fetchall()
+        hours = cur.execute("SELECT * FROM hours_cells ORDER BY 1, 2, 3, 4").fetchall()
+
+    result = CliRunner().invoke(projections, ["rebuild", *([view] if view else [])])
+    assert result.exit_code == 1, result.output
+    assert f"position(s) {position}" in result.output and "Nothing was rebuilt" in result.output
+    with views.store.reading() as cur:
+        assert cur.execute("SELECT * FROM audit_leaves ORDER BY leaf_index").fetchall() == leaves
+        assert cur.execute("SELECT * FROM hours_cells ORDER BY 1, 2, 3, 4").fetchall() == hours
+    found = verify()
+    assert found.exit_code == 1 and f"position {position}" in found.output  # still located
+
+
+def test_a_changed_audit_log_is_repaired_by_a_rebuild_from_the_events(
+        views: Runner, tmp_path: Path) -> None:
+    """The leaves, not the events, were changed: the log no longer extends its published
+    checkpoint, so rebuilding it from the events is the repair (and is checked against it)."""
+    from projections.cli import app as projections
+
+    Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem")).checkpoint()
+    with views.store.transaction() as cur:
+        cur.execute("UPDATE audit_leaves SET leaf_hash = ? WHERE leaf_index = 2", (bytes(32),))
+    assert verify().exit_code == 1
+
+    result = CliRunner().invoke(projections, ["rebuild", "audit"])
+    assert result.exit_code == 0, result.output
+    assert "extends the published checkpoint" in result.output
+    assert verify().exit_code == 0
+
+
+def test_check_names_a_changed_event_by_position_and_never_says_all_match(
+        views: Runner, ledger: Ledger, tmp_path: Path) -> None:
+    from projections.cli import app as projections
+
+    Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem")).checkpoint()
+    position = _raise_minutes(views, ledger)
+    result = CliRunner().invoke(projections, ["check"])
+    assert result.exit_code == 1, result.output
+    assert f"the event at position {position} no longer gives the leaf" in result.output
+    assert "b'" not in result.output  # hashes in hex, not Python bytes
+    assert "every view matches" not in result.output
