@@ -29,8 +29,7 @@ def _ledger() -> Ledger:
     try:  # a setting that cannot be used is answered by main(): one line, exit 2
         ledger = Ledger(Settings())
     except STORE_ERRORS as error:
-        err.print(f"[red]the store does not answer ({Settings().store().describe()}): "
-                  f"{_one_line(error)}[/red]")
+        err.print(_unreachable(error))
         raise typer.Exit(3) from None
     ledger.ensure_catalogue()
     return ledger
@@ -130,6 +129,9 @@ def tokens_create(
     label: Annotated[str, typer.Option(help="Who or what the token is for.")] = "",
 ) -> None:
     """Issue a token; prints only the token on standard output."""
+    # Into an existing ledger only: a token issued into a store made by a mistyped URL would
+    # be refused by every real server (`vledger init` makes a new store on purpose).
+    require_store()
     ledger = _ledger()
     try:
         token, written = ledger.issue_token(CLI, role, unit, label)
@@ -222,9 +224,17 @@ def main() -> None:
         err.print(f"[red]{error}[/red]", highlight=False)
         sys.exit(2)
     except STORE_ERRORS as error:
-        err.print(f"[red]the store does not answer ({Settings().store().describe()}): "
-                  f"{_one_line(error)}[/red]")
+        err.print(_unreachable(error))
         sys.exit(3)
+
+
+def _unreachable(error: BaseException) -> str:
+    """The one line for a store that cannot be opened (an SQLite path that is a directory or
+    not writable) or does not answer (PostgreSQL down), naming the setting to check."""
+    location = Settings().store()
+    what = "cannot be opened" if location.kind == "sqlite" else "does not answer"
+    return (f"[red]the store {what} ({location.describe()}; check VLEDGER_DATABASE_URL): "
+            f"{_one_line(error)}[/red]")
 
 
 def _one_line(error: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ from ledger.errors import (
     StoreBusy,
     VersionMismatch,
 )
+
+log = logging.getLogger("vledger.audit")
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://vledger.example/problems/"
@@ -128,6 +131,8 @@ def problem_type(error: LedgerError) -> str:
 def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
     status, title = status_of(exc)
+    if isinstance(exc, AuditLogAltered):  # an alarm for whoever watches the logs, not a 4xx
+        log.error("audit log altered: %s", exc.message)
     headers = {"Retry-After": "1"} if status == 503 else None
     problems = exc.problems if isinstance(exc, InvalidFields) else [exc]
     # Each item's `field` names the field, so its `detail` states only the rule.

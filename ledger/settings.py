@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +52,27 @@ class Settings(BaseSettings):
         return StoreLocation.parse(self.database_url)
 
 
+def _refuse_parameters(query: dict[str, list[str]]) -> None:
+    """Only `schema` is read from a PostgreSQL URL: anything else (a misspelt `scheme`, which
+    would have fallen back to `public`; `sslmode=require`, which would have connected without
+    TLS) is refused, naming it, rather than ignored."""
+    unknown = sorted(set(query) - {"schema"})
+    if unknown:
+        hint = ""
+        if any(name.startswith("ssl") or name in _LIBPQ for name in unknown):
+            hint = (" (TLS and other connection options: set libpq's environment variables, "
+                    "e.g. PGSSLMODE=verify-full and PGSSLROOTCERT; every connection reads them)")
+        raise ConfigurationError(
+            f"VLEDGER_DATABASE_URL takes only the parameter schema, not "
+            f"{', '.join(unknown)}{hint}")
+    if len(query.get("schema", [])) > 1:
+        raise ConfigurationError("VLEDGER_DATABASE_URL names the schema more than once")
+
+
+_LIBPQ = frozenset({"application_name", "connect_timeout", "options", "target_session_attrs",
+                    "gssencmode", "krbsrvname", "passfile", "channel_binding", "service"})
+
+
 class ConfigurationError(ValueError):
     """A VLEDGER_* setting that cannot be used (the command line says so in one line)."""
 
@@ -87,6 +110,10 @@ class StoreLocation:
             raw = url[len("sqlite:///") :]
             if not raw or raw == "/":
                 raise ConfigurationError("VLEDGER_DATABASE_URL names no SQLite file")
+            if "?" in raw:  # else `?mode=ro` would silently become part of the file's name
+                raise ConfigurationError(
+                    f"VLEDGER_DATABASE_URL: an SQLite URL takes no parameters "
+                    f"({raw[raw.index('?'):]!r}); name the file only")
             return cls(kind="sqlite", sqlite_path=Path(raw))
         parts = urlsplit(url)
         if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
@@ -95,6 +122,7 @@ class StoreLocation:
                 f"not {url.split(':', 1)[0]!r}"
             )
         query = parse_qs(parts.query, keep_blank_values=True)  # `schema=` is an error too
+        _refuse_parameters(query)
         schema = query.get("schema", ["public"])[0]
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ConfigurationError(
@@ -118,16 +146,24 @@ class StoreLocation:
                 "autocommit": True}
 
     def exists(self) -> bool:
-        """Whether anything was ever stored here: the SQLite file, or the PostgreSQL schema
-        (commands that only read refuse a store that is not there rather than create one)."""
+        """Whether a ledger is stored here: its events table, in the SQLite file or the
+        PostgreSQL schema. Commands that only read (and `tokens`) refuse a store that holds
+        none rather than make one: a mistyped path, or an empty file or schema, is not a
+        healthy, empty ledger. Nothing is created or written to find out."""
         if self.kind == "sqlite":
             assert self.sqlite_path is not None
-            return self.sqlite_path.is_file()
+            if not self.sqlite_path.is_file():
+                return False
+            uri = f"file:{quote(str(self.sqlite_path.resolve()))}?mode=ro"
+            with closing(sqlite3.connect(uri, uri=True)) as conn:
+                return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                    "name = 'stored_events'").fetchone() is not None
         import psycopg
 
         with psycopg.connect(**self.connect_kwargs()) as conn:
-            return conn.execute("SELECT 1 FROM information_schema.schemata "
-                                "WHERE schema_name = %s", (self.schema,)).fetchone() is not None
+            return conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = "
+                                "%s AND table_name = 'ledger_events'",
+                                (self.schema,)).fetchone() is not None
 
     def describe(self) -> str:
         """A human description without the password."""

@@ -37,9 +37,9 @@ def require_store() -> None:
     schema) rather than create an empty one and report a healthy, empty ledger. Exit 3."""
     location = Settings().store()
     if not location.exists():
-        err.print(f"[red]no ledger at {location.describe()}: nothing was ever stored there "
-                  "(check VLEDGER_DATABASE_URL; `vledger init` or `vledger serve` creates a "
-                  "store)[/red]")
+        err.print(f"[red]no ledger at {location.describe()}: no events were ever stored "
+                  "there (check VLEDGER_DATABASE_URL; `vledger init` or `vledger serve` "
+                  "creates a store)[/red]")
         raise typer.Exit(3)
 
 

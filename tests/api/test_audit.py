@@ -113,9 +113,10 @@ def test_a_checkpoint_over_changed_events_is_refused_with_a_problem(district: Di
 
 @pytest.mark.parametrize("change", ["changed", "deleted"])
 def test_no_inclusion_proof_is_given_for_an_event_changed_or_deleted_in_the_store(
-        district: District, change: str) -> None:
+        district: District, change: str, caplog: pytest.LogCaptureFixture) -> None:
     """The proof would vouch for the leaf the log took in, not for what the store now holds:
-    the answer is the audit-log-altered problem instead, naming the position."""
+    the answer is the audit-log-altered problem instead, naming the position; and the log
+    says so as an error, for whoever watches it."""
     services = district.client.app.state.services  # type: ignore[attr-defined]
     position = district.session("2017-03-05T15:00:00+08:00", "2017-03-05T16:00:00+08:00",
                                 "leaf-1").json()["position"]
@@ -134,5 +135,7 @@ def test_no_inclusion_proof_is_given_for_an_event_changed_or_deleted_in_the_stor
     assert refused.status_code == 500, refused.text
     assert refused.json()["type"].endswith("/audit-log-altered")
     assert f"position {position}" in refused.json()["detail"]
+    alarms = [r for r in caplog.records if r.name == "vledger.audit" and r.levelname == "ERROR"]
+    assert alarms and f"position {position}" in alarms[-1].getMessage()
     assert district.get("/v1/audit/inclusion", token=district.auditor,
                         position=position - 1).status_code == 200  # the others still prove

@@ -29,6 +29,7 @@ def test_help_lists_every_command(database_url: str) -> None:
 def test_tokens_create_prints_only_the_token_and_it_authenticates(database_url: str) -> None:
     from ledger import Ledger, Settings
 
+    assert _run(database_url, "init").returncode == 0  # tokens go into a ledger
     created = _run(database_url, "tokens", "create", "--role", "auditor", "--label", "ci")
     assert created.returncode == 0, created.stderr
     lines = created.stdout.splitlines()
@@ -40,12 +41,14 @@ def test_tokens_create_prints_only_the_token_and_it_authenticates(database_url: 
 
 
 def test_a_recorder_token_without_a_unit_is_refused_on_stderr(database_url: str) -> None:
+    assert _run(database_url, "init").returncode == 0  # tokens go into a ledger
     created = _run(database_url, "tokens", "create", "--role", "recorder")
     assert created.returncode == 2
     assert created.stdout == "" and "unit_id" in created.stderr
 
 
 def test_tokens_list_piped_gives_whole_ids_that_revoke_takes(database_url: str) -> None:
+    assert _run(database_url, "init").returncode == 0  # tokens go into a ledger
     _run(database_url, "tokens", "create", "--role", "auditor", "--label", "a long label " * 5)
     listed = _run(database_url, "tokens", "list")  # stdout is a pipe here, as in a script
     assert listed.returncode == 0, listed.stderr
@@ -128,8 +131,8 @@ def test_a_file_that_is_not_an_sqlite_database_is_a_clear_message(
     path.write_bytes(bytes(range(256)) * 20)
     result = _run(f"sqlite:///{path}", *command)
     assert result.returncode == 3, result.stderr
-    assert "the store does not answer" in result.stderr
-    assert "not a database" in result.stderr
+    assert "the store cannot be opened" in result.stderr
+    assert "not a database" in result.stderr and "VLEDGER_DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) <= 3
     assert path.read_bytes() == bytes(range(256)) * 20  # nothing written into it
 
@@ -160,7 +163,13 @@ def test_a_postgresql_schema_that_does_not_exist_yet_is_created() -> None:
     ({"VLEDGER_DATABASE_URL": "postgresql://postgres@127.0.0.1:notaport/test"}, "Port"),
     ({"VLEDGER_PORT": "0"}, "VLEDGER_PORT"),
     ({"VLEDGER_INLINE_PROJECTIONS": "maybe"}, "VLEDGER_INLINE_PROJECTIONS"),
-], ids=["scheme", "port-in-url", "port-setting", "boolean-setting"])
+    ({"VLEDGER_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test?schema=a&sslmode=require"},
+     "not sslmode (TLS and other connection options: set libpq's environment variables"),
+    ({"VLEDGER_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test?scheme=a"},
+     "takes only the parameter schema, not scheme"),
+    ({"VLEDGER_DATABASE_URL": "sqlite:///l.db?mode=ro"}, "an SQLite URL takes no parameters"),
+], ids=["scheme", "port-in-url", "port-setting", "boolean-setting", "sslmode", "misspelt-schema",
+        "sqlite-parameter"])
 @pytest.mark.parametrize("command", [["verify"], ["projections", "status"], ["info"]])
 def test_a_setting_that_cannot_be_used_is_one_line_and_exit_2(
         tmp_path: Path, env: dict[str, str], says: str, command: list[str]) -> None:
@@ -175,7 +184,8 @@ def test_a_setting_that_cannot_be_used_is_one_line_and_exit_2(
 
 @pytest.mark.parametrize("command", [["info"], ["verify"], ["projections", "status"],
                                      ["projections", "check"], ["projections", "rebuild"],
-                                     ["tokens", "list"], ["tokens", "revoke", "token-x"]])
+                                     ["tokens", "list"], ["tokens", "revoke", "token-x"],
+                                     ["tokens", "create", "--role", "auditor"]])
 def test_a_command_that_only_reads_refuses_a_store_that_is_not_there(
         tmp_path: Path, command: list[str]) -> None:
     """A mistyped path is not reported as a healthy, empty ledger, nor created."""
@@ -194,7 +204,31 @@ def test_a_command_that_only_reads_refuses_a_schema_that_is_not_there(
 
 
 def test_tokens_create_refuses_a_100_kb_label_on_stderr(database_url: str) -> None:
+    assert _run(database_url, "init").returncode == 0  # tokens go into a ledger
     created = _run(database_url, "tokens", "create", "--role", "auditor", "--label", "x" * 100_000)
     assert created.returncode == 2
     assert created.stdout == "" and "label" in created.stderr and "200" in created.stderr
     assert _run(database_url, "tokens", "list").stdout.splitlines()[1:] == []
+
+
+@pytest.mark.parametrize("command", [["info"], ["tokens", "create", "--role", "auditor"]])
+def test_an_empty_file_or_schema_is_no_ledger_and_stays_empty(
+        database_url: str, tmp_path: Path, command: list[str]) -> None:
+    """An empty SQLite file or PostgreSQL schema is refused, not made into a ledger."""
+    if database_url.startswith("sqlite"):
+        empty = tmp_path / "empty.db"
+        empty.touch()
+        done = _run(f"sqlite:///{empty}", *command)
+        assert empty.stat().st_size == 0
+    else:
+        import psycopg
+
+        from ledger.settings import StoreLocation
+
+        done = _run(database_url, *command)  # the test's own schema, empty so far
+        location = StoreLocation.parse(database_url)
+        with psycopg.connect(**location.connect_kwargs()) as conn:
+            assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE "
+                                "table_schema = %s", (location.schema,)).fetchone() == (0,)
+    assert done.returncode == 3, done.stderr
+    assert "no ledger at" in done.stderr and done.stdout == ""

@@ -85,6 +85,7 @@ def test_an_unknown_id_in_the_body_names_its_field_once(district: District) -> N
 
 def test_the_command_line_names_the_field_of_an_unknown_unit_once(database_url: str) -> None:
     env = {**os.environ, "VLEDGER_DATABASE_URL": database_url}
+    subprocess.run([VLEDGER, "init"], env=env, check=True, capture_output=True, timeout=120)
     created = subprocess.run([VLEDGER, "tokens", "create", "--role", "recorder",
                               "--unit", "unit-nope"], capture_output=True, text=True, env=env,
                              timeout=120)
@@ -126,6 +127,7 @@ def test_an_unknown_method_is_a_401_for_an_unknown_token(district: District, who
 def test_the_command_line_names_a_field_once_in_a_sentence_that_names_it(
         database_url: str) -> None:
     env = {**os.environ, "VLEDGER_DATABASE_URL": database_url}
+    subprocess.run([VLEDGER, "init"], env=env, check=True, capture_output=True, timeout=120)
     created = subprocess.run([VLEDGER, "tokens", "create", "--role", "emperor"],
                              capture_output=True, text=True, env=env, timeout=120)
     assert created.returncode == 2
