@@ -275,6 +275,8 @@ class Auditor:
         self._signed = {"tree_size": size, "root_hash": root, "signature": signature,
                         "key_id": self.key.key_id, "signed_at": signed_at}
         with self.store.transaction() as cur:
+            if cur.postgres:  # published: on disk before anyone is answered with it
+                cur.execute("SET LOCAL synchronous_commit = on")
             cur.execute(PUBLISH_SQL, (size, root, signed_at, signature, self.key.key_id))
         return dict(self._signed)
 

@@ -13,7 +13,8 @@ catch-up goes on filling. After that, pages keep the view up to date one change 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from ledger.errors import ViewsBehind
 from projections.store import ViewCursor
@@ -24,15 +25,29 @@ QUARTER_SQL = "(CAST(substr(service_date, 6, 2) AS INTEGER) + 2) / 3"
 SETTLE_WORK_MEM = "256MB"
 
 
+FILLING_SUFFIX = "_filling"
+
+
 class Filling:
     """The fill state of one view: its flag table (`<view>_filling`, which the view's `drop`
     must drop), the statements that settle it, and whether a settle is due."""
 
     def __init__(self, view: str, first_table: str, statements: Sequence[str]) -> None:
-        self.flag = f"{view}_filling"
+        self.flag = f"{view}{FILLING_SUFFIX}"
         self.first_table = first_table  # the view is empty when this table is
         self.statements = tuple(statements)
         self._due = False
+        self._known: bool | None = None
+
+    @contextmanager
+    def known(self, filling: bool) -> Iterator[None]:
+        """Within a transaction whose caller read the flag already (the runner reads every
+        view's with their positions): `active` answers that, without a statement of its own."""
+        self._known = filling
+        try:
+            yield
+        finally:
+            self._known = None
 
     def create(self, cur: ViewCursor) -> None:
         """Called after the view's tables are created: an empty view starts filling.
@@ -51,7 +66,9 @@ class Filling:
 
     def active(self, cur: ViewCursor) -> bool:
         """Whether the view is filling; a page that finds it so makes a settle due."""
-        filling = cur.execute(f"SELECT 1 FROM {self.flag} LIMIT 1").fetchone() is not None
+        filling = self._known
+        if filling is None:
+            filling = cur.execute(f"SELECT 1 FROM {self.flag} LIMIT 1").fetchone() is not None
         self._due = self._due or filling
         return filling
 

@@ -25,6 +25,7 @@ from eventsourcing.persistence import ApplicationRecorder
 from ledger.collector import bulk_collection
 from ledger.errors import StoreBusy
 from projections.feed import FeedEvent, decode_page
+from projections.filling import FILLING_SUFFIX, Filling
 from projections.store import ViewCursor, ViewStore
 
 PAGE_SIZE = 2000
@@ -270,7 +271,8 @@ class Runner:
                     try:
                         reached, done = self._step(
                             reader, target, page_size or self.page_size,
-                            pages_per_transaction, None if deadline is None else _left(deadline))
+                            pages_per_transaction, None if deadline is None else _left(deadline),
+                            pipelined=not bulk)
                     except StoreBusy:
                         if deadline is None:
                             raise
@@ -306,16 +308,28 @@ class Runner:
             return self._known_position
 
     def _step(self, reader: PageReader, until: int | None, page_size: int,
-              pages_per_transaction: int, wait: float | None = None) -> tuple[int, bool]:
+              pages_per_transaction: int, wait: float | None = None,
+              pipelined: bool = False) -> tuple[int, bool]:
         """Pages folded and committed with the positions at once.
 
         Returns (position, finished). One page per transaction when following; a rebuild puts
         several pages in one transaction, so a B-tree page its views touch again and again is
         written to the WAL once per transaction rather than once per page.
         """
-        with self.store.transaction(lock=LOCK_NAME, wait=wait) as cur:
-            positions = dict(cur.execute(
-                "SELECT name, position FROM projection_positions").fetchall())
+        fillings = [f for f in (getattr(p, "filling", None) for p in self.projections)
+                    if isinstance(f, Filling)]
+        with self.store.transaction(lock=LOCK_NAME, wait=wait) as cur, \
+                cur.pipelined() if pipelined else contextlib.nullcontext(), \
+                contextlib.ExitStack() as known:
+            # The positions, and which views are filling from empty, in one statement: the
+            # flags hold for the transaction (a rebuild that sets one takes the same lock).
+            rows = cur.execute(POSITIONS_SQL + "".join(
+                f" UNION ALL SELECT '{f.flag}', 0 FROM (SELECT 1 AS one FROM {f.flag} "
+                "LIMIT 1) x" for f in fillings)).fetchall()
+            flags = {name for name, _ in rows if name.endswith(FILLING_SUFFIX)}
+            for filling in fillings:
+                known.enter_context(filling.known(filling.flag in flags))
+            positions = {name: position for name, position in rows if name not in flags}
             behind = {p.name: int(positions.get(p.name, 0)) for p in self.projections}
             for _ in range(pages_per_transaction):
                 reached, finished = self._page(reader, cur, behind, until, page_size)
@@ -336,15 +350,17 @@ class Runner:
         if not events:
             return low, True
         last = events[-1].position
+        moved = []
         for projection in self.projections:
             mine = behind[projection.name]
             todo = [e for e in events if e.position > mine] if mine > low else events
             if todo:
                 projection.apply(cur, todo)
-                cur.execute(
-                    "UPDATE projection_positions SET position = ?, updated_at = ? "
-                    "WHERE name = ?", (last, time.time(), projection.name))
+                moved.append(projection.name)
                 behind[projection.name] = last
+        if moved:  # one statement for the views the page moved (one round trip on PostgreSQL)
+            cur.execute("UPDATE projection_positions SET position = ?, updated_at = ? WHERE "
+                        f"name IN ({', '.join('?' * len(moved))})", (last, time.time(), *moved))
         return last, len(events) < page_size or (until is not None and last >= until)
 
     def wait_for(self, position: int, timeout: float, verify: bool = False,

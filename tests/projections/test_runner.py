@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -462,3 +463,47 @@ def test_a_start_that_waits_for_views_another_process_holds_says_why(
         other.close()
     assert "another process holds" in caplog.text
     assert waited >= 0.8
+
+
+class _RefusedAfterAWrite:
+    """A view whose second statement the store refuses (NULL into a NOT NULL column), after a
+    first one whose result nobody reads: on PostgreSQL both go out in one pipeline."""
+
+    name = "refused"
+    schema_version = 1
+    tables: ClassVar[dict[str, tuple[str, ...]]] = {"refused_rows": ("n",)}
+
+    def create(self, cur: ViewCursor) -> None:
+        cur.execute("CREATE TABLE IF NOT EXISTS refused_rows (n BIGINT PRIMARY KEY, "
+                    "label TEXT NOT NULL)")
+
+    def drop(self, cur: ViewCursor) -> None:
+        cur.execute("DROP TABLE IF EXISTS refused_rows")
+
+    def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
+        cur.executemany("INSERT INTO refused_rows (n, label) VALUES (?, ?)",
+                        [(e.position, "ok") for e in events])
+        if events[-1].position > 3:
+            cur.executemany("INSERT INTO refused_rows (n, label) VALUES (?, ?)",
+                            [(-e.position, None) for e in events])
+
+
+def test_a_statement_the_store_refuses_in_a_catch_up_commits_nothing_of_it(
+        ledger: Ledger) -> None:
+    """A short catch-up's writes are pipelined on PostgreSQL: the store's refusal of one of
+    them still fails the whole transaction, rows and position, and the runner says where."""
+    volunteer = make_volunteer(ledger)
+    serve(ledger, volunteer, make_long_activity(ledger, make_unit(ledger)), date(2017, 3, 3))
+    store = ViewStore(ledger.settings.store())
+    try:
+        runner = Runner(ledger.recorder, store, [_RefusedAfterAWrite()])  # type: ignore[list-item]
+        runner.catch_up(until=3)
+        with pytest.raises(Exception, match=r"(?i)null"):
+            runner.catch_up()
+        assert runner.positions() == {"refused": 3}
+        assert runner.failure is not None and runner.failure[0] == 3
+        with store.reading() as cur:
+            assert cur.execute("SELECT n FROM refused_rows ORDER BY n").fetchall() == [
+                (1,), (2,), (3,)]
+    finally:
+        store.close()
