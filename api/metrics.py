@@ -59,6 +59,9 @@ class Metrics:
         self.latency = Histogram("vledger_http_request_seconds", "HTTP request latency",
                                  ["method", "route"], registry=own,
                                  buckets=(.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5))
+        self.events_appended = Counter(
+            "vledger_events_appended_total", "Events this server stored in the ledger",
+            registry=own)
         self.head = Gauge("vledger_events_head", "Position of the newest event in the store",
                           registry=own, multiprocess_mode="livemax")
         self.view_position = Gauge("vledger_view_position", "Position each view has read",

@@ -1,10 +1,54 @@
-"""/metrics: one set of figures for the whole server, whichever worker a scrape reaches."""
+"""/metrics: one set of figures for the whole server, whichever worker a scrape reaches; the
+events the server stored."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.serving import forget_dead_workers
+from tests.api.conftest import ADMIN_TOKEN, District, bearer
+
+
+def figures(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape, by name and sorted labels."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def scrape(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    return figures(response.text)
+
+
+# -- in one process ---------------------------------------------------------------------------
+
+def test_events_appended_counts_every_event_stored_and_nothing_else(district: District) -> None:
+    ledger = district.client.app.state.services.ledger  # type: ignore[attr-defined]
+    appended = ("vledger_events_appended_total", ())
+    # A fresh store: every event in it (the catalogue, the district) was stored by this app.
+    assert scrape(district.client)[appended] == ledger.head() > 0
+    before = ledger.head()
+    hours = [(f"2017-03-05T{h:02}:00:00+08:00", f"2017-03-05T{h + 1:02}:00:00+08:00")
+             for h in (9, 11, 13)]
+    batch = district.post("/v1/service-sessions/batch", {"records": [
+        {"volunteer_id": district.volunteer, "activity_id": district.activity,
+         "started_at": start, "ended_at": end, "source_record_id": f"m-{n}"}
+        for n, (start, end) in enumerate(hours)]})
+    assert batch.status_code == 200 and batch.json()["accepted"] == 3, batch.text
+    stored = ledger.head() - before
+    assert stored >= 3  # one answered position, several events
+    assert scrape(district.client)[appended] == ledger.head()
+    # What stores nothing counts nothing: a registration sent again, a repeated session.
+    body = {"name": "列中社区", "kind": "community", "parent_id": district.unit_a}
+    keyed = {**bearer(ADMIN_TOKEN), "Idempotency-Key": "metrics-1"}
+    assert district.client.post("/v1/units", json=body, headers=keyed).status_code == 201
+    assert district.client.post("/v1/units", json=body, headers=keyed).status_code == 200
+    assert district.session(*hours[0], "m-0").status_code == 200
+    assert scrape(district.client)[appended] == ledger.head()
 
 
 def test_a_worker_that_is_gone_takes_its_live_gauges_and_leaves_its_counts(
