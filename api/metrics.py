@@ -68,6 +68,10 @@ class Metrics:
                                    ["view"], registry=own, multiprocess_mode="livemostrecent")
         self.view_lag = Gauge("vledger_view_lag_events", "Events each view has yet to read",
                               ["view"], registry=own, multiprocess_mode="livemostrecent")
+        self.view_lag_seconds = Gauge(
+            "vledger_view_lag_seconds",
+            "How long the oldest event each view has yet to read has waited (0 when none)",
+            ["view"], registry=own, multiprocess_mode="livemostrecent")
         # A request's counter and histogram by (method, route, status): `labels()` builds a
         # tuple of strings and takes a lock on every call: more than half the metrics' cost.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}

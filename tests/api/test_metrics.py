@@ -1,14 +1,18 @@
 """/metrics: one set of figures for the whole server, whichever worker a scrape reaches; the
-events the server stored."""
+events the server stored; how long each view's oldest unread event has waited."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.app import create_app
 from api.serving import forget_dead_workers
+from ledger import Settings
 from tests.api.conftest import ADMIN_TOKEN, District, bearer
 
 
@@ -16,6 +20,11 @@ def figures(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of a scrape, by name and sorted labels."""
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def by_view(found: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+            name: str) -> dict[str, float]:
+    return {dict(labels)["view"]: value for (n, labels), value in found.items() if n == name}
 
 
 def scrape(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -49,6 +58,37 @@ def test_events_appended_counts_every_event_stored_and_nothing_else(district: Di
     assert district.client.post("/v1/units", json=body, headers=keyed).status_code == 200
     assert district.session(*hours[0], "m-0").status_code == 200
     assert scrape(district.client)[appended] == ledger.head()
+
+
+def test_view_lag_seconds_is_the_age_of_the_oldest_event_a_view_has_not_read(
+        settings: Settings) -> None:
+    # Views kept by another process (none runs here): they stay where they are.
+    configured = settings.model_copy(update={"admin_token": ADMIN_TOKEN,
+                                             "inline_projections": False})
+    with TestClient(create_app(configured)) as client:
+        models = client.app.state.services.models  # type: ignore[attr-defined]
+        written = client.post("/v1/units", json={"name": "街道", "kind": "subdistrict"},
+                              headers=bearer(ADMIN_TOKEN))
+        assert written.status_code == 201, written.text
+        time.sleep(1.1)
+        earlier = client.get("/readyz").json()["lag_seconds"]
+        found = scrape(client)
+        later = client.get("/readyz").json()["lag_seconds"]
+        waited = by_view(found, "vledger_view_lag_seconds")
+        lag = by_view(found, "vledger_view_lag_events")
+        position = by_view(found, "vledger_view_position")
+        head = written.json()["position"]
+        assert found[("vledger_events_head", ())] == head
+        assert {"hours", "credits"} <= set(waited) and set(waited) == set(lag) == set(position)
+        for view in waited:
+            assert lag[view] == head - position[view] > 0
+            # readyz answers the oldest wait of all, rounded to the millisecond
+            assert 1.1 <= earlier - 0.001 <= waited[view] <= later + 0.001 < 60
+        models.catch_up()
+        found = scrape(client)
+        assert set(by_view(found, "vledger_view_lag_seconds").values()) == {0.0}
+        assert set(by_view(found, "vledger_view_lag_events").values()) == {0.0}
+        assert set(by_view(found, "vledger_view_position").values()) == {head}
 
 
 def test_a_worker_that_is_gone_takes_its_live_gauges_and_leaves_its_counts(
