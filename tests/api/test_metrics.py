@@ -3,17 +3,31 @@ events the server stored; how long each view's oldest unread event has waited.""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from api.serving import forget_dead_workers
 from ledger import Settings
 from tests.api.conftest import ADMIN_TOKEN, District, bearer
+
+VLEDGER = str(Path(sys.executable).parent / "vledger")
+ROOT = Path(__file__).resolve().parents[2]
+HEALTHZ = ("vledger_http_requests_total", (("method", "GET"), ("route", "/healthz"),
+                                           ("status", "200")))
 
 
 def figures(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -99,3 +113,115 @@ def test_a_worker_that_is_gone_takes_its_live_gauges_and_leaves_its_counts(
     assert forget_dead_workers(str(tmp_path), {12, None}) == [11]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "counter_11.db", "counter_12.db", "gauge_livemax_12.db", "histogram_11.db"]
+
+
+# -- a real server of two workers ---------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(port: int, path: str, **kwargs: Any) -> httpx.Response:
+    """One request on a connection of its own: the kernel hashes each to one worker."""
+    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10, **kwargs)
+
+
+def _per_worker(directory: Path) -> dict[int, dict[str, float]]:
+    """Requests each worker counted by route, read from its own file."""
+    counts: dict[int, dict[str, float]] = {}
+    for file in directory.glob("counter_*.db"):
+        routes = counts.setdefault(int(file.stem.split("_")[1]), {})
+        for metric in MultiProcessCollector.merge([str(file)]):
+            for s in metric.samples:
+                if s.name == "vledger_http_requests_total":
+                    routes[s.labels["route"]] = routes.get(s.labels["route"], 0) + s.value
+    return counts
+
+
+def _wait(until: Any, what: str, seconds: float = 60) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            found = until()
+        except (httpx.TransportError, OSError, ValueError):
+            found = None
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+@pytest.fixture
+def two_workers(database_url: str, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """`vledger serve --workers 2`; its port and the directory its private metrics
+    directory is made in (its TMPDIR)."""
+    port = _free_port()
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "VLEDGER_DATABASE_URL": database_url, "VLEDGER_ADMIN_TOKEN": ADMIN_TOKEN,
+           "TMPDIR": str(tmp), "PYTHONPATH": os.pathsep.join(
+               [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen([VLEDGER, "serve", "--port", str(port), "--workers", "2",
+                               "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=log)
+    try:
+        yield port, tmp
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        assert not list(tmp.glob("vledger-metrics-*"))  # the directory goes with the server
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+        log.close()
+
+
+def test_every_scrape_of_two_workers_answers_the_whole_server_s_figures(
+        two_workers: tuple[int, Path]) -> None:
+    """Requests spread over both workers (each connection is hashed to one); every scrape,
+    whichever worker answers it, says the same totals, also after a worker is replaced."""
+    port, tmp = two_workers
+    directory = _wait(lambda: next(tmp.glob("vledger-metrics-*"), None), "a metrics directory")
+
+    def both_answered(route: str) -> bool:
+        return sum(1 for c in _per_worker(directory).values() if c.get(route)) == 2
+
+    _wait(lambda: _get(port, "/v1/programs").status_code == 200 and both_answered(
+        "/v1/programs"), "both workers answering")
+    head = figures(_get(port, "/metrics").text)[("vledger_events_head", ())]
+    written = httpx.post(f"http://127.0.0.1:{port}/v1/units", timeout=10,
+                         json={"name": "街道", "kind": "subdistrict"},
+                         headers=bearer(ADMIN_TOKEN))
+    assert written.status_code == 201, written.text
+    position = written.json()["position"]
+    n = 40
+    for _ in range(n):
+        assert _get(port, "/healthz").status_code == 200
+    assert both_answered("/healthz")  # so each worker alone would have answered less than n
+    scrapes = [figures(_get(port, "/metrics").text) for _ in range(24)]
+    assert both_answered("/metrics")
+    for found in scrapes:
+        assert found[HEALTHZ] == n
+        assert found[("vledger_http_request_seconds_count", HEALTHZ[1][:2])] == n
+        assert found[("vledger_events_appended_total", ())] == position - head >= 1
+        assert found[("vledger_events_head", ())] >= position
+        waited = by_view(found, "vledger_view_lag_seconds")
+        assert {"hours", "credits"} <= set(waited)
+        assert all(0 <= w < 60 for w in waited.values())
+        lag, at = by_view(found, "vledger_view_lag_events"), by_view(found, "vledger_view_position")
+        assert set(lag) == set(at) == set(waited)  # one sample per view, not one per worker
+
+    # A worker that dies is replaced; what it counted still counts, its gauges go with it.
+    killed = max(_per_worker(directory))
+    os.kill(killed, signal.SIGKILL)
+    _wait(lambda: len(_per_worker(directory)) == 3, "a worker in place of the killed one")
+    _wait(lambda: not list(directory.glob(f"gauge_*_{killed}.db")), "the dead worker's gauges")
+    assert (directory / f"counter_{killed}.db").exists()
+    _wait(lambda: _get(port, "/readyz").status_code == 200, "ready again")
+    for _ in range(10):
+        found = figures(_get(port, "/metrics").text)
+        assert found[HEALTHZ] == n
+        assert found[("vledger_events_appended_total", ())] == position - head
