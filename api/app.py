@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -52,9 +52,12 @@ TAG_ORDER = ("operations", "units", "volunteers", "activities", "service session
              "awards", "hours and eligibility", "reports", "audit", "tokens")
 
 
-def open_services(settings: Settings) -> Services:
-    """Open the store, load the catalogue, build the views and bring them up to date."""
+def open_services(settings: Settings,
+                  recorded: Callable[[int], None] | None = None) -> Services:
+    """Open the store, load the catalogue, build the views and bring them up to date;
+    `recorded` is told how many events each of the ledger's saves stored."""
     ledger = Ledger(settings)
+    ledger.on_recorded = recorded
     ledger.ensure_catalogue()
     models = ReadModels(ledger, extra=auditor_views())
     auditor = Auditor(models.store, SigningKey.for_store(settings.store()))
@@ -76,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = open_services(settings)
+        services = open_services(settings, recorded=app.state.metrics.events_appended.inc)
         app.state.services = services
         # Ranked lists' versions, for their next pages served by any worker (api/lists.py).
         app.state.lists = StoredLists(services.models.store)

@@ -1,39 +1,90 @@
-"""Prometheus metrics (a registry per app) and structured request logs with a request id."""
+"""Prometheus metrics (a registry per app) and structured request logs with a request id.
+
+Under `vledger serve --workers N` every worker keeps its own figures; a scrape reaches one
+worker, so each must answer for all of them. prometheus_client's multiprocess mode does that:
+with PROMETHEUS_MULTIPROC_DIR set before the library is imported (`api.serving.serve` sets a
+fresh private directory before it starts the workers), each worker writes its values to files
+of its own there, and /metrics merges every worker's files, a dead worker's counts included, so
+a counter never goes back when a worker is replaced. A single process keeps the plain in-memory
+registry, one per app.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("vledger.http")
 # A client's own request id is echoed and logged only if short and plain; else we make one.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+# Read by prometheus_client when it is imported: set, every metric's value lives in a file there.
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
-    """The service's metrics; each app has its own registry so tests can build many apps."""
+    """The service's metrics; each app has its own registry so tests can build many apps.
+
+    In multiprocess mode (PROMETHEUS_MULTIPROC_DIR set) the registry holds only the collector
+    that merges every worker's files; the metrics themselves are registered nowhere (the
+    library exports every one instantiated, and registered too they would be exported twice).
+
+    The gauges are samples of the shared store, taken by whichever worker answers a scrape; how
+    the workers' last samples merge (`multiprocess_mode`) follows from that. The head only ever
+    grows: the highest sample is the newest (`livemax`). A view's position goes back when the
+    view is rebuilt, and lags go up and down: the newest sample is the true one
+    (`livemostrecent`; the greatest would keep an old lag alive). `live`: a worker that exited
+    takes its samples with it (`mark_process_dead`, see api/serving.py).
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess_dir = os.environ.get(MULTIPROC_DIR) or None
+        own: CollectorRegistry | None = self.registry
+        if self.multiprocess_dir is not None:
+            collector: Any = MultiProcessCollector  # untyped
+            collector(self.registry, path=self.multiprocess_dir)
+            own = None
         self.requests = Counter("vledger_http_requests_total", "HTTP requests",
-                                ["method", "route", "status"], registry=self.registry)
+                                ["method", "route", "status"], registry=own)
         self.latency = Histogram("vledger_http_request_seconds", "HTTP request latency",
-                                 ["method", "route"], registry=self.registry,
+                                 ["method", "route"], registry=own,
                                  buckets=(.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5))
+        self.events_appended = Counter(
+            "vledger_events_appended_total", "Events this server stored in the ledger",
+            registry=own)
         self.head = Gauge("vledger_events_head", "Position of the newest event in the store",
-                          registry=self.registry)
+                          registry=own, multiprocess_mode="livemax")
         self.view_position = Gauge("vledger_view_position", "Position each view has read",
-                                   ["view"], registry=self.registry)
+                                   ["view"], registry=own, multiprocess_mode="livemostrecent")
         self.view_lag = Gauge("vledger_view_lag_events", "Events each view has yet to read",
-                              ["view"], registry=self.registry)
+                              ["view"], registry=own, multiprocess_mode="livemostrecent")
+        self.view_lag_seconds = Gauge(
+            "vledger_view_lag_seconds",
+            "How long the oldest event each view has yet to read has waited (0 when none)",
+            ["view"], registry=own, multiprocess_mode="livemostrecent")
+        # A request's counter and histogram by (method, route, status): `labels()` builds a
+        # tuple of strings and takes a lock on every call: more than half the metrics' cost.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its time."""
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)),
+                        self.latency.labels(method, route))
+            self._children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class MetricsMiddleware:
@@ -71,8 +122,7 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
+            self.metrics.observe_request(method, route, status, elapsed)
             if log.isEnabledFor(logging.INFO):
                 log.info(json.dumps({
                     "request_id": request_id, "method": method, "path": scope["path"],

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import shutil
 import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
@@ -20,6 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 APP = "api.app:app_from_env"
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # as api/metrics.py (not imported: it is the app)
 # A server process makes many short-lived objects per request and keeps its start-up objects
 # for ever. The collector's default young-generation threshold (700 allocations) ran full
 # collections often enough to set the p99 of a 50-connection read load (93 ms against a
@@ -115,7 +121,46 @@ class TcpConfig(uvicorn.Config):
         return sock
 
 
-class BalancedMultiprocess(Multiprocess):
+class MetricsMultiprocess(Multiprocess):
+    """uvicorn's supervisor, telling prometheus_client when a worker has gone.
+
+    In multiprocess mode (see api/metrics.py) a `live*` gauge is merged over the workers that
+    have not been marked dead (`mark_process_dead`, what gunicorn's `child_exit` hook is for).
+    uvicorn replaces workers on several paths (a worker that died or hung, SIGHUP, SIGTTOU, a
+    replacement that never became ready) and has no hook for any: every half second, between
+    its own checks, the files of a process that is no longer one of its workers are marked
+    dead. A worker's counters and histograms are kept, so no total goes back.
+    """
+
+    metrics_dir: str | None = None
+
+    def keep_subprocess_alive(self) -> None:
+        super().keep_subprocess_alive()
+        if self.metrics_dir is not None:
+            forget_dead_workers(self.metrics_dir, {p.pid for p in self.processes})
+
+
+def forget_dead_workers(directory: str, workers: set[int | None]) -> list[int]:
+    """Mark dead every process with live-gauge files in `directory` that is not one of
+    `workers`; answers their ids."""
+    # Imported here, not with this module: prometheus_client picks its kind of values on
+    # import, from the environment `serve` sets (or clears) first.
+    from prometheus_client.multiprocess import mark_process_dead
+
+    gone = set()
+    for name in os.listdir(directory):
+        # gauge_<mode>_<pid>.db; counters and histograms are kept whoever wrote them
+        parts = name[:-3].split("_") if name.endswith(".db") else []
+        if len(parts) == 3 and parts[0] == "gauge" and parts[1].startswith("live"):
+            pid = int(parts[2]) if parts[2].isdigit() else None
+            if pid is not None and pid not in workers:
+                gone.add(pid)
+    for pid in sorted(gone):
+        mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    return sorted(gone)
+
+
+class BalancedMultiprocess(MetricsMultiprocess):
     """uvicorn's supervisor, giving each worker (and each restarted one) a socket of its own.
 
     With one shared listening socket, the worker that wakes first accepts every pending
@@ -153,9 +198,38 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     # would say the same thing again, less usefully.
     config = TcpConfig(APP, factory=True, host=host, port=port, workers=workers,
                        log_level=log_level, access_log=False, http=OneSegmentProtocol)
-    if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
-        BalancedMultiprocess(config, sockets=[]).run()
-    elif workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-    else:
+    if workers == 1:
+        # One process: the plain in-memory registry (a directory inherited from the
+        # environment would only make every request write to its files).
+        os.environ.pop(MULTIPROC_DIR, None)
         uvicorn.Server(config).run()
+        return
+    with metrics_directory() as directory:
+        supervisor = (BalancedMultiprocess(config, sockets=[])
+                      if hasattr(socket, "SO_REUSEPORT")
+                      else MetricsMultiprocess(config, sockets=[config.bind_socket()]))
+        supervisor.metrics_dir = directory
+        supervisor.run()
+
+
+@contextmanager
+def metrics_directory() -> Iterator[str]:
+    """A fresh directory of this server's own for the workers' metrics (api/metrics.py),
+    named in the environment the workers start with; removed when the server stops.
+
+    Fresh: files left by an earlier run would be merged into this one's figures. Private
+    (mode 0700, `mkdtemp`): a directory inherited from the environment could be another
+    server's. Set here, before any worker starts, since prometheus_client reads it on import;
+    the workers are started afresh (uvicorn's spawn), not forked from this process.
+    """
+    directory = tempfile.mkdtemp(prefix="vledger-metrics-")
+    before = os.environ.get(MULTIPROC_DIR)
+    os.environ[MULTIPROC_DIR] = directory
+    try:
+        yield directory
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROC_DIR, None)
+        else:
+            os.environ[MULTIPROC_DIR] = before
+        shutil.rmtree(directory, ignore_errors=True)

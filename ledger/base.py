@@ -134,6 +134,9 @@ class LedgerBase(Application[str]):
                               snapshots.events_table_name if snapshots is not None else None,
                               location.schema)
         self._kept = Kept(self.settings.kept_aggregates)
+        # Told how many events each save stored, once they are stored (the API counts them:
+        # vledger_events_appended_total). Every write of the ledger saves through here.
+        self.on_recorded: Callable[[int], None] | None = None
 
     # -- storage ----------------------------------------------------------------------------
 
@@ -206,6 +209,8 @@ class LedgerBase(Application[str]):
         with self.writing():
             with guarding(guard):
                 recordings = self._record(processing)
+            if recordings and self.on_recorded is not None:  # stored, whatever follows
+                self.on_recorded(len(recordings))
             self._take_snapshots(processing)
         return list(recordings)
 

@@ -83,11 +83,22 @@ def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
 
 @router.get("/metrics", response_class=PlainTextResponse, openapi_extra=PUBLIC)
 def metrics(request: Request, actor: MaybeActor, services: ServicesDep) -> PlainTextResponse:
-    """Prometheus metrics: requests, latency, events appended, view lag."""
+    """Prometheus metrics, for the whole server however many workers it runs: HTTP requests
+    (`vledger_http_requests_total`) and their latency (`vledger_http_request_seconds`) by
+    method, route and status; events this server stored (`vledger_events_appended_total`);
+    the store's head (`vledger_events_head`); and for each view its position
+    (`vledger_view_position`), the events it has yet to read (`vledger_view_lag_events`) and
+    how long the oldest of them has waited (`vledger_view_lag_seconds`, as /readyz counts it).
+    """
     m = request.app.state.metrics
-    for s in services.models.runner.status():
+    models = services.models
+    waited: dict[int, float] = {}  # views at one position share the oldest unread event
+    for s in models.runner.status():
         m.view_position.labels(s.name).set(s.position)
         m.view_lag.labels(s.name).set(s.lag)
+        if s.lag and s.position not in waited:
+            waited[s.position] = models.lag_seconds(s.position)
+        m.view_lag_seconds.labels(s.name).set(waited.get(s.position, 0.0) if s.lag else 0.0)
         m.head.set(s.head)
     return PlainTextResponse(generate_latest(m.registry).decode(),
                              media_type="text/plain; version=0.0.4")
