@@ -72,7 +72,8 @@ def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     waited = services.models.lag_seconds(behind) if behind is not None else 0.0
     settings = services.settings
     if lag > settings.max_view_lag_events or waited > settings.max_view_lag_seconds:
-        raise HTTPException(503, f"views lag {lag} event{'' if lag == 1 else 's'} behind the store; the oldest has "
+        events = "event" if lag == 1 else "events"
+        raise HTTPException(503, f"views lag {lag} {events} behind the store; the oldest has "
                                  f"waited {waited:.1f} s (limits: "
                                  f"{settings.max_view_lag_events} events, "
                                  f"{settings.max_view_lag_seconds:g} s)",
