@@ -81,9 +81,11 @@ def check_tail(guard: WriteGuard, cur: Any, table: str, postgres: bool) -> None:
     if guard.after is None or guard.tail is None:
         return
     if postgres:
+        # Never prepared: a generic plan knows no `after` and may read every event to find
+        # the few stored since (a custom plan reads them from the notification_id index).
         cur.execute("SELECT originator_id, originator_version, topic, state "
                     f"FROM {table} WHERE notification_id > %s ORDER BY notification_id",
-                    (guard.after,))
+                    (guard.after,), prepare=False)
         rows = [StoredEvent(r["originator_id"], r["originator_version"], r["topic"],
                             bytes(r["state"])) for r in cur.fetchall()]
     else:
