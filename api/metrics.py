@@ -68,6 +68,10 @@ class Metrics:
                                    ["view"], registry=own, multiprocess_mode="livemostrecent")
         self.view_lag = Gauge("vledger_view_lag_events", "Events each view has yet to read",
                               ["view"], registry=own, multiprocess_mode="livemostrecent")
+        self.store_up = Gauge(
+            "vledger_store_up", "1 when the store answered the scrape's questions, else 0 "
+            "(the head and view figures are then the last known)",
+            registry=own, multiprocess_mode="livemostrecent")
         self.view_lag_seconds = Gauge(
             "vledger_view_lag_seconds",
             "How long the oldest event each view has yet to read has waited (0 when none)",

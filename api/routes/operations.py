@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -14,6 +15,7 @@ from api.errors import RETRY_AFTER, Problem
 from ledger.catalogue import CATEGORY_NAMES, PROGRAMS, STAR_THRESHOLD_HOURS
 
 router = APIRouter(tags=["operations"])
+log = logging.getLogger("vledger.api")
 
 
 def _unavailable(text: str) -> dict[int | str, dict[str, Any]]:
@@ -90,17 +92,24 @@ def metrics(request: Request, actor: MaybeActor, services: ServicesDep) -> Plain
     the store's head (`vledger_events_head`); and for each view its position
     (`vledger_view_position`), the events it has yet to read (`vledger_view_lag_events`) and
     how long the oldest of them has waited (`vledger_view_lag_seconds`, as /readyz counts it).
+    While the store does not answer, the request figures still do, `vledger_store_up` is 0,
+    and the store's figures are the last known.
     """
     m = request.app.state.metrics
     models = services.models
-    waited: dict[int, float] = {}  # views at one position share the oldest unread event
-    for s in models.runner.status():
-        m.view_position.labels(s.name).set(s.position)
-        m.view_lag.labels(s.name).set(s.lag)
-        if s.lag and s.position not in waited:
-            waited[s.position] = models.lag_seconds(s.position)
-        m.view_lag_seconds.labels(s.name).set(waited.get(s.position, 0.0) if s.lag else 0.0)
-        m.head.set(s.head)
+    try:
+        waited: dict[int, float] = {}  # views at one position share the oldest unread event
+        for s in models.runner.status():
+            m.view_position.labels(s.name).set(s.position)
+            m.view_lag.labels(s.name).set(s.lag)
+            if s.lag and s.position not in waited:
+                waited[s.position] = models.lag_seconds(s.position)
+            m.view_lag_seconds.labels(s.name).set(waited.get(s.position, 0.0) if s.lag else 0.0)
+            m.head.set(s.head)
+        m.store_up.set(1)
+    except Exception as error:  # down, or out of connections: what matters most to a monitor
+        log.warning("metrics answered without the store: %s: %s", type(error).__name__, error)
+        m.store_up.set(0)
     return PlainTextResponse(generate_latest(m.registry).decode(),
                              media_type="text/plain; version=0.0.4")
 

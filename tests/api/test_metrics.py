@@ -225,3 +225,24 @@ def test_every_scrape_of_two_workers_answers_the_whole_server_s_figures(
         found = figures(_get(port, "/metrics").text)
         assert found[HEALTHZ] == n
         assert found[("vledger_events_appended_total", ())] == position - head
+
+
+def test_metrics_still_answer_while_the_store_does_not(district: District,
+                                                      monkeypatch: Any) -> None:
+    """A monitor wants its figures most when the store is down: the request counts still
+    come, and vledger_store_up says the store's own figures are stale."""
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    up = ("vledger_store_up", ())
+    assert scrape(district.client)[up] == 1
+
+    def down() -> None:
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(services.models.runner, "status", down)
+    response = district.client.get("/metrics")
+    assert response.status_code == 200, response.text
+    figures = scrape(district.client)
+    assert figures[up] == 0
+    assert any(name == "vledger_http_requests_total" for name, _ in figures)
+    monkeypatch.undo()
+    assert scrape(district.client)[up] == 1
