@@ -25,15 +25,12 @@ QUARTER_SQL = "(CAST(substr(service_date, 6, 2) AS INTEGER) + 2) / 3"
 SETTLE_WORK_MEM = "256MB"
 
 
-FILLING_SUFFIX = "_filling"
-
-
 class Filling:
     """The fill state of one view: its flag table (`<view>_filling`, which the view's `drop`
     must drop), the statements that settle it, and whether a settle is due."""
 
     def __init__(self, view: str, first_table: str, statements: Sequence[str]) -> None:
-        self.flag = f"{view}{FILLING_SUFFIX}"
+        self.flag = f"{view}_filling"
         self.first_table = first_table  # the view is empty when this table is
         self.statements = tuple(statements)
         self._due = False

@@ -25,7 +25,7 @@ from eventsourcing.persistence import ApplicationRecorder
 from ledger.collector import bulk_collection
 from ledger.errors import StoreBusy
 from projections.feed import FeedEvent, decode_page
-from projections.filling import FILLING_SUFFIX, Filling
+from projections.filling import Filling
 from projections.store import ViewCursor, ViewStore
 
 PAGE_SIZE = 2000
@@ -146,6 +146,13 @@ class Runner:
         self.recorder = recorder
         self.store = store
         self.projections = list(projections)
+        # The views that fill from empty, and one statement for every view's position and
+        # whether each of those is filling: asked at the start of each catch-up transaction.
+        self._fillings = [f for f in (getattr(p, "filling", None) for p in self.projections)
+                          if isinstance(f, Filling)]
+        self._positions_sql = POSITIONS_SQL + "".join(
+            f" UNION ALL SELECT '{f.flag}', 0 FROM (SELECT 1 AS one FROM {f.flag} LIMIT 1) x"
+            for f in self._fillings)
         self.page_size = page_size
         self.rebuild_page_size = max(page_size, REBUILD_PAGE_SIZE)
         self._lock = threading.Lock()
@@ -316,20 +323,14 @@ class Runner:
         several pages in one transaction, so a B-tree page its views touch again and again is
         written to the WAL once per transaction rather than once per page.
         """
-        fillings = [f for f in (getattr(p, "filling", None) for p in self.projections)
-                    if isinstance(f, Filling)]
         with self.store.transaction(lock=LOCK_NAME, wait=wait) as cur, \
                 cur.pipelined() if pipelined else contextlib.nullcontext(), \
                 contextlib.ExitStack() as known:
             # The positions, and which views are filling from empty, in one statement: the
             # flags hold for the transaction (a rebuild that sets one takes the same lock).
-            rows = cur.execute(POSITIONS_SQL + "".join(
-                f" UNION ALL SELECT '{f.flag}', 0 FROM (SELECT 1 AS one FROM {f.flag} "
-                "LIMIT 1) x" for f in fillings)).fetchall()
-            flags = {name for name, _ in rows if name.endswith(FILLING_SUFFIX)}
-            for filling in fillings:
-                known.enter_context(filling.known(filling.flag in flags))
-            positions = {name: position for name, position in rows if name not in flags}
+            positions = dict(cur.execute(self._positions_sql).fetchall())
+            for filling in self._fillings:
+                known.enter_context(filling.known(positions.pop(filling.flag, None) is not None))
             behind = {p.name: int(positions.get(p.name, 0)) for p in self.projections}
             for _ in range(pages_per_transaction):
                 reached, finished = self._page(reader, cur, behind, until, page_size)
