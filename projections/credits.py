@@ -85,11 +85,21 @@ DDL = (
 
 # Each membership as a span of days [effective_on, until); the first also covers the days
 # before it, as unit_on() reads a timeline. A staged session joins the span of its day.
-_SPANS = (
-    "WITH spans AS (SELECT volunteer_id, unit_id, effective_on, "
-    "LEAD(effective_on) OVER (PARTITION BY volunteer_id ORDER BY effective_on) AS until, "
-    "ROW_NUMBER() OVER (PARTITION BY volunteer_id ORDER BY effective_on) AS n "
-    "FROM credit_memberships) ")
+def spans_of(where: str = "") -> str:
+    """The CTE `spans` of the memberships (those matching `where`, if given)."""
+    return ("WITH spans AS (SELECT volunteer_id, unit_id, effective_on, "
+            "LEAD(effective_on) OVER (PARTITION BY volunteer_id ORDER BY effective_on) AS until, "
+            "ROW_NUMBER() OVER (PARTITION BY volunteer_id ORDER BY effective_on) AS n "
+            f"FROM credit_memberships{f' WHERE {where}' if where else ''}) ")
+
+
+def in_span(day: str) -> str:
+    """The condition that a day (a column) falls in the span `s` (the unit it is credited to)."""
+    return (f"(s.n = 1 OR {day} >= s.effective_on) "
+            f"AND (s.until IS NULL OR {day} < s.until)")
+
+
+_SPANS = spans_of()
 _NONZERO = "HAVING SUM(minutes) <> 0 OR SUM(sessions) <> 0"
 _ACTIVE_KEY = "volunteer_id || '/' || basis || '/' || unit_id || '/' || "
 _MINUTES = "m1 + m2 + m3 + m4"
@@ -110,9 +120,8 @@ SETTLE_SQL = (
     f"{_SPANS}INSERT INTO credit_cells (basis, year, quarter, program_code, unit_id, "
     f"volunteer_id, minutes, sessions) SELECT 'members', {YEAR_SQL}, {QUARTER_SQL}, "
     "program_code, s.unit_id, f.volunteer_id, SUM(minutes), SUM(sessions) "
-    "FROM credit_fill f JOIN spans s ON s.volunteer_id = f.volunteer_id "
-    "AND (s.n = 1 OR service_date >= s.effective_on) "
-    "AND (s.until IS NULL OR service_date < s.until) "
+    f"FROM credit_fill f JOIN spans s ON s.volunteer_id = f.volunteer_id "
+    f"AND {in_span('service_date')} "
     f"GROUP BY 2, 3, program_code, s.unit_id, f.volunteer_id {_NONZERO} "
     "ORDER BY 2, 3, 4, 5, 6",
     "INSERT INTO credit_organised_days (unit_id, service_date, minutes, sessions) "

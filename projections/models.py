@@ -15,7 +15,7 @@ from ledger.registry import ServiceFacts
 from projections.audit import AuditLog
 from projections.awards import AwardsProjection
 from projections.bulletins import bulletin
-from projections.credits import CreditsProjection
+from projections.credits import CreditsProjection, in_span, spans_of
 from projections.eligibility import eligibility
 from projections.feed import decode
 from projections.filling import ensure_settled
@@ -46,16 +46,12 @@ def auditor_views() -> list[Projection]:
 # membership also covers the days before it, as the members basis credits them). Closures are
 # rare: this reads the memberships of the unit's members, not a table kept for it.
 SERVICE_FACTS_SQL = (
-    "WITH spans AS (SELECT volunteer_id, unit_id, effective_on, "
-    "LEAD(effective_on) OVER (PARTITION BY volunteer_id ORDER BY effective_on) AS until, "
-    "ROW_NUMBER() OVER (PARTITION BY volunteer_id ORDER BY effective_on) AS n "
-    "FROM credit_memberships WHERE volunteer_id IN "
-    "(SELECT volunteer_id FROM credit_memberships WHERE unit_id = ?)) "
-    "SELECT (SELECT position FROM projection_positions WHERE name = 'credits'), "
+    spans_of("volunteer_id IN (SELECT volunteer_id FROM credit_memberships WHERE unit_id = ?)")
+    + "SELECT (SELECT position FROM projection_positions WHERE name = 'credits'), "
     "(SELECT MAX(service_date) FROM credit_organised_days WHERE unit_id = ?), "
     "(SELECT MAX(d.service_date) FROM credit_days d JOIN spans s "
-    "ON s.volunteer_id = d.volunteer_id AND (s.n = 1 OR d.service_date >= s.effective_on) "
-    "AND (s.until IS NULL OR d.service_date < s.until) WHERE s.unit_id = ? AND d.sessions <> 0)")
+    f"ON s.volunteer_id = d.volunteer_id AND {in_span('d.service_date')} "
+    "WHERE s.unit_id = ? AND d.sessions <> 0)")
 
 
 class ReadModels:
