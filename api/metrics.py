@@ -24,11 +24,11 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.serving import MULTIPROC_DIR
+
 log = logging.getLogger("vledger.http")
 # A client's own request id is echoed and logged only if short and plain; else we make one.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-# Read by prometheus_client when it is imported: set, every metric's value lives in a file there.
-MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -48,11 +48,11 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.multiprocess_dir = os.environ.get(MULTIPROC_DIR) or None
         own: CollectorRegistry | None = self.registry
-        if self.multiprocess_dir is not None:
+        directory = os.environ.get(MULTIPROC_DIR)
+        if directory:
             collector: Any = MultiProcessCollector  # untyped
-            collector(self.registry, path=self.multiprocess_dir)
+            collector(self.registry, path=directory)
             own = None
         self.requests = Counter("vledger_http_requests_total", "HTTP requests",
                                 ["method", "route", "status"], registry=own)

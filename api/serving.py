@@ -25,7 +25,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 APP = "api.app:app_from_env"
-MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # as api/metrics.py (not imported: it is the app)
+# Read by prometheus_client when it is imported: set, every metric's value lives in a file
+# there (api/metrics.py). This module imports the library only inside functions, after it.
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # A server process makes many short-lived objects per request and keeps its start-up objects
 # for ever. The collector's default young-generation threshold (700 allocations) ran full
 # collections often enough to set the p99 of a 50-connection read load (93 ms against a
