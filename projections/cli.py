@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ledger import Ledger, Settings
+from projections.audit import Auditor
 from projections.models import ReadModels, auditor_views, read_models
 from projections.reconcile import Difference, reconcile
 from projections.runner import Projection
@@ -102,6 +103,13 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by de
             _check_published(models)
 
 
+def _auditor(models: ReadModels) -> Auditor:
+    """The store's auditor, with the store's signing key."""
+    from projections.signing import SigningKey
+
+    return Auditor(models.store, SigningKey.for_store(models.ledger.settings.store()))
+
+
 def _refuse_altered_events(models: ReadModels) -> None:
     """Before a rebuild: events changed in the database after the audit log took them in
     would pass into the rebuilt views, and a rebuilt audit log would lose the leaves that show
@@ -110,15 +118,13 @@ def _refuse_altered_events(models: ReadModels) -> None:
     is itself what was altered: rebuilding it from the events is the repair, checked against
     that checkpoint afterwards."""
     from ledger.errors import AuditLogAltered
-    from projections.audit import Auditor
-    from projections.signing import SigningKey
     from projections.store import table_names
     from projections.verification import altered_events
 
     with models.store.reading() as cur:
         if "audit_leaves" not in table_names(cur):
             return
-    auditor = Auditor(models.store, SigningKey.for_store(models.ledger.settings.store()))
+    auditor = _auditor(models)
     count, first = altered_events(models.ledger.recorder, auditor)
     if not count:
         return
@@ -140,12 +146,9 @@ def _check_published(models: ReadModels) -> None:
     """A rebuilt audit log must still extend the checkpoint the store last published: the
     events it was rebuilt from may have been changed in the database since (exit 1)."""
     from ledger.errors import AuditLogAltered
-    from projections.audit import Auditor
-    from projections.signing import SigningKey
 
-    auditor = Auditor(models.store, SigningKey.for_store(models.ledger.settings.store()))
     try:
-        published = auditor.check_published()
+        published = _auditor(models).check_published()
     except AuditLogAltered as altered:
         err.print(f"[bold red]the rebuilt audit log does not extend the published checkpoint: "
                   f"{altered}[/bold red]")

@@ -10,8 +10,8 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder
 
 from ledger.errors import AuditLogAltered
-from projections.audit import STORED_LEVEL, Auditor, leaf_bytes
-from projections.feed import state_bytes
+from projections.audit import STORED_LEVEL, Auditor, event_leaf_hash, leaf_bytes
+from projections.feed import decode, state_bytes
 from projections.merkle import EMPTY_ROOT, Frontier, leaf_hash, verify_consistency
 from projections.signing import verify_checkpoint
 from projections.store import ViewStore
@@ -198,9 +198,7 @@ def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: i
         after = page[-1].id
         stored = _stored_leaves(auditor.store, index, len(page))
         for n in page:
-            h = leaf_hash(leaf_bytes(n.id, str(n.originator_id), n.originator_version,
-                                     n.topic, state_bytes(n.state)))
-            if stored.get(index) != (n.id, h):
+            if stored.get(index) != (n.id, event_leaf_hash(decode(n))):
                 found += 1
                 if len(altered) < first:
                     altered.append(n.id)
