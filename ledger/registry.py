@@ -256,10 +256,12 @@ class RegistryUseCases(LedgerBase):
 
         def attempt() -> tuple[list[Written], list[str]]:
             # The home units, open when checked above: still so when stored (guards.py); a
-            # retry reads them again.
-            homes = units if not relied_on else self._get_many(Unit, set(units))
-            for unit in homes.values():
-                open_unit(unit, "home_unit_id")
+            # retry reads and checks them again.
+            homes = units
+            if relied_on:
+                homes = self._get_many(Unit, set(units))
+                for unit in homes.values():
+                    open_unit(unit, "home_unit_id")
             relied_on.update({unit.id: unit.version for unit in homes.values()})
             numbers = self._get(VolunteerNumbers, VolunteerNumbers.ID)
             if numbers is None:
