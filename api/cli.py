@@ -202,8 +202,10 @@ def _mount_read_side() -> None:
     ) -> None:
         """Fill the store with a realistic district from the 2017 plan."""
         from ledger.demo import run_demo
+        from projections.cli import bring_up_to_date
 
         run_demo(volunteers=volunteers, sessions=sessions, seed=seed)
+        bring_up_to_date("bringing the views and the audit log up to date")
 
 
 _mount_read_side()

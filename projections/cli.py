@@ -62,6 +62,21 @@ def opened(page_size: int | None = None, reading: bool = False) -> Iterator[Read
         ledger.close()
 
 
+def bring_up_to_date(why: str) -> None:
+    """Catch every view up with the ledger, with a progress bar (after `vledger demo`: its
+    store then holds the views and the audit log of every event, so `vledger verify` covers
+    them all at once rather than a log that has read none of them yet)."""
+    with opened() as models:
+        head = models.runner.head()
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=err) as bar:
+            task = bar.add_task(why, total=max(head, 1))
+            models.runner.catch_up(
+                head, progress=lambda position, top: bar.update(task, completed=position,
+                                                                total=top))
+
+
 @app.command()
 def run(interval: float = typer.Option(0.5, min=0.01, help="Seconds between polls."),
         page_size: PageSize = None) -> None:

@@ -79,6 +79,23 @@ def test_demo_says_why_it_recorded_fewer_sessions_than_asked(tmp_path: Path) -> 
     assert "found no volunteer free" in said
 
 
+def test_after_the_demo_verify_covers_every_event(database_url: str,
+                                                 tmp_path: Path) -> None:
+    """The demo leaves its views and audit log caught up: an auditor's first `verify` checks
+    every event, not a log that has read none of them yet."""
+    env = {**os.environ, "VLEDGER_DATABASE_URL": database_url,
+           "VLEDGER_SIGNING_KEY_FILE": str(tmp_path / "key.pem")}
+    done = subprocess.run([VLEDGER, "demo", "--volunteers", "30", "--sessions", "200"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    position = int(" ".join(done.stderr.split()).split("event position ")[1].split(".")[0])
+    verified = subprocess.run([VLEDGER, "verify"], capture_output=True, text=True, env=env,
+                              timeout=120)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    said = " ".join(verified.stdout.split())
+    assert f"the log verifies: all {position} events" in said, said
+
+
 def test_info_shows_the_store_and_the_last_position(database_url: str) -> None:
     assert _run(database_url, "init").returncode == 0
     info = _run(database_url, "info")
