@@ -18,6 +18,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -214,6 +215,26 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
         supervisor.run()
 
 
+METRICS_PREFIX = "vledger-metrics-"
+
+
+def _sweep_abandoned_metrics() -> None:
+    """Remove the metrics directories of servers that died without cleaning up (SIGKILL, a
+    power cut): each is named after its server's pid, and one whose pid no longer runs is
+    nobody's. Only this user's; a pid reused by another process keeps its directory."""
+    root = Path(tempfile.gettempdir())
+    for path in root.glob(f"{METRICS_PREFIX}*-*"):
+        pid = path.name.removeprefix(METRICS_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or not path.is_dir() or path.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            continue  # alive, someone else's
+
+
 @contextmanager
 def metrics_directory() -> Iterator[str]:
     """A fresh directory of this server's own for the workers' metrics (api/metrics.py),
@@ -224,7 +245,8 @@ def metrics_directory() -> Iterator[str]:
     server's. Set here, before any worker starts, since prometheus_client reads it on import;
     the workers are started afresh (uvicorn's spawn), not forked from this process.
     """
-    directory = tempfile.mkdtemp(prefix="vledger-metrics-")
+    _sweep_abandoned_metrics()
+    directory = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
     before = os.environ.get(MULTIPROC_DIR)
     os.environ[MULTIPROC_DIR] = directory
     try:

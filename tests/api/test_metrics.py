@@ -20,7 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from api.serving import forget_dead_workers
+from api.serving import forget_dead_workers, metrics_directory
 from ledger import Settings
 from tests.api.conftest import ADMIN_TOKEN, District, bearer
 
@@ -113,6 +113,27 @@ def test_a_worker_that_is_gone_takes_its_live_gauges_and_leaves_its_counts(
     assert forget_dead_workers(str(tmp_path), {12, None}) == [11]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "counter_11.db", "counter_12.db", "gauge_livemax_12.db", "histogram_11.db"]
+
+
+def test_a_server_that_died_without_cleaning_up_leaves_its_directory_to_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGKILLed server cannot remove its metrics directory; the next server to start
+    does, since the pid in its name no longer runs. A running server's stays."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f"vledger-metrics-{gone.stdout.strip()}-abc"
+    alive = tmp_path / f"vledger-metrics-{os.getppid()}-def"
+    other = tmp_path / "vledger-metrics-notapid"
+    for directory in (dead, alive, other):
+        directory.mkdir()
+        (directory / "counter_1.db").write_bytes(b"")
+    with metrics_directory() as mine:
+        assert Path(mine).parent == tmp_path
+        assert Path(mine).name.startswith(f"vledger-metrics-{os.getpid()}-")
+        assert not dead.exists() and alive.exists() and other.exists()
+    assert not Path(mine).exists()
 
 
 # -- a real server of two workers ---------------------------------------------------------------
