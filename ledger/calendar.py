@@ -15,12 +15,23 @@ MIN_SESSION = timedelta(minutes=1)  # minutes are whole: a shorter session count
 # instant into district time or UTC overflows Python's calendar).
 EARLIEST_DAY = date(1900, 1, 1)
 LATEST_YEAR = 2999
+# The UTC offsets civil time uses anywhere (UTC-12:00, Baker Island, to UTC+14:00, Kiribati).
+# RFC 3339's grammar admits up to ±23:59; an offset outside this range is a client's mistake
+# (a sign or an hour typed wrong), and it would silently move a session's service date.
+OFFSET_RANGE = (timedelta(hours=-12), timedelta(hours=14))
 
 
 def check_instant(name: str, value: datetime) -> None:
     """An instant a record may hold: with a UTC offset, from 1900 to 2999 (InvalidField)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidField(f"{name} must carry a UTC offset (RFC 3339)", name)
+    offset = value.utcoffset()
+    assert offset is not None
+    if not OFFSET_RANGE[0] <= offset <= OFFSET_RANGE[1]:
+        minutes = abs(int(offset.total_seconds())) // 60
+        written = f"{'-' if offset < timedelta(0) else '+'}{minutes // 60:02d}:{minutes % 60:02d}"
+        raise InvalidField(f"{name} has the UTC offset {written}; the offsets in use lie "
+                           "between -12:00 and +14:00", name)
     if EARLIEST_DAY.year < value.year < LATEST_YEAR:
         return  # an offset (under a day) cannot move it out of range: no conversion needed
     try:

@@ -54,6 +54,21 @@ def test_a_time_without_offset_is_a_422_naming_the_field(district: District) -> 
     assert [e["field"] for e in response.json()["errors"]] == ["started_at"]
 
 
+def test_an_offset_no_civil_time_uses_is_a_422_naming_the_field(district: District) -> None:
+    """+15:00 fits RFC 3339's grammar, but no zone uses it: a typo that would move the service
+    date. The offsets in use (-12:00 to +14:00) are taken, the same instant either way."""
+    refused = district.session("2017-03-05T16:00:00+15:00", "2017-03-05T11:00:00+08:00", "r-1")
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["started_at"]
+    assert "+15:00" in refused.json()["errors"][0]["detail"]
+    refused = district.session("2017-03-05T09:00:00+08:00", "2017-03-04T14:00:00-13:00", "r-1")
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["ended_at"]
+    taken = district.session("2017-03-05T15:00:00+14:00", "2017-03-04T14:00:00-12:00", "r-1")
+    assert taken.status_code == 201, taken.text
+    assert taken.json()["minutes"] == 60
+
+
 def test_outside_the_activity_window_is_a_422(district: District) -> None:
     response = district.session("2017-03-05T07:00:00+08:00", "2017-03-05T09:00:00+08:00", "r-1")
     assert response.status_code == 422
@@ -81,6 +96,33 @@ def test_a_correction_moves_the_minutes_and_a_void_removes_them(district: Distri
     assert voided.status_code == 200
     hours = district.get(f"/v1/volunteers/{district.volunteer}/hours").json()
     assert hours["total_minutes"] == 0
+
+
+def test_a_resend_answers_the_session_as_it_stands_with_the_position_of_that(
+        district: District) -> None:
+    """The same record sent again after a correction or a void answers 200 with the minutes
+    the session counts now, and the position of its last event: a read at that position
+    shows those minutes (bb9 F3: the first answer's position beside today's minutes)."""
+    times = ("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "r-1")
+    first = district.session(*times).json()
+    again = district.session(*times)
+    assert again.status_code == 200
+    assert again.json() == {**first, "minutes": 60}  # nothing changed: the first answer
+    sid = first["id"]
+    changes = [(f"/v1/service-sessions/{sid}/corrections", {
+        "started_at": "2017-03-05T09:00:00+08:00", "ended_at": "2017-03-05T09:20:00+08:00",
+        "reason": "left early"}, 20), (f"/v1/service-sessions/{sid}/void",
+                                       {"reason": "duplicate sheet"}, 0)]
+    for path, body, minutes in changes:
+        change = district.post(path, body).json()
+        again = district.session(*times)
+        assert again.status_code == 200, again.text
+        assert (again.json()["id"], again.json()["minutes"]) == (sid, minutes)
+        # The session's last event (the change also moved the volunteer's calendar after it).
+        assert first["position"] < again.json()["position"] <= change["position"]
+        hours = district.get(f"/v1/volunteers/{district.volunteer}/hours",
+                             min_position=again.json()["position"]).json()
+        assert hours["total_minutes"] == minutes
 
 
 def test_voiding_a_voided_session_is_a_409_and_an_empty_reason_a_422(district: District) -> None:
