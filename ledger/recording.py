@@ -216,16 +216,18 @@ class RecordingUseCases(LedgerBase):
         return [(o, positions.get(o.session_id or "", result.position)) for o in result.outcomes]
 
     def _recorded_at(self, result: BatchResult) -> dict[str, int]:
-        """The position each session named by a batch's outcomes was recorded at (its
-        Recorded event): a new session's from its save, the original's for a record sent
-        again from the store."""
+        """The position each session named by a batch's outcomes stands at: a new session's
+        from its save; for a record sent again, that of the session's last event, as a
+        correction that changes nothing answers. The answer's minutes are the session's as
+        it stands (after a correction, 0 after a void), so a read with that `min_position`
+        sees those minutes, not the ones the first answer gave."""
         sent_again = {o.session_id for o in result.outcomes
                       if o.session_id is not None and o.session_id not in result.recorded}
         if not sent_again:
             return result.recorded
-        stored = self._positions(sent_again, RECORDED)
+        stored = self._positions(sent_again)
         return {**result.recorded,
-                **{session_id: versions[min(versions)] for session_id, versions in stored.items()}}
+                **{session_id: versions[max(versions)] for session_id, versions in stored.items()}}
 
     def record_sessions(self, origin: Origin, records: Sequence[SessionRecord]) -> BatchResult:
         """Record many sessions in one transaction; each record is accepted, duplicate or rejected.
