@@ -194,17 +194,33 @@ class Auditor:
     (AuditLogAltered), and `vledger verify` reports them.
     """
 
-    def __init__(self, store: ViewStore, key: SigningKey) -> None:
+    def __init__(self, store: ViewStore, key: SigningKey | None) -> None:
+        """`key` None: an auditor's reader, which proves and compares but never signs nor
+        writes (an outside auditor holds the public key only: `vledger verify`)."""
         self.store = store
-        self.key = key
+        self._key = key
         self._signed: dict[str, Any] | None = None  # the last checkpoint signed
+        if key is None:
+            return
         # Under the views' lock: two API workers starting at once on an empty PostgreSQL
         # schema both ran CREATE TABLE IF NOT EXISTS, and one failed on the catalogue's key.
         with store.transaction(lock=LOCK_NAME) as cur:
             cur.execute(PUBLISHED_DDL)
 
+    @property
+    def key(self) -> SigningKey:
+        """The signing key (AssertionError for a reader without one: a caller's mistake)."""
+        assert self._key is not None, "this auditor reads only: it has no signing key"
+        return self._key
+
+    @property
+    def signs(self) -> bool:
+        return self._key is not None
+
     def published(self) -> dict[str, Any] | None:
         """The last checkpoint this store published, if any."""
+        if self._key is None:  # a reader does not create the table: none means none published
+            return self.last_published(self.store)
         return _read_published(self.store)
 
     @staticmethod
@@ -223,7 +239,7 @@ class Auditor:
         if published is None:
             return None
         size = self.size() if size is None else size
-        if published["key_id"] != self.key.key_id:
+        if self._key is not None and published["key_id"] != self._key.key_id:
             raise AuditLogAltered(
                 f"this store's checkpoints are signed with key {published['key_id']}, not with "
                 f"key {self.key.key_id} loaded now: set VLEDGER_SIGNING_KEY_FILE to the "

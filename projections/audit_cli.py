@@ -88,6 +88,10 @@ def _print(report: Report, out: Console) -> None:
     if cp:
         out.print(f"checkpoint: tree_size {cp['tree_size']}, root {cp['root_hash']}, "
                   f"key {cp['key_id']}")
+    elif not any(c.name == "published checkpoint" for c in report.checks):
+        out.print("[yellow]no signed checkpoint to compare: none has been published yet (the "
+                  "server signs one at GET /v1/audit/checkpoint), so the recomputed root is "
+                  "vouched for by no one[/yellow]")
     if not report.ok:
         out.print("[bold red]the log does NOT verify[/bold red]")
     elif report.events > report.leaves:  # say how far the proof reaches, not only that it holds
@@ -98,16 +102,43 @@ def _print(report: Report, out: Console) -> None:
         out.print(f"[green]the log verifies[/green]: all {report.events} events")
 
 
+def _operator_key(settings: Settings, published: dict[str, Any] | None, public_given: bool,
+                  saving: bool, err: Console) -> SigningKey | None:
+    """The store's signing key, if this machine holds it and it is wanted: to sign a checkpoint
+    to save, or for its public half when no public key is given. Never made here (a verifier
+    that made the key would vouch for itself); None for an auditor without it."""
+    if public_given and not saving:
+        return None
+    path = key_path(settings.store())
+    if not path.is_file():
+        return None
+    key = SigningKey.load(path)
+    if published is not None and key.key_id != published["key_id"]:
+        if public_given:
+            return None  # the auditor's own key decides; this one signs nothing here
+        err.print(f"[red]the key at {path} is {key.key_id}, but this store's checkpoints are "
+                  f"signed with key {published['key_id']}: set VLEDGER_SIGNING_KEY_FILE to "
+                  "that key's file, or give --public-key[/red]")
+        raise typer.Exit(2)
+    return key
+
+
 @app.command()
 def verify(
     against: Path | None = typer.Option(
         None, "--against", help="A checkpoint saved earlier (JSON); the log must extend it."),
     save: Path | None = typer.Option(
-        None, "--save", help="Write the new signed checkpoint here (only when all checks pass)."),
+        None, "--save", help="When every check passes, write a signed checkpoint of the log "
+        "here: a new one where the store's signing key is held (the operator), else the last "
+        "one the store published."),
     public_key: Path | None = typer.Option(
-        None, "--public-key", help="The published public key (PEM); default: the server's."),
+        None, "--public-key", help="The published public key (PEM) that checks the "
+        "signatures; nothing secret is needed with it. Default: the public half of the "
+        "store's signing key, where this machine holds it."),
 ) -> None:
-    """Recompute every leaf, subtree hash and root from the events and compare them."""
+    """Recompute every leaf, subtree hash and root from the events and compare them with the
+    audit log and its signed checkpoints. Reads only (it never makes a key, and signs a
+    checkpoint only for --save with the store's key)."""
     from projections.cli import require_store
 
     out, err = Console(), Console(stderr=True, soft_wrap=True)
@@ -125,20 +156,27 @@ def verify(
         if not _audit_tables_exist(store):
             err.print("[red]the audit log has not been built: run the projections first[/red]")
             raise typer.Exit(2)
-        path = key_path(settings.store())
         published = Auditor.last_published(store)
-        if published is not None and not path.is_file():
-            # The store's checkpoints were signed with a key that is not here (another
-            # working directory, or VLEDGER_SIGNING_KEY_FILE unset): no new key is made.
-            err.print(f"[red]no signing key at {path}; this store's checkpoints are signed "
-                      f"with key {published['key_id']}: set VLEDGER_SIGNING_KEY_FILE to that "
-                      "key's file[/red]")
+        key = _operator_key(settings, published, public_key is not None, save is not None, err)
+        pem = published_pem or (key.public_key_pem() if key is not None else None)
+        if pem is None and (published is not None or saved is not None):
+            err.print("[red]no public key to check the signed checkpoints with: give "
+                      "--public-key FILE (the key the office publishes, GET "
+                      "/v1/audit/public-key, kept where the operator cannot change it), or run "
+                      "where the store's signing key is (set VLEDGER_SIGNING_KEY_FILE to its "
+                      "file)[/red]")
             raise typer.Exit(2)
-        key = SigningKey.for_store(settings.store())
-        pem = published_pem or key.public_key_pem()
+        if save is not None and key is None and published is None:
+            err.print("[red]--save: no checkpoint has been published yet, and there is no "
+                      "signing key here to sign one (the server publishes one at GET "
+                      "/v1/audit/checkpoint)[/red]")
+            raise typer.Exit(2)
+        # Only an operator saving a checkpoint signs one; otherwise nothing is written.
+        signing = save is not None and key is not None
         with out.status("recomputing the audit log…") as status:
-            report = verify_log(ledger.recorder, Auditor(store, key), pem, saved,
-                                progress=lambda n: status.update(f"{n:,} events read…"))
+            report = verify_log(ledger.recorder, Auditor(store, key if signing else None), pem,
+                                saved, progress=lambda n: status.update(f"{n:,} events read…"),
+                                sign=signing)
         _print(report, out)
         if not report.ok:
             raise typer.Exit(1)

@@ -87,10 +87,16 @@ def _stored_nodes(store: ViewStore,
     return {(int(lv), int(i)): bytes(h) for lv, i, h in rows}
 
 
-def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: str,
+def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: str | None,
                against: Mapping[str, Any] | None = None, page_size: int = PAGE_SIZE,
-               progress: Callable[[int], None] | None = None) -> Report:
-    """Recompute the log from the event store; compare with the stored view and checkpoints."""
+               progress: Callable[[int], None] | None = None, sign: bool = False) -> Report:
+    """Recompute the log from the event store; compare with the stored view and checkpoints.
+
+    It reads only: the checkpoints compared are the one the store last published and
+    `against` (one saved earlier, outside the operator's reach), checked with
+    `public_key_pem`. `sign` (the operator, with the signing key): also sign and publish a
+    checkpoint of the tree as it stands, once every other check passed (`report.checkpoint`).
+    Without it, `report.checkpoint` is the published checkpoint, if it verified."""
     started = time.perf_counter()
     report = Report(leaves=auditor.size())
     size = report.leaves
@@ -139,32 +145,37 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     if published is not None:  # what this store published last, recomputed from the events
         published_root = roots.get(int(published["tree_size"]))
         same = published_root is not None and published_root.hex() == published["root_hash"]
-        report.add("published checkpoint",
-                   same and verify_checkpoint(public_key_pem, published),
-                   f"tree_size {published_size}, signed_at {published['signed_at']}" if same
-                   else f"the events no longer give the root of the checkpoint of "
-                        f"{published_size} leaves published at {published['signed_at']}")
-    try:
-        checkpoint = auditor.checkpoint(size)
-    except AuditLogAltered as refused:
-        report.add("signed checkpoint", False, f"not signed: {refused}")
-    else:
-        report.checkpoint = checkpoint
-        signed = verify_checkpoint(public_key_pem, checkpoint)
-        report.add("signed checkpoint", signed and checkpoint["root_hash"] == root.hex(),
-                   f"key {checkpoint['key_id']}, tree_size {size}")
+        signed = public_key_pem is not None and verify_checkpoint(public_key_pem, published)
+        report.add("published checkpoint", same and signed,
+                   (f"tree_size {published_size}, signed_at {published['signed_at']}, key "
+                    f"{published['key_id']}" + ("" if signed else ": the signature does not "
+                                                "verify with the public key given"))
+                   if same else f"the events no longer give the root of the checkpoint of "
+                                f"{published_size} leaves published at {published['signed_at']}")
+        if same and signed:
+            report.checkpoint = published
     if against is not None:
         _check_against(report, auditor, public_key_pem, against, old_root, root)
+    if sign and report.ok:
+        try:
+            checkpoint = auditor.checkpoint(size)
+        except AuditLogAltered as refused:
+            report.add("new checkpoint", False, f"not signed: {refused}")
+        else:
+            report.checkpoint = checkpoint
+            report.add("new checkpoint", checkpoint["root_hash"] == root.hex(),
+                       f"signed with key {checkpoint['key_id']}, tree_size {size}")
     if report.events > size:
         report.add("lag", True, f"{report.events - size} newer events are not in the audit log yet")
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _check_against(report: Report, auditor: Auditor, public_key_pem: str,
+def _check_against(report: Report, auditor: Auditor, public_key_pem: str | None,
                    saved: Mapping[str, Any], old_root: bytes | None, root: bytes) -> None:
     old_size = int(saved["tree_size"])
-    report.add("saved checkpoint signature", verify_checkpoint(public_key_pem, saved),
+    report.add("saved checkpoint signature",
+               public_key_pem is not None and verify_checkpoint(public_key_pem, saved),
                f"tree_size {old_size}, signed_at {saved.get('signed_at')}")
     if old_root is None:
         report.add("saved checkpoint root", False,

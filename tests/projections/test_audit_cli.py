@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -14,6 +15,7 @@ from ledger.errors import AuditLogAltered
 from projections.audit import Auditor, SigningKey, verify_checkpoint
 from projections.audit_cli import app
 from projections.runner import Runner
+from projections.store import table_names
 from projections.verification import verify_log
 from tests.factories import audit_runner, fill_ledger, tamper_with_events
 
@@ -35,12 +37,66 @@ def verify(*args: str) -> Result:
 
 
 def test_an_untouched_log_verifies(views: Runner, tmp_path: Path) -> None:
+    key = SigningKey.load(tmp_path / "signing-key.pem")  # the operator's, where it runs
     saved = tmp_path / "checkpoint.json"
     result = verify("--save", str(saved))
     assert result.exit_code == 0, result.output
     assert "the log verifies" in result.output and "events/s" in result.output
+    checkpoint = json.loads(saved.read_text())
+    assert verify_checkpoint(key.public_key_pem(), checkpoint)
+    assert checkpoint["tree_size"] == views.head()
+    assert Auditor(views.store, None).published() == checkpoint  # signed is published
+
+
+def _published_rows(views: Runner) -> list[Any]:
+    with views.store.reading() as cur:
+        if "audit_published" not in table_names(cur):
+            return []
+        return list(cur.execute("SELECT * FROM audit_published").fetchall())
+
+
+def test_before_any_checkpoint_verify_reads_only_and_says_nothing_vouches_for_it(
+        views: Runner, tmp_path: Path) -> None:
+    """Right after the views caught up (e.g. `vledger demo`): no key, nothing published.
+    verify recomputes the log, makes no key and signs nothing of its own (bb10 F5)."""
+    result = verify()
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "the log verifies" in said and "vouched for by no one" in said
+    assert not (tmp_path / "signing-key.pem").exists() and _published_rows(views) == []
+    refused = verify("--save", str(tmp_path / "cp.json"))
+    assert refused.exit_code == 2 and "no checkpoint has been published" in refused.output
+    assert not (tmp_path / "cp.json").exists()
+
+
+def test_an_auditor_verifies_with_the_public_key_alone(
+        views: Runner, ledger: Ledger, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An auditor holds the published public key, never the private one (bb10 F1): verify,
+    --save (the published checkpoint) and later --against work with it, and write nothing."""
     key = SigningKey.load(tmp_path / "signing-key.pem")
-    assert verify_checkpoint(key.public_key_pem(), json.loads(saved.read_text()))
+    published = Auditor(views.store, key).checkpoint()  # as the server publishes it
+    public = tmp_path / "auditor" / "public.pem"
+    public.parent.mkdir()
+    public.write_text(key.public_key_pem())
+    monkeypatch.setenv("VLEDGER_SIGNING_KEY_FILE", str(tmp_path / "auditor" / "none.pem"))
+    saved = tmp_path / "auditor" / "cp.json"
+    result = verify("--public-key", str(public), "--save", str(saved))
+    assert result.exit_code == 0, result.output
+    assert json.loads(saved.read_text()) == published
+    assert sorted(p.name for p in public.parent.iterdir()) == ["cp.json", "public.pem"]
+    fill_ledger(ledger, sessions=2)
+    views.catch_up()
+    result = verify("--public-key", str(public), "--against", str(saved))
+    assert result.exit_code == 0, result.output
+    assert "consistency proof" in result.output and "verifies up to" not in result.output
+    assert len(_published_rows(views)) == 1  # the auditor published nothing of its own
+    assert Auditor(views.store, None).published() == published
+    stranger = SigningKey.load(tmp_path / "auditor" / "stranger.pem")
+    public.write_text(stranger.public_key_pem())  # not the office's key
+    result = verify("--public-key", str(public))
+    assert result.exit_code == 1, result.output
+    assert "published checkpoint" in result.output and "MISMATCH" in result.output
 
 
 def test_verify_says_how_far_the_tree_reaches_when_events_are_newer(views: Runner,
@@ -88,6 +144,7 @@ def test_a_changed_subtree_hash_off_the_roots_path_is_found(views: Runner, ledge
 
 def test_a_later_log_is_consistent_with_a_saved_checkpoint(views: Runner, ledger: Ledger,
                                                            tmp_path: Path) -> None:
+    SigningKey.load(tmp_path / "signing-key.pem")
     saved = tmp_path / "checkpoint.json"
     assert verify("--save", str(saved)).exit_code == 0
     fill_ledger(ledger, sessions=2)
@@ -99,6 +156,7 @@ def test_a_later_log_is_consistent_with_a_saved_checkpoint(views: Runner, ledger
 
 def test_a_rewritten_past_is_caught_by_the_saved_checkpoint(views: Runner, ledger: Ledger,
                                                             tmp_path: Path) -> None:
+    SigningKey.load(tmp_path / "signing-key.pem")
     saved = tmp_path / "checkpoint.json"
     assert verify("--save", str(saved)).exit_code == 0
     forged = json.loads(saved.read_text())
