@@ -79,16 +79,23 @@ def serve(
         raise typer.Exit(1) from None
     ledger = _ledger()  # create the store and catalogue once, before the workers start
     try:
-        if ledger.settings.store().kind == "postgres":
-            from projections.store import ViewStore, connection_budget
+        from projections.runner import views_ahead_of
+        from projections.store import ViewStore, connection_budget
 
-            views = ViewStore(ledger.settings.store())
-            try:
-                warning = connection_budget(views, workers)
-            finally:
-                views.close()
-            if warning:
-                err.print(f"[yellow]warning: {warning}[/yellow]")
+        views = ViewStore(ledger.settings.store())
+        try:
+            # Events deleted after the views read them: on SQLite new writes would take their
+            # positions, and views that read past them would never count those writes.
+            missing = views_ahead_of(views, ledger.head())
+            warning = (connection_budget(views, workers)
+                       if ledger.settings.store().kind == "postgres" else None)
+        finally:
+            views.close()
+        if missing:
+            err.print(f"[red]not starting: {missing}[/red]")
+            raise typer.Exit(1)
+        if warning:
+            err.print(f"[yellow]warning: {warning}[/yellow]")
     finally:
         ledger.close()
     err.print(f"volunteer-ledger on {settings.store().describe()}")

@@ -26,7 +26,7 @@ from ledger.collector import bulk_collection
 from ledger.errors import StoreBusy
 from projections.feed import FeedEvent, decode_page
 from projections.filling import Filling
-from projections.store import ViewCursor, ViewStore
+from projections.store import ViewCursor, ViewStore, table_names
 
 PAGE_SIZE = 2000
 REBUILD_PAGE_SIZE = 10_000  # a rebuild folds bigger pages: fewer, larger commits
@@ -138,6 +138,26 @@ class PageReader:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _missing_events(head: int, positions: dict[str, int]) -> str | None:
+    beyond = {name: p for name, p in positions.items() if p > head}
+    if not beyond:
+        return None
+    return (f"the store's events end at position {head}, but views have read to "
+            f"{max(beyond.values())} ({', '.join(sorted(beyond))}): events were deleted from "
+            "the store after the views read them; restore the store from a backup, or accept "
+            "it as it is with `vledger projections rebuild`")
+
+
+def views_ahead_of(store: ViewStore, head: int) -> str | None:
+    """Before a server starts: whether the views have read events the store no longer holds
+    (see Runner.note_missing_events), as the message that says so."""
+    with store.reading() as cur:
+        if "projection_positions" not in table_names(cur):
+            return None
+        rows = cur.execute("SELECT name, position FROM projection_positions").fetchall()
+    return _missing_events(head, {str(n): int(p) for n, p in rows})
+
+
 class Runner:
     """Keeps a set of projections up to date with one application's events."""
 
@@ -160,6 +180,9 @@ class Runner:
         # Why the last catch-up stopped short, until one gets through: (position, error).
         # A view that cannot fold an event stops there and lags for ever; /readyz says so.
         self.failure: tuple[int, str] | None = None
+        # Events the views read that the store no longer holds (note_missing_events): kept as
+        # the failure until this process starts again on a restored or rebuilt store.
+        self.missing: tuple[int, str] | None = None
         self.setup()
 
     def setup(self) -> None:
@@ -199,6 +222,25 @@ class Runner:
             head = self.head()
             positions = self._ours(cur.execute(POSITIONS_SQL).fetchall())
             _settle(cur, [p for p in self.projections if positions.get(p.name, 0) >= head])
+        self.note_missing_events(head, positions)
+
+    def note_missing_events(self, head: int, positions: dict[str, int]) -> str | None:
+        """Views that have read further than the store's last event: events they read were
+        deleted from the store since (by hand, or a partial restore). On SQLite the next
+        writes would take those positions again, and views that read past them would never
+        count them. Noted as the runner's failure (/readyz 503, logged); returns the
+        message. Only a restore of the store, or a rebuild that accepts it as it is now
+        (`vledger projections rebuild`), clears it."""
+        message = _missing_events(head, positions)
+        if message is None:
+            return None
+        log.error(message)
+        self.failure = self.missing = (head, message)
+        return message
+
+    def missing_events(self) -> str | None:
+        """`note_missing_events` for the store as it is now."""
+        return self.note_missing_events(self.head(), self.positions())
 
     def head(self) -> int:
         return int(self.recorder.max_notification_id() or 0)
@@ -287,7 +329,7 @@ class Runner:
                     except Exception as error:
                         self.failure = (self._stopped_at(), f"{type(error).__name__}: {error}")
                         raise
-                    self.failure = None
+                    self.failure = self.missing
                     self._known_position = reached
                     if progress is not None:
                         progress(reached, self.head())
@@ -304,9 +346,14 @@ class Runner:
         from 0, and a reader that trusted the position it knew would be answered from views
         that no longer hold what it waits for.
         """
-        stored = self.position()
-        self._known_position = stored
-        return stored >= (self.head() if goal is None else goal)
+        positions = self.positions()
+        stored = self._known_position = _lowest(positions)
+        if goal is not None:
+            return stored >= goal
+        head = self.head()
+        if self.missing is None and max(positions.values(), default=0) > head:
+            self.note_missing_events(head, positions)
+        return stored >= head
 
     def _stopped_at(self) -> int:
         try:

@@ -96,6 +96,35 @@ def test_after_the_demo_verify_covers_every_event(database_url: str,
     assert f"the log verifies: all {position} events" in said, said
 
 
+def test_serve_refuses_a_store_that_lost_events_its_views_read(database_url: str,
+                                                               tmp_path: Path) -> None:
+    """The last events deleted by hand after the views read them (bb10 F3): starting would
+    let new writes take their positions on SQLite, uncounted by views already past them."""
+    from ledger import Ledger, Settings
+    from projections.store import ViewStore
+    from tests.factories import tamper_with_events
+
+    env = {**os.environ, "VLEDGER_DATABASE_URL": database_url,
+           "VLEDGER_SIGNING_KEY_FILE": str(tmp_path / "key.pem")}
+    done = subprocess.run([VLEDGER, "demo", "--volunteers", "5", "--sessions", "20"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    ledger = Ledger(Settings(database_url=database_url))
+    store = ViewStore(ledger.settings.store())
+    try:
+        head = ledger.head()
+        tamper_with_events(store, ledger, "DELETE FROM {table} WHERE {id} > ?", (head - 2,))
+    finally:
+        store.close()
+        ledger.close()
+    started = subprocess.run([VLEDGER, "serve", "--port", str(_free_port())],
+                             capture_output=True, text=True, env=env, timeout=120)
+    said = " ".join(started.stderr.split())
+    assert started.returncode == 1, said
+    assert f"not starting: the store's events end at position {head - 2}" in said
+    assert f"views have read to {head}" in said
+
+
 def test_info_shows_the_store_and_the_last_position(database_url: str) -> None:
     assert _run(database_url, "init").returncode == 0
     info = _run(database_url, "info")

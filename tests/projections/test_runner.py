@@ -322,7 +322,7 @@ def test_writers_waiting_for_one_batch_ask_the_store_once_between_them(
     written = ledger.head()
     runner = models.runner
     asked: list[str] = []
-    for name in ("position", "head"):
+    for name in ("positions", "head"):
         real = getattr(runner, name)
         monkeypatch.setattr(runner, name, lambda real=real, name=name: (
             asked.append(name), real())[1])
@@ -339,7 +339,7 @@ def test_writers_waiting_for_one_batch_ask_the_store_once_between_them(
     for thread in threads:
         thread.join(10)
     assert reached == [True] * 20
-    assert sorted(asked) == ["head", "position"]  # the first to hold the lock, for all
+    assert sorted(asked) == ["head", "positions"]  # the first to hold the lock, for all
     assert models.position() == written
 
 
@@ -505,5 +505,38 @@ def test_a_statement_the_store_refuses_in_a_catch_up_commits_nothing_of_it(
         with store.reading() as cur:
             assert cur.execute("SELECT n FROM refused_rows ORDER BY n").fetchall() == [
                 (1,), (2,), (3,)]
+    finally:
+        store.close()
+
+
+def test_views_that_read_events_the_store_lost_say_so_and_keep_saying_it(
+        ledger: Ledger) -> None:
+    """bb10 F3: the last events deleted from the store after the views read them. On SQLite
+    the next writes take those positions again, and views that read past them would never
+    count them, silently. The runner notes it as its failure (/readyz 503) at start and when
+    following, and keeps it after new writes; `vledger serve` refuses to start (test_cli)."""
+    from tests.factories import tamper_with_events
+
+    volunteer = make_volunteer(ledger)
+    activity = make_long_activity(ledger, make_unit(ledger))
+    serve(ledger, volunteer, activity, date(2017, 3, 3))
+    store = ViewStore(ledger.settings.store())
+    try:
+        following = Runner(ledger.recorder, store, [HoursProjection()])
+        following.catch_up()
+        read = ledger.head()
+        tamper_with_events(store, ledger, "DELETE FROM {table} WHERE {id} > ?", (read - 2,))
+        assert following.catch_up() == read  # the follower's next look notes it
+        assert following.failure is not None and following.failure[0] == read - 2
+        assert f"views have read to {read}" in following.failure[1]
+
+        starting = Runner(ledger.recorder, store, [HoursProjection()])
+        assert starting.failure is not None and "restore the store" in starting.failure[1]
+        serve(ledger, volunteer, activity, date(2017, 3, 4))  # a write after the loss
+        serve(ledger, volunteer, activity, date(2017, 3, 5))
+        starting.catch_up()
+        assert starting.failure is not None  # sticky: the positions it reused went uncounted
+        starting.rebuild()  # accepting the store as it is now
+        assert Runner(ledger.recorder, store, [HoursProjection()]).failure is None
     finally:
         store.close()
