@@ -95,7 +95,10 @@ class SessionOut(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SessionWrite,
              responses={200: {"model": SessionWrite,
-                              "description": "The same record was already stored."}})
+                              "description": "The same record was already stored: its "
+                                             "session as it stands (minutes after any "
+                                             "correction, 0 after a void) and the position "
+                                             "of its last event, nothing written."}})
 def record_session(body: SessionIn, actor: RecorderWriter, services: ServicesDep,
                    response: Response) -> dict[str, Any]:
     """Record a session; the same `source_record_id` and content again answers 200, same id."""

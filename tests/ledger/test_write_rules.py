@@ -41,7 +41,7 @@ def stored_event(ledger: Ledger, position: int) -> Any:
     return notification
 
 
-# -- a repeated record answers where the original was stored ----------------------------------
+# -- a repeated record answers its session as it stands: where its last event was stored ------
 
 
 def test_a_repeated_record_answers_the_position_its_session_was_recorded_at(
@@ -56,12 +56,18 @@ def test_a_repeated_record_answers_the_position_its_session_was_recorded_at(
                                                     "ledger.sessions:ServiceSession.Recorded")
 
 
-def test_a_repeated_record_of_a_voided_session_answers_where_it_was_recorded(
+def test_a_repeated_record_of_a_voided_session_answers_where_it_was_voided(
         ledger: Ledger, volunteer: str, activity: str) -> None:
+    """0 minutes beside the position of the void, so a read at that position shows the 0
+    (bb9 F3: the recording's position beside today's 0 minutes did not)."""
     first = record(ledger, volunteer, activity, source_record_id="sheet-1")
     void(ledger, first.id)
+    make_unit(ledger)  # the head moves on
     again = record(ledger, volunteer, activity, source_record_id="sheet-1")
-    assert (again.minutes, again.position) == (0, first.position)
+    stored = stored_event(ledger, again.position)
+    assert again.minutes == 0 and again.position > first.position
+    assert (stored.originator_id, stored.topic) == (first.id,
+                                                    "ledger.sessions:ServiceSession.Voided")
 
 
 def test_sessions_written_together_each_answer_the_position_of_their_own_record(
