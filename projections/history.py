@@ -21,7 +21,7 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder
 
-from ledger.errors import InvalidField, NotFound
+from ledger.errors import AuditLogAltered, InvalidField, NotFound
 from projections.entries import entry, feed_entry
 from projections.feed import FeedEvent, decode_page
 from projections.filling import Filling, ensure_settled
@@ -161,6 +161,13 @@ def volunteer_history(
             params.append(limit)
         positions = [int(p) for (p,) in cur.execute(sql + " ORDER BY position", params).fetchall()]
     events = fetch_events(recorder, positions)
+    if len(events) < len(positions):  # an event the index took in is no longer stored
+        found = {e.position for e in events}
+        gone = [p for p in positions if p not in found]
+        raise AuditLogAltered(
+            f"the volunteer's history holds {len(gone)} event(s) no longer in the store "
+            f"(position(s) {', '.join(map(str, gone[:3]))}): deleted after they were recorded; "
+            "`vledger verify` names every such event")
     return [entry(e, unmasked) for e in events if limit is None or recorded_micros(e) <= limit]
 
 

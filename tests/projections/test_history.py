@@ -178,3 +178,18 @@ def test_a_history_kept_page_by_page_equals_one_filled_from_empty(ledger: Ledger
 
     assert reconcile(views.store, ledger.recorder, auditor_views) == []
     assert len(history(views, ledger, volunteer_id)) == len(EXPECTED)
+
+
+def test_a_history_event_deleted_from_the_store_is_named_not_skipped(ledger: Ledger,
+                                                                     views: Runner) -> None:
+    """bb10 F4: an event deleted in the database after the history took it in was left out
+    in silence; the history now refuses (500 audit-log-altered), naming its position."""
+    from ledger.errors import AuditLogAltered
+    from tests.factories import tamper_with_events
+
+    volunteer_id, _ = life_of_a_volunteer(ledger)
+    events = history(views, ledger, volunteer_id)
+    gone = events[2]["position"]
+    tamper_with_events(views.store, ledger, "DELETE FROM {table} WHERE {id} = ?", (gone,))
+    with pytest.raises(AuditLogAltered, match=f"position\\(s\\) {gone}\\)"):
+        volunteer_history(views.store, ledger.recorder, volunteer_id)
