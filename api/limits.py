@@ -9,6 +9,11 @@ HEAD: FastAPI routes answer only the methods they declare; load balancers and ca
 of what they could GET. A HEAD request runs as the GET, and uvicorn, which still sees HEAD,
 sends the head of the answer without its body.
 
+Names: a JSON object that names a member twice (`{"volunteer_id": "a", …, "volunteer_id": "b"}`)
+is refused as malformed (422), not read as its last value: RFC 8259 leaves its meaning open, and
+a gateway or log that read the first would see another record than the ledger stores
+(`StrictBodyRoute`).
+
 NUL: no text the ledger stores holds a NUL character (PostgreSQL's text cannot), so a path
 with one names nothing (404) and a query parameter with one is malformed (422), on both
 stores alike, before a store is asked to compare it (PostgreSQL refuses the statement).
@@ -16,8 +21,13 @@ stores alike, before a store is asked to compare it (PostgreSQL refuses the stat
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
 from urllib.parse import parse_qsl
 
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -25,6 +35,50 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 class BodyTooLarge(Exception):
     pass
+
+
+class _StrictJSONRequest(Request):
+    """A request whose JSON body refuses an object that names a member twice."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            text = (await self.body()).decode("utf-8", errors="surrogateescape")
+            self._json = json.loads(text, object_pairs_hook=lambda pairs: _once(pairs, text))
+        return self._json
+
+
+def _once(pairs: list[tuple[str, Any]], text: str) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) == len(pairs):
+        return found
+    seen: set[str] = set()
+    twice = ""
+    for name, _ in pairs:
+        if name in seen:
+            twice = name
+            break
+        seen.add(name)
+    written = json.dumps(twice, ensure_ascii=False)
+    first = text.find(written)
+    at = text.find(written, first + 1) if first >= 0 else -1
+    # FastAPI answers a JSONDecodeError as malformed JSON (api/errors.py: 422 naming the body).
+    raise json.JSONDecodeError(f"the name {written} appears twice in one object", text,
+                               max(at, 0))
+
+
+class StrictBodyRoute(APIRoute):
+    """The route class of routers with writes: a route that reads a JSON body reads it with
+    `_StrictJSONRequest`; routes without a body are left as they are (no cost on reads)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def strict(request: Request) -> Response:
+            return await handler(_StrictJSONRequest(request.scope, request.receive))
+
+        return strict
 
 
 class RequestLimits:

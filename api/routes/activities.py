@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import PUBLIC, MaybeActor, RecorderWriter, ServicesDep, origin_of
+from api.limits import StrictBodyRoute
 from api.schemas import (
     Body,
     Created,
@@ -20,7 +21,7 @@ from api.schemas import (
     recognised_response,
 )
 
-router = APIRouter(prefix="/v1/activities", tags=["activities"])
+router = APIRouter(prefix="/v1/activities", tags=["activities"], route_class=StrictBodyRoute)
 
 
 class ActivityIn(Body):

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Body, status
 from pydantic import BaseModel, Field
 
 from api.deps import Admin, CommitteeWriter, EligibilityReader, ServicesDep, origin_of
+from api.limits import StrictBodyRoute
 from api.schemas import Body as StrictBody
 from api.schemas import Created, Id, Reason, Text, Year
 from ledger.awards import CRITERIA
 from ledger.catalogue import AwardKind
 from ledger.errors import NotFound
 
-router = APIRouter(tags=["awards"])
+router = APIRouter(tags=["awards"], route_class=StrictBodyRoute)
 
 _EXAMPLE = {"min_hours_in_year": 100, "min_star_level": 1, "training_required": True,
             "min_registered_days": 180}

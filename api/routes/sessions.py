@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
 from api.errors import problem_type, status_of
+from api.limits import StrictBodyRoute
 from api.schemas import (
     IF_MATCH_RESPONSES,
     Body,
@@ -21,7 +22,8 @@ from api.schemas import (
 )
 from ledger import SessionRecord
 
-router = APIRouter(prefix="/v1/service-sessions", tags=["service sessions"])
+router = APIRouter(prefix="/v1/service-sessions", tags=["service sessions"],
+                   route_class=StrictBodyRoute)
 
 
 class SessionIn(Body):

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, StringConstraints
 
 from api.deps import Admin, AuditReader, ServicesDep, origin_of
+from api.limits import StrictBodyRoute
 from api.schemas import Body, Created, Id, Reason, paginate
 from ledger.catalogue import Role
 from ledger.text import MAX_LABEL
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], route_class=StrictBodyRoute)
 
 
 class TokenIn(Body):

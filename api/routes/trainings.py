@@ -8,10 +8,12 @@ from fastapi import APIRouter, Response, status
 from pydantic import ConfigDict, Field
 
 from api.deps import RecorderWriter, ServicesDep, origin_of
+from api.limits import StrictBodyRoute
 from api.schemas import Body, Created, Day, Id, Text
 from ledger.catalogue import TrainingAudience, TrainingForm, TrainingLevel
 
-router = APIRouter(prefix="/v1/training-completions", tags=["trainings"])
+router = APIRouter(prefix="/v1/training-completions", tags=["trainings"],
+                   route_class=StrictBodyRoute)
 
 
 class TrainingIn(Body):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from api.deps import PUBLIC, Admin, MaybeActor, ServicesDep, origin_of
+from api.limits import StrictBodyRoute
 from api.schemas import (
     IF_MATCH_RESPONSES,
     Body,
@@ -26,7 +27,7 @@ from api.schemas import (
 from ledger.catalogue import CivilizedLevel, UnitKind
 from ledger.registry import ServiceFacts
 
-router = APIRouter(prefix="/v1/units", tags=["units"])
+router = APIRouter(prefix="/v1/units", tags=["units"], route_class=StrictBodyRoute)
 
 
 class UnitIn(Body):

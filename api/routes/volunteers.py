@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
+from api.limits import StrictBodyRoute
 from api.schemas import (
     Body,
     Change,
@@ -25,7 +26,7 @@ from ledger.base import Recognised
 from ledger.catalogue import Gender, PoliticalStatus
 from ledger.privacy import masked
 
-router = APIRouter(prefix="/v1/volunteers", tags=["volunteers"])
+router = APIRouter(prefix="/v1/volunteers", tags=["volunteers"], route_class=StrictBodyRoute)
 
 Phone = Annotated[str, StringConstraints(strip_whitespace=True,
                                           pattern=r"^\+?[0-9][0-9\- ]{4,19}$")]

@@ -81,6 +81,31 @@ def test_a_body_that_is_not_json_is_a_422(district: District) -> None:
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+def test_a_body_that_names_a_member_twice_is_a_422_and_records_nothing(
+        district: District) -> None:
+    """bb9 F4: the last of two `volunteer_id`s was recorded; a gateway reading the first
+    would have seen another record. Every route that reads a body holds to it."""
+    headers = {"Authorization": "Bearer test-admin-token-0123456789",
+               "Content-Type": "application/json"}
+    body = ('{"volunteer_id": "vol-nope", "activity_id": "' + district.activity + '", '
+            '"started_at": "2017-03-05T09:00:00+08:00", '
+            '"ended_at": "2017-03-05T10:00:00+08:00", '
+            '"source_record_id": "twice-1", "volunteer_id": "' + district.volunteer + '"}')
+    response = district.client.post("/v1/service-sessions", content=body.encode(),
+                                    headers=headers)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["body"]
+    assert '"volunteer_id" appears twice' in response.json()["detail"]
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours").json()
+    assert hours["total_minutes"] == 0
+    nested = district.client.put(
+        "/v1/award-rules/most_beautiful_volunteer/2017", headers=headers,
+        content=b'{"min_hours_in_year": 1, "min_hours_in_year": 2}')
+    assert nested.status_code == 422 and "appears twice" in nested.json()["detail"]
+    once = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "twice-1")
+    assert once.status_code == 201, once.text  # the same record, each name once
+
+
 def test_a_session_longer_than_24_hours_is_a_422(district: District) -> None:
     long_activity = district.post("/v1/activities", {
         "program_code": "B4", "organiser_unit_id": district.unit_a, "title": "马拉松",
