@@ -169,6 +169,7 @@ class _Snapshots:
 
 
 _SNAPSHOTS = _Snapshots()
+_CONTEXT = "_list_context"  # the key of a kept list's first element, when it has a context
 
 
 def _digest(items: list[Any]) -> str:
@@ -176,7 +177,8 @@ def _digest(items: list[Any]) -> str:
 
 
 def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: str | None,
-                    request: Request) -> tuple[list[Any], str | None, int]:
+                    request: Request,
+                    context: dict[str, Any] | None = None) -> tuple[list[Any], str | None, int]:
     """A page of a list whose order can change with any event (units by rank, candidates),
     its next cursor, and the position it answers for. Blocking (it may read and write the
     store): a coroutine calls `paginate_ranked_async`.
@@ -187,13 +189,19 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
     the first page was served, in this process's memory or in the store for any process
     (api/lists.py, for an hour). When neither holds it, 409 `list-changed`: read the list
     again from its first page.
+
+    `context`: what the answer says of the whole list beside its items (eligibility's
+    `rules_version`), part of its version: a later page cut from a kept version sets it,
+    in place, to what it was for the first page.
     """
     list_of = _list_of(request)
     offset, digest = read_cursor(cursor, list_of)
     if limit is None and cursor is None:
         return items, None, position
+    # The context rides as the list's first element, in memory and in the store alike.
+    whole = items if context is None else [{_CONTEXT: context}, *items]
     stored: StoredLists | None = getattr(request.app.state, "lists", None)
-    if digest is not None and digest != _digest(items):
+    if digest is not None and digest != _digest(whole):
         kept = _SNAPSHOTS.find(digest)
         if kept is None and stored is not None:
             kept = stored.find(digest)
@@ -201,15 +209,20 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
             raise ListChanged(
                 f"the list changed after its first page was read (it now answers for position "
                 f"{position}); read it again from the first page, without a cursor")
-        position, items = kept
+        position, whole = kept
+    if context is not None and whole and isinstance(whole[0], dict) and _CONTEXT in whole[0]:
+        context.update(whole[0][_CONTEXT])
+        items = whole[1:]
+    else:
+        items = whole
     end = len(items) if limit is None else offset + limit
     if end >= len(items):
         return items[offset:], None, position
     if digest is None:
-        digest = _digest(items)
+        digest = _digest(whole)
         if _SNAPSHOTS.find(digest) is None and stored is not None:
-            stored.keep(digest, position, items)  # once per version and process
-        _SNAPSHOTS.keep(digest, position, items)
+            stored.keep(digest, position, whole)  # once per version and process
+        _SNAPSHOTS.keep(digest, position, whole)
     return items[offset:end], page_cursor(end, list_of, digest), position
 
 

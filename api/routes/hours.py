@@ -97,8 +97,10 @@ def eligibility(
     items = result["items"]
     if eligible is not None:
         items = [i for i in items if i["eligible"] is eligible]
+    context = {"rules_version": result["rules_version"]}  # a later page: its first page's
     result["items"], result["next_cursor"], result["position"] = paginate_ranked(
-        items, result["position"], limit, cursor, request)
+        items, result["position"], limit, cursor, request, context)
+    result.update(context)
     return etagged(request, response, result)
 
 

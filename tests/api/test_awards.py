@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.api.conftest import District
 
 
@@ -103,3 +105,32 @@ def test_every_bad_criterion_is_named_in_one_422(district: District) -> None:
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == [
         "min_star_level", "training_required", "bogus"]
+
+
+def test_later_pages_of_eligibility_name_the_rules_their_first_page_was_judged_by(
+        district: District, monkeypatch: Any) -> None:
+    """bb11 F1: rules republished between two pages (here with the same criteria, so every
+    candidate's answer is unchanged): page 2 came from page 1's list but named the new
+    version. A committee files its decision under the version it read. Here the second page
+    is served as another worker would, from the version kept in the store."""
+    from api.schemas import _Snapshots
+
+    path = "/v1/award-rules/most_beautiful_volunteer/2017"
+    headers = {"Authorization": "Bearer test-admin-token-0123456789"}
+    district.post("/v1/volunteers", {"name": "第二位", "home_unit_id": district.unit_a,
+                                     "registered_on": "2017-01-01"})
+    assert district.client.put(path, json={"min_hours_in_year": 0},
+                               headers=headers).json()["version"] == 1
+    listing = "/v1/eligibility/most_beautiful_volunteer/2017"
+    first = district.get(listing, token=district.committee, limit=1).json()
+    assert first["rules_version"] == 1 and first["next_cursor"] is not None
+    assert district.client.put(path, json={"min_hours_in_year": 0},
+                               headers=headers).json()["version"] == 2
+    monkeypatch.setattr("api.schemas._SNAPSHOTS", _Snapshots())  # another worker's memory
+    second = district.get(listing, token=district.committee, limit=1,
+                          cursor=first["next_cursor"])
+    assert second.status_code == 200, second.text
+    assert (second.json()["rules_version"], second.json()["position"]) == (
+        1, first["position"])
+    assert second.json()["items"][0]["candidate_id"] != first["items"][0]["candidate_id"]
+    assert district.get(listing, token=district.committee, limit=1).json()["rules_version"] == 2
