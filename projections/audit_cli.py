@@ -136,9 +136,12 @@ def verify(
         "signatures; nothing secret is needed with it. Default: the public half of the "
         "store's signing key, where this machine holds it."),
 ) -> None:
-    """Recompute every leaf, subtree hash and root from the events and compare them with the
-    audit log and its signed checkpoints. Reads only (it never makes a key, and signs a
-    checkpoint only for --save with the store's key)."""
+    """Recompute every leaf, subtree hash and root from the events and compare them.
+
+    Compared with the audit log and its signed checkpoints; nothing secret is needed.
+
+    It reads only: it never makes a key, and signs only for --save with the store's key.
+    """
     from projections.cli import require_store
 
     out, err = Console(), Console(stderr=True, soft_wrap=True)
