@@ -338,7 +338,11 @@ class RecordingUseCases(LedgerBase):
             volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
             volunteer.release(session.id, origin.meta())
             # Saved in the order the events were made, so positions agree with recorded times.
-            position = self._save(session, volunteer)
+            recordings = self._save_recorded(session, volunteer)
+            # The void's own event, as a correction and a resend answer theirs (the
+            # volunteer's calendar event after it is bookkeeping no view reads).
+            position = max(int(r.notification.id) for r in recordings
+                           if r.domain_event.originator_id == session.id)
             return SessionWritten(session.id, 0, position, created=False)
 
         return self._retrying(attempt)
