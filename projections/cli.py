@@ -85,10 +85,33 @@ def run(interval: float = typer.Option(0.5, min=0.01, help="Seconds between poll
     with opened(page_size) as models:  # a worker may start before the API creates the store
         err.print(f"following {models.ledger.settings.store().describe()} (Ctrl-C to stop)")
         try:
-            models.runner.follow(stop, interval)
+            # A catch-up that fails (the store gone a while: a failover, a restart) is said
+            # and tried again at the next wake-up: the worker outlives the outage, as the
+            # API's follower does, rather than leave the views behind until restarted.
+            models.runner.follow(stop, interval, failed=_FailureReport().said)
         except KeyboardInterrupt:
             stop.set()
-        err.print(f"stopped at position {models.position()}")
+        try:
+            err.print(f"stopped at position {models.position()}")
+        except Exception as error:  # the store is gone: stopped all the same
+            err.print(f"stopped (the store does not answer: {type(error).__name__})")
+
+
+class _FailureReport:
+    """Says a failed catch-up on standard error: a new error at once, the same one again at
+    most every REPEAT_SECONDS (an outage fails every poll)."""
+
+    REPEAT_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self.last: tuple[str, float] | None = None
+
+    def said(self, error: Exception) -> None:
+        text = " ".join(f"{type(error).__name__}: {error}".split())
+        now = time.monotonic()
+        if self.last is None or self.last[0] != text or now - self.last[1] >= self.REPEAT_SECONDS:
+            err.print(f"[red]catching up failed, trying again: {text}[/red]", highlight=False)
+            self.last = (text, now)
 
 
 @app.command()
