@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import PUBLIC, MaybeActor, ServicesDep
+from api.deps import PUBLIC, MaybeActor, Services, ServicesDep
 from api.errors import RETRY_AFTER, Problem
 from ledger.catalogue import CATEGORY_NAMES, PROGRAMS, STAR_THRESHOLD_HOURS
 
 router = APIRouter(tags=["operations"])
+T = TypeVar("T")
 log = logging.getLogger("vledger.api")
 
 
@@ -42,12 +46,29 @@ async def redoc(actor: MaybeActor) -> HTMLResponse:
     return get_redoc_html(openapi_url="/openapi.json", title="volunteer-ledger API")
 
 
+# How long a probe waits for the store before it answers 503: a load balancer's health check
+# must be answered, not held while a failover or a restart of the store lasts (the pools wait
+# up to 10-30 s for a connection; a probe during a pg_auto_failover outage hung up to 62 s).
+PROBE_SECONDS = 2.0
+
+
+async def _probed(work: Awaitable[T]) -> T:
+    """`work` (a probe's reads of the store), or a 503 once it took PROBE_SECONDS."""
+    try:
+        return await asyncio.wait_for(work, PROBE_SECONDS)
+    except TimeoutError:
+        raise HTTPException(503, f"the store did not answer within {PROBE_SECONDS:g} s",
+                            headers={"Retry-After": "1"}) from None
+
+
 @router.get("/healthz", openapi_extra=PUBLIC,
             responses=_unavailable("The event store does not answer, or is busy."))
 async def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
-    """200 when the event store answers, else 503."""
+    """200 when the event store answers (within 2 s), else 503."""
     try:
-        head = await services.models.head_async()
+        head = await _probed(services.models.head_async())
+    except HTTPException:
+        raise
     except Exception as error:  # the store is down: say so, as a 503
         raise HTTPException(503, f"the event store does not answer: {error}") from None
     return {"status": "ok", "store": services.settings.store().kind, "head": head}
@@ -56,11 +77,15 @@ async def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
 @router.get("/readyz", openapi_extra=PUBLIC, responses=_unavailable(
     "A view lags further than the configured limits, the views stopped at an event they "
     "cannot read, or the store does not answer."))
-def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
+async def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     """200 when every view is within the configured lag of the store's head (in events,
     VLEDGER_MAX_VIEW_LAG_EVENTS, and in seconds the oldest unread event has waited,
-    VLEDGER_MAX_VIEW_LAG_SECONDS); 503 when one lags further, or when the views stopped at an
-    event they cannot read (with the error)."""
+    VLEDGER_MAX_VIEW_LAG_SECONDS); 503 when one lags further, when the views stopped at an
+    event they cannot read (with the error), or when the store does not answer within 2 s."""
+    return await _probed(run_in_threadpool(_ready, services))
+
+
+def _ready(services: Services) -> dict[str, Any]:
     failure = services.models.runner.failure
     if failure is not None:  # not a lag that will pass: the views cannot read on
         raise HTTPException(503, f"the views stopped at position {failure[0]}: {failure[1]}")

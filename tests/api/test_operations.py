@@ -273,3 +273,30 @@ def test_a_small_lag_that_does_not_pass_makes_the_service_unready(
         assert "waited 45.0 s" in ready.json()["detail"] and ready.headers["retry-after"] == "1"
     else:
         assert ready.json()["lag_seconds"] == 2.0
+
+
+def test_probes_answer_503_in_time_while_the_store_hangs(district: District,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """During an unplanned failover the pools wait 10-30 s for a connection, and /readyz was
+    held up to 62 s (the replica/failover experiment): a load balancer's check must be
+    answered. Both probes answer 503 once the store took PROBE_SECONDS."""
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    monkeypatch.setattr("api.routes.operations.PROBE_SECONDS", 0.2)
+
+    def hangs(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.5)
+        raise AssertionError("never answered in time")
+
+    async def hangs_async(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(1.5)
+        raise AssertionError("never answered in time")
+
+    monkeypatch.setattr(services.models.runner, "status", hangs)
+    monkeypatch.setattr(services.models, "head_async", hangs_async)
+    for path in ("/readyz", "/healthz"):
+        began = time.monotonic()
+        response = district.get(path, token=None)
+        assert time.monotonic() - began < 1.0, path
+        assert response.status_code == 503, response.text
+        assert "did not answer within 0.2 s" in response.json()["detail"]
+        assert response.headers["retry-after"] == "1"
