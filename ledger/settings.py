@@ -73,6 +73,19 @@ _LIBPQ = frozenset({"application_name", "connect_timeout", "options", "target_se
                     "gssencmode", "krbsrvname", "passfile", "channel_binding", "service"})
 
 
+def _host_and_port(entry: str) -> tuple[str, int]:
+    """One `host[:port]` of a multi-host URL (an IPv6 address in brackets)."""
+    found = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]/]+)(?::(\d{1,5}))?", entry)
+    if found is None:
+        raise ConfigurationError(f"VLEDGER_DATABASE_URL: cannot read the host {entry!r} "
+                                 "(hosts are host[:port], separated by commas)")
+    port = int(found.group(2) or 5432)
+    if not 1 <= port <= 65535:
+        raise ConfigurationError(f"VLEDGER_DATABASE_URL: the port of {entry!r} must be from "
+                                 "1 to 65535")
+    return unquote(found.group(1).strip("[]")), port
+
+
 class ConfigurationError(ValueError):
     """A VLEDGER_* setting that cannot be used (the command line says so in one line)."""
 
@@ -92,6 +105,10 @@ class StoreLocation:
     password: str = ""
     dbname: str = "postgres"
     schema: str = "public"
+    # Every host of a multi-host URL (`postgresql://u@a:5432,b:5433/db`), for a primary and its
+    # standbys: libpq tries them in turn. Empty for one host (`host`, `port`). Which one is
+    # taken: libpq's PGTARGETSESSIONATTRS (e.g. read-write), read by every connection.
+    hosts: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def parse(cls, url: str) -> StoreLocation:
@@ -128,20 +145,35 @@ class StoreLocation:
             raise ConfigurationError(
                 f"VLEDGER_DATABASE_URL's schema {schema!r} must be a plain PostgreSQL name: "
                 "a letter or underscore, then letters, digits or underscores (63 at most)")
+        dbname = (parts.path or "/postgres").lstrip("/") or "postgres"
+        hostlist = parts.netloc.rpartition("@")[2]
+        if "," in hostlist:  # urllib reads one host; libpq takes a list
+            hosts = tuple(_host_and_port(entry) for entry in hostlist.split(","))
+            return cls(kind="postgres", host=hosts[0][0], port=hosts[0][1],
+                       user=unquote(parts.username or "postgres"),
+                       password=unquote(parts.password or ""), dbname=dbname, schema=schema,
+                       hosts=hosts)
         return cls(
             kind="postgres",
             host=parts.hostname or "127.0.0.1",
             port=parts.port or 5432,  # urllib checks it: a number from 0 to 65535
             user=unquote(parts.username or "postgres"),
             password=unquote(parts.password or ""),
-            dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
+            dbname=dbname,
             schema=schema,
         )
+
+    def _libpq_hosts(self) -> tuple[str, str]:
+        """The host and port parameters libpq takes: one each, or comma-separated lists."""
+        if not self.hosts:
+            return self.host, str(self.port)
+        return (",".join(h for h, _ in self.hosts), ",".join(str(p) for _, p in self.hosts))
 
     def connect_kwargs(self) -> dict[str, Any]:
         """psycopg's connection arguments for this store's database (autocommit; the schema
         and any other option are the caller's to add)."""
-        return {"host": self.host, "port": self.port, "user": self.user,
+        host, port = self._libpq_hosts()
+        return {"host": host, "port": port, "user": self.user,
                 "password": self.password, "dbname": self.dbname, "connect_timeout": 10,
                 "autocommit": True}
 
@@ -169,7 +201,9 @@ class StoreLocation:
         """A human description without the password."""
         if self.kind == "sqlite":
             return f"SQLite file {self.sqlite_path}"
-        return f"PostgreSQL {self.user}@{self.host}:{self.port}/{self.dbname} schema {self.schema}"
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
+                         for h, p in self.hosts) or f"{self.host}:{self.port}"
+        return f"PostgreSQL {self.user}@{hosts}/{self.dbname} schema {self.schema}"
 
     def eventsourcing_env(self) -> dict[str, str]:
         """The eventsourcing settings for this store (ids are text on both stores)."""
@@ -191,8 +225,8 @@ class StoreLocation:
                 # ledger/pgrecorder.py).
                 APPLICATION_RECORDER_TOPIC="ledger.pgrecorder:LedgerPostgresRecorder",
                 POSTGRES_DBNAME=self.dbname,
-                POSTGRES_HOST=self.host,
-                POSTGRES_PORT=str(self.port),
+                POSTGRES_HOST=self._libpq_hosts()[0],
+                POSTGRES_PORT=self._libpq_hosts()[1],
                 POSTGRES_USER=self.user,
                 POSTGRES_PASSWORD=self.password,
                 POSTGRES_SCHEMA=self.schema,

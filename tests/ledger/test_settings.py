@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from ledger import Ledger, Settings, StoreLocation
+from ledger.settings import ConfigurationError
 
 
 def test_the_default_store_is_an_sqlite_file_under_var(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,3 +122,42 @@ def test_postgresql_connections_of_the_ledger_and_the_views_run_without_jit() ->
         views.close()
         ledger.close()
         _pg_connect(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_postgresql_url_may_list_hosts_each_with_its_port() -> None:
+    """A primary and its standbys (pg_auto_failover): libpq's own multi-host URL. A host
+    without a port has 5432, as in libpq's URLs; the list reaches every connection."""
+    location = StoreLocation.parse(
+        "postgresql://clerk@10.0.0.1:5446,10.0.0.2:5447,[fd00::3]/ledger?schema=s")
+    assert location.hosts == (("10.0.0.1", 5446), ("10.0.0.2", 5447), ("fd00::3", 5432))
+    kwargs = location.connect_kwargs()
+    assert (kwargs["host"], kwargs["port"]) == ("10.0.0.1,10.0.0.2,fd00::3", "5446,5447,5432")
+    env = location.eventsourcing_env()
+    assert (env["POSTGRES_HOST"], env["POSTGRES_PORT"]) == (kwargs["host"], kwargs["port"])
+    assert "10.0.0.2:5447" in location.describe()
+    for bad in ("postgresql://c@h1:x,h2/db", "postgresql://c@h1:0,h2/db",
+                "postgresql://c@h1,,h2/db"):
+        with pytest.raises(ConfigurationError, match="VLEDGER_DATABASE_URL"):
+            StoreLocation.parse(bad)
+
+
+@pytest.mark.stores("postgres")
+def test_a_ledger_on_a_multi_host_url_takes_the_host_that_answers(database_url: str) -> None:
+    """The first host does not answer (a node that is down): libpq goes on to the next, for
+    the ledger's connections and the views' alike."""
+    from projections.models import ReadModels
+    from tests.factories import make_unit, make_volunteer
+
+    listed = database_url.replace("@127.0.0.1:5432/", "@127.0.0.1:1,127.0.0.1:5432/")
+    assert listed != database_url
+    ledger = Ledger(Settings(database_url=listed))
+    try:
+        volunteer = make_volunteer(ledger, home_unit_id=make_unit(ledger))
+        models = ReadModels(ledger)
+        try:
+            assert models.catch_up() == ledger.head()
+            assert models.volunteer_hours(volunteer) is not None
+        finally:
+            models.close()
+    finally:
+        ledger.close()
