@@ -42,15 +42,16 @@ class _StrictJSONRequest(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            text = (await self.body()).decode("utf-8", errors="surrogateescape")
-            self._json = json.loads(text, object_pairs_hook=lambda pairs: _once(pairs, text))
+            body = await self.body()  # parsed as Starlette does (bytes: UTF-8 checked by json)
+            self._json = json.loads(body, object_pairs_hook=lambda pairs: _once(pairs, body))
         return self._json
 
 
-def _once(pairs: list[tuple[str, Any]], text: str) -> dict[str, Any]:
+def _once(pairs: list[tuple[str, Any]], body: bytes) -> dict[str, Any]:
     found = dict(pairs)
     if len(found) == len(pairs):
         return found
+    text = body.decode("utf-8", errors="replace")  # only to say where: it parsed already
     seen: set[str] = set()
     twice = ""
     for name, _ in pairs:
