@@ -13,6 +13,7 @@ from fastapi import Depends, HTTPException, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from api.schemas import Whole
 from ledger import Actor, Ledger, Origin, Role, SessionWritten, Settings, Written
 from ledger.access import token_digest, token_id_of
 from ledger.base import Recognised
@@ -293,7 +294,7 @@ RecorderWriter = Annotated[Actor, needs(Role.recorder)]
 async def read_your_writes(
     request: Request,
     services: ServicesDep,
-    min_position: Annotated[int | None, Query(
+    min_position: Annotated[Whole | None, Query(
         ge=0, le=2**53,
         description="Wait (about 2 s at most) until the views have read this position.",
     )] = None,

@@ -60,6 +60,20 @@ Instant = Annotated[AwareDatetime, _written_as(
 Day = Annotated[date, _written_as(
     date, _DAY, "must be a date written as text, YYYY-MM-DD (e.g. 2017-03-05)")]
 Year = Annotated[int, Field(ge=2000, le=2100)]
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _digits(value: Any) -> Any:
+    """A whole number in a path or query is digits only: pydantic's lax mode would read
+    "1.0", " 1" and "+1" as 1, so a malformed parameter would answer as if it were well
+    formed."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("must be a whole number written in digits (e.g. 2017)")
+    return value
+
+
+# A path or query parameter that is a whole number (the bounds are the route's own).
+Whole = Annotated[int, BeforeValidator(_digits)]
 
 
 class Body(BaseModel):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PUBLIC, AuditReader, Fresh, MaybeActor, ServicesDep
 from api.errors import Problem
-from api.schemas import ETAGGED, MAX_POSITION, Instant, etagged, json_answer, paginate
+from api.schemas import ETAGGED, MAX_POSITION, Instant, Whole, etagged, json_answer, paginate
 from ledger.catalogue import Role
 from projections.history import event_feed, volunteer_history
 
@@ -127,7 +127,7 @@ ALTERED: dict[int | str, dict[str, Any]] = {500: {
             dependencies=[Fresh], responses=ETAGGED)
 def history(volunteer_id: str, request: Request, response: Response, actor: AuditReader,
             services: ServicesDep, as_of: Instant | None = None,
-            limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+            limit: Annotated[Whole | None, Query(ge=1, le=10_000)] = None,
             cursor: str | None = None) -> Any:
     """Every event that touched a volunteer's record, as the ledger held them at `as_of`."""
     services.ledger.get_volunteer(volunteer_id)
@@ -142,8 +142,8 @@ def history(volunteer_id: str, request: Request, response: Response, actor: Audi
 
 @router.get("/v1/events", response_model=Feed)
 def events(actor: AuditReader, services: ServicesDep,
-           after: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
-           limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
+           after: Annotated[Whole, Query(ge=0, le=MAX_POSITION)] = 0,
+           limit: Annotated[Whole, Query(ge=1, le=10_000)] = 1000) -> Any:
     """The ledger's events after a position, in order, for downstream systems.
 
     Positions increase in commit order, so a reader that asks again with `after` set to the
@@ -194,8 +194,8 @@ def public_key(actor: MaybeActor, services: ServicesDep) -> str:
 @router.get("/v1/audit/inclusion", response_model=Inclusion, responses=ALTERED)
 def inclusion(
     actor: AuditReader, services: ServicesDep,
-    position: Annotated[int, Query(ge=1, le=MAX_POSITION)],
-    tree_size: Annotated[int | None, Query(ge=1, le=MAX_POSITION)] = None,
+    position: Annotated[Whole, Query(ge=1, le=MAX_POSITION)],
+    tree_size: Annotated[Whole | None, Query(ge=1, le=MAX_POSITION)] = None,
 ) -> dict[str, Any]:
     """The audit path that proves the event at `position` is in the tree of `tree_size`."""
     services.caught_up()
@@ -207,8 +207,8 @@ def inclusion(
 
 @router.get("/v1/audit/consistency", response_model=Consistency)
 def consistency(actor: AuditReader, services: ServicesDep,
-                first: Annotated[int, Query(ge=1, le=MAX_POSITION)],
-                second: Annotated[int, Query(ge=1, le=MAX_POSITION)]) -> dict[str, Any]:
+                first: Annotated[Whole, Query(ge=1, le=MAX_POSITION)],
+                second: Annotated[Whole, Query(ge=1, le=MAX_POSITION)]) -> dict[str, Any]:
     """The proof that the tree of size `first` is a prefix of the tree of size `second`."""
     services.caught_up()
     result: dict[str, Any] = services.auditor.consistency(first, second)

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EligibilityReader, Fresh, HoursReader, Services, ServicesDep
-from api.schemas import ETAGGED, etagged, paginate_ranked
+from api.schemas import ETAGGED, Whole, etagged, paginate_ranked
 from ledger.catalogue import AwardKind
 from ledger.errors import NotFound
 
@@ -86,10 +86,10 @@ def _eligibility(services: Services, award: AwardKind, year: int,
 @router.get("/v1/eligibility/{award}/{year}", response_model=Eligibility, dependencies=[Fresh],
             responses=ETAGGED)
 def eligibility(
-    award: AwardKind, year: Annotated[int, Path(ge=2000, le=2100)], request: Request,
+    award: AwardKind, year: Annotated[Whole, Path(ge=2000, le=2100)], request: Request,
     response: Response, actor: EligibilityReader, services: ServicesDep,
     eligible: Annotated[bool | None, Query(description="Only (in)eligible candidates.")] = None,
-    limit: Annotated[int | None, Query(ge=1, le=5000)] = None,
+    limit: Annotated[Whole | None, Query(ge=1, le=5000)] = None,
     cursor: str | None = None,
 ) -> Any:
     """Every candidate for an award and year, eligible or not, and why, per criterion."""
@@ -107,7 +107,7 @@ def eligibility(
 @router.get("/v1/eligibility/{award}/{year}/{candidate_id}", response_model=Eligibility,
             dependencies=[Fresh], responses=ETAGGED)
 def candidate_eligibility(
-    award: AwardKind, year: Annotated[int, Path(ge=2000, le=2100)], candidate_id: str,
+    award: AwardKind, year: Annotated[Whole, Path(ge=2000, le=2100)], candidate_id: str,
     request: Request, response: Response, actor: EligibilityReader, services: ServicesDep,
 ) -> Any:
     """One candidate's eligibility for an award and year, per criterion."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from api.deps import PUBLIC, Fresh, MaybeActor, ServicesDep
-from api.schemas import ETAGGED, ProgramCode, etagged, paginate_ranked_async
+from api.schemas import ETAGGED, ProgramCode, Whole, etagged, paginate_ranked_async
 from ledger.catalogue import UnitKind
 
 router = APIRouter(tags=["reports"])
@@ -67,11 +67,11 @@ class Bulletin(BaseModel):
 async def unit_rankings(
     request: Request, response: Response, actor: MaybeActor, services: ServicesDep,
     kind: Annotated[UnitKind, Query(description="Units are ranked within one kind.")],
-    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
-    quarter: Annotated[int | None, Query(ge=1, le=4)] = None,
+    year: Annotated[Whole | None, Query(ge=2000, le=2100)] = None,
+    quarter: Annotated[Whole | None, Query(ge=1, le=4)] = None,
     basis: Basis = Basis.members,
     rollup: Annotated[bool, Query(description="Add each unit's descendants' minutes.")] = False,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    limit: Annotated[Whole | None, Query(ge=1, le=1000)] = None,
     cursor: str | None = None,
 ) -> Any:
     """Units of one kind ranked by minutes served; ties share a rank (1, 2, 2, 4). Every unit
@@ -92,11 +92,11 @@ async def unit_rankings(
             responses=ETAGGED, openapi_extra=PUBLIC)
 async def quarterly_bulletin(
     request: Request, response: Response, actor: MaybeActor, services: ServicesDep,
-    year: Annotated[int, Path(ge=2000, le=2100)],
-    quarter: Annotated[int, Path(ge=1, le=4)],
+    year: Annotated[Whole, Path(ge=2000, le=2100)],
+    quarter: Annotated[Whole, Path(ge=1, le=4)],
     program: ProgramCode = ProgramCode["B6"],
     basis: Basis = Basis.organised,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    limit: Annotated[Whole | None, Query(ge=1, le=1000)] = None,
     cursor: str | None = None,
 ) -> Any:
     """A quarter's bulletin of one program (B6 online civilisation by default), per unit."""

@@ -9,7 +9,7 @@ from pydantic import BaseModel, StringConstraints
 
 from api.deps import Admin, AuditReader, ServicesDep, origin_of
 from api.limits import StrictBodyRoute
-from api.schemas import Body, Created, Id, Reason, paginate
+from api.schemas import Body, Created, Id, Reason, Whole, paginate
 from ledger.catalogue import Role
 from ledger.text import MAX_LABEL
 
@@ -55,7 +55,7 @@ class TokenPage(BaseModel):
 
 @router.get("", response_model=TokenPage)
 def list_tokens(request: Request, actor: AuditReader, services: ServicesDep,
-                limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+                limit: Annotated[Whole | None, Query(ge=1, le=1000)] = None,
                 cursor: str | None = None) -> dict[str, Any]:
     """Every token ever issued, oldest first (never the token itself). Auditors read it too:
     who holds access is part of what they check."""

@@ -159,3 +159,26 @@ def test_a_date_that_is_not_yyyy_mm_dd_text_is_a_422_naming_it(district: Distric
         "name": "王芳", "home_unit_id": district.unit_a, "registered_on": value})
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == "registered_on"
+
+
+def test_a_whole_number_parameter_is_digits_only(district: District) -> None:
+    """bb10 F6: "1.0" and " 1" were read as 1. Every whole-number parameter in a path or a
+    query is digits, or a 422 naming it; the schema still says integer."""
+    for path, params, field in (
+            ("/v1/audit/consistency", {"first": "1.0", "second": "2"}, "first"),
+            ("/v1/audit/inclusion", {"position": " 1"}, "position"),
+            ("/v1/events", {"after": "+0"}, "after"),
+            ("/v1/rankings/units", {"kind": "town", "year": "2017.0"}, "year"),
+            ("/v1/bulletins/2017/1", {"limit": "1e1"}, "limit"),
+            ("/v1/bulletins/2017.0/1", {}, "year"),
+            (f"/v1/volunteers/{district.volunteer}/hours", {"min_position": "0x1"},
+             "min_position")):
+        response = district.get(path, token=district.auditor, **params)
+        assert response.status_code == 422, (path, response.text)
+        assert [e["field"] for e in response.json()["errors"]] == [field], path
+        assert "digits" in response.json()["errors"][0]["detail"]
+    assert district.get("/v1/rankings/units", kind="town", year="2017").status_code == 200
+    parameters = district.client.get("/openapi.json").json()["paths"][
+        "/v1/audit/consistency"]["get"]["parameters"]
+    assert {p["name"]: p["schema"]["type"] for p in parameters} == {
+        "first": "integer", "second": "integer"}
