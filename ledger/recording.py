@@ -82,11 +82,16 @@ def reused(rec: SessionRecord, prior: ServiceSession) -> DuplicateRecordConflict
 class _Batch:
     """One attempt at a batch: the aggregates it loaded once and the sessions it created."""
 
-    def __init__(self, ledger: RecordingUseCases, origin: Origin, thorough: bool) -> None:
+    def __init__(self, ledger: RecordingUseCases, origin: Origin, thorough: bool,
+                 staged_before: dict[str, datetime]) -> None:
         self.ledger = ledger
         self.origin = origin
         self.meta = origin.meta()
         self.thorough = thorough
+        # The sessions earlier attempts of this same call staged, by id, with the instant
+        # their Recorded event was made: one found stored with that instant is this call's
+        # own (a commit whose answer the connection lost), not an earlier send's.
+        self.staged_before = staged_before
         self.now = now()
         self.volunteers: dict[str, Volunteer] = {}
         self.activities: dict[str, Activity] = {}
@@ -161,6 +166,12 @@ class _Batch:
             if prior is not None:
                 if not prior.same_record(rec):
                     raise reused(rec, prior)
+                if self.staged_before.get(prior.id) == prior.created_on:
+                    # Stored by this call: its commit went through, then the connection
+                    # dropped before the answer (a failover) and the retry found it. It is new
+                    # to the caller (201), still counted once.
+                    return RecordOutcome(index, "accepted", prior.id,
+                                         0 if prior.is_voided else prior.minutes)
                 # A voided session no longer counts: the repeat answers the minutes it counts now.
                 return RecordOutcome(index, "duplicate", prior.id,
                                      0 if prior.is_voided else prior.minutes)
@@ -238,13 +249,15 @@ class RecordingUseCases(LedgerBase):
         """
         require_role(origin.actor, Role.recorder)
         thorough = len(records) == 1
+        staged: dict[str, datetime] = {}
 
         def attempt() -> BatchResult:
             nonlocal thorough
-            batch = _Batch(self, origin, thorough)
+            batch = _Batch(self, origin, thorough, staged)
             thorough = True  # a retry re-checks every source record id against the store
             batch.prefetch(records)
             outcomes = [batch.record(i, rec) for i, rec in enumerate(records)]
+            staged.update((i, s.created_on) for i, s in batch.created.items())
             recordings = (self._save_recorded(*batch.touched.values(), *batch.created.values(),
                                               guard=WriteGuard(unchanged=batch.consulted))
                           if batch.created else [])

@@ -20,6 +20,7 @@ from tests.factories import (
     ADMIN,
     at,
     correct,
+    live_minutes,
     make_activity,
     make_long_activity,
     make_unit,
@@ -68,6 +69,35 @@ def test_a_repeated_record_of_a_voided_session_answers_where_it_was_voided(
     assert again.minutes == 0 and again.position == voided.position > first.position
     assert (stored.originator_id, stored.topic) == (first.id,
                                                     "ledger.sessions:ServiceSession.Voided")
+
+
+def test_a_commit_whose_answer_was_lost_answers_201_once(
+        ledger: Ledger, volunteer: str, activity: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection drops after the COMMIT and before its answer (a failover): the store's
+    retry finds the rows and fails, and the ledger tries again. The session it finds is its
+    own, so the first send answers 201, as new, not 200 as a resend (the failover
+    experiment: a client counting 201s undercounted). Still stored once."""
+    from eventsourcing.persistence import IntegrityError
+
+    real = ledger._save_recorded
+    lost: list[int] = []
+
+    def answer_lost(*aggregates: Any, guard: Any = None) -> Any:
+        recordings = real(*aggregates, guard=guard)
+        if not lost:
+            lost.append(len(recordings))
+            raise IntegrityError("the retried insert of a committed batch finds its own rows")
+        return recordings
+
+    monkeypatch.setattr(ledger, "_save_recorded", answer_lost)
+    first = record(ledger, volunteer, activity, source_record_id="lost-answer")
+    assert lost and first.created and first.minutes == 60
+    stored = stored_event(ledger, first.position)
+    assert (stored.originator_id, stored.topic) == (first.id,
+                                                    "ledger.sessions:ServiceSession.Recorded")
+    again = record(ledger, volunteer, activity, source_record_id="lost-answer")
+    assert (again.id, again.created, again.position) == (first.id, False, first.position)
+    assert live_minutes(ledger, volunteer) == 60  # once
 
 
 def test_sessions_written_together_each_answer_the_position_of_their_own_record(
