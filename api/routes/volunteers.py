@@ -172,7 +172,14 @@ def update_volunteer(volunteer_id: str, body: VolunteerChange, actor: RecorderWr
              response_model=Created)
 def transfer_volunteer(volunteer_id: str, body: TransferIn, actor: RecorderWriter,
                        services: ServicesDep) -> dict[str, Any]:
-    """Move a volunteer to another unit from `effective_on` (it may lie in the past)."""
+    """Move a volunteer to another unit from `effective_on` (it may lie in the past).
+
+    The `members` basis then credits the volunteer's sessions from that date to the new
+    unit, those already recorded included. A transfer on the same `effective_on` as an
+    earlier one replaces it: that is how a mistaken transfer is corrected (its sessions move
+    with it; both stay in the history). To the unit the volunteer already belongs to on that
+    date: 409 `already-member`.
+    """
     written = services.ledger.transfer_volunteer(
         origin_of(actor), volunteer_id, body.to_unit_id, body.effective_on)
     return services.written(written)
