@@ -301,7 +301,10 @@ class Runner:
         if enough is not None and self._known_position >= enough:
             return self._known_position
         if until is None and progress is None and enough is None and self._reached():
-            return self._known_position  # nothing new: no write turn needed
+            # Nothing new: no write turn needed. Views another process caught up are no longer
+            # stopped here either (a full disk that was freed, say): /readyz says so again.
+            self.failure = self.missing
+            return self._known_position
         if not self._lock.acquire(timeout=-1 if deadline is None else _left(deadline)):
             return self._known_position
         try:

@@ -540,3 +540,19 @@ def test_views_that_read_events_the_store_lost_say_so_and_keep_saying_it(
         assert Runner(ledger.recorder, store, [HoursProjection()]).failure is None
     finally:
         store.close()
+
+
+def test_a_failure_another_process_got_past_is_cleared_without_new_events(
+        ledger: Ledger) -> None:
+    """bb13 F2: a worker whose catch-up failed on a full disk kept /readyz at 503 for minutes
+    after the other worker caught the views up, until a new write reached it."""
+    make_unit(ledger)
+    store = ViewStore(ledger.settings.store())
+    try:
+        stopped = Runner(ledger.recorder, store, [HoursProjection()])
+        stopped.failure = (1, "OperationalError: database or disk is full")
+        Runner(ledger.recorder, store, [HoursProjection()]).catch_up()  # the other worker
+        stopped.catch_up()  # its follower's next look: nothing new to fold
+        assert stopped.failure is None
+    finally:
+        store.close()
