@@ -195,12 +195,18 @@ def ensure_port_free(host: str, port: int) -> None:
         probe.bind((host, port))
 
 
+# How long a stopping server (SIGTERM) waits for the requests in flight before it closes the
+# connections left: a client that sent half a request and stalled held a stop for 120 s.
+GRACEFUL_SECONDS = 10
+
+
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
     """Serve the app from the environment's settings in `workers` processes."""
     # The app logs one JSON line per request with its request id; uvicorn's own access log
     # would say the same thing again, less usefully.
     config = TcpConfig(APP, factory=True, host=host, port=port, workers=workers,
-                       log_level=log_level, access_log=False, http=OneSegmentProtocol)
+                       log_level=log_level, access_log=False, http=OneSegmentProtocol,
+                       timeout_graceful_shutdown=GRACEFUL_SECONDS)
     if workers == 1:
         # One process: the plain in-memory registry (a directory inherited from the
         # environment would only make every request write to its files).

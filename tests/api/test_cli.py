@@ -162,6 +162,45 @@ def test_serve_answers_healthz_on_the_default_relative_sqlite_store(tmp_path: Pa
             server.stderr.close()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stalled_half_sent_request_does_not_hold_a_stop(tmp_path: Path, workers: str) -> None:
+    """bb13 F3: a client sent half a body and stalled; SIGTERM then waited for it 120 s.
+    The server now stops within its graceful wait (api/serving.GRACEFUL_SECONDS)."""
+    from api.serving import GRACEFUL_SECONDS
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLEDGER_")}
+    server = subprocess.Popen([VLEDGER, "serve", "--port", str(port), "--workers", workers],
+                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    stalled = socket.socket()
+    try:
+        deadline = time.monotonic() + 30
+        while httpx_ok(port) is False:
+            assert time.monotonic() < deadline, "the server did not answer within 30 s"
+            time.sleep(0.2)
+        stalled.connect(("127.0.0.1", port))
+        stalled.sendall(b"POST /v1/units HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                        b"application/json\r\nContent-Length: 100\r\n\r\n{\"name\"")
+        time.sleep(0.5)
+        began = time.monotonic()
+        server.terminate()
+        server.wait(timeout=GRACEFUL_SECONDS + 20)
+        assert time.monotonic() - began < GRACEFUL_SECONDS + 8
+    finally:
+        stalled.close()
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def httpx_ok(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_an_unreachable_store_is_a_clear_message_not_a_traceback() -> None:
     result = _run("postgresql://postgres@127.0.0.1:1/test", "info")
     assert result.returncode == 3
