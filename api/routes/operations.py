@@ -53,12 +53,24 @@ PROBE_SECONDS = 2.0
 
 
 async def _probed(work: Awaitable[T]) -> T:
-    """`work` (a probe's reads of the store), or a 503 once it took PROBE_SECONDS."""
-    try:
-        return await asyncio.wait_for(work, PROBE_SECONDS)
-    except TimeoutError:
+    """`work` (a probe's reads of the store), or a 503 once it took PROBE_SECONDS.
+
+    The work is left to finish on its own rather than cancelled and waited for: cancelling a
+    query sends the server a cancel request, which a hung server does not answer either (a
+    SIGSTOPped PostgreSQL held the 503 for 12 s)."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=PROBE_SECONDS)
+    if not done:
+        task.add_done_callback(_forget)
         raise HTTPException(503, f"the store did not answer within {PROBE_SECONDS:g} s",
-                            headers={"Retry-After": "1"}) from None
+                            headers={"Retry-After": "1"})
+    return task.result()
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    """A probe answered already: its late outcome, or failure, is of no use to anyone."""
+    if not task.cancelled():
+        task.exception()  # read, so asyncio does not log it as never retrieved
 
 
 @router.get("/healthz", openapi_extra=PUBLIC,
