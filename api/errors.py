@@ -31,6 +31,7 @@ from ledger.errors import (
 )
 
 log = logging.getLogger("vledger.audit")
+api_log = logging.getLogger("vledger.api")
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://vledger.example/problems/"
@@ -279,9 +280,13 @@ def too_large() -> JSONResponse:
                    headers={"Connection": "close"})
 
 
-def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # The store did not answer (a restart, a dropped connection, a cancelled statement): the
-    # request changed nothing it did not commit, and may be sent again.
+    # request changed nothing it did not commit, and may be sent again. The client learns the
+    # kind of error; the log says what it was (a full disk, a read-only file and a stopped
+    # server answered alike, and the log did not tell them apart: bb13 F6).
+    api_log.warning("503 store-unavailable for %s %s: %s: %s", request.method,
+                    request.url.path, type(exc).__name__, " ".join(str(exc).split()))
     return problem(503, f"the store is unavailable; try again shortly ({type(exc).__name__})",
                    kind="store-unavailable", headers={"Retry-After": "1"})
 

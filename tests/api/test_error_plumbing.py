@@ -141,9 +141,10 @@ def test_the_command_line_names_a_field_once_in_a_sentence_that_names_it(
     InterfaceError("connection already closed"),
 ], ids=["psycopg", "eventsourcing-operational", "eventsourcing-interface"])
 def test_a_store_that_does_not_answer_is_a_503_to_try_again(
-        district: District, error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+        district: District, error: Exception, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     """A dropped connection or a store being restarted is not the request's fault (no 500):
-    the client is told to send it again shortly."""
+    the client is told to send it again shortly, and the log says what the store said."""
     models = district.client.app.state.services.models  # type: ignore[attr-defined]
 
     async def unavailable(volunteer_id: str) -> None:
@@ -156,6 +157,8 @@ def test_a_store_that_does_not_answer_is_a_503_to_try_again(
     assert response.headers["retry-after"] == "1"
     body = response.json()
     assert body["type"].endswith("store-unavailable") and type(error).__name__ in body["detail"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "vledger.api"]
+    assert any(str(error) in line and "/hours" in line for line in logged), logged
 
 
 def test_a_body_over_the_limit_is_a_413_before_it_is_read(district: District) -> None:
