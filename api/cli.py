@@ -79,6 +79,11 @@ def serve(
         raise typer.Exit(1) from None
     ledger = _ledger()  # create the store and catalogue once, before the workers start
     try:
+        unwritable = ledger.settings.store().write_problem()
+        if unwritable:
+            err.print(f"[red]not starting: the store cannot be written "
+                      f"({ledger.settings.store().describe()}): {unwritable}[/red]")
+            raise typer.Exit(1)
         from projections.runner import views_ahead_of
         from projections.store import ViewStore, connection_budget
 

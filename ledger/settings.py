@@ -197,6 +197,26 @@ class StoreLocation:
                                 "%s AND table_name = 'ledger_events'",
                                 (self.schema,)).fetchone() is not None
 
+    def write_problem(self) -> str | None:
+        """On SQLite: why the file cannot be written (a read-only file or directory), found by
+        a write rolled back at once; None when it can, or when another
+        writer holds the lock. A server on a file it cannot write would answer every write
+        with a 503 that says to try again. PostgreSQL says so per statement: None."""
+        if self.kind != "sqlite" or self.sqlite_path is None or not self.sqlite_path.exists():
+            return None
+        try:
+            with closing(sqlite3.connect(str(self.sqlite_path), timeout=5,
+                                         isolation_level=None)) as conn:
+                conn.execute("BEGIN IMMEDIATE")  # a read-only file takes this lock too
+                try:
+                    conn.execute("CREATE TABLE vledger_write_check (x INTEGER)")
+                finally:
+                    conn.execute("ROLLBACK")
+        except sqlite3.OperationalError as error:
+            text = str(error)
+            return None if "locked" in text or "busy" in text else text
+        return None
+
     def describe(self) -> str:
         """A human description without the password."""
         if self.kind == "sqlite":

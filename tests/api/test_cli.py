@@ -201,6 +201,26 @@ def httpx_ok(port: int) -> bool:
         return False
 
 
+def test_serve_refuses_an_sqlite_file_it_cannot_write(tmp_path: Path) -> None:
+    """bb13 F1: on a read-only file the server started, said it was ready, and answered every
+    write with a 503 to try again, whose cause no log named. It now refuses to start and
+    says why. (As root the file's mode is overridden: the server runs without that power.)"""
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert _run(url, "init").returncode == 0
+    (tmp_path / "ledger.db").chmod(0o444)
+    env = {**os.environ, "VLEDGER_DATABASE_URL": url}
+    started = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", VLEDGER, "serve",
+         "--port", str(_free_port())], capture_output=True, text=True, env=env, timeout=60)
+    said = " ".join(started.stderr.split())
+    assert started.returncode == 1, said
+    assert "not starting: the store cannot be written" in said and "readonly" in said, said
+
+
 def test_an_unreachable_store_is_a_clear_message_not_a_traceback() -> None:
     result = _run("postgresql://postgres@127.0.0.1:1/test", "info")
     assert result.returncode == 3
