@@ -246,7 +246,12 @@ def _unreachable(error: BaseException) -> str:
     """The one line for a store that cannot be opened (an SQLite path that is a directory or
     not writable) or does not answer (PostgreSQL down), naming the setting to check."""
     location = Settings().store()
-    what = "cannot be opened" if location.kind == "sqlite" else "does not answer"
+    what = "does not answer"
+    if location.kind == "sqlite":
+        text = str(error).lower()
+        what = ("cannot be written: its disk is full" if "disk is full" in text else
+                "cannot be written: it is read-only" if "readonly" in text else
+                "cannot be opened")
     return (f"[red]the store {what} ({location.describe()}; check VLEDGER_DATABASE_URL): "
             f"{_one_line(error)}[/red]")
 

@@ -228,6 +228,24 @@ def test_an_unreachable_store_is_a_clear_message_not_a_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_write_to_a_read_only_sqlite_file_says_so(tmp_path: Path) -> None:
+    """bb13 F7: a full disk or a read-only file was reported as a store that "cannot be
+    opened", which sends an operator to check VLEDGER_DATABASE_URL."""
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert _run(url, "init").returncode == 0
+    (tmp_path / "ledger.db").chmod(0o444)
+    created = subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", VLEDGER,
+         "tokens", "create", "--role", "auditor"], capture_output=True, text=True,
+        env={**os.environ, "VLEDGER_DATABASE_URL": url}, timeout=60)
+    assert created.returncode == 3 and created.stdout == ""
+    assert "the store cannot be written: it is read-only" in " ".join(created.stderr.split())
+
+
 @pytest.mark.parametrize("command", [["info"], ["tokens", "list"], ["projections", "status"],
                                      ["verify"], ["demo", "--volunteers", "5", "--sessions", "5"]])
 def test_a_file_that_is_not_an_sqlite_database_is_a_clear_message(
