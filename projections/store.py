@@ -33,6 +33,10 @@ SQLITE_CACHE_KIB = 128 * 1024
 # runner.Wakeup). Two to four reads in flight keep a worker's share of two cores busy; more
 # only queue inside the server.
 VIEW_CONNECTIONS = 8
+# A view connection opened for a burst is closed after this long unused (psycopg_pool's
+# default, 10 min, kept a server's connections after a burst for 13 min and more, while the
+# CLI and psql were refused "too many clients": bb13 F4).
+VIEW_IDLE_SECONDS = 60.0
 ASYNC_READ_CONNECTIONS = 4
 # The most one API process may hold at once, under load: its ledger's pool, both view pools
 # and the follower's listening connection (`vledger serve` warns when workers times this may
@@ -195,7 +199,7 @@ class ViewStore:
             # of the runner or one request (500) before the pool dropped it.
             self._pool = ConnectionPool(conninfo="", kwargs=self._connect_kwargs(),
                                         min_size=1, max_size=VIEW_CONNECTIONS, open=True,
-                                        check=_check_dropped)
+                                        check=_check_dropped, max_idle=VIEW_IDLE_SECONDS)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -173,3 +174,34 @@ def test_the_connection_budget_says_when_workers_may_not_fit_the_server(
     warning = connection_budget(store, workers)
     assert warning is not None and f"{workers} worker(s)" in warning
     assert f"allows {allowed}" in warning
+
+
+@pytest.mark.stores("postgres")
+def test_view_connections_opened_for_a_burst_are_closed_once_idle(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb13 F4: after a burst a server kept every connection it had opened for 13 minutes and
+    more, and the CLI and psql were refused "too many clients". Connections above the pool's
+    minimum now close once idle for VIEW_IDLE_SECONDS (here shortened)."""
+    monkeypatch.setattr("projections.store.VIEW_IDLE_SECONDS", 0.5)
+    views = ViewStore(settings.store())
+    try:
+        started = threading.Barrier(6)
+
+        def busy() -> None:
+            with views.transaction() as cur:
+                started.wait(10)  # six transactions at once: six connections
+                cur.execute("SELECT 1")
+
+        threads = [threading.Thread(target=busy) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        pool = views._pool  # the pool's own count is what is tested
+        assert pool.get_stats()["pool_size"] >= 6
+        deadline = time.monotonic() + 10
+        while pool.get_stats()["pool_size"] > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pool.get_stats()["pool_size"] == 1
+    finally:
+        views.close()
