@@ -213,10 +213,6 @@ class Auditor:
         assert self._key is not None, "this auditor reads only: it has no signing key"
         return self._key
 
-    @property
-    def signs(self) -> bool:
-        return self._key is not None
-
     def published(self) -> dict[str, Any] | None:
         """The last checkpoint this store published, if any."""
         if self._key is None:  # a reader does not create the table: none means none published

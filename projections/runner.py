@@ -181,7 +181,7 @@ class Runner:
         # A view that cannot fold an event stops there and lags for ever; /readyz says so.
         self.failure: tuple[int, str] | None = None
         # Events the views read that the store no longer holds (note_missing_events): kept as
-        # the failure until this process starts again on a restored or rebuilt store.
+        # the failure until a rebuild here, or a start on a restored or rebuilt store.
         self.missing: tuple[int, str] | None = None
         self.setup()
 
@@ -229,7 +229,7 @@ class Runner:
         deleted from the store since (by hand, or a partial restore). On SQLite the next
         writes would take those positions again, and views that read past them would never
         count them. Noted as the runner's failure (/readyz 503, logged); returns the
-        message. Only a restore of the store, or a rebuild that accepts it as it is now
+        message. A restore of the store, or a rebuild that accepts it as it is now
         (`vledger projections rebuild`), clears it."""
         message = _missing_events(head, positions)
         if message is None:
@@ -237,10 +237,6 @@ class Runner:
         log.error(message)
         self.failure = self.missing = (head, message)
         return message
-
-    def missing_events(self) -> str | None:
-        """`note_missing_events` for the store as it is now."""
-        return self.note_missing_events(self.head(), self.positions())
 
     def head(self) -> int:
         return int(self.recorder.max_notification_id() or 0)
@@ -449,9 +445,14 @@ class Runner:
                 cur.execute("UPDATE projection_positions SET position = 0, updated_at = ? "
                             "WHERE name = ?", (time.time(), projection.name))
         self._known_position = 0
+        # Views that read events the store lost are read again from what it holds now (all of
+        # them rebuilt: a view left alone may still have read past the store's end).
+        self.missing = None
         reached = self.catch_up(progress=progress, page_size=self.rebuild_page_size,
                                 pages_per_transaction=REBUILD_PAGES_PER_TRANSACTION)
         self.store.analyze()
+        if names is not None:  # views not rebuilt may still be ahead of the store
+            self.note_missing_events(self.head(), self.positions())
         return reached
 
     def follow(self, stop: threading.Event, interval: float = 0.5,
