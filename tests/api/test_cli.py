@@ -201,21 +201,23 @@ def httpx_ok(port: int) -> bool:
         return False
 
 
+def _on_a_read_only_file(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`vledger ARGS` on a store whose file was made read-only, run without root's power to
+    write any file whatever its mode (setpriv is util-linux's, Essential on Debian)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert _run(url, "init").returncode == 0
+    (tmp_path / "ledger.db").chmod(0o444)
+    return subprocess.run(
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", VLEDGER, *args],
+        capture_output=True, text=True, env={**os.environ, "VLEDGER_DATABASE_URL": url},
+        timeout=60)
+
+
 def test_serve_refuses_an_sqlite_file_it_cannot_write(tmp_path: Path) -> None:
     """bb13 F1: on a read-only file the server started, said it was ready, and answered every
     write with a 503 to try again, whose cause no log named. It now refuses to start and
     says why. (As root the file's mode is overridden: the server runs without that power.)"""
-    import shutil
-
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is not installed")
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    assert _run(url, "init").returncode == 0
-    (tmp_path / "ledger.db").chmod(0o444)
-    env = {**os.environ, "VLEDGER_DATABASE_URL": url}
-    started = subprocess.run(
-        ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", VLEDGER, "serve",
-         "--port", str(_free_port())], capture_output=True, text=True, env=env, timeout=60)
+    started = _on_a_read_only_file(tmp_path, "serve", "--port", str(_free_port()))
     said = " ".join(started.stderr.split())
     assert started.returncode == 1, said
     assert "not starting: the store cannot be written" in said and "readonly" in said, said
@@ -231,17 +233,7 @@ def test_an_unreachable_store_is_a_clear_message_not_a_traceback() -> None:
 def test_a_write_to_a_read_only_sqlite_file_says_so(tmp_path: Path) -> None:
     """bb13 F7: a full disk or a read-only file was reported as a store that "cannot be
     opened", which sends an operator to check VLEDGER_DATABASE_URL."""
-    import shutil
-
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is not installed")
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    assert _run(url, "init").returncode == 0
-    (tmp_path / "ledger.db").chmod(0o444)
-    created = subprocess.run(
-        ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", VLEDGER,
-         "tokens", "create", "--role", "auditor"], capture_output=True, text=True,
-        env={**os.environ, "VLEDGER_DATABASE_URL": url}, timeout=60)
+    created = _on_a_read_only_file(tmp_path, "tokens", "create", "--role", "auditor")
     assert created.returncode == 3 and created.stdout == ""
     assert "the store cannot be written: it is read-only" in " ".join(created.stderr.split())
 
