@@ -9,7 +9,6 @@ from datetime import datetime
 
 from ledger.access import require_role, require_unit
 from ledger.activities import Activity
-from ledger.aggregate import event_topic
 from ledger.base import STORE_UNAVAILABLE, LedgerBase, Written, check_version
 from ledger.calendar import now, service_date, whole_minutes
 from ledger.catalogue import Role
@@ -28,8 +27,6 @@ from ledger.settings import Settings
 from ledger.text import blank, check_reason
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
-
-RECORDED = event_topic(ServiceSession, "Recorded")
 
 
 @dataclass(frozen=True)
