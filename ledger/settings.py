@@ -99,16 +99,24 @@ class StoreLocation:
 
     kind: str  # "sqlite" or "postgres"
     sqlite_path: Path | None = None
-    host: str = "127.0.0.1"
-    port: int = 5432
+    # The PostgreSQL hosts and their ports: one, or a primary and its standbys
+    # (`postgresql://u@a:5432,b:5433/db`), which libpq tries in turn; which one is taken:
+    # libpq's PGTARGETSESSIONATTRS (e.g. read-write), read by every connection.
+    hosts: tuple[tuple[str, int], ...] = (("127.0.0.1", 5432),)
     user: str = "postgres"
     password: str = ""
     dbname: str = "postgres"
     schema: str = "public"
-    # Every host of a multi-host URL (`postgresql://u@a:5432,b:5433/db`), for a primary and its
-    # standbys: libpq tries them in turn. Empty for one host (`host`, `port`). Which one is
-    # taken: libpq's PGTARGETSESSIONATTRS (e.g. read-write), read by every connection.
-    hosts: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def host(self) -> str:
+        """The first host (the only one of most URLs)."""
+        return self.hosts[0][0]
+
+    @property
+    def port(self) -> int:
+        """The first host's port."""
+        return self.hosts[0][1]
 
     @classmethod
     def parse(cls, url: str) -> StoreLocation:
@@ -145,28 +153,22 @@ class StoreLocation:
             raise ConfigurationError(
                 f"VLEDGER_DATABASE_URL's schema {schema!r} must be a plain PostgreSQL name: "
                 "a letter or underscore, then letters, digits or underscores (63 at most)")
-        dbname = (parts.path or "/postgres").lstrip("/") or "postgres"
         hostlist = parts.netloc.rpartition("@")[2]
         if "," in hostlist:  # urllib reads one host; libpq takes a list
             hosts = tuple(_host_and_port(entry) for entry in hostlist.split(","))
-            return cls(kind="postgres", host=hosts[0][0], port=hosts[0][1],
-                       user=unquote(parts.username or "postgres"),
-                       password=unquote(parts.password or ""), dbname=dbname, schema=schema,
-                       hosts=hosts)
+        else:  # urllib checks the port: a number from 0 to 65535
+            hosts = ((parts.hostname or "127.0.0.1", parts.port or 5432),)
         return cls(
             kind="postgres",
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 5432,  # urllib checks it: a number from 0 to 65535
+            hosts=hosts,
             user=unquote(parts.username or "postgres"),
             password=unquote(parts.password or ""),
-            dbname=dbname,
+            dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
             schema=schema,
         )
 
     def _libpq_hosts(self) -> tuple[str, str]:
-        """The host and port parameters libpq takes: one each, or comma-separated lists."""
-        if not self.hosts:
-            return self.host, str(self.port)
+        """The host and port parameters libpq takes: comma-separated when there are several."""
         return (",".join(h for h, _ in self.hosts), ",".join(str(p) for _, p in self.hosts))
 
     def connect_kwargs(self) -> dict[str, Any]:
@@ -199,9 +201,9 @@ class StoreLocation:
 
     def write_problem(self) -> str | None:
         """On SQLite: why the file cannot be written (a read-only file or directory), found by
-        a write rolled back at once; None when it can, or when another
-        writer holds the lock. A server on a file it cannot write would answer every write
-        with a 503 that says to try again. PostgreSQL says so per statement: None."""
+        a write rolled back at once; None when it can, or when another writer holds the lock.
+        A server on a file it cannot write would answer every write with a 503 that says to
+        try again. PostgreSQL says so per statement: None."""
         if self.kind != "sqlite" or self.sqlite_path is None or not self.sqlite_path.exists():
             return None
         try:
@@ -221,8 +223,7 @@ class StoreLocation:
         """A human description without the password."""
         if self.kind == "sqlite":
             return f"SQLite file {self.sqlite_path}"
-        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
-                         for h, p in self.hosts) or f"{self.host}:{self.port}"
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.hosts)
         return f"PostgreSQL {self.user}@{hosts}/{self.dbname} schema {self.schema}"
 
     def eventsourcing_env(self) -> dict[str, str]:
@@ -239,14 +240,15 @@ class StoreLocation:
                 SQLITE_LOCK_TIMEOUT="30",
             )
         else:
+            host, port = self._libpq_hosts()
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.postgres",
                 # Large inserts outside psycopg's pipeline mode, and write guards (see
                 # ledger/pgrecorder.py).
                 APPLICATION_RECORDER_TOPIC="ledger.pgrecorder:LedgerPostgresRecorder",
                 POSTGRES_DBNAME=self.dbname,
-                POSTGRES_HOST=self._libpq_hosts()[0],
-                POSTGRES_PORT=self._libpq_hosts()[1],
+                POSTGRES_HOST=host,
+                POSTGRES_PORT=port,
                 POSTGRES_USER=self.user,
                 POSTGRES_PASSWORD=self.password,
                 POSTGRES_SCHEMA=self.schema,
