@@ -23,10 +23,9 @@ OFFSET_RANGE = (timedelta(hours=-12), timedelta(hours=14))
 
 def check_instant(name: str, value: datetime) -> None:
     """An instant a record may hold: with a UTC offset, from 1900 to 2999 (InvalidField)."""
-    if value.tzinfo is None or value.utcoffset() is None:
+    offset = value.utcoffset()  # None for a naive instant
+    if offset is None:
         raise InvalidField(f"{name} must carry a UTC offset (RFC 3339)", name)
-    offset = value.utcoffset()
-    assert offset is not None
     if not OFFSET_RANGE[0] <= offset <= OFFSET_RANGE[1]:
         minutes = abs(int(offset.total_seconds())) // 60
         written = f"{'-' if offset < timedelta(0) else '+'}{minutes // 60:02d}:{minutes % 60:02d}"
