@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -62,19 +62,24 @@ def opened(page_size: int | None = None, reading: bool = False) -> Iterator[Read
         ledger.close()
 
 
+@contextmanager
+def progress_bar(description: str, head: int) -> Iterator[Callable[[int, int], None]]:
+    """A bar on standard error for the runner's `progress(position, head)` callback."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(description, total=max(head, 1))
+        yield lambda position, top: bar.update(task, completed=position, total=top)
+
+
 def bring_up_to_date(why: str) -> None:
     """Catch every view up with the ledger, with a progress bar (after `vledger demo`: its
     store then holds the views and the audit log of every event, so `vledger verify` covers
     them all at once rather than a log that has read none of them yet)."""
     with opened() as models:
         head = models.runner.head()
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
-        with Progress(*columns, console=err) as bar:
-            task = bar.add_task(why, total=max(head, 1))
-            models.runner.catch_up(
-                head, progress=lambda position, top: bar.update(task, completed=position,
-                                                                total=top))
+        with progress_bar(why, head) as progress:
+            models.runner.catch_up(head, progress=progress)
 
 
 @app.command()
@@ -125,15 +130,10 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by de
             err.print(f"no view named {name!r}; views: {', '.join(names)}")
             raise typer.Exit(2)
         _refuse_altered_events(models)
-        head = models.runner.head()
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
-        with Progress(*columns, console=err) as bar:
-            task = bar.add_task(f"rebuilding {name or 'all views'}", total=max(head, 1))
+        with progress_bar(f"rebuilding {name or 'all views'}",
+                          models.runner.head()) as progress:
             started = time.perf_counter()
-            reached = models.runner.rebuild(
-                [name] if name else None,
-                progress=lambda position, top: bar.update(task, completed=position, total=top))
+            reached = models.runner.rebuild([name] if name else None, progress=progress)
         took = time.perf_counter() - started
         err.print(f"rebuilt to position {reached} in {took:.1f} s "
                   f"({reached / max(took, 1e-9):,.0f} events/s)")
