@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ledger.errors import AuditLogAltered, InvalidField
-from projections.feed import FeedEvent, decode
+from projections.feed import FeedEvent, decode, state_bytes
 from projections.merkle import (
     Frontier,
     NodeGetter,
@@ -69,6 +69,13 @@ def event_leaf_hash(event: FeedEvent) -> bytes:
     """The Merkle leaf hash of one stored event."""
     return leaf_hash(leaf_bytes(event.position, event.originator_id, event.version,
                                 event.topic, event.state))
+
+
+def notification_leaf_hash(n: Any) -> bytes:
+    """`event_leaf_hash` of a notification as the recorder gives it, without wrapping it in a
+    FeedEvent first (a verification hashes every event of the store)."""
+    return leaf_hash(leaf_bytes(n.id, str(n.originator_id), n.originator_version, n.topic,
+                                state_bytes(n.state)))
 
 
 class AuditLog:

@@ -10,9 +10,8 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder
 
 from ledger.errors import AuditLogAltered
-from projections.audit import STORED_LEVEL, Auditor, event_leaf_hash, leaf_bytes
-from projections.feed import decode, state_bytes
-from projections.merkle import EMPTY_ROOT, Frontier, leaf_hash, verify_consistency
+from projections.audit import STORED_LEVEL, Auditor, notification_leaf_hash
+from projections.merkle import EMPTY_ROOT, Frontier, verify_consistency
 from projections.signing import verify_checkpoint
 from projections.store import ViewStore
 
@@ -120,8 +119,7 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
             report.events += 1
             if frontier.size >= size:
                 continue
-            h = leaf_hash(leaf_bytes(n.id, str(n.originator_id), n.originator_version,
-                                     n.topic, state_bytes(n.state)))
+            h = notification_leaf_hash(n)
             leaves.see(stored.get(frontier.size) == (n.id, h), f"position {n.id}")
             for level, index, value in frontier.append(h):
                 if level >= STORED_LEVEL:  # smaller blocks are not stored, only their leaves
@@ -209,7 +207,7 @@ def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: i
         after = page[-1].id
         stored = _stored_leaves(auditor.store, index, len(page))
         for n in page:
-            if stored.get(index) != (n.id, event_leaf_hash(decode(n))):
+            if stored.get(index) != (n.id, notification_leaf_hash(n)):
                 found += 1
                 if len(altered) < first:
                     altered.append(n.id)
