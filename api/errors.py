@@ -30,7 +30,7 @@ from ledger.errors import (
     VersionMismatch,
 )
 
-log = logging.getLogger("vledger.audit")
+audit_log = logging.getLogger("vledger.audit")
 api_log = logging.getLogger("vledger.api")
 
 PROBLEM = "application/problem+json"
@@ -133,7 +133,7 @@ def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
     status, title = status_of(exc)
     if isinstance(exc, AuditLogAltered):  # an alarm for whoever watches the logs, not a 4xx
-        log.error("audit log altered: %s", exc.message)
+        audit_log.error("audit log altered: %s", exc.message)
     headers = {"Retry-After": "1"} if status == 503 else None
     problems = exc.problems if isinstance(exc, InvalidFields) else [exc]
     # Each item's `field` names the field, so its `detail` states only the rule.
