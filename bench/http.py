@@ -66,7 +66,7 @@ async def _load(base: str, make: Callable[[int], Request], clients: int, total: 
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - began
     ordered = sorted(latencies)
-    return {"requests": len(ordered), "statuses": dict(statuses),
+    return {"requests": len(ordered), "statuses": dict(statuses), "client": "python",
             "req_per_s": round(len(ordered) / elapsed, 1),
             "p50_ms": round(statistics.median(ordered), 1),
             "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1)}

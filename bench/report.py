@@ -72,6 +72,9 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             clients = "" if "client" in name else f", {run['http'].get('clients', 50)} clients"
             if "token" in found:
                 clients += f", {found['token']} token"
+            if found.get("client") == "python":  # runs without wrk (older runs name no client)
+                clients += (", measured by a Python client on the same cores, which measures "
+                            "itself more than the server: install wrk")
             rows.append({"store": run["store"], "events": events, "sessions": sessions,
                          "figure": f"HTTP {name}{clients} (p50 {found['p50_ms']} ms, p99 "
                                    f"{found['p99_ms']} ms, statuses {found['statuses']})",

@@ -44,7 +44,7 @@ def test_each_scenario_answers_2xx_and_the_writes_are_stored(
     by_wrk = client != "python" and shutil.which("wrk") is not None
     for name, result in scenarios.items():
         assert result["requests"] > 0
-        assert ("client" in result) == by_wrk
+        assert result["client"] == ("wrk" if by_wrk else "python")
         ok = "201" if "session" in name else "200"
         assert set(result["statuses"]) == ({"non_2xx"} if by_wrk else {ok})
         assert result["statuses"].get("non_2xx", 0) == 0
@@ -53,3 +53,18 @@ def test_each_scenario_answers_2xx_and_the_writes_are_stored(
     # wrk counts the answers it read before its time was up; one more may have been written.
     assert written <= _bench_sessions(url) <= written + 4 + 1
 
+
+
+def test_figures_a_python_client_measured_say_so() -> None:
+    from bench.report import comparisons
+
+    def scenario(client: str) -> dict[str, object]:
+        return {"requests": 10, "statuses": {"200": 10}, "req_per_s": 100.0, "p50_ms": 1.0,
+                "p99_ms": 2.0, "client": client}
+
+    for client, labelled in (("python", True), ("wrk", False)):
+        run = {"store": "sqlite", "target_events": 10, "steps": ["populate", "http"],
+               "populate": {"events": 10, "sessions": 4},
+               "http": {"clients": 50, "scenarios": {"healthz (baseline)": scenario(client)}}}
+        (row,) = comparisons([run])
+        assert ("Python client" in row["figure"]) == labelled
