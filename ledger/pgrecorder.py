@@ -34,10 +34,11 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.utils import retry
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.guards import check_tail, current_guard
+from ledger.sqliterecorder import EventRow
 
 PIPELINE_BYTES = 64 * 1024  # well inside a loopback or LAN socket's buffers
 
@@ -83,6 +84,20 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "AS g(id, v) CROSS JOIN LATERAL (SELECT 1 FROM {schema}.{table} e "
             "WHERE e.originator_id = g.id AND e.originator_version > g.v LIMIT 1) moved) "
             "RETURNING notification_id").format(**names)
+
+        self.select_rows_statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {schema}.{table} WHERE notification_id >= %s AND notification_id <= %s "
+            "ORDER BY notification_id LIMIT %s").format(**names)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_rows(self, start: int, limit: int, stop: int | None = None) -> list[EventRow]:
+        """The events `select_notifications(start, limit, stop)` answers, as plain tuples
+        (no dict and no `Notification` per event; see the SQLite recorder)."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self.select_rows_statement,
+                         (start, (1 << 63) - 1 if stop is None else stop, limit), prepare=True)
+            return curs.fetchall()
 
     def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
                               **kwargs: Any) -> None:

@@ -15,9 +15,29 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from ledger.guards import check_tail, check_unchanged, current_guard
 
+# A stored event as the read side takes it: (position, originator id, version, topic, state).
+EventRow = tuple[int, str, int, str, Any]
+
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
-    """`SQLiteApplicationRecorder` that checks the current write guard before inserting."""
+    """`SQLiteApplicationRecorder` that checks the current write guard before inserting, and
+    reads pages of events as plain rows."""
+
+    def select_rows(self, start: int, limit: int, stop: int | None = None) -> list[EventRow]:
+        """The events `select_notifications(start, limit, stop)` answers, as plain tuples.
+
+        The library builds an `sqlite3.Row` and a `Notification` for each event, which the read
+        side then unwraps: 3 µs an event, more than half of reading a page (96k events: 0.53
+        against 0.23 s), and the ceiling of every rebuild."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(
+                "SELECT rowid, originator_id, originator_version, topic, state FROM "
+                f"{self.events_table_name} WHERE rowid >= ? AND rowid <= ? ORDER BY rowid "
+                "LIMIT ?", (start, (1 << 63) - 1 if stop is None else stop, limit))
+            rows: list[EventRow] = cursor.fetchall()
+            return rows
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
                        **kwargs: Any) -> Sequence[int] | None:

@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import Notification
 
+from ledger.sqliterecorder import EventRow
+
 # The library's own keys in a stored state: not the event's data (the timestamp is `recorded_at`).
 BOOKKEEPING = ("originator_id", "originator_version", "originator_topic")
 
@@ -97,3 +99,18 @@ def decode(notification: Notification) -> FeedEvent:
 def decode_page(notifications: Sequence[Notification]) -> list[FeedEvent]:
     """Wrap a page of notifications."""
     return [decode(n) for n in notifications]
+
+
+_TYPES: dict[str, str] = {}  # topic -> type, e.g. "ServiceSession.Recorded"
+
+
+def decode_rows(rows: Sequence[EventRow]) -> list[FeedEvent]:
+    """Wrap a page of stored rows (`select_rows`), as `decode_page` wraps notifications."""
+    events = []
+    for position, originator_id, version, topic, state in rows:
+        kind = _TYPES.get(topic)
+        if kind is None:
+            kind = _TYPES.setdefault(topic, topic.rsplit(":", 1)[-1])
+        events.append(FeedEvent(position, originator_id, version, kind, topic=topic,
+                                state=state if type(state) is bytes else state_bytes(state)))
+    return events

@@ -1,7 +1,8 @@
 """The projection runner: pages of events, folded in memory, written with their positions at once.
 
 eventsourcing's own `ProjectionRunner` cannot follow an SQLite application and commits once per
-event, so the read side pulls pages with `recorder.select_notifications` instead. For each page,
+event, so the read side pulls pages itself: the rows `recorder.select_notifications` would answer,
+read as plain tuples (`select_rows`, ledger/sqliterecorder.py). For each page,
 every projection that is behind writes its rows and its own tracking position in ONE
 transaction, under a store-wide writer lock: a crash between pages loses nothing and counts
 nothing twice, and two processes catching up at once take turns.
@@ -24,7 +25,7 @@ from eventsourcing.persistence import ApplicationRecorder
 
 from ledger.collector import bulk_collection
 from ledger.errors import StoreBusy
-from projections.feed import FeedEvent, decode_page
+from projections.feed import FeedEvent, decode_rows
 from projections.filling import Filling
 from projections.store import ViewCursor, ViewStore, table_names
 
@@ -126,10 +127,9 @@ class PageReader:
         return events
 
     def _fetch(self, start: int, size: int, until: int | None) -> list[FeedEvent]:
-        page = self._recorder.select_notifications(start, size)
-        if until is not None:
-            page = [n for n in page if n.id <= until]
-        return decode_page(page)
+        # Our recorders' plain rows (ledger/sqliterecorder.py), not the library's Notifications.
+        recorder: Any = self._recorder
+        return decode_rows(recorder.select_rows(start, size, until))
 
     def close(self) -> None:
         """Stop reading ahead (a page being read is read to its end, then dropped)."""

@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any
 
 from ledger import Ledger
-from projections.feed import decode_page
+from projections.feed import FeedEvent, decode_page, decode_rows
 from tests.factories import (
     ADMIN,
     make_activity,
@@ -59,3 +59,24 @@ def test_data_is_the_events_own_fields_and_recorded_at_its_timestamp(ledger: Led
     event = ledger.mapper.to_domain_event(ledger.recorder.select_notifications(
         recorded.position, 1)[0])
     assert recorded.recorded_at == event.timestamp.isoformat()
+
+
+def test_a_page_of_rows_is_the_page_of_notifications(ledger: Ledger) -> None:
+    volunteer = make_volunteer(ledger)
+    activity = make_activity(ledger)
+    void(ledger, record(ledger, volunteer, activity).id)
+    train(ledger, volunteer, date(2017, 4, 1))
+    head = ledger.head()
+    recorder: Any = ledger.recorder
+
+    def fields(events: list[FeedEvent]) -> list[tuple[Any, ...]]:
+        return [(e.position, e.originator_id, e.version, e.type, e.topic, e.state, e.data,
+                 e.recorded_at) for e in events]
+
+    whole = fields(decode_page(ledger.recorder.select_notifications(1, 10_000)))
+    assert len(whole) == head > 5
+    assert fields(decode_rows(recorder.select_rows(1, 10_000))) == whole
+    # From a start, a limit, a stop: the same slices as the library's.
+    assert fields(decode_rows(recorder.select_rows(2, 3))) == whole[1:4]
+    assert fields(decode_rows(recorder.select_rows(2, 10, head - 1))) == whole[1:head - 1]
+    assert recorder.select_rows(head + 1, 10) == []
