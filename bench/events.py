@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
 from ledger import Ledger, Settings
-from projections.feed import FeedEvent, decode_page
+from projections.feed import FeedEvent, decode_page, decode_rows
 from projections.runner import PAGE_SIZE
 
 
@@ -41,5 +42,23 @@ def timed_scan(url: str, visit: Callable[[Notification], object]) -> tuple[int, 
                 visit(notification)
             count += len(page)
         return count, time.perf_counter() - began
+    finally:
+        ledger.close()
+
+
+def timed_rows(url: str, page_size: int = PAGE_SIZE) -> tuple[int, float]:
+    """Read every stored event as the runner does (`select_rows`, wrapped, not decoded):
+    (events, seconds)."""
+    ledger = Ledger(Settings(database_url=url))
+    recorder: Any = ledger.recorder
+    try:
+        began = time.perf_counter()
+        count, start = 0, 1
+        while True:
+            page = decode_rows(recorder.select_rows(start, page_size))
+            count += len(page)
+            if len(page) < page_size:
+                return count, time.perf_counter() - began
+            start = page[-1].position + 1
     finally:
         ledger.close()

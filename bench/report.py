@@ -12,6 +12,8 @@ PAIRS = (
      "rebuild_read_models", "events_per_s", "raw_scan", "events_per_s", 0.5),
     ("rebuild all views (+ audit log) vs select_notifications + JSON decode", "events/s",
      "rebuild_all_views", "events_per_s", "raw_scan", "events_per_s", None),
+    ("page read as the runner reads (plain rows, not decoded) vs select_notifications + "
+     "JSON decode", "events/s", "raw_scan", "rows_per_s", "raw_scan", "events_per_s", None),
     ("volunteer hours: view, computed cold vs GROUP BY (indexed)", "reads/s",
      "reads", "hours_views.per_s", "reads", "hours_plain.per_s", 50.0),
     ("unit rankings: view, computed cold vs GROUP BY", "reads/s",
