@@ -9,17 +9,22 @@ MIN_HIDDEN = 4
 
 
 def mask(value: str | None, keep_start: int, keep_end: int) -> str | None:
-    """Keep at most the first `keep_start` and last `keep_end` characters of a value and star
-    out the rest, hiding always at least four characters and a third of them: a 138****5678
-    mobile number, but an 8-digit landline as ****2345, not 823*2345."""
+    """Keep at most the first `keep_start` and last `keep_end` digits (or letters) of a value
+    and star out the rest, hiding always at least four of them and a third: a 138****5678
+    mobile number, but an 8-digit landline as ****2345, not 823*2345.
+
+    Separators (spaces, hyphens, a leading +) stay where they are and are not counted: bb14
+    found `1-2-3-4-5-6` shown as `1-2****-5-6`, four of its six digits visible."""
     if value is None:
         return None
-    hidden = max(MIN_HIDDEN, -(-len(value) // 3))
-    visible = max(0, len(value) - hidden)
+    marks = [i for i, c in enumerate(value) if c.isalnum()]
+    count = len(marks)
+    hidden = max(MIN_HIDDEN, -(-count // 3))
+    visible = max(0, count - hidden)
     keep_end = min(keep_end, visible)
     keep_start = min(keep_start, visible - keep_end)
-    return value[:keep_start] + "*" * (len(value) - keep_start - keep_end) + (
-        value[len(value) - keep_end:])
+    starred = set(marks[keep_start:count - keep_end])
+    return "".join("*" if i in starred else c for i, c in enumerate(value))
 
 
 def mask_phone(phone: str | None) -> str | None:

@@ -10,7 +10,10 @@ from ledger.privacy import mask_id_number, mask_phone
 @pytest.mark.parametrize(("phone", "shown"), [
     ("13812345678", "138****5678"),   # a mobile number, as Chinese services show it
     ("82312345", "****2345"),         # a landline: 4 of 8 hidden, not 1
-    ("+8613812345678", "+86*******5678"),
+    ("+8613812345678", "+861******5678"),  # 13 digits: 6 hidden, the + is not one of them
+    ("1-2-3-4-5-6", "*-*-*-*-5-6"),  # bb14 F3: separators are not digits
+    ("138 1234 5678", "138 **** 5678"),
+    ("010-8231-2345", "010-****-2345"),  # 11 digits, as a mobile number
     ("12345", "****5"),
     ("1234", "****"),
     ("", ""),
