@@ -23,7 +23,7 @@ from api.schemas import (
     recognised_response,
 )
 from ledger.base import Recognised
-from ledger.catalogue import Gender, PoliticalStatus
+from ledger.catalogue import Gender, PoliticalStatus, Role
 from ledger.privacy import masked
 
 router = APIRouter(prefix="/v1/volunteers", tags=["volunteers"], route_class=StrictBodyRoute)
@@ -108,7 +108,10 @@ class VolunteerOut(BaseModel):
     registered_on: str
     deregistered_on: str | None
     memberships: list[dict[str, str]]
-    personal: dict[str, Any]
+    personal: dict[str, Any] | None = Field(description=(
+        "Personal data, phone and id number masked; null for a recorder of another unit than "
+        "the volunteer's current one (a clerk records their service at its activities, and "
+        "needs no more than who they are)"))
     insured_years: list[int]
     trainings: list[dict[str, Any]]
     version: int
@@ -146,14 +149,17 @@ def register_volunteer(body: VolunteerIn, actor: RecorderWriter, services: Servi
 
 @router.get("/{volunteer_id}", response_model=VolunteerOut)
 def get_volunteer(volunteer_id: str, actor: HoursReader, services: ServicesDep) -> dict[str, Any]:
-    """A volunteer's record; phone and id number are masked."""
+    """A volunteer's record; phone and id number are masked, and a recorder sees personal
+    data only of its own unit's volunteers (bb14 F2)."""
     v = services.ledger.get_volunteer(volunteer_id)
+    theirs = actor.role is not Role.recorder or actor.unit_id == v.current_unit_id
     return {
         "id": v.id, "volunteer_number": v.volunteer_number, "name": v.name,
         "home_unit_id": v.home_unit_id, "current_unit_id": v.current_unit_id,
         "registered_on": v.registered_on, "deregistered_on": v.deregistered_on,
         "memberships": [{"effective_on": d, "unit_id": u} for d, u in v.memberships],
-        "personal": masked(v.personal), "insured_years": sorted(v.insured_years),
+        "personal": masked(v.personal) if theirs else None,
+        "insured_years": sorted(v.insured_years),
         "trainings": v.trainings, "version": v.version,
     }
 

@@ -114,7 +114,8 @@ def test_a_phone_given_as_null_is_cleared_and_one_left_out_is_kept(district: Dis
     assert hours.status_code == 200, hours.text
     again = patch(district, district.volunteer, {"phone": "0598-8221234"})
     assert again.status_code == 200, again.text
-    assert district.get(path).json()["personal"]["phone"] == "059*-***1234"  # the hyphen stays, not counted as a digit
+    # The hyphen stays where it is, not counted as a digit.
+    assert district.get(path).json()["personal"]["phone"] == "059*-***1234"
 
 
 def test_an_id_number_given_as_null_is_withdrawn(district: District) -> None:
@@ -144,3 +145,24 @@ def test_an_empty_patch_is_a_422_naming_the_body_and_writes_nothing(district: Di
     [error] = refused.json()["errors"]
     assert error["field"] == "body" and "no field to change" in error["detail"]
     assert ledger.head() == head
+
+
+def test_a_recorder_sees_personal_data_of_its_own_units_volunteers_only(
+        district: District) -> None:
+    """bb14 F2: the clerk of any unit read every volunteer's gender, political status and
+    masked phone and id number. A recorder of another unit still learns who the volunteer is
+    (to record their service at its activities), not their personal data."""
+    path = f"/v1/volunteers/{district.volunteer}"
+    own = district.get(path, token=district.recorder_a).json()
+    other = district.get(path, token=district.recorder_b).json()
+    assert own["personal"]["phone"] == "138****1234"
+    assert other["personal"] is None
+    assert other["name"] == own["name"] and other["current_unit_id"] == district.unit_a
+    for reader in (ADMIN_TOKEN, district.committee, district.auditor):
+        assert district.get(path, token=reader).json()["personal"]["phone"] == "138****1234"
+    # After a transfer to unit B, it is B's recorder that sees them.
+    moved = district.post(f"{path}/transfers", {"to_unit_id": district.unit_b,
+                                                "effective_on": "2017-03-01"})
+    assert moved.status_code == 201, moved.text
+    assert district.get(path, token=district.recorder_b).json()["personal"] is not None
+    assert district.get(path, token=district.recorder_a).json()["personal"] is None
