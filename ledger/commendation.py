@@ -106,9 +106,10 @@ class CommendationUseCases(LedgerBase):
 
     def _check_recipient(self, kind: AwardKind, recipient_id: str, year: int) -> str:
         """The recipient's kind, once it is known to be of the award's kind and a candidate
-        of its year, as eligibility has them: a volunteer registered on at least one day of
-        the year, a unit open on at least one (a later closure does not take a year's merit
-        away)."""
+        of its year, as eligibility has them: a volunteer registered on 31 December of the
+        year (its facts are taken as of that day; one who left during the year is no longer a
+        volunteer of it), a unit open on at least one day of it (a later closure does not take
+        a year's merit away)."""
         expected = RECIPIENT_KIND[kind]
         if expected == "program":
             if recipient_id not in PROGRAMS:
@@ -120,11 +121,12 @@ class CommendationUseCases(LedgerBase):
         if expected == "volunteer":
             volunteer = self._refer(Volunteer, recipient_id, "recipient_id", "volunteer")
             ended = volunteer.deregistered_on
-            if volunteer.registered_on > last or (ended is not None and ended <= first):
+            if volunteer.registered_on > last or (ended is not None and ended <= last):
                 span = f"from {volunteer.registered_on}" + (f" until {ended}" if ended else "")
                 raise NotACandidate(
-                    f"volunteer {recipient_id} was not registered in {year} (registered "
-                    f"{span}), so is no candidate for {kind.value} {year}", "recipient_id")
+                    f"volunteer {recipient_id} was not registered on 31 December {year} "
+                    f"(registered {span}), so is no candidate for {kind.value} {year}",
+                    "recipient_id")
             return expected
         unit = self._refer(Unit, recipient_id, "recipient_id", "unit")
         if unit.kind != expected:

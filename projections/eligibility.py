@@ -7,8 +7,9 @@ has: a shown `actual` reaches the shown `required` exactly when the criterion pa
 
 A volunteer's star level, training and registered days are taken as of 31 December of the
 award year (the whole of it: registered days count the day of registration and 31 December
-itself, and stop the day before a deregistration); the candidates for a volunteer award are
-the volunteers registered on at least one day of the year. Best organisation counts
+itself); the candidates for a volunteer award are the volunteers registered on 31 December of
+the year. One who left during the year is not (bb11, bb16: as of 31 December they are no longer
+a volunteer), nor one who registers after it. Best organisation counts
 activities the organisation organised; best community counts its members' service (the
 `members` basis); best project counts each program's sessions in the year.
 """
@@ -132,13 +133,12 @@ def _volunteers(cur: ViewCursor, kind: AwardKind, year: int,
                 only: str | None) -> dict[str, Facts]:
     end, after = date(year, 12, 31), date(year + 1, 1, 1)
     one, arg = (" AND volunteer_id = ?", [only]) if only is not None else ("", [])
-    # Registered on at least one day of the year: a deregistration takes effect on its day
-    # (no service is accepted from then on), so one on 1 January leaves none.
+    # Registered on 31 December: a deregistration takes effect on its day (no service is
+    # accepted from then on), so one on 31 December leaves no candidate.
     people = cur.execute(
-        "SELECT volunteer_id, name, registered_on, deregistered_on FROM hours_volunteers "
-        "WHERE registered_on <= ? "
-        f"AND (deregistered_on IS NULL OR deregistered_on > ?){one}",
-        [end.isoformat(), date(year, 1, 1).isoformat(), *arg]).fetchall()
+        "SELECT volunteer_id, name, registered_on FROM hours_volunteers "
+        f"WHERE registered_on <= ? AND (deregistered_on IS NULL OR deregistered_on > ?){one}",
+        [end.isoformat(), end.isoformat(), *arg]).fetchall()
     in_year = _sums(cur, "SELECT volunteer_id, SUM(minutes) FROM hours_cells WHERE year = ?"
                     f"{one} GROUP BY volunteer_id", [year, *arg])
     to_date = _sums(cur, "SELECT volunteer_id, SUM(minutes) FROM hours_cells WHERE year <= ?"
@@ -158,15 +158,12 @@ def _volunteers(cur: ViewCursor, kind: AwardKind, year: int,
         vid: {
             "name": name, "year": year, "minutes": in_year.get(vid, 0),
             "star_level": star_level(to_date.get(vid, 0)), "trained": vid in trained,
-            # The days on which they were registered, up to and including 31 December: from
-            # the day of registration to the day before a deregistration.
-            "registered_days": ((min(after, date.fromisoformat(deregistered_on))
-                                 if deregistered_on else after)
-                                - date.fromisoformat(registered_on)).days,
+            # The days on which they were registered, up to and including 31 December.
+            "registered_days": (after - date.fromisoformat(registered_on)).days,
             "no_voided": voided.get(vid, 0) == 0, "insured": vid in insured,
             "granted_years": granted.get(vid, set()),
         }
-        for vid, name, registered_on, deregistered_on in people
+        for vid, name, registered_on in people
     }
 
 

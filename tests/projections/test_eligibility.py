@@ -213,8 +213,9 @@ def test_hours_are_compared_exactly_and_shown_reaching_the_requirement_when_they
 
 def test_registered_days_count_every_day_registered_through_31_december(
         ledger: Ledger, models: ReadModels) -> None:
-    """A deregistration takes effect on its day: on 31 December it leaves 364 days of 2017,
-    on 1 January 2018 it leaves all 365, on 1 January 2017 it leaves no candidate at all."""
+    """Registered days run from registration through 31 December. A deregistration takes
+    effect on its day: on 1 January 2018 it leaves all 365 days; on or before 31 December it
+    leaves no candidate (bb11, bb16: as of 31 December they are no volunteer of 2017)."""
     unit = make_unit(ledger)
     stayed, left_feb_24, left_dec_31, left_jan_1_next, left_jan_1 = (
         make_volunteer(ledger, unit, registered_on=date(2017, 1, 1)) for _ in range(5))
@@ -233,12 +234,11 @@ def test_registered_days_count_every_day_registered_through_31_december(
     assert answer is not None
     days = {item["candidate_id"]: criteria_of(item)["min_registered_days"]
             for item in answer["items"]}
-    assert days == {stayed: (365, 365, True), left_feb_24: (365, 54, False),
-                    left_dec_31: (365, 364, False),
-                    left_jan_1_next: (365, 365, True), late: (365, 1, False),
-                    earlier: (365, 307, False)}  # 1 March 2016 to 1 January 2017
-    with pytest.raises(NotFound):
-        models.eligibility(BEAUTIFUL, 2017, left_jan_1)
+    assert days == {stayed: (365, 365, True), left_jan_1_next: (365, 365, True),
+                    late: (365, 1, False)}
+    for gone in (left_jan_1, left_feb_24, left_dec_31, earlier):
+        with pytest.raises(NotFound):
+            models.eligibility(BEAUTIFUL, 2017, gone)
 
 
 def test_an_award_goes_only_to_a_candidate_of_its_year(ledger: Ledger,
@@ -253,6 +253,10 @@ def test_an_award_goes_only_to_a_candidate_of_its_year(ledger: Ledger,
     ledger.deregister_volunteer(ADMIN, left_2016, date(2016, 12, 1), "moved away")
     left_jan_1 = make_volunteer(ledger, unit, registered_on=date(2016, 1, 1))
     ledger.deregister_volunteer(ADMIN, left_jan_1, date(2017, 1, 1), "moved away")
+    left_dec_31 = make_volunteer(ledger, unit, registered_on=date(2016, 1, 1))
+    ledger.deregister_volunteer(ADMIN, left_dec_31, date(2017, 12, 31), "moved away")
+    left_next_year = make_volunteer(ledger, unit, registered_on=date(2016, 1, 1))
+    ledger.deregister_volunteer(ADMIN, left_next_year, date(2018, 1, 1), "moved away")
     served = make_volunteer(ledger, unit, registered_on=date(2017, 12, 31))
     closed_after = make_unit(ledger, "organisation")
     closed_before = make_unit(ledger, "organisation")
@@ -260,13 +264,14 @@ def test_an_award_goes_only_to_a_candidate_of_its_year(ledger: Ledger,
     ledger.close_unit(ADMIN, closed_before, date(2017, 1, 1), "merged")
     ledger.publish_award_rules(ADMIN, BEAUTIFUL, 2017, {"min_registered_days": 0})
     ledger.publish_award_rules(ADMIN, "best_organisation", 2017, {"min_hours_in_year": 0})
-    for refused in (joined_2019, left_2016, left_jan_1):
+    for refused in (joined_2019, left_2016, left_jan_1, left_dec_31):
         with pytest.raises(NotACandidate) as caught:
             ledger.grant_award(COMMITTEE, BEAUTIFUL, 2017, refused, "decision 1")
         assert caught.value.field == "recipient_id"
     with pytest.raises(NotACandidate):
         ledger.grant_award(COMMITTEE, "best_organisation", 2017, closed_before, "decision 2")
     ledger.grant_award(COMMITTEE, BEAUTIFUL, 2017, served, "decision 3")
+    ledger.grant_award(COMMITTEE, BEAUTIFUL, 2017, left_next_year, "decision 5")
     ledger.grant_award(COMMITTEE, "best_organisation", 2017, closed_after, "decision 4")
     models.catch_up()
 
