@@ -27,6 +27,7 @@ COPY_ROWS = 2000  # from this many rows on, PostgreSQL gets them by COPY (see ex
 
 
 SQLITE_CACHE_KIB = 128 * 1024
+READ_WAIT_SECONDS = 10.0  # how long a read on PostgreSQL waits for a connection of its pool
 # PostgreSQL connections of one process (with ledger.settings.LEDGER_CONNECTIONS): at most
 # VIEW_CONNECTIONS for the runner and the reads made in worker threads, and a fixed pool for
 # the event loop's reads (ViewStore.read), and one that listens for new events (a follower's
@@ -290,15 +291,20 @@ class ViewStore:
         return [tuple(r) for r in self._sqlite().execute(sql, params).fetchall()]
 
     async def open_reads(self) -> None:
-        """Open the event loop's pool for `read` (PostgreSQL; nothing to open on SQLite)."""
+        """Open the event loop's pool for `read` (PostgreSQL; nothing to open on SQLite).
+
+        Its connections are made in the background, not awaited: a server short of
+        connections ("too many clients", other processes holding them) made a worker's start
+        fail after 10 s with a traceback, and the whole server exit (bb15 F2). A read now waits
+        for a connection as long as any (READ_WAIT_SECONDS), and is a 503 after that."""
         if self.postgres and self._async_pool is None:
             from psycopg_pool import AsyncConnectionPool
 
             pool: Any = AsyncConnectionPool(
                 conninfo="", kwargs=self._connect_kwargs(),
                 min_size=ASYNC_READ_CONNECTIONS, max_size=ASYNC_READ_CONNECTIONS, open=False,
-                timeout=10)
-            await pool.open(wait=True, timeout=10)
+                timeout=READ_WAIT_SECONDS)
+            await pool.open(wait=False)
             self._async_pool = pool
 
     async def close_reads(self) -> None:

@@ -205,3 +205,30 @@ def test_view_connections_opened_for_a_burst_are_closed_once_idle(
         assert pool.get_stats()["pool_size"] == 1
     finally:
         views.close()
+
+
+@pytest.mark.stores("postgres")
+def test_a_server_without_connections_to_spare_does_not_stop_a_start(
+        store: ViewStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb15 F2: with the server's connections taken by others, a worker's start waited 10 s
+    for its read pool, failed with a traceback, and took the whole server down. The pool now
+    fills in the background; a read that finds no connection in time is a store error (the
+    API's 503), and the start itself goes on."""
+    import psycopg
+
+    monkeypatch.setattr("projections.store.READ_WAIT_SECONDS", 0.5)
+    refused = {**store._connect_kwargs(), "port": 1, "connect_timeout": 1}  # nothing listens
+    monkeypatch.setattr(store, "_connect_kwargs", lambda: refused)
+
+    async def start_then_read() -> float:
+        began = time.monotonic()
+        await store.open_reads()
+        opened = time.monotonic() - began
+        try:
+            with pytest.raises(psycopg.OperationalError):
+                await store.read("SELECT 1")
+        finally:
+            await store.close_reads()
+        return opened
+
+    assert asyncio.run(start_then_read()) < 0.5
