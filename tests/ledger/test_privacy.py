@@ -24,9 +24,12 @@ def test_a_phone_keeps_at_most_its_head_and_tail_and_hides_a_third(
     assert mask_phone(phone) == shown
 
 
-def test_an_id_number_shows_its_region_and_last_four_only() -> None:
-    assert mask_id_number("110101199003074514") == "1101**********4514"
-    assert mask_id_number("110101900307451") == "1101*******7451"  # the old 15 digits
+def test_an_id_number_shows_its_first_and_last_character_only() -> None:
+    """Neither the birth date (shown beside it) nor the sequence digits: with those, the area
+    code's few candidates and the check character give the whole number away (bb15 F1)."""
+    assert mask_id_number("110101199003074514") == "1****************4"
+    assert mask_id_number("11010119900307451X") == "1****************X"
+    assert mask_id_number("110101900307451") == "1*************1"  # the old 15 digits
 
 
 @pytest.mark.parametrize("length", range(0, 30))
