@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (hours, reports, operations, units, volunteers, activities, sessions,
                    trainings, awards, audit, tokens):
         app.include_router(module.router, responses=errors.PROBLEM_RESPONSES)
+    app.mount(operations.DOCS_ASSETS, operations.docs_assets(), name="docs-assets")
     return app
 
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import admit, authenticate
@@ -58,10 +58,38 @@ class FieldError(BaseModel):
     detail: str
 
 
+def _kebab(name: str) -> str:
+    return "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")
+
+
+def _status_kind(status: int) -> str:
+    """The kind of a problem that only its status describes (an unknown path, a missing
+    token): named like the others (`not-found`, `unauthorized`), not `404` (bb15 F5)."""
+    title = _TITLES.get(status)
+    return title.lower().replace(" ", "-") if title else str(status)
+
+
+def _error_kinds(cls: type[LedgerError]) -> set[str]:
+    return {_kebab(cls.__name__)}.union(*(_error_kinds(c) for c in cls.__subclasses__()))
+
+
+# The kinds this module answers with besides the ledger's errors and the plain statuses.
+API_KINDS = ("content-too-large", "internal-error", "store-unavailable", "unstorable-value",
+             "unsupported-media-type", "validation-error")
+
+
+def problem_kinds() -> list[str]:
+    """Every problem `type` the API answers with, after TYPE_BASE."""
+    return sorted(_error_kinds(LedgerError) - {"ledger-error"} | set(API_KINDS)
+                  | {_status_kind(status) for status in _TITLES})
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details; `errors` names each bad field."""
 
-    type: str
+    type: str = Field(description=(
+        f"{TYPE_BASE} followed by one of: {', '.join(problem_kinds())}. A client may switch "
+        "on it; `title` and `detail` are for people"))
     title: str
     status: int
     detail: str
@@ -106,7 +134,7 @@ def problem(status: int, detail: str, *, title: str | None = None, kind: str | N
             headers: dict[str, str] | None = None) -> JSONResponse:
     """A problem-details response."""
     body: dict[str, Any] = {
-        "type": TYPE_BASE + (kind or str(status)),
+        "type": TYPE_BASE + (kind or _status_kind(status)),
         "title": title or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,
@@ -143,10 +171,6 @@ def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     detail = "; ".join(p.described for p in problems)
     return problem(status, detail, title=title, kind=_kebab(type(exc).__name__),
                    errors=errors, headers=headers)
-
-
-def _kebab(name: str) -> str:
-    return "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:

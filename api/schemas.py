@@ -390,3 +390,10 @@ def recognised_response(model: type[BaseModel]) -> dict[int | str, dict[str, Any
     """The 200 of a registration sent again with its idempotency key."""
     return {200: {"model": model, "description": "Sent again with the same `Idempotency-Key`: "
                   "what the first send registered (its id and position); nothing new."}}
+
+
+def hours_field() -> Any:
+    """An hours figure's field, saying how it is rounded (bb15 F4)."""
+    return Field(description=(
+        "total_minutes / 60, rounded down to the hundredth: never more than was served "
+        "(5,999 minutes are 99.98 h, short of the first star's 100 h)"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EligibilityReader, Fresh, HoursReader, Services, ServicesDep
-from api.schemas import ETAGGED, Whole, etagged, paginate_ranked
+from api.schemas import ETAGGED, Whole, etagged, hours_field, paginate_ranked
 from ledger.catalogue import AwardKind
 from ledger.errors import NotFound
 
@@ -19,7 +19,7 @@ router = APIRouter(tags=["hours and eligibility"])
 class Hours(BaseModel):
     volunteer_id: str
     total_minutes: int
-    total_hours: float
+    total_hours: float = hours_field()
     star_level: int
     by_category: dict[str, int]
     by_program: dict[str, int]
@@ -27,15 +27,20 @@ class Hours(BaseModel):
     by_quarter: dict[str, int]
     sessions: int
     training_minutes: int
-    training_hours: float
+    training_hours: float = Field(description="training_minutes / 60, rounded down to the "
+                                  "hundredth")
     last_service_date: str | None
     position: int
 
 
 class Criterion(BaseModel):
-    name: str
+    name: str = Field(description="The criterion's key in the award rules")
     required: Any
-    actual: Any
+    actual: Any = Field(description=(
+        "In the unit of `required` (hours for hours), as of 31 December of the award year for "
+        "a volunteer's star level, training and registered days. Hours are compared exactly, "
+        "in whole minutes, and shown rounded down to the hundredth, or to as many decimals as "
+        "`required` has: a shown `actual` reaches the shown `required` exactly when `passed`"))
     passed: bool
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from starlette.concurrency import run_in_threadpool
+from starlette.staticfiles import StaticFiles
 
 from api.deps import PUBLIC, MaybeActor, Services, ServicesDep
 from api.errors import RETRY_AFTER, Problem
@@ -34,16 +36,33 @@ async def openapi_document(request: Request, actor: MaybeActor) -> JSONResponse:
     return JSONResponse(request.app.openapi())
 
 
+# The pages' scripts and styles are served from here, not from a CDN (bb15 F7: without
+# internet access the docs page was blank): fastapi-offline's copies (api/app.py mounts them).
+DOCS_ASSETS = "/docs/assets"
+
+
 @router.get("/docs", include_in_schema=False)
 async def swagger_ui(actor: MaybeActor) -> HTMLResponse:
     """The interactive documentation of /openapi.json."""
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="volunteer-ledger API")
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json", title="volunteer-ledger API",
+        swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
 
 
 @router.get("/redoc", include_in_schema=False)
 async def redoc(actor: MaybeActor) -> HTMLResponse:
     """The same document, read as a reference."""
-    return get_redoc_html(openapi_url="/openapi.json", title="volunteer-ledger API")
+    return get_redoc_html(openapi_url="/openapi.json", title="volunteer-ledger API",
+                          redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                          redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                          with_google_fonts=False)
+
+
+def docs_assets() -> StaticFiles:
+    """The files DOCS_ASSETS serves."""
+    return StaticFiles(directory=str(importlib.resources.files("fastapi_offline") / "static"))
 
 
 # How long a probe waits for the store before it answers 503: a load balancer's health check

@@ -6,10 +6,17 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import PUBLIC, Fresh, MaybeActor, ServicesDep
-from api.schemas import ETAGGED, ProgramCode, Whole, etagged, paginate_ranked_async
+from api.schemas import (
+    ETAGGED,
+    ProgramCode,
+    Whole,
+    etagged,
+    hours_field,
+    paginate_ranked_async,
+)
 from ledger.catalogue import UnitKind
 
 router = APIRouter(tags=["reports"])
@@ -26,9 +33,10 @@ class RankingItem(BaseModel):
     name: str
     kind: str
     total_minutes: int
-    total_hours: float
+    total_hours: float = hours_field()
     volunteers: int
-    minutes_per_volunteer: float
+    minutes_per_volunteer: float = Field(description=(
+        "total_minutes / volunteers, rounded to the hundredth of a minute (0 with no volunteer)"))
     sessions: int
 
 

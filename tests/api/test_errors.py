@@ -182,3 +182,36 @@ def test_a_whole_number_parameter_is_digits_only(district: District) -> None:
         "/v1/audit/consistency"]["get"]["parameters"]
     assert {p["name"]: p["schema"]["type"] for p in parameters} == {
         "first": "integer", "second": "integer"}
+
+
+def test_every_problem_type_is_named_and_listed_in_the_openapi_document(
+        district: District) -> None:
+    """bb15 F5: an unknown path was `problems/404` and an unknown id `problems/not-found`; a
+    missing token `problems/401`; and no list of types existed. Every type is now a name,
+    and the document lists them all."""
+    import pathlib
+    import re
+
+    from api.errors import TYPE_BASE, problem_kinds
+
+    answers = [
+        district.client.get("/v1/nothing"),  # no route
+        district.get("/v1/units/nope"),  # an unknown id
+        district.get(f"/v1/volunteers/{district.volunteer}/hours", token=None),
+        district.get("/v1/events", token=district.recorder_a),
+        district.client.delete("/healthz"),
+        district.post("/v1/units", {"name": ""}),
+    ]
+    kinds = [a.json()["type"].removeprefix(TYPE_BASE) for a in answers]
+    assert kinds == ["not-found", "not-found", "unauthorized", "forbidden",
+                     "method-not-allowed", "validation-error"]
+    listed = problem_kinds()
+    assert set(kinds) <= set(listed)
+    described = district.client.get("/openapi.json").json()[
+        "components"]["schemas"]["Problem"]["properties"]["type"]["description"]
+    assert all(kind in described for kind in listed)
+    # Every kind the code names is listed.
+    named = set()
+    for path in (pathlib.Path(__file__).resolve().parents[2] / "api").rglob("*.py"):
+        named |= set(re.findall(r'kind="([a-z-]+)"', path.read_text()))
+    assert named and named <= set(listed)

@@ -155,3 +155,20 @@ def test_real_history_and_feed_entries_hold_exactly_the_documented_fields(
     for answer, model in ((history, History), (feed, Feed)):
         assert any(e["valid_time"] for e in answer["events"])
         assert model.model_validate(answer).model_dump() == answer
+
+
+def test_the_docs_pages_load_every_script_and_style_from_the_server(district: District) -> None:
+    """bb15 F7: /docs loaded Swagger UI from a CDN, and a browser without internet access
+    showed a blank page. Every asset the pages name is served here, and none is external."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = district.client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert assets and not [a for a in assets if "//" in a], (page, assets)
+        for asset in assets:
+            served = district.client.get(asset)
+            assert served.status_code == 200 and len(served.content) > 1000, asset
+    script = district.client.get("/docs/assets/swagger-ui-bundle.js").text
+    assert "3.1" in script  # a Swagger UI that reads OpenAPI 3.1, as FastAPI writes it
+    assert district.client.get("/docs/assets/nothing.js").status_code == 404
