@@ -296,7 +296,9 @@ async def read_your_writes(
     services: ServicesDep,
     min_position: Annotated[Whole | None, Query(
         ge=0, le=2**53,
-        description="Wait (about 2 s at most) until the views have read this position.",
+        description=("Wait (about 2 s at most) until the views have read this position (a "
+                     "write's `position`): a 503 with Retry-After if they do not get there in "
+                     "time, a 422 if it is past the ledger's last event."),
     )] = None,
 ) -> None:
     """Wait for the views to reach the caller's last write, or answer 503 with Retry-After.

@@ -68,7 +68,8 @@ def _digits(value: Any) -> Any:
     "1.0", " 1" and "+1" as 1, so a malformed parameter would answer as if it were well
     formed."""
     if isinstance(value, str) and not _DIGITS.fullmatch(value):
-        raise ValueError("must be a whole number written in digits (e.g. 2017)")
+        raise ValueError("must be a whole number of zero or more, written in digits only "
+                         "(e.g. 2017)")
     return value
 
 
