@@ -267,6 +267,22 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, str(exc.detail), headers=headers)
 
 
+def _cannot_answer(path: str, method: str, operation: dict[str, Any]) -> list[str]:
+    """The blanket statuses an operation cannot answer with (bb15 F6: /healthz declared a
+    404 and a 409, and generated clients grew error branches that never run). 401 and 422
+    stay everywhere: an unknown token and an unknown query parameter are refused on every
+    route."""
+    gone = []
+    if {} in operation.get("security", []):  # public: nobody is refused for their role
+        gone.append("403")
+    if "{" not in path:  # 404 is an unknown id in the path
+        gone.append("404")
+    cursor = any(p.get("name") == "cursor" for p in operation.get("parameters", []))
+    if method == "get" and not cursor:  # reads contradict nothing, but an old cursor's list
+        gone.append("409")
+    return gone
+
+
 def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI document, with every 4xx/5xx answer documented as problem+json."""
     if app.openapi_schema:
@@ -274,8 +290,12 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(title=app.title, version=app.version, description=app.description,
                          routes=app.routes, tags=app.openapi_tags)
     problem_ref = {"$ref": "#/components/schemas/Problem"}
-    for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+    operations = ((path, method, op) for path, item in schema.get("paths", {}).items()
+                  for method, op in item.items())
+    for path, method, operation in operations:
         responses = operation.setdefault("responses", {})
+        for code in _cannot_answer(path, method, operation):
+            responses.pop(code, None)
         if "requestBody" in operation:
             for code, response in BODY_RESPONSES.items():
                 responses.setdefault(code, dict(response))

@@ -172,3 +172,21 @@ def test_the_docs_pages_load_every_script_and_style_from_the_server(district: Di
     script = district.client.get("/docs/assets/swagger-ui-bundle.js").text
     assert "3.1" in script  # a Swagger UI that reads OpenAPI 3.1, as FastAPI writes it
     assert district.client.get("/docs/assets/nothing.js").status_code == 404
+
+
+@pytest.mark.stores("sqlite")
+def test_operations_declare_only_the_errors_they_can_answer(document: dict[str, Any]) -> None:
+    """bb15 F6: every operation declared 401, 403, 404, 409 and 422, /healthz included. A
+    public route refuses no role (403), a path without an id has no unknown id (404), and a
+    read contradicts nothing unless an old cursor's list changed (409). The fuzz test
+    (test_openapi_fuzz.py) holds every answer to the statuses its operation declares."""
+    def codes(path: str, method: str) -> set[str]:
+        return set(document["paths"][path][method]["responses"])
+
+    assert {"403", "404", "409"}.isdisjoint(codes("/healthz", "get"))
+    assert {"401", "422", "503"} <= codes("/healthz", "get")
+    assert "403" not in codes("/v1/rankings/units", "get")
+    assert {"409", "422"} <= codes("/v1/rankings/units", "get")  # a stale cursor
+    assert {"403", "404", "409", "412"} <= codes("/v1/units/{unit_id}", "patch")
+    assert "404" not in codes("/v1/service-sessions", "post")
+    assert "409" not in codes("/v1/volunteers/{volunteer_id}/hours", "get")
