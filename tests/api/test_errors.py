@@ -218,3 +218,23 @@ def test_every_problem_type_is_named_and_listed_in_the_openapi_document(
     for path in (pathlib.Path(__file__).resolve().parents[2] / "api").rglob("*.py"):
         named |= set(re.findall(r'kind="([a-z-]+)"', path.read_text()))
     assert named and named <= set(listed)
+
+
+def test_a_time_finer_than_a_microsecond_is_a_422_naming_it(district: District) -> None:
+    """bb16 F2: digits past the microsecond were dropped in silence, so 9 min 59.9999991 s
+    counted 10 minutes and 24 h + 100 ns passed as 24 h."""
+    body = {"volunteer_id": district.volunteer, "activity_id": district.activity,
+            "started_at": "2017-03-05T09:00:00.0000009+08:00",
+            "ended_at": "2017-03-05T09:10:00+08:00", "source_record_id": "fine-1"}
+    response = district.post("/v1/service-sessions", body)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{
+        "field": "started_at", "detail": "must not be more precise than a microsecond (at "
+        "most 6 digits after the seconds)"}]
+    history = district.get(f"/v1/volunteers/{district.volunteer}/history",
+                           token=district.auditor, as_of="2017-03-05T09:00:00.1234567Z")
+    assert history.status_code == 422 and history.json()["errors"][0]["field"] == "as_of"
+    body.update(started_at="2017-03-05T09:00:00.000001+08:00", source_record_id="fine-2")
+    accepted = district.post("/v1/service-sessions", body)
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["minutes"] == 9
