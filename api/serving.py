@@ -198,6 +198,10 @@ def ensure_port_free(host: str, port: int) -> None:
 # How long a stopping server (SIGTERM) waits for the requests in flight before it closes the
 # connections left: a client that sent half a request and stalled held a stop for 120 s.
 GRACEFUL_SECONDS = 10
+# How long the supervisor waits for a worker's sign of life before it kills and replaces it.
+# uvicorn's 5 s killed workers still importing the app on a busy machine, over and over
+# ("Child process [...] died", bb16); a hung worker is found a little later instead.
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 def serve(host: str, port: int, workers: int, log_level: str) -> None:
@@ -206,7 +210,8 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     # would say the same thing again, less usefully.
     config = TcpConfig(APP, factory=True, host=host, port=port, workers=workers,
                        log_level=log_level, access_log=False, http=OneSegmentProtocol,
-                       timeout_graceful_shutdown=GRACEFUL_SECONDS)
+                       timeout_graceful_shutdown=GRACEFUL_SECONDS,
+                       timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS)
     if workers == 1:
         # One process: the plain in-memory registry (a directory inherited from the
         # environment would only make every request write to its files).

@@ -347,3 +347,36 @@ def test_an_empty_file_or_schema_is_no_ledger_and_stays_empty(
                                 "table_schema = %s", (location.schema,)).fetchone() == (0,)
     assert done.returncode == 3, done.stderr
     assert "no ledger at" in done.stderr and done.stdout == ""
+
+
+def test_workers_slow_to_start_are_waited_for_not_killed(tmp_path: Path) -> None:
+    """bb16: on a busy machine uvicorn's supervisor logged "Child process [...] died" one to
+    three times as `serve --workers 2` started, and started the worker again: it asks each
+    worker for a sign of life after 0.5 s and kills one that gives none within 5 s, and a
+    worker still importing the app gives none. A worker here takes 7 s to start (a
+    sitecustomize that sleeps in the spawned workers only), and is waited for."""
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(
+        "import sys, time\n"
+        "if 'multiprocessing' in ' '.join(getattr(sys, 'orig_argv', [])):\n"
+        "    time.sleep(7)\n")
+    port = _free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("VLEDGER_")},
+           "PYTHONPATH": str(slow)}
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([VLEDGER, "serve", "--port", str(port), "--workers", "2"],
+                                  cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while httpx_ok(port) is False:
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the server did not answer within 60 s"
+            time.sleep(0.2)
+        time.sleep(2)  # both workers up, and the supervisor's checks since
+        text = log.read_text()
+        assert "Started server process" in text and "died" not in text, text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
