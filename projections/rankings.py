@@ -81,28 +81,33 @@ def unit_rankings(cur: ViewCursor, kind: str, basis: str = "members", year: int 
             minutes[unit_id], sessions[unit_id], counts[unit_id] = int(m), int(s), int(v)
         return _ranked(kind, units, _open(chosen, closed, sessions), minutes, sessions, counts)
     volunteers: dict[str, set[str]] = {uid: set() for uid in chosen}
+    own = dict.fromkeys(chosen, 0)  # sessions credited to the unit itself, not a descendant
     rows = cur.execute(
         "SELECT unit_id, volunteer_id, SUM(minutes), SUM(sessions) FROM credit_cells "
         f"WHERE {where} GROUP BY unit_id, volunteer_id", params).fetchall()
     for unit_id, volunteer_id, m, s in rows:
+        if unit_id in own:
+            own[unit_id] += int(s)
         for uid in _credited(unit_id, units, chosen, rollup):
             minutes[uid] += int(m)
             sessions[uid] += int(s)
             volunteers[uid].add(volunteer_id)
-    return _ranked(kind, units, _open(chosen, closed, sessions), minutes, sessions,
+    return _ranked(kind, units, _open(chosen, closed, own), minutes, sessions,
                    {uid: len(volunteers[uid]) for uid in chosen})
 
 
-def _open(chosen: set[str], closed: set[str], sessions: dict[str, int]) -> set[str]:
-    """The chosen units but those closed before the period with no session credited in it."""
-    return {uid for uid in chosen if uid not in closed or sessions[uid]}
+def _open(chosen: set[str], closed: set[str], own: dict[str, int]) -> set[str]:
+    """The chosen units but those closed before the period with no session credited to
+    themselves in it: a town closed in 2017 is not ranked in 2018's roll-up for the service
+    of a community under it (bb17 F1)."""
+    return {uid for uid in chosen if uid not in closed or own[uid]}
 
 
 def _ranked(kind: str, units: dict[str, UnitRow], chosen: set[str],
             minutes: dict[str, int], sessions: dict[str, int],
             volunteers: dict[str, int]) -> list[dict[str, Any]]:
-    """The ranking items of the chosen units, in rank order."""
-    ranks = rank(minutes)
+    """The ranking items of the chosen units, ranked among themselves, in rank order."""
+    ranks = rank({uid: minutes[uid] for uid in chosen})
     items = [
         {
             "rank": ranks[uid], "unit_id": uid, "name": units[uid][0], "kind": kind,

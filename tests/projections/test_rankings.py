@@ -192,6 +192,33 @@ def test_a_restarted_process_answers_at_once_from_views_that_hold_no_session_yet
 
 
 
+@pytest.mark.parametrize("basis", ["members", "organised"])
+def test_a_closed_unit_is_not_ranked_again_by_its_descendants_service(
+        ledger: Ledger, models: ReadModels, basis: str) -> None:
+    """bb17 F1: a town closed before 2018 came first in the 2018 roll-up, on the service of
+    a community under it, and pushed the open town to second. A closed unit is ranked in a
+    period only for service credited to itself; its descendants' does not bring it back, and
+    it takes no rank from the units that are shown."""
+    from tests.factories import ADMIN
+
+    closed_town, open_town = make_unit(ledger, "town"), make_unit(ledger, "town")
+    community = make_unit(ledger, "community", parent_id=closed_town)
+    ledger.close_unit(ADMIN, closed_town, date(2017, 12, 31), "merged")
+    theirs = make_volunteer(ledger, community, registered_on=date(2016, 1, 1))
+    ours = make_volunteer(ledger, open_town, registered_on=date(2016, 1, 1))
+    serve(ledger, theirs, make_long_activity(ledger, community), date(2018, 3, 1), hours=2)
+    serve(ledger, ours, make_long_activity(ledger, open_town), date(2018, 3, 1), hours=1)
+    models.catch_up()
+
+    for period in ({"year": 2018}, {"year": 2018, "quarter": 1}):
+        items = models.unit_rankings("town", basis=basis, rollup=True, **period)
+        assert [(i["unit_id"], i["rank"], i["total_minutes"]) for i in items] == [
+            (open_town, 1, 60)], period
+    rolled = {i["unit_id"]: i["total_minutes"] for i in models.unit_rankings(
+        "town", basis=basis, rollup=True)}  # all time: both towns existed
+    assert rolled == {closed_town: 120, open_town: 60}
+
+
 @pytest.mark.parametrize("rollup", [False, True])
 def test_a_unit_closed_before_a_period_is_not_ranked_in_it(ledger: Ledger, models: ReadModels,
                                                            rollup: bool) -> None:
