@@ -199,6 +199,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     for err in found:
         message = str(err.get("msg", "invalid value"))
         message = message.removeprefix("Value error, ")
+        if err.get("type") == "string_too_short" and (err.get("ctx") or {}).get(
+                "min_length") == 1:  # text is stripped first: "   " was "at least 1 character"
+            message = "must not be empty or only spaces"
         errors.append({"field": _field(err.get("loc", ())), "detail": message})
     detail = "; ".join(f"{e['field']}: {e['detail']}" for e in errors) or "invalid request"
     return problem(422, detail, kind="validation-error", errors=errors)

@@ -48,6 +48,12 @@ RECIPIENT_KIND: dict[AwardKind, str] = {
 
 # No criterion of any award needs more than this; a larger value is a typing mistake.
 CRITERION_LIMIT = 1_000_000_000
+# Criteria with a smaller bound of their own (bb18 F3: 274 years of registration were taken).
+LIMITS: dict[str, tuple[int, str]] = {
+    "min_star_level": (5, "the highest star level"),
+    "min_registered_days": (36_525, "a hundred years"),
+    "not_awarded_in_previous_years": (100, "a hundred years"),
+}
 
 
 def check_criteria(award: AwardKind, criteria: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +99,9 @@ def _criterion(award: AwardKind, known: dict[str, type], name: str, value: Any) 
         if value != int(value):
             raise InvalidField(f"{name} must be a whole number", name)
         value = int(value)
-    if name == "min_star_level" and value > 5:
-        raise InvalidField("min_star_level must be between 0 and 5", name)
+    if name in LIMITS and value > LIMITS[name][0]:
+        raise InvalidField(f"{name} must be at most {LIMITS[name][0]:,} ({LIMITS[name][1]})",
+                           name)
     return value
 
 

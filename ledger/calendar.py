@@ -55,6 +55,11 @@ def now() -> datetime:
     return datetime.now(tz=UTC)
 
 
+def district_today() -> date:
+    """Today's date in district time."""
+    return now().astimezone(DISTRICT_TZ).date()
+
+
 def service_date(started_at: datetime) -> date:
     """The calendar date in district time on which a session counts."""
     return started_at.astimezone(DISTRICT_TZ).date()

@@ -23,10 +23,11 @@ from ledger.awards import (
     rules_id,
 )
 from ledger.base import LedgerBase, Written, open_unit
+from ledger.calendar import district_today
 from ledger.catalogue import PROGRAMS, AwardKind, Role
 from ledger.errors import InvalidField, NotACandidate, UnknownReference
 from ledger.provenance import Actor, Origin
-from ledger.text import MAX_REASON, check_label, check_text
+from ledger.text import MAX_REASON, article, check_label, check_text
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
 
@@ -83,6 +84,9 @@ class CommendationUseCases(LedgerBase):
         require_role(origin.actor, Role.committee)
         kind = award_kind(award)
         check_year(year)
+        if year > district_today().year:  # bb18 F3: grants for 2099 were taken
+            raise InvalidField(f"year {year} has not begun: an award goes to a year that has",
+                               "year")
         decision_ref = check_text("decision_ref", decision_ref)
         rules = self._get(AwardRules, rules_id(kind, year))
         if rules is None:
@@ -132,7 +136,7 @@ class CommendationUseCases(LedgerBase):
         if unit.kind != expected:
             raise InvalidField(
                 f"{kind.value} goes to a unit of kind {expected}, "
-                f"and {recipient_id} is a {unit.kind}", "recipient_id")
+                f"and {recipient_id} is {article(unit.kind)} {unit.kind}", "recipient_id")
         if unit.closed_on is not None and unit.closed_on <= first:
             raise NotACandidate(
                 f"unit {recipient_id} was closed on {unit.closed_on}, before {year} began, so "

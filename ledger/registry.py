@@ -21,7 +21,12 @@ from ledger.base import (
     check_version,
     open_unit,
 )
-from ledger.calendar import DISTRICT_TZ, check_day, check_instant, now, service_date
+from ledger.calendar import (
+    check_day,
+    check_instant,
+    district_today,
+    service_date,
+)
 from ledger.catalogue import (
     CivilizedLevel,
     Gender,
@@ -86,10 +91,6 @@ def _enum(cls: Any, name: str, value: Any) -> str:
     except ValueError:
         allowed = ", ".join(m.value for m in cls)
         raise InvalidField(f"{name} must be one of: {allowed}", name) from None
-
-
-def district_today() -> date:
-    return now().astimezone(DISTRICT_TZ).date()
 
 
 class RegistryUseCases(LedgerBase):

@@ -125,3 +125,8 @@ def _described(ch: str) -> str:
         return f"{code} {unicodedata.name(ch)}"
     except ValueError:  # control characters and surrogates have no name
         return code
+
+
+def article(word: str) -> str:
+    """"a" or "an" before a word of the catalogue (an organisation, a school)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"

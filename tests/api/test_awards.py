@@ -134,3 +134,40 @@ def test_later_pages_of_eligibility_name_the_rules_their_first_page_was_judged_b
         1, first["position"])
     assert second.json()["items"][0]["candidate_id"] != first["items"][0]["candidate_id"]
     assert district.get(listing, token=district.committee, limit=1).json()["rules_version"] == 2
+
+
+def test_what_bb18_found_in_the_committees_input(district: District) -> None:
+    """bb18: a blank reason was "at least 1 character" when three spaces were sent; "is a
+    organisation"; 274 years of registration and grants for 2099 were taken."""
+    from datetime import date
+
+    admin = {"Authorization": "Bearer test-admin-token-0123456789"}
+    bounds = district.client.put("/v1/award-rules/most_beautiful_volunteer/2017", headers=admin,
+                                 json={"min_registered_days": 100_000,
+                                       "not_awarded_in_previous_years": 500})
+    assert bounds.status_code == 422
+    assert {e["field"]: e["detail"] for e in bounds.json()["errors"]} == {
+        "min_registered_days": "must be at most 36,525 (a hundred years)",
+        "not_awarded_in_previous_years": "must be at most 100 (a hundred years)"}
+    later = date.today().year + 1
+    for year in (2017, later):
+        assert district.client.put(f"/v1/award-rules/most_beautiful_volunteer/{year}",
+                                   headers=admin, json={"min_registered_days": 0}).status_code == 200
+    grant = {"award": "most_beautiful_volunteer", "recipient_id": district.volunteer,
+             "decision_ref": "梅文明〔2017〕12号"}
+    future = district.post("/v1/awards", {**grant, "year": later}, token=district.committee)
+    assert future.status_code == 422 and future.json()["errors"][0]["field"] == "year"
+    granted = district.post("/v1/awards", {**grant, "year": 2017}, token=district.committee)
+    assert granted.status_code == 201, granted.text
+    blank = district.post(f"/v1/awards/{granted.json()['id']}/revoke", {"reason": "   "},
+                          token=district.committee)
+    assert blank.status_code == 422
+    assert blank.json()["errors"] == [{"field": "reason",
+                                       "detail": "must not be empty or only spaces"}]
+    organisation = district.post("/v1/units", {"name": "梅列区义工联", "kind": "organisation"})
+    district.client.put("/v1/award-rules/best_community/2017", headers=admin,
+                        json={"min_hours_in_year": 0})
+    wrong = district.post("/v1/awards", {"award": "best_community", "year": 2017,
+                                         "recipient_id": organisation.json()["id"],
+                                         "decision_ref": "x"}, token=district.committee)
+    assert wrong.status_code == 422 and " is an organisation" in wrong.json()["detail"]
