@@ -151,8 +151,9 @@ def test_what_bb18_found_in_the_committees_input(district: District) -> None:
         "not_awarded_in_previous_years": "must be at most 100 (a hundred years)"}
     later = date.today().year + 1
     for year in (2017, later):
-        assert district.client.put(f"/v1/award-rules/most_beautiful_volunteer/{year}",
-                                   headers=admin, json={"min_registered_days": 0}).status_code == 200
+        published = district.client.put(f"/v1/award-rules/most_beautiful_volunteer/{year}",
+                                        headers=admin, json={"min_registered_days": 0})
+        assert published.status_code == 200
     grant = {"award": "most_beautiful_volunteer", "recipient_id": district.volunteer,
              "decision_ref": "梅文明〔2017〕12号"}
     future = district.post("/v1/awards", {**grant, "year": later}, token=district.committee)
