@@ -28,7 +28,6 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import (
-    PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
 )
@@ -67,9 +66,13 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         # events table whenever the table had no statistics (autovacuum off, or not run yet)
         # or psycopg's prepared statement went generic. At 220,000 events that was 73 ms per
         # insert, growing with the table; as lookups of the primary key, 0.2 ms.
+        # The events go as four arrays in binary (%b), not one array of the library's
+        # composite type: psycopg writes a composite's fields as escaped text in Python, a
+        # quarter of a bulk import's time on PostgreSQL. 2,000 events: 43 ms to adapt as
+        # composites, 21 ms as text arrays, 2 ms as binary arrays.
         insert = (
-            "WITH new AS (SELECT originator_id, originator_version, topic, state "
-            "FROM unnest(%s::{schema}.{stored_event_type}[])) "
+            "WITH new AS (SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], "
+            "%b::bytea[]) AS n(originator_id, originator_version, topic, state)) "
             "INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, "
             "state) SELECT originator_id, originator_version, topic, state FROM new "
             "WHERE NOT EXISTS (SELECT 1 FROM new n CROSS JOIN LATERAL (SELECT 1 FROM "
@@ -80,7 +83,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         # past the version read (a guard's `unchanged`, ledger/guards.py), in the one
         # statement, so a guarded write keeps the pipeline.
         self.insert_unchanged_statement = SQL(
-            insert + "AND NOT EXISTS (SELECT 1 FROM unnest(%s::text[], %s::bigint[]) "
+            insert + "AND NOT EXISTS (SELECT 1 FROM unnest(%b::text[], %b::bigint[]) "
             "AS g(id, v) CROSS JOIN LATERAL (SELECT 1 FROM {schema}.{table} e "
             "WHERE e.originator_id = g.id AND e.originator_version > g.v LIMIT 1) moved) "
             "RETURNING notification_id").format(**names)
@@ -110,14 +113,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                                         Identifier(self.events_table_name)).as_string(curs)
             check_tail(guard, curs, table, postgres=True)
         self._notify_channel(curs)
+        columns = ([str(e.originator_id) for e in stored_events],
+                   [e.originator_version for e in stored_events],
+                   [e.topic for e in stored_events], [e.state for e in stored_events])
         if guard is None or not guard.unchanged:
-            PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+            curs.execute(self.insert_events_statement, columns)
             return
         ids = sorted(guard.unchanged)
-        curs.execute(self.insert_unchanged_statement, (
-            [self.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic,
-                                            e.state) for e in stored_events],
-            ids, [guard.unchanged[i] for i in ids]))
+        curs.execute(self.insert_unchanged_statement,
+                     (*columns, ids, [guard.unchanged[i] for i in ids]))
 
     def _fetch_ids_after_insert_events(self, curs: Cursor[DictRow],
                                        stored_events: Sequence[StoredEvent],

@@ -122,21 +122,20 @@ def test_an_insert_looks_its_checks_up_by_key_with_no_statistics_and_a_generic_p
     assert isinstance(recorder, LedgerPostgresRecorder)
     where = StoreLocation.parse(ledger.settings.database_url)
     table = f'"{where.schema}"."{recorder.events_table_name}"'
-    kind = f'"{where.schema}"."{recorder.stored_event_type_name}"'
     with psycopg.connect(**where.connect_kwargs()) as conn:
         conn.execute(f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
                      "SELECT 'filler-' || (n / 10), n % 10, 'ledger.test:Filler', "
                      "'{}'::bytea FROM generate_series(1, 50000) n")
         text = getattr(recorder, statement).as_string(conn)
-        parameters = iter(("$1", "$2", "$3"))
-        prepared = "".join(part + (next(parameters) if i < text.count("%s") else "")
-                           for i, part in enumerate(text.split("%s")))
+        parts = text.split("%b")
+        prepared = "".join(part + (f"${i + 1}" if i < len(parts) - 1 else "")
+                           for i, part in enumerate(parts))
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        types = f"{kind}[]" + (", text[], bigint[]" if statement.endswith("unchanged_statement")
-                               else "")
+        guarded = statement.endswith("unchanged_statement")
+        types = "text[], bigint[], text[], bytea[]" + (", text[], bigint[]" if guarded else "")
         conn.execute(f"PREPARE checked({types}) AS {prepared}")
-        values = ("ARRAY[('new-1', 1, 'ledger.test:New', '{}'::bytea)]::" + f"{kind}[]"
-                  + (", ARRAY['filler-7'], ARRAY[3::bigint]"
-                     if statement.endswith("unchanged_statement") else ""))
+        values = ("ARRAY['new-1'], ARRAY[1::bigint], ARRAY['ledger.test:New'], "
+                  "ARRAY['{}'::bytea]" + (", ARRAY['filler-7'], ARRAY[3::bigint]"
+                                          if guarded else ""))
         plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN EXECUTE checked({values})"))
     assert "Seq Scan on" not in plan, plan
