@@ -35,6 +35,8 @@ def entry(event: FeedEvent, unmasked: bool) -> dict[str, Any]:
     return {
         "position": event.position,
         "type": event.type,
+        # Which aggregate: of two alike sessions on a day, the one a void concerns (bb20 F4).
+        "originator_id": event.originator_id,
         "recorded_at": event.recorded_at,
         "actor": event.data.get("actor"),
         "source": event.data.get("source"),
@@ -49,7 +51,6 @@ def feed_entry(event: FeedEvent, unmasked: bool) -> dict[str, Any]:
     safe = unmasked or masked_event_data(event.data) == event.data
     return {
         **shown,
-        "originator_id": event.originator_id,
         "version": event.version,
         "topic": event.topic,
         "state": base64.b64encode(event.state).decode("ascii") if safe else None,

@@ -23,6 +23,9 @@ class Entry(BaseModel):
 
     position: int = Field(description="Where the event is stored; increases, may skip.")
     type: str = Field(description="Aggregate and event, e.g. `ServiceSession.Recorded`.")
+    originator_id: str = Field(description=(
+        "The id of the aggregate it belongs to: for a session's events, the session (which "
+        "of two alike sessions a correction or void concerns)."))
     recorded_at: str = Field(json_schema_extra={"format": "date-time"},
                              description="When the ledger recorded it, RFC 3339.")
     actor: dict[str, Any] | None = Field(
@@ -36,7 +39,6 @@ class Entry(BaseModel):
 class FeedEntry(Entry):
     """One event as the feed shows it: the history's fields and what its audit leaf holds."""
 
-    originator_id: str = Field(description="The id of the aggregate it belongs to.")
     version: int = Field(description="The aggregate's version the event made.")
     topic: str = Field(description="The stored event's topic.")
     state: str | None = Field(description="The stored bytes (standard base64), null where "

@@ -193,3 +193,14 @@ def test_a_history_event_deleted_from_the_store_is_named_not_skipped(ledger: Led
     tamper_with_events(views.store, ledger, "DELETE FROM {table} WHERE {id} = ?", (gone,))
     with pytest.raises(AuditLogAltered, match=f"position\\(s\\) {gone}\\)"):
         volunteer_history(views.store, ledger.recorder, volunteer_id)
+
+
+def test_each_event_names_the_aggregate_it_belongs_to(ledger: Ledger, views: Runner) -> None:
+    """bb20 F4: of two alike sessions on one day, the history did not say which one a void
+    concerned; the feed did. Each history event now names its aggregate, as the feed does."""
+    volunteer_id, _ = life_of_a_volunteer(ledger)
+    events = history(views, ledger, volunteer_id)
+    voided = next(e for e in events if e["type"] == "ServiceSession.Voided")
+    assert ledger.get_session(voided["originator_id"]).is_voided
+    assert {e["originator_id"] for e in events if e["type"].startswith("Volunteer.")} == {
+        volunteer_id}
