@@ -173,7 +173,8 @@ class RegistryUseCases(LedgerBase):
         check_parent(unit.kind, parent)
 
     def close_unit(self, origin: Origin, unit_id: str, closed_on: date, reason: str,
-                   service: Callable[[], ServiceFacts] | None = None) -> Written:
+                   service: Callable[[], ServiceFacts] | None = None,
+                   expected_version: int | None = None) -> Written:
         """Close a unit; nothing new may refer to it.
 
         Not on or before the last day it has live service credited on, organised by it or
@@ -182,13 +183,17 @@ class RegistryUseCases(LedgerBase):
         ledger. What was stored after the views were read is checked again inside the
         closure's insert, where writes take turns (guards.py): a session or a transfer that
         could credit the unit from `closed_on` on makes the closure read the views again.
+        With `expected_version` (If-Match), a unit at another version is refused, as a
+        change is (bb20 F2: a stale tag closed the unit).
         """
         require_role(origin.actor)
         check_day("closed_on", closed_on, district_today())
         day = closed_on.isoformat()
+        seen: list[int] = []
 
         def attempt() -> Written:
             unit = self.get_unit(unit_id)
+            check_version(unit, "unit", expected_version, seen)
             guard = None
             if service is not None:
                 facts = service()

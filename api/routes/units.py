@@ -106,19 +106,20 @@ def change_unit(unit_id: str, body: UnitChange, actor: Admin, services: Services
     return services.written(written)
 
 
-@router.post("/{unit_id}/closure", response_model=Created)
-def close_unit(unit_id: str, body: UnitClosure, actor: Admin,
-               services: ServicesDep) -> dict[str, Any]:
+@router.post("/{unit_id}/closure", response_model=Created, responses=IF_MATCH_RESPONSES)
+def close_unit(unit_id: str, body: UnitClosure, actor: Admin, services: ServicesDep,
+               expected: IfMatch) -> dict[str, Any]:
     """Close a unit: nothing new may refer to it.
 
     Not on or before a day it has live service credited on (sessions it organised, or that
     its members served): 409 `credited-after-closure`, naming `closed_on`. The views are
-    brought up to every stored event first (503 if they cannot be in time)."""
+    brought up to every stored event first (503 if they cannot be in time). With `If-Match`
+    (the `ETag` its GET answered), a unit changed since is 412."""
     def service() -> ServiceFacts:
         services.caught_up()  # the views hold every event stored so far (else 503)
         return services.models.service_facts(unit_id)
 
     services.ledger.get_unit(unit_id)  # 404 before anything else
     written = services.ledger.close_unit(origin_of(actor), unit_id, body.closed_on, body.reason,
-                                         service)
+                                         service, expected_version=expected)
     return services.written(written)

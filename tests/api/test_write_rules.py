@@ -401,3 +401,25 @@ def test_a_unit_patch_changes_both_fields_or_neither_and_honours_if_match(
     assert stale.status_code == 412
     assert stale.json()["errors"][0]["field"] == "If-Match"
     assert district.get(path).json()["name"] == "新名"
+
+
+def test_a_unit_closure_honours_if_match(district: District) -> None:
+    """bb20 F2: a closure sent with a stale or weak tag closed the unit (200), while a PATCH
+    with the same tag was a 412."""
+    path = f"/v1/units/{district.unit_b}"
+    tag = district.get(path).headers["ETag"]
+    renamed = district.client.patch(path, json={"name": "列西街道办"}, headers=bearer(ADMIN_TOKEN))
+    assert renamed.status_code == 200, renamed.text
+
+    def close(**headers: str) -> Any:
+        return district.client.post(f"{path}/closure", json={
+            "closed_on": "2017-01-05", "reason": "merged"}, headers={**bearer(ADMIN_TOKEN),
+                                                                   **headers})
+
+    stale = close(**{"If-Match": tag})
+    assert stale.status_code == 412 and stale.json()["errors"][0]["field"] == "If-Match"
+    assert close(**{"If-Match": 'W/"zzz"'}).status_code == 422
+    assert district.get(path).json()["closed_on"] is None
+    current = district.get(path).headers["ETag"]
+    assert close(**{"If-Match": current}).status_code == 200
+    assert district.get(path).json()["closed_on"] == "2017-01-05"
