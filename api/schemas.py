@@ -331,11 +331,12 @@ def not_modified(request: Request, response: Response, version: int) -> Response
     return Response(status_code=304, headers={"ETag": tag}) if _held(request, tag) else None
 
 
-def _if_match(if_match: Annotated[str | None, Header(
+def _if_match(request: Request, if_match: Annotated[str | None, Header(
         description='The version its GET answered in `ETag` ("3"): the change is refused '
                     "with 412 if the thing has changed since. `*` or no header: any version.",
         examples=['"3"'])] = None) -> int | None:
     """The version a write's If-Match names, or None for any (no header, or `*`)."""
+    if_match = ", ".join(request.headers.getlist("if-match")) or if_match  # lines are a list
     if if_match is None or if_match.strip() == "*":
         return None
     tags = [t.strip() for t in if_match.split(",") if t.strip()]
@@ -381,7 +382,7 @@ IF_MATCH_RESPONSES: dict[int | str, dict[str, Any]] = {412: {
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
 
 
-def _idempotency_key(idempotency_key: Annotated[str | None, Header(
+def _idempotency_key(request: Request, idempotency_key: Annotated[str | None, Header(
         description="Any string of 1 to 200 visible ASCII characters the client chooses for "
                     "this request (a UUID will do). Sent again with the same request, say after "
                     "a lost answer, it answers 200 with what the first send registered instead "
@@ -389,6 +390,8 @@ def _idempotency_key(idempotency_key: Annotated[str | None, Header(
                     "token that sends them.", examples=["5f0c6a8e-3b1d-4d7e-9a55-2c1f0e4b7a10"],
         )] = None) -> str | None:
     """The request's idempotency key, or None."""
+    if len(request.headers.getlist("idempotency-key")) > 1:  # bb20 F3: the second was dropped
+        raise InvalidField("Idempotency-Key must be sent once, with one key", "Idempotency-Key")
     if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
         raise InvalidField("Idempotency-Key must be 1 to 200 visible ASCII characters",
                            "Idempotency-Key")

@@ -103,3 +103,21 @@ def test_a_key_used_for_one_kind_of_registration_is_refused_for_another(
     assert other.json()["errors"][0]["field"] == "Idempotency-Key"
     assert first.json()["id"] in other.json()["errors"][0]["detail"]
     assert head(district) == stored
+
+
+def test_a_key_or_a_tag_sent_twice_is_a_422_naming_the_header(district: District) -> None:
+    """bb20 F3: with two Idempotency-Key lines the server took the first and dropped the
+    second, so a retry carrying only the second registered the unit twice. Two If-Match
+    lines are a list of tags, as one line with a comma is."""
+    auth = ("Authorization", f"Bearer {ADMIN_TOKEN}")
+    twice = district.client.post("/v1/units", json={"name": "两把钥匙", "kind": "community"},
+                                 headers=[auth, ("Idempotency-Key", "a"),
+                                          ("Idempotency-Key", "b")])
+    assert twice.status_code == 422, twice.text
+    assert twice.json()["errors"][0]["field"] == "Idempotency-Key"
+    path = f"/v1/units/{district.unit_b}"
+    tag = district.get(path).headers["ETag"]
+    tags = district.client.patch(path, json={"name": "新名"},
+                                 headers=[auth, ("If-Match", tag), ("If-Match", '"99"')])
+    assert tags.status_code == 422 and tags.json()["errors"][0]["field"] == "If-Match"
+    assert district.get(path).headers["ETag"] == tag
