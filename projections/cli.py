@@ -85,9 +85,15 @@ def bring_up_to_date(why: str) -> None:
 @app.command()
 def run(interval: float = typer.Option(0.5, min=0.01, help="Seconds between polls."),
         page_size: PageSize = None) -> None:
-    """Follow the ledger and keep every view up to date until Ctrl-C."""
+    """Follow the ledger and keep every view up to date until Ctrl-C (waiting, if it does
+    not exist yet, for `vledger serve` or `vledger init` to create it)."""
     stop = threading.Event()
-    with opened(page_size) as models:  # a worker may start before the API creates the store
+    try:
+        _wait_for_store(interval)
+    except KeyboardInterrupt:
+        err.print("stopped before the ledger was created")
+        return
+    with opened(page_size) as models:
         err.print(f"following {models.ledger.settings.store().describe()} (Ctrl-C to stop)")
         try:
             # A catch-up that fails (the store gone a while: a failover, a restart) is said
@@ -100,6 +106,20 @@ def run(interval: float = typer.Option(0.5, min=0.01, help="Seconds between poll
             err.print(f"stopped at position {models.position()}")
         except Exception as error:  # the store is gone: stopped all the same
             err.print(f"stopped (the store does not answer: {type(error).__name__})")
+
+
+def _wait_for_store(interval: float) -> None:
+    """A worker may start before the API has created the store; it waits for it rather than
+    create it: bb19 found a worker on a mistyped schema making an empty ledger of its own and
+    following it, healthy in its own eyes, while the API's views never moved."""
+    location = Settings().store()
+    if location.exists():
+        return
+    err.print(f"[yellow]no ledger at {location.describe()} yet: waiting for `vledger serve` or "
+              "`vledger init` to create it (check VLEDGER_DATABASE_URL if it never comes)"
+              "[/yellow]")
+    while not location.exists():
+        time.sleep(max(interval, 0.5))
 
 
 class _FailureReport:
