@@ -158,12 +158,16 @@ class StoreLocation:
             hosts = tuple(_host_and_port(entry) for entry in hostlist.split(","))
         else:  # urllib checks the port: a number from 0 to 65535
             hosts = ((parts.hostname or "127.0.0.1", parts.port or 5432),)
+        dbname = unquote(parts.path.lstrip("/"))
+        if not dbname:  # bb19 F3: libpq would pick one (the user's name) without a word
+            raise ConfigurationError(
+                "VLEDGER_DATABASE_URL must name the database: postgresql://user@host[:port]/db")
         return cls(
             kind="postgres",
             hosts=hosts,
             user=unquote(parts.username or "postgres"),
             password=unquote(parts.password or ""),
-            dbname=(parts.path or "/postgres").lstrip("/") or "postgres",
+            dbname=dbname,
             schema=schema,
         )
 

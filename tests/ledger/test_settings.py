@@ -161,3 +161,13 @@ def test_a_ledger_on_a_multi_host_url_takes_the_host_that_answers(database_url: 
             models.close()
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("url", ["postgresql://postgres@127.0.0.1:5432/",
+                                 "postgresql://postgres@127.0.0.1:5432",
+                                 "postgresql://postgres@127.0.0.1:5432/?schema=s"])
+def test_a_postgresql_url_without_a_database_is_refused(url: str) -> None:
+    """bb19 F3: with no database in the URL, libpq chose one (`postgres`) without a word, and
+    serve or init would have made a ledger there."""
+    with pytest.raises(ConfigurationError, match="must name the database"):
+        StoreLocation.parse(url)
