@@ -95,9 +95,14 @@ class Services:
         head = self.ledger.head()
         if not self.models.wait_for(head, self.settings.read_wait_seconds, verify=True,
                                     fold=self.settings.inline_projections):
+            # Who keeps the views decides what to look for (bb19: in worker mode the message
+            # sent the operator after a rebuild when the worker had stopped).
+            keeper = ("being rebuilt, or caught up by another process" if
+                      self.settings.inline_projections else "kept by `vledger projections "
+                      "run`: is it running? Or being rebuilt")
             raise ViewsBehind(
-                f"the views have read to position {self.models.position()} of {head} (being "
-                "rebuilt or caught up by another process); try again shortly")
+                f"the views have read to position {self.models.position()} of {head} "
+                f"({keeper}); try again shortly")
 
     def registered(self, actor: Actor, key: str | None, response: Response,
                    register: Callable[[], T], prefix: str,

@@ -167,6 +167,11 @@ def test_an_api_without_inline_views_leaves_them_to_the_worker_and_waits_for_it(
             "kind": "subdistrict", "min_position": position})
         assert waited.status_code == 503 and waited.headers["retry-after"]
         assert services.models.position() < position  # it did not fold the views itself
+        # A read that answers only from views holding every event names who keeps them
+        # (bb19: it sent the operator after a rebuild while the worker had stopped).
+        checkpoint = client.get("/v1/audit/checkpoint")
+        assert checkpoint.status_code == 503
+        assert "`vledger projections run`: is it running?" in checkpoint.json()["detail"]
 
         worker = Ledger(configured)  # what `vledger projections run` does
         models = ReadModels(worker, extra=auditor_views())
