@@ -8,6 +8,9 @@ from typing import Any
 PAIRS = (
     ("import sessions: Ledger.record_sessions vs raw app.save(*aggs)", "sessions/s",
      "populate", "sessions_per_s", "raw_import", "sessions_per_s", 0.5),
+    ("import sessions: Ledger.record_sessions vs app.save(*aggs) on our recorder (how much "
+     "of the gap is the ledger's rules, not the store)", "sessions/s",
+     "populate", "sessions_per_s", "raw_import", "our_recorder_sessions_per_s", None),
     ("rebuild read models + history vs select_notifications + JSON decode", "events/s",
      "rebuild_read_models", "events_per_s", "raw_scan", "events_per_s", 0.5),
     ("rebuild all views (+ audit log) vs select_notifications + JSON decode", "events/s",

@@ -61,10 +61,22 @@ class PlainApp(Application[Any]):
 
 def raw_import(ledger_url: str, baseline_url: str) -> dict[str, Any]:
     """Save the ledger's sessions as plain aggregates with `app.save(*aggs)`, same batches,
-    with the collector as the demo's import has it (`bulk_collection`)."""
+    with the collector as the demo's import has it (`bulk_collection`): with the library's
+    own recorder (the baseline), and again with ours (how much of the gap is our rules)."""
     env = Settings(database_url=baseline_url).store().eventsourcing_env()
     env.pop("ORIGINATOR_ID_TYPE")  # plain aggregates have UUID ids
-    app = PlainApp(env=env)
+    ours = env.pop("APPLICATION_RECORDER_TOPIC")  # plain eventsourcing: the library's recorder
+    found = _raw_save(ledger_url, env)
+    mine = _raw_save(ledger_url, {**env, "APPLICATION_RECORDER_TOPIC": ours}, "PlainSessionsOurs")
+    return {**found, "our_recorder_sessions_per_s": mine["sessions_per_s"],
+            "our_recorder_save_s": mine["save_s"]}
+
+
+def _raw_save(ledger_url: str, env: dict[str, str],
+              name: str | None = None) -> dict[str, Any]:
+    """Every session of the ledger saved again as a plain aggregate (in the application
+    `name`'s own tables when given: a second baseline in the same scratch store)."""
+    app = PlainApp(env=env) if name is None else type(name, (PlainApp,), {"name": name})(env=env)
     ledger = Ledger(Settings(database_url=ledger_url))
     seconds, count, batch = 0.0, 0, []
     try:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -139,3 +140,26 @@ def test_an_insert_looks_its_checks_up_by_key_with_no_statistics_and_a_generic_p
                                           if guarded else ""))
         plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN EXECUTE checked({values})"))
     assert "Seq Scan on" not in plan, plan
+
+
+@pytest.mark.stores("postgres")
+def test_the_recorder_stores_events_of_plain_aggregates_with_uuid_ids(settings: Settings) -> None:
+    """The insert sends the ids as an array of the table's id type: text for the ledger, the
+    library's uuid for plain aggregates (the benchmark's baseline saves them)."""
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate
+
+    class Note(Aggregate):
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+    env = settings.store().eventsourcing_env()
+    env.pop("ORIGINATOR_ID_TYPE")
+    app: Application[Any] = Application(env=env)
+    try:
+        assert isinstance(app.recorder, LedgerPostgresRecorder)
+        notes = [Note(f"note {n}") for n in range(3)]
+        app.save(*notes)
+        assert [app.repository.get(n.id).text for n in notes] == ["note 0", "note 1", "note 2"]
+    finally:
+        app.close()
