@@ -88,14 +88,16 @@ def bench_one(kind: str, events: int, seed: int, http: bool, base: Path,
                            "steps": sorted({"populate", *steps})}
     print(f"{kind}, about {events:,} events", flush=True)
     with (nullcontext(existing) if existing else scratch(kind, base, "ledger")) as url, \
-            scratch(kind, base, "plain") as plain_url:
+            scratch(kind, base, "plain") as plain_url, \
+            scratch(kind, base, "plainours") as ours_url:
         if existing:  # `events` is then the store's head (main)
             run["populate"] = {"not_run": "an existing store (--existing)", "events": events}
         else:
             _step(run, "populate", None, populate, url=url, events=events, seed=seed)
         if "error" in run["populate"]:
             return run
-        _step(run, "raw_import", None, raw_import, ledger_url=url, baseline_url=plain_url)
+        _step(run, "raw_import", None, raw_import, ledger_url=url, baseline_url=plain_url,
+              ours_url=ours_url)
         _step(run, "rebuild_read_models", "projections.models", rebuild, url=url,
               all_views=False)
         _step(run, "rebuild_all_views", "projections.audit", rebuild, url=url, all_views=True)

@@ -59,24 +59,32 @@ class PlainApp(Application[Any]):
     name = "PlainSessions"
 
 
-def raw_import(ledger_url: str, baseline_url: str) -> dict[str, Any]:
+def raw_import(ledger_url: str, baseline_url: str, ours_url: str | None = None) -> dict[str, Any]:
     """Save the ledger's sessions as plain aggregates with `app.save(*aggs)`, same batches,
     with the collector as the demo's import has it (`bulk_collection`): with the library's
-    own recorder (the baseline), and again with ours (how much of the gap is our rules)."""
-    env = Settings(database_url=baseline_url).store().eventsourcing_env()
-    env.pop("ORIGINATOR_ID_TYPE")  # plain aggregates have UUID ids
-    ours = env.pop("APPLICATION_RECORDER_TOPIC")  # plain eventsourcing: the library's recorder
-    found = _raw_save(ledger_url, env)
-    mine = _raw_save(ledger_url, {**env, "APPLICATION_RECORDER_TOPIC": ours}, "PlainSessionsOurs")
+    own recorder (the baseline), and with ours into an empty store of its own (`ours_url`:
+    how much of the gap is the ledger's rules, not the store)."""
+    found = _raw_save(ledger_url, _plain_env(baseline_url, ours=False))
+    if ours_url is None:
+        return found
+    mine = _raw_save(ledger_url, _plain_env(ours_url, ours=True))
     return {**found, "our_recorder_sessions_per_s": mine["sessions_per_s"],
             "our_recorder_save_s": mine["save_s"]}
 
 
-def _raw_save(ledger_url: str, env: dict[str, str],
-              name: str | None = None) -> dict[str, Any]:
-    """Every session of the ledger saved again as a plain aggregate (in the application
-    `name`'s own tables when given: a second baseline in the same scratch store)."""
-    app = PlainApp(env=env) if name is None else type(name, (PlainApp,), {"name": name})(env=env)
+def _plain_env(url: str, ours: bool) -> dict[str, str]:
+    """The eventsourcing settings of a plain application on `url`: UUID ids, and the
+    library's own recorder unless `ours`."""
+    env = Settings(database_url=url).store().eventsourcing_env()
+    env.pop("ORIGINATOR_ID_TYPE")  # plain aggregates have UUID ids
+    if not ours:
+        env.pop("APPLICATION_RECORDER_TOPIC")  # plain eventsourcing: the library's recorder
+    return env
+
+
+def _raw_save(ledger_url: str, env: dict[str, str]) -> dict[str, Any]:
+    """Every session of the ledger saved again as a plain aggregate."""
+    app = PlainApp(env=env)
     ledger = Ledger(Settings(database_url=ledger_url))
     seconds, count, batch = 0.0, 0, []
     try:
