@@ -70,7 +70,11 @@ def _status_kind(status: int) -> str:
 
 
 def _error_kinds(cls: type[LedgerError]) -> set[str]:
-    return {_kebab(cls.__name__)}.union(*(_error_kinds(c) for c in cls.__subclasses__()))
+    """The kinds of `cls` and its subclasses that the API answers with: those of the ledger's
+    errors and of the API's own modules (the demo's, say, is the command line's alone)."""
+    own = cls.__module__ == "ledger.errors" or cls.__module__.startswith("api.")
+    return ({_kebab(cls.__name__)} if own else set()).union(
+        *(_error_kinds(c) for c in cls.__subclasses__()))
 
 
 # The kinds this module answers with besides the ledger's errors and the plain statuses.
@@ -88,8 +92,8 @@ class Problem(BaseModel):
     """RFC 9457 problem details; `errors` names each bad field."""
 
     type: str = Field(description=(
-        f"{TYPE_BASE} followed by one of: {', '.join(problem_kinds())}. A client may switch "
-        "on it; `title` and `detail` are for people"))
+        f"{TYPE_BASE} followed by the kind of problem (the document lists them). A client "
+        "may switch on it; `title` and `detail` are for people"))
     title: str
     status: int
     detail: str
@@ -308,6 +312,13 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
             if code >= "400":
                 response["content"] = {PROBLEM: {"schema": problem_ref}}
         operation["responses"] = dict(sorted(responses.items()))
+    # Listed when the document is made, every module that defines an error imported by then
+    # (api/schemas.py's ListChanged is imported after this one).
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    if "Problem" in schemas:
+        schemas["Problem"]["properties"]["type"]["description"] = (
+            f"{TYPE_BASE} followed by one of: {', '.join(problem_kinds())}. A client may "
+            "switch on it; `title` and `detail` are for people")
     schema.setdefault("components", {}).setdefault("schemas", {}).pop("HTTPValidationError", None)
     schema["components"]["schemas"].pop("ValidationError", None)
     app.openapi_schema = schema
