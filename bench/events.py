@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, Notification
 
 from ledger import Ledger, Settings
-from projections.feed import FeedEvent, decode_page, decode_rows
+from projections.feed import FeedEvent, decode_page, read_events
 from projections.runner import PAGE_SIZE
 
 
@@ -50,12 +49,11 @@ def timed_rows(url: str, page_size: int = PAGE_SIZE) -> tuple[int, float]:
     """Read every stored event as the runner does (`select_rows`, wrapped, not decoded):
     (events, seconds)."""
     ledger = Ledger(Settings(database_url=url))
-    recorder: Any = ledger.recorder
     try:
         began = time.perf_counter()
         count, start = 0, 1
         while True:
-            page = decode_rows(recorder.select_rows(start, page_size))
+            page = read_events(ledger.recorder, start, page_size)
             count += len(page)
             if len(page) < page_size:
                 return count, time.perf_counter() - began

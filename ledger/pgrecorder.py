@@ -37,7 +37,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.guards import check_tail, current_guard
-from ledger.sqliterecorder import EventRow
+from ledger.sqliterecorder import LAST_POSITION, EventRow
 
 PIPELINE_BYTES = 64 * 1024  # well inside a loopback or LAN socket's buffers
 
@@ -62,8 +62,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                  "table": Identifier(self.events_table_name),
                  # text for the ledger's ids; the library's default, uuid, for plain
                  # aggregates (the benchmark's baseline)
-                 "id_type": Identifier(self.datastore.originator_id_type),
-                 "stored_event_type": Identifier(self.stored_event_type_name)}
+                 "id_type": Identifier(self.datastore.originator_id_type)}
         # Each lookup is a LATERAL subquery with LIMIT 1, which the planner cannot turn into a
         # join: a plain JOIN was planned as a hash join over a sequential scan of the whole
         # events table whenever the table had no statistics (autovacuum off, or not run yet)
@@ -102,7 +101,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         (no dict and no `Notification` per event; see the SQLite recorder)."""
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self.select_rows_statement,
-                         (start, (1 << 63) - 1 if stop is None else stop, limit), prepare=True)
+                         (start, LAST_POSITION if stop is None else stop, limit), prepare=True)
             return curs.fetchall()
 
     def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],

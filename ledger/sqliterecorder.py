@@ -17,6 +17,8 @@ from ledger.guards import check_tail, check_unchanged, current_guard
 
 # A stored event as the read side takes it: (position, originator id, version, topic, state).
 EventRow = tuple[int, str, int, str, Any]
+# The highest position either store can give: `select_rows`' stop when none is asked for.
+LAST_POSITION = (1 << 63) - 1
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
@@ -35,7 +37,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             cursor.execute(
                 "SELECT rowid, originator_id, originator_version, topic, state FROM "
                 f"{self.events_table_name} WHERE rowid >= ? AND rowid <= ? ORDER BY rowid "
-                "LIMIT ?", (start, (1 << 63) - 1 if stop is None else stop, limit))
+                "LIMIT ?", (start, LAST_POSITION if stop is None else stop, limit))
             rows: list[EventRow] = cursor.fetchall()
             return rows
 

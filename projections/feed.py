@@ -8,8 +8,6 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import Notification
 
-from ledger.sqliterecorder import EventRow
-
 # The library's own keys in a stored state: not the event's data (the timestamp is `recorded_at`).
 BOOKKEEPING = ("originator_id", "originator_version", "originator_topic")
 
@@ -82,18 +80,23 @@ def state_bytes(state: bytes | memoryview | str) -> bytes:
     return bytes(state)
 
 
+_TYPES: dict[str, str] = {}  # topic -> type, e.g. "ServiceSession.Recorded"
+
+
+def _event(position: int, originator_id: str, version: int, topic: str,
+           state: Any) -> FeedEvent:
+    """A stored event's fields wrapped, its JSON left undecoded."""
+    kind = _TYPES.get(topic)
+    if kind is None:
+        kind = _TYPES.setdefault(topic, topic.rsplit(":", 1)[-1])
+    return FeedEvent(position, originator_id, version, kind, topic=topic,
+                     state=state if type(state) is bytes else state_bytes(state))
+
+
 def decode(notification: Notification) -> FeedEvent:
     """Wrap a stored notification without building domain objects (the fast path)."""
-    state = notification.state
-    topic = notification.topic
-    return FeedEvent(
-        position=notification.id,
-        originator_id=str(notification.originator_id),
-        version=notification.originator_version,
-        type=topic.rsplit(":", 1)[-1],
-        topic=topic,
-        state=state_bytes(state),
-    )
+    return _event(notification.id, str(notification.originator_id),
+                  notification.originator_version, notification.topic, notification.state)
 
 
 def decode_page(notifications: Sequence[Notification]) -> list[FeedEvent]:
@@ -101,16 +104,9 @@ def decode_page(notifications: Sequence[Notification]) -> list[FeedEvent]:
     return [decode(n) for n in notifications]
 
 
-_TYPES: dict[str, str] = {}  # topic -> type, e.g. "ServiceSession.Recorded"
-
-
-def decode_rows(rows: Sequence[EventRow]) -> list[FeedEvent]:
-    """Wrap a page of stored rows (`select_rows`), as `decode_page` wraps notifications."""
-    events = []
-    for position, originator_id, version, topic, state in rows:
-        kind = _TYPES.get(topic)
-        if kind is None:
-            kind = _TYPES.setdefault(topic, topic.rsplit(":", 1)[-1])
-        events.append(FeedEvent(position, originator_id, version, kind, topic=topic,
-                                state=state if type(state) is bytes else state_bytes(state)))
-    return events
+def read_events(recorder: Any, start: int, limit: int,
+                stop: int | None = None) -> list[FeedEvent]:
+    """The stored events from position `start`, at most `limit`, none past `stop`: what
+    `select_notifications` answers, read as our recorders' plain rows (`select_rows`,
+    ledger/sqliterecorder.py) rather than a `Notification` per event."""
+    return [_event(*row) for row in recorder.select_rows(start, limit, stop)]

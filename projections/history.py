@@ -23,7 +23,7 @@ from eventsourcing.persistence import ApplicationRecorder
 
 from ledger.errors import AuditLogAltered, InvalidField, NotFound
 from projections.entries import entry, feed_entry
-from projections.feed import FeedEvent, decode_page
+from projections.feed import FeedEvent, read_events
 from projections.filling import Filling, ensure_settled
 from projections.store import ViewCursor, ViewStore
 from projections.tally import without_rowid
@@ -134,8 +134,8 @@ def fetch_events(recorder: ApplicationRecorder, positions: Sequence[int]) -> lis
     wanted = set(positions)
     events: list[FeedEvent] = []
     for start, stop in _windows(sorted(wanted)) if wanted else ():
-        page = recorder.select_notifications(start, stop - start + 1, stop=stop)
-        events.extend(decode_page([n for n in page if n.id in wanted]))
+        page = read_events(recorder, start, stop - start + 1, stop)
+        events.extend(e for e in page if e.position in wanted)
     return events
 
 
@@ -178,5 +178,4 @@ def event_feed(recorder: ApplicationRecorder, after: int = 0, limit: int = 100,
         raise InvalidField("after must be a whole number of at least 0", "after")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_FEED_LIMIT:
         raise InvalidField(f"limit must be from 1 to {MAX_FEED_LIMIT}", "limit")
-    page = recorder.select_notifications(after + 1, limit)
-    return [feed_entry(e, unmasked) for e in decode_page(page)]
+    return [feed_entry(e, unmasked) for e in read_events(recorder, after + 1, limit)]

@@ -25,7 +25,7 @@ from eventsourcing.persistence import ApplicationRecorder
 
 from ledger.collector import bulk_collection
 from ledger.errors import StoreBusy
-from projections.feed import FeedEvent, decode_rows
+from projections.feed import FeedEvent, read_events
 from projections.filling import Filling
 from projections.store import ViewCursor, ViewStore, table_names
 
@@ -127,9 +127,7 @@ class PageReader:
         return events
 
     def _fetch(self, start: int, size: int, until: int | None) -> list[FeedEvent]:
-        # Our recorders' plain rows (ledger/sqliterecorder.py), not the library's Notifications.
-        recorder: Any = self._recorder
-        return decode_rows(recorder.select_rows(start, size, until))
+        return read_events(self._recorder, start, size, until)
 
     def close(self) -> None:
         """Stop reading ahead (a page being read is read to its end, then dropped)."""

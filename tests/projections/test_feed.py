@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any
 
 from ledger import Ledger
-from projections.feed import FeedEvent, decode_page, decode_rows
+from projections.feed import FeedEvent, decode_page, read_events
 from tests.factories import (
     ADMIN,
     make_activity,
@@ -75,8 +75,8 @@ def test_a_page_of_rows_is_the_page_of_notifications(ledger: Ledger) -> None:
 
     whole = fields(decode_page(ledger.recorder.select_notifications(1, 10_000)))
     assert len(whole) == head > 5
-    assert fields(decode_rows(recorder.select_rows(1, 10_000))) == whole
+    assert fields(read_events(recorder, 1, 10_000)) == whole
     # From a start, a limit, a stop: the same slices as the library's.
-    assert fields(decode_rows(recorder.select_rows(2, 3))) == whole[1:4]
-    assert fields(decode_rows(recorder.select_rows(2, 10, head - 1))) == whole[1:head - 1]
+    assert fields(read_events(recorder, 2, 3)) == whole[1:4]
+    assert fields(read_events(recorder, 2, 10, head - 1)) == whole[1:head - 1]
     assert recorder.select_rows(head + 1, 10) == []
