@@ -79,21 +79,21 @@ def serve(
         raise typer.Exit(1) from None
     ledger = _ledger()  # create the store and catalogue once, before the workers start
     try:
-        unwritable = ledger.settings.store().write_problem()
+        location = ledger.settings.store()
+        unwritable = location.write_problem()
         if unwritable:
             err.print(f"[red]not starting: the store cannot be written "
-                      f"({ledger.settings.store().describe()}): {unwritable}[/red]")
+                      f"({location.describe()}): {unwritable}[/red]")
             raise typer.Exit(1)
         from projections.runner import views_ahead_of
         from projections.store import ViewStore, connection_budget
 
-        views = ViewStore(ledger.settings.store())
+        views = ViewStore(location)
         try:
             # Events deleted after the views read them: on SQLite new writes would take their
             # positions, and views that read past them would never count those writes.
             missing = views_ahead_of(views, ledger.head())
-            warning = (connection_budget(views, workers)
-                       if ledger.settings.store().kind == "postgres" else None)
+            warning = connection_budget(views, workers) if location.kind == "postgres" else None
         finally:
             views.close()
         if missing:

@@ -12,7 +12,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import admit, authenticate
@@ -91,9 +91,7 @@ def problem_kinds() -> list[str]:
 class Problem(BaseModel):
     """RFC 9457 problem details; `errors` names each bad field."""
 
-    type: str = Field(description=(
-        f"{TYPE_BASE} followed by the kind of problem (the document lists them). A client "
-        "may switch on it; `title` and `detail` are for people"))
+    type: str  # described when the document is made, with every kind (_openapi_with_problems)
     title: str
     status: int
     detail: str
@@ -314,13 +312,12 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
         operation["responses"] = dict(sorted(responses.items()))
     # Listed when the document is made, every module that defines an error imported by then
     # (api/schemas.py's ListChanged is imported after this one).
-    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-    if "Problem" in schemas:
-        schemas["Problem"]["properties"]["type"]["description"] = (
-            f"{TYPE_BASE} followed by one of: {', '.join(problem_kinds())}. A client may "
-            "switch on it; `title` and `detail` are for people")
-    schema.setdefault("components", {}).setdefault("schemas", {}).pop("HTTPValidationError", None)
-    schema["components"]["schemas"].pop("ValidationError", None)
+    schemas = schema["components"]["schemas"]
+    schemas["Problem"]["properties"]["type"]["description"] = (
+        f"{TYPE_BASE} followed by one of: {', '.join(problem_kinds())}. A client may switch "
+        "on it; `title` and `detail` are for people")
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
     app.openapi_schema = schema
     return schema
 
