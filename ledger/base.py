@@ -31,6 +31,7 @@ from ledger.guards import WriteGuard, guarding
 from ledger.ids import first_keyed_id, keyed_ids, keyed_ids_issued
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
+from ledger.sealing import KeyChanges, alike, keys_for, opened, storing_keys
 from ledger.settings import Settings, StoreLocation, turn_off_jit
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
@@ -184,16 +185,19 @@ class LedgerBase(Application[str]):
         if due:
             self.snapshots.put([type(a).Snapshot.take(a) for a in due.values()])
 
-    def _save(self, *aggregates: LedgerAggregate | None, guard: WriteGuard | None = None) -> int:
+    def _save(self, *aggregates: LedgerAggregate | None, guard: WriteGuard | None = None,
+              keys: KeyChanges | None = None) -> int:
         """Record the aggregates' pending events in one transaction; returns the head position.
-        With `guard`, only if what the write was checked against still holds (guards.py)."""
-        recordings = self._save_recorded(*aggregates, guard=guard)
+        With `guard`, only if what the write was checked against still holds (guards.py);
+        with `keys`, storing and deleting the keys of sealed numbers with them (sealing.py)."""
+        recordings = self._save_recorded(*aggregates, guard=guard, keys=keys)
         if not recordings:
             return self.head()
         return int(max(r.notification.id for r in recordings))
 
     def _save_recorded(self, *aggregates: LedgerAggregate | None,
-                       guard: WriteGuard | None = None) -> list[Any]:
+                       guard: WriteGuard | None = None,
+                       keys: KeyChanges | None = None) -> list[Any]:
         """`_save`, answering each event's recording (its position is `notification.id`).
 
         What `Application.save` does, without its two runtime-Protocol `isinstance` checks per
@@ -205,9 +209,9 @@ class LedgerBase(Application[str]):
                 processing.events.extend(aggregate.collect_events())
                 processing.aggregates[aggregate.id] = aggregate
         if keyed_ids_issued():
-            self._recognise(processing.events)
+            self._recognise(processing.events, keys)
         with self.writing():
-            with guarding(guard):
+            with guarding(guard), storing_keys(keys):
                 recordings = self._record(processing)
             if recordings and self.on_recorded is not None:  # stored, whatever follows
                 self.on_recorded(len(recordings))
@@ -271,14 +275,15 @@ class LedgerBase(Application[str]):
                 wanted: dict[str, Any] | None = fields()
             except LedgerError:
                 wanted = None  # not even valid on its own: not the request first sent
-            if wanted is None or any(getattr(first, k, None) != v for k, v in wanted.items()):
+            if wanted is None or not alike(
+                    self._opened({k: getattr(first, k, None) for k in wanted}), wanted):
                 raise KeyReused(
                     "Idempotency-Key was sent before with another request (which registered "
                     f"{the_id}); send a new key for a new request", "Idempotency-Key")
             return Recognised(the_id, stored[the_id][min(stored[the_id])])
         return None
 
-    def _recognise(self, events: Iterable[Any]) -> None:
+    def _recognise(self, events: Iterable[Any], keys: KeyChanges | None) -> None:
         """Before saving what a keyed request registers: if the store holds it already (the
         request was sent before), Recognised; if it holds something else under the ids drawn
         from the key, KeyReused."""
@@ -290,13 +295,20 @@ class LedgerBase(Application[str]):
             if not stored:
                 continue
             original = self.mapper.to_domain_event(stored[0])
-            if type(original) is not type(pending) or _content(original) != _content(pending):
+            if type(original) is not type(pending) or not alike(
+                    self._opened(_content(original)),
+                    opened(_content(pending), keys.added if keys else {})):
                 raise KeyReused(
                     "Idempotency-Key was sent before with another request (which registered "
                     f"{pending.originator_id}); send a new key for a new request",
                     "Idempotency-Key")
             position = self._positions([pending.originator_id])[pending.originator_id][1]
             raise Recognised(pending.originator_id, position)
+
+    def _opened(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Data holding sealed numbers (an event's, a volunteer's personal data), opened with
+        the stored keys: a number whose key was deleted reads as ERASED (sealing.py)."""
+        return opened(data, keys_for(self.recorder, [data]))
 
     def _last_position(self, aggregate: LedgerAggregate) -> int:
         """Where an aggregate's last stored event sits: the answer of a write that found

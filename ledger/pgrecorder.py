@@ -18,7 +18,7 @@ pipeline, which saves them two round trips.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from eventsourcing.persistence import (
@@ -37,6 +37,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.guards import check_tail, current_guard
+from ledger.sealing import KEYS_TABLE, current_key_changes
 from ledger.sqliterecorder import LAST_POSITION, EventRow
 
 PIPELINE_BYTES = 64 * 1024  # well inside a loopback or LAN socket's buffers
@@ -90,6 +91,20 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "WHERE e.originator_id = g.id AND e.originator_version > g.v LIMIT 1) moved) "
             "RETURNING notification_id").format(**names)
 
+        # The keys of sealed numbers (ledger/sealing.py): stored and deleted with the events.
+        keys = {"schema": Identifier(self.datastore.schema), "keys": Identifier(KEYS_TABLE)}
+        self.sql_create_statements.append(SQL(
+            "CREATE TABLE IF NOT EXISTS {schema}.{keys} (key_id text PRIMARY KEY, "
+            "key bytea NOT NULL)").format(**keys))
+        self.insert_keys_statement = SQL(
+            "INSERT INTO {schema}.{keys} (key_id, key) SELECT * FROM unnest(%b::text[], "
+            "%b::bytea[])").format(**keys)
+        self.delete_keys_statement = SQL(
+            "DELETE FROM {schema}.{keys} WHERE key_id = ANY(%b::text[])").format(**keys)
+        self.select_keys_statement = SQL(
+            "SELECT key_id, key FROM {schema}.{keys} WHERE key_id = ANY(%b::text[])"
+        ).format(**keys)
+
         self.select_rows_statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state "
             "FROM {schema}.{table} WHERE notification_id >= %s AND notification_id <= %s "
@@ -103,6 +118,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(self.select_rows_statement,
                          (start, LAST_POSITION if stop is None else stop, limit), prepare=True)
             return curs.fetchall()
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_keys(self, ids: Collection[str]) -> dict[str, bytes]:
+        """The stored keys among `ids` (an erased number's key is not among them)."""
+        if not ids:
+            return {}
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self.select_keys_statement, (sorted(ids),))
+            return {key_id: bytes(key) for key_id, key in curs.fetchall()}
 
     def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
                               **kwargs: Any) -> None:
@@ -128,11 +152,25 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def _fetch_ids_after_insert_events(self, curs: Cursor[DictRow],
                                        stored_events: Sequence[StoredEvent],
                                        **kwargs: Any) -> Sequence[int] | None:
+        """The inserted events' positions; IntegrityError when none were inserted. Then, and
+        only then, store and delete the write's keys (ledger/sealing.py).
+
+        Not before: in pipeline mode the library catches this IntegrityError inside the
+        transaction and raises it after the transaction has COMMITTED (it inserted nothing, so
+        that was harmless), which would have kept a refused write's keys, and its deletions:
+        a number erased by a withdrawal that was never stored."""
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if ids is not None and len(ids) < len(stored_events):
             raise IntegrityError("another writer stored a version of the same aggregate first, "
                                  "or changed one this write was checked against (nothing of "
                                  "this write was inserted)")
+        changes = current_key_changes()
+        if changes is not None:
+            if changes.added:
+                curs.execute(self.insert_keys_statement,
+                             (list(changes.added), list(changes.added.values())))
+            if changes.erased:
+                curs.execute(self.delete_keys_statement, (sorted(changes.erased),))
         return ids
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -144,7 +182,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         # pipeline mode (a guard of versions is part of the INSERT: see above).
         guard = current_guard()
         pipelined = size <= PIPELINE_BYTES and (guard is None or guard.tail is None)
-        if pipelined or self.datastore.enable_db_functions:
+        # Never the library's database function (POSTGRES_ENABLE_DB_FUNCTIONS): it inserts
+        # without the guard's checks and without the keys of sealed numbers.
+        if pipelined:
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
         with self.datastore.get_connection() as conn, conn.transaction(), \

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-SENSITIVE = ("phone", "id_number")
+from ledger.sealing import ERASED
+
 MIN_HIDDEN = 4
 
 
@@ -15,8 +16,8 @@ def mask(value: str | None, keep_start: int, keep_end: int) -> str | None:
 
     Separators (spaces, hyphens, a leading +) stay where they are and are not counted: bb14
     found `1-2-3-4-5-6` shown as `1-2****-5-6`, four of its six digits visible."""
-    if value is None:
-        return None
+    if value is None or value == ERASED:
+        return value
     marks = [i for i, c in enumerate(value) if c.isalnum()]
     count = len(marks)
     hidden = max(MIN_HIDDEN, -(-count // 3))

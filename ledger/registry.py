@@ -45,6 +45,7 @@ from ledger.errors import (
 )
 from ledger.guards import WriteGuard
 from ledger.provenance import Origin
+from ledger.sealing import KeyChanges
 from ledger.sessions import ServiceSession
 from ledger.text import blank, check_text
 from ledger.units import Unit, check_parent, new_unit_id
@@ -274,12 +275,15 @@ class RegistryUseCases(LedgerBase):
                 numbers = VolunteerNumbers(prefix=VOLUNTEER_NUMBER_PREFIX,  # type: ignore[call-arg]
                                            id=VolunteerNumbers.ID, **origin.meta())
             volunteers, issued = [], []
+            keys = KeyChanges()  # each attempt seals anew: a lost one's keys were not stored
             for volunteer_id, fields in checked:
                 number = numbers.issue(volunteer_id, origin.meta())
                 issued.append(number)
                 volunteers.append(Volunteer(  # type: ignore[call-arg]
-                    **fields, volunteer_number=number, id=volunteer_id, **origin.meta()))
-            position = self._save(numbers, *volunteers, guard=WriteGuard(unchanged=relied_on))
+                    **{**fields, "personal": keys.sealed(fields["personal"])},
+                    volunteer_number=number, id=volunteer_id, **origin.meta()))
+            position = self._save(numbers, *volunteers, guard=WriteGuard(unchanged=relied_on),
+                                  keys=keys)
             return [Written(v.id, position) for v in volunteers], issued
 
         return self._retrying(attempt, attempts=NUMBER_ATTEMPTS, pause=NUMBER_PAUSE_SECONDS,
@@ -313,6 +317,10 @@ class RegistryUseCases(LedgerBase):
         """A volunteer by id (404 when unknown)."""
         return self._find(Volunteer, volunteer_id, "volunteer")
 
+    def personal_of(self, volunteer: Volunteer) -> dict[str, Any]:
+        """A volunteer's personal data, numbers opened (ledger/sealing.py)."""
+        return self._opened(volunteer.personal)
+
     def update_volunteer(self, origin: Origin, volunteer_id: str,
                          changes: dict[str, Any]) -> Written:
         """Correct or complete a volunteer's name or personal data; a change to None clears
@@ -339,12 +347,17 @@ class RegistryUseCases(LedgerBase):
             _check_born_by(clean, volunteer.registered_on)
             # Only what differs is recorded; a change to what is already there writes nothing
             # and answers where the volunteer's record last changed.
+            current = self.personal_of(volunteer)
             changed = {k: v for k, v in clean.items()
-                       if (volunteer.name if k == "name" else volunteer.personal.get(k)) != v}
-            volunteer.update_personal(changed, origin.meta())
+                       if (volunteer.name if k == "name" else current.get(k)) != v}
+            # A number withdrawn or replaced is erased: its key goes with this write.
+            keys = KeyChanges()
+            for key in changed:
+                keys.erase(volunteer.personal.get(key))
+            volunteer.update_personal(keys.sealed(changed), origin.meta())
             if not changed:
                 return Written(volunteer.id, self._last_position(volunteer))
-            return Written(volunteer.id, self._save(volunteer))
+            return Written(volunteer.id, self._save(volunteer, keys=keys))
 
         return self._retrying(attempt)
 

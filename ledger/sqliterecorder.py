@@ -7,13 +7,14 @@ check and this insert (ledger/guards.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from ledger.guards import check_tail, check_unchanged, current_guard
+from ledger.sealing import KEYS_TABLE, chunks, current_key_changes
 
 # A stored event as the read side takes it: (position, originator id, version, topic, state).
 EventRow = tuple[int, str, int, str, Any]
@@ -22,8 +23,24 @@ LAST_POSITION = (1 << 63) - 1
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
-    """`SQLiteApplicationRecorder` that checks the current write guard before inserting, and
+    """`SQLiteApplicationRecorder` that checks the current write guard before inserting,
+    stores and deletes the keys of sealed numbers with the events (ledger/sealing.py), and
     reads pages of events as plain rows."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(),
+                f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} (key_id TEXT PRIMARY KEY, "
+                "key BLOB NOT NULL) WITHOUT ROWID"]
+
+    def select_keys(self, ids: Collection[str]) -> dict[str, bytes]:
+        """The stored keys among `ids` (an erased number's key is not among them)."""
+        keys: dict[str, bytes] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in chunks(ids):
+                c.execute(f"SELECT key_id, key FROM {KEYS_TABLE} WHERE key_id IN "
+                          f"({', '.join('?' * len(chunk))})", chunk)
+                keys.update((row[0], bytes(row[1])) for row in c.fetchall())
+        return keys
 
     def select_rows(self, start: int, limit: int, stop: int | None = None) -> list[EventRow]:
         """The events `select_notifications(start, limit, stop)` answers, as plain tuples.
@@ -48,4 +65,15 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             if guard.unchanged:
                 check_unchanged(guard, c, self.events_table_name)
             check_tail(guard, c, self.events_table_name, postgres=False)
-        return super()._insert_events(c, stored_events, **kwargs)
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        # The write's keys (ledger/sealing.py), once its events are in: a refused insert
+        # raises above, and the transaction rolls back whatever this write did.
+        changes = current_key_changes()
+        if changes is not None:
+            if changes.added:
+                c.executemany(f"INSERT INTO {KEYS_TABLE} (key_id, key) VALUES (?, ?)",
+                              list(changes.added.items()))
+            for chunk in chunks(changes.erased):
+                c.execute(f"DELETE FROM {KEYS_TABLE} WHERE key_id IN "
+                          f"({', '.join('?' * len(chunk))})", chunk)
+        return ids

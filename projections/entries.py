@@ -3,17 +3,21 @@
 `valid_time` is the served interval an event states: `{started_at, ended_at}` for
 `ServiceSession.Recorded` and `ServiceSession.Corrected`, else None (a void states the minutes
 and service date it takes off the record, not an interval). `actor` and `source` are lifted out
-of `data`. The feed adds `state` (the stored bytes, base64) so an auditor can recompute the
-audit leaf, but only when masking changes nothing: bytes holding an unmasked phone or id
-number are shown to callers allowed to see them unmasked, and to no one else.
+of `data`. Sealed numbers (ledger/sealing.py) are opened with `keys`, the stored keys, and
+read as "[erased]" once withdrawn or replaced. The feed adds `state` (the stored bytes, base64)
+so an auditor can recompute the audit leaf: sealed numbers are safe to show to anyone in it,
+but bytes holding a phone or id number in plain text (stored before sealing) are shown only to
+callers allowed to see them unmasked.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 from ledger.privacy import masked_event_data
+from ledger.sealing import holds_plain_number, opened
 from projections.feed import FeedEvent
 
 _LIFTED = ("actor", "source")
@@ -29,9 +33,9 @@ def valid_time(event: FeedEvent) -> dict[str, str] | None:
     return {"started_at": started, "ended_at": ended}
 
 
-def entry(event: FeedEvent, unmasked: bool) -> dict[str, Any]:
+def entry(event: FeedEvent, unmasked: bool, keys: Mapping[str, bytes]) -> dict[str, Any]:
     """An event as the volunteer history shows it."""
-    data = {k: v for k, v in event.data.items() if k not in _LIFTED}
+    data = opened({k: v for k, v in event.data.items() if k not in _LIFTED}, keys)
     return {
         "position": event.position,
         "type": event.type,
@@ -45,10 +49,10 @@ def entry(event: FeedEvent, unmasked: bool) -> dict[str, Any]:
     }
 
 
-def feed_entry(event: FeedEvent, unmasked: bool) -> dict[str, Any]:
+def feed_entry(event: FeedEvent, unmasked: bool, keys: Mapping[str, bytes]) -> dict[str, Any]:
     """An event as the event feed shows it: the history's fields and what the leaf is made of."""
-    shown = entry(event, unmasked)
-    safe = unmasked or masked_event_data(event.data) == event.data
+    shown = entry(event, unmasked, keys)
+    safe = unmasked or not holds_plain_number(event.data)
     return {
         **shown,
         "version": event.version,

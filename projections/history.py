@@ -22,6 +22,7 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder
 
 from ledger.errors import AuditLogAltered, InvalidField, NotFound
+from ledger.sealing import keys_for
 from projections.entries import entry, feed_entry
 from projections.feed import FeedEvent, read_events
 from projections.filling import Filling, ensure_settled
@@ -168,7 +169,9 @@ def volunteer_history(
             f"the volunteer's history holds {len(gone)} event(s) no longer in the store "
             f"(position(s) {', '.join(map(str, gone[:3]))}): deleted after they were recorded; "
             "`vledger verify` names every such event")
-    return [entry(e, unmasked) for e in events if limit is None or recorded_micros(e) <= limit]
+    shown = [e for e in events if limit is None or recorded_micros(e) <= limit]
+    keys = keys_for(recorder, (e.data for e in shown))
+    return [entry(e, unmasked, keys) for e in shown]
 
 
 def event_feed(recorder: ApplicationRecorder, after: int = 0, limit: int = 100,
@@ -178,4 +181,6 @@ def event_feed(recorder: ApplicationRecorder, after: int = 0, limit: int = 100,
         raise InvalidField("after must be a whole number of at least 0", "after")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_FEED_LIMIT:
         raise InvalidField(f"limit must be from 1 to {MAX_FEED_LIMIT}", "limit")
-    return [feed_entry(e, unmasked) for e in read_events(recorder, after + 1, limit)]
+    events = read_events(recorder, after + 1, limit)
+    keys = keys_for(recorder, (e.data for e in events))
+    return [feed_entry(e, unmasked, keys) for e in events]

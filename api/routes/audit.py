@@ -33,7 +33,10 @@ class Entry(BaseModel):
     source: str | None = Field(description="Through what: api, cli, import:<batch>, …")
     valid_time: dict[str, str] | None = Field(
         description="The served interval a session event states (`started_at`, `ended_at`).")
-    data: dict[str, Any] = Field(description="The event's own fields.")
+    data: dict[str, Any] = Field(description=(
+        "The event's own fields. A phone or id number that was withdrawn or replaced since "
+        "reads as `\"[erased]\"`, whoever asks: its key is deleted (crypto-shredding), the "
+        "stored event is unchanged."))
 
 
 class FeedEntry(Entry):
@@ -41,8 +44,10 @@ class FeedEntry(Entry):
 
     version: int = Field(description="The aggregate's version the event made.")
     topic: str = Field(description="The stored event's topic.")
-    state: str | None = Field(description="The stored bytes (standard base64), null where "
-                                          "masking hides personal data from this caller.")
+    state: str | None = Field(description=(
+        "The stored bytes (standard base64); phone and id numbers in them are sealed. Null "
+        "where an event stored before sealing holds a number in plain text and this caller "
+        "sees numbers masked."))
 
 
 class History(BaseModel):

@@ -158,7 +158,7 @@ def get_volunteer(volunteer_id: str, actor: HoursReader, services: ServicesDep) 
         "home_unit_id": v.home_unit_id, "current_unit_id": v.current_unit_id,
         "registered_on": v.registered_on, "deregistered_on": v.deregistered_on,
         "memberships": [{"effective_on": d, "unit_id": u} for d, u in v.memberships],
-        "personal": masked(v.personal) if theirs else None,
+        "personal": masked(services.ledger.personal_of(v)) if theirs else None,
         "insured_years": sorted(v.insured_years),
         "trainings": v.trainings, "version": v.version,
     }
@@ -169,7 +169,8 @@ def update_volunteer(volunteer_id: str, body: VolunteerChange, actor: RecorderWr
                      services: ServicesDep) -> dict[str, Any]:
     """Correct or complete a volunteer's name and personal data: the fields given change,
     those left out stay as they are; `"phone": null` or `"id_number": null` withdraws it
-    (no other field may be null; `"skills": []` clears the skills)."""
+    (no other field may be null; `"skills": []` clears the skills). A withdrawn or replaced
+    phone or id number is erased: every event that held it reads `"[erased]"` from then on."""
     written = services.ledger.update_volunteer(origin_of(actor), volunteer_id, _given(body))
     return services.written(written)
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from datetime import UTC, datetime
 
 import pytest
 
-from projections.merkle import verify_inclusion
+from projections.merkle import verify_consistency, verify_inclusion
 from projections.signing import verify_checkpoint
-from tests.api.conftest import District
+from tests.api.conftest import ADMIN_TOKEN, District, bearer
 from tests.factories import tamper_with_events
 
 
@@ -139,3 +140,31 @@ def test_no_inclusion_proof_is_given_for_an_event_changed_or_deleted_in_the_stor
     assert alarms and f"position {position}" in alarms[-1].getMessage()
     assert district.get("/v1/audit/inclusion", token=district.auditor,
                         position=position - 1).status_code == 200  # the others still prove
+
+
+def test_a_withdrawn_phone_is_erased_from_the_history_and_the_log_still_proves(
+        district: District) -> None:
+    """Crypto-shredding (ledger/sealing.py): the auditor, who sees numbers whole, reads the
+    withdrawn phone as erased; the checkpoint signed before still covers the same events."""
+    before = district.get("/v1/audit/checkpoint", token=None).json()
+    response = district.client.patch(f"/v1/volunteers/{district.volunteer}",
+                                     json={"phone": None}, headers=bearer(ADMIN_TOKEN))
+    assert response.status_code == 200, response.text
+    events = district.get(f"/v1/volunteers/{district.volunteer}/history",
+                          token=district.auditor).json()["events"]
+    registered = next(e for e in events if e["type"] == "Volunteer.Registered")
+    assert registered["data"]["personal"] == {"phone": "[erased]",
+                                              "id_number": "350402199001011234"}
+    feed = district.get("/v1/events", token=district.auditor, after=0, limit=1000).json()
+    stored = next(e for e in feed["events"] if e["type"] == "Volunteer.Registered")
+    assert stored["state"] is not None
+    assert b"13805981234" not in base64.b64decode(stored["state"])
+    after = district.get("/v1/audit/checkpoint", token=None).json()
+    proof = district.get("/v1/audit/consistency", token=district.auditor,
+                         first=before["tree_size"], second=after["tree_size"]).json()
+    assert verify_consistency(before["tree_size"], after["tree_size"],
+                              bytes.fromhex(before["root_hash"]),
+                              bytes.fromhex(after["root_hash"]),
+                              [bytes.fromhex(h) for h in proof["hashes"]])
+    volunteer = district.get(f"/v1/volunteers/{district.volunteer}").json()
+    assert "phone" not in volunteer["personal"]

@@ -132,8 +132,8 @@ def test_two_sends_of_one_keyed_request_at_once_register_once(
     # insert fails on the id, and it looks again.
     recognise, raced, started = ledger._recognise, [], []
 
-    def racing_recognise(events: Any) -> None:
-        recognise(events)
+    def racing_recognise(events: Any, keys: Any) -> None:
+        recognise(events, keys)
         if not started:
             started.append(True)
             raced.append(ledger.keyed("clerk\x00k-1", register))
