@@ -73,6 +73,11 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             if changes.added:
                 c.executemany(f"INSERT INTO {KEYS_TABLE} (key_id, key) VALUES (?, ?)",
                               list(changes.added.items()))
+            if changes.erased:
+                # Overwrite a deleted key's bytes in the file's pages, not just unlink them
+                # (SQLite leaves deleted rows in free space). Older copies of the page in the
+                # WAL file last until a checkpoint reuses it (README).
+                c.execute("PRAGMA secure_delete = ON")
             for chunk in chunks(changes.erased):
                 c.execute(f"DELETE FROM {KEYS_TABLE} WHERE key_id IN "
                           f"({', '.join('?' * len(chunk))})", chunk)

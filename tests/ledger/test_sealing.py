@@ -4,13 +4,14 @@ key when withdrawn or replaced (ledger/sealing.py): the events never change, the
 from __future__ import annotations
 
 import base64
+import sqlite3
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ledger import Ledger
+from ledger import Ledger, Settings
 from ledger.base import Recognised
 from ledger.errors import KeyReused
 from ledger.sealing import ERASED, KEYS_TABLE, KeyChanges, alike, open_value
@@ -206,3 +207,25 @@ def test_an_erased_number_is_alike_to_any() -> None:
     assert not alike({"personal": {"phone": ERASED, "gender": "male"}},
                      {"personal": {"phone": PHONE, "gender": "female"}})
     assert not alike({"personal": {"phone": PHONE}}, {"personal": {"phone": NEW_PHONE}})
+
+
+def test_an_erased_key_leaves_no_trace_in_the_sqlite_file(tmp_path: Path) -> None:
+    """The key's bytes are overwritten, not only unlinked (secure_delete), so the file and a
+    copy made after the WAL's checkpoint hold nothing that opens the number."""
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(Settings(database_url=f"sqlite:///{path}"))
+    try:
+        unit_id = make_unit(ledger)
+        ids = [ledger.register_volunteer(ADMIN, "雷锋", unit_id, DAY, phone=f"138000000{i:02d}")
+               [0].id for i in range(40)]
+        sealed = ledger.get_volunteer(ids[20]).personal["phone"]
+        key = ledger.recorder.select_keys({sealed["sealed"]})[  # type: ignore[attr-defined]
+            sealed["sealed"]]
+        ledger.update_volunteer(ADMIN, ids[20], {"phone": None})
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert key not in path.read_bytes()
+        assert open_value(sealed, ledger.recorder.select_keys(  # type: ignore[attr-defined]
+            {sealed["sealed"]})) == ERASED
+    finally:
+        ledger.close()
