@@ -145,30 +145,36 @@ class Award(LedgerAggregate):
     id: str  # chosen by the ledger, see ledger.aggregate
 
 
+    # `eligibility`: what the views said of the recipient under the rules when the committee
+    # granted it (`Eligibility.seen`), None for grants recorded before it was kept. A
+    # committee may grant against the criteria; the record then says so.
     @event("Granted")
     def __init__(self, award: str, year: int, recipient_id: str, recipient_kind: str,
                  decision_ref: str, rules_version: int, actor: dict[str, Any],
-                 source: str) -> None:
+                 source: str, eligibility: dict[str, Any] | None = None) -> None:
         self.award = award
         self.year = year
         self.recipient_id = recipient_id
         self.recipient_kind = recipient_kind
         self.decision_ref = decision_ref
         self.rules_version = rules_version
+        self.eligibility = eligibility
         self.revoked_reason: str | None = None
 
     @property
     def is_live(self) -> bool:
         return self.revoked_reason is None
 
-    def regrant(self, decision_ref: str, rules_version: int, meta: dict[str, Any]) -> None:
+    def regrant(self, decision_ref: str, rules_version: int, meta: dict[str, Any],
+                eligibility: dict[str, Any] | None = None) -> None:
         """Grant a revoked award again, by a new decision."""
         if self.is_live:
             raise AwardAlreadyGranted(
                 f"{self.award} {self.year} was already granted to {self.recipient_id}",
                 "recipient_id",
             )
-        self._regranted(decision_ref=decision_ref, rules_version=rules_version, **meta)
+        self._regranted(decision_ref=decision_ref, rules_version=rules_version,
+                        eligibility=eligibility, **meta)
 
     def revoke(self, reason: str, meta: dict[str, Any]) -> None:
         """Withdraw the award; the grant stays in the history."""
@@ -179,9 +185,10 @@ class Award(LedgerAggregate):
 
     @event("Regranted")
     def _regranted(self, decision_ref: str, rules_version: int, actor: dict[str, Any],
-                   source: str) -> None:
+                   source: str, eligibility: dict[str, Any] | None = None) -> None:
         self.decision_ref = decision_ref
         self.rules_version = rules_version
+        self.eligibility = eligibility
         self.revoked_reason = None
 
     @event("Revoked")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -79,8 +80,13 @@ class CommendationUseCases(LedgerBase):
         return self._positions([rules.id])[rules.id][rules.version]
 
     def grant_award(self, origin: Origin, award: str, year: int, recipient_id: str,
-                    decision_ref: str) -> Written:
-        """Grant an award for a year to a recipient of the right kind, under published rules."""
+                    decision_ref: str,
+                    seen: Callable[[], dict[str, Any] | None] | None = None) -> Written:
+        """Grant an award for a year to a recipient of the right kind, under published rules.
+
+        With `seen`, asked once the request has passed the ledger's checks: what the views say
+        of the recipient's eligibility, kept with the grant (the committee decides; the record
+        shows whether it went against the criteria)."""
         require_role(origin.actor, Role.committee)
         kind = award_kind(award)
         check_year(year)
@@ -92,6 +98,7 @@ class CommendationUseCases(LedgerBase):
         if rules is None:
             raise InvalidField(f"no rules are published for {kind.value} {year}", "year")
         recipient_kind = self._check_recipient(kind, recipient_id, year)
+        eligibility = seen() if seen is not None else None
 
         def attempt() -> Written:
             the_id = award_id(kind, year, recipient_id)
@@ -100,10 +107,11 @@ class CommendationUseCases(LedgerBase):
                 granted = Award(  # type: ignore[call-arg]
                     award=kind.value, year=year, recipient_id=recipient_id,
                     recipient_kind=recipient_kind, decision_ref=decision_ref,
-                    rules_version=rules.rules_version, id=the_id, **origin.meta(),
+                    rules_version=rules.rules_version, eligibility=eligibility, id=the_id,
+                    **origin.meta(),
                 )
             else:
-                granted.regrant(decision_ref, rules.rules_version, origin.meta())
+                granted.regrant(decision_ref, rules.rules_version, origin.meta(), eligibility)
             return Written(granted.id, self._save(granted))
 
         return self._retrying(attempt)

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, status
 from pydantic import BaseModel, Field
 
-from api.deps import Admin, CommitteeWriter, EligibilityReader, ServicesDep, origin_of
+from api.deps import Admin, CommitteeWriter, EligibilityReader, Services, ServicesDep, origin_of
 from api.limits import StrictBodyRoute
+from api.routes.hours import Criterion
 from api.schemas import Body as StrictBody
 from api.schemas import Created, Id, Reason, Text, Year
 from ledger.awards import CRITERIA
@@ -40,6 +41,24 @@ class RevokeIn(StrictBody):
     reason: Reason
 
 
+class SeenEligibility(BaseModel):
+    """What the views said of the recipient when the award was granted."""
+
+    eligible: bool | None = Field(description=(
+        "Whether the recipient met every criterion of the rules then in force; null when the "
+        "views held no facts of it. A committee may grant against the criteria: this says "
+        "it did."))
+    rules_version: int = Field(description="The version of the rules it was evaluated under.")
+    position: int = Field(description="How far the views had read when it was evaluated.")
+    criteria: list[Criterion] = Field(description=(
+        "Each criterion as `GET /v1/eligibility/{award}/{year}/{candidate_id}` answered it."))
+
+
+class AwardCreated(Created):
+    eligibility: SeenEligibility | None = Field(description=(
+        "What the views said of the recipient, kept with the grant."))
+
+
 class AwardOut(BaseModel):
     id: str
     award: str
@@ -48,6 +67,9 @@ class AwardOut(BaseModel):
     recipient_kind: str
     decision_ref: str
     rules_version: int
+    eligibility: SeenEligibility | None = Field(description=(
+        "What the views said of the recipient when it was (last) granted; null for grants "
+        "recorded before this was kept."))
     revoked: bool
     revoked_reason: str | None
     version: int
@@ -82,12 +104,32 @@ def get_rules(award: AwardKind, year: Year, actor: EligibilityReader,
             "criteria": rules.criteria, "position": services.ledger.award_rules_position(rules)}
 
 
-@router.post("/v1/awards", status_code=status.HTTP_201_CREATED, response_model=Created)
+@router.post("/v1/awards", status_code=status.HTTP_201_CREATED, response_model=AwardCreated)
 def grant_award(body: AwardIn, actor: CommitteeWriter, services: ServicesDep) -> dict[str, Any]:
-    """Grant an award for a year to a recipient of the right kind, by a committee decision."""
+    """Grant an award for a year to a recipient of the right kind, by a committee decision.
+
+    The committee decides: a recipient who fails the published criteria may be granted it.
+    The grant keeps what the views said of the recipient then (`eligibility`), read once the
+    views hold every stored event (else 503, as the eligibility reads), so the record shows
+    a grant made against the criteria, and which ones."""
+    seen: list[dict[str, Any] | None] = []
     written = services.ledger.grant_award(
-        origin_of(actor), body.award.value, body.year, body.recipient_id, body.decision_ref)
-    return services.written(written)
+        origin_of(actor), body.award.value, body.year, body.recipient_id, body.decision_ref,
+        lambda: seen.append(_seen(services, body)) or seen[-1])
+    return services.written(written, eligibility=seen[-1] if seen else None)
+
+
+def _seen(services: Services, body: AwardIn) -> dict[str, Any] | None:
+    """The recipient's eligibility as the views have it, once they hold every stored event;
+    None without published rules (the ledger refuses the grant then)."""
+    services.caught_up()
+    result = services.models.eligibility(body.award.value, body.year, body.recipient_id)
+    if result is None:
+        return None
+    items = result["items"]
+    return {"eligible": items[0]["eligible"] if items else None,
+            "rules_version": result["rules_version"], "position": result["position"],
+            "criteria": items[0]["criteria"] if items else []}
 
 
 @router.get("/v1/awards/{award_id}", response_model=AwardOut)
@@ -96,7 +138,8 @@ def get_award(award_id: str, actor: EligibilityReader, services: ServicesDep) ->
     a = services.ledger.get_award(award_id)
     return {"id": a.id, "award": a.award, "year": a.year, "recipient_id": a.recipient_id,
             "recipient_kind": a.recipient_kind, "decision_ref": a.decision_ref,
-            "rules_version": a.rules_version, "revoked": not a.is_live,
+            "rules_version": a.rules_version, "eligibility": a.eligibility,
+            "revoked": not a.is_live,
             "revoked_reason": a.revoked_reason, "version": a.version}
 
 

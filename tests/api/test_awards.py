@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.api.conftest import District
 
 
@@ -172,3 +174,57 @@ def test_what_bb18_found_in_the_committees_input(district: District) -> None:
                                          "recipient_id": organisation.json()["id"],
                                          "decision_ref": "x"}, token=district.committee)
     assert wrong.status_code == 422 and " is an organisation" in wrong.json()["detail"]
+
+
+def test_a_grant_keeps_what_eligibility_said_also_against_the_criteria(
+        district: District) -> None:
+    """The committee decides (bb18): a recipient who fails the criteria may be granted the
+    award, and the grant, its answer and the award's record say so, per criterion."""
+    district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:30:00+08:00", "g-1")
+    district.client.put("/v1/award-rules/most_beautiful_volunteer/2017",
+                        json={"min_hours_in_year": 2, "training_required": False},
+                        headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    grant = {"award": "most_beautiful_volunteer", "year": 2017,
+             "recipient_id": district.volunteer, "decision_ref": "梅文明〔2017〕12号"}
+    answer = district.post("/v1/awards", grant, token=district.committee)
+    assert answer.status_code == 201, answer.text
+    seen = answer.json()["eligibility"]
+    assert (seen["eligible"], seen["rules_version"]) == (False, 1)
+    assert [c["name"] for c in seen["criteria"] if not c["passed"]] == ["min_hours_in_year"]
+    hours = next(c for c in seen["criteria"] if c["name"] == "min_hours_in_year")
+    assert (hours["required"], hours["actual"]) == (2, 1.5)
+    award = district.get(f"/v1/awards/{answer.json()['id']}", token=district.committee).json()
+    assert award["eligibility"] == seen
+
+    # Regranted under new rules the volunteer meets: the record says what held then.
+    district.post(f"/v1/awards/{award['id']}/revoke", {"reason": "appeal"},
+                  token=district.committee)
+    district.client.put("/v1/award-rules/most_beautiful_volunteer/2017",
+                        json={"min_hours_in_year": 1, "training_required": False},
+                        headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    again = district.post("/v1/awards", {**grant, "decision_ref": "梅文明〔2017〕13号"},
+                          token=district.committee)
+    assert again.status_code == 201, again.text
+    assert (again.json()["eligibility"]["eligible"],
+            again.json()["eligibility"]["rules_version"]) == (True, 2)
+    award = district.get(f"/v1/awards/{award['id']}", token=district.committee).json()
+    assert award["eligibility"]["eligible"] is True and award["revoked"] is False
+
+
+def test_a_refused_grant_does_not_wait_for_the_views(district: District,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eligibility is read only for a grant the ledger accepts: an unknown recipient is its
+    422, not a 503 of views that are behind."""
+    district.client.put("/v1/award-rules/most_beautiful_volunteer/2017",
+                        json={"min_hours_in_year": 0},
+                        headers={"Authorization": "Bearer test-admin-token-0123456789"})
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+
+    def behind() -> None:
+        raise AssertionError("the views were consulted")
+
+    monkeypatch.setattr(services, "caught_up", behind)
+    grant = {"award": "most_beautiful_volunteer", "year": 2017, "recipient_id": "vol-nobody",
+             "decision_ref": "梅文明〔2017〕12号"}
+    response = district.post("/v1/awards", grant, token=district.committee)
+    assert response.status_code == 422, response.text

@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from ledger import Ledger
 from ledger.errors import (
@@ -211,3 +212,23 @@ def test_every_bad_criterion_is_named_at_once(ledger: Ledger) -> None:
                                   "training_required": "maybe", "bogus": 1})
     assert [p.field for p in refused.value.problems] == [
         "min_star_level", "training_required", "bogus"]
+
+
+def test_a_grant_recorded_before_eligibility_was_kept_reads_as_none(ledger: Ledger) -> None:
+    """Granted and Regranted events stored before they carried `eligibility` still load."""
+    ledger.publish_award_rules(ADMIN, "most_beautiful_volunteer", 2017, {"min_hours_in_year": 0})
+    volunteer_id = make_volunteer(ledger)
+    award_id = ledger.grant_award(COMMITTEE, "most_beautiful_volunteer", 2017, volunteer_id,
+                                  "decision 1", lambda: {"eligible": True}).id
+    ledger.revoke_award(COMMITTEE, award_id, "appeal")
+    ledger.grant_award(COMMITTEE, "most_beautiful_volunteer", 2017, volunteer_id, "decision 2")
+    assert ledger.get_award(award_id).eligibility is None  # the regrant's, asked nothing
+    old = []
+    for stored in ledger.recorder.select_events(award_id):
+        state = ledger.mapper.transcoder.decode(stored.state)
+        state.pop("eligibility", None)
+        old.append(StoredEvent("award-old", stored.originator_version, stored.topic,
+                               ledger.mapper.transcoder.encode(state)))
+    ledger.recorder.insert_events(old)
+    award = ledger.get_award("award-old")
+    assert (award.eligibility, award.decision_ref, award.is_live) == (None, "decision 2", True)
