@@ -113,9 +113,14 @@ def grant_award(body: AwardIn, actor: CommitteeWriter, services: ServicesDep) ->
     views hold every stored event (else 503, as the eligibility reads), so the record shows
     a grant made against the criteria, and which ones."""
     seen: list[dict[str, Any] | None] = []
+
+    def read() -> dict[str, Any] | None:
+        seen.append(_seen(services, body))
+        return seen[-1]
+
     written = services.ledger.grant_award(
         origin_of(actor), body.award.value, body.year, body.recipient_id, body.decision_ref,
-        lambda: seen.append(_seen(services, body)) or seen[-1])
+        read)
     return services.written(written, eligibility=seen[-1] if seen else None)
 
 
