@@ -18,6 +18,7 @@ from ledger import Actor, Ledger, Origin, Role, SessionWritten, Settings, Writte
 from ledger.access import token_digest, token_id_of
 from ledger.base import Recognised
 from ledger.errors import InvalidField, InvalidFields, ViewsBehind
+from ledger.guards import Grant, rely_on_grant
 from projections.audit import Auditor
 from projections.models import ReadModels
 
@@ -36,32 +37,39 @@ class Grants:
     remembered actor while that version is unchanged. A revocation, made by any process, adds
     an event and so a version: the next request loads the grant again and is refused. A token
     with no grant at all is refused after the lookup alone. Used from the event loop only.
+
+    A request is admitted with the grant at the version it was live at, and its writes rely
+    on that version inside their inserts (ledger/guards.py), so one admitted just before a
+    revocation but stored after it is refused too.
     """
 
     LIMIT = 4096
 
     def __init__(self) -> None:
-        self._seen: OrderedDict[str, tuple[int, Actor | None]] = OrderedDict()
+        self._seen: OrderedDict[str, tuple[Grant, Actor | None]] = OrderedDict()
 
-    async def actor(self, token: str, ledger: Ledger, models: ReadModels) -> Actor | None:
+    async def actor(self, token: str, ledger: Ledger,
+                    models: ReadModels) -> tuple[Actor, Grant] | None:
+        """The live token's actor and its grant at the version read; None when unknown or
+        revoked."""
         digest = token_digest(token)  # hashed once per request: the grant's id comes from it
-        rows = await models.store.read(ledger.token_version_statement, (token_id_of(digest),))
+        grant_id = token_id_of(digest)
+        rows = await models.store.read(ledger.token_version_statement, (grant_id,))
         version = rows[0][0] if rows else None
         if version is None:
             return None
         seen = self._seen.get(digest)
-        if seen is not None and seen[0] == int(version):
-            self._seen.move_to_end(digest)
-            return seen[1]
-        found = await run_in_threadpool(ledger.token_grant, token)
-        if found is None:
-            return None
-        actor, loaded = found
-        self._seen[digest] = (loaded, actor)
+        if seen is None or seen[0].version != int(version):
+            found = await run_in_threadpool(ledger.token_grant, token)
+            if found is None:
+                return None
+            seen = (Grant(grant_id, found[1]), found[0])
+            self._seen[digest] = seen
+            while len(self._seen) > self.LIMIT:
+                self._seen.popitem(last=False)
         self._seen.move_to_end(digest)
-        while len(self._seen) > self.LIMIT:
-            self._seen.popitem(last=False)
-        return actor
+        grant, actor = seen
+        return None if actor is None else (actor, grant)
 
 
 @dataclass
@@ -163,11 +171,19 @@ async def _authenticate(request: Request, services: Services,
     admin = services.settings.admin_token
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         return ADMIN_TOKEN_ACTOR
-    actor = await services.grants.actor(token, services.ledger, services.models)
-    if actor is None:
-        raise _unauthorized("unknown or revoked token")
+    admitted = await services.grants.actor(token, services.ledger, services.models)
+    if admitted is None:
+        raise refused_token()
+    actor, grant = admitted
+    rely_on_grant(grant)  # for the rest of this request: its route's writes
     request.state.actor = actor
     return actor
+
+
+def refused_token() -> HTTPException:
+    """The answer to a revoked token: whether it was revoked before the request came or
+    while its write waited to be stored (ledger.errors.TokenRevoked)."""
+    return _unauthorized("unknown or revoked token")
 
 
 _QUERY_OF: dict[int, tuple[frozenset[str], frozenset[str]]] = {}

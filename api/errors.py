@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.deps import admit, authenticate
+from api.deps import admit, authenticate, refused_token
 from api.limits import MAX_BODY_BYTES, BodyTooLarge
 from ledger.base import STORE_UNAVAILABLE
 from ledger.errors import (
@@ -27,6 +27,7 @@ from ledger.errors import (
     LedgerError,
     NotFound,
     StoreBusy,
+    TokenRevoked,
     VersionMismatch,
 )
 
@@ -173,6 +174,11 @@ def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     detail = "; ".join(p.described for p in problems)
     return problem(status, detail, title=title, kind=_kebab(type(exc).__name__),
                    errors=errors, headers=headers)
+
+
+def _token_revoked(request: Request, exc: Exception) -> JSONResponse:
+    # Answered as a token revoked before the request came is, whatever the request was.
+    return _http_error(request, refused_token())
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -362,6 +368,7 @@ def install(app: FastAPI) -> None:
     """Register the problem+json handlers on an app and document them in its OpenAPI."""
     app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
     app.add_exception_handler(LedgerError, _ledger_error)
+    app.add_exception_handler(TokenRevoked, _token_revoked)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error_or_unauthorized)
     app.add_exception_handler(DataError, _store_refused("body"))

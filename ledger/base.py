@@ -24,10 +24,11 @@ from ledger.errors import (
     KeyReused,
     LedgerError,
     NotFound,
+    TokenRevoked,
     UnknownReference,
     VersionMismatch,
 )
-from ledger.guards import WriteGuard, guarding
+from ledger.guards import WriteGuard, current_grant, guarding, with_grant
 from ledger.ids import first_keyed_id, keyed_ids, keyed_ids_issued
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
@@ -211,12 +212,28 @@ class LedgerBase(Application[str]):
         if keyed_ids_issued():
             self._recognise(processing.events, keys)
         with self.writing():
-            with guarding(guard), storing_keys(keys):
-                recordings = self._record(processing)
+            with guarding(with_grant(guard)), storing_keys(keys):
+                try:
+                    recordings = self._record(processing)
+                except IntegrityError:
+                    self._refuse_if_revoked()
+                    raise
             if recordings and self.on_recorded is not None:  # stored, whatever follows
                 self.on_recorded(len(recordings))
             self._take_snapshots(processing)
         return list(recordings)
+
+    def _refuse_if_revoked(self) -> None:
+        """After an insert refused by its guard: TokenRevoked if the caller's grant moved (was
+        revoked) since the caller was let in, rather than a lost race to run again."""
+        grant = current_grant()
+        if grant is None:
+            return
+        stored = self._loader.versions([grant.id]).get(grant.id)
+        if stored != grant.version:
+            raise TokenRevoked(
+                f"token {grant.id} was revoked after this request was let in (grant version "
+                f"{grant.version}, now {stored}); nothing of it was stored")
 
     def keyed(self, scope: str | None, run: Callable[[], T], prefix: str | None = None,
               fields: Callable[[], dict[str, Any]] | None = None) -> T | Recognised:

@@ -17,6 +17,9 @@
     └── AuditLogAltered       the events no longer extend a published checkpoint (500)
 
 The API maps these classes to HTTP status codes once; the CLI prints their messages.
+
+`TokenRevoked` is apart: it refuses the caller, not the request (401, as for a token revoked
+before the request came), so no path that answers for a request's content takes it for one.
 """
 
 from __future__ import annotations
@@ -142,3 +145,8 @@ class AuditLogAltered(LedgerError):
     is no longer the one the log took in: it was changed or removed after it was logged. No
     checkpoint is signed over such a log and no inclusion proof is given for such an event
     (500); `vledger verify` finds every such event."""
+
+
+class TokenRevoked(Exception):
+    """The caller's token was revoked after its request was let in and before the request's
+    write was stored: nothing of it was stored (ledger/guards.py)."""

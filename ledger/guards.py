@@ -17,6 +17,12 @@ the transaction on SQLite), so nothing can change it between that check and the 
 
 A guard that fails raises the library's IntegrityError, as a lost race on a saved aggregate
 does: the use case runs again from the store (`LedgerBase._retrying`) and decides anew.
+
+Every write also relies on its caller: a request with a bearer token was let in because the
+token's grant (ledger/access.py) was at a version that is live. A revocation adds an event to
+the grant, so the grant is one more aggregate of `unchanged` for each save made for that caller
+(`relying_on_grant`, `with_grant`): a request let in before a revocation but reaching its
+insert after it stores nothing (bb20 F1: such writes were still stored up to 2 s later).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -39,7 +45,16 @@ class WriteGuard:
     tail: Tail | None = None
 
 
+@dataclass(frozen=True)
+class Grant:
+    """The grant a caller was authenticated with (its id) and the version it was live at."""
+
+    id: str
+    version: int
+
+
 _CURRENT: ContextVar[WriteGuard | None] = ContextVar("vledger_write_guard", default=None)
+_GRANT: ContextVar[Grant | None] = ContextVar("vledger_grant", default=None)
 
 
 @contextmanager
@@ -54,6 +69,36 @@ def guarding(guard: WriteGuard | None) -> Iterator[None]:
 
 def current_guard() -> WriteGuard | None:
     return _CURRENT.get()
+
+
+@contextmanager
+def relying_on_grant(grant: Grant | None) -> Iterator[None]:
+    """Within the block, every save relies on `grant` being unchanged (None: on no grant)."""
+    token = _GRANT.set(grant)
+    try:
+        yield
+    finally:
+        _GRANT.reset(token)
+
+
+def rely_on_grant(grant: Grant) -> None:
+    """Every later save of the current context relies on `grant`: for the API's
+    authentication, which cannot wrap the route it admits (a request runs in a context of its
+    own, which its route's worker thread copies)."""
+    _GRANT.set(grant)
+
+
+def current_grant() -> Grant | None:
+    return _GRANT.get()
+
+
+def with_grant(guard: WriteGuard | None) -> WriteGuard | None:
+    """`guard`, also relying on the caller's grant when one is in force."""
+    grant = _GRANT.get()
+    if grant is None:
+        return guard
+    base = guard or WriteGuard()
+    return replace(base, unchanged={**base.unchanged, grant.id: grant.version})
 
 
 def check_unchanged(guard: WriteGuard, cur: Any, table: str) -> None:

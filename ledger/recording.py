@@ -12,9 +12,15 @@ from ledger.activities import Activity
 from ledger.base import STORE_UNAVAILABLE, LedgerBase, Written, check_version
 from ledger.calendar import now, service_date, whole_minutes
 from ledger.catalogue import Role
-from ledger.errors import DuplicateRecordConflict, InvalidField, LedgerError, StoreBusy
+from ledger.errors import (
+    DuplicateRecordConflict,
+    InvalidField,
+    LedgerError,
+    StoreBusy,
+    TokenRevoked,
+)
 from ledger.grouping import GroupCommit
-from ledger.guards import WriteGuard
+from ledger.guards import Grant, WriteGuard, current_grant, relying_on_grant
 from ledger.provenance import Origin
 from ledger.sessions import (
     RecordOutcome,
@@ -202,9 +208,10 @@ class _Batch:
 
 def _not_the_store(error: Exception) -> bool:
     """Whether a failed group of writes may be the fault of one of its items: not when the
-    store did not answer or was busy (each item alone would wait and fail again)."""
+    store did not answer or was busy (each item alone would wait and fail again), nor when
+    the callers' token was revoked (the whole group is theirs)."""
     return not isinstance(error, (*STORE_UNAVAILABLE, StoreBusy, TimeoutError,
-                                  sqlite3.OperationalError))
+                                  sqlite3.OperationalError, TokenRevoked))
 
 
 class RecordingUseCases(LedgerBase):
@@ -213,13 +220,18 @@ class RecordingUseCases(LedgerBase):
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
         super().__init__(settings, env)
         # Concurrent single-session writes (the API's POST /v1/service-sessions) share a
-        # transaction per caller identity: see ledger/grouping.py.
-        self._sessions_together: GroupCommit[Origin, SessionRecord, tuple[RecordOutcome, int]]
+        # transaction per caller identity and grant version: see ledger/grouping.py. The
+        # batch is saved by whichever caller's thread leads it, so the grant each caller
+        # relies on (guards.py) goes with its record, not with the leader's thread.
+        self._sessions_together: GroupCommit[tuple[Origin, Grant | None], SessionRecord,
+                                             tuple[RecordOutcome, int]]
         self._sessions_together = GroupCommit(self._record_grouped, alone_after=_not_the_store)
 
-    def _record_grouped(self, origin: Origin,
+    def _record_grouped(self, caller: tuple[Origin, Grant | None],
                         records: Sequence[SessionRecord]) -> list[tuple[RecordOutcome, int]]:
-        result = self.record_sessions(origin, records)
+        origin, grant = caller
+        with relying_on_grant(grant):
+            result = self.record_sessions(origin, records)
         positions = self._recorded_at(result)
         return [(o, positions.get(o.session_id or "", result.position)) for o in result.outcomes]
 
@@ -272,7 +284,7 @@ class RecordingUseCases(LedgerBase):
 
         Callers writing at the same moment share one transaction (each gets its own answer).
         """
-        outcome, position = self._sessions_together.submit(origin, record)
+        outcome, position = self._sessions_together.submit((origin, current_grant()), record)
         if outcome.error is not None:
             raise outcome.error
         assert outcome.session_id is not None and outcome.minutes is not None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from api.deps import Grants
 from ledger import Ledger, Settings
-from tests.api.conftest import ADMIN_TOKEN, District, bearer
-from tests.factories import ADMIN
+from ledger.access import token_id_for
+from ledger.guards import relying_on_grant
+from tests.api.conftest import ADMIN_TOKEN, District, bearer, issue
+from tests.factories import ADMIN, at, lands_before_next_save, recorder_of, session_record
 
 
 def test_tokens_are_listed_page_by_page_and_never_shown(district: District) -> None:
@@ -123,3 +127,56 @@ def test_a_label_hiding_a_bidi_override_is_a_422_saying_which_character(
     assert refused.status_code == 422, refused.text
     [error] = refused.json()["errors"]
     assert error["field"] == "label" and "U+202E" in error["detail"]
+
+
+# -- a token revoked while its request waits to be stored (bb20 F1) -------------------------
+
+
+def _session(district: District, source: str, hour: int = 9) -> dict[str, Any]:
+    return {"volunteer_id": district.volunteer, "activity_id": district.activity,
+            "started_at": f"2017-03-05T{hour:02d}:00:00+08:00",
+            "ended_at": f"2017-03-05T{hour:02d}:30:00+08:00", "source_record_id": source}
+
+
+WRITES = {  # a grouped write, a batch, a keyed registration
+    "/v1/service-sessions": lambda d: _session(d, "revoked-1"),
+    "/v1/service-sessions/batch": lambda d: {"records": [_session(d, "revoked-2")]},
+    "/v1/volunteers": lambda d: {"name": "林小兰", "home_unit_id": d.unit_a,
+                                 "registered_on": "2017-01-10"},
+}
+
+
+@pytest.mark.parametrize("path", WRITES)
+def test_a_write_let_in_before_its_token_was_revoked_but_stored_after_is_a_401(
+        district: District, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """The request is admitted while the token is live; the office's revocation commits
+    before the request's insert: the write is refused, as the token is from then on."""
+    token = issue(district.client, "recorder", district.unit_a)
+    ledger = district.client.app.state.services.ledger  # type: ignore[attr-defined]
+    heads: list[int] = []
+
+    def revoke() -> None:
+        with relying_on_grant(None):  # the office's own request
+            heads.append(ledger.revoke_token(ADMIN, token_id_for(token), "gone").position)
+
+    revoked = lands_before_next_save(ledger, monkeypatch, revoke)
+    response = district.client.post(path, json=WRITES[path](district),
+                                    headers={**bearer(token), "Idempotency-Key": "k-1"}
+                                    if path == "/v1/volunteers" else bearer(token))
+    assert revoked and response.status_code == 401, response.text
+    assert response.json()["detail"] == "unknown or revoked token"
+    assert response.json()["type"].endswith("/unauthorized")
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert ledger.head() == heads[0]  # nothing stored after the revocation
+
+
+def test_a_live_tokens_write_that_lost_a_race_is_run_again_not_refused(
+        district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = district.client.app.state.services.ledger  # type: ignore[attr-defined]
+    rival = lands_before_next_save(ledger, monkeypatch, lambda: ledger.record_sessions(
+        recorder_of(district.unit_a), [session_record(
+            district.volunteer, district.activity, at(9), at(9, 30), "rival")]))
+    response = district.post("/v1/service-sessions", _session(district, "raced", hour=10),
+                             district.recorder_a)
+    assert rival and response.status_code == 201, response.text
+    assert len(ledger.get_volunteer(district.volunteer).sessions) == 2
