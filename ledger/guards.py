@@ -28,14 +28,15 @@ insert after it stores nothing (bb20 F1: such writes were still stored up to 2 s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 Tail = Callable[[Sequence[StoredEvent]], str | None]
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -58,27 +59,27 @@ _GRANT: ContextVar[Grant | None] = ContextVar("vledger_grant", default=None)
 
 
 @contextmanager
-def guarding(guard: WriteGuard | None) -> Iterator[None]:
-    """Within the block, the recorder checks `guard` inside each insert (this thread)."""
-    token = _CURRENT.set(guard)
+def holding(var: ContextVar[V], value: V) -> Iterator[None]:
+    """Within the block, `var` holds `value` (in this thread), and what it held before after."""
+    token = var.set(value)
     try:
         yield
     finally:
-        _CURRENT.reset(token)
+        var.reset(token)
+
+
+def guarding(guard: WriteGuard | None) -> AbstractContextManager[None]:
+    """Within the block, the recorder checks `guard` inside each insert (this thread)."""
+    return holding(_CURRENT, guard)
 
 
 def current_guard() -> WriteGuard | None:
     return _CURRENT.get()
 
 
-@contextmanager
-def relying_on_grant(grant: Grant | None) -> Iterator[None]:
+def relying_on_grant(grant: Grant | None) -> AbstractContextManager[None]:
     """Within the block, every save relies on `grant` being unchanged (None: on no grant)."""
-    token = _GRANT.set(grant)
-    try:
-        yield
-    finally:
-        _GRANT.reset(token)
+    return holding(_GRANT, grant)
 
 
 def rely_on_grant(grant: Grant) -> None:

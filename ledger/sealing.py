@@ -26,12 +26,14 @@ import base64
 import os
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ledger.guards import holding
 
 SEALED_FIELDS = ("phone", "id_number")
 # What an erased number reads as, to every caller.
@@ -127,14 +129,9 @@ def alike(stored: Any, asked: Any) -> bool:
 _CURRENT: ContextVar[KeyChanges | None] = ContextVar("vledger_key_changes", default=None)
 
 
-@contextmanager
-def storing_keys(changes: KeyChanges | None) -> Iterator[None]:
+def storing_keys(changes: KeyChanges | None) -> AbstractContextManager[None]:
     """Within the block, the recorder applies `changes` inside each insert (this thread)."""
-    token = _CURRENT.set(changes or None)
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
+    return holding(_CURRENT, changes or None)
 
 
 def current_key_changes() -> KeyChanges | None:

@@ -163,6 +163,22 @@ def recorded_together(ledger: Ledger, records: list[SessionRecord]
         del ledger.record_sessions
 
 
+def sent_again_meanwhile(ledger: Ledger, monkeypatch: Any, send: Any) -> list[Any]:
+    """Make `send` (the same keyed request again) land after the ledger's next keyed write
+    looked for an earlier send and before it is stored, as a second send at the same moment
+    does. The list it returns holds what `send` answered, once it ran."""
+    recognise, raced, started = ledger._recognise, [], []
+
+    def racing_recognise(events: Any, keys: Any) -> None:
+        recognise(events, keys)
+        if not started:
+            started.append(True)
+            raced.append(send())
+
+    monkeypatch.setattr(ledger, "_recognise", racing_recognise)
+    return raced
+
+
 # -- auditor read side: history index and audit log (tests/projections) --------------------
 
 

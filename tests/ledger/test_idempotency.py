@@ -19,6 +19,7 @@ from tests.factories import (
     make_unit,
     make_volunteer,
     record,
+    sent_again_meanwhile,
 )
 
 
@@ -130,15 +131,8 @@ def test_two_sends_of_one_keyed_request_at_once_register_once(
 
     # The other send lands after this one looked for it and before it is stored: this one's
     # insert fails on the id, and it looks again.
-    recognise, raced, started = ledger._recognise, [], []
-
-    def racing_recognise(events: Any, keys: Any) -> None:
-        recognise(events, keys)
-        if not started:
-            started.append(True)
-            raced.append(ledger.keyed("clerk\x00k-1", register))
-
-    monkeypatch.setattr(ledger, "_recognise", racing_recognise)
+    raced = sent_again_meanwhile(ledger, monkeypatch,
+                                 lambda: ledger.keyed("clerk\x00k-1", register))
     second = ledger.keyed("clerk\x00k-1", register)
     assert isinstance(raced[0], Written) and isinstance(second, Recognised)
     assert second.id == raced[0].id

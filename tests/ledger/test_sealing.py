@@ -20,7 +20,13 @@ from projections.audit import Auditor
 from projections.history import event_feed
 from projections.signing import SigningKey
 from projections.verification import verify_log
-from tests.factories import ADMIN, audit_runner, lands_before_next_save, make_unit
+from tests.factories import (
+    ADMIN,
+    audit_runner,
+    lands_before_next_save,
+    make_unit,
+    sent_again_meanwhile,
+)
 
 PHONE, NEW_PHONE, ID_NUMBER = "13812345678", "13987654321", "350402199001011234"
 DAY = date(2017, 3, 5)
@@ -156,15 +162,8 @@ def test_two_sends_of_a_keyed_registration_at_once_register_once(
     def register_one() -> Any:
         return ledger.register_volunteer(ADMIN, "雷锋", unit_id, DAY, phone=PHONE)
 
-    recognise, raced, started = ledger._recognise, [], []
-
-    def racing_recognise(events: Any, keys: Any) -> None:
-        recognise(events, keys)
-        if not started:
-            started.append(True)
-            raced.append(ledger.keyed("clerk\x00k-1", register_one))
-
-    monkeypatch.setattr(ledger, "_recognise", racing_recognise)
+    raced = sent_again_meanwhile(ledger, monkeypatch,
+                                 lambda: ledger.keyed("clerk\x00k-1", register_one))
     second = ledger.keyed("clerk\x00k-1", register_one)
     assert isinstance(second, Recognised) and second.id == raced[0][0].id
     assert key_count(ledger) == 1
