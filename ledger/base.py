@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -38,6 +39,7 @@ from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
 
 T = TypeVar("T")
+log = logging.getLogger("vledger.ledger")
 A = TypeVar("A", bound=LedgerAggregate)
 
 # A write that lost a race tries again, after a random pause that doubles with each loss (up
@@ -148,7 +150,14 @@ class LedgerBase(Application[str]):
         return transcoder
 
     def close(self) -> None:
-        """Close the store's connections and the write-turn file."""
+        """Close the store's connections and the write-turn file; on SQLite, first truncate
+        the WAL if keys erased since still sit in it (sqliterecorder.forget_erased)."""
+        forget = getattr(self.recorder, "forget_erased", None)
+        if forget is not None:
+            try:
+                forget(wait_ms=2000)
+            except Exception:  # closing goes on: the next start's writes try again
+                log.exception("could not truncate the WAL after erasures")
         super().close()
         if self._turns is not None:
             self._turns.close()

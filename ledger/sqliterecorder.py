@@ -7,6 +7,7 @@ check and this insert (ledger/guards.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -20,12 +21,18 @@ from ledger.sealing import KEYS_TABLE, chunks, current_key_changes
 EventRow = tuple[int, str, int, str, Any]
 # The highest position either store can give: `select_rows`' stop when none is asked for.
 LAST_POSITION = (1 << 63) - 1
+# How long a write that erased keys waits for readers to let the WAL be truncated.
+ERASURE_CHECKPOINT_WAIT_MS = 200
+log = logging.getLogger("vledger.ledger")
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     """`SQLiteApplicationRecorder` that checks the current write guard before inserting,
     stores and deletes the keys of sealed numbers with the events (ledger/sealing.py), and
     reads pages of events as plain rows."""
+
+    # Whether deleted keys may still be in the WAL file (forget_erased).
+    _erased_in_wal = False
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(),
@@ -57,6 +64,39 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 "LIMIT ?", (start, LAST_POSITION if stop is None else stop, limit))
             rows: list[EventRow] = cursor.fetchall()
             return rows
+
+    def insert_events(self, stored_events: Sequence[StoredEvent],
+                      **kwargs: Any) -> Sequence[int] | None:
+        ids = super().insert_events(stored_events, **kwargs)
+        changes = current_key_changes()
+        if self._erased_in_wal or (changes is not None and changes.erased):
+            self._erased_in_wal = True
+            self.forget_erased()
+        return ids
+
+    def forget_erased(self, wait_ms: int = ERASURE_CHECKPOINT_WAIT_MS) -> bool:
+        """After keys were deleted: copy the WAL into the database file and truncate it, so the
+        WAL's older copies of the keys' pages go too (bb21 F2: on a quiet ledger they stayed
+        there, and in any copy of the files, for as long as no checkpoint ran). Waits at most
+        `wait_ms` for readers still using the WAL; if they hold it longer, the next write (or
+        the ledger's close) tries again. Whether the WAL was emptied."""
+        if not self._erased_in_wal:
+            return True
+        with self.datastore.get_connection(commit=True) as conn:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA busy_timeout")
+            (before,) = cursor.fetchone()
+            cursor.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+            try:
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy, _, _ = cursor.fetchone()
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {int(before)}")
+        self._erased_in_wal = bool(busy)
+        if busy:
+            log.warning("erased keys stay in the WAL file until readers let a checkpoint "
+                        "through; the next write tries again")
+        return not busy
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
                        **kwargs: Any) -> Sequence[int] | None:

@@ -156,15 +156,20 @@ class Volunteer(LedgerAggregate):
         )
 
     def update_personal(self, changes: dict[str, Any], meta: dict[str, Any]) -> None:
-        """Correct or complete the volunteer's personal data."""
-        self._ensure_active()
+        """Correct or complete the volunteer's personal data; once deregistered, only withdraw
+        a phone or id number (bb21 F1: one who has left is the likeliest to ask, and PIPL
+        art. 47 gives them the right whether or not they are still registered)."""
+        if not changes:
+            return  # nothing differs from the record: nothing to refuse either
+        if not all(k in CLEARABLE_FIELDS and v is None for k, v in changes.items()):
+            self._ensure_active(": since then only a phone or id number may be withdrawn "
+                                "(null)")
         unknown = sorted(set(changes) - {"name", *PERSONAL_FIELDS})
         if unknown:
             raise InvalidField(f"{unknown[0]} is not a personal field", unknown[0])
         if "name" in changes and blank(str(changes["name"])):
             raise InvalidField("name must not be empty", "name")
-        if changes:
-            self._personal_updated(changes=changes, **meta)
+        self._personal_updated(changes=changes, **meta)
 
     def deregister(self, deregistered_on: date, reason: str, meta: dict[str, Any]) -> None:
         """End the registration; recorded hours stay on the record.
@@ -222,11 +227,11 @@ class Volunteer(LedgerAggregate):
             raise InvalidField(f"the volunteer is already insured for {year}", "year")
         self._insured(year=year, policy_ref=policy_ref, insurer=insurer, **meta)
 
-    def _ensure_active(self) -> None:
+    def _ensure_active(self, note: str = "") -> None:
         if not self.is_active:
             raise ClosedReference(
-                f"volunteer {self.id} was deregistered on {self.deregistered_on}", "volunteer_id"
-            )
+                f"volunteer {self.id} was deregistered on {self.deregistered_on}{note}",
+                "volunteer_id")
 
     def _ensure_free(self, started_at: datetime, ended_at: datetime, ignore: str) -> None:
         other = self.overlapping(started_at, ended_at, ignore=ignore)

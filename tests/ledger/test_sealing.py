@@ -13,7 +13,7 @@ import pytest
 
 from ledger import Ledger, Settings
 from ledger.base import Recognised
-from ledger.errors import KeyReused
+from ledger.errors import ClosedReference, KeyReused
 from ledger.sealing import ERASED, KEYS_TABLE, KeyChanges, alike, open_value
 from ledger.volunteers import Volunteer
 from projections.audit import Auditor
@@ -208,23 +208,94 @@ def test_an_erased_number_is_alike_to_any() -> None:
     assert not alike({"personal": {"phone": PHONE}}, {"personal": {"phone": NEW_PHONE}})
 
 
-def test_an_erased_key_leaves_no_trace_in_the_sqlite_file(tmp_path: Path) -> None:
-    """The key's bytes are overwritten, not only unlinked (secure_delete), so the file and a
-    copy made after the WAL's checkpoint hold nothing that opens the number."""
-    path = tmp_path / "ledger.db"
+def sqlite_ledger_with_keys(path: Path) -> tuple[Ledger, list[str]]:
     ledger = Ledger(Settings(database_url=f"sqlite:///{path}"))
+    unit_id = make_unit(ledger)
+    return ledger, [ledger.register_volunteer(ADMIN, "雷锋", unit_id, DAY,
+                                              phone=f"138000000{i:02d}")[0].id
+                    for i in range(40)]
+
+
+def key_of(ledger: Ledger, volunteer_id: str) -> tuple[dict[str, str], bytes]:
+    sealed = ledger.get_volunteer(volunteer_id).personal["phone"]
+    return sealed, ledger.recorder.select_keys(  # type: ignore[attr-defined]
+        {sealed["sealed"]})[sealed["sealed"]]
+
+
+def files(path: Path) -> bytes:
+    """The database file and its WAL, as a copy of them would hold."""
+    wal = path.with_name(path.name + "-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def test_an_erased_key_leaves_no_trace_in_the_sqlite_files(tmp_path: Path) -> None:
+    """The key's bytes are overwritten in the database file, not only unlinked
+    (secure_delete), and the WAL, which held the page before, is truncated by the erasing
+    write itself (bb21 F2: on a quiet ledger it kept the key until some later checkpoint)."""
+    path = tmp_path / "ledger.db"
+    ledger, ids = sqlite_ledger_with_keys(path)
     try:
-        unit_id = make_unit(ledger)
-        ids = [ledger.register_volunteer(ADMIN, "雷锋", unit_id, DAY, phone=f"138000000{i:02d}")
-               [0].id for i in range(40)]
-        sealed = ledger.get_volunteer(ids[20]).personal["phone"]
-        key = ledger.recorder.select_keys({sealed["sealed"]})[  # type: ignore[attr-defined]
-            sealed["sealed"]]
+        sealed, key = key_of(ledger, ids[20])
+        assert key in files(path)
         ledger.update_volunteer(ADMIN, ids[20], {"phone": None})
-        with sqlite3.connect(path) as db:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        assert key not in path.read_bytes()
+        assert key not in files(path)
         assert open_value(sealed, ledger.recorder.select_keys(  # type: ignore[attr-defined]
             {sealed["sealed"]})) == ERASED
     finally:
         ledger.close()
+
+
+def test_a_reader_holding_the_wal_delays_its_truncation_to_a_later_write(
+        tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    ledger, ids = sqlite_ledger_with_keys(path)
+    reader = sqlite3.connect(path)
+    try:
+        _, key = key_of(ledger, ids[5])
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM personal_keys").fetchone()  # holds a snapshot
+        ledger.update_volunteer(ADMIN, ids[5], {"phone": None})
+        assert key in files(path)  # the reader's snapshot still needs the WAL
+        reader.rollback()
+        ledger.update_volunteer(ADMIN, ids[6], {"gender": "male"})  # any later write
+        assert key not in files(path)
+    finally:
+        reader.close()
+        ledger.close()
+
+
+def test_closing_the_ledger_truncates_a_wal_still_holding_erased_keys(tmp_path: Path) -> None:
+    """Another process's connection stays open (the API's other worker, a projections
+    worker), so SQLite's own checkpoint when the last connection closes does not come."""
+    path = tmp_path / "ledger.db"
+    ledger, ids = sqlite_ledger_with_keys(path)
+    other = sqlite3.connect(path)
+    try:
+        _, key = key_of(ledger, ids[7])
+        other.execute("BEGIN")
+        other.execute("SELECT COUNT(*) FROM personal_keys").fetchone()
+        ledger.update_volunteer(ADMIN, ids[7], {"phone": None})
+        other.rollback()
+        ledger.close()
+        assert key not in files(path)
+    finally:
+        other.close()
+
+
+def test_a_deregistered_volunteer_may_still_withdraw_numbers_and_nothing_else(
+        ledger: Ledger) -> None:
+    """bb21 F1: after deregistration every change was refused, withdrawals too, so a volunteer
+    who had left could never have their numbers erased."""
+    volunteer_id = register(ledger, phone=PHONE, id_number=ID_NUMBER)
+    ledger.deregister_volunteer(ADMIN, volunteer_id, date(2017, 7, 1), "moved away")
+    with pytest.raises(ClosedReference) as refused:
+        ledger.update_volunteer(ADMIN, volunteer_id, {"phone": NEW_PHONE})
+    assert "only a phone or id number may be withdrawn" in str(refused.value)
+    with pytest.raises(ClosedReference):
+        ledger.update_volunteer(ADMIN, volunteer_id, {"phone": None, "gender": "male"})
+    ledger.update_volunteer(ADMIN, volunteer_id, {"phone": None, "id_number": None})
+    assert ledger.personal_of(ledger.get_volunteer(volunteer_id)) == {}
+    assert key_count(ledger) == 0
+    head = ledger.head()
+    ledger.update_volunteer(ADMIN, volunteer_id, {"phone": None})  # withdrawn already
+    assert ledger.head() == head
