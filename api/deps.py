@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.schemas import Whole
 from ledger import Actor, Ledger, Origin, Role, SessionWritten, Settings, Written
-from ledger.access import token_digest, token_id_of
+from ledger.access import BOOTSTRAP_ADMIN_ID, token_digest, token_id_of
 from ledger.base import Recognised
 from ledger.errors import InvalidField, InvalidFields, ViewsBehind
 from ledger.guards import Grant, rely_on_grant
@@ -23,7 +23,7 @@ from projections.audit import Auditor
 from projections.models import ReadModels
 
 T = TypeVar("T")
-ADMIN_TOKEN_ACTOR = Actor(id="admin-token", role=Role.admin)
+ADMIN_TOKEN_ACTOR = Actor(id=BOOTSTRAP_ADMIN_ID, role=Role.admin)
 log = logging.getLogger("vledger.api")
 
 

@@ -13,6 +13,9 @@ from ledger.catalogue import Role
 from ledger.errors import Conflict, Forbidden, InvalidField
 from ledger.provenance import Actor
 
+# The actor id of the server's VLEDGER_ADMIN_TOKEN (api/deps.py): no grant, never revocable.
+BOOTSTRAP_ADMIN_ID = "admin-token"
+
 
 def token_digest(token: str) -> str:
     """Tokens are 256-bit random strings, so a plain SHA-256 is a safe verifier."""

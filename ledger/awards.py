@@ -168,13 +168,17 @@ class Award(LedgerAggregate):
     def regrant(self, decision_ref: str, rules_version: int, meta: dict[str, Any],
                 eligibility: dict[str, Any] | None = None) -> None:
         """Grant a revoked award again, by a new decision."""
+        self.ensure_revoked()
+        self._regranted(decision_ref=decision_ref, rules_version=rules_version,
+                        eligibility=eligibility, **meta)
+
+    def ensure_revoked(self) -> None:
+        """Refuse a second grant while this one stands (409)."""
         if self.is_live:
             raise AwardAlreadyGranted(
                 f"{self.award} {self.year} was already granted to {self.recipient_id}",
                 "recipient_id",
             )
-        self._regranted(decision_ref=decision_ref, rules_version=rules_version,
-                        eligibility=eligibility, **meta)
 
     def revoke(self, reason: str, meta: dict[str, Any]) -> None:
         """Withdraw the award; the grant stays in the history."""

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from ledger.access import (
+    BOOTSTRAP_ADMIN_ID,
     AccessToken,
     check_token_grant,
     new_token,
@@ -26,7 +27,7 @@ from ledger.awards import (
 from ledger.base import LedgerBase, Written, open_unit
 from ledger.calendar import district_today
 from ledger.catalogue import PROGRAMS, AwardKind, Role
-from ledger.errors import InvalidField, NotACandidate, UnknownReference
+from ledger.errors import Conflict, InvalidField, NotACandidate, UnknownReference
 from ledger.provenance import Actor, Origin
 from ledger.text import MAX_REASON, article, check_label, check_text
 from ledger.units import Unit
@@ -98,6 +99,9 @@ class CommendationUseCases(LedgerBase):
         if rules is None:
             raise InvalidField(f"no rules are published for {kind.value} {year}", "year")
         recipient_kind = self._check_recipient(kind, recipient_id, year)
+        standing = self._get(Award, award_id(kind, year, recipient_id))
+        if standing is not None:  # 409 now, not a wait for the views first (bb22)
+            standing.ensure_revoked()
         eligibility = seen() if seen is not None else None
 
         def attempt() -> Written:
@@ -123,6 +127,7 @@ class CommendationUseCases(LedgerBase):
         volunteer of it), a unit open on at least one day of it (a later closure does not take
         a year's merit away)."""
         expected = RECIPIENT_KIND[kind]
+        self._check_kind_of(kind, expected, recipient_id)
         if expected == "program":
             if recipient_id not in PROGRAMS:
                 raise UnknownReference(
@@ -150,6 +155,24 @@ class CommendationUseCases(LedgerBase):
                 f"unit {recipient_id} was closed on {unit.closed_on}, before {year} began, so "
                 f"is no candidate for {kind.value} {year}", "recipient_id")
         return expected
+
+    def _check_kind_of(self, kind: AwardKind, expected: str, recipient_id: str) -> None:
+        """Refuse a recipient that exists as another kind of thing than the award goes to,
+        saying what it is: a unit given for the most beautiful volunteer was "no volunteer
+        with id …" (bb22). A unit of the wrong unit kind is `_check_recipient`'s to name."""
+        found = None
+        if expected != "program" and recipient_id in PROGRAMS:
+            found = "a program"
+        elif expected != "volunteer" and self._get(Volunteer, recipient_id) is not None:
+            found = "a volunteer"
+        elif expected in ("volunteer", "program"):
+            unit = self._get(Unit, recipient_id)
+            found = None if unit is None else f"{article(unit.kind)} {unit.kind}"
+        if found is not None:
+            wanted = {"volunteer": "a volunteer", "program": "a program code (A1…C4)"}.get(
+                expected, f"a unit of kind {expected}")
+            raise InvalidField(f"{kind.value} goes to {wanted}, and {recipient_id} is {found}",
+                               "recipient_id")
 
     def get_award(self, the_id: str) -> Award:
         """An award by id (404 when unknown)."""
@@ -190,6 +213,11 @@ class CommendationUseCases(LedgerBase):
     def revoke_token(self, origin: Origin, token_id: str, reason: str) -> Written:
         """Revoke a token by its id; it is refused from then on."""
         require_role(origin.actor)
+        if token_id == BOOTSTRAP_ADMIN_ID:  # bb22: it was "no token with id 'admin-token'"
+            raise Conflict(
+                f"{BOOTSTRAP_ADMIN_ID} is the server's VLEDGER_ADMIN_TOKEN, not a token the "
+                "ledger issued, so it cannot be revoked: change or unset VLEDGER_ADMIN_TOKEN "
+                "and restart the server")
 
         def attempt() -> Written:
             grant = self._find(AccessToken, token_id, "token")

@@ -180,3 +180,12 @@ def test_a_live_tokens_write_that_lost_a_race_is_run_again_not_refused(
                              district.recorder_a)
     assert rival and response.status_code == 201, response.text
     assert len(ledger.get_volunteer(district.volunteer).sessions) == 2
+
+
+def test_the_bootstrap_admin_token_is_not_revocable_and_says_why(district: District) -> None:
+    """bb22: its actor id, `admin-token`, is on every event it made, and revoking it was a 404
+    "no token with id 'admin-token'"."""
+    response = district.post("/v1/tokens/admin-token/revoke", {"reason": "rotating"})
+    assert response.status_code == 409, response.text
+    assert "VLEDGER_ADMIN_TOKEN" in response.json()["detail"]
+    assert district.get("/v1/tokens").status_code == 200  # and it still works

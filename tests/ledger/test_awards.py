@@ -103,8 +103,42 @@ def test_an_award_needs_published_rules_for_its_year(ledger: Ledger) -> None:
 def test_a_volunteer_award_needs_a_volunteer(ledger: Ledger) -> None:
     publish(ledger)
     with pytest.raises(UnknownReference) as refused:
-        grant(ledger, make_unit(ledger, kind="organisation"))
+        grant(ledger, "vol-nobody")
     assert refused.value.field == "recipient_id"
+
+
+@pytest.mark.parametrize("award,given,said", [
+    (MBV, "organisation", "goes to a volunteer, and {id} is an organisation"),
+    ("best_community", "volunteer", "goes to a unit of kind community, and {id} is a volunteer"),
+    ("best_community", "program", "goes to a unit of kind community, and {id} is a program"),
+    ("best_project", "community", "goes to a program code (A1…C4), and {id} is a community"),
+    ("best_project", "volunteer", "goes to a program code (A1…C4), and {id} is a volunteer"),
+])
+def test_a_recipient_of_another_kind_is_named_for_what_it_is(
+        ledger: Ledger, award: str, given: str, said: str) -> None:
+    """bb22: a unit given for the most beautiful volunteer was "no volunteer with id …"."""
+    criteria = {MBV: {"min_hours_in_year": 0}, "best_project": {"min_sessions": 10}}.get(
+        award, UNIT_RULES)
+    publish(ledger, award=award, criteria=criteria)
+    recipient = {"volunteer": lambda: make_volunteer(ledger), "program": lambda: "B6"}.get(
+        given, lambda: make_unit(ledger, kind=given))()
+    with pytest.raises(InvalidField) as refused:
+        grant(ledger, recipient, award=award)
+    assert refused.value.field == "recipient_id"
+    assert said.format(id=recipient) in str(refused.value)
+
+
+def test_a_second_grant_is_refused_before_eligibility_is_read(ledger: Ledger) -> None:
+    """bb22: with the views behind, a second grant waited for them and answered 503."""
+    publish(ledger)
+    volunteer_id = make_volunteer(ledger)
+    grant(ledger, volunteer_id)
+
+    def views_behind() -> None:
+        raise AssertionError("the views were read")
+
+    with pytest.raises(AwardAlreadyGranted):
+        ledger.grant_award(COMMITTEE, MBV, 2017, volunteer_id, "again", views_behind)
 
 
 def test_an_organisation_award_goes_to_an_organisation(ledger: Ledger) -> None:
