@@ -8,6 +8,7 @@ check and this insert (ledger/guards.py).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ EventRow = tuple[int, str, int, str, Any]
 LAST_POSITION = (1 << 63) - 1
 # How long a write that erased keys waits for readers to let the WAL be truncated.
 ERASURE_CHECKPOINT_WAIT_MS = 200
+ERASURE_RETRY_SECONDS = 5.0
 log = logging.getLogger("vledger.ledger")
 
 
@@ -31,8 +33,10 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     stores and deletes the keys of sealed numbers with the events (ledger/sealing.py), and
     reads pages of events as plain rows."""
 
-    # Whether deleted keys may still be in the WAL file (forget_erased).
+    # Whether deleted keys may still be in the WAL file, and when a write next tries to
+    # truncate it (forget_erased).
     _erased_in_wal = False
+    _next_try = 0.0
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(),
@@ -69,8 +73,9 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                       **kwargs: Any) -> Sequence[int] | None:
         ids = super().insert_events(stored_events, **kwargs)
         changes = current_key_changes()
-        if self._erased_in_wal or (changes is not None and changes.erased):
-            self._erased_in_wal = True
+        if changes is not None and changes.erased:
+            self._erased_in_wal, self._next_try = True, 0.0
+        if self._erased_in_wal and time.monotonic() >= self._next_try:
             self.forget_erased()
         return ids
 
@@ -78,8 +83,8 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         """After keys were deleted: copy the WAL into the database file and truncate it, so the
         WAL's older copies of the keys' pages go too (bb21 F2: on a quiet ledger they stayed
         there, and in any copy of the files, for as long as no checkpoint ran). Waits at most
-        `wait_ms` for readers still using the WAL; if they hold it longer, the next write (or
-        the ledger's close) tries again. Whether the WAL was emptied."""
+        `wait_ms` for readers still using the WAL; if they hold it longer, the first write after
+        a pause (or the ledger's close) tries again. Whether the WAL was emptied."""
         if not self._erased_in_wal:
             return True
         with self.datastore.get_connection(commit=True) as conn:
@@ -93,9 +98,12 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             finally:
                 cursor.execute(f"PRAGMA busy_timeout = {int(before)}")
         self._erased_in_wal = bool(busy)
+        # A reader holding the WAL that long is rare (a long report, a backup): later writes
+        # do not each wait for it again, but try again after a pause.
+        self._next_try = time.monotonic() + ERASURE_RETRY_SECONDS
         if busy:
             log.warning("erased keys stay in the WAL file until readers let a checkpoint "
-                        "through; the next write tries again")
+                        "through; a later write tries again")
         return not busy
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
