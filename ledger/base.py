@@ -39,8 +39,8 @@ from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
 
 T = TypeVar("T")
-log = logging.getLogger("vledger.ledger")
 A = TypeVar("A", bound=LedgerAggregate)
+log = logging.getLogger("vledger.ledger")
 
 # A write that lost a race tries again, after a random pause that doubles with each loss (up
 # to the cap): without it, twenty writers of one volunteer at once retried in lockstep and a
