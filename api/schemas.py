@@ -8,6 +8,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
@@ -164,6 +165,16 @@ def paginate(items: list[Any], limit: int | None, cursor: str | None,
         return items[offset:], None
     end = offset + limit
     return items[offset:end], (page_cursor(end, list_of) if end < len(items) else None)
+
+
+def paged(fetch: Callable[[int, int], list[Any]], limit: int, cursor: str | None,
+          request: Request) -> tuple[list[Any], str | None]:
+    """`paginate` for a list read from the store a page at a time: `fetch(offset, count)`
+    answers at most `count` items from `offset` on."""
+    list_of = _list_of(request)
+    offset, _ = read_cursor(cursor, list_of)
+    items = fetch(offset, limit + 1)  # one more: whether a next page is there
+    return items[:limit], (page_cursor(offset + limit, list_of) if len(items) > limit else None)
 
 
 class ListChanged(Conflict):

@@ -142,12 +142,15 @@ def fetch_events(recorder: ApplicationRecorder, positions: Sequence[int]) -> lis
 
 def volunteer_history(
     store: ViewStore, recorder: ApplicationRecorder, volunteer_id: str,
-    as_of: datetime | None = None, unmasked: bool = False,
+    as_of: datetime | None = None, unmasked: bool = False, offset: int = 0,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The events on a volunteer's record, recorded at or before `as_of` (default: all)."""
+    """The events on a volunteer's record, recorded at or before `as_of` (default: all); with
+    `offset` and `limit`, only those of one page, which reads the store for those alone (bb23:
+    each page of 10 read and masked the whole history, 333 ms at 20,000 sessions)."""
     if as_of is not None and as_of.utcoffset() is None:
         raise InvalidField("as_of must carry a UTC offset (RFC 3339)", "as_of")
-    limit = _micros(as_of) if as_of is not None else None
+    until = _micros(as_of) if as_of is not None else None
     with store.reading() as cur:
         ensure_settled(cur, "history_filling")
         known = cur.execute("SELECT 1 FROM history_index WHERE volunteer_id = ? LIMIT 1",
@@ -157,10 +160,14 @@ def volunteer_history(
                            "volunteer_id")
         sql = "SELECT position FROM history_index WHERE volunteer_id = ?"
         params: list[Any] = [volunteer_id]
-        if limit is not None:
+        if until is not None:
             sql += " AND recorded_us <= ?"
-            params.append(limit)
-        positions = [int(p) for (p,) in cur.execute(sql + " ORDER BY position", params).fetchall()]
+            params.append(until)
+        sql += " ORDER BY position"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None and not cur.postgres else limit, offset]
+        positions = [int(p) for (p,) in cur.execute(sql, params).fetchall()]
     events = fetch_events(recorder, positions)
     if len(events) < len(positions):  # an event the index took in is no longer stored
         found = {e.position for e in events}
@@ -169,7 +176,7 @@ def volunteer_history(
             f"the volunteer's history holds {len(gone)} event(s) no longer in the store "
             f"(position(s) {', '.join(map(str, gone[:3]))}): deleted after they were recorded; "
             "`vledger verify` names every such event")
-    shown = [e for e in events if limit is None or recorded_micros(e) <= limit]
+    shown = [e for e in events if until is None or recorded_micros(e) <= until]
     keys = keys_for(recorder, (e.data for e in shown))
     return [entry(e, unmasked, keys) for e in shown]
 

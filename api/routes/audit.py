@@ -10,11 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PUBLIC, AuditReader, Fresh, MaybeActor, ServicesDep
 from api.errors import Problem
-from api.schemas import ETAGGED, MAX_POSITION, Instant, Whole, etagged, json_answer, paginate
+from api.schemas import ETAGGED, MAX_POSITION, Instant, Whole, etagged, json_answer, paged
 from ledger.catalogue import Role
 from projections.history import event_feed, volunteer_history
 
 router = APIRouter(tags=["audit"])
+HISTORY_PAGE = 1000  # events of a history page when no `limit` is asked
 
 
 class Entry(BaseModel):
@@ -134,14 +135,18 @@ ALTERED: dict[int | str, dict[str, Any]] = {500: {
             dependencies=[Fresh], responses=ETAGGED)
 def history(volunteer_id: str, request: Request, response: Response, actor: AuditReader,
             services: ServicesDep, as_of: Instant | None = None,
-            limit: Annotated[Whole | None, Query(ge=1, le=10_000)] = None,
+            limit: Annotated[Whole | None, Query(
+                ge=1, le=10_000, description=f"Events per page (default {HISTORY_PAGE}).")] = None,
             cursor: str | None = None) -> Any:
-    """Every event that touched a volunteer's record, as the ledger held them at `as_of`."""
+    """Every event that touched a volunteer's record, as the ledger held them at `as_of`, in
+    pages of `limit` (default 1,000: a volunteer serving daily for decades has tens of
+    thousands, bb23), the next one named by `next_cursor`."""
     services.ledger.get_volunteer(volunteer_id)
     services.caught_up()
-    events = volunteer_history(services.models.store, services.ledger.recorder, volunteer_id,
-                               as_of, unmasked=actor.role in (Role.admin, Role.auditor))
-    page, next_cursor = paginate(events, limit, cursor, request)
+    page, next_cursor = paged(lambda offset, count: volunteer_history(
+        services.models.store, services.ledger.recorder, volunteer_id, as_of,
+        unmasked=actor.role in (Role.admin, Role.auditor), offset=offset, limit=count),
+        limit or HISTORY_PAGE, cursor, request)
     return etagged(request, response, {
         "volunteer_id": volunteer_id, "as_of": as_of.isoformat() if as_of else None,
         "events": page, "next_cursor": next_cursor})

@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+import api.routes.audit as audit_routes
+import projections.history as history_module
 from projections.merkle import verify_consistency, verify_inclusion
 from projections.signing import verify_checkpoint
 from tests.api.conftest import ADMIN_TOKEN, District, bearer
@@ -168,3 +171,29 @@ def test_a_withdrawn_phone_is_erased_from_the_history_and_the_log_still_proves(
                               [bytes.fromhex(h) for h in proof["hashes"]])
     volunteer = district.get(f"/v1/volunteers/{district.volunteer}").json()
     assert "phone" not in volunteer["personal"]
+
+
+def test_history_comes_in_pages_that_read_only_their_own_events(
+        district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb23: without `limit` the whole history came back (12.7 MB at 20,000 sessions, and
+    50 such reads at once took 1.4 GB), and each page read every event of it first."""
+    for i in range(5):  # five hours of the activity's day, one session each
+        district.session(f"2017-03-05T{9 + i:02d}:00:00+08:00",
+                         f"2017-03-05T{10 + i:02d}:00:00+08:00", f"p-{i}")
+    path = f"/v1/volunteers/{district.volunteer}/history"
+    whole = district.get(path, token=district.auditor, limit=10_000).json()["events"]
+    assert len(whole) == 6  # registered, five sessions
+    read: list[int] = []
+    fetch = history_module.fetch_events
+
+    def counted(recorder: Any, positions: Any) -> Any:
+        read.append(len(positions))
+        return fetch(recorder, positions)
+
+    monkeypatch.setattr(history_module, "fetch_events", counted)
+    monkeypatch.setattr(audit_routes, "HISTORY_PAGE", 4)
+    first = district.get(path, token=district.auditor).json()
+    assert first["events"] == whole[:4] and first["next_cursor"]
+    second = district.get(path, token=district.auditor, cursor=first["next_cursor"]).json()
+    assert second["events"] == whole[4:] and second["next_cursor"] is None
+    assert read == [5, 2]  # a page and one more (is there a next page?), not the whole
