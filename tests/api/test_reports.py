@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -231,5 +232,30 @@ def test_the_store_keeps_the_newest_list_versions_for_an_hour(settings: Settings
         assert lists.find("d2") == (12, [{"rank": 2}])
         monkeypatch.setattr("api.lists.KEEP_SECONDS", -1.0)
         assert lists.find("d2") is None  # older than the hour a version is kept
+    finally:
+        store.close()
+
+
+def test_the_store_keeps_list_versions_compressed_and_within_a_bound_in_bytes(
+        settings: Settings, monkeypatch: Any) -> None:
+    """bb23: every first page after a write kept a whole copy of its list, uncompressed, so
+    anonymous reads of a large ranking grew the store by a megabyte each, up to 200 copies."""
+    from api.lists import StoredLists
+    from projections.store import ViewStore
+
+    big = [{"rank": i, "unit_id": f"unit-{i:016x}", "total_minutes": i * 7} for i in range(2000)]
+    store = ViewStore(settings.store())
+    try:
+        lists = StoredLists(store)
+        lists.keep("d0", 10, big)
+        [(size,)] = store.query("SELECT size FROM kept_lists")
+        assert size < len(orjson.dumps(big)) / 4
+        monkeypatch.setattr("api.lists.MAX_BYTES", int(size * 2.5))
+        for n in range(1, 5):
+            lists.keep(f"d{n}", 10 + n, [*big, {"rank": n}])
+        assert [d for (d,) in store.query("SELECT digest FROM kept_lists ORDER BY kept_at")] \
+            == ["d3", "d4"]  # the newest two fit in two and a half times one
+        assert lists.find("d4") == (14, [*big, {"rank": 4}])
+        assert lists.find("d0") is None
     finally:
         store.close()
