@@ -245,42 +245,46 @@ def test_an_erased_key_leaves_no_trace_in_the_sqlite_files(tmp_path: Path) -> No
         ledger.close()
 
 
+def erased_under_a_reader(ledger: Ledger, path: Path, volunteer_id: str
+                          ) -> tuple[bytes, sqlite3.Connection]:
+    """Withdraw a volunteer's phone while another connection (the API's other worker, a
+    projections worker) holds a read snapshot, so the WAL cannot be truncated then; the
+    reader then lets go, but stays open. The erased key, and the reader to close."""
+    _, key = key_of(ledger, volunteer_id)
+    other = sqlite3.connect(path)
+    other.execute("BEGIN")
+    other.execute("SELECT COUNT(*) FROM personal_keys").fetchone()
+    ledger.update_volunteer(ADMIN, volunteer_id, {"phone": None})
+    other.rollback()
+    return key, other
+
+
 def test_a_reader_holding_the_wal_delays_its_truncation_to_a_later_write(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Writes in the pause after a truncation that readers held up do not wait again; the
     first one after it truncates."""
     path = tmp_path / "ledger.db"
     ledger, ids = sqlite_ledger_with_keys(path)
-    reader = sqlite3.connect(path)
+    key, other = erased_under_a_reader(ledger, path, ids[5])
     try:
-        _, key = key_of(ledger, ids[5])
-        reader.execute("BEGIN")
-        reader.execute("SELECT COUNT(*) FROM personal_keys").fetchone()  # holds a snapshot
-        ledger.update_volunteer(ADMIN, ids[5], {"phone": None})
-        assert key in files(path)  # the reader's snapshot still needs the WAL
-        reader.rollback()
+        assert key in files(path)  # the reader's snapshot still needed the WAL
         ledger.update_volunteer(ADMIN, ids[6], {"gender": "male"})  # within the pause
         assert key in files(path)
         monkeypatch.setattr(ledger.recorder, "_next_try", 0.0)  # the pause is over
         ledger.update_volunteer(ADMIN, ids[6], {"gender": "female"})
         assert key not in files(path)
     finally:
-        reader.close()
+        other.close()
         ledger.close()
 
 
 def test_closing_the_ledger_truncates_a_wal_still_holding_erased_keys(tmp_path: Path) -> None:
-    """Another process's connection stays open (the API's other worker, a projections
-    worker), so SQLite's own checkpoint when the last connection closes does not come."""
+    """The other connection stays open, so SQLite's own checkpoint when the last connection
+    closes does not come: the ledger's close truncates the WAL."""
     path = tmp_path / "ledger.db"
     ledger, ids = sqlite_ledger_with_keys(path)
-    other = sqlite3.connect(path)
+    key, other = erased_under_a_reader(ledger, path, ids[7])
     try:
-        _, key = key_of(ledger, ids[7])
-        other.execute("BEGIN")
-        other.execute("SELECT COUNT(*) FROM personal_keys").fetchone()
-        ledger.update_volunteer(ADMIN, ids[7], {"phone": None})
-        other.rollback()
         ledger.close()
         assert key not in files(path)
     finally:
