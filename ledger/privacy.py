@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.sealing import ERASED
+from ledger.sealing import ERASED, HOLDERS
 
 MIN_HIDDEN = 4
 
@@ -53,7 +53,7 @@ def masked(personal: dict[str, Any]) -> dict[str, Any]:
 def masked_event_data(data: dict[str, Any]) -> dict[str, Any]:
     """Event data with personal fields masked wherever they appear (registration, updates)."""
     out = dict(data)
-    for key in ("personal", "changes"):
+    for key in HOLDERS:
         if isinstance(out.get(key), dict):
             out[key] = masked(out[key])
     return masked(out)

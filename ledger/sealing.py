@@ -42,11 +42,20 @@ KEYS_TABLE = "personal_keys"
 _NONCE_BYTES = 12
 # Where personal data sits in an event's data: a registration's `personal`, an update's
 # `changes`.
-_HOLDERS = ("personal", "changes")
+HOLDERS = ("personal", "changes")
 
 
 def is_sealed(value: Any) -> bool:
     return isinstance(value, dict) and value.keys() == {"sealed", "box"}
+
+
+def holders(data: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Where personal data may sit in an event's data (or personal data): the data itself,
+    and its `personal` (a registration) and `changes` (an update)."""
+    yield data
+    for holder in HOLDERS:
+        if isinstance(data.get(holder), dict):
+            yield data[holder]
 
 
 @dataclass
@@ -55,9 +64,6 @@ class KeyChanges:
 
     added: dict[str, bytes] = field(default_factory=dict)
     erased: set[str] = field(default_factory=set)
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.erased)
 
     def seal(self, value: str) -> dict[str, str]:
         """`value` sealed under a new key, which this write stores."""
@@ -93,16 +99,13 @@ def open_value(value: Any, keys: Mapping[str, bytes]) -> Any:
 
 def key_ids(data: Mapping[str, Any]) -> set[str]:
     """The keys the sealed values of an event's data (or of personal data) were sealed with."""
-    found: set[str] = set()
-    for holder in (data, *(data[h] for h in _HOLDERS if isinstance(data.get(h), dict))):
-        found.update(v["sealed"] for v in holder.values() if is_sealed(v))
-    return found
+    return {v["sealed"] for holder in holders(data) for v in holder.values() if is_sealed(v)}
 
 
 def opened(data: Mapping[str, Any], keys: Mapping[str, bytes]) -> dict[str, Any]:
     """An event's data (or personal data) with its sealed values opened."""
     out = {k: open_value(v, keys) for k, v in data.items()}
-    for holder in _HOLDERS:
+    for holder in HOLDERS:
         if isinstance(out.get(holder), dict):
             out[holder] = {k: open_value(v, keys) for k, v in out[holder].items()}
     return out
@@ -111,8 +114,8 @@ def opened(data: Mapping[str, Any], keys: Mapping[str, bytes]) -> dict[str, Any]
 def holds_plain_number(data: Mapping[str, Any]) -> bool:
     """Whether an event's stored data holds a phone or id number in plain text (stored before
     sealing), which its stored bytes would show to anyone who reads them."""
-    holders = (data, *(data[h] for h in _HOLDERS if isinstance(data.get(h), dict)))
-    return any(isinstance(holder.get(f), str) for holder in holders for f in SEALED_FIELDS)
+    return any(isinstance(holder.get(f), str) for holder in holders(data)
+               for f in SEALED_FIELDS)
 
 
 def alike(stored: Any, asked: Any) -> bool:
@@ -131,18 +134,11 @@ _CURRENT: ContextVar[KeyChanges | None] = ContextVar("vledger_key_changes", defa
 
 def storing_keys(changes: KeyChanges | None) -> AbstractContextManager[None]:
     """Within the block, the recorder applies `changes` inside each insert (this thread)."""
-    return holding(_CURRENT, changes or None)
+    return holding(_CURRENT, changes)
 
 
 def current_key_changes() -> KeyChanges | None:
     return _CURRENT.get()
-
-
-def chunks(ids: Iterable[str], size: int = 500) -> Iterator[list[str]]:
-    """Ids in lists of at most `size` (SQLite's limit on parameters)."""
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), size):
-        yield ordered[start:start + size]
 
 
 def keys_for(recorder: Any, datas: Iterable[Mapping[str, Any]]) -> dict[str, bytes]:

@@ -16,7 +16,8 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from ledger.guards import check_tail, check_unchanged, current_guard
-from ledger.sealing import KEYS_TABLE, chunks, current_key_changes
+from ledger.sealing import KEYS_TABLE, current_key_changes
+from ledger.sql import one_of, values_of
 
 # A stored event as the read side takes it: (position, originator id, version, topic, state).
 EventRow = tuple[int, str, int, str, Any]
@@ -26,6 +27,8 @@ LAST_POSITION = (1 << 63) - 1
 ERASURE_CHECKPOINT_WAIT_MS = 200
 ERASURE_RETRY_SECONDS = 5.0
 log = logging.getLogger("vledger.ledger")
+# Any number of key ids as one parameter (a JSON array): no statement per 500 of them.
+_ONE_OF_KEYS = one_of("key_id", postgres=False)
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
@@ -45,13 +48,10 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 
     def select_keys(self, ids: Collection[str]) -> dict[str, bytes]:
         """The stored keys among `ids` (an erased number's key is not among them)."""
-        keys: dict[str, bytes] = {}
         with self.datastore.transaction(commit=False) as c:
-            for chunk in chunks(ids):
-                c.execute(f"SELECT key_id, key FROM {KEYS_TABLE} WHERE key_id IN "
-                          f"({', '.join('?' * len(chunk))})", chunk)
-                keys.update((row[0], bytes(row[1])) for row in c.fetchall())
-        return keys
+            c.execute(f"SELECT key_id, key FROM {KEYS_TABLE} WHERE {_ONE_OF_KEYS}",
+                      (values_of(sorted(ids), postgres=False),))
+            return {row[0]: bytes(row[1]) for row in c.fetchall()}
 
     def select_rows(self, start: int, limit: int, stop: int | None = None) -> list[EventRow]:
         """The events `select_notifications(start, limit, stop)` answers, as plain tuples.
@@ -123,10 +123,9 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                               list(changes.added.items()))
             if changes.erased:
                 # Overwrite a deleted key's bytes in the file's pages, not just unlink them
-                # (SQLite leaves deleted rows in free space). Older copies of the page in the
-                # WAL file last until a checkpoint reuses it (README).
+                # (SQLite leaves deleted rows in free space); the WAL's older copy of the page
+                # goes with the truncation after the commit (insert_events).
                 c.execute("PRAGMA secure_delete = ON")
-            for chunk in chunks(changes.erased):
-                c.execute(f"DELETE FROM {KEYS_TABLE} WHERE key_id IN "
-                          f"({', '.join('?' * len(chunk))})", chunk)
+                c.execute(f"DELETE FROM {KEYS_TABLE} WHERE {_ONE_OF_KEYS}",
+                          (values_of(sorted(changes.erased), postgres=False),))
         return ids
