@@ -104,9 +104,9 @@ _BYTE_ORDER = ' COLLATE "C"'
 
 
 def _ordered(cur: ViewCursor, table: str, key: tuple[str, ...]
-             ) -> tuple[list[str], tuple[str, ...], Iterator[tuple[Any, ...]]]:
-    """A table's column names, the columns its rows are ordered by (`key`, else all), and
-    its rows in that order, read BATCH at a time (a server-side cursor on PostgreSQL).
+             ) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    """A table's rows ordered by `key` (whole rows without one), read BATCH at a time (a
+    server-side cursor on PostgreSQL), each with the key Python compares it by.
 
     The store orders them and the merge in `_compare` compares them in Python, so the two
     must agree: text in byte order (`COLLATE "C"` on PostgreSQL; SQLite's own), NULL first."""
@@ -118,50 +118,43 @@ def _ordered(cur: ViewCursor, table: str, key: tuple[str, ...]
              if cur.postgres and getattr(d, "type_code", None) in _TEXT_TYPES}
     probe.close()
     columns = key or tuple(names)
+    at = [names.index(c) for c in columns]
     order = ", ".join(f"{c}{_BYTE_ORDER if c in texts else ''} NULLS FIRST" for c in columns)
     reader = conn.cursor(name=f"check_{uuid.uuid4().hex[:12]}") if cur.postgres \
         else conn.cursor()
-
-    def rows() -> Iterator[tuple[Any, ...]]:
-        try:
-            reader.execute(f"SELECT * FROM {table} ORDER BY {order}")
-            while batch := reader.fetchmany(BATCH):
-                yield from (tuple(r) for r in batch)
-        finally:
-            reader.close()
-
-    return names, columns, rows()
-
-
-def _sort_key(row: tuple[Any, ...], at: list[int]) -> tuple[tuple[bool, Any], ...]:
-    """Python's order of a row's key as the store orders it: NULL first."""
-    return tuple((row[i] is not None, row[i]) for i in at)
+    try:
+        reader.execute(f"SELECT * FROM {table} ORDER BY {order}")
+        while batch := reader.fetchmany(BATCH):
+            for raw in batch:
+                row = tuple(raw)
+                # NULL first, as the store puts it; never compared itself
+                yield tuple((row[i] is not None, row[i]) for i in at), row
+    finally:
+        reader.close()
 
 
 def _compare(view: str, table: str, key: tuple[str, ...], live: ViewCursor,
              rebuilt: ViewCursor) -> list[Difference]:
     """Merge the two copies of a table in key order, streaming; a table without a key is
     compared as a multiset of whole rows."""
-    names, columns, old_rows = _ordered(live, table, key)
-    _, _, new_rows = _ordered(rebuilt, table, key)
-    at = [names.index(c) for c in columns]
+    def named(found: tuple[tuple[Any, ...], tuple[Any, ...]]) -> tuple[Any, ...]:
+        """How a difference names its row: by its key, or by its first column without one."""
+        sort_key, row = found
+        return tuple(v for _, v in sort_key) if key else row[:1]
+
+    old_rows, new_rows = _ordered(live, table, key), _ordered(rebuilt, table, key)
     differences: list[Difference] = []
     old, new = next(old_rows, None), next(new_rows, None)
     while old is not None or new is not None:
-        if new is None or (old is not None and _sort_key(old, at) < _sort_key(new, at)):
+        if new is None or (old is not None and old[0] < new[0]):
             assert old is not None
-            differences.append(Difference(view, table, _shown(old, at, key), old, None))
+            differences.append(Difference(view, table, named(old), old[1], None))
             old = next(old_rows, None)
-        elif old is None or _sort_key(new, at) < _sort_key(old, at):
-            differences.append(Difference(view, table, _shown(new, at, key), None, new))
+        elif old is None or new[0] < old[0]:
+            differences.append(Difference(view, table, named(new), None, new[1]))
             new = next(new_rows, None)
         else:
-            if old != new:
-                differences.append(Difference(view, table, _shown(old, at, key), old, new))
+            if old[1] != new[1]:
+                differences.append(Difference(view, table, named(old), old[1], new[1]))
             old, new = next(old_rows, None), next(new_rows, None)
     return differences
-
-
-def _shown(row: tuple[Any, ...], at: list[int], key: tuple[str, ...]) -> tuple[Any, ...]:
-    """How a difference names its row: by its key, or by its first column without one."""
-    return tuple(row[i] for i in at) if key else row[:1]
