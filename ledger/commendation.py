@@ -127,16 +127,20 @@ class CommendationUseCases(LedgerBase):
         volunteer of it), a unit open on at least one day of it (a later closure does not take
         a year's merit away)."""
         expected = RECIPIENT_KIND[kind]
-        self._check_kind_of(kind, expected, recipient_id)
         if expected == "program":
             if recipient_id not in PROGRAMS:
+                self._refuse_other_kind(kind, expected, recipient_id)
                 raise UnknownReference(
                     f"{kind.value} goes to a program code (A1…C4), "
                     f"not {recipient_id!r}", "recipient_id")
             return expected
         first, last = date(year, 1, 1).isoformat(), date(year, 12, 31).isoformat()
         if expected == "volunteer":
-            volunteer = self._refer(Volunteer, recipient_id, "recipient_id", "volunteer")
+            volunteers = self._get_many(Volunteer, [recipient_id])
+            if not volunteers:
+                self._refuse_other_kind(kind, expected, recipient_id)
+            volunteer = self._refer(Volunteer, recipient_id, "recipient_id", "volunteer",
+                                    among=volunteers)
             ended = volunteer.deregistered_on
             if volunteer.registered_on > last or (ended is not None and ended <= last):
                 span = f"from {volunteer.registered_on}" + (f" until {ended}" if ended else "")
@@ -145,23 +149,24 @@ class CommendationUseCases(LedgerBase):
                     f"(registered {span}), so is no candidate for {kind.value} {year}",
                     "recipient_id")
             return expected
-        unit = self._refer(Unit, recipient_id, "recipient_id", "unit")
+        units = self._get_many(Unit, [recipient_id])
+        if not units:
+            self._refuse_other_kind(kind, expected, recipient_id)
+        unit = self._refer(Unit, recipient_id, "recipient_id", "unit", among=units)
         if unit.kind != expected:
-            raise InvalidField(
-                f"{kind.value} goes to a unit of kind {expected}, "
-                f"and {recipient_id} is {article(unit.kind)} {unit.kind}", "recipient_id")
+            raise _wrong_kind(kind, expected, recipient_id, f"{article(unit.kind)} {unit.kind}")
         if unit.closed_on is not None and unit.closed_on <= first:
             raise NotACandidate(
                 f"unit {recipient_id} was closed on {unit.closed_on}, before {year} began, so "
                 f"is no candidate for {kind.value} {year}", "recipient_id")
         return expected
 
-    def _check_kind_of(self, kind: AwardKind, expected: str, recipient_id: str) -> None:
-        """Refuse a recipient that exists as another kind of thing than the award goes to,
-        saying what it is: a unit given for the most beautiful volunteer was "no volunteer
-        with id …" (bb22). A unit of the wrong unit kind is `_check_recipient`'s to name."""
+    def _refuse_other_kind(self, kind: AwardKind, expected: str, recipient_id: str) -> None:
+        """For a recipient not found as the award's kind: refuse it by what it is, if it is
+        something else (bb22: a unit given for the most beautiful volunteer was "no volunteer
+        with id …"); asked only once the expected kind was not found."""
         found = None
-        if expected != "program" and recipient_id in PROGRAMS:
+        if recipient_id in PROGRAMS:
             found = "a program"
         elif expected != "volunteer" and self._get(Volunteer, recipient_id) is not None:
             found = "a volunteer"
@@ -169,10 +174,7 @@ class CommendationUseCases(LedgerBase):
             unit = self._get(Unit, recipient_id)
             found = None if unit is None else f"{article(unit.kind)} {unit.kind}"
         if found is not None:
-            wanted = {"volunteer": "a volunteer", "program": "a program code (A1…C4)"}.get(
-                expected, f"a unit of kind {expected}")
-            raise InvalidField(f"{kind.value} goes to {wanted}, and {recipient_id} is {found}",
-                               "recipient_id")
+            raise _wrong_kind(kind, expected, recipient_id, found)
 
     def get_award(self, the_id: str) -> Award:
         """An award by id (404 when unknown)."""
@@ -257,3 +259,11 @@ class CommendationUseCases(LedgerBase):
                 break
             start = page[-1].id + 1
         return [self._find(AccessToken, i, "token") for i in ids]
+
+
+def _wrong_kind(kind: AwardKind, expected: str, recipient_id: str, found: str) -> InvalidField:
+    """The refusal of a recipient of another kind than the award goes to, saying what it is."""
+    wanted = {"volunteer": "a volunteer", "program": "a program code (A1…C4)"}.get(
+        expected, f"a unit of kind {expected}")
+    return InvalidField(f"{kind.value} goes to {wanted}, and {recipient_id} is {found}",
+                        "recipient_id")
