@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache, partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, status
@@ -112,16 +113,11 @@ def grant_award(body: AwardIn, actor: CommitteeWriter, services: ServicesDep) ->
     The grant keeps what the views said of the recipient then (`eligibility`), read once the
     views hold every stored event (else 503, as the eligibility reads), so the record shows
     a grant made against the criteria, and which ones."""
-    seen: list[dict[str, Any] | None] = []
-
-    def read() -> dict[str, Any] | None:
-        seen.append(_seen(services, body))
-        return seen[-1]
-
+    seen = cache(partial(_seen, services, body))  # read by the ledger, answered here
     written = services.ledger.grant_award(
         origin_of(actor), body.award.value, body.year, body.recipient_id, body.decision_ref,
-        read)
-    return services.written(written, eligibility=seen[-1] if seen else None)
+        seen)
+    return services.written(written, eligibility=seen())
 
 
 def _seen(services: Services, body: AwardIn) -> dict[str, Any] | None:
