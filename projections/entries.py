@@ -35,7 +35,9 @@ def valid_time(event: FeedEvent) -> dict[str, str] | None:
 
 def entry(event: FeedEvent, unmasked: bool, keys: Mapping[str, bytes]) -> dict[str, Any]:
     """An event as the volunteer history shows it."""
-    data = opened({k: v for k, v in event.data.items() if k not in _LIFTED}, keys)
+    data = opened(event.data, keys)  # a copy: the lifted fields leave it, not event.data
+    for lifted in _LIFTED:
+        data.pop(lifted, None)
     return {
         "position": event.position,
         "type": event.type,
