@@ -113,13 +113,20 @@ def _ranked(kind: str, units: dict[str, UnitRow], chosen: set[str],
             "rank": ranks[uid], "unit_id": uid, "name": units[uid][0], "kind": kind,
             "total_minutes": minutes[uid], "total_hours": hours(minutes[uid]),
             "volunteers": volunteers[uid],
-            "minutes_per_volunteer": (round(minutes[uid] / volunteers[uid], 2)
-                                      if volunteers[uid] else 0.0),
+            "minutes_per_volunteer": per_volunteer(minutes[uid], volunteers[uid]),
             "sessions": sessions[uid],
         }
         for uid in chosen
     ]
     return sorted(items, key=lambda item: (item["rank"], item["unit_id"]))
+
+
+def per_volunteer(minutes: int, volunteers: int) -> float:
+    """Minutes per volunteer rounded to the hundredth, halves up, computed exactly: a
+    float's round() gave 2.67 for 107 / 40 = 2.675, stored as 2.67499… (bb25 F1)."""
+    if not volunteers:
+        return 0.0
+    return (200 * minutes + volunteers) // (2 * volunteers) / 100
 
 
 def _credited(unit_id: str, units: dict[str, UnitRow], chosen: set[str],

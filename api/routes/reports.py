@@ -36,7 +36,8 @@ class RankingItem(BaseModel):
     total_hours: float = hours_field()
     volunteers: int
     minutes_per_volunteer: float = Field(description=(
-        "total_minutes / volunteers, rounded to the hundredth of a minute (0 with no volunteer)"))
+        "total_minutes / volunteers, rounded to the hundredth of a minute, halves up (0 with no "
+        "volunteer)"))
     sessions: int
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from ledger import InvalidField, Ledger
 from projections import ReadModels
+from projections.rankings import per_volunteer
 from tests.factories import make_long_activity, make_unit, make_volunteer, serve, transfer
 
 
@@ -105,6 +106,30 @@ def test_volunteers_are_counted_once_and_minutes_shared_among_them(
 
     assert item["volunteers"] == 2 and item["sessions"] == 3
     assert item["minutes_per_volunteer"] == 90.0 and item["total_hours"] == 3.0
+
+
+def test_minutes_per_volunteer_rounds_a_half_hundredth_up(
+        ledger: Ledger, models: ReadModels) -> None:
+    # 107 minutes over 40 volunteers is exactly 2.675: 2.68, as a client computing it from
+    # total_minutes and volunteers gets (a float's round() gave 2.67; bb25 F1).
+    unit = make_unit(ledger, "organisation")
+    activity = make_long_activity(ledger, unit)
+    for n in range(40):
+        serve(ledger, make_volunteer(ledger, unit), activity, date(2017, 1, 5),
+              hours=(29 if n == 0 else 2) / 60)
+    models.catch_up()
+
+    [item] = models.unit_rankings("organisation", basis="organised", year=2017)
+
+    assert (item["total_minutes"], item["volunteers"]) == (107, 40)
+    assert item["minutes_per_volunteer"] == 2.68
+
+
+@pytest.mark.parametrize(("minutes", "volunteers", "shown"), [
+    (41, 40, 1.03), (9, 8, 1.13), (11, 8, 1.38), (2, 3, 0.67), (1, 3, 0.33), (90, 1, 90.0),
+    (0, 5, 0.0), (7, 0, 0.0), (10**12 + 5, 1000, 1000000000.01)])
+def test_per_volunteer_rounds_exactly(minutes: int, volunteers: int, shown: float) -> None:
+    assert per_volunteer(minutes, volunteers) == shown
 
 
 def test_a_roll_up_adds_descendants_and_counts_volunteers_once(
