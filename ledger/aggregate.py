@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from eventsourcing.domain import (
     BaseAggregate,
@@ -49,6 +49,14 @@ class LedgerSnapshot(CanSnapshotAggregate[str], LedgerDomainEvent):
     topic: str
     state: dict[str, Any]
 
+    @classmethod
+    def take(cls, aggregate: Any) -> Self:
+        """The library's snapshot, without what the aggregate derives from its state."""
+        snapshot = super().take(aggregate)
+        for name in getattr(aggregate, "derived", ()):
+            snapshot.state.pop(name, None)
+        return snapshot
+
 
 class LedgerAggregate(BaseAggregate[str]):
     """Base of every aggregate of the ledger."""
@@ -60,6 +68,19 @@ class LedgerAggregate(BaseAggregate[str]):
         pass
 
     Snapshot = LedgerSnapshot
+
+    # Attributes an aggregate derives from its state to answer faster (an index), built when
+    # first needed: not stored in snapshots, not compared.
+    derived: ClassVar[frozenset[str]] = frozenset()
+
+    def __eq__(self, other: object) -> bool:
+        if type(self) is not type(other):
+            return False
+        mine, theirs = vars(self), vars(other)
+        return ({k: v for k, v in mine.items() if k not in self.derived}
+                == {k: v for k, v in theirs.items() if k not in self.derived})
+
+    __hash__ = BaseAggregate.__hash__
 
 
 __all__ = ["LedgerAggregate", "LedgerEvent", "LedgerSnapshot"]

@@ -182,7 +182,8 @@ class LedgerBase(Application[str]):
 
         The library reloads an aggregate from the store for each snapshot it takes; ours are in
         memory and saved, so a snapshot of their current state (any version is a valid one) costs
-        one insert. One snapshot per aggregate per save, when its events crossed an interval.
+        one insert. One snapshot per aggregate per save, when its events crossed an interval;
+        its older snapshots are deleted in the same transaction (`Loader.store_snapshots`).
         """
         if self.snapshots is None:
             return
@@ -193,7 +194,8 @@ class LedgerBase(Application[str]):
             if interval and saved.originator_version % interval == 0:
                 due[saved.originator_id] = aggregate
         if due:
-            self.snapshots.put([type(a).Snapshot.take(a) for a in due.values()])
+            self._loader.store_snapshots([self.mapper.to_stored_event(type(a).Snapshot.take(a))
+                                          for a in due.values()])
 
     def _save(self, *aggregates: LedgerAggregate | None, guard: WriteGuard | None = None,
               keys: KeyChanges | None = None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import Mapper, StoredEvent
@@ -38,6 +38,16 @@ class Loader:
         # (the API checks a presented token's grant with it: api/deps.py).
         self.version_statement = (f"SELECT MAX(originator_version) FROM {table(events_table)} "
                                   "WHERE originator_id = ?")
+        # A snapshot stored, and its aggregate's older ones deleted: loading reads only the
+        # latest, and a volunteer's grows with their sessions, so keeping every one grew as the
+        # square of their sessions. (The library's PostgreSQL recorder sends snapshots as an
+        # array of a composite type, escaped in Python: 130 ms for a 1.4 MB one.)
+        mark = "%s" if postgres else "?"
+        self.snapshot_statements = (
+            f"INSERT INTO {table(snapshots_table)} (originator_id, originator_version, topic, "
+            f"state) VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT DO NOTHING",
+            f"DELETE FROM {table(snapshots_table)} WHERE originator_id = {mark} "
+            f"AND originator_version < {mark}") if snapshots_table else None
         # Each stored event's position, by id and version (the topic tells what it was).
         self.positions_statement = (
             f"SELECT w.id AS originator_id, e.originator_version, e.topic, e.notification_id "
@@ -50,29 +60,35 @@ class Loader:
             self._postgres_statements(table(events_table),
                                       table(snapshots_table) if snapshots_table else None)
             return
-        wanted = one_of("originator_id", postgres=False)  # PostgreSQL returned above
-        events = (f"SELECT originator_id, originator_version, topic, state, 1 AS kind "
-                  f"FROM {table(events_table)} e WHERE e.{wanted}")
+        # One index seek per id, as on PostgreSQL below. `originator_id IN (…)` with GROUP BY
+        # or a join on the latest snapshot read every event of an id and filtered them after:
+        # 3.3 ms for the version of a volunteer with 20,000 sessions, asked before each write
+        # that reuses a kept aggregate, and 18 ms to load them (bb23 F4).
+        ids = "json_each(?) w"
         self.versions_statement = (
-            f"SELECT originator_id, MAX(originator_version) AS version "
-            f"FROM {table(events_table)} WHERE {wanted} GROUP BY originator_id")
+            f"SELECT originator_id, version FROM (SELECT w.value AS originator_id, "
+            f"(SELECT MAX(y.originator_version) FROM {table(events_table)} y "
+            f"WHERE y.originator_id = w.value) AS version FROM {ids}) WHERE version IS NOT NULL")
+        events = table(events_table)
         if snapshots_table is None:
-            self.statement = events + " ORDER BY originator_id, originator_version"
+            self.statement = (
+                f"SELECT e.originator_id, e.originator_version, e.topic, e.state, 1 AS kind "
+                f"FROM {ids} JOIN {events} e ON e.originator_id = w.value "
+                f"ORDER BY 1, 2")
             self.marks = 1
             return
         snapshots = table(snapshots_table)
         self.statement = (
-            f"WITH latest AS (SELECT originator_id, MAX(originator_version) AS version "
-            f"FROM {snapshots} WHERE {wanted} GROUP BY originator_id) "
+            f"WITH latest AS (SELECT w.value AS id, (SELECT MAX(x.originator_version) "
+            f"FROM {snapshots} x WHERE x.originator_id = w.value) AS version FROM {ids}) "
             f"SELECT s.originator_id, s.originator_version, s.topic, s.state, 0 AS kind "
-            f"FROM {snapshots} s JOIN latest l ON l.originator_id = s.originator_id "
-            f"AND l.version = s.originator_version "
+            f"FROM latest l JOIN {snapshots} s ON s.originator_id = l.id "
+            f"AND s.originator_version = l.version "
             f"UNION ALL SELECT e.originator_id, e.originator_version, e.topic, e.state, 1 "
-            f"FROM {table(events_table)} e LEFT JOIN latest l "
-            f"ON l.originator_id = e.originator_id WHERE e.{wanted} "
+            f"FROM latest l JOIN {events} e ON e.originator_id = l.id "
             f"AND e.originator_version > COALESCE(l.version, 0) "
             f"ORDER BY 1, 5, 2")
-        self.marks = 2
+        self.marks = 1
 
     def _postgres_statements(self, events: str, snapshots: str | None) -> None:
         """The same statements for PostgreSQL, written as one index lookup per id.
@@ -134,6 +150,16 @@ class Loader:
                 found.setdefault(str(row["originator_id"]), {})[
                     int(row["originator_version"])] = int(row["notification_id"])
         return found
+
+    def store_snapshots(self, snapshots: Sequence[StoredEvent]) -> None:
+        """Store snapshots and delete their aggregates' older ones, in one transaction."""
+        if self.snapshot_statements is None or not snapshots:
+            return
+        insert, prune = self.snapshot_statements
+        with self.datastore.transaction(commit=True) as cur:
+            cur.executemany(insert, [(s.originator_id, s.originator_version, s.topic, s.state)
+                                     for s in snapshots])
+            cur.executemany(prune, [(s.originator_id, s.originator_version) for s in snapshots])
 
     def versions(self, ids: Collection[str]) -> dict[str, int]:
         """The stored version of each id that has events."""
