@@ -60,10 +60,12 @@ def open_services(settings: Settings,
     ledger.on_recorded = recorded
     ledger.ensure_catalogue()
     models = ReadModels(ledger, extra=auditor_views())
-    auditor = Auditor(models.store, SigningKey.for_store(settings.store()))
+    signing = SigningKey.for_store(settings.store())
+    auditor = Auditor(models.store, signing)
     if settings.inline_projections:  # else a `vledger projections run` worker keeps them
         models.catch_up()
-    return Services(settings=settings, ledger=ledger, models=models, auditor=auditor)
+    return Services(settings=settings, ledger=ledger, models=models, auditor=auditor,
+                    cursor_secret=signing.derived_secret("vledger list cursors"))
 
 
 def _follow(services: Services, stop: threading.Event) -> None:
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         # Ranked lists' versions, for their next pages served by any worker (api/lists.py).
         app.state.lists = StoredLists(services.models.store)
+        app.state.cursor_secret = services.cursor_secret
         stop = threading.Event()
         follower = threading.Thread(target=_follow, args=(services, stop), daemon=True,
                                     name="vledger-views")

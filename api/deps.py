@@ -80,6 +80,8 @@ class Services:
     ledger: Ledger
     models: ReadModels
     auditor: Auditor
+    # Seals list cursors (api/schemas.py), the same in every worker and across restarts.
+    cursor_secret: bytes = b""
     grants: Grants = field(default_factory=Grants)
 
     def after_write(self, position: int) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import re
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -125,34 +127,74 @@ def _list_of(request: Request) -> str:
     return hashlib.sha256(repr((request.url.path, params)).encode()).hexdigest()[:12]
 
 
-def page_cursor(offset: int, list_of: str, digest: str | None = None) -> str:
-    found: dict[str, Any] = {"o": offset, "q": list_of}
-    if digest is not None:
-        found["d"] = digest
-    raw = json.dumps(found).encode()
+# Cursors are sealed with a secret of the API (derived from the checkpoint signing key, so
+# every worker shares it and it outlives a restart): an edited cursor is refused, not read as
+# another offset (bb24 F3). A process without one (an app never started) uses its own.
+_FALLBACK_SECRET = secrets.token_bytes(32)
+_MAC_BYTES = 16
+
+
+def _cursor_secret(request: Request) -> bytes:
+    return getattr(request.app.state, "cursor_secret", None) or _FALLBACK_SECRET
+
+
+def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def read_cursor(cursor: str | None, list_of: str) -> tuple[int, str | None]:
-    """The offset an opaque cursor stands for, and the digest of the list it walks (if it
-    carries one); 422 naming `cursor` when it is not one this service issued, or was issued
-    for another list (other path, filters or period)."""
+def _unb64(text: str) -> bytes:
+    """The bytes of unpadded base64url text written as `_b64` writes them (no other spelling
+    of the same bytes: a cursor is taken only as it was issued)."""
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(raw) != text:
+        raise ValueError(text)
+    return raw
+
+
+def page_cursor(request: Request, offset: int, list_of: str, digest: str | None = None,
+                position: int | None = None) -> str:
+    """An opaque cursor: the next offset in the list `list_of` names, with the version
+    (`digest`) and `position` of a ranked list's first page, sealed."""
+    found: dict[str, Any] = {"o": offset, "q": list_of}
+    if digest is not None:
+        found["d"], found["p"] = digest, position
+    raw = json.dumps(found, separators=(",", ":")).encode()
+    mac = hmac.new(_cursor_secret(request), raw, hashlib.sha256).digest()[:_MAC_BYTES]
+    return f"{_b64(raw)}.{_b64(mac)}"
+
+
+class Cursor(BaseModel):
+    """What a cursor this service issued says: where the next page starts, and for a ranked
+    list the version and position of its first page."""
+
+    offset: int
+    digest: str | None = None
+    position: int | None = None
+
+
+def read_cursor(request: Request, cursor: str | None, list_of: str) -> Cursor:
+    """What an opaque cursor says; 422 naming `cursor` when it is not one this service issued
+    (or was altered), or was issued for another list (other path, filters or period)."""
     if not cursor:
-        return 0, None
+        return Cursor(offset=0)
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        found = json.loads(base64.urlsafe_b64decode(padded))
-        offset, digest = found["o"], found.get("d")
+        body, mac = cursor.split(".")
+        raw = _unb64(body)
+        expected = hmac.new(_cursor_secret(request), raw, hashlib.sha256).digest()[:_MAC_BYTES]
+        if not hmac.compare_digest(_unb64(mac), expected):
+            raise ValueError
+        found = json.loads(raw)
+        offset, digest, position = found["o"], found.get("d"), found.get("p")
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise ValueError
-        if digest is not None and not isinstance(digest, str):
+        if digest is not None and not (isinstance(digest, str) and isinstance(position, int)):
             raise ValueError
     except Exception:
         raise InvalidField("cursor is not a cursor this service issued", "cursor") from None
     if found.get("q") != list_of:
         raise InvalidField("cursor was issued for another list (other path or parameters); "
                            "start again without a cursor", "cursor")
-    return offset, digest
+    return Cursor(offset=offset, digest=digest, position=position)
 
 
 def paginate(items: list[Any], limit: int | None, cursor: str | None,
@@ -160,11 +202,11 @@ def paginate(items: list[Any], limit: int | None, cursor: str | None,
     """A page of a list that only grows at its end (a history, the tokens), and the cursor
     of the next page (None at the end): an offset walks it without repeats or gaps."""
     list_of = _list_of(request)
-    offset, _ = read_cursor(cursor, list_of)
+    offset = read_cursor(request, cursor, list_of).offset
     if limit is None:
         return items[offset:], None
     end = offset + limit
-    return items[offset:end], (page_cursor(end, list_of) if end < len(items) else None)
+    return items[offset:end], (page_cursor(request, end, list_of) if end < len(items) else None)
 
 
 def paged(fetch: Callable[[int, int], list[Any]], limit: int, cursor: str | None,
@@ -172,9 +214,10 @@ def paged(fetch: Callable[[int, int], list[Any]], limit: int, cursor: str | None
     """`paginate` for a list read from the store a page at a time: `fetch(offset, count)`
     answers at most `count` items from `offset` on."""
     list_of = _list_of(request)
-    offset, _ = read_cursor(cursor, list_of)
+    offset = read_cursor(request, cursor, list_of).offset
     items = fetch(offset, limit + 1)  # one more: whether a next page is there
-    return items[:limit], (page_cursor(offset + limit, list_of) if len(items) > limit else None)
+    return items[:limit], (page_cursor(request, offset + limit, list_of)
+                           if len(items) > limit else None)
 
 
 class ListChanged(Conflict):
@@ -234,7 +277,8 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
     in place, to what it was for the first page.
     """
     list_of = _list_of(request)
-    offset, digest = read_cursor(cursor, list_of)
+    read = read_cursor(request, cursor, list_of)
+    offset, digest = read.offset, read.digest
     if limit is None and cursor is None:
         return items, None, position
     # The context rides as the list's first element, in memory and in the store alike.
@@ -249,6 +293,8 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
                 f"the list changed after its first page was read (it now answers for position "
                 f"{position}); read it again from the first page, without a cursor")
         position, whole = kept
+    elif read.position is not None:  # the same list as the first page's: its position
+        position = read.position
     if context is not None and whole and isinstance(whole[0], dict) and _CONTEXT in whole[0]:
         context.update(whole[0][_CONTEXT])
         items = whole[1:]
@@ -262,7 +308,7 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
         if _SNAPSHOTS.find(digest) is None and stored is not None:
             stored.keep(digest, position, whole)  # once per version and process
         _SNAPSHOTS.keep(digest, position, whole)
-    return items[offset:end], page_cursor(end, list_of, digest), position
+    return items[offset:end], page_cursor(request, end, list_of, digest, position), position
 
 
 async def paginate_ranked_async(items: list[Any], position: int, limit: int | None,

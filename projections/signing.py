@@ -19,6 +19,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import hmac
 import os
 import tempfile
 from collections.abc import Mapping
@@ -84,6 +85,14 @@ class SigningKey:
         return self.public.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ).decode("ascii")
+
+    def derived_secret(self, purpose: str) -> bytes:
+        """A secret for another purpose (the API's list cursors), the same in every process
+        that loads this key and telling nothing of it: HMAC-SHA256 of the purpose under it."""
+        raw = self.private.private_bytes(serialization.Encoding.Raw,
+                                         serialization.PrivateFormat.Raw,
+                                         serialization.NoEncryption())
+        return hmac.new(raw, purpose.encode(), hashlib.sha256).digest()
 
     def sign(self, message: bytes) -> str:
         """An Ed25519 signature in base64."""

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.schemas import _Snapshots
-from ledger import Settings
+from api.schemas import _Snapshots, page_cursor, read_cursor
+from ledger import InvalidField, Settings
 from tests.api.conftest import ADMIN_TOKEN, District, bearer
 
 
@@ -67,6 +70,60 @@ def test_rankings_paginate_with_an_opaque_cursor(district: District) -> None:
     # The page size may change from one page to the next.
     assert district.get("/v1/rankings/units", token=None, kind="subdistrict", limit=5,
                         cursor=first["next_cursor"]).status_code == 200
+
+
+def _edited(cursor: str, offset: int) -> list[str]:
+    """Cursors a client could make from one it was given: another offset re-encoded with the
+    old seal or none, one character changed in the body or the seal."""
+    body, seal = cursor.split(".")
+    found = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    found["o"] = offset
+    forged = base64.urlsafe_b64encode(orjson.dumps(found)).decode().rstrip("=")
+    flip = {"A": "B"}.get(body[5], "A")
+    return [f"{forged}.{seal}", forged, f"{body[:5]}{flip}{body[6:]}.{seal}",
+            f"{body}.{seal[:-1]}{'A' if seal[-1] != 'A' else 'B'}", body]
+
+
+def test_an_edited_cursor_is_refused_not_read_as_another_offset(district: District) -> None:
+    # bb24 F3: an unsealed cursor's offset could be edited to skip or repeat rows.
+    for n in range(3):
+        district.post("/v1/units", {"name": f"新街道{n}", "kind": "subdistrict"})
+    first = district.get("/v1/rankings/units", token=None, kind="subdistrict", limit=1).json()
+    tokens = district.get("/v1/tokens", limit=1).json()
+    lists = [("/v1/rankings/units", None, {"kind": "subdistrict", "limit": 1},
+              first["next_cursor"]),
+             ("/v1/tokens", ADMIN_TOKEN, {"limit": 1}, tokens["next_cursor"])]
+    for path, token, params, cursor in lists:
+        assert district.get(path, token=token, cursor=cursor, **params).status_code == 200
+        for edited in _edited(cursor, 2):
+            response = district.get(path, token=token, cursor=edited, **params)
+            assert response.status_code == 422, (path, edited, response.text)
+            assert response.json()["errors"][0]["field"] == "cursor"
+
+
+def test_a_cursor_sealed_with_another_secret_is_refused() -> None:
+    # Another deployment (another signing key) issued it, or this one's key was replaced.
+    def app_with(secret: bytes) -> Any:
+        return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(cursor_secret=secret)))
+
+    ours, theirs = app_with(b"a" * 32), app_with(b"b" * 32)
+    cursor = page_cursor(theirs, 10, "list", "digest", 7)
+    assert read_cursor(theirs, cursor, "list").position == 7
+    with pytest.raises(InvalidField, match="not a cursor this service issued"):
+        read_cursor(ours, cursor, "list")
+
+
+def test_later_pages_answer_for_the_first_pages_position(district: District) -> None:
+    # bb24 F4: a write that leaves the list as it was moved the later pages' position on.
+    first = district.get("/v1/rankings/units", token=None, kind="subdistrict", limit=1).json()
+    moved = _volunteer(district, district.unit_a, "新来的")  # registered: no service, no change
+    assert district.get(f"/v1/volunteers/{moved}/hours").json()["position"] > first["position"]
+    second = district.get("/v1/rankings/units", token=None, kind="subdistrict", limit=1,
+                          cursor=first["next_cursor"]).json()
+    assert second["position"] == first["position"]
+    whole = district.get("/v1/rankings/units", token=None, kind="subdistrict").json()
+    assert whole["position"] > first["position"]
+    assert whole["items"][1:2] == second["items"]
 
 
 def test_a_repeated_read_with_its_etag_is_a_304(district: District) -> None:
@@ -169,10 +226,11 @@ def test_a_list_changed_and_no_longer_held_answers_409_and_unchanged_pages_go_on
     schools = _schools_ranked(district)
     first = district.get("/v1/rankings/units", token=None, kind="school", basis="organised",
                          limit=1).json()
-    # Another event that does not touch the schools' ranking: the walk goes on, up to date.
+    # Another event that does not touch the schools' ranking: the walk goes on, answering
+    # for the first page's position as every page of the walk does (bb24 F4).
     district.post("/v1/units", {"name": "另一个街道", "kind": "subdistrict"})
     second = _walk(district, first).json()
-    assert second["position"] > first["position"]
+    assert second["position"] == first["position"]
 
     # The first page was served over an hour ago (this process forgot its version, and the
     # store keeps none that old) and the list changed since: 409.
