@@ -469,7 +469,7 @@ class RegistryUseCases(LedgerBase):
         insurer = check_text("insurer", insurer)
 
         def attempt() -> Written:
-            volunteer = self._refer(Volunteer, volunteer_id, "volunteer_id", "volunteer")
+            volunteer = self.get_volunteer(volunteer_id)  # in the path: 404 when unknown
             require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
             volunteer.insure(year, policy_ref, insurer, origin.meta())
             return Written(volunteer.id, self._save(volunteer))

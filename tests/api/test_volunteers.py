@@ -166,3 +166,31 @@ def test_a_recorder_sees_personal_data_of_its_own_units_volunteers_only(
     assert moved.status_code == 201, moved.text
     assert district.get(path, token=district.recorder_b).json()["personal"] is not None
     assert district.get(path, token=district.recorder_a).json()["personal"] is None
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("PATCH", "/v1/volunteers/{id}", {"name": "改名"}),
+    ("POST", "/v1/volunteers/{id}/transfers", {"to_unit_id": "UNIT", "effective_on": "2017-06-01"}),
+    ("POST", "/v1/volunteers/{id}/deregistration",
+     {"deregistered_on": "2017-06-01", "reason": "搬走"}),
+    ("POST", "/v1/volunteers/{id}/insurance",
+     {"year": 2017, "policy_ref": "P-1", "insurer": "人保"}),
+    ("POST", "/v1/service-sessions/{id}/corrections",
+     {"started_at": "2017-03-05T09:00:00+08:00", "ended_at": "2017-03-05T10:00:00+08:00",
+      "reason": "改"}),
+    ("POST", "/v1/service-sessions/{id}/void", {"reason": "重复"}),
+    ("POST", "/v1/activities/{id}/cancellation", {"reason": "下雨"}),
+    ("PATCH", "/v1/units/{id}", {"name": "改名"}),
+    ("POST", "/v1/units/{id}/closure", {"closed_on": "2017-06-01", "reason": "合并"}),
+    ("POST", "/v1/awards/{id}/revoke", {"reason": "撤销"}),
+    ("POST", "/v1/tokens/{id}/revoke", {"reason": "撤销"}),
+])
+def test_an_unknown_id_in_the_path_of_a_write_is_a_404(district: District, method: str,
+                                                      path: str, body: dict[str, Any]) -> None:
+    # API.md: 404 for an unknown id in the path; a 422 names a field of the body (bb24 F1:
+    # insurance answered 422 naming a `volunteer_id` the body does not have).
+    body = {k: district.unit_b if v == "UNIT" else v for k, v in body.items()}
+    response = district.client.request(method, path.format(id="no-such-id"), json=body,
+                                       headers=bearer(ADMIN_TOKEN))
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
