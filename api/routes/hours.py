@@ -116,4 +116,12 @@ def candidate_eligibility(
     request: Request, response: Response, actor: EligibilityReader, services: ServicesDep,
 ) -> Any:
     """One candidate's eligibility for an award and year, per criterion."""
-    return etagged(request, response, _eligibility(services, award, year, candidate_id))
+    try:
+        result = _eligibility(services, award, year, candidate_id)
+    except NotFound:
+        # Maybe registered after what the views have read (a worker behind, another
+        # process's write): a 404 only once they hold every stored event (503 otherwise),
+        # as a volunteer's hours answer (bb24 F2).
+        services.caught_up()
+        result = _eligibility(services, award, year, candidate_id)
+    return etagged(request, response, result)

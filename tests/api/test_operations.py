@@ -186,6 +186,50 @@ def test_an_api_without_inline_views_leaves_them_to_the_worker_and_waits_for_it(
         assert [i["name"] for i in ranked.json()["items"]] == ["街道"]
 
 
+def test_a_candidate_the_worker_has_not_read_yet_is_a_503_not_a_404(settings: Any) -> None:
+    # bb24 F2: eligibility answered 404 "not a candidate" for a volunteer registered after
+    # what the worker had read; hours waited and answered 503. Both wait now.
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from ledger import Ledger
+    from projections import ReadModels
+    from projections.models import auditor_views
+    from tests.api.conftest import ADMIN_TOKEN, bearer
+
+    def work() -> None:  # what `vledger projections run` does
+        worker = Ledger(configured)
+        models = ReadModels(worker, extra=auditor_views())
+        try:
+            models.catch_up()
+        finally:
+            models.close()
+            worker.close()
+
+    configured = settings.model_copy(update={
+        "admin_token": ADMIN_TOKEN, "read_wait_seconds": 0.5, "inline_projections": False})
+    admin = bearer(ADMIN_TOKEN)
+    with TestClient(create_app(configured)) as client:
+        unit = client.post("/v1/units", json={"name": "街道", "kind": "subdistrict"},
+                           headers=admin).json()["id"]
+        assert client.put("/v1/award-rules/most_beautiful_volunteer/2017",
+                          json={"min_hours_in_year": 1}, headers=admin).status_code == 200
+        work()
+        late = client.post("/v1/volunteers", json={
+            "name": "新人", "home_unit_id": unit, "registered_on": "2017-01-01"},
+            headers=admin).json()["id"]
+        path = f"/v1/eligibility/most_beautiful_volunteer/2017/{late}"
+        waited = client.get(path, headers=admin)
+        assert waited.status_code == 503 and waited.headers["retry-after"], waited.text
+        work()
+        answered = client.get(path, headers=admin)
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["items"][0]["candidate_id"] == late
+        unknown = client.get("/v1/eligibility/most_beautiful_volunteer/2017/vol-nobody",
+                             headers=admin)
+        assert unknown.status_code == 404, unknown.text
+
+
 def test_readers_waiting_for_a_worker_hold_no_thread_a_write_needs(settings: Any) -> None:
     """Views kept by another process: readers waiting with `min_position` watch the stored
     position from the event loop. With one worker thread left, a write sent while three
