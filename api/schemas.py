@@ -293,7 +293,9 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
                 f"the list changed after its first page was read (it now answers for position "
                 f"{position}); read it again from the first page, without a cursor")
         position, whole = kept
-    elif read.position is not None:  # the same list as the first page's: its position
+    if read.position is not None:
+        # The first page's, as its cursor says: a version kept by content is the same list
+        # at every position it was read at, and may have been kept with another (bb27 F1).
         position = read.position
     if context is not None and whole and isinstance(whole[0], dict) and _CONTEXT in whole[0]:
         context.update(whole[0][_CONTEXT])

@@ -10,7 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import EligibilityReader, Fresh, HoursReader, Services, ServicesDep
 from api.schemas import ETAGGED, Whole, etagged, hours_field, paginate_ranked
-from ledger.catalogue import AwardKind
+from ledger.awards import RECIPIENT_KIND
+from ledger.catalogue import PROGRAMS, AwardKind
 from ledger.errors import NotFound
 
 router = APIRouter(tags=["hours and eligibility"])
@@ -119,9 +120,26 @@ def candidate_eligibility(
     try:
         result = _eligibility(services, award, year, candidate_id)
     except NotFound:
-        # Maybe registered after what the views have read (a worker behind, another
-        # process's write): a 404 only once they hold every stored event (503 otherwise),
-        # as a volunteer's hours answer (bb24 F2).
+        if not _may_be_candidate(services, award, candidate_id):
+            raise  # no recipient of the award's kind has that id: 404 now (bb27 F2)
+        # Registered after what the views have read (a worker behind, another process's
+        # write): a 404 only once they hold every stored event (503 otherwise), as a
+        # volunteer's hours answer (bb24 F2).
         services.caught_up()
         result = _eligibility(services, award, year, candidate_id)
     return etagged(request, response, result)
+
+
+def _may_be_candidate(services: Services, award: AwardKind, candidate_id: str) -> bool:
+    """Whether the ledger knows the id as a recipient of the award's kind (a volunteer, a
+    unit of the kind, a program of the catalogue), whatever the views have read."""
+    kind = RECIPIENT_KIND[award]
+    if kind == "program":
+        return candidate_id in PROGRAMS
+    try:
+        if kind == "volunteer":
+            services.ledger.get_volunteer(candidate_id)
+            return True
+        return bool(services.ledger.get_unit(candidate_id).kind == kind)
+    except NotFound:
+        return False

@@ -221,6 +221,11 @@ def test_a_candidate_the_worker_has_not_read_yet_is_a_503_not_a_404(settings: An
         path = f"/v1/eligibility/most_beautiful_volunteer/2017/{late}"
         waited = client.get(path, headers=admin)
         assert waited.status_code == 503 and waited.headers["retry-after"], waited.text
+        # bb27 F2: what no view can ever list is a 404 at once, views behind or not.
+        for nobody in ("vol-nobody", unit):
+            refused = client.get(f"/v1/eligibility/most_beautiful_volunteer/2017/{nobody}",
+                                 headers=admin)
+            assert refused.status_code == 404, refused.text
         work()
         answered = client.get(path, headers=admin)
         assert answered.status_code == 200, answered.text

@@ -126,6 +126,24 @@ def test_later_pages_answer_for_the_first_pages_position(district: District) -> 
     assert whole["items"][1:2] == second["items"]
 
 
+def test_walks_of_one_version_begun_at_two_positions_keep_their_own(
+        district: District) -> None:
+    # bb27 F1: the version kept by content held the position of whichever first page kept it
+    # last, and a walk begun earlier reported that one once the list had changed.
+    params = {"kind": "subdistrict", "limit": 1}
+    early = district.get("/v1/rankings/units", token=None, **params).json()
+    _volunteer(district, district.unit_a, "新来的")  # the list stays as it was
+    late = district.get("/v1/rankings/units", token=None, **params).json()
+    assert late["position"] > early["position"] and late["items"] == early["items"]
+    changed = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T17:00:00+08:00",
+                               "reorders")
+    assert changed.status_code == 201, changed.text
+    for first in (early, late):
+        walked = district.get("/v1/rankings/units", token=None, cursor=first["next_cursor"],
+                              **params).json()
+        assert walked["position"] == first["position"], (walked, first)
+
+
 def test_a_repeated_read_with_its_etag_is_a_304(district: District) -> None:
     first = district.get("/v1/rankings/units", token=None, kind="subdistrict")
     tag = first.headers["etag"]
