@@ -48,6 +48,9 @@ class Loader:
             f"state) VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT DO NOTHING",
             f"DELETE FROM {table(snapshots_table)} WHERE originator_id = {mark} "
             f"AND originator_version < {mark}") if snapshots_table else None
+        # The topic of an id's first event: what kind of aggregate it is, without loading it.
+        self.created_statement = (f"SELECT topic FROM {table(events_table)} "
+                                  f"WHERE originator_id = {mark} AND originator_version = 1")
         # Each stored event's position, by id and version (the topic tells what it was).
         self.positions_statement = (
             f"SELECT w.id AS originator_id, e.originator_version, e.topic, e.notification_id "
@@ -160,6 +163,15 @@ class Loader:
             cur.executemany(insert, [(s.originator_id, s.originator_version, s.topic, s.state)
                                      for s in snapshots])
             cur.executemany(prune, [(s.originator_id, s.originator_version) for s in snapshots])
+
+    def created_topic(self, aggregate_id: str) -> str | None:
+        """The topic of an id's first event (None when nothing is stored under it)."""
+        if not usable_id(aggregate_id):
+            return None
+        with self.datastore.transaction(commit=False) as cur:
+            cur.execute(self.created_statement, [aggregate_id])
+            row = cur.fetchone()
+        return None if row is None else str(row["topic"])
 
     def versions(self, ids: Collection[str]) -> dict[str, int]:
         """The stored version of each id that has events."""

@@ -42,6 +42,7 @@ from ledger.errors import (
     DuplicateRecordConflict,
     InvalidField,
     InvalidRequest,
+    NotFound,
 )
 from ledger.guards import WriteGuard
 from ledger.provenance import Origin
@@ -66,6 +67,7 @@ VOLUNTEER_NUMBER_PREFIX = "MLV"
 NUMBER_ATTEMPTS = 40
 NUMBER_PAUSE_SECONDS = 0.002  # the longest first pause; it doubles with each attempt
 MAX_SKILL = 100  # characters of one skill (as the API's Skill)
+VOLUNTEER_REGISTERED = event_topic(Volunteer, "Registered")
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,12 @@ class RegistryUseCases(LedgerBase):
     def get_volunteer(self, volunteer_id: str) -> Volunteer:
         """A volunteer by id (404 when unknown)."""
         return self._find(Volunteer, volunteer_id, "volunteer")
+
+    def require_volunteer(self, volunteer_id: str) -> None:
+        """NotFound unless a volunteer has this id; reads their first event only, not their
+        record (bb27 F3: a history page loaded a 2 MB snapshot to learn that they exist)."""
+        if self._loader.created_topic(volunteer_id) != VOLUNTEER_REGISTERED:
+            raise NotFound(f"no volunteer with id {volunteer_id!r}")
 
     def personal_of(self, volunteer: Volunteer) -> dict[str, Any]:
         """A volunteer's personal data, numbers opened (ledger/sealing.py)."""

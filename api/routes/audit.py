@@ -141,7 +141,7 @@ def history(volunteer_id: str, request: Request, response: Response, actor: Audi
     """Every event that touched a volunteer's record, as the ledger held them at `as_of`, in
     pages of `limit` (default 1,000: a volunteer serving daily for decades has tens of
     thousands, bb23), the next one named by `next_cursor`."""
-    services.ledger.get_volunteer(volunteer_id)
+    services.ledger.require_volunteer(volunteer_id)
     services.caught_up()
     page, next_cursor = paged(lambda offset, count: volunteer_history(
         services.models.store, services.ledger.recorder, volunteer_id, as_of,

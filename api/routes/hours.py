@@ -73,7 +73,7 @@ async def volunteer_hours(volunteer_id: str, request: Request, response: Respons
 
 
 def _caught_up_hours(services: Services, volunteer_id: str) -> dict[str, Any]:
-    services.ledger.get_volunteer(volunteer_id)  # NotFound when the ledger does not know them
+    services.ledger.require_volunteer(volunteer_id)  # NotFound when the ledger does not know them
     services.caught_up()  # 503 while the views are rebuilt: not a 404 for a known volunteer
     hours = services.models.volunteer_hours(volunteer_id)
     if hours is None:
@@ -138,7 +138,7 @@ def _may_be_candidate(services: Services, award: AwardKind, candidate_id: str) -
         return candidate_id in PROGRAMS
     try:
         if kind == "volunteer":
-            services.ledger.get_volunteer(candidate_id)
+            services.ledger.require_volunteer(candidate_id)
             return True
         return bool(services.ledger.get_unit(candidate_id).kind == kind)
     except NotFound:

@@ -197,3 +197,24 @@ def test_history_comes_in_pages_that_read_only_their_own_events(
     second = district.get(path, token=district.auditor, cursor=first["next_cursor"]).json()
     assert second["events"] == whole[4:] and second["next_cursor"] is None
     assert read == [5, 2]  # a page and one more (is there a next page?), not the whole
+
+
+def test_a_history_page_does_not_load_the_volunteers_record(
+        district: District, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb27 F3: each page loaded the volunteer (a 2 MB snapshot at 29,000 sessions) to learn
+    that they exist; an unknown id is still a 404."""
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    loaded: list[Any] = []
+    load = services.ledger._get_many
+
+    def counted(cls: Any, ids: Any) -> Any:
+        loaded.append(cls.__name__)
+        return load(cls, ids)
+
+    monkeypatch.setattr(services.ledger, "_get_many", counted)
+    page = district.get(f"/v1/volunteers/{district.volunteer}/history", token=district.auditor)
+    assert page.status_code == 200 and page.json()["events"]
+    assert "Volunteer" not in loaded
+    for unknown in ("vol-nobody", district.unit_a):
+        missing = district.get(f"/v1/volunteers/{unknown}/history", token=district.auditor)
+        assert missing.status_code == 404, missing.text
