@@ -98,6 +98,11 @@ class AuditLog:
         cur.execute("DROP TABLE IF EXISTS audit_leaves")
 
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
+        read = cur.execute("SELECT position FROM projection_positions WHERE name = ?",
+                           (self.name,)).fetchone()
+        altered = leaves_altered(cur, int(read[0]) if read else 0)
+        if altered:  # appending would sign a tree that leaves out (or makes up) events
+            raise AuditLogAltered(altered)
         size = log_size(cur)
         found = fetch_nodes(cur, Frontier.blocks(size))
         frontier = Frontier((lv, i, found[lv, i]) for lv, i in Frontier.blocks(size))
@@ -114,6 +119,38 @@ def insert_rows(cur: ViewCursor, into: str, rows: Sequence[tuple[Any, ...]]) -> 
     if rows:
         marks = "(" + ", ".join("?" * len(rows[0])) + ")"
         cur.executemany(f"INSERT INTO {into} VALUES {marks}", rows)
+
+
+def leaves_altered(cur: ViewCursor, read_to: int, count: bool = False) -> str | None:
+    """Whether the audit log's leaves are not those of the events its view has read to
+    `read_to`: its last leaf must be that event's (bb26 F1: a deleted last leaf was taken as
+    lag, and the next event was logged in its place). With `count`, also every leaf index
+    below the last one must be there (a full count: for a start or a verification)."""
+    row = cur.execute("SELECT MAX(leaf_index), MAX(position) FROM audit_leaves").fetchone()
+    size = 0 if row is None or row[0] is None else int(row[0]) + 1
+    last = 0 if row is None or row[1] is None else int(row[1])
+    fix = ("compare the store with a backup; `vledger verify` names what no longer matches, "
+           "and `vledger projections rebuild audit` logs every event again")
+    if last != read_to:
+        return (f"the audit log's last leaf is for position {last}, but its view has read to "
+                f"position {read_to}: leaves were deleted or added by hand; {fix}")
+    if count:
+        held = cur.execute("SELECT COUNT(*) FROM audit_leaves").fetchone()
+        if held is not None and int(held[0]) != size:
+            return (f"the audit log holds {int(held[0])} leaves, but its leaf indexes run to "
+                    f"{size - 1}: leaves were deleted by hand; {fix}")
+    return None
+
+
+def altered_log(store: ViewStore) -> str | None:
+    """Whether the audit log's leaves are not those of the events its view has read (see
+    `leaves_altered`), counting them all: before a server starts, and in `vledger verify`."""
+    with store.reading() as cur:
+        if not {"projection_positions", "audit_leaves"} <= table_names(cur):
+            return None
+        row = cur.execute("SELECT position FROM projection_positions WHERE name = ?",
+                          (AuditLog.name,)).fetchone()
+        return None if row is None else leaves_altered(cur, int(row[0]), count=True)
 
 
 def log_size(cur: ViewCursor) -> int:
@@ -151,7 +188,10 @@ def fetch_nodes(cur: ViewCursor, keys: Collection[tuple[int, int]]) -> dict[tupl
             out[int(lv), int(i)] = bytes(h)
     missing = set(keys) - out.keys()
     if missing:
-        raise RuntimeError(f"the audit log lacks subtree hashes {sorted(missing)[:3]}")
+        raise AuditLogAltered(
+            f"the audit log lacks the leaves or subtree hashes {sorted(missing)[:3]} "
+            "(level, index): they were deleted by hand; `vledger verify` names what no longer "
+            "matches, and `vledger projections rebuild audit` logs every event again")
     return out
 
 

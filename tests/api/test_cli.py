@@ -125,6 +125,34 @@ def test_serve_refuses_a_store_that_lost_events_its_views_read(database_url: str
     assert f"views have read to {head}" in said
 
 
+def test_serve_refuses_a_store_whose_audit_leaves_were_deleted(database_url: str,
+                                                              tmp_path: Path) -> None:
+    """bb26 F1: the server started and logged the next event in the deleted leaf's place,
+    then signed a checkpoint whose root matched no history of the events."""
+    from ledger import Ledger, Settings
+    from projections.store import ViewStore
+
+    env = {**os.environ, "VLEDGER_DATABASE_URL": database_url,
+           "VLEDGER_SIGNING_KEY_FILE": str(tmp_path / "key.pem")}
+    done = subprocess.run([VLEDGER, "demo", "--volunteers", "5", "--sessions", "20"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    ledger = Ledger(Settings(database_url=database_url))
+    store = ViewStore(ledger.settings.store())
+    try:
+        with store.transaction() as cur:
+            last = cur.execute("SELECT MAX(leaf_index) FROM audit_leaves").fetchone()[0]
+            cur.execute("DELETE FROM audit_leaves WHERE leaf_index = ?", (last,))
+    finally:
+        store.close()
+        ledger.close()
+    started = subprocess.run([VLEDGER, "serve", "--port", str(_free_port())],
+                             capture_output=True, text=True, env=env, timeout=120)
+    said = " ".join(started.stderr.split())
+    assert started.returncode == 1, said
+    assert "not starting: the audit log's last leaf is for position" in said, said
+
+
 def test_info_shows_the_store_and_the_last_position(database_url: str) -> None:
     assert _run(database_url, "init").returncode == 0
     info = _run(database_url, "info")

@@ -127,6 +127,28 @@ def test_a_changed_stored_leaf_fails_verification(views: Runner) -> None:
     assert verify().exit_code == 1
 
 
+@pytest.mark.parametrize("where", ["leaf_index = (SELECT MAX(leaf_index) FROM audit_leaves)",
+                                   "leaf_index = 2"])
+def test_a_deleted_leaf_is_an_altered_log_not_lag(views: Runner, ledger: Ledger,
+                                                  where: str) -> None:
+    """bb26 F1: with the last leaf deleted, verify passed ("not in the audit log yet"), and
+    the next event was logged in its place, never to be logged itself."""
+    with views.store.transaction() as cur:
+        # PostgreSQL cannot read the table it deletes from in a subquery of the same name.
+        index = cur.execute(f"SELECT leaf_index FROM audit_leaves WHERE {where}").fetchone()
+        cur.execute("DELETE FROM audit_leaves WHERE leaf_index = ?", (index[0],))
+    result = verify()
+    assert result.exit_code == 1, result.output
+    assert "leaves kept" in result.output and "deleted" in result.output
+    fill_ledger(ledger, sessions=1)
+    with pytest.raises(AuditLogAltered, match="deleted"):
+        views.catch_up()
+    if "MAX" in where:  # no leaf of the next event was written in the deleted one's place
+        with views.store.reading() as cur:
+            last = cur.execute("SELECT MAX(position) FROM audit_leaves").fetchone()[0]
+        assert last < ledger.head() - 1
+
+
 def test_a_changed_subtree_hash_off_the_roots_path_is_found(views: Runner, ledger: Ledger,
                                                              tmp_path: Path) -> None:
     # With 32 leaves or more, node (4, 0) feeds proofs but not the current root (its parent
