@@ -89,7 +89,9 @@ def _criterion(award: AwardKind, known: dict[str, type], name: str, value: Any) 
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidField(f"{name} must be a number", name)
-    if not math.isfinite(value):
+    # An int is finite; isfinite() would turn one past a float's range into an OverflowError
+    # (bb28 F1: a 500 for 10**400). It is refused as too large just below.
+    if isinstance(value, float) and not math.isfinite(value):
         raise InvalidField(f"{name} must be a finite number", name)
     if value < 0:
         raise InvalidField(f"{name} must not be negative", name)

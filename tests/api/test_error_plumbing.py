@@ -215,6 +215,7 @@ def test_an_unexpected_failure_is_a_500_problem_with_its_request_id(
     assert response.status_code == 500
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.headers["X-Request-ID"] == "req-42"
+    assert response.headers["connection"] == "close"  # as the server then does (bb28 F1)
     body = response.json()
     assert (body["status"], body["type"].rsplit("/", 1)[1]) == (500, "internal-error")
     assert "req-42" in body["detail"] and "a bug of ours" not in body["detail"]

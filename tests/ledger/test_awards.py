@@ -231,7 +231,8 @@ def test_a_unit_award_may_not_go_to_a_unit_closed_before_the_year(ledger: Ledger
     grant(ledger, later, award="best_organisation")
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e308])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e308, 10**400,
+                                   -(10**400), 10**4000])
 def test_a_criterion_that_is_not_a_finite_sensible_number_is_refused(ledger: Ledger,
                                                                      value: float) -> None:
     with pytest.raises(InvalidField) as refused:
