@@ -48,7 +48,7 @@ from ledger.guards import WriteGuard
 from ledger.provenance import Origin
 from ledger.sealing import KeyChanges
 from ledger.sessions import ServiceSession
-from ledger.text import blank, check_text
+from ledger.text import blank, check_text, trimmed
 from ledger.units import Unit, check_parent, new_unit_id
 from ledger.volunteers import (
     CLEARABLE_FIELDS,
@@ -309,7 +309,8 @@ class RegistryUseCases(LedgerBase):
             elif key == "political_status":
                 value = _enum(PoliticalStatus, key, value)
             elif key == "skills":
-                value = [check_text(key, str(s), MAX_SKILL) for s in value if not blank(str(s))]
+                # An empty item is left out; one of hidden characters is refused (bb28 F2).
+                value = [check_text(key, str(s), MAX_SKILL) for s in value if trimmed(str(s))]
             else:
                 value = str(value).strip()
             clean[key] = value

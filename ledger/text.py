@@ -3,9 +3,11 @@ as empty, and which characters it may not hold.
 
 Python's `str.strip()` keeps characters that show nothing: a zero-width space (U+200B), a
 byte-order mark (U+FEFF), control characters. A name of only those is as empty as a name of
-spaces, and is refused the same way; at either end of a text they are trimmed.
+spaces, and is refused the same way. Only spaces and line breaks are trimmed at either end of
+a text; anything else that shows nothing is refused wherever it sits, so that what is stored is
+what was sent (bb28 F2: "\u202eabc" was stored as "abc" and answered 201).
 
-Inside a text they are refused: a bidirectional override or isolate (U+202A–U+202E,
+They are refused: a bidirectional override or isolate (U+202A–U+202E,
 U+2066–U+2069) makes a name display as another in every report that prints it (a "Trojan
 source" spoof), and a zero-width character makes two names that look alike differ. Spaces of
 every kind (the ideographic space U+3000 too) and punctuation such as the middle dot of
@@ -23,6 +25,7 @@ MAX_REASON = 2000  # why something was corrected, voided, cancelled… (as the A
 MAX_LABEL = 200  # who or what an access token is for
 
 _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+_SPACES = frozenset({"Zs", "Zl", "Zp"})  # with str.isspace(): what is trimmed at either end
 # Format characters (Cf) show nothing themselves but change how the text around them shows;
 # surrogates (Cs) are halves of a character, never text on their own.
 _HIDDEN = frozenset({"Cf", "Cs"})
@@ -33,22 +36,27 @@ _BLANK_LETTERS = frozenset("\u034f\u115f\u1160\u3164\uffa0\u2800")
 
 
 def _invisible(ch: str) -> bool:
-    return ch.isspace() or unicodedata.category(ch) in _INVISIBLE
+    return ch.isspace() or unicodedata.category(ch) in _INVISIBLE or ch in _BLANK_LETTERS
+
+
+def _space(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) in _SPACES
 
 
 def trimmed(value: str) -> str:
-    """The text without whitespace or invisible characters at either end."""
+    """The text without spaces or line breaks at either end (other characters that show
+    nothing stay, for `check_shown` to refuse)."""
     start, end = 0, len(value)
-    while start < end and _invisible(value[start]):
+    while start < end and _space(value[start]):
         start += 1
-    while end > start and _invisible(value[end - 1]):
+    while end > start and _space(value[end - 1]):
         end -= 1
     return value[start:end]
 
 
 def blank(value: str | None) -> bool:
     """Whether the text shows nothing at all (None, empty, spaces, zero-width characters)."""
-    return value is None or not trimmed(value)
+    return value is None or all(_invisible(ch) for ch in value)
 
 
 def required(name: str, value: str | None) -> str:
@@ -80,9 +88,10 @@ def check_reason(reason: str, name: str = "reason") -> str:
 def check_label(label: str | None) -> str:
     """A token's label: it may be empty; else as a name (one line, nothing hidden in it), at
     most MAX_LABEL characters. Returned trimmed."""
-    if blank(label):
+    text = trimmed(label or "")
+    if not text:
         return ""
-    return check_text("label", label, MAX_LABEL)
+    return check_length("label", check_shown("label", check_one_line("label", text)), MAX_LABEL)
 
 
 def check_one_line(name: str, value: str) -> str:

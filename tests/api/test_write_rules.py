@@ -280,8 +280,11 @@ def test_a_name_that_shows_nothing_is_empty(district: District, name: str) -> No
                                            "parent_id": district.unit_a})
     assert response.status_code == 422, response.text
     assert [e["field"] for e in response.json()["errors"]] == ["name"]
-    kept = district.post("/v1/units", {"name": "\u200b列东街道\u200b", "kind": "subdistrict"})
-    unit = created(kept)
+    # Hidden characters at either end are refused too, not trimmed (bb28 F2): what is stored
+    # is what was sent, spaces at either end aside.
+    hidden = district.post("/v1/units", {"name": "\u200b列东街道\u200b", "kind": "subdistrict"})
+    assert hidden.status_code == 422 and "U+200B" in hidden.text, hidden.text
+    unit = created(district.post("/v1/units", {"name": " 列东街道\u3000", "kind": "subdistrict"}))
     assert district.get(f"/v1/units/{unit}").json()["name"] == "列东街道"
 
 

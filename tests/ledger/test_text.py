@@ -38,8 +38,18 @@ def test_chinese_spaces_and_the_middle_dot_of_minority_names_are_kept(text: str)
     assert check_reason(text) == text
 
 
-def test_format_characters_at_either_end_are_trimmed_not_refused() -> None:
-    assert check_text("name", "\ufeff\u200b列东街道\u200b") == "列东街道"
+@pytest.mark.parametrize("text", ["\ufeff列东街道", "列东街道\u200b", "\u202e列东街道 ",
+                                  " \u2066列东街道"])
+def test_format_characters_at_either_end_are_refused_not_trimmed(text: str) -> None:
+    # bb28 F2: trimmed, "\u202eabc" was stored as "abc" and answered as if stored as sent.
+    with pytest.raises(InvalidField, match="invisible formatting characters") as refused:
+        check_text("name", text)
+    assert refused.value.field == "name"
+
+
+def test_only_spaces_and_line_breaks_are_trimmed() -> None:
+    assert check_text("name", " \u3000列东街道\u00a0 ") == "列东街道"
+    assert check_reason("\n 录入错误 \t\r\n") == "录入错误"
 
 
 @pytest.mark.parametrize("ch", ["\u202e", "\u200b", "\ufeff", "\x00", "\x1b", "\x7f"],
@@ -65,7 +75,11 @@ def test_texts_and_reasons_have_a_longest_length() -> None:
 
 def test_a_label_may_be_empty_or_blank() -> None:
     assert check_label("") == ""
-    assert check_label(" \u200b ") == ""
+    assert check_label(" \u3000 ") == ""
+    for hidden in (" \u200b ", "\x00", "\x00\u202e"):  # bb28 F2: stored as ""
+        with pytest.raises(InvalidField) as refused:
+            check_label(hidden)
+        assert refused.value.field == "label"
 
 
 def test_a_label_is_at_most_200_characters_trimmed() -> None:
