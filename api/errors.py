@@ -132,6 +132,9 @@ IF_NONE_MATCH = {
 }
 
 
+MAX_ERRORS = 100  # field errors listed in one answer, at most
+
+
 def problem(status: int, detail: str, *, title: str | None = None, kind: str | None = None,
             errors: list[dict[str, str]] | None = None,
             headers: dict[str, str] | None = None) -> JSONResponse:
@@ -143,6 +146,11 @@ def problem(status: int, detail: str, *, title: str | None = None, kind: str | N
         "detail": detail,
     }
     if errors is not None:
+        if len(errors) > MAX_ERRORS:  # bb28 F5: 50,000 unknown keys answered 5 MB of errors
+            body["detail"] = (f"{len(errors):,} errors; the first {MAX_ERRORS} are listed: "
+                              + "; ".join(f"{e['field']}: {e['detail']}"
+                                          for e in errors[:3]) + "; …")
+            errors = errors[:MAX_ERRORS]
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
@@ -269,6 +277,10 @@ def _decoding_rule(cause: BaseException) -> str:
         return f"must be JSON text in UTF-8 ({cause.reason} at byte {cause.start})"
     if isinstance(cause, RecursionError):
         return "must not nest arrays and objects so deeply"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        # Python reads no integer of more than 4,300 digits (bb28 F3: "ValueError" named
+        # neither the value nor the rule). No field takes a number anywhere near that long.
+        return "must not hold a number of more than 4,300 digits"
     return f"must be valid JSON ({type(cause).__name__})"
 
 

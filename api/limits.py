@@ -111,6 +111,18 @@ class RequestLimits:
         if scope["method"] in ("GET", "DELETE", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        encoded = _header(scope, b"content-encoding")
+        if encoded is not None and encoded.strip().lower() not in (b"", b"identity"):
+            # The body is read as it comes: a compressed one would be taken as undecodable
+            # JSON, and a plain one labelled compressed taken as it is (bb28 F4).
+            from api.errors import problem
+
+            await problem(415, f"Content-Encoding {encoded.decode('latin-1')!r} is not "
+                          "accepted: send the body uncompressed", kind="unsupported-media-type",
+                          errors=[{"field": "Content-Encoding",
+                                   "detail": "must be identity (or not given)"}])(
+                scope, receive, send)
+            return
         received = 0
 
         async def counted() -> Message:
@@ -125,14 +137,19 @@ class RequestLimits:
         await self.app(scope, counted, send)
 
 
-def _content_length(scope: Scope) -> int | None:
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
     for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+        if name == wanted:
+            return bytes(value)
     return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
 def _nul_refusal(scope: Scope) -> ASGIApp | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from eventsourcing.persistence import InterfaceError, OperationalError
@@ -255,3 +257,39 @@ def test_min_position_and_cache_busters_pass_everywhere_and_a_repeat_is_a_422(
     twice = district.client.get("/v1/rankings/units?kind=subdistrict&year=2017&year=2018")
     assert twice.status_code == 422
     assert twice.json()["errors"][0]["field"] == "year"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "GZIP, identity"])
+def test_a_body_with_a_content_encoding_is_a_415_naming_it(district: District,
+                                                           encoding: str) -> None:
+    # bb28 F4: a gzip body was "must be JSON text in UTF-8"; a plain one labelled br was taken.
+    body = orjson.dumps({"name": "列东街道", "kind": "community"})
+    sent = gzip.compress(body) if encoding == "gzip" else body
+    response = district.client.post("/v1/units", content=sent, headers={
+        **bearer(ADMIN_TOKEN), "Content-Type": "application/json",
+        "Content-Encoding": encoding})
+    assert response.status_code == 415, response.text
+    assert response.json()["errors"][0]["field"] == "Content-Encoding"
+    plain = district.client.post("/v1/units", content=body, headers={
+        **bearer(ADMIN_TOKEN), "Content-Type": "application/json",
+        "Content-Encoding": "identity"})
+    assert plain.status_code == 201, plain.text
+
+
+def test_a_number_too_long_to_read_is_named_as_such(district: District) -> None:
+    # bb28 F3: "must be valid JSON (ValueError)" for valid JSON with a 5,000-digit number.
+    response = district.client.put(
+        "/v1/award-rules/best_project/2017", content=b'{"min_sessions": ' + b"9" * 5000 + b"}",
+        headers={**bearer(ADMIN_TOKEN), "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert "more than 4,300 digits" in response.json()["detail"]
+
+
+def test_a_flood_of_bad_fields_answers_the_first_hundred(district: District) -> None:
+    # bb28 F5: 50,000 unknown keys answered 5 MB of errors.
+    body = {"name": "列东街道", "kind": "community", **{f"k{i}": i for i in range(5000)}}
+    response = district.post("/v1/units", body)
+    assert response.status_code == 422, response.text
+    found = response.json()
+    assert len(found["errors"]) == 100 and "5,000 errors" in found["detail"]
+    assert len(response.content) < 20_000
