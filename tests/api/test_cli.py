@@ -62,7 +62,9 @@ def test_tokens_list_piped_gives_whole_ids_that_revoke_takes(database_url: str) 
 
 
 def test_demo_refuses_nonsense_sizes_with_an_error(database_url: str) -> None:
-    for args in (["--volunteers", "-3"], ["--sessions", "-5"], ["--volunteers", "0"]):
+    # bb26 F3: 10**9 ran on, taking memory until it ran out.
+    for args in (["--volunteers", "-3"], ["--sessions", "-5"], ["--volunteers", "0"],
+                 ["--volunteers", "1000000000"], ["--sessions", "1000000000"]):
         refused = _run(database_url, "demo", *args)
         assert refused.returncode != 0 and ("volunteers" in refused.stderr
                                             or "sessions" in refused.stderr)
