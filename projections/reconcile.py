@@ -9,6 +9,8 @@ store, and whole rows are compared.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -34,11 +36,23 @@ class Difference:
     rebuilt: tuple[Any, ...] | None
 
 
+SCRATCH_PREFIX = "vledger_check_"  # PostgreSQL schemas; SQLite folders "vledger-check-…"
+_LOCK_FILE = "in-use.lock"
+
+
 @contextmanager
 def scratch_store(live: ViewStore) -> Iterator[ViewStore]:
-    """An empty view store of the live store's kind, removed afterwards."""
+    """An empty view store of the live store's kind, removed afterwards.
+
+    Each scratch store is held (a lock on a file in its folder, a PostgreSQL advisory lock
+    on its schema's name) while in use; a check killed before it could remove its own
+    (SIGKILL: 80 MB left behind, bb26 F2) has it removed by the next check, which finds it
+    no longer held."""
     if not live.postgres:
-        with tempfile.TemporaryDirectory(prefix="vledger-check-") as folder:
+        _remove_stale_folders()
+        with tempfile.TemporaryDirectory(prefix="vledger-check-") as folder, \
+                open(Path(folder) / _LOCK_FILE, "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
             store = ViewStore(dataclasses.replace(
                 live.location, sqlite_path=Path(folder) / "views.db"))
             try:
@@ -46,16 +60,46 @@ def scratch_store(live: ViewStore) -> Iterator[ViewStore]:
             finally:
                 store.close()
         return
-    schema = f"vledger_check_{uuid.uuid4().hex[:12]}"
-    with live.transaction() as cur:
-        cur.execute(f'CREATE SCHEMA "{schema}"')
-    store = ViewStore(dataclasses.replace(live.location, schema=schema))
+    schema = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
+    holder = live.connect()  # holds the schema's advisory lock for as long as it is in use
     try:
-        yield store
-    finally:
-        store.close()
+        holder.execute("SELECT pg_advisory_lock(hashtext(%s))", (schema,))
+        _remove_stale_schemas(live, holder)
         with live.transaction() as cur:
-            cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            cur.execute(f'CREATE SCHEMA "{schema}"')
+        store = ViewStore(dataclasses.replace(live.location, schema=schema))
+        try:
+            yield store
+        finally:
+            store.close()
+            with live.transaction() as cur:
+                cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    finally:
+        holder.close()
+
+
+def _remove_stale_folders() -> None:
+    for folder in Path(tempfile.gettempdir()).glob("vledger-check-*"):
+        try:
+            with open(folder / _LOCK_FILE, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a check in progress
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _remove_stale_schemas(live: ViewStore, holder: Any) -> None:
+    """Drop the scratch schemas whose advisory lock nobody holds (their check has gone)."""
+    stale = [name for (name,) in holder.execute(
+        "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)",
+        (SCRATCH_PREFIX,)).fetchall()]
+    for name in stale:
+        if holder.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()[0]:
+            try:
+                with live.transaction() as cur:
+                    cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            finally:
+                holder.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
 
 
 def tables_of(store: ViewStore, projection: Projection) -> dict[str, tuple[str, ...]]:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +20,7 @@ from ledger import Conflict, InvalidRequest, Ledger
 from projections import ReadModels
 from projections.cli import app
 from projections.models import read_models
-from projections.reconcile import reconcile
+from projections.reconcile import SCRATCH_PREFIX, reconcile
 from tests.factories import ADMIN, at, make_long_activity, make_unit, make_volunteer, serve
 
 START = date(2017, 1, 1)
@@ -210,3 +214,45 @@ def test_the_store_orders_rows_as_the_merge_compares_them(models: ReadModels) ->
         cur.execute("DROP TABLE check_order")
     assert got == sorted(got, key=lambda found: found[0])
     assert [row[0] for _, row in got][:2] == [None, "10"]
+
+
+def test_a_check_removes_scratch_stores_left_by_a_killed_one_and_keeps_those_in_use(
+        ledger: Ledger, models: ReadModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb26 F2: a check killed with SIGKILL left its scratch copy (80 MB) for good."""
+    monkeypatch.setenv("VLEDGER_DATABASE_URL", ledger.settings.database_url)
+    store = models.store
+    with contextlib.ExitStack() as held:
+        if store.postgres:
+            stale, busy = f"{SCRATCH_PREFIX}stale0000000", f"{SCRATCH_PREFIX}busy00000000"
+            other = held.enter_context(store.connect())  # another check, still running
+            other.execute("SELECT pg_advisory_lock(hashtext(%s))", (busy,))
+            with store.transaction() as cur:
+                for name in (stale, busy):
+                    cur.execute(f'CREATE SCHEMA "{name}"')
+                    cur.execute(f'CREATE TABLE "{name}".rows (n INTEGER)')
+
+            def left() -> set[str]:
+                with store.transaction() as cur:
+                    return {n for (n,) in cur.execute(
+                        "SELECT nspname FROM pg_namespace WHERE nspname IN (?, ?)",
+                        (stale, busy)).fetchall()}
+        else:
+            base = Path(tempfile.gettempdir())
+            stale_dir = Path(tempfile.mkdtemp(prefix="vledger-check-", dir=base))
+            busy_dir = Path(tempfile.mkdtemp(prefix="vledger-check-", dir=base))
+            (stale_dir / "views.db").write_bytes(b"\0" * 1000)
+            lock = held.enter_context(open(busy_dir / "in-use.lock", "w"))
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            held.callback(shutil.rmtree, busy_dir, True)
+            stale, busy = str(stale_dir), str(busy_dir)
+
+            def left() -> set[str]:
+                return {str(d) for d in (stale_dir, busy_dir) if d.exists()}
+
+        assert left() == {stale, busy}
+        assert CliRunner().invoke(app, ["check"]).exit_code == 0
+        assert left() == {busy}
+        if store.postgres:
+            other.execute("SELECT pg_advisory_unlock(hashtext(%s))", (busy,))
+            with store.transaction() as cur:
+                cur.execute(f'DROP SCHEMA "{busy}" CASCADE')
