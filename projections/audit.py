@@ -126,7 +126,10 @@ def leaves_altered(cur: ViewCursor, read_to: int, count: bool = False) -> str | 
     `read_to`: its last leaf must be that event's (bb26 F1: a deleted last leaf was taken as
     lag, and the next event was logged in its place). With `count`, also every leaf index
     below the last one must be there (a full count: for a start or a verification)."""
-    row = cur.execute("SELECT MAX(leaf_index), MAX(position) FROM audit_leaves").fetchone()
+    # Two subqueries: SQLite reads one MAX from an index, but both in one SELECT scanned the
+    # whole table (15 ms a write at 98k events).
+    row = cur.execute("SELECT (SELECT MAX(leaf_index) FROM audit_leaves), "
+                      "(SELECT MAX(position) FROM audit_leaves)").fetchone()
     size = 0 if row is None or row[0] is None else int(row[0]) + 1
     last = 0 if row is None or row[1] is None else int(row[1])
     fix = ("compare the store with a backup; `vledger verify` names what no longer matches, "
