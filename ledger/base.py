@@ -380,6 +380,15 @@ class LedgerBase(Application[str]):
         missing = [i for i in ids if i not in taken]
         return {**taken, **self._get_many(cls, missing)} if missing else taken
 
+    def _borrow(self, cls: type[A], aggregate_id: str, what: str) -> A:
+        """`_find`, reusing the aggregate this process saved last if the store holds no later
+        version of it (a volunteer with 29,000 sessions: a 2 MB snapshot not read again for
+        each correction, bb27). Give it back with `_give_back` once saved."""
+        found = self._borrow_many(cls, [aggregate_id]).get(aggregate_id)
+        if found is None:
+            raise NotFound(f"no {what} with id {aggregate_id!r}")
+        return found
+
     def _give_back(self, aggregates: Iterable[LedgerAggregate]) -> None:
         """Aggregates just saved (or loaded and unchanged), for the next `_borrow_many`."""
         self._kept.give(aggregates)

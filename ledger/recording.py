@@ -332,11 +332,12 @@ class RecordingUseCases(LedgerBase):
                 return unit
 
             check_units_open(activity, unit_of, day)
-            volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
+            volunteer = self._borrow(Volunteer, session.volunteer_id, "volunteer")
             check_member_unit_open(volunteer, unit_of, day)
             volunteer.rebook(session.id, started_at, ended_at, origin.meta())
             session.correct(started_at, ended_at, why, origin.meta())
             position = self._save(volunteer, session, guard=WriteGuard(unchanged=consulted))
+            self._give_back([volunteer])
             return SessionWritten(session.id, session.minutes, position, created=False)
 
         return self._retrying(attempt)
@@ -357,10 +358,11 @@ class RecordingUseCases(LedgerBase):
             session._ensure_live()
             check_version(session, "session", expected_version, seen)
             session.void(why, origin.meta())
-            volunteer = self._find(Volunteer, session.volunteer_id, "volunteer")
+            volunteer = self._borrow(Volunteer, session.volunteer_id, "volunteer")
             volunteer.release(session.id, origin.meta())
             # Saved in the order the events were made, so positions agree with recorded times.
             recordings = self._save_recorded(session, volunteer)
+            self._give_back([volunteer])
             # The void's own event, as a correction and a resend answer theirs (the
             # volunteer's calendar event after it is bookkeeping no view reads).
             position = max(int(r.notification.id) for r in recordings
