@@ -7,10 +7,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+
+from ledger import Ledger, Settings
+from projections.store import ViewStore
+from tests.factories import tamper_with_events
 
 VLEDGER = str(Path(sys.executable).parent / "vledger")
 
@@ -98,14 +103,9 @@ def test_after_the_demo_verify_covers_every_event(database_url: str,
     assert f"the log verifies: all {position} events" in said, said
 
 
-def test_serve_refuses_a_store_that_lost_events_its_views_read(database_url: str,
-                                                               tmp_path: Path) -> None:
-    """The last events deleted by hand after the views read them (bb10 F3): starting would
-    let new writes take their positions on SQLite, uncounted by views already past them."""
-    from ledger import Ledger, Settings
-    from projections.store import ViewStore
-    from tests.factories import tamper_with_events
-
+def _serve_after(database_url: str, tmp_path: Path,
+                 tamper: Callable[[ViewStore, Ledger], None]) -> subprocess.CompletedProcess[str]:
+    """`vledger serve` on a demo store that `tamper` changed by hand after its views read it."""
     env = {**os.environ, "VLEDGER_DATABASE_URL": database_url,
            "VLEDGER_SIGNING_KEY_FILE": str(tmp_path / "key.pem")}
     done = subprocess.run([VLEDGER, "demo", "--volunteers", "5", "--sessions", "20"],
@@ -114,42 +114,42 @@ def test_serve_refuses_a_store_that_lost_events_its_views_read(database_url: str
     ledger = Ledger(Settings(database_url=database_url))
     store = ViewStore(ledger.settings.store())
     try:
-        head = ledger.head()
-        tamper_with_events(store, ledger, "DELETE FROM {table} WHERE {id} > ?", (head - 2,))
+        tamper(store, ledger)
     finally:
         store.close()
         ledger.close()
-    started = subprocess.run([VLEDGER, "serve", "--port", str(_free_port())],
-                             capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([VLEDGER, "serve", "--port", str(_free_port())],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_serve_refuses_a_store_that_lost_events_its_views_read(database_url: str,
+                                                               tmp_path: Path) -> None:
+    """The last events deleted by hand after the views read them (bb10 F3): starting would
+    let new writes take their positions on SQLite, uncounted by views already past them."""
+    heads: list[int] = []
+
+    def delete_the_last_two(store: ViewStore, ledger: Ledger) -> None:
+        heads.append(ledger.head())
+        tamper_with_events(store, ledger, "DELETE FROM {table} WHERE {id} > ?",
+                           (heads[0] - 2,))
+
+    started = _serve_after(database_url, tmp_path, delete_the_last_two)
     said = " ".join(started.stderr.split())
     assert started.returncode == 1, said
-    assert f"not starting: the store's events end at position {head - 2}" in said
-    assert f"views have read to {head}" in said
+    assert f"not starting: the store's events end at position {heads[0] - 2}" in said
+    assert f"views have read to {heads[0]}" in said
 
 
 def test_serve_refuses_a_store_whose_audit_leaves_were_deleted(database_url: str,
                                                               tmp_path: Path) -> None:
     """bb26 F1: the server started and logged the next event in the deleted leaf's place,
     then signed a checkpoint whose root matched no history of the events."""
-    from ledger import Ledger, Settings
-    from projections.store import ViewStore
-
-    env = {**os.environ, "VLEDGER_DATABASE_URL": database_url,
-           "VLEDGER_SIGNING_KEY_FILE": str(tmp_path / "key.pem")}
-    done = subprocess.run([VLEDGER, "demo", "--volunteers", "5", "--sessions", "20"],
-                          capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    ledger = Ledger(Settings(database_url=database_url))
-    store = ViewStore(ledger.settings.store())
-    try:
+    def delete_the_last_leaf(store: ViewStore, _: Ledger) -> None:
         with store.transaction() as cur:
             last = cur.execute("SELECT MAX(leaf_index) FROM audit_leaves").fetchone()[0]
             cur.execute("DELETE FROM audit_leaves WHERE leaf_index = ?", (last,))
-    finally:
-        store.close()
-        ledger.close()
-    started = subprocess.run([VLEDGER, "serve", "--port", str(_free_port())],
-                             capture_output=True, text=True, env=env, timeout=120)
+
+    started = _serve_after(database_url, tmp_path, delete_the_last_leaf)
     said = " ".join(started.stderr.split())
     assert started.returncode == 1, said
     assert "not starting: the audit log's last leaf is for position" in said, said

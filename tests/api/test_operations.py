@@ -143,14 +143,26 @@ def test_while_another_holds_views_started_again_writes_answer_and_reads_say_503
         k: v for k, v in before.items() if k != "position"}
 
 
+def _work(settings: Any) -> None:
+    """What `vledger projections run` does: bring the views up to date, in another ledger."""
+    from ledger import Ledger
+    from projections import ReadModels
+    from projections.models import auditor_views
+
+    worker = Ledger(settings)
+    models = ReadModels(worker, extra=auditor_views())
+    try:
+        models.catch_up()
+    finally:
+        models.close()
+        worker.close()
+
+
 def test_an_api_without_inline_views_leaves_them_to_the_worker_and_waits_for_it(
         settings: Any) -> None:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from ledger import Ledger
-    from projections import ReadModels
-    from projections.models import auditor_views
     from tests.api.conftest import ADMIN_TOKEN, bearer
 
     configured = settings.model_copy(update={
@@ -173,13 +185,7 @@ def test_an_api_without_inline_views_leaves_them_to_the_worker_and_waits_for_it(
         assert checkpoint.status_code == 503
         assert "`vledger projections run`: is it running?" in checkpoint.json()["detail"]
 
-        worker = Ledger(configured)  # what `vledger projections run` does
-        models = ReadModels(worker, extra=auditor_views())
-        try:
-            models.catch_up()
-        finally:
-            models.close()
-            worker.close()
+        _work(configured)
         ranked = client.get("/v1/rankings/units", params={
             "kind": "subdistrict", "min_position": position})
         assert ranked.status_code == 200, ranked.text
@@ -192,19 +198,7 @@ def test_a_candidate_the_worker_has_not_read_yet_is_a_503_not_a_404(settings: An
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from ledger import Ledger
-    from projections import ReadModels
-    from projections.models import auditor_views
     from tests.api.conftest import ADMIN_TOKEN, bearer
-
-    def work() -> None:  # what `vledger projections run` does
-        worker = Ledger(configured)
-        models = ReadModels(worker, extra=auditor_views())
-        try:
-            models.catch_up()
-        finally:
-            models.close()
-            worker.close()
 
     configured = settings.model_copy(update={
         "admin_token": ADMIN_TOKEN, "read_wait_seconds": 0.5, "inline_projections": False})
@@ -214,7 +208,7 @@ def test_a_candidate_the_worker_has_not_read_yet_is_a_503_not_a_404(settings: An
                            headers=admin).json()["id"]
         assert client.put("/v1/award-rules/most_beautiful_volunteer/2017",
                           json={"min_hours_in_year": 1}, headers=admin).status_code == 200
-        work()
+        _work(configured)
         late = client.post("/v1/volunteers", json={
             "name": "新人", "home_unit_id": unit, "registered_on": "2017-01-01"},
             headers=admin).json()["id"]
@@ -226,7 +220,7 @@ def test_a_candidate_the_worker_has_not_read_yet_is_a_503_not_a_404(settings: An
             refused = client.get(f"/v1/eligibility/most_beautiful_volunteer/2017/{nobody}",
                                  headers=admin)
             assert refused.status_code == 404, refused.text
-        work()
+        _work(configured)
         answered = client.get(path, headers=admin)
         assert answered.status_code == 200, answered.text
         assert answered.json()["items"][0]["candidate_id"] == late
