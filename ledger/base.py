@@ -25,6 +25,7 @@ from ledger.errors import (
     KeyReused,
     LedgerError,
     NotFound,
+    StoreBusy,
     TokenRevoked,
     UnknownReference,
     VersionMismatch,
@@ -352,18 +353,20 @@ class LedgerBase(Application[str]):
     def _retrying(self, attempt: Callable[[], T], attempts: int = MAX_ATTEMPTS,
                   pause: float = RETRY_PAUSE_SECONDS,
                   refused: str = "another change to the same records won; please try again",
-                  ) -> T:
+                  busy: bool = False) -> T:
         """Run a read-check-write attempt again when another writer won the race, up to
         `attempts` times; with `pause`, after a random wait of up to `pause` seconds that
         doubles with each lost race (up to RETRY_PAUSE_CAP_SECONDS), so that many racers for
-        one shared aggregate spread out. ConcurrentChange (`refused`) when all are lost."""
+        one shared aggregate spread out. ConcurrentChange (`refused`) when all are lost, or
+        with `busy` StoreBusy (503, try again): the race was for the ledger's own record (the
+        volunteer numbers), not for one the client named (bb30 F1)."""
         for tries in range(attempts):
             try:
                 return attempt()
             except IntegrityError:
                 if pause:
                     time.sleep(random.uniform(0, min(RETRY_PAUSE_CAP_SECONDS, pause * 2**tries)))
-        raise ConcurrentChange(refused)
+        raise StoreBusy(refused) if busy else ConcurrentChange(refused)
 
     def _get(self, cls: type[A], aggregate_id: str) -> A | None:
         return self._get_many(cls, [aggregate_id]).get(aggregate_id)

@@ -290,7 +290,8 @@ class RegistryUseCases(LedgerBase):
 
         return self._retrying(attempt, attempts=NUMBER_ATTEMPTS, pause=NUMBER_PAUSE_SECONDS,
                               refused="volunteer numbers were being issued to many "
-                              "registrations at once; nothing was registered, please try again")
+                              "registrations at once; nothing was registered, please try again",
+                              busy=True)
 
     def _check_personal(self, personal: dict[str, Any]) -> dict[str, Any]:
         clean: dict[str, Any] = {}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from ledger import Ledger
 from ledger.errors import (
@@ -14,6 +16,7 @@ from ledger.errors import (
     InvalidField,
     InvalidRequest,
     NotFound,
+    StoreBusy,
     UnknownReference,
 )
 from ledger.registry import VolunteerApplication, district_today
@@ -356,3 +359,20 @@ def test_an_update_to_what_the_record_already_says_writes_nothing(ledger: Ledger
     changes = ledger.mapper.to_domain_event(history[-1]).changes
     assert list(changes) == ["phone"]
     assert opened(changes, keys_for(ledger.recorder, [changes])) == {"phone": "13900000000"}
+
+
+def test_registrations_that_keep_losing_the_race_for_a_number_are_busy_not_a_conflict(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    # bb30 F1: 1-2 of 240 concurrent registrations answered 409 concurrent-change, which
+    # clients do not retry; the race is for the ledger's own number sequence, not for a
+    # record the client named: 503, try again.
+    unit = make_unit(ledger)
+
+    def lost(*aggregates: Any, **kwargs: Any) -> int:
+        raise IntegrityError("another registration took the number")
+
+    monkeypatch.setattr("ledger.registry.NUMBER_ATTEMPTS", 2)
+    monkeypatch.setattr("ledger.registry.NUMBER_PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(ledger, "_save", lost)
+    with pytest.raises(StoreBusy, match="volunteer numbers"):
+        ledger.register_volunteer(ADMIN, "张三", unit, JUNE)
