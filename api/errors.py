@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.deps import admit, authenticate, refused_token
-from api.limits import MAX_BODY_BYTES, BodyTooLarge
+from api.limits import MAX_BODY_BYTES, BodyEncoded, BodyTooLarge
 from ledger.base import STORE_UNAVAILABLE
 from ledger.errors import (
     AuditLogAltered,
@@ -242,15 +242,15 @@ def _not_json(request: Request) -> str | None:
 
 
 async def _undecodable_body(request: Request, rule: str, status: int = 422,
-                            kind: str = "validation-error") -> JSONResponse:
-    """A 422 (or `status`) naming the body, once the caller would have been let in (else its
-    401 or 403)."""
+                            kind: str = "validation-error", field: str = "body") -> JSONResponse:
+    """A 422 (or `status`) naming the body (or `field`), once the caller would have been let
+    in (else its 401 or 403)."""
     try:
         await admit(request)
     except HTTPException as refused:
         return _http_error(request, refused)
-    return problem(status, f"body: {rule}", kind=kind,
-                   errors=[{"field": "body", "detail": rule}])
+    return problem(status, f"{field}: {rule}", kind=kind,
+                   errors=[{"field": field, "detail": rule}])
 
 
 async def _http_error_or_unauthorized(request: Request, exc: Exception) -> JSONResponse:
@@ -260,6 +260,10 @@ async def _http_error_or_unauthorized(request: Request, exc: Exception) -> JSONR
     # the decoder's error; no route of ours raises a 400.
     if exc.status_code == 400 and isinstance(cause, BodyTooLarge):
         return too_large()  # counted while it streamed in (api/limits.py)
+    if exc.status_code == 400 and isinstance(cause, BodyEncoded):
+        return await _undecodable_body(
+            request, f"must be identity or not given (it was {cause}): send the body "
+            "uncompressed", status=415, kind="unsupported-media-type", field="Content-Encoding")
     if exc.status_code == 400 and isinstance(cause, (ValueError, RecursionError)):
         return await _undecodable_body(request, _decoding_rule(cause))
     # No route ran for an unknown path or method, so nothing has looked at the token yet.

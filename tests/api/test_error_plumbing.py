@@ -276,6 +276,21 @@ def test_a_body_with_a_content_encoding_is_a_415_naming_it(district: District,
     assert plain.status_code == 201, plain.text
 
 
+def test_every_content_encoding_line_counts_and_the_token_comes_first(
+        district: District) -> None:
+    # bb29 F3: "identity" then "gzip" on a second line got through; F4: an unknown token
+    # with a Content-Encoding was a 415, where API.md says 401 everywhere.
+    body = orjson.dumps({"name": "列东街道", "kind": "community"})
+    two = district.client.post("/v1/units", content=body, headers=[
+        *bearer(ADMIN_TOKEN).items(), ("Content-Type", "application/json"),
+        ("Content-Encoding", "identity"), ("Content-Encoding", "gzip")])
+    assert two.status_code == 415, two.text
+    for token, status in (("not-a-token-of-ours", 401), (district.auditor, 403)):
+        refused = district.client.post("/v1/units", content=gzip.compress(body), headers={
+            **bearer(token), "Content-Type": "application/json", "Content-Encoding": "gzip"})
+        assert refused.status_code == status, refused.text
+
+
 def test_a_number_too_long_to_read_is_named_as_such(district: District) -> None:
     # bb28 F3: "must be valid JSON (ValueError)" for valid JSON with a 5,000-digit number.
     response = district.client.put(
