@@ -342,8 +342,11 @@ class Auditor:
             cur.execute(PUBLISH_SQL, (size, root, signed_at, signature, self.key.key_id))
         return dict(self._signed)
 
-    def inclusion(self, position: int, tree_size: int) -> dict[str, Any]:
-        """The audit path proving the event at `position` is in the tree of `tree_size`."""
+    def inclusion(self, position: int, tree_size: int,
+                  recorder: Any = None) -> dict[str, Any]:
+        """The audit path proving the event at `position` is in the tree of `tree_size`; with
+        the event store's `recorder`, AuditLogAltered when an event stored there, inside the
+        log, has no leaf (deleted by hand while the server ran, bb29 F1)."""
         with self.store.reading() as cur:
             _check_size(tree_size, log_size(cur), "tree_size", minimum=1)
             row = cur.execute("SELECT leaf_index, leaf_hash FROM audit_leaves WHERE position = ?",
@@ -352,6 +355,13 @@ class Auditor:
                 # A query parameter, not an id in the path: 422 like a tree_size beyond the log.
                 last = cur.execute("SELECT MAX(position) FROM audit_leaves").fetchone()
                 if last is not None and last[0] is not None and position < int(last[0]):
+                    stored = recorder.select_notifications(position, 1) if recorder else []
+                    if stored and stored[0].id == position:
+                        raise AuditLogAltered(
+                            f"the event at position {position} is stored but has no leaf in "
+                            "the audit log, which logged later ones: leaves were deleted by "
+                            "hand; `vledger verify` names them, and `vledger projections "
+                            "rebuild audit` logs every event again")
                     raise InvalidField(
                         f"no event holds position {position}: positions increase but may skip "
                         "numbers (on PostgreSQL, a write that failed after taking one); the "

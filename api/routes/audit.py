@@ -212,7 +212,8 @@ def inclusion(
     """The audit path that proves the event at `position` is in the tree of `tree_size`."""
     services.caught_up()
     size = tree_size if tree_size is not None else services.auditor.checkpoint()["tree_size"]
-    result: dict[str, Any] = services.auditor.inclusion(position, size)
+    result: dict[str, Any] = services.auditor.inclusion(position, size,
+                                                        services.ledger.recorder)
     services.auditor.check_leaf(services.ledger.recorder, position, result["leaf_hash"])
     return result
 

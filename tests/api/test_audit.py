@@ -145,6 +145,24 @@ def test_no_inclusion_proof_is_given_for_an_event_changed_or_deleted_in_the_stor
                         position=position - 1).status_code == 200  # the others still prove
 
 
+def test_a_leaf_deleted_mid_log_while_serving_is_an_altered_log(
+        district: District, caplog: pytest.LogCaptureFixture) -> None:
+    """bb29 F1: with a leaf deleted from the middle of the log under a running server, its
+    event's inclusion proof was a 422 "no event holds position", though the feed listed it."""
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    position = district.session("2017-03-05T15:00:00+08:00", "2017-03-05T16:00:00+08:00",
+                                "leaf-mid").json()["position"]
+    district.post("/v1/units", {"name": "后来的街道", "kind": "subdistrict"})  # logged later
+    with services.models.store.transaction() as cur:
+        cur.execute("DELETE FROM audit_leaves WHERE position = ?", (position,))
+    refused = district.get("/v1/audit/inclusion", token=district.auditor, position=position)
+    assert refused.status_code == 500, refused.text
+    assert refused.json()["type"].endswith("/audit-log-altered")
+    assert f"position {position} is stored but has no leaf" in refused.json()["detail"]
+    alarms = [r for r in caplog.records if r.name == "vledger.audit" and r.levelname == "ERROR"]
+    assert alarms and f"position {position}" in alarms[-1].getMessage()
+
+
 def test_a_withdrawn_phone_is_erased_from_the_history_and_the_log_still_proves(
         district: District) -> None:
     """Crypto-shredding (ledger/sealing.py): the auditor, who sees numbers whole, reads the
