@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -218,9 +219,29 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         if err.get("type") == "string_too_short" and (err.get("ctx") or {}).get(
                 "min_length") == 1:  # text is stripped first: "   " was "at least 1 character"
             message = "must not be empty or only spaces"
+        elif err.get("type") == "string_pattern_mismatch":
+            message = _pattern_rule(err) or message
         errors.append({"field": _field(err.get("loc", ())), "detail": message})
     detail = "; ".join(f"{e['field']}: {e['detail']}" for e in errors) or "invalid request"
     return problem(422, detail, kind="validation-error", errors=errors)
+
+
+_REFUSED_CLASS = re.compile(r"^\^\[\^(.+)\]\+\$$")
+
+
+def _pattern_rule(err: Any) -> str | None:
+    """For our patterns "^[^…]+$" (characters a text may not hold), the rule and the first
+    character that broke it, by code point (bb29 F5: "String should match pattern …")."""
+    found = _REFUSED_CLASS.match(str((err.get("ctx") or {}).get("pattern", "")))
+    value = err.get("input")
+    if found is None or not isinstance(value, str):
+        return None
+    bad = re.search(f"[{found.group(1)}]", value)
+    if bad is None:
+        return None
+    spaces = " " in found.group(1) or "\\x20" in found.group(1)
+    return (f"must not hold control characters{' or spaces' if spaces else ''} (it holds "
+            f"U+{ord(bad.group()):04X})")
 
 
 def _json_error(err: Any) -> str:

@@ -308,3 +308,17 @@ def test_a_flood_of_bad_fields_answers_the_first_hundred(district: District) -> 
     found = response.json()
     assert len(found["errors"]) == 100 and "5,000 errors" in found["detail"]
     assert len(response.content) < 20_000
+
+
+@pytest.mark.parametrize("ch", ["\x00", "\x07", "\x7f"])
+def test_a_control_character_is_named_by_code_point_not_by_a_pattern(
+        district: District, ch: str) -> None:
+    # bb29 F5: "String should match pattern '^[^\\x00-…]+$'" named no character.
+    response = district.post("/v1/units", {"name": f"列东{ch}街道", "kind": "community"})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error == {"field": "name", "detail": "must not hold control characters (it holds "
+                                                f"U+{ord(ch):04X})"}
+    spaced = district.post("/v1/volunteers", {"name": "张三", "home_unit_id": "unit x",
+                                              "registered_on": "2017-01-01"})
+    assert "or spaces (it holds U+0020)" in spaced.json()["errors"][0]["detail"]
