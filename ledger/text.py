@@ -109,14 +109,58 @@ def check_one_line(name: str, value: str) -> str:
 def check_shown(name: str, value: str) -> str:
     """The text, refused (InvalidField naming `name`) if it holds a character that shows
     nothing but changes how the text shows: a bidirectional override or isolate, a zero-width
-    space or joiner, a byte-order mark (Unicode format characters), or half a surrogate pair."""
-    bad = next((ch for ch in value if unicodedata.category(ch) in _HIDDEN
-                or ch in _BLANK_LETTERS), None)
+    space or joiner, a byte-order mark (Unicode format characters), or half a surrogate pair.
+    Joiners where a script or an emoji needs them are text (`_joins`)."""
+    bad = next((ch for i, ch in enumerate(value)
+                if (unicodedata.category(ch) in _HIDDEN or ch in _BLANK_LETTERS)
+                and not _joins(value, i)), None)
     if bad is not None:
         raise InvalidField(f"{name} must not hold invisible formatting characters such as "
                            f"bidirectional overrides or zero-width spaces (it holds "
                            f"{_described(bad)})", name)
     return value
+
+
+# Scripts whose writing needs the zero-width (non-)joiner between letters: Arabic (Uyghur,
+# Persian), Syriac, the Indic scripts, Mongolian. Ranges of code points.
+_JOINING_SCRIPTS = ((0x0600, 0x08FF), (0x0900, 0x0DFF), (0x1800, 0x18AF), (0xFB50, 0xFDFF),
+                    (0xFE70, 0xFEFF))
+_MONGOLIAN_LETTERS = (0x1820, 0x18AF)
+_ZWNJ, _ZWJ = "\u200c", "\u200d"
+# Format (Cf), unlike the Mongolian free variation selectors (Mn, accepted as marks).
+_MONGOLIAN_VOWEL_SEPARATOR = "\u180e"
+
+
+def _in(ch: str, *ranges: tuple[int, int]) -> bool:
+    return any(low <= ord(ch) <= high for low, high in ranges)
+
+
+def _joining_letter(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "LM" and _in(ch, *_JOINING_SCRIPTS)
+
+
+def _emoji(ch: str) -> bool:
+    """A pictograph, or what may follow one inside an emoji sequence (a skin tone, VS16)."""
+    return unicodedata.category(ch) == "So" or ch == "\ufe0f" or 0x1F3FB <= ord(ch) <= 0x1F3FF
+
+
+def _joins(value: str, i: int) -> bool:
+    """Whether the format character at `i` is one a script or an emoji needs, where it needs
+    it (bb29 F2: 👩‍⚕️, Persian and traditional Mongolian names were refused): a zero-width
+    (non-)joiner between two letters of a joining script, a joiner inside an emoji sequence,
+    the Mongolian vowel separator between two Mongolian letters. Between Han or Latin
+    letters, and at either end, they still hide a difference between names that look alike,
+    and stay refused."""
+    if i == 0 or i == len(value) - 1:
+        return False
+    before, ch, after = value[i - 1], value[i], value[i + 1]
+    if ch in (_ZWNJ, _ZWJ) and _joining_letter(before) and _joining_letter(after):
+        return True
+    if ch == _ZWJ:
+        return _emoji(before) and unicodedata.category(after) == "So"
+    if ch == _MONGOLIAN_VOWEL_SEPARATOR:
+        return _in(before, _MONGOLIAN_LETTERS) and _in(after, _MONGOLIAN_LETTERS)
+    return False
 
 
 def check_length(name: str, value: str, limit: int) -> str:

@@ -96,3 +96,26 @@ def test_a_label_is_one_line_with_nothing_hidden(label: str) -> None:
     with pytest.raises(InvalidField) as refused:
         check_label(label)
     assert refused.value.field == "label"
+
+
+@pytest.mark.parametrize("text", [
+    "护士👩\u200d⚕️志愿服务",  # an emoji sequence: woman, ZWJ, staff of Aesculapius, VS16
+    "家庭👨\u200d👩\u200d👧",
+    "مهر\u200cناز",  # a Persian name with a zero-width non-joiner
+    "ئابدۇ\u200cرېھىم",  # Uyghur (Arabic script)
+    "ᠮᠣᠩᠭᠣᠯ\u180eᠠ",  # traditional Mongolian: the vowel separator between two letters
+    "ᠪᠠ\u180bᠲᠤ",  # a free variation selector (a mark, not a format character)
+])
+def test_joiners_that_a_script_or_an_emoji_needs_are_text(text: str) -> None:
+    # bb29 F2: all of these were refused as hidden characters.
+    assert check_text("name", text) == text
+
+
+@pytest.mark.parametrize("text", [
+    "张\u200d三", "Li\u200cLei", "志愿\u200c者",  # between Han or Latin letters: a hidden difference
+    "\u200d👩护士", "护士👩\u200d", "👩\u200d张",  # at an end, or not joining two pictographs
+    "مهر\u200c", "\u180eᠠ", "ᠠ\u180ea",  # not between two letters of the script
+])
+def test_joiners_elsewhere_are_still_refused(text: str) -> None:
+    with pytest.raises(InvalidField, match="invisible formatting characters"):
+        check_text("name", text)
