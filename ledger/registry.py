@@ -310,8 +310,10 @@ class RegistryUseCases(LedgerBase):
             elif key == "political_status":
                 value = _enum(PoliticalStatus, key, value)
             elif key == "skills":
-                # An empty item is left out; one of hidden characters is refused (bb28 F2).
-                value = [check_text(key, str(s), MAX_SKILL) for s in value if trimmed(str(s))]
+                # An empty item is left out; one of hidden characters is refused (bb28 F2),
+                # naming the item as the API's schema does (`skills.1`, bb29 F5).
+                value = [check_text(f"{key}.{i}", str(s), MAX_SKILL)
+                         for i, s in enumerate(value) if trimmed(str(s))]
             else:
                 value = str(value).strip()
             clean[key] = value

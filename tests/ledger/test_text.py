@@ -112,7 +112,7 @@ def test_joiners_that_a_script_or_an_emoji_needs_are_text(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "张\u200d三", "Li\u200cLei", "志愿\u200c者",  # between Han or Latin letters: a hidden difference
+    "张\u200d三", "Li\u200cLei", "志愿\u200c者",  # between Han or Latin letters: hidden
     "\u200d👩护士", "护士👩\u200d", "👩\u200d张",  # at an end, or not joining two pictographs
     "مهر\u200c", "\u180eᠠ", "ᠠ\u180ea",  # not between two letters of the script
 ])
