@@ -30,7 +30,7 @@ from ledger.sessions import (
     session_id_for,
 )
 from ledger.settings import Settings
-from ledger.text import blank, check_reason
+from ledger.text import blank, check_reason, check_shown
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
 
@@ -160,6 +160,8 @@ class _Batch:
         try:
             if blank(rec.source_record_id):
                 raise InvalidField("source_record_id must not be empty", "source_record_id")
+            # "SRC1" and "SRC1\u200b" would be two records that look the same (bb31 F4).
+            check_shown("source_record_id", rec.source_record_id)
             check_times(rec.started_at, rec.ended_at, self.now)
             activity = self.activity(rec.activity_id)
             require_unit(self.origin.actor, activity.organiser_unit_id, "sessions at activities")

@@ -48,7 +48,7 @@ from ledger.guards import WriteGuard
 from ledger.provenance import Origin
 from ledger.sealing import KeyChanges
 from ledger.sessions import ServiceSession
-from ledger.text import blank, check_text, trimmed
+from ledger.text import check_text, trimmed
 from ledger.units import Unit, check_parent, new_unit_id
 from ledger.volunteers import (
     CLEARABLE_FIELDS,
@@ -499,7 +499,7 @@ class RegistryUseCases(LedgerBase):
                   "organiser_unit_id": organiser_unit_id, "title": check_text("title", title),
                   "starts_at": starts_at, "ends_at": ends_at,
                   "station_unit_id": station_unit_id or None,
-                  "place": None if blank(place) else check_text("place", place)}
+                  "place": None if not trimmed(place or "") else check_text("place", place)}
         check_instant("starts_at", starts_at)
         check_instant("ends_at", ends_at)
         if ends_at <= starts_at:

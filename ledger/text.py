@@ -111,9 +111,8 @@ def check_shown(name: str, value: str) -> str:
     nothing but changes how the text shows: a bidirectional override or isolate, a zero-width
     space or joiner, a byte-order mark (Unicode format characters), or half a surrogate pair.
     Joiners where a script or an emoji needs them are text (`_joins`)."""
-    bad = next((ch for i, ch in enumerate(value)
-                if (unicodedata.category(ch) in _HIDDEN or ch in _BLANK_LETTERS)
-                and not _joins(value, i)), None)
+    bad = next((ch for i, ch in enumerate(value) if _hidden(ch) and not _joins(value, i)),
+               None)
     if bad is not None:
         raise InvalidField(f"{name} must not hold invisible formatting characters such as "
                            f"bidirectional overrides or zero-width spaces (it holds "
@@ -121,45 +120,106 @@ def check_shown(name: str, value: str) -> str:
     return value
 
 
-# Scripts whose writing needs the zero-width (non-)joiner between letters: Arabic (Uyghur,
-# Persian), Syriac, the Indic scripts, Mongolian. Ranges of code points.
-_JOINING_SCRIPTS = ((0x0600, 0x08FF), (0x0900, 0x0DFF), (0x1800, 0x18AF), (0xFB50, 0xFDFF),
-                    (0xFE70, 0xFEFF))
+# Characters that show nothing (Unicode's Default_Ignorable_Code_Point, beyond the format
+# characters): selectors, fillers, invisible vowels, tags, and code points reserved as such
+# (bb31 F1: "Alice\ufe0f" displayed as "Alice").
+_IGNORABLE = ((0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
+              (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
+              (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+              (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+              (0xE0000, 0xE0FFF))
+# Scripts whose writing needs the zero-width (non-)joiner between letters, by block: Arabic
+# (Uyghur, Persian), Syriac, the Indic scripts, Mongolian.
+_JOINING_BLOCKS = ((0x0600, 0x06FF), (0x0700, 0x074F), (0x0750, 0x077F), (0x08A0, 0x08FF),
+                   (0x0900, 0x097F), (0x0980, 0x09FF), (0x0A00, 0x0A7F), (0x0A80, 0x0AFF),
+                   (0x0B00, 0x0B7F), (0x0B80, 0x0BFF), (0x0C00, 0x0C7F), (0x0C80, 0x0CFF),
+                   (0x0D00, 0x0D7F), (0x0D80, 0x0DFF), (0x1800, 0x18AF), (0xFB50, 0xFDFF),
+                   (0xFE70, 0xFEFF))
+_ARABIC_FORMS = ((0x0600, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08FF), (0xFB50, 0xFDFF),
+                 (0xFE70, 0xFEFF))  # one script, several blocks
+_PICTOGRAPHS = ((0x2300, 0x23FF), (0x2600, 0x27BF), (0x2B00, 0x2BFF), (0x1F000, 0x1FAFF))
+_HAN = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))
 _MONGOLIAN_LETTERS = (0x1820, 0x18AF)
 _ZWNJ, _ZWJ = "\u200c", "\u200d"
-# Format (Cf), unlike the Mongolian free variation selectors (Mn, accepted as marks).
-_MONGOLIAN_VOWEL_SEPARATOR = "\u180e"
+_TEXT_STYLE, _EMOJI_STYLE = "\ufe0e", "\ufe0f"
+_BLACK_FLAG, _CANCEL_TAG = "\U0001f3f4", "\U000e007f"
 
 
 def _in(ch: str, *ranges: tuple[int, int]) -> bool:
-    return any(low <= ord(ch) <= high for low, high in ranges)
+    return bool(ch) and any(low <= ord(ch) <= high for low, high in ranges)
 
 
-def _joining_letter(ch: str) -> bool:
-    return unicodedata.category(ch)[0] in "LM" and _in(ch, *_JOINING_SCRIPTS)
+def _hidden(ch: str) -> bool:
+    """Whether a character shows nothing but may change how the text around it shows."""
+    return unicodedata.category(ch) in _HIDDEN or ch in _BLANK_LETTERS or _in(ch, *_IGNORABLE)
 
 
-def _emoji(ch: str) -> bool:
-    """A pictograph, or what may follow one inside an emoji sequence (a skin tone, VS16)."""
-    return unicodedata.category(ch) == "So" or ch == "\ufe0f" or 0x1F3FB <= ord(ch) <= 0x1F3FF
+def _script(ch: str) -> int | None:
+    """The joining script (its block, Arabic's blocks as one) of a letter or mark, if any."""
+    if _in(ch, *_ARABIC_FORMS):
+        return 0x0600
+    return next((low for low, high in _JOINING_BLOCKS if low <= ord(ch) <= high), None)
+
+
+def _base(value: str, i: int) -> str:
+    """The character at `i`, or the one its combining marks sit on ("" if none)."""
+    while i >= 0 and unicodedata.category(value[i])[0] == "M":
+        i -= 1
+    return value[i] if i >= 0 else ""
+
+
+def _pictograph(ch: str) -> bool:
+    return bool(ch) and unicodedata.category(ch) == "So" and _in(ch, *_PICTOGRAPHS)
+
+
+def _emoji_before(value: str, i: int) -> bool:
+    """Whether an emoji ends at `i`: a pictograph, maybe with its emoji style or skin tone."""
+    if i >= 0 and (value[i] == _EMOJI_STYLE or 0x1F3FB <= ord(value[i]) <= 0x1F3FF):
+        i -= 1
+    return i >= 0 and _pictograph(value[i])
 
 
 def _joins(value: str, i: int) -> bool:
-    """Whether the format character at `i` is one a script or an emoji needs, where it needs
-    it (bb29 F2: 👩‍⚕️, Persian and traditional Mongolian names were refused): a zero-width
-    (non-)joiner between two letters of a joining script, a joiner inside an emoji sequence,
-    the Mongolian vowel separator between two Mongolian letters. Between Han or Latin
-    letters, and at either end, they still hide a difference between names that look alike,
-    and stay refused."""
-    if i == 0 or i == len(value) - 1:
+    """Whether the invisible character at `i` is one a script or an emoji needs, where it
+    needs it (bb29 F2: 👩‍⚕️, Persian and traditional Mongolian names were refused):
+    - a zero-width (non-)joiner after a letter (or its marks) and before a letter of the same
+      joining script;
+    - a joiner between two emoji; an emoji or text style selector after a pictograph (or a
+      keycap's digit);
+    - an ideographic variation selector after a Han character (a rare name's glyph);
+    - a Mongolian free variation selector after a Mongolian letter, the vowel separator
+      between two;
+    - the tags of a flag's sequence (🏴 and tags up to the cancel tag).
+    Anywhere else (between Han or Latin letters, at either end, after a mark on another
+    script's letter) they hide a difference between names that look alike (bb31 F2, F3)."""
+    ch = value[i]
+    before = value[i - 1] if i > 0 else ""
+    after = value[i + 1] if i + 1 < len(value) else ""
+    if not before:
         return False
-    before, ch, after = value[i - 1], value[i], value[i + 1]
-    if ch in (_ZWNJ, _ZWJ) and _joining_letter(before) and _joining_letter(after):
-        return True
-    if ch == _ZWJ:
-        return _emoji(before) and unicodedata.category(after) == "So"
-    if ch == _MONGOLIAN_VOWEL_SEPARATOR:
+    if ch in (_ZWNJ, _ZWJ):
+        base = _base(value, i - 1)
+        script = _script(base) if base and unicodedata.category(base)[:1] == "L" else None
+        if script is not None and after and unicodedata.category(after)[:1] == "L" \
+                and _script(after) == script:
+            return True
+        return ch == _ZWJ and _emoji_before(value, i - 1) and _pictograph(after)
+    if ch in (_TEXT_STYLE, _EMOJI_STYLE):
+        return _pictograph(before) or (before in "0123456789#*" and after == "\u20e3")
+    if 0xE0100 <= ord(ch) <= 0xE01EF:
+        return _in(before, *_HAN)
+    if ch in "\u180b\u180c\u180d\u180f":
+        return _in(before, _MONGOLIAN_LETTERS)
+    if ch == "\u180e":
         return _in(before, _MONGOLIAN_LETTERS) and _in(after, _MONGOLIAN_LETTERS)
+    if 0xE0020 <= ord(ch) <= 0xE007F:
+        start = end = i
+        while start > 0 and 0xE0020 <= ord(value[start - 1]) <= 0xE007E:
+            start -= 1
+        while end < len(value) and 0xE0020 <= ord(value[end]) <= 0xE007E:
+            end += 1
+        return (start > 0 and value[start - 1] == _BLACK_FLAG and end > start
+                and end < len(value) and value[end] == _CANCEL_TAG)
     return False
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import datetime
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger import Ledger
 from ledger.errors import InvalidField
 from ledger.text import MAX_LABEL, MAX_REASON, MAX_TEXT, check_label, check_reason, check_text
+from tests.factories import ADMIN, CST, make_activity, make_unit, make_volunteer, session_record
 
 # Bidirectional overrides, embeddings and isolates (a "Trojan source" spoof), zero-width
 # characters and marks, the byte-order mark, a soft hyphen, the Arabic letter mark.
@@ -104,7 +110,11 @@ def test_a_label_is_one_line_with_nothing_hidden(label: str) -> None:
     "مهر\u200cناز",  # a Persian name with a zero-width non-joiner
     "ئابدۇ\u200cرېھىم",  # Uyghur (Arabic script)
     "ᠮᠣᠩᠭᠣᠯ\u180eᠠ",  # traditional Mongolian: the vowel separator between two letters
-    "ᠪᠠ\u180bᠲᠤ",  # a free variation selector (a mark, not a format character)
+    "ᠪᠠ\u180bᠲᠤ",  # a Mongolian free variation selector after a Mongolian letter
+    "क्\u200dष",  # Devanagari: a joiner after a virama
+    "👩🏽\u200d⚕️", "❤️志愿", "1\ufe0f\u20e3号",  # skin tone, emoji style, a keycap
+    "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f队",  # a flag (bb31 F7)
+    "葛\U000e0100",  # an ideographic variation selector on a Han character
 ])
 def test_joiners_that_a_script_or_an_emoji_needs_are_text(text: str) -> None:
     # bb29 F2: all of these were refused as hidden characters.
@@ -115,7 +125,45 @@ def test_joiners_that_a_script_or_an_emoji_needs_are_text(text: str) -> None:
     "张\u200d三", "Li\u200cLei", "志愿\u200c者",  # between Han or Latin letters: hidden
     "\u200d👩护士", "护士👩\u200d", "👩\u200d张",  # at an end, or not joining two pictographs
     "مهر\u200c", "\u180eᠠ", "ᠠ\u180ea",  # not between two letters of the script
+    # bb31 F1: selectors and other invisible characters where nothing needs them.
+    "Alice\ufe0f", "\u180bAlice", "a\u17b4b", "a\u2065b", "a\ufff0b", "A\U000e0100",
+    "\U000e0067\U000e007f队", "🏴\U000e0067队", "x\u00adb",
+    # bb31 F2, F3: a mark or selector in front of the joiner, or two scripts around it.
+    "Team A\ufe0f\u200d👩", "王\u064e\u200dب", "©\u200d👩", "क\u200dب", "ب\u200dᠠ",
 ])
 def test_joiners_elsewhere_are_still_refused(text: str) -> None:
     with pytest.raises(InvalidField, match="invisible formatting characters"):
         check_text("name", text)
+
+
+def test_a_source_record_id_or_a_place_of_hidden_characters_is_refused(
+        ledger: Ledger) -> None:
+    # bb31 F4: "SRC1" and "SRC1\u200b" were two records that look the same; F5: a place of
+    # only a zero-width space was stored as no place.
+    volunteer, activity = make_volunteer(ledger), make_activity(ledger)
+    result = ledger.record_sessions(ADMIN, [session_record(
+        volunteer, activity, source_record_id="SRC1\u200b")])
+    error = result.outcomes[0].error
+    assert isinstance(error, InvalidField) and error.field == "source_record_id"
+    unit = make_unit(ledger)
+    with pytest.raises(InvalidField) as refused:
+        ledger.plan_activity(ADMIN, "B1", unit, "活动", datetime(2017, 3, 5, 8, tzinfo=CST),
+                             datetime(2017, 3, 5, 18, tzinfo=CST), place="\u200b")
+    assert refused.value.field == "place"
+
+
+_PIECES = ["a", "张", "ب", "क", "्", "ᠠ", "\u200d", "\u200c", "\ufe0f", "\u180e", "\u180b", "👩",
+           "⚕", "🏽", "\U000e0067", "\U000e007f", "🏴", "\U000e0100", " ", "\u064e", "\u20e3",
+           "1", "\u0301"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.text(max_size=12),
+                 st.lists(st.sampled_from(_PIECES), min_size=1, max_size=8).map("".join)))
+def test_any_text_is_accepted_or_refused_naming_the_field_never_a_crash(text: str) -> None:
+    # A mark with no letter before a joiner made the joiner rule raise TypeError (a 500).
+    for check in (lambda t: check_text("name", t), check_reason, check_label):
+        try:
+            check(text)
+        except InvalidField as refused:
+            assert refused.field in ("name", "reason", "label")
