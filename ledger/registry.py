@@ -356,10 +356,11 @@ class RegistryUseCases(LedgerBase):
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)
             require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
-            _check_born_by(clean, volunteer.registered_on)
             # Only what differs is recorded; a change to what is already there writes nothing
             # and answers where the volunteer's record last changed.
             current = self.personal_of(volunteer)
+            _check_born_by({**current, **clean}, volunteer.registered_on,
+                           given=frozenset(clean))
             changed = {k: v for k, v in clean.items()
                        if (volunteer.name if k == "name" else current.get(k)) != v}
             # A number withdrawn or replaced is erased: its key goes with this write.
@@ -593,9 +594,34 @@ def _may_credit(mapper: Any, stored: Sequence[StoredEvent], unit_id: str, day: s
     return None
 
 
-def _check_born_by(personal: dict[str, Any], registered_on: str) -> None:
-    """A volunteer is born on or before the day they register (ISO dates compare as text)."""
+def _check_born_by(personal: dict[str, Any], registered_on: str,
+                   given: frozenset[str] | None = None) -> None:
+    """A volunteer is born on or before the day they register (ISO dates compare as text),
+    and the date of birth inside their id number is their `birth_date` (bb32 F1, F2: an id
+    number born in 2099, or on another day than birth_date, was taken). `given`: the fields
+    the request sets, named when they disagree with what the record holds."""
     born = personal.get("birth_date")
     if born is not None and born > registered_on:
         raise InvalidField(f"birth_date {born} is after registered_on {registered_on}",
                            "birth_date")
+    in_id = _id_birth(personal.get("id_number"))
+    if in_id is None or (given is not None and not given & {"birth_date", "id_number"}):
+        return  # a change of other fields is not refused for what the record held before
+    if in_id > registered_on:
+        raise InvalidField(f"id_number holds the date of birth {in_id}, after registered_on "
+                           f"{registered_on}", "id_number")
+    if born is not None and born != in_id:
+        field = "birth_date" if given is not None and "id_number" not in given else "id_number"
+        raise InvalidField(f"id_number holds the date of birth {in_id}, but birth_date is "
+                           f"{born}", field)
+
+
+def _id_birth(value: Any) -> str | None:
+    """The date of birth a resident id number holds (ISO), if it is one (GB 11643-1999)."""
+    if not isinstance(value, str) or len(value) not in (15, 18) or not value[:14].isdigit():
+        return None
+    digits = value[6:14] if len(value) == 18 else "19" + value[6:12]
+    try:
+        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:])).isoformat()
+    except ValueError:
+        return None

@@ -377,3 +377,32 @@ def test_registrations_that_keep_losing_the_race_for_a_number_are_busy_not_a_con
     monkeypatch.setattr(ledger, "_save", lost)
     with pytest.raises(StoreBusy, match="volunteer numbers"):
         ledger.register_volunteer(ADMIN, "张三", unit, JUNE)
+
+
+def _resident_id(born: str, sequence: str = "123") -> str:
+    """An 18-digit resident id number of Meilie district born on `born` (YYYYMMDD)."""
+    body = f"350402{born}{sequence}"
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
+
+
+def test_the_date_of_birth_in_an_id_number_is_checked_against_the_record(
+        ledger: Ledger) -> None:
+    # bb32 F1, F2: an id number born in 2099, or on another day than birth_date, was taken.
+    unit = make_unit(ledger)
+    for personal, field in (({"id_number": _resident_id("20991231")}, "id_number"),
+                            ({"id_number": _resident_id("20170602")}, "id_number"),
+                            ({"id_number": _resident_id("19850615"),
+                              "birth_date": date(1991, 1, 1)}, "id_number")):
+        with pytest.raises(InvalidField) as refused:
+            ledger.register_volunteer(ADMIN, "林小梅", unit, JUNE, **personal)
+        assert refused.value.field == field, personal
+    written, _ = ledger.register_volunteer(ADMIN, "林小梅", unit, JUNE,
+                                           id_number=_resident_id("19850615"),
+                                           birth_date=date(1985, 6, 15))
+    with pytest.raises(InvalidField) as refused:  # a correction that disagrees, named
+        ledger.update_volunteer(ADMIN, written.id, {"birth_date": date(1986, 6, 15)})
+    assert refused.value.field == "birth_date"
+    ledger.update_volunteer(ADMIN, written.id, {"name": "林晓梅"})  # other fields: as before
+    ledger.update_volunteer(ADMIN, written.id, {"id_number": _resident_id("19860615"),
+                                                "birth_date": date(1986, 6, 15)})
