@@ -333,10 +333,13 @@ class RegistryUseCases(LedgerBase):
         """A volunteer's personal data, numbers opened (ledger/sealing.py)."""
         return self._opened(volunteer.personal)
 
-    def update_volunteer(self, origin: Origin, volunteer_id: str,
-                         changes: dict[str, Any]) -> Written:
+    def update_volunteer(self, origin: Origin, volunteer_id: str, changes: dict[str, Any],
+                         expected_version: int | None = None) -> Written:
         """Correct or complete a volunteer's name or personal data; a change to None clears
-        a field of CLEARABLE_FIELDS (the phone, the id number). At least one field must be given."""
+        a field of CLEARABLE_FIELDS (the phone, the id number). At least one field must be given.
+        With `expected_version` (If-Match), a volunteer at another version is refused
+        (VersionMismatch; bb32 F3: a stale If-Match was ignored). Without it, a session
+        recorded meanwhile (which moves the volunteer's version) does not refuse the change."""
         require_role(origin.actor, Role.recorder)
         if not changes:
             raise InvalidRequest("no field to change was given: name or a personal field ("
@@ -356,6 +359,7 @@ class RegistryUseCases(LedgerBase):
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)
             require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
+            check_version(volunteer, "volunteer", expected_version, [])
             # Only what differs is recorded; a change to what is already there writes nothing
             # and answers where the volunteer's record last changed.
             current = self.personal_of(volunteer)

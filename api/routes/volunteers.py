@@ -5,22 +5,26 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
 from api.limits import StrictBodyRoute
 from api.schemas import (
+    IF_MATCH_RESPONSES,
     Body,
     Change,
     Created,
     Day,
     Id,
     IdempotencyKey,
+    IfMatch,
     Reason,
     Text,
     Year,
+    not_modified,
     recognised_response,
+    version_tagged,
 )
 from ledger.base import Recognised
 from ledger.catalogue import Gender, PoliticalStatus, Role
@@ -147,11 +151,16 @@ def register_volunteer(body: VolunteerIn, actor: RecorderWriter, services: Servi
     return services.written(written, volunteer_number=number)
 
 
-@router.get("/{volunteer_id}", response_model=VolunteerOut)
-def get_volunteer(volunteer_id: str, actor: HoursReader, services: ServicesDep) -> dict[str, Any]:
+@router.get("/{volunteer_id}", response_model=VolunteerOut,
+            responses=version_tagged("volunteer"))
+def get_volunteer(volunteer_id: str, actor: HoursReader, services: ServicesDep,
+                  request: Request, response: Response) -> Any:
     """A volunteer's record; phone and id number are masked, and a recorder sees personal
-    data only of its own unit's volunteers (bb14 F2)."""
+    data only of its own unit's volunteers (bb14 F2). Tagged with its version for If-Match
+    (every recorded session moves it too)."""
     v = services.ledger.get_volunteer(volunteer_id)
+    if (held := not_modified(request, response, v.version)) is not None:
+        return held
     theirs = actor.role is not Role.recorder or actor.unit_id == v.current_unit_id
     return {
         "id": v.id, "volunteer_number": v.volunteer_number, "name": v.name,
@@ -164,14 +173,16 @@ def get_volunteer(volunteer_id: str, actor: HoursReader, services: ServicesDep) 
     }
 
 
-@router.patch("/{volunteer_id}", response_model=Created)
+@router.patch("/{volunteer_id}", response_model=Created, responses=IF_MATCH_RESPONSES)
 def update_volunteer(volunteer_id: str, body: VolunteerChange, actor: RecorderWriter,
-                     services: ServicesDep) -> dict[str, Any]:
+                     services: ServicesDep, expected: IfMatch) -> dict[str, Any]:
     """Correct or complete a volunteer's name and personal data: the fields given change,
     those left out stay as they are; `"phone": null` or `"id_number": null` withdraws it
     (no other field may be null; `"skills": []` clears the skills). A withdrawn or replaced
-    phone or id number is erased: every event that held it reads `"[erased]"` from then on."""
-    written = services.ledger.update_volunteer(origin_of(actor), volunteer_id, _given(body))
+    phone or id number is erased: every event that held it reads `"[erased]"` from then on.
+    With `If-Match` (the `ETag` its GET answered), a volunteer changed since is 412."""
+    written = services.ledger.update_volunteer(origin_of(actor), volunteer_id, _given(body),
+                                               expected_version=expected)
     return services.written(written)
 
 

@@ -194,3 +194,25 @@ def test_an_unknown_id_in_the_path_of_a_write_is_a_404(district: District, metho
                                        headers=bearer(ADMIN_TOKEN))
     assert response.status_code == 404, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_volunteers_patch_honours_if_match_from_its_etag(district: District) -> None:
+    # bb32 F3: a stale If-Match was ignored and the change stored over one the client never saw.
+    path = f"/v1/volunteers/{district.volunteer}"
+    first = district.get(path)
+    tag = first.headers["etag"]
+    assert tag == f'"{first.json()["version"]}"'
+    held = district.client.get(path, headers={**bearer(ADMIN_TOKEN), "If-None-Match": tag})
+    assert held.status_code == 304
+    changed = district.client.patch(path, json={"name": "林晓梅"},
+                                    headers={**bearer(ADMIN_TOKEN), "If-Match": tag})
+    assert changed.status_code == 200, changed.text
+    stale = district.client.patch(path, json={"name": "林小梅"},
+                                  headers={**bearer(ADMIN_TOKEN), "If-Match": tag})
+    assert stale.status_code == 412, stale.text
+    assert stale.json()["errors"][0]["field"] == "If-Match"
+    assert district.get(path).json()["name"] == "林晓梅"
+    # Without If-Match a change goes through, sessions recorded meanwhile or not.
+    district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "etag-1")
+    assert district.client.patch(path, json={"name": "林小梅"},
+                                 headers=bearer(ADMIN_TOKEN)).status_code == 200
