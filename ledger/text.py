@@ -111,6 +111,8 @@ def check_shown(name: str, value: str) -> str:
     nothing but changes how the text shows: a bidirectional override or isolate, a zero-width
     space or joiner, a byte-order mark (Unicode format characters), or half a surrogate pair.
     Joiners where a script or an emoji needs them are text (`_joins`)."""
+    if value.isascii():  # no format character, selector or filler is ASCII
+        return value
     bad = next((ch for i, ch in enumerate(value) if _hidden(ch) and not _joins(value, i)),
                None)
     if bad is not None:
@@ -149,9 +151,15 @@ def _in(ch: str, *ranges: tuple[int, int]) -> bool:
     return bool(ch) and any(low <= ord(ch) <= high for low, high in ranges)
 
 
+# The same below the tags, as one set: `_hidden` runs for every character of every text.
+_IGNORABLE_CHARS = _BLANK_LETTERS | frozenset(
+    chr(c) for low, high in _IGNORABLE if high < 0xE0000 for c in range(low, high + 1))
+
+
 def _hidden(ch: str) -> bool:
     """Whether a character shows nothing but may change how the text around it shows."""
-    return unicodedata.category(ch) in _HIDDEN or ch in _BLANK_LETTERS or _in(ch, *_IGNORABLE)
+    return (ch in _IGNORABLE_CHARS or unicodedata.category(ch) in _HIDDEN
+            or "\U000e0000" <= ch <= "\U000e0fff")
 
 
 def _script(ch: str) -> int | None:
