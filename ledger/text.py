@@ -131,14 +131,14 @@ _IGNORABLE = ((0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1
               (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
               (0xE0000, 0xE0FFF))
 # Scripts whose writing needs the zero-width (non-)joiner between letters, by block: Arabic
-# (Uyghur, Persian), Syriac, the Indic scripts, Mongolian.
-_JOINING_BLOCKS = ((0x0600, 0x06FF), (0x0700, 0x074F), (0x0750, 0x077F), (0x08A0, 0x08FF),
-                   (0x0900, 0x097F), (0x0980, 0x09FF), (0x0A00, 0x0A7F), (0x0A80, 0x0AFF),
-                   (0x0B00, 0x0B7F), (0x0B80, 0x0BFF), (0x0C00, 0x0C7F), (0x0C80, 0x0CFF),
-                   (0x0D00, 0x0D7F), (0x0D80, 0x0DFF), (0x1800, 0x18AF), (0xFB50, 0xFDFF),
-                   (0xFE70, 0xFEFF))
-_ARABIC_FORMS = ((0x0600, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08FF), (0xFB50, 0xFDFF),
-                 (0xFE70, 0xFEFF))  # one script, several blocks
+# (Uyghur, Persian; several blocks), Syriac, the Indic scripts, Mongolian.
+_JOINING_SCRIPTS = (
+    (0x0600, 0x06FF, "Arabic"), (0x0700, 0x074F, "Syriac"), (0x0750, 0x077F, "Arabic"),
+    (0x08A0, 0x08FF, "Arabic"), (0x0900, 0x097F, "Devanagari"), (0x0980, 0x09FF, "Bengali"),
+    (0x0A00, 0x0A7F, "Gurmukhi"), (0x0A80, 0x0AFF, "Gujarati"), (0x0B00, 0x0B7F, "Oriya"),
+    (0x0B80, 0x0BFF, "Tamil"), (0x0C00, 0x0C7F, "Telugu"), (0x0C80, 0x0CFF, "Kannada"),
+    (0x0D00, 0x0D7F, "Malayalam"), (0x0D80, 0x0DFF, "Sinhala"), (0x1800, 0x18AF, "Mongolian"),
+    (0xFB50, 0xFDFF, "Arabic"), (0xFE70, 0xFEFF, "Arabic"))
 _PICTOGRAPHS = ((0x2300, 0x23FF), (0x2600, 0x27BF), (0x2B00, 0x2BFF), (0x1F000, 0x1FAFF))
 _HAN = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))
 _MONGOLIAN_LETTERS = (0x1820, 0x18AF)
@@ -162,11 +162,9 @@ def _hidden(ch: str) -> bool:
             or "\U000e0000" <= ch <= "\U000e0fff")
 
 
-def _script(ch: str) -> int | None:
-    """The joining script (its block, Arabic's blocks as one) of a letter or mark, if any."""
-    if _in(ch, *_ARABIC_FORMS):
-        return 0x0600
-    return next((low for low, high in _JOINING_BLOCKS if low <= ord(ch) <= high), None)
+def _script(ch: str) -> str | None:
+    """The joining script of a letter or mark, if it is of one."""
+    return next((name for low, high, name in _JOINING_SCRIPTS if low <= ord(ch) <= high), None)
 
 
 def _base(value: str, i: int) -> str:
