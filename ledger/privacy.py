@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from ledger.sealing import ERASED, HOLDERS
 
 MIN_HIDDEN = 4
+
+
+def id_birth_digits(number: str) -> str:
+    """The YYYYMMDD a resident id number (GB 11643-1999) holds as its date of birth: digits 7
+    to 14, or on the 15-digit form 7 to 12 of a year of the 1900s."""
+    return number[6:14] if len(number) == 18 else "19" + number[6:12]
+
+
+def id_birth(number: Any) -> str | None:
+    """The date of birth (ISO) a resident id number holds, if it is one and the date is real."""
+    if not isinstance(number, str) or len(number) not in (15, 18) or not number[:14].isdigit():
+        return None
+    digits = id_birth_digits(number)
+    try:
+        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:])).isoformat()
+    except ValueError:
+        return None
 
 
 def mask(value: str | None, keep_start: int, keep_end: int) -> str | None:

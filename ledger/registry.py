@@ -45,6 +45,7 @@ from ledger.errors import (
     NotFound,
 )
 from ledger.guards import WriteGuard
+from ledger.privacy import id_birth
 from ledger.provenance import Origin
 from ledger.sealing import KeyChanges
 from ledger.sessions import ServiceSession
@@ -608,7 +609,7 @@ def _check_born_by(personal: dict[str, Any], registered_on: str,
     if born is not None and born > registered_on:
         raise InvalidField(f"birth_date {born} is after registered_on {registered_on}",
                            "birth_date")
-    in_id = _id_birth(personal.get("id_number"))
+    in_id = id_birth(personal.get("id_number"))
     if in_id is None or (given is not None and not given & {"birth_date", "id_number"}):
         return  # a change of other fields is not refused for what the record held before
     if in_id > registered_on:
@@ -618,14 +619,3 @@ def _check_born_by(personal: dict[str, Any], registered_on: str,
         field = "birth_date" if given is not None and "id_number" not in given else "id_number"
         raise InvalidField(f"id_number holds the date of birth {in_id}, but birth_date is "
                            f"{born}", field)
-
-
-def _id_birth(value: Any) -> str | None:
-    """The date of birth a resident id number holds (ISO), if it is one (GB 11643-1999)."""
-    if not isinstance(value, str) or len(value) not in (15, 18) or not value[:14].isdigit():
-        return None
-    digits = value[6:14] if len(value) == 18 else "19" + value[6:12]
-    try:
-        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:])).isoformat()
-    except ValueError:
-        return None

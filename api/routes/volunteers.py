@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response, status
@@ -28,7 +27,7 @@ from api.schemas import (
 )
 from ledger.base import Recognised
 from ledger.catalogue import Gender, PoliticalStatus, Role
-from ledger.privacy import masked
+from ledger.privacy import id_birth, id_birth_digits, masked
 
 router = APIRouter(prefix="/v1/volunteers", tags=["volunteers"], route_class=StrictBodyRoute)
 
@@ -40,12 +39,9 @@ _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 def _resident_id(value: str) -> str:
     """A resident identity number (GB 11643-1999): a real date of birth, and on the 18-digit
     form its check character (ISO 7064 MOD 11-2), so a mistyped digit is caught here."""
-    born = value[6:14] if len(value) == 18 else "19" + value[6:12]
-    try:
-        date(int(born[:4]), int(born[4:6]), int(born[6:]))
-    except ValueError:
+    if id_birth(value) is None:
         raise ValueError(f"digits 7 to {len(value) - 4} must be a date of birth, not "
-                         f"{born}") from None
+                         f"{id_birth_digits(value)}")
     if len(value) == 18:
         total = sum(int(d) * w for d, w in zip(value[:17], _WEIGHTS, strict=True))
         check = "10X98765432"[total % 11]
