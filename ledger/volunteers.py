@@ -29,6 +29,10 @@ CLEARABLE_FIELDS = ("phone", "id_number")
 TRAINING_KEY = ("level", "form", "audience", "title", "completed_on")
 
 
+# Live sessions as (start, end, session id), sorted, and the longest one's length in seconds.
+Calendar = tuple[list[tuple[float, float, str]], float]
+
+
 def new_volunteer_id() -> str:
     return new_id("vol")
 
@@ -101,17 +105,18 @@ class Volunteer(LedgerAggregate):
         start, end = started_at.timestamp(), ended_at.timestamp()
         calendar, longest = self._live_calendar()
         # A session that ends after `start` began less than the longest session's length
-        # before it: only those from there up to `end` can overlap.
-        for s, e, session_id in calendar[bisect_left(calendar, (start - longest,)):]:
+        # before it: only those from there up to `end` can overlap (read in place: a slice
+        # would copy the rest of the calendar for every check).
+        for at in range(bisect_left(calendar, (start - longest,)), len(calendar)):
+            s, e, session_id = calendar[at]
             if s >= end:
                 break
             if start < e and session_id != ignore:
                 return session_id
         return None
 
-    def _live_calendar(self) -> tuple[list[tuple[float, float, str]], float]:
-        calendar: tuple[list[tuple[float, float, str]], float] | None = self.__dict__.get(
-            "_calendar")
+    def _live_calendar(self) -> Calendar:
+        calendar: Calendar | None = self.__dict__.get("_calendar")
         if calendar is None:
             live = sorted((s, e, i) for i, (s, e, on) in self.sessions.items() if on)
             calendar = live, max((e - s for s, e, _ in live), default=0.0)
@@ -128,8 +133,7 @@ class Volunteer(LedgerAggregate):
             old[2] = False
         else:
             self.sessions[session_id] = times
-        calendar: tuple[list[tuple[float, float, str]], float] | None = self.__dict__.get(
-            "_calendar")
+        calendar: Calendar | None = self.__dict__.get("_calendar")
         if calendar is None:
             return
         live, longest = calendar
