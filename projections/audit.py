@@ -100,10 +100,10 @@ class AuditLog:
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         read = cur.execute("SELECT position FROM projection_positions WHERE name = ?",
                            (self.name,)).fetchone()
-        altered = leaves_altered(cur, int(read[0]) if read else 0)
+        size, last = log_end(cur)
+        altered = leaves_altered(cur, int(read[0]) if read else 0, end=(size, last))
         if altered:  # appending would sign a tree that leaves out (or makes up) events
             raise AuditLogAltered(altered)
-        size = log_size(cur)
         found = fetch_nodes(cur, Frontier.blocks(size))
         frontier = Frontier((lv, i, found[lv, i]) for lv, i in Frontier.blocks(size))
         hashes = [event_leaf_hash(event) for event in events]
@@ -121,17 +121,24 @@ def insert_rows(cur: ViewCursor, into: str, rows: Sequence[tuple[Any, ...]]) -> 
         cur.executemany(f"INSERT INTO {into} VALUES {marks}", rows)
 
 
-def leaves_altered(cur: ViewCursor, read_to: int, count: bool = False) -> str | None:
-    """Whether the audit log's leaves are not those of the events its view has read to
-    `read_to`: its last leaf must be that event's (bb26 F1: a deleted last leaf was taken as
-    lag, and the next event was logged in its place). With `count`, also every leaf index
-    below the last one must be there (a full count: for a start or a verification)."""
+def log_end(cur: ViewCursor) -> tuple[int, int]:
+    """How many leaves the audit log holds, and the position of its last (0 for none)."""
     # Two subqueries: SQLite reads one MAX from an index, but both in one SELECT scanned the
     # whole table (15 ms a write at 98k events).
     row = cur.execute("SELECT (SELECT MAX(leaf_index) FROM audit_leaves), "
                       "(SELECT MAX(position) FROM audit_leaves)").fetchone()
     size = 0 if row is None or row[0] is None else int(row[0]) + 1
-    last = 0 if row is None or row[1] is None else int(row[1])
+    return size, 0 if row is None or row[1] is None else int(row[1])
+
+
+def leaves_altered(cur: ViewCursor, read_to: int, count: bool = False,
+                   end: tuple[int, int] | None = None) -> str | None:
+    """Whether the audit log's leaves are not those of the events its view has read to
+    `read_to`: its last leaf must be that event's (bb26 F1: a deleted last leaf was taken as
+    lag, and the next event was logged in its place). With `count`, also every leaf index
+    below the last one must be there (a full count: for a start or a verification). `end`:
+    `log_end`, if the caller has read it already."""
+    size, last = end or log_end(cur)
     fix = ("compare the store with a backup; `vledger verify` names what no longer matches, "
            "and `vledger projections rebuild audit` logs every event again")
     if last != read_to:
