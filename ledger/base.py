@@ -466,15 +466,19 @@ def _content(registered: Any) -> dict[str, Any]:
 
 
 def check_version(aggregate: LedgerAggregate, kind: str, expected: int | None,
-                  seen: list[int]) -> None:
+                  seen: list[int] | None) -> None:
     """Refuse to change `aggregate` if it is not at the version the client named (`expected`,
     from If-Match), or if it moved since an earlier attempt of the same request read it
     (`seen`): an attempt is retried when another write won the race, and a write that won on
-    this very thing was made by a client who did not know this change was coming."""
+    this very thing was made by a client who did not know this change was coming. `seen`
+    None: a change that other writes to the aggregate do not contradict (a volunteer's
+    personal data, while sessions are booked on their calendar)."""
     if expected is not None and aggregate.version != expected:
         raise VersionMismatch(
             f"{kind} {aggregate.id} is at version {aggregate.version}, not {expected}: it was "
             "changed since; read it again", "If-Match")
+    if seen is None:
+        return
     if not seen:
         seen.append(aggregate.version)
     elif seen[0] != aggregate.version:

@@ -360,7 +360,7 @@ class RegistryUseCases(LedgerBase):
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)
             require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
-            check_version(volunteer, "volunteer", expected_version, [])
+            check_version(volunteer, "volunteer", expected_version, None)
             # Only what differs is recorded; a change to what is already there writes nothing
             # and answers where the volunteer's record last changed.
             current = self.personal_of(volunteer)
