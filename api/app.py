@@ -85,7 +85,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         # Ranked lists' versions, for their next pages served by any worker (api/lists.py).
         app.state.lists = StoredLists(services.models.store)
-        app.state.cursor_secret = services.cursor_secret
         stop = threading.Event()
         follower = threading.Thread(target=_follow, args=(services, stop), daemon=True,
                                     name="vledger-views")

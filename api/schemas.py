@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, NamedTuple, Self
 
 import orjson
 from fastapi import Depends, Header, Request, Response
@@ -135,7 +135,8 @@ _MAC_BYTES = 16
 
 
 def _cursor_secret(request: Request) -> bytes:
-    return getattr(request.app.state, "cursor_secret", None) or _FALLBACK_SECRET
+    services = getattr(request.app.state, "services", None)
+    return getattr(services, "cursor_secret", b"") or _FALLBACK_SECRET
 
 
 def _b64(raw: bytes) -> str:
@@ -163,7 +164,7 @@ def page_cursor(request: Request, offset: int, list_of: str, digest: str | None 
     return f"{_b64(raw)}.{_b64(mac)}"
 
 
-class Cursor(BaseModel):
+class Cursor(NamedTuple):
     """What a cursor this service issued says: where the next page starts, and for a ranked
     list the version and position of its first page."""
 
@@ -276,11 +277,11 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
     `rules_version`), part of its version: a later page cut from a kept version sets it,
     in place, to what it was for the first page.
     """
+    if limit is None and cursor is None:
+        return items, None, position
     list_of = _list_of(request)
     read = read_cursor(request, cursor, list_of)
     offset, digest = read.offset, read.digest
-    if limit is None and cursor is None:
-        return items, None, position
     # The context rides as the list's first element, in memory and in the store alike.
     whole = items if context is None else [{_CONTEXT: context}, *items]
     stored: StoredLists | None = getattr(request.app.state, "lists", None)
@@ -292,10 +293,11 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
             raise ListChanged(
                 f"the list changed after its first page was read (it now answers for position "
                 f"{position}); read it again from the first page, without a cursor")
-        position, whole = kept
+        whole = kept[1]
     if read.position is not None:
-        # The first page's, as its cursor says: a version kept by content is the same list
-        # at every position it was read at, and may have been kept with another (bb27 F1).
+        # The first page's, as its cursor says (with its digest, always): a version kept by
+        # content is the same list at every position it was read at, and may have been kept
+        # with another (bb27 F1).
         position = read.position
     if context is not None and whole and isinstance(whole[0], dict) and _CONTEXT in whole[0]:
         context.update(whole[0][_CONTEXT])

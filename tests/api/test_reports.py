@@ -104,7 +104,8 @@ def test_an_edited_cursor_is_refused_not_read_as_another_offset(district: Distri
 def test_a_cursor_sealed_with_another_secret_is_refused() -> None:
     # Another deployment (another signing key) issued it, or this one's key was replaced.
     def app_with(secret: bytes) -> Any:
-        return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(cursor_secret=secret)))
+        services = SimpleNamespace(cursor_secret=secret)
+        return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(services=services)))
 
     ours, theirs = app_with(b"a" * 32), app_with(b"b" * 32)
     cursor = page_cursor(theirs, 10, "list", "digest", 7)
