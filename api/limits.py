@@ -137,19 +137,14 @@ class RequestLimits:
         await self.app(scope, counted, send)
 
 
-def _header(scope: Scope, wanted: bytes) -> bytes | None:
-    for name, value in scope.get("headers", ()):
-        if name == wanted:
-            return bytes(value)
-    return None
-
-
 def _content_length(scope: Scope) -> int | None:
-    value = _header(scope, b"content-length")
-    try:
-        return None if value is None else int(value)
-    except ValueError:
-        return None
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _nul_refusal(scope: Scope) -> ASGIApp | None:
