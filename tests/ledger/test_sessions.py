@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from uuid import uuid5
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger import Ledger, Settings
 from ledger.calendar import now
@@ -15,6 +18,7 @@ from ledger.errors import (
     OverlappingSession,
     UnknownReference,
 )
+from ledger.sessions import SESSION_NAMESPACE, session_id_for
 from tests.factories import (
     ACTIVITY_ENDS,
     ACTIVITY_STARTS,
@@ -296,3 +300,16 @@ def test_a_session_given_in_utc_counts_on_the_district_date(ledger: Ledger, volu
                      datetime(2017, 12, 31, 16, 30, tzinfo=UTC),
                      datetime(2017, 12, 31, 18, 0, tzinfo=UTC))
     assert ledger.get_session(written.id).service_date == "2018-01-01"
+
+
+@given(st.text())
+def test_session_ids_are_the_uuid5_of_the_source_record_id(source_record_id: str) -> None:
+    """Stored session ids were made with `uuid5`; the faster derivation must give the same
+    ids, or a record imported again would be stored twice."""
+    try:
+        expected = f"ses-{uuid5(SESSION_NAMESPACE, source_record_id).hex}"
+    except UnicodeEncodeError:  # a lone surrogate: neither derivation takes it
+        with pytest.raises(UnicodeEncodeError):
+            session_id_for(source_record_id)
+        return
+    assert session_id_for(source_record_id) == expected
