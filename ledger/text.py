@@ -54,9 +54,17 @@ def trimmed(value: str) -> str:
     return value[start:end]
 
 
+# The ASCII characters that show nothing: the controls, the space and DEL.
+_ASCII_INVISIBLE = "".join(map(chr, range(0x21))) + "\x7f"
+
+
 def blank(value: str | None) -> bool:
     """Whether the text shows nothing at all (None, empty, spaces, zero-width characters)."""
-    return value is None or all(_invisible(ch) for ch in value)
+    if value is None:
+        return True
+    if value.isascii():  # every record's source id: no look-up per character
+        return not value.strip(_ASCII_INVISIBLE)
+    return all(_invisible(ch) for ch in value)
 
 
 def required(name: str, value: str | None) -> str:

@@ -57,7 +57,9 @@ class LedgerTranscoder(JSONTranscoder):
         if kind is str or kind is int or kind is bool or value is None:
             return value
         if kind is dict:
-            return {k: self._plain(v) for k, v in value.items()}
+            # Most values of an event are text or whole numbers: kept without a call each.
+            return {k: v if type(v) is str or type(v) is int or v is None else self._plain(v)
+                    for k, v in value.items()}
         if kind is datetime:
             transcoding = self.types.get(datetime)
             if transcoding is None:

@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 
 from ledger import Ledger
 from ledger.errors import InvalidField
-from ledger.text import MAX_LABEL, MAX_REASON, MAX_TEXT, check_label, check_reason, check_text
+from ledger.text import (
+    MAX_LABEL,
+    MAX_REASON,
+    MAX_TEXT,
+    _invisible,
+    blank,
+    check_label,
+    check_reason,
+    check_text,
+)
 from tests.factories import ADMIN, CST, make_activity, make_unit, make_volunteer, session_record
 
 # Bidirectional overrides, embeddings and isolates (a "Trojan source" spoof), zero-width
@@ -167,3 +176,13 @@ def test_any_text_is_accepted_or_refused_naming_the_field_never_a_crash(text: st
             check(text)
         except InvalidField as refused:
             assert refused.field in ("name", "reason", "label")
+
+
+@given(st.one_of(
+    # Mostly characters that show nothing, where the answers can differ.
+    st.text(alphabet=st.sampled_from([chr(i) for i in (*range(0x21), 0x7F, 0x41)])),
+    st.text(alphabet=st.characters(max_codepoint=0x7F)),
+    st.text()))
+def test_blank_means_every_character_shows_nothing(value: str) -> None:
+    # ASCII text takes a shortcut; it must answer what a look at each character would.
+    assert blank(value) == all(_invisible(ch) for ch in value)
