@@ -17,11 +17,11 @@ activities the organisation organised; best community counts its members' servic
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any
 
 from ledger.awards import RECIPIENT_KIND
@@ -35,18 +35,27 @@ Facts = dict[str, Any]
 Check = Callable[[Facts, Any], tuple[Any, bool]]
 
 
-def _hours_check(hours: Fraction, required: Any) -> tuple[float, bool]:
-    """(actual, passed) for an exact number of hours against a required number of hours.
+def _hours_check(minutes: int, per: int, required: Any) -> tuple[float, bool]:
+    """(actual, passed) for `minutes / per` minutes (a volunteer's, or a unit's per
+    volunteer) against a required number of hours.
 
     The requirement is taken as written in the rules (its shortest decimal form: 4.15 is 83/20,
     not the binary float whose sixty-fold, 249.00000000000003, 249 minutes would miss). The
     actual is rounded down on the requirement's grid (hundredths, or finer when the
-    requirement is finer), so it reads as reaching the requirement exactly when it does.
+    requirement is finer), so it reads as reaching the requirement exactly when it does. Both
+    are worked out in whole numbers: hours = minutes / (60 · per).
     """
+    scale, needed = _grid(required)
+    return (minutes * scale // (60 * per) / scale,
+            minutes * needed.denominator >= 60 * per * needed.numerator)
+
+
+@lru_cache(maxsize=1024)
+def _grid(required: Any) -> tuple[int, Fraction]:
+    """The decimal grid of a requirement as written, and its exact value (worked out once per
+    requirement, not once per candidate: a list has tens of thousands)."""
     written = Decimal(str(required))
-    places = max(2, -int(written.as_tuple().exponent))
-    scale = 10**places
-    return math.floor(hours * scale) / scale, hours >= Fraction(written)
+    return 10 ** max(2, -int(written.as_tuple().exponent)), Fraction(written)
 
 
 def _at_least(fact: str) -> Check:
@@ -54,7 +63,7 @@ def _at_least(fact: str) -> Check:
 
 
 def _hours_at_least(fact: str) -> Check:
-    return lambda facts, required: _hours_check(Fraction(facts[fact], 60), required)
+    return lambda facts, required: _hours_check(facts[fact], 1, required)
 
 
 def _flag(fact: str) -> Check:
@@ -72,8 +81,7 @@ def _clear_years(facts: Facts, required: Any) -> tuple[Any, bool]:
 
 def _per_volunteer(facts: Facts, required: Any) -> tuple[Any, bool]:
     volunteers = facts["volunteers"]
-    per = Fraction(facts["minutes"], volunteers * 60) if volunteers else Fraction(0)
-    return _hours_check(per, required)
+    return _hours_check(facts["minutes"] if volunteers else 0, volunteers or 1, required)
 
 
 CHECKS: dict[str, Check] = {
@@ -139,10 +147,13 @@ def _volunteers(cur: ViewCursor, kind: AwardKind, year: int,
         "SELECT volunteer_id, name, registered_on FROM hours_volunteers "
         f"WHERE registered_on <= ? AND (deregistered_on IS NULL OR deregistered_on > ?){one}",
         [end.isoformat(), end.isoformat(), *arg]).fetchall()
-    in_year = _sums(cur, "SELECT volunteer_id, SUM(minutes) FROM hours_cells WHERE year = ?"
-                    f"{one} GROUP BY volunteer_id", [year, *arg])
-    to_date = _sums(cur, "SELECT volunteer_id, SUM(minutes) FROM hours_cells WHERE year <= ?"
-                    f"{one} GROUP BY volunteer_id", [year, *arg])
+    # The year's minutes and those to its end (the star level) in one pass over the cells.
+    in_year, to_date = {}, {}
+    for vid, year_minutes, all_minutes in cur.execute(
+            "SELECT volunteer_id, SUM(CASE WHEN year = ? THEN minutes ELSE 0 END), "
+            f"SUM(minutes) FROM hours_cells WHERE year <= ?{one} GROUP BY volunteer_id",
+            [year, year, *arg]).fetchall():
+        in_year[vid], to_date[vid] = int(year_minutes), int(all_minutes)
     voided = _sums(cur, f"SELECT volunteer_id, sessions FROM hours_voided WHERE year = ?{one}",
                    [year, *arg])
     trained = {r[0] for r in cur.execute(

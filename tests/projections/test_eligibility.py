@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger import PROGRAMS, Ledger, NotFound
 from projections import ReadModels
+from projections.eligibility import _hours_check
 from tests.factories import (
     ADMIN,
     COMMITTEE,
@@ -279,3 +285,16 @@ def test_an_award_goes_only_to_a_candidate_of_its_year(ledger: Ledger,
     assert organisations is not None
     ids = {item["candidate_id"] for item in organisations["items"]}
     assert closed_after in ids and closed_before not in ids
+
+
+@given(st.integers(0, 10**7), st.integers(1, 10**4),
+       st.one_of(st.integers(0, 10**4), st.floats(0, 10**4, allow_nan=False).map(
+           lambda f: round(f, 3))))
+def test_hours_are_checked_as_written(minutes: int, per: int, required: float) -> None:
+    # Whole-number arithmetic must answer what exact fractions do: hours = minutes / (60·per),
+    # against the requirement as written, shown rounded down on its decimal grid.
+    written = Decimal(str(required))
+    scale = 10 ** max(2, -int(written.as_tuple().exponent))
+    hours = Fraction(minutes, 60 * per)
+    assert _hours_check(minutes, per, required) == (
+        math.floor(hours * scale) / scale, hours >= Fraction(written))
