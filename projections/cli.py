@@ -149,7 +149,7 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by de
         if name is not None and name not in names:
             err.print(f"no view named {name!r}; views: {', '.join(names)}")
             raise typer.Exit(2)
-        _refuse_altered_events(models)
+        _refuse_altered_events(models, audit=name in (None, "audit"))
         with progress_bar(f"rebuilding {name or 'all views'}",
                           models.runner.head()) as progress:
             started = time.perf_counter()
@@ -168,13 +168,14 @@ def _auditor(models: ReadModels) -> Auditor:
     return Auditor(models.store, SigningKey.for_store(models.ledger.settings.store()))
 
 
-def _refuse_altered_events(models: ReadModels) -> None:
-    """Before a rebuild: events changed in the database after the audit log took them in
-    would pass into the rebuilt views, and a rebuilt audit log would lose the leaves that show
-    which events they were. Refused (exit 1), naming them, while the audit log still extends
-    the checkpoint it published (its leaves are then the evidence). A log that no longer does
-    is itself what was altered: rebuilding it from the events is the repair, checked against
-    that checkpoint afterwards."""
+def _refuse_altered_events(models: ReadModels, audit: bool) -> None:
+    """Before a rebuild (of the audit log too, with `audit`): events changed or deleted in the
+    database after the audit log took them in would pass into the rebuilt views, and a rebuilt
+    audit log would lose the leaves that show which events they were. Refused (exit 1,
+    nothing rebuilt), naming them, also when the stored events no longer give the root of the
+    checkpoint the store published (their leaves may have been changed with them: bb33 F4).
+    When they still give it and only the audit log's own tables were altered, rebuilding the
+    log from the events is the repair."""
     from ledger.errors import AuditLogAltered
     from projections.store import table_names
     from projections.verification import altered_events
@@ -183,20 +184,34 @@ def _refuse_altered_events(models: ReadModels) -> None:
         if "audit_leaves" not in table_names(cur):
             return
     auditor = _auditor(models)
-    count, first = altered_events(models.ledger.recorder, auditor)
+    published = auditor.published()
+    size = int(published["tree_size"]) if published is not None else None
+    count, first, root = altered_events(models.ledger.recorder, auditor, root_of=size)
+    if published is not None and (root is None or root.hex() != published["root_hash"]):
+        err.print(f"[bold red]the stored events no longer give the root of the checkpoint of "
+                  f"{size} events published at {published['signed_at']}"
+                  + (f" ({count} differ from their leaves, first at position(s) "
+                     f"{', '.join(map(str, first))})" if count else "")
+                  + ": a rebuilt audit log would sign over the change. Nothing was rebuilt; "
+                  "restore the events (e.g. from a backup) and see `vledger verify`."
+                  "[/bold red]")
+        raise typer.Exit(1)
     if not count:
         return
     try:
         auditor.check_published()
     except AuditLogAltered:
         err.print(f"{count} event(s) differ from the audit log, which no longer extends its "
-                  "published checkpoint either: rebuilding the audit log from the events")
+                  "published checkpoint; the events still give its root: "
+                  + ("rebuilding the audit log from them" if audit else
+                     "rebuild the audit log from them as well (`vledger projections rebuild "
+                     "audit`)"))
         return
-    err.print(f"[bold red]{count} stored event(s) changed after the audit log took them in, "
-              f"first at position(s) {', '.join(map(str, first))}: a rebuild would carry the "
-              "change into the views and replace the leaves that show it. Nothing was "
-              "rebuilt; restore those events (e.g. from a backup) and see `vledger verify`."
-              "[/bold red]")
+    err.print(f"[bold red]{count} stored event(s) changed or deleted after the audit log took "
+              f"them in, first at position(s) {', '.join(map(str, first))}: a rebuild would "
+              "carry the change into the views and replace the leaves that show it. Nothing "
+              "was rebuilt; restore those events (e.g. from a backup) and see `vledger "
+              "verify`.[/bold red]")
     raise typer.Exit(1)
 
 

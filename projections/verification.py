@@ -201,23 +201,42 @@ def _check_against(report: Report, auditor: Auditor, public_key_pem: str | None,
 
 
 def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: int = PAGE_SIZE,
-                   first: int = 3) -> tuple[int, list[int]]:
+                   first: int = 3, root_of: int | None = None
+                   ) -> tuple[int, list[int], bytes | None]:
     """How many logged events no longer give the leaf the audit log holds for them (stored
-    after they were logged, then changed in the database), and the positions of the first
-    few. Only the leaves are compared: the quick part of `verify_log`, which a rebuild runs
-    before it replaces the views (and the leaves, the evidence) with what the events say now."""
+    after they were logged, then changed or deleted in the database), the positions of the
+    first few, and (with `root_of`) the Merkle root of that many stored events recomputed from
+    their bytes (None when the store holds fewer). Only the leaves are compared: the quick
+    part of `verify_log`, which a rebuild runs before it replaces the views (and the leaves,
+    the evidence) with what the events say now."""
     size, found, index, after = auditor.size(), 0, 0, 0
+    end = max(size, root_of or 0)
     altered: list[int] = []
-    while index < size:
-        page = recorder.select_notifications(after + 1, min(page_size, size - index))
+    frontier, root = Frontier(), None
+    while index < end:
+        page = recorder.select_notifications(after + 1, min(page_size, end - index))
         if not page:
             break
         after = page[-1].id
-        stored = _stored_leaves(auditor.store, index, len(page))
+        stored = _stored_leaves(auditor.store, index, len(page)) if index < size else {}
         for n in page:
-            if stored.get(index) != (n.id, notification_leaf_hash(n)):
+            h = notification_leaf_hash(n)
+            if index < size and stored.get(index) != (n.id, h):
                 found += 1
                 if len(altered) < first:
                     altered.append(n.id)
+            if root_of is not None and index < root_of:
+                frontier.append(h)
+                if frontier.size == root_of:
+                    root = frontier.root()
             index += 1
-    return found, altered
+    if index < size:  # the last logged events are gone from the store (bb33 F4)
+        with auditor.store.reading() as cur:
+            gone = [int(r[0]) for r in cur.execute(
+                "SELECT position FROM audit_leaves WHERE leaf_index >= ? ORDER BY leaf_index "
+                "LIMIT ?", (index, max(0, first - len(altered)))).fetchall()]
+        found += size - index
+        altered.extend(gone)
+    if root_of == 0:
+        root = EMPTY_ROOT
+    return found, altered, root

@@ -371,3 +371,56 @@ def test_check_names_a_changed_event_by_position_and_never_says_all_match(
     assert f"the event at position {position} no longer gives the leaf" in result.output
     assert "b'" not in result.output  # hashes in hex, not Python bytes
     assert "every view matches" not in result.output
+
+
+@pytest.mark.parametrize("view", [None, "audit", "hours"])
+def test_a_rebuild_after_the_last_event_was_deleted_is_refused(
+        views: Runner, ledger: Ledger, tmp_path: Path, view: str | None) -> None:
+    """bb33 F4: the last logged event deleted from the store was not counted as altered, so a
+    rebuild went ahead, logged the events without it and only then found the published
+    checkpoint no longer extended (exit 1, the evidence already gone)."""
+    from projections.cli import app as projections
+
+    Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem")).checkpoint()
+    last = ledger.head()
+    tamper_with_events(views.store, ledger, "DELETE FROM {table} WHERE {id} = ?", (last,))
+    with views.store.reading() as cur:
+        leaves = cur.execute("SELECT * FROM audit_leaves ORDER BY leaf_index").fetchall()
+
+    result = CliRunner().invoke(projections, ["rebuild", *([view] if view else [])])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert "Nothing was rebuilt" in said and str(last) in said
+    with views.store.reading() as cur:
+        assert cur.execute("SELECT * FROM audit_leaves ORDER BY leaf_index").fetchall() == leaves
+
+
+@pytest.mark.parametrize("view", [None, "audit", "hours"])
+def test_a_rebuild_over_an_event_changed_with_its_leaf_is_refused(
+        views: Runner, ledger: Ledger, tmp_path: Path, view: str | None) -> None:
+    """bb33 F4: an event changed, its leaf made to match and the subtree hashes deleted: the
+    events agree with the leaves, but no longer give the published root. A rebuild would
+    have logged the changed event and folded it into the views."""
+    from projections.audit import notification_leaf_hash
+    from projections.cli import app as projections
+    from projections.models import ReadModels, auditor_views
+
+    models = ReadModels(ledger, extra=auditor_views())
+    models.catch_up()  # every view, the hours too
+    models.close()
+    Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem")).checkpoint()
+    position = _raise_minutes(views, ledger)
+    [changed] = ledger.recorder.select_notifications(position, 1)
+    with views.store.transaction() as cur:
+        cur.execute("UPDATE audit_leaves SET leaf_hash = ? WHERE position = ?",
+                    (notification_leaf_hash(changed), position))
+        cur.execute("DELETE FROM audit_nodes")
+    with views.store.reading() as cur:
+        hours = cur.execute("SELECT * FROM hours_cells ORDER BY 1, 2, 3, 4").fetchall()
+
+    result = CliRunner().invoke(projections, ["rebuild", *([view] if view else [])])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert "no longer give the root" in said and "Nothing was rebuilt" in said
+    with views.store.reading() as cur:
+        assert cur.execute("SELECT * FROM hours_cells ORDER BY 1, 2, 3, 4").fetchall() == hours
