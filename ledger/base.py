@@ -32,6 +32,8 @@ from ledger.errors import (
 )
 from ledger.guards import WriteGuard, current_grant, guarding, with_grant
 from ledger.ids import first_keyed_id, keyed_ids, keyed_ids_issued
+from ledger.keks import kek_path
+from ledger.keyrotation import KekStatus, Rotated, open_ring, rotate, status
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.sealing import KeyChanges, alike, keys_for, opened, storing_keys
@@ -133,6 +135,15 @@ class LedgerBase(Application[str]):
         self._turns = (WriteTurns(location.sqlite_path)
                        if location.kind == "sqlite" and location.sqlite_path is not None else None)
         recorder: Any = self.recorder
+        # The KEKs that wrap the keys of sealed numbers (keks.py): checked, and set up on a
+        # new or older store, before anything is read or written.
+        try:
+            self.key_ring = open_ring(recorder, location,
+                                      kek_path(location, self.settings.kek_file), self.writing)
+        except BaseException:
+            self.close()
+            raise
+        recorder.ring = self.key_ring
         snapshots: Any = self.snapshots.recorder if self.snapshots is not None else None
         self._loader = Loader(recorder.datastore, location.kind != "sqlite",
                               recorder.events_table_name,
@@ -162,6 +173,15 @@ class LedgerBase(Application[str]):
         super().close()
         if self._turns is not None:
             self._turns.close()
+
+    def rotate_keks(self) -> Rotated:
+        """Wrap every key of personal data under a new KEK and forget the old one
+        (keyrotation.py): backups taken before an erasure can no longer open what it erased."""
+        return rotate(self.recorder, self.settings.store(), self.key_ring, self.writing)
+
+    def kek_status(self) -> KekStatus:
+        """The current KEK, the keys under each KEK, the KEK file."""
+        return status(self.recorder, self.settings.store(), self.key_ring)
 
     def head(self) -> int:
         """The position of the newest event in the store (0 when empty)."""
