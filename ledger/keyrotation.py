@@ -46,7 +46,7 @@ def _one_at_a_time(location: StoreLocation, ring: KeyRing) -> Iterator[None]:
 
 def open_ring(recorder: Any, location: StoreLocation, path: Path, writing: Writing) -> KeyRing:
     """The KEKs of a store, checked and set up as the module says."""
-    table = KeyTable(recorder, location.kind == "postgres")
+    table = KeyTable(recorder, location.kind == "postgres", writing)
     ring = KeyRing(path, table.current)
     with _one_at_a_time(location, ring):
         on_disk = ring.file.read()
@@ -64,8 +64,7 @@ def open_ring(recorder: Any, location: StoreLocation, path: Path, writing: Writi
             table.make_current(list(on_disk)[-1],
                                forget=[k for k in listed if k not in on_disk])
         if table.holds_keys_under(None):
-            with writing():
-                table.wrap_plain(ring)
+            table.wrap_plain(ring)
     return ring
 
 
@@ -83,14 +82,13 @@ class Rotated:
 def rotate(recorder: Any, location: StoreLocation, ring: KeyRing,
            writing: Writing) -> Rotated:
     """Move every key to a new KEK and forget the old ones (see the module)."""
-    table = KeyTable(recorder, location.kind == "postgres")
+    table = KeyTable(recorder, location.kind == "postgres", writing)
     with _one_at_a_time(location, ring):
         new = ring.file.add()
         table.make_current(new)
         ring.stale = True
         rewrapped = table.rewrap_all(ring, [k for k in table.keks_listed() if k != new])
-        with writing():
-            late, old = table.finish_rotation(ring, new)
+        late, old = table.finish_rotation(ring, new)
         ring.file.keep_only(new)
     return Rotated(old, new, rewrapped, late, ring.path)
 

@@ -13,8 +13,8 @@ took its turn (the events table's lock, the SQLite write turn), as a rotation's 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from ledger.keks import KeyRing
@@ -51,8 +51,12 @@ def create_statements(postgres: bool, schema: str = "") -> list[str]:
 class KeyTable:
     """What a start, a rotation and the status read and change of the two tables."""
 
-    def __init__(self, recorder: Any, postgres: bool) -> None:
+    def __init__(self, recorder: Any, postgres: bool,
+                 writing: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
         self.recorder = recorder
+        # The SQLite write turn (ledger/turns.py), which every write of the two tables takes:
+        # SQLite refuses at once a writer whose transaction read before another one wrote.
+        self.writing = writing
         self.postgres = postgres
         schema = f'"{recorder.datastore.schema}".' if postgres else ""
         self.keks, self.keys = schema + KEKS_TABLE, schema + KEYS_TABLE
@@ -62,6 +66,11 @@ class KeyTable:
     @contextmanager
     def _cursor(self, commit: bool = False) -> Iterator[Any]:
         with self.recorder.datastore.transaction(commit=commit) as cur:
+            yield cur
+
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        with self.writing(), self._cursor(commit=True) as cur:
             yield cur
 
     def _sql(self, statement: str) -> str:
@@ -96,7 +105,7 @@ class KeyTable:
     def make_current(self, kek_id: str, forget: Collection[str] = ()) -> None:
         """List a KEK and mark it current (the one before stays listed until a rotation ends);
         `forget`: listed KEKs no key is wrapped under, whose file lines are gone."""
-        with self._cursor(commit=True) as cur:
+        with self._writing() as cur:
             cur.execute(f"UPDATE {self.keks} SET is_current = {'false' if self.postgres else 0}"
                         f" WHERE is_current = {self.true}")
             cur.execute(self._sql(
@@ -123,16 +132,21 @@ class KeyTable:
         """Wrap some keys again under the ring's current KEK, each only if it is still as read
         (a key erased meanwhile stays erased); how many were."""
         new = ring.current()
-        done = 0
-        for key_id, wrapped, kek_id in rows:
-            key = ring.unwrap(key_id, kek_id, wrapped)
-            _, again = ring.wrap(key_id, key, new)
-            same = "kek_id IS NULL" if kek_id is None else "kek_id = ?"
-            cur.execute(self._sql(f"UPDATE {self.keys} SET key = ?, kek_id = ? WHERE "
-                                  f"key_id = ? AND {same}"),
-                        (again, new, key_id) + (() if kek_id is None else (kek_id,)))
-            done += max(cur.rowcount, 0)
-        return done
+        again = [ring.wrap(key_id, ring.unwrap(key_id, kek_id, wrapped), new)[1]
+                 for key_id, wrapped, kek_id in rows]
+        if not rows:
+            return 0
+        if self.postgres:  # one statement a page, not a round trip a key
+            cur.execute(
+                f"UPDATE {self.keys} AS k SET key = n.w, kek_id = %s FROM unnest(%s::text[], "
+                "%s::bytea[], %s::text[]) AS n(id, w, old) WHERE k.key_id = n.id AND "
+                "k.kek_id IS NOT DISTINCT FROM n.old",
+                (new, [r[0] for r in rows], again, [r[2] for r in rows]))
+            return int(cur.rowcount)
+        cur.executemany(f"UPDATE {self.keys} SET key = ?, kek_id = ? WHERE key_id = ? AND "
+                        "kek_id IS ?",
+                        [(w, new, r[0], r[2]) for w, r in zip(again, rows, strict=True)])
+        return int(cur.sqlite_cursor.rowcount)
 
     def rewrap_all(self, ring: KeyRing, kek_ids: Collection[str],
                    cur: Any | None = None) -> int:
@@ -142,7 +156,7 @@ class KeyTable:
         while True:
             if cur is None:
                 rows = self.page(after, kek_ids)
-                with self._cursor(commit=True) as own:
+                with self._writing() as own:
                     done += self.rewrap(own, ring, rows)
             else:
                 rows = self.page(after, kek_ids, cur)
@@ -152,15 +166,12 @@ class KeyTable:
             after = rows[-1][0]
 
     @contextmanager
-    def writers_held(self, commit: bool = True) -> Iterator[Any]:
+    def writers_held(self) -> Iterator[Any]:
         """A transaction no write of keys can interleave with: on PostgreSQL it takes the
-        events table's lock, which every insert takes first; on SQLite the caller holds the
-        write turn, and the transaction writes at once."""
-        with self._cursor(commit=commit) as cur:
+        events table's lock, which every insert takes first; on SQLite the write turn."""
+        with self._writing() as cur:
             if self.postgres:
                 self.recorder._lock_table(cur)
-            else:
-                cur.execute(f"UPDATE {self.keks} SET is_current = is_current WHERE 0")
             yield cur
 
     def wrap_plain(self, ring: KeyRing) -> int:
