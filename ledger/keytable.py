@@ -36,8 +36,11 @@ def create_statements(postgres: bool, schema: str = "") -> list[str]:
             "(is_current) WHERE is_current",
             f"CREATE TABLE IF NOT EXISTS {keys} (key_id text PRIMARY KEY, key bytea NOT NULL, "
             f"kek_id text REFERENCES {keks} (kek_id))",
-            f"ALTER TABLE {keys} ADD COLUMN IF NOT EXISTS kek_id text REFERENCES {keks} "
-            "(kek_id)",
+            # Looked up first: ALTER TABLE would lock the table against every read at each start.
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE "
+            f"table_schema = '{schema}' AND table_name = '{KEYS_TABLE}' AND column_name = "
+            f"'kek_id') THEN ALTER TABLE {keys} ADD COLUMN kek_id text REFERENCES {keks} "
+            "(kek_id); END IF; END $$",
             f"CREATE INDEX IF NOT EXISTS personal_keys_kek_id ON {keys} (kek_id)"]
     return [
         f"CREATE TABLE IF NOT EXISTS {keks} (kek_id TEXT PRIMARY KEY, "
