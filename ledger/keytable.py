@@ -179,8 +179,10 @@ class KeyTable:
 
     def wrap_plain(self, ring: KeyRing) -> int:
         """Wrap every key stored in plain (by a ledger older than KEKs) under the current KEK,
-        in one transaction: a second process starting at once finds none left."""
-        with self.writers_held() as cur:
+        in one transaction: a second process starting at once finds none left. Writers are
+        not held (on PostgreSQL): a key an older process stores in plain meanwhile reads as it
+        is, and the next start or rotation wraps it."""
+        with self._writing() as cur:
             return self.rewrap_all(ring, (), cur)
 
     def finish_rotation(self, ring: KeyRing, new: str) -> tuple[int, list[str]]:
