@@ -97,6 +97,24 @@ def test_a_rotation_rewraps_every_key_and_erased_numbers_stay_erased(settings: S
         cli.close()
 
 
+def test_a_rotation_and_a_start_go_through_the_keys_page_by_page(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ledger.keytable.PAGE", 2)
+    ledger = Ledger(settings)
+    unit_id = make_unit(ledger)
+    ids = [register(ledger, unit_id, f"1380000000{i}") for i in range(5)]
+    assert ledger.rotate_keks().rewrapped == 5
+    as_before_keks(ledger)
+    ledger.close()
+    again = Ledger(settings)
+    try:
+        current = again.kek_status().current
+        assert again.kek_status().keys == {current: 5}
+        assert [phone_of(again, i) for i in ids] == [f"1380000000{i}" for i in range(5)]
+    finally:
+        again.close()
+
+
 def test_a_backup_taken_before_an_erasure_with_the_kek_after_a_rotation_opens_nothing(
         ledger: Ledger) -> None:
     """The point of the KEK (bb21 F3): without the rotation the backup and the KEK file open
