@@ -33,7 +33,7 @@ from ledger.errors import (
 from ledger.guards import WriteGuard, current_grant, guarding, with_grant
 from ledger.ids import first_keyed_id, keyed_ids, keyed_ids_issued
 from ledger.keks import kek_path
-from ledger.keyrotation import KekStatus, Rotated, open_ring, rotate, status
+from ledger.keyrotation import KekStatus, Rotated, open_ring, rotate, status, unchecked_ring
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.sealing import KeyChanges, alike, keys_for, opened, storing_keys
@@ -114,7 +114,8 @@ def replay(aggregate: Any, events: Any) -> Any:
 class LedgerBase(Application[str]):
     """Shared plumbing of the `Ledger` application service."""
 
-    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
+    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,
+                 check_keks: bool = True):
         self.settings = settings or Settings()
         location = self.settings.store()
         store_env = location.eventsourcing_env()
@@ -136,10 +137,12 @@ class LedgerBase(Application[str]):
                        if location.kind == "sqlite" and location.sqlite_path is not None else None)
         recorder: Any = self.recorder
         # The KEKs that wrap the keys of sealed numbers (keks.py): checked, and set up on a
-        # new or older store, before anything is read or written.
+        # new or older store, before anything is read or written (`check_keks` False: neither,
+        # for a command that opens no number).
+        path = kek_path(location, self.settings.kek_file)
         try:
-            self.key_ring = open_ring(recorder, location,
-                                      kek_path(location, self.settings.kek_file), self.writing)
+            self.key_ring = (open_ring(recorder, location, path, self.writing) if check_keks
+                             else unchecked_ring(recorder, location, path))
         except BaseException:
             self.close()
             raise

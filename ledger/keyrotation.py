@@ -44,6 +44,13 @@ def _one_at_a_time(location: StoreLocation, ring: KeyRing) -> Iterator[None]:
             yield
 
 
+def unchecked_ring(recorder: Any, location: StoreLocation, path: Path) -> KeyRing:
+    """The KEKs of a store, neither checked nor made: for a command that opens no number
+    (`vledger verify` needs nothing secret). A number opened all the same loads its KEK from
+    the file then."""
+    return KeyRing(path, KeyTable(recorder, location.kind == "postgres").current)
+
+
 def open_ring(recorder: Any, location: StoreLocation, path: Path, writing: Writing) -> KeyRing:
     """The KEKs of a store, checked and set up as the module says."""
     table = KeyTable(recorder, location.kind == "postgres", writing)

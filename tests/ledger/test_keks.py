@@ -276,3 +276,20 @@ def test_a_kek_file_line_whose_key_is_not_its_id_is_refused(tmp_path: Path) -> N
 
 def test_the_kek_table_is_named_as_documented() -> None:
     assert (KEYS_TABLE, KEKS_TABLE) == ("personal_keys", "personal_keks")
+
+
+def test_a_ledger_that_opens_no_number_neither_checks_nor_makes_a_kek(
+        settings: Settings) -> None:
+    """`vledger verify` needs nothing secret: an auditor without the KEK file verifies, and no
+    KEK file is made where there was none."""
+    ledger = Ledger(settings)
+    register(ledger, make_unit(ledger))
+    path = ledger.key_ring.path
+    ledger.close()
+    path.rename(path.with_name("elsewhere"))
+    auditor = Ledger(settings, check_keks=False)
+    try:
+        assert auditor.head() > 0
+    finally:
+        auditor.close()
+    assert not path.exists()
