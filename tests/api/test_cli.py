@@ -207,6 +207,9 @@ def test_serve_refuses_a_store_whose_kek_file_is_missing(database_url: str) -> N
     assert started.returncode == 2, said
     assert "not starting: the store" in said and kek_id in said and str(path) in said
     assert not path.exists()
+    status = _run(database_url, "projections", "status")  # the views open no number
+    assert status.returncode == 0, status.stderr
+    assert not path.exists()
 
 
 def _free_port() -> int:
