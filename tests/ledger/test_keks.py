@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ledger import Ledger, Settings
 from ledger.keks import KekFile, KekMissing, KeyRing
-from ledger.keytable import KEKS_TABLE, KEYS_TABLE, KeyTable
+from ledger.keytable import KeyTable
 from ledger.sealing import ERASED, open_value
 from projections.history import event_feed
 from tests.factories import ADMIN, make_unit
@@ -272,10 +272,6 @@ def test_a_kek_file_line_whose_key_is_not_its_id_is_refused(tmp_path: Path) -> N
     path.write_text(f"0123456789abcdef {base64.b64encode(bytes(32)).decode()}\n")
     with pytest.raises(ValueError, match="line 1"):
         KekFile(path).read()
-
-
-def test_the_kek_table_is_named_as_documented() -> None:
-    assert (KEYS_TABLE, KEKS_TABLE) == ("personal_keys", "personal_keks")
 
 
 def test_a_ledger_that_opens_no_number_neither_checks_nor_makes_a_kek(
