@@ -1,4 +1,4 @@
-"""The `vledger` command line: serve, init, info, tokens, demo, projections, verify."""
+"""The `vledger` command line: serve, init, info, tokens, keys, demo, projections, verify."""
 
 from __future__ import annotations
 
@@ -204,10 +204,12 @@ def tokens_revoke(
 
 def _mount_read_side() -> None:
     """Mount the read side's and the demo's commands."""
+    from api.keys_cli import app as keys_app
     from projections.audit_cli import app as audit_app
     from projections.cli import app as projections_app
 
     app.add_typer(projections_app, name="projections")
+    app.add_typer(keys_app, name="keys")
     app.registered_commands.extend(audit_app.registered_commands)
 
     @app.command()

@@ -19,8 +19,9 @@ class Ledger(RegistryUseCases, RecordingUseCases, CommendationUseCases):
 
     snapshotting_intervals: ClassVar[dict[Any, int]] = {Volunteer: 50, VolunteerNumbers: 50}
 
-    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
-        super().__init__(settings, env)
+    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,
+                 check_keks: bool = True):
+        super().__init__(settings, env, check_keks)
         # The interval is a setting, so each instance gets its own mapping.
         self.snapshotting_intervals = {  # type: ignore[misc]
             Volunteer: self.settings.snapshot_interval,

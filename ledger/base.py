@@ -32,6 +32,8 @@ from ledger.errors import (
 )
 from ledger.guards import WriteGuard, current_grant, guarding, with_grant
 from ledger.ids import first_keyed_id, keyed_ids, keyed_ids_issued
+from ledger.keks import kek_path
+from ledger.keyrotation import KekStatus, Rotated, open_ring, rotate, status, unchecked_ring
 from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.sealing import KeyChanges, alike, keys_for, opened, storing_keys
@@ -112,7 +114,8 @@ def replay(aggregate: Any, events: Any) -> Any:
 class LedgerBase(Application[str]):
     """Shared plumbing of the `Ledger` application service."""
 
-    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
+    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,
+                 check_keks: bool = True):
         self.settings = settings or Settings()
         location = self.settings.store()
         store_env = location.eventsourcing_env()
@@ -133,6 +136,17 @@ class LedgerBase(Application[str]):
         self._turns = (WriteTurns(location.sqlite_path)
                        if location.kind == "sqlite" and location.sqlite_path is not None else None)
         recorder: Any = self.recorder
+        # The KEKs that wrap the keys of sealed numbers (keks.py): checked, and set up on a
+        # new or older store, before anything is read or written (`check_keks` False: neither,
+        # for a command that opens no number).
+        path = kek_path(location, self.settings.kek_file)
+        try:
+            self.key_ring = (open_ring(recorder, location, path, self.writing) if check_keks
+                             else unchecked_ring(recorder, location, path))
+        except BaseException:
+            self.close()
+            raise
+        recorder.ring = self.key_ring
         snapshots: Any = self.snapshots.recorder if self.snapshots is not None else None
         self._loader = Loader(recorder.datastore, location.kind != "sqlite",
                               recorder.events_table_name,
@@ -162,6 +176,15 @@ class LedgerBase(Application[str]):
         super().close()
         if self._turns is not None:
             self._turns.close()
+
+    def rotate_keks(self) -> Rotated:
+        """Wrap every key of personal data under a new KEK and forget the old one
+        (keyrotation.py): backups taken before an erasure can no longer open what it erased."""
+        return rotate(self.recorder, self.settings.store(), self.key_ring, self.writing)
+
+    def kek_status(self) -> KekStatus:
+        """The current KEK, the keys under each KEK, the KEK file."""
+        return status(self.recorder, self.settings.store(), self.key_ring)
 
     def head(self) -> int:
         """The position of the newest event in the store (0 when empty)."""

@@ -32,12 +32,14 @@ from eventsourcing.postgres import (
     PostgresDatastore,
 )
 from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Cursor, errors
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.guards import check_tail, current_guard
-from ledger.sealing import KEYS_TABLE, current_key_changes
+from ledger.keks import KekRetired, KeyRing
+from ledger.keytable import KEYS_TABLE, create_statements
+from ledger.sealing import current_key_changes
 from ledger.sqliterecorder import LAST_POSITION, EventRow
 
 PIPELINE_BYTES = 64 * 1024  # well inside a loopback or LAN socket's buffers
@@ -55,6 +57,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     lock that every insert holds, and then inserts none: the write fails with the same
     IntegrityError, which the ledger answers by trying again, and no position is used.
     """
+
+    # Set by the ledger once the store's KEKs are checked (ledger/keyrotation.open_ring).
+    ring: KeyRing
 
     def __init__(self, datastore: PostgresDatastore, *,
                  events_table_name: str = "stored_events") -> None:
@@ -91,18 +96,18 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "WHERE e.originator_id = g.id AND e.originator_version > g.v LIMIT 1) moved) "
             "RETURNING notification_id").format(**names)
 
-        # The keys of sealed numbers (ledger/sealing.py): stored and deleted with the events.
+        # The keys of sealed numbers (ledger/sealing.py), wrapped under a KEK (keks.py):
+        # stored and deleted with the events. The schema is a plain name (settings.py).
         keys = {"schema": Identifier(self.datastore.schema), "keys": Identifier(KEYS_TABLE)}
-        self.sql_create_statements.append(SQL(
-            "CREATE TABLE IF NOT EXISTS {schema}.{keys} (key_id text PRIMARY KEY, "
-            "key bytea NOT NULL)").format(**keys))
+        self.sql_create_statements.extend(
+            SQL(statement).format() for statement in create_statements(True, self.datastore.schema))
         self.insert_keys_statement = SQL(
-            "INSERT INTO {schema}.{keys} (key_id, key) SELECT * FROM unnest(%b::text[], "
-            "%b::bytea[])").format(**keys)
+            "INSERT INTO {schema}.{keys} (key_id, key, kek_id) SELECT k, w, %s::text FROM "
+            "unnest(%b::text[], %b::bytea[]) AS n(k, w)").format(**keys)
         self.delete_keys_statement = SQL(
             "DELETE FROM {schema}.{keys} WHERE key_id = ANY(%b::text[])").format(**keys)
         self.select_keys_statement = SQL(
-            "SELECT key_id, key FROM {schema}.{keys} WHERE key_id = ANY(%b::text[])"
+            "SELECT key_id, key, kek_id FROM {schema}.{keys} WHERE key_id = ANY(%b::text[])"
         ).format(**keys)
 
         self.select_rows_statement = SQL(
@@ -121,12 +126,14 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_keys(self, ids: Collection[str]) -> dict[str, bytes]:
-        """The stored keys among `ids` (an erased number's key is not among them)."""
+        """The stored keys among `ids`, unwrapped (an erased number's key is not among them)."""
         if not ids:
             return {}
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self.select_keys_statement, (sorted(ids),))
-            return {key_id: bytes(key) for key_id, key in curs.fetchall()}
+            rows = curs.fetchall()
+        return {key_id: self.ring.unwrap(key_id, kek_id, bytes(key))
+                for key_id, key, kek_id in rows}
 
     def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
                               **kwargs: Any) -> None:
@@ -167,15 +174,33 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         changes = current_key_changes()
         if changes is not None:
             if changes.added:
-                curs.execute(self.insert_keys_statement,
-                             (list(changes.added), list(changes.added.values())))
+                # Under a KEK the store lists: one a rotation deleted fails the foreign key.
+                kek_id = self.ring.current()
+                curs.execute(self.insert_keys_statement, (
+                    kek_id, list(changes.added),
+                    [self.ring.wrap(k, key, kek_id)[1] for k, key in changes.added.items()]))
             if changes.erased:
                 curs.execute(self.delete_keys_statement, (sorted(changes.erased),))
         return ids
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent],
                       **kwargs: Any) -> Sequence[int] | None:
+        changes = current_key_changes()
+        if changes is not None and changes.added:
+            self.ring.current()  # read again, before the transaction, after a refused write
+        try:
+            ids: Sequence[int] | None = self._insert_events_retried(stored_events, **kwargs)
+        except IntegrityError as error:
+            if not isinstance(error.__cause__, errors.ForeignKeyViolation):
+                raise
+            self.ring.stale = True  # the retry reads which KEK is current now
+            raise KekRetired("the KEK this write's keys were wrapped under was retired by a "
+                             "rotation; nothing of it was stored") from error
+        return ids
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _insert_events_retried(self, stored_events: Sequence[StoredEvent],
+                               **kwargs: Any) -> Sequence[int] | None:
         size = sum(len(e.state) + len(e.topic) + len(str(e.originator_id))
                    for e in stored_events)
         # A guard on what was stored meanwhile is read before the INSERT is sent: not in

@@ -219,8 +219,9 @@ def _not_the_store(error: Exception) -> bool:
 class RecordingUseCases(LedgerBase):
     """Recording, correcting and voiding service sessions."""
 
-    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
-        super().__init__(settings, env)
+    def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None,
+                 check_keks: bool = True):
+        super().__init__(settings, env, check_keks)
         # Concurrent single-session writes (the API's POST /v1/service-sessions) share a
         # transaction per caller identity and grant version: see ledger/grouping.py. The
         # batch is saved by whichever caller's thread leads it, so the grant each caller

@@ -10,6 +10,11 @@ withdraws or replaces a number deletes its key in the same transaction, and from
 number reads as ERASED everywhere: the volunteer's history, the event feed, a backup of the
 events. The stored bytes stay as they were, so every leaf, proof and checkpoint still verifies.
 
+The keys are stored wrapped under a key-encryption key kept outside the database, which a
+rotation replaces (ledger/keks.py): a backup of the keys taken before an erasure opens nothing
+once the KEK of its time is gone. The recorder wraps a write's keys as it stores them, and
+`select_keys` answers them unwrapped.
+
 A sealed value is `{"sealed": key id, "box": base64 of nonce and ciphertext}`; the key id is
 also the cipher's associated data, so a box cannot be moved under another key. Events stored
 before sealing hold plain numbers: they read as they are and cannot be erased.

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # other processes' writes. False: a `vledger projections run` worker keeps them, and the
     # API only reads them (a read with min_position waits up to read_wait_seconds for it).
     inline_projections: bool = True
+    # The file of the key-encryption keys (ledger/keks.py); by default beside the store.
+    kek_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

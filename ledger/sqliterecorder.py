@@ -16,7 +16,9 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from ledger.guards import check_tail, check_unchanged, current_guard
-from ledger.sealing import KEYS_TABLE, current_key_changes
+from ledger.keks import KekRetired, KeyRing
+from ledger.keytable import KEKS_TABLE, KEYS_TABLE, create_statements
+from ledger.sealing import current_key_changes
 from ledger.sql import one_of, values_of
 
 # A stored event as the read side takes it: (position, originator id, version, topic, state).
@@ -33,8 +35,12 @@ _ONE_OF_KEYS = one_of("key_id", postgres=False)
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     """`SQLiteApplicationRecorder` that checks the current write guard before inserting,
-    stores and deletes the keys of sealed numbers with the events (ledger/sealing.py), and
-    reads pages of events as plain rows."""
+    stores and deletes the keys of sealed numbers with the events (ledger/sealing.py),
+    wrapped under the current KEK (`ring`, ledger/keks.py), and reads pages of events as plain
+    rows."""
+
+    # Set by the ledger once the store's KEKs are checked (ledger/keyrotation.open_ring).
+    ring: KeyRing
 
     # Whether deleted keys may still be in the WAL file, and when a write next tries to
     # truncate it (forget_erased).
@@ -42,16 +48,25 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     _next_try = 0.0
 
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(),
-                f"CREATE TABLE IF NOT EXISTS {KEYS_TABLE} (key_id TEXT PRIMARY KEY, "
-                "key BLOB NOT NULL) WITHOUT ROWID"]
+        return [*super().construct_create_table_statements(), *create_statements(False)]
+
+    def _create_table(self, c: SQLiteCursor) -> None:
+        super()._create_table(c)
+        # A store written before KEKs: its keys, in plain, gain the column (open_ring wraps
+        # them).
+        c.execute(f"PRAGMA table_info({KEYS_TABLE})")
+        if "kek_id" not in {row["name"] for row in c.fetchall()}:
+            c.execute(f"ALTER TABLE {KEYS_TABLE} ADD COLUMN kek_id TEXT REFERENCES "
+                      f"{KEKS_TABLE} (kek_id)")
+        c.execute(f"CREATE INDEX IF NOT EXISTS personal_keys_kek_id ON {KEYS_TABLE} (kek_id)")
 
     def select_keys(self, ids: Collection[str]) -> dict[str, bytes]:
-        """The stored keys among `ids` (an erased number's key is not among them)."""
+        """The stored keys among `ids`, unwrapped (an erased number's key is not among them)."""
         with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT key_id, key FROM {KEYS_TABLE} WHERE {_ONE_OF_KEYS}",
+            c.execute(f"SELECT key_id, key, kek_id FROM {KEYS_TABLE} WHERE {_ONE_OF_KEYS}",
                       (values_of(sorted(ids), postgres=False),))
-            return {row[0]: bytes(row[1]) for row in c.fetchall()}
+            rows = c.fetchall()
+        return {row[0]: self.ring.unwrap(row[0], row[2], bytes(row[1])) for row in rows}
 
     def select_rows(self, start: int, limit: int, stop: int | None = None) -> list[EventRow]:
         """The events `select_notifications(start, limit, stop)` answers, as plain tuples.
@@ -71,8 +86,14 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 
     def insert_events(self, stored_events: Sequence[StoredEvent],
                       **kwargs: Any) -> Sequence[int] | None:
-        ids = super().insert_events(stored_events, **kwargs)
         changes = current_key_changes()
+        if changes is not None and changes.added:
+            self.ring.current()  # read again, before the transaction, after a refused write
+        try:
+            ids = super().insert_events(stored_events, **kwargs)
+        except KekRetired:
+            self.ring.stale = True  # the retry reads which KEK is current now
+            raise
         if changes is not None and changes.erased:
             self._erased_in_wal, self._next_try = True, 0.0
         if self._erased_in_wal and time.monotonic() >= self._next_try:
@@ -119,8 +140,16 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         changes = current_key_changes()
         if changes is not None:
             if changes.added:
-                c.executemany(f"INSERT INTO {KEYS_TABLE} (key_id, key) VALUES (?, ?)",
-                              list(changes.added.items()))
+                # Only under a KEK the store still lists (ledger/keytable.py: the foreign key,
+                # checked here): one a rotation deleted refuses the write, which runs again.
+                kek_id = self.ring.current()
+                c.executemany(f"INSERT INTO {KEYS_TABLE} (key_id, key, kek_id) SELECT ?, ?, "
+                              f"kek_id FROM {KEKS_TABLE} WHERE kek_id = ?",
+                              [(key_id, self.ring.wrap(key_id, key, kek_id)[1], kek_id)
+                               for key_id, key in changes.added.items()])
+                if c.sqlite_cursor.rowcount < len(changes.added):
+                    raise KekRetired(f"KEK {kek_id} was retired by a rotation; nothing of "
+                                         "this write was stored")
             if changes.erased:
                 # Overwrite a deleted key's bytes in the file's pages, not just unlink them
                 # (SQLite leaves deleted rows in free space); the WAL's older copy of the page

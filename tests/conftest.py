@@ -48,13 +48,16 @@ def _require_postgres() -> None:
 
 
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL for an empty store of the kind the test is parametrised with."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A database URL for an empty store of the kind the test is parametrised with (its KEK
+    file in the test's directory: beside the SQLite file, or named by VLEDGER_KEK_FILE)."""
     kind = getattr(request, "param", "sqlite")
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
     _require_postgres()
+    monkeypatch.setenv("VLEDGER_KEK_FILE", str(tmp_path / "ledger.kek"))
     schema = f"t_{uuid.uuid4().hex[:12]}"
     _pg_connect(f'CREATE SCHEMA "{schema}"')
     try:

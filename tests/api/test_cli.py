@@ -27,7 +27,7 @@ def _run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_help_lists_every_command(database_url: str) -> None:
     out = _run(database_url, "--help").stdout
-    for command in ("serve", "init", "info", "tokens", "projections", "verify", "demo"):
+    for command in ("serve", "init", "info", "tokens", "keys", "projections", "verify", "demo"):
         assert command in out
 
 
@@ -160,6 +160,56 @@ def test_info_shows_the_store_and_the_last_position(database_url: str) -> None:
     info = _run(database_url, "info")
     assert info.returncode == 0, info.stderr
     assert "last position" in info.stdout and "events" in info.stdout
+
+
+def _with_a_phone(database_url: str) -> tuple[str, str]:
+    """A store holding one volunteer with a phone number: their id, the current KEK's id."""
+    from datetime import date
+
+    from tests.factories import ADMIN, make_unit
+
+    ledger = Ledger(Settings(database_url=database_url))
+    try:
+        volunteer_id = ledger.register_volunteer(ADMIN, "雷锋", make_unit(ledger),
+                                                 date(2017, 3, 5), phone="13812345678")[0].id
+        return volunteer_id, str(ledger.kek_status().current)
+    finally:
+        ledger.close()
+
+
+def test_keys_rotate_says_what_it_did_and_status_shows_it(database_url: str) -> None:
+    volunteer_id, old = _with_a_phone(database_url)
+    before = _run(database_url, "keys", "status")
+    assert before.returncode == 0, before.stderr
+    assert old in before.stdout and "keys under " + old in " ".join(before.stdout.split())
+    rotated = _run(database_url, "keys", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    said = " ".join(rotated.stdout.split())
+    new = said.split("new KEK ")[1].split()[0]
+    assert new != old and f"deleted old KEK {old}" in said and "re-wrapped 1 keys" in said
+    after = " ".join(_run(database_url, "keys", "status").stdout.split())
+    assert f"current KEK │ {new}" in after and old not in after
+    ledger = Ledger(Settings(database_url=database_url))
+    try:
+        assert ledger.personal_of(ledger.get_volunteer(volunteer_id)) == {"phone": "13812345678"}
+    finally:
+        ledger.close()
+
+
+def test_serve_refuses_a_store_whose_kek_file_is_missing(database_url: str) -> None:
+    _, kek_id = _with_a_phone(database_url)
+    ledger = Ledger(Settings(database_url=database_url))
+    path = ledger.key_ring.path
+    ledger.close()
+    path.rename(path.with_name("moved.kek"))
+    started = _run(database_url, "serve", "--port", str(_free_port()))
+    said = " ".join(started.stderr.split())
+    assert started.returncode == 2, said
+    assert "not starting: the store" in said and kek_id in said and str(path) in said
+    assert not path.exists()
+    status = _run(database_url, "projections", "status")  # the views open no number
+    assert status.returncode == 0, status.stderr
+    assert not path.exists()
 
 
 def _free_port() -> int:

@@ -217,9 +217,11 @@ def sqlite_ledger_with_keys(path: Path) -> tuple[Ledger, list[str]]:
 
 
 def key_of(ledger: Ledger, volunteer_id: str) -> tuple[dict[str, str], bytes]:
+    """A volunteer's sealed phone, and its key's bytes as the table stores them (wrapped)."""
     sealed = ledger.get_volunteer(volunteer_id).personal["phone"]
-    return sealed, ledger.recorder.select_keys(  # type: ignore[attr-defined]
-        {sealed["sealed"]})[sealed["sealed"]]
+    with ledger.recorder.datastore.transaction(commit=False) as cur:  # type: ignore[attr-defined]
+        cur.execute(f"SELECT key FROM {KEYS_TABLE} WHERE key_id = ?", (sealed["sealed"],))
+        return sealed, bytes(cur.fetchone()["key"])
 
 
 def files(path: Path) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from projections.audit_cli import app
 from projections.runner import Runner
 from projections.store import table_names
 from projections.verification import verify_log
-from tests.factories import audit_runner, fill_ledger, tamper_with_events
+from tests.factories import ADMIN, audit_runner, fill_ledger, make_unit, tamper_with_events
 
 
 @pytest.fixture
@@ -314,6 +315,21 @@ def test_verify_without_the_store_s_key_makes_no_new_one(
     result = verify()
     assert result.exit_code == 2, result.output
     assert "set VLEDGER_SIGNING_KEY_FILE" in result.output and not elsewhere.exists()
+
+
+def test_verify_needs_no_kek_file_and_makes_none(
+        views: Runner, ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An auditor verifies the events' bytes and opens no number: the KEK file, which only the
+    operator holds, is neither needed nor made."""
+    ledger.register_volunteer(ADMIN, "雷锋", make_unit(ledger), date(2017, 3, 5),
+                              phone="13812345678")
+    views.catch_up()
+    Auditor(views.store, SigningKey.load(tmp_path / "signing-key.pem")).checkpoint()
+    elsewhere = tmp_path / "elsewhere" / "ledger.kek"
+    monkeypatch.setenv("VLEDGER_KEK_FILE", str(elsewhere))
+    result = verify()
+    assert result.exit_code == 0, result.output
+    assert not elsewhere.exists()
 
 
 @pytest.mark.parametrize("view", [None, "audit", "hours"])
