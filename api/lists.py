@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 KEEP_SECONDS = 3600.0
 LISTS = 200
-MAX_BYTES = 32 * 1024 * 1024  # of compressed versions, in all
+# Of compressed versions, in all. An eligibility list of 44,000 candidates keeps 1.5 MB: at
+# 32 MB a committee's walk lost its version after 21 writes-and-first-pages (bb34 F2).
+MAX_BYTES = 128 * 1024 * 1024
 WAIT_SECONDS = 1.0  # for a write turn: a list not kept in the store is still kept in memory
 # Writers of list versions take turns with each other only (on SQLite, every writer does).
 KEEPING = "vledger-list-versions"

@@ -281,19 +281,53 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
         return items, None, position
     list_of = _list_of(request)
     read = read_cursor(request, cursor, list_of)
-    offset, digest = read.offset, read.digest
     # The context rides as the list's first element, in memory and in the store alike.
     whole = items if context is None else [{_CONTEXT: context}, *items]
-    stored: StoredLists | None = getattr(request.app.state, "lists", None)
-    if digest is not None and digest != _digest(whole):
-        kept = _SNAPSHOTS.find(digest)
-        if kept is None and stored is not None:
-            kept = stored.find(digest)
+    if read.digest is not None and read.digest != _digest(whole):
+        kept = _kept(read.digest, request)
         if kept is None:
             raise ListChanged(
                 f"the list changed after its first page was read (it now answers for position "
                 f"{position}); read it again from the first page, without a cursor")
-        whole = kept[1]
+        whole = kept
+    return _cut(whole, read, position, limit, request, list_of, context)
+
+
+def kept_page(limit: int | None, cursor: str | None, request: Request,
+              context: dict[str, Any] | None = None
+              ) -> tuple[list[Any], str | None, int] | None:
+    """A later page of a ranked list cut from the version its first page came from, when this
+    process or the store still keeps it, without working the current list out first (None
+    otherwise: `paginate_ranked` then compares it with the current one). The answer is the
+    same either way: an unchanged list is its kept version. An eligibility list of 44,000
+    candidates took 1.6 s to work out again after each write, for every page of a walk
+    (bb34 F1)."""
+    if cursor is None:
+        return None
+    list_of = _list_of(request)
+    read = read_cursor(request, cursor, list_of)
+    if read.digest is None or read.position is None:
+        return None
+    whole = _kept(read.digest, request)
+    if whole is None:
+        return None
+    return _cut(whole, read, read.position, limit, request, list_of, context)
+
+
+def _kept(digest: str, request: Request) -> list[Any] | None:
+    """The version of a list kept under `digest`, in this process's memory or in the store."""
+    kept = _SNAPSHOTS.find(digest)
+    stored: StoredLists | None = getattr(request.app.state, "lists", None)
+    if kept is None and stored is not None:
+        kept = stored.find(digest)
+    return None if kept is None else kept[1]
+
+
+def _cut(whole: list[Any], read: Cursor, position: int, limit: int | None, request: Request,
+         list_of: str, context: dict[str, Any] | None) -> tuple[list[Any], str | None, int]:
+    """The page `read` asks of a version of a list (`whole`, with its context first if it has
+    one), its next cursor, and the position it answers for; a first page that leaves more
+    keeps the version, for the pages after it."""
     if read.position is not None:
         # The first page's, as its cursor says (with its digest, always): a version kept by
         # content is the same list at every position it was read at, and may have been kept
@@ -304,11 +338,13 @@ def paginate_ranked(items: list[Any], position: int, limit: int | None, cursor: 
         items = whole[1:]
     else:
         items = whole
+    offset, digest = read.offset, read.digest
     end = len(items) if limit is None else offset + limit
     if end >= len(items):
         return items[offset:], None, position
     if digest is None:
         digest = _digest(whole)
+        stored: StoredLists | None = getattr(request.app.state, "lists", None)
         if _SNAPSHOTS.find(digest) is None and stored is not None:
             stored.keep(digest, position, whole)  # once per version and process
         _SNAPSHOTS.keep(digest, position, whole)

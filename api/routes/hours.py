@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EligibilityReader, Fresh, HoursReader, Services, ServicesDep
-from api.schemas import ETAGGED, Whole, etagged, hours_field, paginate_ranked
+from api.schemas import ETAGGED, Whole, etagged, hours_field, kept_page, paginate_ranked
 from ledger.awards import RECIPIENT_KIND
 from ledger.catalogue import PROGRAMS, AwardKind
 from ledger.errors import NotFound
@@ -99,6 +99,13 @@ def eligibility(
     cursor: str | None = None,
 ) -> Any:
     """Every candidate for an award and year, eligible or not, and why, per criterion."""
+    context: dict[str, Any] = {}
+    kept = kept_page(limit, cursor, request, context)
+    if kept is not None:  # a later page of a walk, cut from its first page's version
+        page, next_cursor, position = kept
+        return etagged(request, response, {
+            "award": award.value, "year": year, **context, "items": page,
+            "position": position, "next_cursor": next_cursor})
     result = _eligibility(services, award, year, None)
     items = result["items"]
     if eligible is not None:

@@ -228,3 +228,41 @@ def test_a_refused_grant_does_not_wait_for_the_views(district: District,
              "decision_ref": "梅文明〔2017〕12号"}
     response = district.post("/v1/awards", grant, token=district.committee)
     assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("worker", ["same", "another"])
+def test_later_pages_of_eligibility_after_a_write_are_not_worked_out_again(
+        district: District, monkeypatch: Any, worker: str) -> None:
+    """bb34 F1: every page of a walk worked the whole list out again after any write, only to
+    find it changed and serve the kept version: 1.6 s a page at 44,000 candidates. A kept
+    version is served without it, and says what the first page's list said."""
+    from api.schemas import _Snapshots
+
+    headers = {"Authorization": "Bearer test-admin-token-0123456789"}
+    for name in ("第二位", "第三位"):
+        district.post("/v1/volunteers", {"name": name, "home_unit_id": district.unit_a,
+                                         "registered_on": "2017-01-01"})
+    district.client.put("/v1/award-rules/most_beautiful_volunteer/2017",
+                        json={"min_hours_in_year": 0}, headers=headers)
+    listing = "/v1/eligibility/most_beautiful_volunteer/2017"
+    whole = district.get(listing, token=district.committee).json()
+    first = district.get(listing, token=district.committee, limit=1).json()
+    district.post("/v1/volunteers", {"name": "第四位", "home_unit_id": district.unit_a,
+                                     "registered_on": "2017-01-01"})  # the list changes
+    if worker == "another":
+        monkeypatch.setattr("api.schemas._SNAPSHOTS", _Snapshots())
+    worked_out: list[Any] = []
+    models = district.client.app.state.services.models  # type: ignore[attr-defined]
+    original = models.eligibility
+    monkeypatch.setattr(models, "eligibility",
+                        lambda *a, **k: worked_out.append(a) or original(*a, **k))
+    pages, cursor = [first], first["next_cursor"]
+    while cursor is not None:
+        page = district.get(listing, token=district.committee, limit=1, cursor=cursor)
+        assert page.status_code == 200, page.text
+        pages.append(page.json())
+        cursor = page.json()["next_cursor"]
+    assert worked_out == []
+    assert [i for p in pages for i in p["items"]] == whole["items"]
+    assert {(p["rules_version"], p["position"], p["award"], p["year"]) for p in pages} == {
+        (1, first["position"], "most_beautiful_volunteer", 2017)}
