@@ -87,8 +87,9 @@ def serve(
             err.print(f"[red]not starting: the store cannot be written "
                       f"({location.describe()}): {unwritable}[/red]")
             raise typer.Exit(1)
-        from projections.audit import altered_log
+        from projections.audit import altered_log, unextended_checkpoint
         from projections.runner import views_ahead_of
+        from projections.signing import key_path
         from projections.store import ViewStore, connection_budget
 
         views = ViewStore(location)
@@ -96,7 +97,9 @@ def serve(
             # Events deleted after the views read them: on SQLite new writes would take their
             # positions, and views that read past them would never count those writes. Audit
             # leaves deleted by hand: the next event would be logged in their place (bb26 F1).
-            missing = views_ahead_of(views, ledger.head()) or altered_log(views)
+            # A log that no longer extends the checkpoint it published (bb33 F4, F5).
+            missing = (views_ahead_of(views, ledger.head()) or altered_log(views)
+                       or unextended_checkpoint(views, key_path(location)))
             warning = connection_budget(views, workers) if location.kind == "postgres" else None
         finally:
             views.close()

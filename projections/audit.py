@@ -25,6 +25,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ledger.errors import AuditLogAltered, InvalidField
@@ -161,6 +162,26 @@ def altered_log(store: ViewStore) -> str | None:
         row = cur.execute("SELECT position FROM projection_positions WHERE name = ?",
                           (AuditLog.name,)).fetchone()
         return None if row is None else leaves_altered(cur, int(row[0]), count=True)
+
+
+def unextended_checkpoint(store: ViewStore, key_file: Path) -> str | None:
+    """Before a server starts: why its audit log does not extend the checkpoint the store last
+    published (None when it does, or when none was published). A server on such a log would
+    take writes and log them on a tree that contradicts what it signed (bb33 F4, F5): subtree
+    hashes deleted, leaves changed with their events, the signing key replaced. It reads the
+    O(log n) subtree hashes of the published size, not every event (`vledger verify` does)."""
+    published = Auditor.last_published(store)
+    if published is None:
+        return None
+    if not key_file.exists():
+        return (f"the store's checkpoints are signed with key {published['key_id']}, and there "
+                f"is no key file at {key_file}: set VLEDGER_SIGNING_KEY_FILE to the store's "
+                "signing key")
+    try:
+        Auditor(store, SigningKey.load(key_file)).check_published()
+    except AuditLogAltered as altered:
+        return str(altered)
+    return None
 
 
 def log_size(cur: ViewCursor) -> int:

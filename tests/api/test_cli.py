@@ -155,6 +155,37 @@ def test_serve_refuses_a_store_whose_audit_leaves_were_deleted(database_url: str
     assert "not starting: the audit log's last leaf is for position" in said, said
 
 
+@pytest.mark.parametrize("tampering", ["nodes deleted", "node changed", "key replaced"])
+def test_serve_refuses_a_log_that_no_longer_extends_its_published_checkpoint(
+        database_url: str, tmp_path: Path, tampering: str) -> None:
+    """bb33 F4, F5: with subtree hashes deleted or changed, or the signing key replaced, the
+    server started and took writes, while its checkpoint route answered that the log was
+    altered. (A changed leaf under a stored subtree hash is found by `vledger verify`, which
+    hashes every event; a start reads only the hashes of the published tree.)"""
+    from projections.audit import Auditor, SigningKey
+
+    def tamper(store: ViewStore, ledger: Ledger) -> None:
+        key = tmp_path / "key.pem"
+        Auditor(store, SigningKey.load(key)).checkpoint()  # published, as the API does
+        with store.transaction() as cur:
+            if tampering == "nodes deleted":
+                cur.execute("DELETE FROM audit_nodes")
+            elif tampering == "node changed":
+                cur.execute("UPDATE audit_nodes SET hash = ? WHERE level = "
+                            "(SELECT MAX(level) FROM audit_nodes)", (bytes(32),))
+        if tampering == "key replaced":
+            key.unlink()
+            SigningKey.load(key)  # a new key in its place
+
+    started = _serve_after(database_url, tmp_path, tamper)
+    said = " ".join(started.stderr.split())
+    assert started.returncode == 1, said
+    expected = {"nodes deleted": "lacks the leaves or subtree hashes",
+                "node changed": "no longer have the root of the checkpoint published",
+                "key replaced": "set VLEDGER_SIGNING_KEY_FILE to the store's signing key"}
+    assert "not starting:" in said and expected[tampering] in said, said
+
+
 def test_info_shows_the_store_and_the_last_position(database_url: str) -> None:
     assert _run(database_url, "init").returncode == 0
     info = _run(database_url, "info")
