@@ -81,6 +81,39 @@ def test_an_activity_names_its_title_times_and_place_at_once(district: District)
     assert refused(district, response, before) == ["title", "starts_at", "ends_at", "place"]
 
 
+def test_a_session_names_its_times_and_its_source_record_id_at_once(district: District) -> None:
+    before = head(district)
+    response = district.session("2017-03-05T09:00:00+15:00", "2099-03-05T10:00:00+08:00",
+                                f"src{HIDDEN}-1")
+    assert refused(district, response, before) == ["started_at", "ended_at", "source_record_id"]
+
+
+def test_a_correction_names_its_times_and_its_reason_at_once(district: District) -> None:
+    session = district.session(*SEEN_AT, "c-1").json()["id"]
+    before = head(district)
+    response = district.post(f"/v1/service-sessions/{session}/corrections", {
+        "started_at": "1899-12-31T09:00:00+08:00", "ended_at": "2099-01-01T10:00:00+08:00",
+        "reason": f"记{HIDDEN}错"})
+    assert refused(district, response, before) == ["started_at", "ended_at", "reason"]
+
+
+def test_a_batch_item_names_each_of_its_bad_fields_under_its_index(district: District) -> None:
+    good = {"volunteer_id": district.volunteer, "activity_id": district.activity,
+            "started_at": SEEN_AT[0], "ended_at": SEEN_AT[1], "source_record_id": "b-1"}
+    bad = {**good, "started_at": "2017-03-05T11:00:00+15:00", "source_record_id": f"b{HIDDEN}2"}
+    response = district.post("/v1/service-sessions/batch", {"records": [good, bad]})
+    assert response.status_code == 200, response.text
+    first, second = response.json()["results"]
+    assert (first["status"], second["status"]) == ("accepted", "rejected")
+    error = second["error"]
+    assert error["status"] == 422 and error["type"].endswith("/invalid-fields")
+    assert [e["field"] for e in error["errors"]] == ["records.1.started_at",
+                                                     "records.1.source_record_id"]
+    assert error["field"] == "started_at"  # the first, as a one-field rejection names it
+    alone = district.post("/v1/service-sessions", bad)
+    assert [e["field"] for e in alone.json()["errors"]] == ["started_at", "source_record_id"]
+
+
 def test_a_training_names_its_title_day_and_hours_at_once(district: District) -> None:
     before = head(district)
     response = district.post("/v1/training-completions", {

@@ -211,10 +211,10 @@ def test_a_correction_to_the_current_times_answers_200_and_writes_nothing(
 @pytest.mark.parametrize(("path", "body", "fields"), [
     ("/v1/service-sessions", {"started_at": "0001-01-01T00:00:00+08:00",
                               "ended_at": "0001-01-01T01:00:00+08:00",
-                              "source_record_id": "year-1"}, ["started_at"]),
+                              "source_record_id": "year-1"}, ["started_at", "ended_at"]),
     ("/v1/service-sessions", {"started_at": "0001-01-01T00:00:00+14:00",
                               "ended_at": "0001-01-01T01:00:00+14:00",
-                              "source_record_id": "year-1-east"}, ["started_at"]),
+                              "source_record_id": "year-1-east"}, ["started_at", "ended_at"]),
     ("/v1/activities", {"starts_at": "0001-01-01T00:00:00+14:00",
                         "ends_at": "2017-01-01T00:00:00+08:00"}, ["starts_at"]),
     ("/v1/activities", {"starts_at": "9999-12-31T00:00:00-12:00",

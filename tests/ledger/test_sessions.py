@@ -12,6 +12,7 @@ from ledger.calendar import now
 from ledger.errors import (
     ClosedReference,
     InvalidField,
+    InvalidFields,
     OverlappingSession,
     UnknownReference,
 )
@@ -296,3 +297,23 @@ def test_a_session_given_in_utc_counts_on_the_district_date(ledger: Ledger, volu
                      datetime(2017, 12, 31, 16, 30, tzinfo=UTC),
                      datetime(2017, 12, 31, 18, 0, tzinfo=UTC))
     assert ledger.get_session(written.id).service_date == "2018-01-01"
+
+
+def test_a_session_past_both_ends_of_its_activity_names_both(ledger: Ledger, volunteer: str,
+                                                             activity: str) -> None:
+    head = ledger.head()
+    with pytest.raises(InvalidFields) as refused:
+        record(ledger, volunteer, activity, ACTIVITY_STARTS - timedelta(hours=1),
+               ACTIVITY_ENDS + timedelta(hours=1))
+    assert [p.field for p in refused.value.problems] == ["started_at", "ended_at"]
+    assert ledger.head() == head
+
+
+def test_a_session_with_a_bad_time_and_a_blank_source_record_names_both(
+        ledger: Ledger, volunteer: str, activity: str) -> None:
+    head = ledger.head()
+    with pytest.raises(InvalidFields) as refused:
+        record(ledger, volunteer, activity, at(9).replace(tzinfo=None), at(10),
+               source_record_id="\u200b")
+    assert [p.field for p in refused.value.problems] == ["started_at", "source_record_id"]
+    assert ledger.head() == head
