@@ -136,6 +136,20 @@ def test_a_deregistration_names_its_day_and_its_reason_at_once(district: Distric
     assert refused(district, response, before) == ["deregistered_on", "reason"]
 
 
+def test_a_grant_names_its_year_and_its_decision_at_once(district: District) -> None:
+    before = head(district)
+    response = district.post("/v1/awards", {
+        "award": "most_beautiful_volunteer", "year": 2099, "recipient_id": district.volunteer,
+        "decision_ref": f"梅{HIDDEN}文"}, token=district.committee)
+    assert refused(district, response, before) == ["year", "decision_ref"]
+
+
+def test_a_token_names_its_unit_and_its_label_at_once(district: District) -> None:
+    before = head(district)
+    response = district.post("/v1/tokens", {"role": "recorder", "label": f"a{HIDDEN}b"})
+    assert refused(district, response, before) == ["unit_id", "label"]
+
+
 @pytest.mark.parametrize(("path", "body", "field"), [
     ("/v1/volunteers", {"name": f"林{HIDDEN}小梅", "registered_on": "2017-01-10"}, "name"),
     ("/v1/units", {"name": f"列{HIDDEN}东", "kind": "town"}, "name"),
@@ -167,3 +181,14 @@ def test_a_dependent_check_waits_for_the_body_to_pass_its_own(district: District
         "name": "林小梅", "home_unit_id": "unit-nothing", "registered_on": "2017-01-10"})
     assert response.status_code == 422
     assert response.json()["type"].endswith("/unknown-reference")
+
+
+def test_a_flood_of_refused_criteria_answers_the_first_hundred(district: District) -> None:
+    response = district.client.put(
+        "/v1/award-rules/most_beautiful_volunteer/2017", json={f"k{i}": 1 for i in range(150)},
+        headers=bearer(ADMIN_TOKEN))
+    assert response.status_code == 422, response.text
+    found = response.json()
+    assert len(found["errors"]) == 100 and "150 errors" in found["detail"]
+    assert found["errors"][0]["field"] == "k0" and found["errors"][-1]["field"] == "k99"
+
