@@ -113,8 +113,8 @@ class FieldChecks:
 
     def passed(self, *fields: str) -> bool:
         """Whether no rule refused these fields (nor an item of one, `skills.2`)."""
-        return not self.found or not any(f == field or f.startswith(field + ".")
-                       for f in self.found for field in fields)
+        return not self.found or not any(
+            f == field or f.startswith(field + ".") for f in self.found for field in fields)
 
     def raise_found(self) -> None:
         """Raise what was refused: one field's refusal as itself, several as InvalidFields
