@@ -25,10 +25,10 @@ before the request came), so no path that answers for a request's content takes 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar
+from typing import TypeVar, TypeVarTuple
 
-P = ParamSpec("P")
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class LedgerError(Exception):
@@ -96,10 +96,12 @@ class FieldChecks:
         self.order = order
         self.found: dict[str, InvalidField] = {}
 
-    def run(self, rule: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
-        """`rule(*args, **kwargs)`, or None once it refused (what it refused is kept)."""
+    # Positional arguments only: a valid write runs a few of these for every record of an
+    # import, and a ** parameter would make a dict on each call.
+    def run(self, rule: Callable[[*Ts], T], *args: *Ts) -> T | None:
+        """`rule(*args)`, or None once it refused (what it refused is kept)."""
         try:
-            return rule(*args, **kwargs)
+            return rule(*args)
         except InvalidField as problem:
             self.add(problem)
         except InvalidFields as several:
