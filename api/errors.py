@@ -169,19 +169,25 @@ def problem_type(error: LedgerError) -> str:
     return TYPE_BASE + _kebab(type(error).__name__)
 
 
+def field_errors(error: LedgerError, prefix: str = "") -> list[dict[str, str]] | None:
+    """The `errors` of a ledger error: each field it names (after `prefix`, as `records.3.`
+    for an item of a batch), in the body's order, beside the rule it breaks (None if it names
+    no field)."""
+    problems = error.problems if isinstance(error, InvalidFields) else [error]
+    # Each item's `field` names the field, so its `detail` states only the rule.
+    return [{"field": prefix + p.field, "detail": p.rule} for p in problems if p.field] or None
+
+
 def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LedgerError)
     status, title = status_of(exc)
     if isinstance(exc, AuditLogAltered):  # an alarm for whoever watches the logs, not a 4xx
         audit_log.error("audit log altered: %s", exc.message)
     headers = {"Retry-After": "1"} if status == 503 else None
-    problems = exc.problems if isinstance(exc, InvalidFields) else [exc]
-    # Each item's `field` names the field, so its `detail` states only the rule.
-    errors = [{"field": p.field, "detail": p.rule} for p in problems if p.field] or None
+    errors = field_errors(exc)
     if status == 422 and errors is None:
         errors = [{"field": "body", "detail": exc.message}]
-    detail = "; ".join(p.described for p in problems)
-    return problem(status, detail, title=title, kind=_kebab(type(exc).__name__),
+    return problem(status, exc.described, title=title, kind=_kebab(type(exc).__name__),
                    errors=errors, headers=headers)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
-from ledger.errors import ClosedReference, InvalidField
+from ledger.errors import ClosedReference, FieldChecks, InvalidField
 from ledger.ids import new_id
 from ledger.text import check_reason
 
@@ -54,15 +54,18 @@ class Activity(LedgerAggregate):
         """Refuse a session that lies outside the window (inclusive, widened by the margin)."""
         if self.is_cancelled and not allow_cancelled:
             raise ClosedReference(f"activity {self.id} was cancelled", "activity_id")
-        if started_at < self.starts_at - margin:
-            raise InvalidField(
+        early, late = started_at < self.starts_at - margin, ended_at > self.ends_at + margin
+        if not (early or late):
+            return
+        checks = FieldChecks(("started_at", "ended_at"))  # both ends, when both are out
+        if early:
+            checks.add(InvalidField(
                 f"started_at is before the activity starts ({self.starts_at.isoformat()})",
-                "started_at",
-            )
-        if ended_at > self.ends_at + margin:
-            raise InvalidField(
-                f"ended_at is after the activity ends ({self.ends_at.isoformat()})", "ended_at"
-            )
+                "started_at"))
+        if late:
+            checks.add(InvalidField(
+                f"ended_at is after the activity ends ({self.ends_at.isoformat()})", "ended_at"))
+        checks.raise_found()
 
     def cancel(self, reason: str, meta: dict[str, Any]) -> None:
         """Cancel the activity; sessions already recorded stay until corrected or voided."""

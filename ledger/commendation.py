@@ -27,7 +27,7 @@ from ledger.awards import (
 from ledger.base import LedgerBase, Written, open_unit
 from ledger.calendar import district_today
 from ledger.catalogue import PROGRAMS, AwardKind, Role
-from ledger.errors import Conflict, InvalidField, NotACandidate, UnknownReference
+from ledger.errors import Conflict, FieldChecks, InvalidField, NotACandidate, UnknownReference
 from ledger.provenance import Actor, Origin
 from ledger.text import MAX_REASON, article, check_label, check_text
 from ledger.units import Unit
@@ -44,6 +44,14 @@ def award_kind(value: str) -> AwardKind:
         raise InvalidField(f"award must be one of: {allowed}", "award") from None
 
 
+def token_role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        allowed = ", ".join(r.value for r in Role)
+        raise InvalidField(f"role must be one of: {allowed}", "role") from None
+
+
 def check_year(year: int) -> int:
     if isinstance(year, bool) or not isinstance(year, int) or not MIN_YEAR <= year <= MAX_YEAR:
         raise InvalidField(f"year must be a whole number from {MIN_YEAR} to {MAX_YEAR}", "year")
@@ -57,9 +65,12 @@ class CommendationUseCases(LedgerBase):
                             criteria: dict[str, Any]) -> tuple[int, int]:
         """Publish a new version of an award's criteria for a year; returns (version, position)."""
         require_role(origin.actor)
-        kind = award_kind(award)
-        check_year(year)
-        clean = check_criteria(kind, criteria)
+        checks = FieldChecks(("award", "year"))  # the criteria after, as the body gives them
+        kind = checks.run(award_kind, award)
+        checks.run(check_year, year)
+        clean = checks.run(check_criteria, kind, criteria) if kind is not None else None
+        checks.raise_found()
+        assert kind is not None and clean is not None
 
         def attempt() -> tuple[int, int]:
             rules = self._get(AwardRules, rules_id(kind, year))
@@ -89,12 +100,15 @@ class CommendationUseCases(LedgerBase):
         of the recipient's eligibility, kept with the grant (the committee decides; the record
         shows whether it went against the criteria)."""
         require_role(origin.actor, Role.committee)
-        kind = award_kind(award)
-        check_year(year)
-        if year > district_today().year:  # bb18 F3: grants for 2099 were taken
-            raise InvalidField(f"year {year} has not begun: an award goes to a year that has",
-                               "year")
-        decision_ref = check_text("decision_ref", decision_ref)
+        checks = FieldChecks(("award", "year", "recipient_id", "decision_ref"))
+        kind = checks.run(award_kind, award)
+        checks.run(check_year, year)
+        if checks.passed("year") and year > district_today().year:  # bb18 F3: 2099 was taken
+            checks.add(InvalidField(f"year {year} has not begun: an award goes to a year that "
+                                    "has", "year"))
+        decision_ref = checks.run(check_text, "decision_ref", decision_ref) or ""
+        checks.raise_found()
+        assert kind is not None
         rules = self._get(AwardRules, rules_id(kind, year))
         if rules is None:
             raise InvalidField(f"no rules are published for {kind.value} {year}", "year")
@@ -197,13 +211,13 @@ class CommendationUseCases(LedgerBase):
                     label: str = "") -> tuple[str, Written]:
         """Issue a bearer token; returns the token (shown once) and the write."""
         require_role(origin.actor)
-        try:
-            the_role = Role(role)
-        except ValueError:
-            allowed = ", ".join(r.value for r in Role)
-            raise InvalidField(f"role must be one of: {allowed}", "role") from None
-        check_token_grant(the_role, unit_id)
-        label = check_label(label)
+        checks = FieldChecks(("role", "unit_id", "label"))
+        the_role = checks.run(token_role, role)
+        if the_role is not None:
+            checks.run(check_token_grant, the_role, unit_id)
+        label = checks.run(check_label, label) or ""
+        checks.raise_found()
+        assert the_role is not None
         if unit_id:
             open_unit(self._refer(Unit, unit_id, "unit_id", "unit"), "unit_id")
         token = new_token()

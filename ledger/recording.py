@@ -14,6 +14,7 @@ from ledger.calendar import now, service_date, whole_minutes
 from ledger.catalogue import Role
 from ledger.errors import (
     DuplicateRecordConflict,
+    FieldChecks,
     InvalidField,
     LedgerError,
     StoreBusy,
@@ -23,6 +24,8 @@ from ledger.grouping import GroupCommit
 from ledger.guards import Grant, WriteGuard, current_grant, relying_on_grant
 from ledger.provenance import Origin
 from ledger.sessions import (
+    CORRECTION_ORDER,
+    RECORD_ORDER,
     RecordOutcome,
     ServiceSession,
     SessionRecord,
@@ -158,11 +161,15 @@ class _Batch:
     def record(self, index: int, rec: SessionRecord) -> RecordOutcome:
         """Check one record against every rule and stage it; never raises a LedgerError."""
         try:
+            checks = FieldChecks(RECORD_ORDER)
+            check_times(rec.started_at, rec.ended_at, self.now, checks)
             if blank(rec.source_record_id):
-                raise InvalidField("source_record_id must not be empty", "source_record_id")
-            # "SRC1" and "SRC1\u200b" would be two records that look the same (bb31 F4).
-            check_shown("source_record_id", rec.source_record_id)
-            check_times(rec.started_at, rec.ended_at, self.now)
+                checks.add(InvalidField("source_record_id must not be empty",
+                                        "source_record_id"))
+            else:
+                # "SRC1" and "SRC1\u200b" would be two records that look the same (bb31 F4).
+                checks.run(check_shown, "source_record_id", rec.source_record_id)
+            checks.raise_found()
             activity = self.activity(rec.activity_id)
             require_unit(self.origin.actor, activity.organiser_unit_id, "sessions at activities")
             session_id = session_id_for(rec.source_record_id)
@@ -317,8 +324,11 @@ class RecordingUseCases(LedgerBase):
         def attempt() -> SessionWritten:
             session = self.get_session(session_id)
             require_unit(origin.actor, session.organiser_unit_id, "sessions at activities")
-            why = check_reason(reason)
-            check_times(started_at, ended_at, now())
+            checks = FieldChecks(CORRECTION_ORDER)
+            check_times(started_at, ended_at, now(), checks)
+            why = checks.run(check_reason, reason)
+            checks.raise_found()
+            assert why is not None
             session._ensure_live()
             if session.has_times(started_at, ended_at):
                 return SessionWritten(session.id, session.minutes,

@@ -40,16 +40,19 @@ from ledger.catalogue import (
 from ledger.errors import (
     CreditedAfterClosure,
     DuplicateRecordConflict,
+    FieldChecks,
+    Forbidden,
     InvalidField,
     InvalidRequest,
     NotFound,
+    VersionMismatch,
 )
 from ledger.guards import WriteGuard
 from ledger.privacy import id_birth
 from ledger.provenance import Origin
 from ledger.sealing import KeyChanges
 from ledger.sessions import ServiceSession
-from ledger.text import check_text, trimmed
+from ledger.text import check_reason, check_text, trimmed
 from ledger.units import Unit, check_parent, new_unit_id
 from ledger.volunteers import (
     CLEARABLE_FIELDS,
@@ -68,6 +71,9 @@ VOLUNTEER_NUMBER_PREFIX = "MLV"
 NUMBER_ATTEMPTS = 40
 NUMBER_PAUSE_SECONDS = 0.002  # the longest first pause; it doubles with each attempt
 MAX_SKILL = 100  # characters of one skill (as the API's Skill)
+# The fields of each request in the order its body gives them (API.md), which is the order
+# its refused fields are named in.
+VOLUNTEER_ORDER = ("name", "home_unit_id", "registered_on", *PERSONAL_FIELDS)
 VOLUNTEER_REGISTERED = event_topic(Volunteer, "Registered")
 
 
@@ -105,11 +111,16 @@ class RegistryUseCases(LedgerBase):
     @staticmethod
     def unit_fields(name: str, kind: str, parent_id: str | None = None,
                     civilized_level: str | None = None) -> dict[str, Any]:
-        """What a unit's registration records of the request, checked on its own (422)."""
-        return {"name": check_text("name", name), "kind": _enum(UnitKind, "kind", kind),
-                "parent_id": parent_id or None,
-                "civilized_level": (_enum(CivilizedLevel, "civilized_level", civilized_level)
-                                    if civilized_level else None)}
+        """What a unit's registration records of the request, checked on its own (422,
+        naming every field refused)."""
+        checks = FieldChecks(("name", "kind", "parent_id", "civilized_level"))
+        fields = {"name": checks.run(check_text, "name", name),
+                  "kind": checks.run(_enum, UnitKind, "kind", kind),
+                  "parent_id": parent_id or None,
+                  "civilized_level": (checks.run(_enum, CivilizedLevel, "civilized_level",
+                                                 civilized_level) if civilized_level else None)}
+        checks.raise_found()
+        return fields
 
     def register_unit(self, origin: Origin, name: str, kind: str, parent_id: str | None = None,
                       civilized_level: str | None = None) -> Written:
@@ -191,7 +202,10 @@ class RegistryUseCases(LedgerBase):
         change is (bb20 F2: a stale tag closed the unit).
         """
         require_role(origin.actor)
-        check_day("closed_on", closed_on, district_today())
+        checks = FieldChecks(("closed_on", "reason"))
+        checks.run(check_day, "closed_on", closed_on, district_today())
+        checks.run(check_reason, reason)
+        checks.raise_found()
         day = closed_on.isoformat()
         seen: list[int] = []
 
@@ -240,12 +254,15 @@ class RegistryUseCases(LedgerBase):
     def volunteer_fields(self, name: str, home_unit_id: str, registered_on: date,
                          personal: dict[str, Any]) -> dict[str, Any]:
         """What a volunteer's registration records of the request (but the number it is
-        issued), checked on its own (422)."""
-        name = check_text("name", name)
-        check_day("registered_on", registered_on, district_today())
-        return {"name": name, "home_unit_id": home_unit_id,
-                "registered_on": registered_on.isoformat(),
-                "personal": self._check_personal(personal)}
+        issued), checked on its own (422, naming every field refused)."""
+        checks = FieldChecks(VOLUNTEER_ORDER)
+        text = checks.run(check_text, "name", name)
+        checks.run(check_day, "registered_on", registered_on, district_today())
+        clean = self._check_personal(personal, checks)
+        _check_born_by(clean, registered_on.isoformat(), checks)
+        checks.raise_found()
+        return {"name": text, "home_unit_id": home_unit_id,
+                "registered_on": registered_on.isoformat(), "personal": clean}
 
     def register_volunteers(self, origin: Origin, applications: Sequence[VolunteerApplication]
                             ) -> tuple[list[Written], list[str]]:
@@ -260,7 +277,6 @@ class RegistryUseCases(LedgerBase):
             unit = self._refer(Unit, app.home_unit_id, "home_unit_id", "unit", among=units)
             open_unit(unit, "home_unit_id")
             require_unit(origin.actor, app.home_unit_id, "volunteers")
-            _check_born_by(fields["personal"], fields["registered_on"])
             checked.append((new_volunteer_id(), fields))
         relied_on: dict[str, int] = {}
 
@@ -294,30 +310,18 @@ class RegistryUseCases(LedgerBase):
                               "registrations at once; nothing was registered, please try again",
                               busy=True)
 
-    def _check_personal(self, personal: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _check_personal(personal: dict[str, Any], checks: FieldChecks) -> dict[str, Any]:
+        """The personal fields given, each checked on its own; one refused is left out, and
+        `checks` keeps why."""
         clean: dict[str, Any] = {}
         for key, value in personal.items():
             if key not in PERSONAL_FIELDS:
-                raise InvalidField(f"{key} is not a personal field", key)
-            if value is None:
-                continue
-            if key == "birth_date":
-                if not isinstance(value, date):
-                    raise InvalidField("birth_date must be a date", key)
-                check_day(key, value, district_today())
-                value = value.isoformat()
-            elif key == "gender":
-                value = _enum(Gender, key, value)
-            elif key == "political_status":
-                value = _enum(PoliticalStatus, key, value)
-            elif key == "skills":
-                # An empty item is left out; one of hidden characters is refused (bb28 F2),
-                # naming the item as the API's schema does (`skills.1`, bb29 F5).
-                value = [check_text(f"{key}.{i}", str(s), MAX_SKILL)
-                         for i, s in enumerate(value) if trimmed(str(s))]
-            else:
-                value = str(value).strip()
-            clean[key] = value
+                checks.add(InvalidField(f"{key} is not a personal field", key))
+            elif value is not None:
+                checked = checks.run(_personal_value, key, value, checks)
+                if checks.passed(key):
+                    clean[key] = checked
         return clean
 
     def get_volunteer(self, volunteer_id: str) -> Volunteer:
@@ -345,27 +349,38 @@ class RegistryUseCases(LedgerBase):
         if not changes:
             raise InvalidRequest("no field to change was given: name or a personal field ("
                                  + ", ".join(PERSONAL_FIELDS) + ")")
+        checks = FieldChecks(VOLUNTEER_ORDER)
         given = {k: v for k, v in changes.items() if k != "name" and v is not None}
-        clean = self._check_personal(given)
+        clean = self._check_personal(given, checks)
         if "name" in changes:
-            clean["name"] = check_text("name", changes["name"])
+            name = checks.run(check_text, "name", changes["name"])
+            if checks.passed("name"):
+                clean["name"] = name
         for key in sorted(k for k, v in changes.items() if k != "name" and v is None):
             if key not in PERSONAL_FIELDS:
-                raise InvalidField(f"{key} is not a personal field", key)
-            if key not in CLEARABLE_FIELDS:
-                raise InvalidField(f"{key} cannot be cleared (null), only corrected; only "
-                                   f"{', '.join(CLEARABLE_FIELDS)} may be cleared", key)
-            clean[key] = None
+                checks.add(InvalidField(f"{key} is not a personal field", key))
+            elif key not in CLEARABLE_FIELDS:
+                checks.add(InvalidField(f"{key} cannot be cleared (null), only corrected; "
+                                        f"only {', '.join(CLEARABLE_FIELDS)} may be cleared",
+                                        key))
+            else:
+                clean[key] = None
 
         def attempt() -> Written:
-            volunteer = self.get_volunteer(volunteer_id)
-            require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
-            check_version(volunteer, "volunteer", expected_version, None)
+            try:
+                volunteer = self.get_volunteer(volunteer_id)
+                require_unit(origin.actor, volunteer.current_unit_id, "volunteers")
+                check_version(volunteer, "volunteer", expected_version, None)
+            except (NotFound, Forbidden, VersionMismatch):
+                checks.raise_found()  # what the body breaks on its own is answered first
+                raise
+            # The fields given are compared with the record only once the caller may see it.
+            current = self.personal_of(volunteer)
+            _check_born_by({**current, **clean}, volunteer.registered_on, checks,
+                           given=frozenset(clean))
+            checks.raise_found()
             # Only what differs is recorded; a change to what is already there writes nothing
             # and answers where the volunteer's record last changed.
-            current = self.personal_of(volunteer)
-            _check_born_by({**current, **clean}, volunteer.registered_on,
-                           given=frozenset(clean))
             changed = {k: v for k, v in clean.items()
                        if (volunteer.name if k == "name" else current.get(k)) != v}
             # A number withdrawn or replaced is erased: its key goes with this write.
@@ -405,7 +420,10 @@ class RegistryUseCases(LedgerBase):
                              reason: str) -> Written:
         """End a volunteer's registration; their recorded hours stay."""
         require_role(origin.actor, Role.recorder)
-        check_day("deregistered_on", deregistered_on, district_today())
+        checks = FieldChecks(("deregistered_on", "reason"))
+        checks.run(check_day, "deregistered_on", deregistered_on, district_today())
+        checks.run(check_reason, reason)
+        checks.raise_found()
 
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)
@@ -424,15 +442,18 @@ class RegistryUseCases(LedgerBase):
         position and writes nothing (`created` is False).
         """
         require_role(origin.actor, Role.recorder)
+        checks = FieldChecks(("volunteer_id", "level", "form", "audience", "title",
+                              "completed_on", "hours"))
         training = {
-            "level": _enum(TrainingLevel, "level", level),
-            "form": _enum(TrainingForm, "form", form),
-            "audience": _enum(TrainingAudience, "audience", audience),
-            "title": check_text("title", title),
+            "level": checks.run(_enum, TrainingLevel, "level", level),
+            "form": checks.run(_enum, TrainingForm, "form", form),
+            "audience": checks.run(_enum, TrainingAudience, "audience", audience),
+            "title": checks.run(check_text, "title", title),
             "completed_on": completed_on.isoformat(),
-            "minutes": self._training_minutes(hours),
+            "minutes": checks.run(self._training_minutes, hours),
         }
-        check_day("completed_on", completed_on, district_today())
+        checks.run(check_day, "completed_on", completed_on, district_today())
+        checks.raise_found()
 
         def attempt() -> TrainingWritten:
             volunteer = self._refer(Volunteer, volunteer_id, "volunteer_id", "volunteer")
@@ -483,8 +504,10 @@ class RegistryUseCases(LedgerBase):
                          insurer: str) -> Written:
         """Record a volunteer's personal accident insurance for a year."""
         require_role(origin.actor, Role.recorder)
-        policy_ref = check_text("policy_ref", policy_ref)
-        insurer = check_text("insurer", insurer)
+        checks = FieldChecks(("year", "policy_ref", "insurer"))
+        policy_ref = checks.run(check_text, "policy_ref", policy_ref) or ""
+        insurer = checks.run(check_text, "insurer", insurer) or ""
+        checks.raise_found()
 
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)  # in the path: 404 when unknown
@@ -500,16 +523,22 @@ class RegistryUseCases(LedgerBase):
     def activity_fields(program_code: str, organiser_unit_id: str, title: str,
                         starts_at: datetime, ends_at: datetime, station_unit_id: str | None = None,
                         place: str | None = None) -> dict[str, Any]:
-        """What an activity's planning records of the request, checked on its own (422)."""
-        fields = {"program_code": check_program(program_code),
-                  "organiser_unit_id": organiser_unit_id, "title": check_text("title", title),
+        """What an activity's planning records of the request, checked on its own (422,
+        naming every field refused)."""
+        checks = FieldChecks(("program_code", "organiser_unit_id", "title", "starts_at",
+                              "ends_at", "station_unit_id", "place"))
+        fields = {"program_code": checks.run(check_program, program_code),
+                  "organiser_unit_id": organiser_unit_id,
+                  "title": checks.run(check_text, "title", title),
                   "starts_at": starts_at, "ends_at": ends_at,
                   "station_unit_id": station_unit_id or None,
-                  "place": None if not trimmed(place or "") else check_text("place", place)}
-        check_instant("starts_at", starts_at)
-        check_instant("ends_at", ends_at)
-        if ends_at <= starts_at:
-            raise InvalidField("ends_at must be after starts_at", "ends_at")
+                  "place": (None if not trimmed(place or "")
+                            else checks.run(check_text, "place", place))}
+        checks.run(check_instant, "starts_at", starts_at)
+        checks.run(check_instant, "ends_at", ends_at)
+        if checks.passed("starts_at", "ends_at") and ends_at <= starts_at:
+            checks.add(InvalidField("ends_at must be after starts_at", "ends_at"))
+        checks.raise_found()
         return fields
 
     def plan_activity(self, origin: Origin, program_code: str, organiser_unit_id: str, title: str,
@@ -599,23 +628,46 @@ def _may_credit(mapper: Any, stored: Sequence[StoredEvent], unit_id: str, day: s
     return None
 
 
-def _check_born_by(personal: dict[str, Any], registered_on: str,
+def _personal_value(key: str, value: Any, checks: FieldChecks) -> Any:
+    """A personal field's value as it is recorded, checked on its own (InvalidField; a
+    refused skill goes to `checks`, naming its item)."""
+    if key == "birth_date":
+        if not isinstance(value, date):
+            raise InvalidField("birth_date must be a date", key)
+        check_day(key, value, district_today())
+        return value.isoformat()
+    if key == "gender":
+        return _enum(Gender, key, value)
+    if key == "political_status":
+        return _enum(PoliticalStatus, key, value)
+    if key == "skills":
+        # An empty item is left out; one of hidden characters is refused (bb28 F2), naming
+        # the item as the API's schema does (`skills.1`, bb29 F5), each of them.
+        return [checks.run(check_text, f"{key}.{i}", str(s), MAX_SKILL)
+                for i, s in enumerate(value) if trimmed(str(s))]
+    return str(value).strip()
+
+
+def _check_born_by(personal: dict[str, Any], registered_on: str, checks: FieldChecks,
                    given: frozenset[str] | None = None) -> None:
     """A volunteer is born on or before the day they register (ISO dates compare as text),
     and the date of birth inside their id number is their `birth_date` (bb32 F1, F2: an id
     number born in 2099, or on another day than birth_date, was taken). `given`: the fields
-    the request sets, named when they disagree with what the record holds."""
+    the request sets, named when they disagree with what the record holds. Only fields that
+    passed their own rules are compared (`personal` holds no other; `checks` keeps those)."""
+    if not checks.passed("registered_on"):
+        return
     born = personal.get("birth_date")
     if born is not None and born > registered_on:
-        raise InvalidField(f"birth_date {born} is after registered_on {registered_on}",
-                           "birth_date")
+        checks.add(InvalidField(f"birth_date {born} is after registered_on {registered_on}",
+                                "birth_date"))
     in_id = id_birth(personal.get("id_number"))
     if in_id is None or (given is not None and not given & {"birth_date", "id_number"}):
         return  # a change of other fields is not refused for what the record held before
     if in_id > registered_on:
-        raise InvalidField(f"id_number holds the date of birth {in_id}, after registered_on "
-                           f"{registered_on}", "id_number")
-    if born is not None and born != in_id:
+        checks.add(InvalidField(f"id_number holds the date of birth {in_id}, after "
+                                f"registered_on {registered_on}", "id_number"))
+    elif born is not None and born != in_id and checks.passed("birth_date", "id_number"):
         field = "birth_date" if given is not None and "id_number" not in given else "id_number"
-        raise InvalidField(f"id_number holds the date of birth {in_id}, but birth_date is "
-                           f"{born}", field)
+        checks.add(InvalidField(f"id_number holds the date of birth {in_id}, but birth_date "
+                                f"is {born}", field))

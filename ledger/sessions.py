@@ -12,10 +12,13 @@ from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
 from ledger.calendar import MAX_SESSION, MIN_SESSION, check_instant, service_date, whole_minutes
-from ledger.errors import InvalidField, LedgerError, SessionVoided
+from ledger.errors import FieldChecks, InvalidField, LedgerError, SessionVoided
 
 SESSION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:vledger:source-record")
 _NAMESPACE_BYTES = SESSION_NAMESPACE.bytes
+# A record's fields in the order its body gives them, the order its refused fields are named in.
+RECORD_ORDER = ("volunteer_id", "activity_id", "started_at", "ended_at", "source_record_id")
+CORRECTION_ORDER = ("started_at", "ended_at", "reason")
 
 
 def session_id_for(source_record_id: str) -> str:
@@ -158,10 +161,20 @@ class ServiceSession(LedgerAggregate):
         self.voided_reason = reason
 
 
-def check_times(started_at: datetime, ended_at: datetime, now: datetime) -> None:
-    """The rules a session's times obey on their own."""
-    check_instant("started_at", started_at)
-    check_instant("ended_at", ended_at)
+def check_times(started_at: datetime, ended_at: datetime, now: datetime,
+                checks: FieldChecks) -> None:
+    """The rules a session's times obey on their own; what they refuse goes to `checks`."""
+    checks.run(check_instant, "started_at", started_at)
+    checks.run(check_instant, "ended_at", ended_at)
+    if not checks.passed("ended_at"):
+        return
+    if checks.passed("started_at"):
+        checks.run(_check_length, started_at, ended_at)
+    if ended_at > now:
+        checks.add(InvalidField("ended_at lies in the future", "ended_at"))
+
+
+def _check_length(started_at: datetime, ended_at: datetime) -> None:
     if ended_at <= started_at:
         raise InvalidField("ended_at must be after started_at", "ended_at")
     if ended_at - started_at < MIN_SESSION:
@@ -170,5 +183,3 @@ def check_times(started_at: datetime, ended_at: datetime, now: datetime) -> None
         raise InvalidField("a session must last at least one whole minute", "ended_at")
     if ended_at - started_at > MAX_SESSION:
         raise InvalidField("a session may last at most 24 hours", "ended_at")
-    if ended_at > now:
-        raise InvalidField("ended_at lies in the future", "ended_at")

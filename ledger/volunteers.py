@@ -14,6 +14,7 @@ from ledger.errors import (
     AlreadyMember,
     ClosedReference,
     Conflict,
+    FieldChecks,
     InvalidField,
     OverlappingSession,
 )
@@ -225,19 +226,22 @@ class Volunteer(LedgerAggregate):
         what was recorded before the deregistration too (409 naming the record otherwise).
         """
         self._ensure_active()
-        reason = check_reason(reason)
+        checks = FieldChecks(("deregistered_on", "reason"))
+        why = checks.run(check_reason, reason)
         day = deregistered_on.isoformat()
         if day < self.registered_on:
-            raise InvalidField(
+            checks.add(InvalidField(
                 f"deregistered_on is before the volunteer registered ({self.registered_on})",
-                "deregistered_on")
+                "deregistered_on"))
+        checks.raise_found()
+        assert why is not None
         later = self._recorded_on_or_after(day)
         if later is not None:
             raise Conflict(
                 f"deregistered_on {day} is not after the volunteer's {later}: a registration "
                 "ends after the service and training on record (correct or void that session "
                 "first, or choose a later date)", "deregistered_on")
-        self._deregistered(deregistered_on=day, reason=reason, **meta)
+        self._deregistered(deregistered_on=day, reason=why, **meta)
 
     def _recorded_on_or_after(self, day: str) -> str | None:
         """A live session or a training of the volunteer on or after a day, described."""

@@ -248,3 +248,11 @@ def void(ledger: Ledger, session_id: str, reason: str = "recorded twice on paper
          origin: Origin = ADMIN) -> None:
     """Void a session."""
     ledger.void_session(origin, session_id, reason)
+
+
+def resident_id(born: str, area: str = "350402", sequence: str = "123") -> str:
+    """An 18-digit resident id number (GB 11643-1999) born on `born` (YYYYMMDD), with its
+    check character."""
+    body = f"{area}{born}{sequence}"
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
-from api.errors import problem_type, status_of
+from api.errors import field_errors, problem_type, status_of
 from api.limits import StrictBodyRoute
 from api.schemas import (
     IF_MATCH_RESPONSES,
@@ -68,7 +68,10 @@ class BatchItem(BaseModel):
     status: str = Field(description="accepted, duplicate or rejected")
     id: str | None = None
     minutes: int | None = None
-    error: dict[str, Any] | None = None
+    error: dict[str, Any] | None = Field(default=None, description=(
+        "Why the record was rejected: the problem a single write of it would answer (`type`, "
+        "`title`, `status`, `detail`), with `field`, the first field it names, and `errors`, "
+        "every field it names as the request body places it (`records.3.started_at`)."))
 
 
 class BatchOut(BaseModel):
@@ -122,7 +125,10 @@ def record_batch(body: BatchIn, actor: RecorderWriter, services: ServicesDep) ->
         if o.error is not None:  # the problem a single write of the record would answer
             code, title = status_of(o.error)
             item["error"] = {"type": problem_type(o.error), "title": title, "status": code,
-                             "field": getattr(o.error, "field", None), "detail": o.error.rule}
+                             "field": o.error.field, "detail": o.error.rule}
+            errors = field_errors(o.error, f"records.{o.index}.")
+            if errors is not None:  # a record has five fields: no cap is needed
+                item["error"]["errors"] = errors
         items.append(item)
     return {"accepted": result.count("accepted"), "duplicates": result.count("duplicate"),
             "rejected": result.count("rejected"), "position": result.position, "results": items}

@@ -3,8 +3,8 @@
 It knows only what the rules need: open and closed units, volunteers with their memberships
 over time, activity windows, and sessions with their original record. Each command answers
 either what the ledger should return or the `LedgerError` class it should raise, checking the
-rules in the ledger's order (the record's own times, then its source record id, then the
-activity's window, then the volunteer).
+rules in the ledger's order (the record's own times and source record id, then the activity's
+window, then the volunteer), and several fields refused together as InvalidFields.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from ledger.errors import (
     Conflict,
     DuplicateRecordConflict,
     InvalidField,
+    InvalidFields,
     LedgerError,
     OverlappingSession,
     SessionVoided,
@@ -88,9 +89,10 @@ class Model:
         return any(s.live and sid != ignore and s.started_at < end and start < s.ended_at
                    for sid, s in self.sessions.items() if s.volunteer_id == volunteer_id)
 
-    def _outside(self, activity_id: str, start: datetime, end: datetime) -> bool:
+    def _outside(self, activity_id: str, start: datetime, end: datetime) -> Expected:
+        """InvalidField for a session past one end of its activity, InvalidFields past both."""
         opens, closes = self.windows[activity_id]
-        return start < opens or end > closes
+        return _refused(start < opens, end > closes)
 
     # -- commands: each returns the expected result or error class, and applies success ------
 
@@ -126,8 +128,8 @@ class Model:
             same = (prior.volunteer_id, prior.activity_id, prior.original) == (
                 volunteer_id, activity_id, (start.timestamp(), end.timestamp()))
             return session_id if same else DuplicateRecordConflict
-        if self._outside(activity_id, start, end):
-            return InvalidField
+        if outside := self._outside(activity_id, start, end):
+            return outside
         if self.volunteers[volunteer_id].deregistered_by(start):
             return ClosedReference
         if self._overlaps(volunteer_id, start, end, ignore=session_id):
@@ -138,12 +140,12 @@ class Model:
 
     def correct(self, session_id: str, start: datetime, end: datetime, reason: str) -> Expected:
         session = self.sessions[session_id]
-        if not reason.strip() or _bad_times(start, end):
-            return InvalidField
+        if refused := _refused(_bad_times(start, end), not reason.strip()):
+            return refused  # the times and the reason are each named
         if not session.live:
             return SessionVoided
-        if self._outside(session.activity_id, start, end):
-            return InvalidField
+        if outside := self._outside(session.activity_id, start, end):
+            return outside
         if self.volunteers[session.volunteer_id].deregistered_by(start):
             return ClosedReference
         if self._overlaps(session.volunteer_id, start, end, ignore=session_id):
@@ -181,6 +183,12 @@ class Model:
             return Conflict  # the registration ends after the service on record
         volunteer.deregistered_on = deregistered_on
         return None
+
+
+def _refused(*fields: bool) -> Expected:
+    """The error class of a request whose fields each break a rule or not: none, one, several."""
+    count = sum(fields)
+    return None if count == 0 else InvalidField if count == 1 else InvalidFields
 
 
 def _bad_times(start: datetime, end: datetime) -> bool:

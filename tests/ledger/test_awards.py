@@ -267,3 +267,14 @@ def test_a_grant_recorded_before_eligibility_was_kept_reads_as_none(ledger: Ledg
     ledger.recorder.insert_events(old)
     award = ledger.get_award("award-old")
     assert (award.eligibility, award.decision_ref, award.is_live) == (None, "decision 2", True)
+
+
+def test_rules_name_their_award_and_year_at_once(ledger: Ledger) -> None:
+    head = ledger.head()
+    with pytest.raises(InvalidFields) as refused:
+        ledger.publish_award_rules(ADMIN, "nicest_person", 1999, {"min_hours_in_year": 1})
+    assert [p.field for p in refused.value.problems] == ["award", "year"]
+    with pytest.raises(InvalidFields) as refused:  # the criteria after, as the body has them
+        ledger.publish_award_rules(ADMIN, MBV, 1999, {"min_star_level": 9})
+    assert [p.field for p in refused.value.problems] == ["year", "min_star_level"]
+    assert ledger.head() == head

@@ -15,6 +15,7 @@ from ledger.calendar import now
 from ledger.errors import (
     ClosedReference,
     InvalidField,
+    InvalidFields,
     OverlappingSession,
     UnknownReference,
 )
@@ -313,3 +314,23 @@ def test_session_ids_are_the_uuid5_of_the_source_record_id(source_record_id: str
             session_id_for(source_record_id)
         return
     assert session_id_for(source_record_id) == expected
+
+
+def test_a_session_past_both_ends_of_its_activity_names_both(ledger: Ledger, volunteer: str,
+                                                             activity: str) -> None:
+    head = ledger.head()
+    with pytest.raises(InvalidFields) as refused:
+        record(ledger, volunteer, activity, ACTIVITY_STARTS - timedelta(hours=1),
+               ACTIVITY_ENDS + timedelta(hours=1))
+    assert [p.field for p in refused.value.problems] == ["started_at", "ended_at"]
+    assert ledger.head() == head
+
+
+def test_a_session_with_a_bad_time_and_a_blank_source_record_names_both(
+        ledger: Ledger, volunteer: str, activity: str) -> None:
+    head = ledger.head()
+    with pytest.raises(InvalidFields) as refused:
+        record(ledger, volunteer, activity, at(9).replace(tzinfo=None), at(10),
+               source_record_id="\u200b")
+    assert [p.field for p in refused.value.problems] == ["started_at", "source_record_id"]
+    assert ledger.head() == head

@@ -11,6 +11,7 @@ from ledger.errors import (
     ClosedReference,
     ConcurrentChange,
     InvalidField,
+    InvalidFields,
     NotFound,
     UnknownReference,
     VersionMismatch,
@@ -161,3 +162,20 @@ def test_a_change_to_what_a_unit_already_is_writes_nothing(ledger: Ledger) -> No
     assert (same.position, ledger.head(), ledger.get_unit(unit_id).version) == (head, head, 1)
     ledger.change_unit(ADMIN, unit_id, name="列东社区", parent_id=None, move=True)
     assert ledger.get_unit(unit_id).version == 2  # only the move was recorded
+
+
+def test_a_unit_names_its_name_kind_and_level_at_once_and_stores_nothing(
+        ledger: Ledger) -> None:
+    head = ledger.head()
+    with pytest.raises(InvalidFields) as refused:
+        ledger.register_unit(ADMIN, "列东\u202e街道", "village", civilized_level="galactic")
+    assert [p.field for p in refused.value.problems] == ["name", "kind", "civilized_level"]
+    assert ledger.head() == head
+
+
+def test_a_closure_names_its_day_and_its_reason_at_once(ledger: Ledger) -> None:
+    unit_id, head = make_unit(ledger), ledger.head()
+    with pytest.raises(InvalidFields) as refused:
+        ledger.close_unit(ADMIN, unit_id, date(1899, 12, 31), " ")
+    assert [p.field for p in refused.value.problems] == ["closed_on", "reason"]
+    assert ledger.head() == head

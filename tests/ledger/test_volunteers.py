@@ -13,7 +13,9 @@ from ledger.errors import (
     AlreadyMember,
     ClosedReference,
     Conflict,
+    Forbidden,
     InvalidField,
+    InvalidFields,
     InvalidRequest,
     NotFound,
     StoreBusy,
@@ -21,7 +23,15 @@ from ledger.errors import (
 )
 from ledger.registry import VolunteerApplication, district_today
 from ledger.sealing import keys_for, opened
-from tests.factories import ADMIN, make_long_activity, make_unit, make_volunteer, serve
+from tests.factories import (
+    ADMIN,
+    make_long_activity,
+    make_unit,
+    make_volunteer,
+    recorder_of,
+    resident_id,
+    serve,
+)
 
 JUNE = date(2017, 6, 1)
 
@@ -406,3 +416,45 @@ def test_the_date_of_birth_in_an_id_number_is_checked_against_the_record(
     ledger.update_volunteer(ADMIN, written.id, {"name": "林晓梅"})  # other fields: as before
     ledger.update_volunteer(ADMIN, written.id, {"id_number": _resident_id("19860615"),
                                                 "birth_date": date(1986, 6, 15)})
+
+
+def test_an_update_names_every_field_it_refuses_at_once(ledger: Ledger) -> None:
+    volunteer_id, head = make_volunteer(ledger), ledger.head()
+    with pytest.raises(InvalidFields) as refused:
+        ledger.update_volunteer(ADMIN, volunteer_id, {
+            "skills": ["急救", "", "翻\u202e译", "x\u202ey"], "colour": "red",
+            "gender": None, "name": "林\u202e小梅", "birth_date": date(2017, 2, 1)})
+    # In the body's order (name first, as registration has it); the birth date is compared
+    # with the record's registration day once the volunteer is found.
+    assert [p.field for p in refused.value.problems] == [
+        "name", "birth_date", "gender", "skills.2", "skills.3", "colour"]
+    assert ledger.head() == head
+
+
+def test_an_update_refused_on_its_own_is_refused_before_its_volunteer_is_looked_up(
+        ledger: Ledger) -> None:
+    with pytest.raises(InvalidField) as refused:
+        ledger.update_volunteer(ADMIN, "vol-nobody", {"name": "林\u202e小梅"})
+    assert refused.value.field == "name"
+
+
+def test_a_recorder_of_another_unit_learns_nothing_of_the_record_from_an_update(
+        ledger: Ledger) -> None:
+    """The date of birth on record is named only to those who may read the record."""
+    home, other = make_unit(ledger), make_unit(ledger)
+    written, _ = ledger.register_volunteer(ADMIN, "林小梅", home, JUNE,
+                                           id_number=resident_id("19850615"))
+    with pytest.raises(Forbidden):
+        ledger.update_volunteer(recorder_of(other), written.id, {"birth_date": date(1986, 1, 1)})
+    with pytest.raises(InvalidField) as refused:
+        ledger.update_volunteer(recorder_of(home), written.id, {"birth_date": date(1986, 1, 1)})
+    assert refused.value.field == "birth_date"
+
+
+def test_a_deregistration_names_its_reason_and_its_day_before_registration_at_once(
+        ledger: Ledger) -> None:
+    volunteer_id, head = make_volunteer(ledger, registered_on=JUNE), ledger.head()
+    with pytest.raises(InvalidFields) as refused:
+        ledger.get_volunteer(volunteer_id).deregister(date(2017, 1, 1), "\u200b", {})
+    assert [p.field for p in refused.value.problems] == ["deregistered_on", "reason"]
+    assert ledger.head() == head
