@@ -18,6 +18,7 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Operationa
 
 from ledger.aggregate import LedgerAggregate
 from ledger.catalogue import PROGRAMS
+from ledger.deadlines import Watchdog, bound_pool
 from ledger.errors import (
     ClosedReference,
     ConcurrentChange,
@@ -115,6 +116,11 @@ class LedgerBase(Application[str]):
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
         self.settings = settings or Settings()
         location = self.settings.store()
+        # Cuts PostgreSQL connections whose server stopped answering (ledger/deadlines.py);
+        # the views' pools (projections/store.py) share it.
+        self.watchdog = (Watchdog(location.connector(self.settings.deadlines()),
+                                  self.settings.deadlines())
+                         if location.kind == "postgres" else None)
         store_env = location.eventsourcing_env()
         store_env.update(env or {})
         if location.kind == "postgres":
@@ -145,6 +151,16 @@ class LedgerBase(Application[str]):
 
     # -- storage ----------------------------------------------------------------------------
 
+    def construct_factory(self, env: Any) -> Any:
+        """The library's factory, its PostgreSQL pool bounded (ledger/deadlines.py) before
+        the pool opens: its wait for a connection, libpq's connect timeout, the watchdog on
+        every statement, and a check that drops connections the server closed."""
+        factory = super().construct_factory(env)
+        datastore = getattr(factory, "datastore", None)
+        if self.watchdog is not None and datastore is not None:
+            bound_pool(datastore.pool, self.watchdog)
+        return factory
+
     def construct_transcoder(self) -> LedgerTranscoder:
         transcoder = LedgerTranscoder()
         self.register_transcodings(transcoder)
@@ -162,6 +178,8 @@ class LedgerBase(Application[str]):
         super().close()
         if self._turns is not None:
             self._turns.close()
+        if self.watchdog is not None:
+            self.watchdog.close()
 
     def head(self) -> int:
         """The position of the newest event in the store (0 when empty)."""

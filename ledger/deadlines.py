@@ -1,0 +1,255 @@
+"""Deadlines on PostgreSQL: a store that does not answer is a prompt error, never a hang.
+
+A store can fail to answer in two ways, and each needs its own bound:
+
+- **Down** (refused, reset): a pooled connection fails at once, but a pool then waits for a
+  new one; each pool here waits `wait` seconds at most (psycopg_pool's `timeout`), and an
+  attempt to connect gives up after libpq's `connect_timeout` (whole seconds, at least 2).
+- **Frozen** (a SIGSTOPped server, a host that hangs while its kernel still ACKs): a
+  statement waits for its answer for ever. The server's `statement_timeout` cannot fire in a
+  server that does not run, TCP keepalives and `tcp_user_timeout` do not fire while the peer
+  ACKs, and psycopg has no deadline for a statement (its `Connection.wait` takes one, but
+  nothing that runs a statement passes it). So each wait of a connection for the server goes
+  through `Watchdog`: one unanswered after `silence` seconds makes it try the server on a new
+  connection, and if that fails too (within `wait`), the socket of every overdue wait is shut
+  down. The blocked read then fails (OperationalError: the request is a 503) and the pool
+  discards the broken connection. A server that accepts the new connection is only slow (a
+  lock wait, a large insert, a rebuild's long statement): those waits go on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, get_origin
+
+import psycopg
+from eventsourcing.persistence import OperationalError
+
+log = logging.getLogger("vledger.store")
+C = TypeVar("C", bound=type)
+PROBE_SECONDS = 1.0  # how often a silent server is tried again
+
+
+class OutcomeUnknown(OperationalError):
+    """A write's connection broke after the write was sent: it may or may not be stored.
+    Never sent again by the ledger (a registration without a key would be stored twice); the
+    client may send it again, and one sent with its `source_record_id` or `Idempotency-Key`
+    is recognised if it was stored."""
+
+
+@dataclass(frozen=True)
+class StoreDeadlines:
+    """How long a process waits for PostgreSQL (VLEDGER_STORE_WAIT_SECONDS and
+    VLEDGER_STORE_SILENCE_SECONDS)."""
+
+    wait: float = 2.0  # for a connection from a pool, and to open one
+    silence: float = 2.0  # for an answer, before the server is tried on a new connection
+
+    @property
+    def connect_timeout(self) -> int:
+        """libpq's connect_timeout: whole seconds, and libpq takes less than 2 as 2."""
+        return max(2, math.ceil(self.wait))
+
+
+class Watchdog:
+    """Cuts the connections whose server stopped answering (see the module's docstring).
+
+    Its thread starts with the first wait it watches and sleeps while none is overdue. It
+    tries the server with `connect`, a new connection made and closed at once (no statement:
+    a server that completes a connection's start-up runs)."""
+
+    def __init__(self, connect: Callable[[], Any], deadlines: StoreDeadlines) -> None:
+        self._connect = connect
+        self.deadlines = deadlines
+        self._lock = threading.Lock()
+        self._woken = threading.Condition(self._lock)
+        self._waits: dict[int, tuple[float, int]] = {}  # wait -> (when overdue, socket fd)
+        self._numbers = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        # When a new connection last failed to answer, until one does (`silent`): then the
+        # server is tried every PROBE_SECONDS, waits or not, to learn when it is back.
+        self._unanswered_at: float | None = None
+        self._probed_at = 0.0
+        self.cut = 0  # connections cut so far (for tests and logs)
+
+    @property
+    def silent(self) -> bool:
+        """Whether the server did not answer a new connection when last tried. A statement
+        then fails at once rather than wait: under a frozen server, requests queued behind
+        one another (writes grouped into one transaction, a pool's connections) would each
+        wait out the deadline in turn."""
+        return self._unanswered_at is not None
+
+    def watch(self, fd: int) -> int:
+        """Start watching a wait for the server on socket `fd`; returns its number."""
+        with self._lock:
+            number = next(self._numbers)
+            self._waits[number] = (time.monotonic() + self.deadlines.silence, fd)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="vledger-watchdog")
+                self._thread.start()
+            elif len(self._waits) == 1:
+                self._woken.notify()
+        return number
+
+    def done(self, number: int) -> None:
+        """The wait ended (answered, or failed)."""
+        with self._lock:
+            self._waits.pop(number, None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._woken.notify()
+
+    def _run(self) -> None:
+        while self._next_round():
+            answers = self._server_answers()
+            with self._lock:
+                now = time.monotonic()
+                overdue = {n: fd for n, (due, fd) in self._waits.items() if due <= now}
+                for number, fd in overdue.items():
+                    if answers:  # slow, not gone: watch it again
+                        self._waits[number] = (now + self.deadlines.silence, fd)
+                    else:
+                        # Under the lock the wait is still on, so its socket is still open.
+                        del self._waits[number]
+                        _shut_down(fd)
+                        self.cut += 1
+            if overdue and not answers:
+                log.warning("the store did not answer for %g s, nor a new connection within "
+                            "%d s: %d connection(s) cut", self.deadlines.silence,
+                            self.deadlines.connect_timeout, len(overdue))
+
+    def _next_round(self) -> bool:
+        """Sleep until a wait is overdue, or while the server is silent until it is time to
+        try it again (True), or until the watchdog is closed (False)."""
+        with self._lock:
+            while not self._closed:
+                now = time.monotonic()
+                due = [d for d, _ in self._waits.values()]
+                if self._unanswered_at is not None:
+                    due.append(self._probed_at + PROBE_SECONDS)
+                if due and min(due) <= now:
+                    return True
+                self._woken.wait(min(due) - now if due else None)
+            return False
+
+    def _server_answers(self) -> bool:
+        """Whether a new connection gets an answer: a server that refuses it with an error
+        of its own (too many clients) runs; one that times out or is refused does not."""
+        self._probed_at = time.monotonic()
+        was_silent = self.silent
+        answers = self._try_server()
+        self._unanswered_at = None if answers else (self._unanswered_at or self._probed_at)
+        if answers and was_silent:
+            log.warning("the store answers again")
+        return answers
+
+    def _try_server(self) -> bool:
+        try:
+            self._connect().close()
+        except psycopg.errors.ConnectionTimeout:
+            return False
+        except psycopg.OperationalError as error:
+            return "refused" not in str(error) and "timeout" not in str(error)
+        return True
+
+
+def _shut_down(fd: int) -> None:
+    """Shut a connection's socket down under libpq's feet: its blocked read sees the end."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def watched(base: C, watchdog: Watchdog) -> C:
+    """A subclass of psycopg's `Connection` or `AsyncConnection` (`base`) whose waits for the
+    server without a deadline of their own (statements, commits, COPY) `watchdog` watches.
+    Waits with one (notifications, cancellation) are left to it."""
+    parent: Any = get_origin(base) or base  # the class of `Connection[DictRow]`
+    if issubclass(parent, psycopg.AsyncConnection):
+        async def await_(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
+            if args[1:] or kwargs.get("timeout") is not None:
+                return await parent.wait(self, gen, *args, **kwargs)
+            number = watchdog.watch(self.pgconn.socket)
+            try:
+                return await parent.wait(self, gen, *args, **kwargs)
+            finally:
+                watchdog.done(number)
+
+        return type(f"Watched{parent.__name__}", (parent,), {"wait": await_})  # type: ignore[return-value]
+
+    def wait(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        if args[1:] or kwargs.get("timeout") is not None:
+            return parent.wait(self, gen, *args, **kwargs)
+        if watchdog.silent:
+            _shut_down(self.pgconn.socket)
+        number = watchdog.watch(self.pgconn.socket)
+        try:
+            return parent.wait(self, gen, *args, **kwargs)
+
+        finally:
+            watchdog.done(number)
+
+    return type(f"Watched{parent.__name__}", (parent,), {"wait": wait})  # type: ignore[return-value]
+
+
+def bound_pool(pool: Any, watchdog: Watchdog) -> None:
+    """Bound a psycopg_pool `ConnectionPool` not yet opened: how long it waits for a
+    connection and for one to open, `watchdog` on its connections' statements, and
+    `check_dropped` on each connection it hands out (after a restart or an outage, every
+    pooled connection is dead, and each would otherwise fail one request)."""
+    deadlines = watchdog.deadlines
+    pool.timeout = deadlines.wait
+    pool.kwargs = {**(pool.kwargs or {}), "connect_timeout": deadlines.connect_timeout}
+    pool.connection_class = watched(pool.connection_class, watchdog)
+    pool._check = check_dropped  # no public setter; the constructor's `check` argument
+
+
+def check_dropped(conn: Any) -> None:
+    """A pool's `check`: raise if the server dropped a pooled connection. It writes to an idle
+    connection only to end it (a restart, pg_terminate_backend, a reset: an error message,
+    then the end of the stream), so one poll of the socket tells, and only then is a statement
+    sent: the pool's own check sends one on every checkout, a round trip that doubled a
+    one-row query's time."""
+    from psycopg_pool import ConnectionPool
+
+    if not hasattr(select, "poll"):
+        ConnectionPool.check_connection(conn)
+        return
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
+        ConnectionPool.check_connection(conn)
+
+
+def pool_timeout(error: BaseException) -> bool:
+    """Whether a store error is a pool's wait for a connection running out: nothing of the
+    request reached the server (not a write whose outcome is unknown)."""
+    from psycopg_pool import PoolTimeout
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, PoolTimeout):
+            return True
+        seen = seen.__cause__
+    return False
