@@ -200,8 +200,7 @@ def test_probes_keep_answering_while_writes_wait_on_a_frozen_store(outage: Outag
         answers = [w.result() for w in writes]
     slowest = max(took for _, took in answers)
     print(f"50 writes while frozen: {sorted({r.status_code for r, _ in answers})}, "
-          f"slowest {slowest:.2f} s", sorted(round(t, 1) for _, t in answers),
-          {r.json()["detail"][:80] for r, _ in answers})
+          f"slowest {slowest:.2f} s")
     assert {r.status_code for r, _ in answers} == {503}
     assert slowest < 2 * FROZEN_BOUND
 
