@@ -37,7 +37,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
-from ledger.deadlines import OutcomeUnknown, pool_timeout
+from ledger.deadlines import OutcomeUnknown, StoreSilent, pool_timeout
 from ledger.guards import check_tail, current_guard
 from ledger.sealing import KEYS_TABLE, current_key_changes
 from ledger.sqliterecorder import LAST_POSITION, EventRow
@@ -55,13 +55,13 @@ R = TypeVar("R")
 
 def _broken(error: BaseException) -> bool:
     """Whether a store error is a connection that broke (no answer came), rather than the
-    server refusing a statement (it sent an error: SQLSTATE) or a pool's wait running out
-    (nothing was sent)."""
+    server refusing a statement (it sent an error: SQLSTATE), a pool's wait running out or
+    the watchdog holding a statement back (nothing was sent)."""
     if pool_timeout(error):
         return False
     seen: BaseException | None = error
     while seen is not None:
-        if getattr(seen, "sqlstate", None):
+        if getattr(seen, "sqlstate", None) or isinstance(seen, StoreSilent):
             return False
         seen = seen.__cause__
     return True

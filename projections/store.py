@@ -17,7 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from ledger.deadlines import StoreDeadlines, Watchdog, check_dropped, watched
+from ledger.deadlines import (
+    StoreDeadlines,
+    Watchdog,
+    check_dropped,
+    refuse_while_silent,
+    watched,
+)
 from ledger.errors import StoreBusy
 from ledger.settings import LEDGER_CONNECTIONS, NO_JIT, StoreLocation
 from ledger.sql import one_of, values_of
@@ -201,6 +207,7 @@ class ViewStore:
                                         min_size=1, max_size=VIEW_CONNECTIONS, open=True,
                                         check=check_dropped, max_idle=VIEW_IDLE_SECONDS,
                                         timeout=watchdog.deadlines.wait)
+            refuse_while_silent(self._pool, watchdog)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         assert self.watchdog is not None
@@ -313,6 +320,7 @@ class ViewStore:
                 connection_class=watched(psycopg.AsyncConnection, self.watchdog),
                 min_size=ASYNC_READ_CONNECTIONS, max_size=ASYNC_READ_CONNECTIONS, open=False,
                 timeout=self.watchdog.deadlines.wait)
+            refuse_while_silent(pool, self.watchdog)
             await pool.open(wait=False)
             self._async_pool = pool
 
