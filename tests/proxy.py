@@ -141,9 +141,13 @@ class StoreProxy:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with a RST, not a FIN: the peer's next read or write fails at once."""
+    """End a connection now, and close it with a RST: the peer's next read or write fails.
+    Shut down first: a pump thread in select() on the socket holds it open past close(), and
+    the peer could still take the connection for alive for that long (up to TICK)."""
     with suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with suppress(OSError):
         sock.close()
 
