@@ -18,7 +18,6 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Operationa
 
 from ledger.aggregate import LedgerAggregate
 from ledger.catalogue import PROGRAMS
-from ledger.deadlines import Watchdog, bound_pool
 from ledger.errors import (
     ClosedReference,
     ConcurrentChange,
@@ -39,6 +38,7 @@ from ledger.sealing import KeyChanges, alike, keys_for, opened, storing_keys
 from ledger.settings import Settings, StoreLocation, turn_off_jit
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
+from ledger.watchdog import Watchdog, bound_pool
 
 T = TypeVar("T")
 A = TypeVar("A", bound=LedgerAggregate)
@@ -116,7 +116,7 @@ class LedgerBase(Application[str]):
     def __init__(self, settings: Settings | None = None, env: dict[str, str] | None = None):
         self.settings = settings or Settings()
         location = self.settings.store()
-        # Cuts PostgreSQL connections whose server stopped answering (ledger/deadlines.py);
+        # Cuts PostgreSQL connections whose server stopped answering (ledger/watchdog.py);
         # the views' pools (projections/store.py) share it.
         self.watchdog = (Watchdog(location.connector(self.settings.deadlines()),
                                   self.settings.deadlines())

@@ -17,16 +17,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from ledger.deadlines import (
-    StoreDeadlines,
-    Watchdog,
-    check_dropped,
-    refuse_while_silent,
-    watched,
-)
+from ledger.deadlines import StoreDeadlines, check_dropped
 from ledger.errors import StoreBusy
 from ledger.settings import LEDGER_CONNECTIONS, NO_JIT, StoreLocation
 from ledger.sql import one_of, values_of
+from ledger.watchdog import Watchdog, refuse_while_silent, watched
 
 _INSERT_VALUES = re.compile(r"^(INSERT INTO [^?]*? )VALUES (\([?, ]+\))([^?]*)$", re.DOTALL)
 _INTO = re.compile(r"^INSERT INTO (\w+) \(([\w, ]+)\) $")

@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from ledger.deadlines import StoreDeadlines, Watchdog
+from ledger.deadlines import StoreDeadlines
+from ledger.watchdog import Watchdog
 
 QUICK = StoreDeadlines(wait=0.2, silence=0.2)
 
