@@ -5,6 +5,7 @@ A store can fail to answer in two ways, and each needs its own bound:
 - **Down** (refused, reset): a pooled connection fails at once, but a pool then waits for a
   new one; each pool here waits `wait` seconds at most (psycopg_pool's `timeout`), and an
   attempt to connect gives up after libpq's `connect_timeout` (whole seconds, at least 2).
+  A refused attempt makes the server *silent* (below) at once.
 - **Frozen** (a SIGSTOPped server, a host that hangs while its kernel still ACKs): a statement
   waits for its answer for ever. The server's `statement_timeout` cannot fire in a server that
   does not run, TCP keepalives and `tcp_user_timeout` do not fire while the peer ACKs, and

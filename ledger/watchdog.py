@@ -56,15 +56,30 @@ class Watchdog:
         wait out the deadline in turn."""
         return self._unanswered_at is not None
 
+    def unanswered(self) -> None:
+        """A new connection (a pool's) was refused or timed out: the server is silent from
+        now until one answers. While it is down, requests then fail at once rather than
+        each wait out a pool's timeout."""
+        with self._lock:
+            if self._unanswered_at is None:
+                self._unanswered_at = self._probed_at = time.monotonic()
+                log.warning("the store refused or did not complete a new connection")
+            self._start()
+            self._woken.notify()
+
+    def _start(self) -> None:
+        """Start the thread (under the lock), once."""
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name="vledger-watchdog")
+            self._thread.start()
+
     def watch(self, fd: int) -> int:
         """Start watching a wait for the server on socket `fd`; returns its number."""
         with self._lock:
             number = next(self._numbers)
             self._waits[number] = (time.monotonic() + self.deadlines.silence, fd)
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="vledger-watchdog")
-                self._thread.start()
+            self._start()
         # Not woken: a statement's wait is a few milliseconds, and waking the thread for each
         # cost a thread switch per statement. It looks every quarter of `silence` instead.
         return number
@@ -126,11 +141,18 @@ class Watchdog:
     def _try_server(self) -> bool:
         try:
             self._connect().close()
-        except psycopg.errors.ConnectionTimeout:
-            return False
         except psycopg.OperationalError as error:
-            return "refused" not in str(error) and "timeout" not in str(error)
+            return not no_answer(error)
         return True
+
+
+def no_answer(error: psycopg.OperationalError) -> bool:
+    """Whether a failed connection attempt got no answer from the server (timed out, or
+    refused: nothing listens), rather than the server's own refusal (too many clients, a
+    password), which shows that it runs."""
+    text = str(error)
+    return (isinstance(error, psycopg.errors.ConnectionTimeout)
+            or "refused" in text or "timeout expired" in text)
 
 
 def _shut_down(fd: int) -> None:
@@ -150,7 +172,8 @@ def _shut_down(fd: int) -> None:
 def watched(base: C, watchdog: Watchdog) -> C:
     """A subclass of psycopg's `Connection` or `AsyncConnection` (`base`) whose waits for the
     server without a deadline of their own (statements, commits, COPY) `watchdog` watches.
-    Waits with one (notifications, cancellation) are left to it."""
+    Waits with one (notifications, cancellation) are left to it. A connection attempt that
+    gets no answer tells the watchdog (`Watchdog.unanswered`)."""
     parent: Any = get_origin(base) or base  # the class of `Connection[DictRow]`
     if issubclass(parent, psycopg.AsyncConnection):
         async def await_(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
@@ -163,7 +186,16 @@ def watched(base: C, watchdog: Watchdog) -> C:
             finally:
                 watchdog.done(number)
 
-        return type(f"Watched{parent.__name__}", (parent,), {"wait": await_})  # type: ignore[return-value]
+        async def connect_async(cls: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await parent.connect.__func__(cls, *args, **kwargs)
+            except psycopg.OperationalError as error:
+                if no_answer(error):
+                    watchdog.unanswered()
+                raise
+
+        return type(f"Watched{parent.__name__}", (parent,),  # type: ignore[return-value]
+                    {"wait": await_, "connect": classmethod(connect_async)})
 
     def wait(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
         if args[1:] or kwargs.get("timeout") is not None:
@@ -175,7 +207,16 @@ def watched(base: C, watchdog: Watchdog) -> C:
         finally:
             watchdog.done(number)
 
-    return type(f"Watched{parent.__name__}", (parent,), {"wait": wait})  # type: ignore[return-value]
+    def connect(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return parent.connect.__func__(cls, *args, **kwargs)
+        except psycopg.OperationalError as error:
+            if no_answer(error):
+                watchdog.unanswered()
+            raise
+
+    return type(f"Watched{parent.__name__}", (parent,),  # type: ignore[return-value]
+                {"wait": wait, "connect": classmethod(connect)})
 
 
 def _refuse_if_silent(conn: Any, watchdog: Watchdog) -> None:

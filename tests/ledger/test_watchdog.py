@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from ledger.deadlines import StoreDeadlines
-from ledger.watchdog import Watchdog
+from ledger.watchdog import Watchdog, watched
 
 QUICK = StoreDeadlines(wait=0.2, silence=0.2)
 
@@ -114,5 +114,26 @@ def test_a_wait_that_ended_is_forgotten(pair: tuple[socket.socket, socket.socket
         watchdog.done(watchdog.watch(ours.fileno()))
         assert not _cut_within(ours, 0.6)
         assert watchdog.cut == 0
+    finally:
+        watchdog.close()
+
+
+def test_a_refused_connection_makes_the_server_silent_until_one_answers() -> None:
+    answering = False
+
+    def connect() -> Any:
+        return _Answers() if answering else _times_out()
+
+    watchdog = _watchdog(connect)
+    try:
+        with pytest.raises(psycopg.OperationalError):  # nothing listens on port 1
+            watched(psycopg.Connection, watchdog).connect(
+                host="127.0.0.1", port=1, user="postgres", dbname="test", connect_timeout=2)
+        assert watchdog.silent
+        answering = True
+        deadline = time.monotonic() + 5
+        while watchdog.silent:
+            assert time.monotonic() < deadline, "still silent"
+            time.sleep(0.05)
     finally:
         watchdog.close()
