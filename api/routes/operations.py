@@ -103,7 +103,8 @@ async def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     except HTTPException:
         raise
     except Exception as error:  # the store is down: say so, as a 503
-        raise HTTPException(503, f"the event store does not answer: {error}") from None
+        raise HTTPException(503, f"the event store does not answer: {error}",
+                            headers={"Retry-After": "1"}) from None
     return {"status": "ok", "store": services.settings.store().kind, "head": head}
 
 
