@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.deps import admit, authenticate, refused_token
 from api.limits import MAX_BODY_BYTES, BodyEncoded, BodyTooLarge
 from ledger.base import STORE_UNAVAILABLE
+from ledger.deadlines import OutcomeUnknown
 from ledger.errors import (
     AuditLogAltered,
     Conflict,
@@ -81,7 +82,7 @@ def _error_kinds(cls: type[LedgerError]) -> set[str]:
 
 # The kinds this module answers with besides the ledger's errors and the plain statuses.
 API_KINDS = ("content-too-large", "internal-error", "store-unavailable", "unstorable-value",
-             "unsupported-media-type", "validation-error")
+             "unsupported-media-type", "validation-error", "write-outcome-unknown")
 
 
 def problem_kinds() -> list[str]:
@@ -108,7 +109,10 @@ _DOCUMENTED = {
     "422": "The request is wrong on its own; `errors` names each bad field.",
     "503": "Nothing is wrong with the request, but it cannot be answered now: the store is "
            "busy or did not answer, or the views have not caught up (with `min_position`: "
-           "not within about 2 s). Send it again after Retry-After seconds.",
+           "not within about 2 s). Send it again after Retry-After seconds. "
+           "`write-outcome-unknown`: the store stopped answering after a write was sent, "
+           "which may have been stored: send it again as it was (its `source_record_id` or "
+           "`Idempotency-Key` makes it count once).",
 }
 RETRY_AFTER = {"description": "Seconds to wait before sending the request again.",
                "schema": {"type": "integer", "minimum": 0}}
@@ -391,8 +395,21 @@ def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # server answered alike, and the log did not tell them apart: bb13 F6).
     api_log.warning("503 store-unavailable for %s %s: %s: %s", request.method,
                     request.url.path, type(exc).__name__, " ".join(str(exc).split()))
+    if isinstance(exc, OutcomeUnknown):
+        return problem(503, OUTCOME_UNKNOWN, kind="write-outcome-unknown",
+                       headers={"Retry-After": "1"})
     return problem(503, f"the store is unavailable; try again shortly ({type(exc).__name__})",
                    kind="store-unavailable", headers={"Retry-After": "1"})
+
+
+# The store stopped answering after the write went out (ledger/deadlines.OutcomeUnknown).
+OUTCOME_UNKNOWN = (
+    "the store stopped answering after this write was sent: it may or may not have been "
+    "stored, and the server does not send it again by itself. Send the same request again "
+    "after Retry-After: a session with the same source_record_id, or a registration with the "
+    "same Idempotency-Key, that was stored is answered 200 with its id and is not stored "
+    "twice; a registration sent without a key would be registered again, so look it up "
+    "first")
 
 
 def _store_refused(field: str) -> Callable[[Request, Exception], JSONResponse]:

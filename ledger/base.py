@@ -40,6 +40,7 @@ from ledger.sealing import KeyChanges, alike, keys_for, opened, storing_keys
 from ledger.settings import Settings, StoreLocation, turn_off_jit
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
+from ledger.watchdog import Watchdog, bound_pool
 
 T = TypeVar("T")
 A = TypeVar("A", bound=LedgerAggregate)
@@ -118,6 +119,11 @@ class LedgerBase(Application[str]):
                  check_keks: bool = True):
         self.settings = settings or Settings()
         location = self.settings.store()
+        # Cuts PostgreSQL connections whose server stopped answering (ledger/watchdog.py);
+        # the views' pools (projections/store.py) share it.
+        self.watchdog = (Watchdog(location.connector(self.settings.deadlines()),
+                                  self.settings.deadlines())
+                         if location.kind == "postgres" else None)
         store_env = location.eventsourcing_env()
         store_env.update(env or {})
         if location.kind == "postgres":
@@ -159,6 +165,16 @@ class LedgerBase(Application[str]):
 
     # -- storage ----------------------------------------------------------------------------
 
+    def construct_factory(self, env: Any) -> Any:
+        """The library's factory, its PostgreSQL pool bounded (ledger/deadlines.py) before
+        the pool opens: its wait for a connection, libpq's connect timeout, the watchdog on
+        every statement, and a check that drops connections the server closed."""
+        factory = super().construct_factory(env)
+        datastore = getattr(factory, "datastore", None)
+        if self.watchdog is not None and datastore is not None:
+            bound_pool(datastore.pool, self.watchdog)
+        return factory
+
     def construct_transcoder(self) -> LedgerTranscoder:
         transcoder = LedgerTranscoder()
         self.register_transcodings(transcoder)
@@ -176,6 +192,8 @@ class LedgerBase(Application[str]):
         super().close()
         if self._turns is not None:
             self._turns.close()
+        if self.watchdog is not None:
+            self.watchdog.close()
 
     def rotate_keks(self) -> Rotated:
         """Wrap every key of personal data under a new KEK and forget the old one

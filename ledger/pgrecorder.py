@@ -18,8 +18,10 @@ pipeline, which saves them two round trips.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import Any
+import functools
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
 
 from eventsourcing.persistence import (
     IntegrityError,
@@ -31,11 +33,11 @@ from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresDatastore,
 )
-from eventsourcing.utils import retry
 from psycopg import Cursor, errors
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
+from ledger.deadlines import OutcomeUnknown, StoreSilent, pool_timeout
 from ledger.guards import check_tail, current_guard
 from ledger.keks import KekRetired, KeyRing
 from ledger.keytable import KEYS_TABLE, create_statements
@@ -43,6 +45,51 @@ from ledger.sealing import current_key_changes
 from ledger.sqliterecorder import LAST_POSITION, EventRow
 
 PIPELINE_BYTES = 64 * 1024  # well inside a loopback or LAN socket's buffers
+# A read whose connection broke at once (a pooled connection the server had closed) is asked
+# again on another; not one that failed later (cut by the watchdog: the server does not
+# answer) or for want of a connection (the pool waited its time): that is a 503 now, where
+# the library's retries (10 attempts, 0.2 s apart, each waiting for the pool) took 10 s and
+# more while the store was down.
+READ_ATTEMPTS = 3
+RETRY_WITHIN_SECONDS = 1.0
+R = TypeVar("R")
+
+
+def _broken(error: BaseException) -> bool:
+    """Whether a store error is a connection that broke (no answer came), rather than the
+    server refusing a statement (it sent an error: SQLSTATE), a pool's wait running out or
+    the watchdog holding a statement back (nothing was sent)."""
+    if pool_timeout(error):
+        return False
+    seen: BaseException | None = error
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) or isinstance(seen, StoreSilent):
+            return False
+        seen = seen.__cause__
+    return True
+
+
+def _reading(method: Callable[..., R]) -> Callable[..., R]:
+    """A read that changes nothing, asked again when its connection broke at once."""
+
+    @functools.wraps(method)
+    def read(*args: Any, **kwargs: Any) -> R:
+        started = time.monotonic()
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return method(*args, **kwargs)
+            except (InterfaceError, OperationalError) as error:
+                if (attempt == READ_ATTEMPTS or not _broken(error)
+                        or time.monotonic() - started > RETRY_WITHIN_SECONDS):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return read
+
+
+def _unretried(method: Any) -> Any:
+    """The library's method without its `@retry` (functools.wraps keeps it)."""
+    return method.__wrapped__
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
@@ -115,7 +162,21 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "FROM {schema}.{table} WHERE notification_id >= %s AND notification_id <= %s "
             "ORDER BY notification_id LIMIT %s").format(**names)
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @_reading
+    def select_events(self, *args: Any, **kwargs: Any) -> Any:
+        return _unretried(PostgresApplicationRecorder.select_events)(self, *args, **kwargs)
+
+    @_reading
+    def select_notifications(self, *args: Any, **kwargs: Any) -> Any:
+        return _unretried(PostgresApplicationRecorder.select_notifications)(self, *args,
+                                                                            **kwargs)
+
+    @_reading
+    def max_notification_id(self) -> int | None:
+        found: int | None = _unretried(PostgresApplicationRecorder.max_notification_id)(self)
+        return found
+
+    @_reading
     def select_rows(self, start: int, limit: int, stop: int | None = None) -> list[EventRow]:
         """The events `select_notifications(start, limit, stop)` answers, as plain tuples
         (no dict and no `Notification` per event; see the SQLite recorder)."""
@@ -124,7 +185,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                          (start, LAST_POSITION if stop is None else stop, limit), prepare=True)
             return curs.fetchall()
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @_reading
     def select_keys(self, ids: Collection[str]) -> dict[str, bytes]:
         """The stored keys among `ids`, unwrapped (an erased number's key is not among them)."""
         if not ids:
@@ -189,18 +250,33 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         if changes is not None and changes.added:
             self.ring.current()  # read again, before the transaction, after a refused write
         try:
-            ids: Sequence[int] | None = self._insert_events_retried(stored_events, **kwargs)
+            return self._insert_unretried(stored_events, **kwargs)
         except IntegrityError as error:
             if not isinstance(error.__cause__, errors.ForeignKeyViolation):
                 raise
             self.ring.stale = True  # the retry reads which KEK is current now
             raise KekRetired("the KEK this write's keys were wrapped under was retired by a "
                              "rotation; nothing of it was stored") from error
-        return ids
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def _insert_events_retried(self, stored_events: Sequence[StoredEvent],
-                               **kwargs: Any) -> Sequence[int] | None:
+    def _insert_unretried(self, stored_events: Sequence[StoredEvent],
+                          **kwargs: Any) -> Sequence[int] | None:
+        """Insert, once: never sent again when the connection broke, as the library's
+        `@retry` did, since it may have broken after the COMMIT went out (OutcomeUnknown).
+        Sent again, a write stored already is refused as a lost race (IntegrityError) and its
+        use case runs again: a registration without an idempotency key would be stored
+        twice. The client decides, and a write sent again with its `source_record_id` or
+        `Idempotency-Key` is recognised."""
+        try:
+            return self._insert_once(stored_events, **kwargs)
+        except (InterfaceError, OperationalError) as error:
+            if _broken(error):
+                raise OutcomeUnknown(
+                    f"the connection to the store broke while a write was stored ({error}); "
+                    "it may or may not have been committed") from error
+            raise
+
+    def _insert_once(self, stored_events: Sequence[StoredEvent],
+                     **kwargs: Any) -> Sequence[int] | None:
         size = sum(len(e.state) + len(e.topic) + len(str(e.originator_id))
                    for e in stored_events)
         # A guard on what was stored meanwhile is read before the INSERT is sent: not in
@@ -210,7 +286,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         # Never the library's database function (POSTGRES_ENABLE_DB_FUNCTIONS): it inserts
         # without the guard's checks and without the keys of sealed numbers.
         if pipelined:
-            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            ids: Sequence[int] | None = _unretried(PostgresApplicationRecorder.insert_events)(
+                self, stored_events, **kwargs)
             return ids
         with self.datastore.get_connection() as conn, conn.transaction(), \
                 conn.cursor() as curs:

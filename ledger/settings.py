@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.deadlines import StoreDeadlines
 
 DEFAULT_DATABASE_URL = "sqlite:///var/ledger.db"
 
@@ -46,12 +49,23 @@ class Settings(BaseSettings):
     inline_projections: bool = True
     # The file of the key-encryption keys (ledger/keks.py); by default beside the store.
     kek_file: Path | None = None
+    # PostgreSQL: how long a request waits for a connection (from a pool, or a new one)
+    # before it is a 503, and how long a statement may go unanswered before the server is
+    # tried on a new connection (and the statement's connection cut if that fails too):
+    # ledger/deadlines.py. A stopped server is a 503 within about `wait`, a frozen one within
+    # about `silence` + `wait` (libpq connects in whole seconds, 2 at least).
+    store_wait_seconds: float = Field(default=2.0, gt=0, le=60)
+    store_silence_seconds: float = Field(default=2.0, gt=0, le=600)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
     def store(self) -> StoreLocation:
         """Where the ledger lives, parsed from the database URL."""
         return StoreLocation.parse(self.database_url)
+
+    def deadlines(self) -> StoreDeadlines:
+        """How long the process waits for PostgreSQL (ledger/deadlines.py)."""
+        return StoreDeadlines(wait=self.store_wait_seconds, silence=self.store_silence_seconds)
 
 
 def _refuse_parameters(query: dict[str, list[str]]) -> None:
@@ -185,6 +199,14 @@ class StoreLocation:
                 "password": self.password, "dbname": self.dbname, "connect_timeout": 10,
                 "autocommit": True}
 
+    def connector(self, deadlines: StoreDeadlines) -> Callable[[], Any]:
+        """A new connection to this store's PostgreSQL server, given up after the deadlines'
+        connect timeout (the watchdog's test of a server that stopped answering)."""
+        import psycopg
+
+        kwargs = {**self.connect_kwargs(), "connect_timeout": deadlines.connect_timeout}
+        return lambda: psycopg.connect(**kwargs)
+
     def exists(self) -> bool:
         """Whether a ledger is stored here: its events table, in the SQLite file or the
         PostgreSQL schema. Commands that only read (and `tokens`) refuse a store that holds
@@ -261,6 +283,8 @@ class StoreLocation:
                 POSTGRES_POOL_SIZE=str(LEDGER_CONNECTIONS[0]),
                 POSTGRES_MAX_OVERFLOW=str(LEDGER_CONNECTIONS[1] - LEDGER_CONNECTIONS[0]),
                 POSTGRES_LOCK_TIMEOUT="10",
+                # The pool's wait for a connection: the ledger sets its own (Settings'
+                # store_wait_seconds, ledger/deadlines.py) before the pool opens.
                 POSTGRES_CONNECT_TIMEOUT="10",
             )
         return env

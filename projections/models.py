@@ -59,7 +59,8 @@ class ReadModels:
 
     def __init__(self, ledger: Ledger, extra: Sequence[Projection] = ()) -> None:
         self.ledger = ledger
-        self.store = ViewStore(ledger.settings.store(), gate=ledger.writing)
+        self.store = ViewStore(ledger.settings.store(), gate=ledger.writing,
+                               watchdog=ledger.watchdog)
         self.runner = Runner(ledger.recorder, self.store, [*read_models(), *extra])
         self._memo: OrderedDict[tuple[Any, ...], tuple[int, Any]] = OrderedDict()
         self._memo_lock = threading.Lock()

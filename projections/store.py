@@ -9,17 +9,19 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import select
 import sqlite3
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
+from ledger.deadlines import StoreDeadlines, check_dropped
 from ledger.errors import StoreBusy
 from ledger.settings import LEDGER_CONNECTIONS, NO_JIT, StoreLocation
 from ledger.sql import one_of, values_of
+from ledger.watchdog import Watchdog, refuse_while_silent, watched
 
 _INSERT_VALUES = re.compile(r"^(INSERT INTO [^?]*? )VALUES (\([?, ]+\))([^?]*)$", re.DOTALL)
 _INTO = re.compile(r"^INSERT INTO (\w+) \(([\w, ]+)\) $")
@@ -28,7 +30,9 @@ COPY_ROWS = 2000  # from this many rows on, PostgreSQL gets them by COPY (see ex
 
 SQLITE_CACHE_KIB = 128 * 1024
 SORTER_THREADS = min(4, os.cpu_count() or 1)
-READ_WAIT_SECONDS = 10.0  # how long a read on PostgreSQL waits for a connection of its pool
+# A read on the event loop's pool whose connection broke at once (the server had closed it)
+# is asked again on another; one that broke later (cut by the watchdog) is a 503 at once.
+RETRY_WITHIN_SECONDS = 1.0
 # PostgreSQL connections of one process (with ledger.settings.LEDGER_CONNECTIONS): at most
 # VIEW_CONNECTIONS for the runner and the reads made in worker threads, and a fixed pool for
 # the event loop's reads (ViewStore.read), and one that listens for new events (a follower's
@@ -44,22 +48,6 @@ ASYNC_READ_CONNECTIONS = 4
 # and the follower's listening connection (`vledger serve` warns when workers times this may
 # not fit the server's max_connections).
 PROCESS_CONNECTIONS = LEDGER_CONNECTIONS[1] + VIEW_CONNECTIONS + ASYNC_READ_CONNECTIONS + 1
-
-
-def _check_dropped(conn: Any) -> None:
-    """Raise if the server dropped a pooled connection. It writes to an idle connection only
-    to end it (a restart, pg_terminate_backend: an error message, then the end of the
-    stream), so one poll of the socket tells, and only then is a statement sent: the pool's
-    own check sends one on every checkout, a round trip that doubled a one-row query's time."""
-    from psycopg_pool import ConnectionPool
-
-    if not hasattr(select, "poll"):
-        ConnectionPool.check_connection(conn)
-        return
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
-    if poller.poll(0):
-        ConnectionPool.check_connection(conn)
 
 
 def _pg_type(column: Sequence[Any]) -> str:
@@ -185,7 +173,8 @@ class ViewStore:
     """Connections to the views' tables; writers take a store-wide lock for their transaction."""
 
     def __init__(self, location: StoreLocation,
-                 gate: Callable[[float | None], AbstractContextManager[None]] = _no_gate) -> None:
+                 gate: Callable[[float | None], AbstractContextManager[None]] = _no_gate,
+                 watchdog: Watchdog | None = None) -> None:
         self.location = location
         # On SQLite, view writers take the same per-process write turn as the ledger's saves.
         self.gate = gate
@@ -193,19 +182,33 @@ class ViewStore:
         self._local = threading.local()
         self._pool: Any = None
         self._async_pool: Any = None
+        # PostgreSQL's connections are bounded as the ledger's are (ledger/deadlines.py), by
+        # the ledger's watchdog (an API process), or one of the store's own (the CLI).
+        self._own_watchdog = None
+        if self.postgres and watchdog is None:
+            deadlines = StoreDeadlines()
+            watchdog = self._own_watchdog = Watchdog(location.connector(deadlines), deadlines)
+        self.watchdog = watchdog
         if self.postgres:
+            import psycopg
             from psycopg_pool import ConnectionPool
 
+            assert watchdog is not None
             # Each connection is checked as it leaves the pool: after the server restarts,
             # every pooled connection is dead, and each would otherwise fail one transaction
             # of the runner or one request (500) before the pool dropped it.
             self._pool = ConnectionPool(conninfo="", kwargs=self._connect_kwargs(),
+                                        connection_class=watched(psycopg.Connection, watchdog),
                                         min_size=1, max_size=VIEW_CONNECTIONS, open=True,
-                                        check=_check_dropped, max_idle=VIEW_IDLE_SECONDS)
+                                        check=check_dropped, max_idle=VIEW_IDLE_SECONDS,
+                                        timeout=watchdog.deadlines.wait)
+            refuse_while_silent(self._pool, watchdog)
 
     def _connect_kwargs(self) -> dict[str, Any]:
+        assert self.watchdog is not None
         return {
             **self.location.connect_kwargs(),
+            "connect_timeout": self.watchdog.deadlines.connect_timeout,
             # The views' commits do not wait for their WAL to reach the disk (as SQLite's
             # synchronous=NORMAL): a server crash can lose the last of them, rows and position
             # together, and the runner folds those events again. What must outlive a crash
@@ -221,7 +224,8 @@ class ViewStore:
         """A new connection of its own to the store's PostgreSQL database (autocommit)."""
         import psycopg
 
-        return psycopg.connect(**self._connect_kwargs())
+        assert self.watchdog is not None
+        return watched(psycopg.Connection, self.watchdog).connect(**self._connect_kwargs())
 
     def _sqlite(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -300,14 +304,18 @@ class ViewStore:
         Its connections are made in the background, not awaited: a server short of
         connections ("too many clients", other processes holding them) made a worker's start
         fail after 10 s with a traceback, and the whole server exit (bb15 F2). A read now waits
-        for a connection as long as any (READ_WAIT_SECONDS), and is a 503 after that."""
+        for a connection as long as any (the deadlines' `wait`), and is a 503 after that."""
         if self.postgres and self._async_pool is None:
+            import psycopg
             from psycopg_pool import AsyncConnectionPool
 
+            assert self.watchdog is not None
             pool: Any = AsyncConnectionPool(
                 conninfo="", kwargs=self._connect_kwargs(),
+                connection_class=watched(psycopg.AsyncConnection, self.watchdog),
                 min_size=ASYNC_READ_CONNECTIONS, max_size=ASYNC_READ_CONNECTIONS, open=False,
-                timeout=READ_WAIT_SECONDS)
+                timeout=self.watchdog.deadlines.wait)
+            refuse_while_silent(pool, self.watchdog)
             await pool.open(wait=False)
             self._async_pool = pool
 
@@ -337,14 +345,17 @@ class ViewStore:
 
         # The hot path checks no connection before use (a round trip per read): a connection
         # the server dropped (a restart) fails, the pool discards it when it comes back, and
-        # the read, which changes nothing, is asked again on another.
+        # the read, which changes nothing, is asked again on another; not one that broke after
+        # a while (cut by the watchdog: the server does not answer).
+        started = time.monotonic()
         for attempt in range(ASYNC_READ_CONNECTIONS + 1):
             async with pool.connection() as conn:
                 try:
                     cur = await conn.execute(sql.replace("?", "%s"), params)
                     return [tuple(r) for r in await cur.fetchall()]
                 except psycopg.OperationalError:
-                    if not conn.broken or attempt == ASYNC_READ_CONNECTIONS:
+                    if (not conn.broken or attempt == ASYNC_READ_CONNECTIONS
+                            or time.monotonic() - started > RETRY_WITHIN_SECONDS):
                         raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -371,6 +382,8 @@ class ViewStore:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
+        if self._own_watchdog is not None:
+            self._own_watchdog.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

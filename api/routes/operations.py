@@ -18,6 +18,8 @@ from starlette.staticfiles import StaticFiles
 from api.deps import PUBLIC, MaybeActor, Services, ServicesDep
 from api.errors import RETRY_AFTER, Problem
 from ledger.catalogue import CATEGORY_NAMES, PROGRAMS, STAR_THRESHOLD_HOURS
+from projections.audit import AuditLog
+from projections.runner import ViewStatus
 
 router = APIRouter(tags=["operations"])
 T = TypeVar("T")
@@ -101,7 +103,8 @@ async def healthz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     except HTTPException:
         raise
     except Exception as error:  # the store is down: say so, as a 503
-        raise HTTPException(503, f"the event store does not answer: {error}") from None
+        raise HTTPException(503, f"the event store does not answer: {error}",
+                            headers={"Retry-After": "1"}) from None
     return {"status": "ok", "store": services.settings.store().kind, "head": head}
 
 
@@ -112,7 +115,10 @@ async def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     """200 when every view is within the configured lag of the store's head (in events,
     VLEDGER_MAX_VIEW_LAG_EVENTS, and in seconds the oldest unread event has waited,
     VLEDGER_MAX_VIEW_LAG_SECONDS); 503 when one lags further, when the views stopped at an
-    event they cannot read (with the error), or when the store does not answer within 2 s."""
+    event they cannot read (with the error), or when the store does not answer within 2 s.
+    `audit` is the audit log's state: the position of the last event it logged, whose leaf
+    was checked against its view before the next was appended (`checked_position`), its lag,
+    whether that lag is within the limits, and the last checkpoint published."""
     return await _probed(run_in_threadpool(_ready, services))
 
 
@@ -131,13 +137,37 @@ def _ready(services: Services) -> dict[str, Any]:
     settings = services.settings
     if lag > settings.max_view_lag_events or waited > settings.max_view_lag_seconds:
         events = "event" if lag == 1 else "events"
-        raise HTTPException(503, f"views lag {lag} {events} behind the store; the oldest has "
-                                 f"waited {waited:.1f} s (limits: "
+        lagging = ", ".join(s.name for s in statuses if s.lag)
+        raise HTTPException(503, f"views lag {lag} {events} behind the store ({lagging}); "
+                                 f"the oldest has waited {waited:.1f} s (limits: "
                                  f"{settings.max_view_lag_events} events, "
                                  f"{settings.max_view_lag_seconds:g} s)",
                             headers={"Retry-After": "1"})
+    audit = next((s for s in statuses if s.name == AuditLog.name), None)
     return {"status": "ok", "lag_seconds": round(waited, 3),
-            "views": {s.name: {"position": s.position, "lag": s.lag} for s in statuses}}
+            "views": {s.name: {"position": s.position, "lag": s.lag} for s in statuses},
+            "audit": None if audit is None else _audit_state(services, audit, behind, waited)}
+
+
+def _audit_state(services: Services, audit: ViewStatus, behind: int | None,
+                 waited: float) -> dict[str, Any]:
+    """The audit log's part of /readyz (see `readyz`)."""
+    settings = services.settings
+    if not audit.lag:
+        audit_waited = 0.0
+    elif audit.position == behind:  # the oldest unread event of all is the audit log's
+        audit_waited = waited
+    else:
+        audit_waited = services.models.lag_seconds(audit.position)
+    published = services.auditor.published()
+    return {
+        "checked_position": audit.position, "lag": audit.lag,
+        "lag_seconds": round(audit_waited, 3),
+        "within_lag": (audit.lag <= settings.max_view_lag_events
+                       and audit_waited <= settings.max_view_lag_seconds),
+        "checkpoint": None if published is None else {
+            "tree_size": published["tree_size"], "signed_at": published["signed_at"]},
+    }
 
 
 @router.get("/metrics", response_class=PlainTextResponse, openapi_extra=PUBLIC)

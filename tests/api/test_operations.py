@@ -22,6 +22,16 @@ def test_a_healthy_service_is_live_and_ready(district: District) -> None:
     assert {"hours", "credits"} <= set(ready.json()["views"])
 
 
+def test_readiness_gives_the_audit_logs_state(district: District) -> None:
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    audit = district.get("/readyz", token=None).json()["audit"]
+    assert audit["checked_position"] == services.ledger.head()
+    assert audit["lag"] == 0 and audit["lag_seconds"] == 0 and audit["within_lag"] is True
+    checkpoint = district.get("/v1/audit/checkpoint", token=district.auditor).json()
+    audit = district.get("/readyz", token=None).json()["audit"]
+    assert audit["checkpoint"]["tree_size"] == checkpoint["tree_size"]
+
+
 def test_views_stopped_at_an_unreadable_event_are_not_ready_and_say_where(
         district: District) -> None:
     services = district.client.app.state.services  # type: ignore[attr-defined]

@@ -35,6 +35,38 @@ def test_a_negative_activity_margin_is_refused() -> None:
         Settings(activity_margin_minutes=-1)
 
 
+def test_the_store_deadlines_are_read_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLEDGER_STORE_WAIT_SECONDS", "0.5")
+    monkeypatch.setenv("VLEDGER_STORE_SILENCE_SECONDS", "3")
+    deadlines = Settings().deadlines()
+    assert (deadlines.wait, deadlines.silence) == (0.5, 3.0)
+    assert deadlines.connect_timeout == 2  # libpq's least, in whole seconds
+
+
+def test_store_deadlines_of_zero_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(store_wait_seconds=0)
+    with pytest.raises(ValidationError):
+        Settings(store_silence_seconds=0)
+
+
+def test_a_ledger_on_postgresql_bounds_its_pool_and_one_on_sqlite_keeps_its_own(
+        database_url: str) -> None:
+    ledger = Ledger(Settings(database_url=database_url, store_wait_seconds=3.5))
+    try:
+        if database_url.startswith("sqlite"):
+            assert ledger.watchdog is None  # no network between it and its file
+            return
+        factory: Any = ledger.factory
+        pool = factory.datastore.pool
+        assert pool.timeout == 3.5 and pool.kwargs["connect_timeout"] == 4
+        with pool.connection() as conn:
+            assert type(conn).__name__.startswith("Watched")
+    finally:
+        ledger.close()
+
+
 def test_an_sqlite_url_with_three_slashes_is_relative() -> None:
     assert StoreLocation.parse("sqlite:///var/ledger.db").sqlite_path == Path("var/ledger.db")
 

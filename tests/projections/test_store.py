@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ledger import Settings
+from ledger.deadlines import StoreDeadlines
 from projections.store import COPY_ROWS, PROCESS_CONNECTIONS, ViewStore, connection_budget
 
 UPSERT = ("INSERT INTO t (k, label, n) VALUES (?, ?, ?) "
@@ -216,7 +217,8 @@ def test_a_server_without_connections_to_spare_does_not_stop_a_start(
     API's 503), and the start itself goes on."""
     import psycopg
 
-    monkeypatch.setattr("projections.store.READ_WAIT_SECONDS", 0.5)
+    assert store.watchdog is not None
+    monkeypatch.setattr(store.watchdog, "deadlines", StoreDeadlines(wait=0.5))
     refused = {**store._connect_kwargs(), "port": 1, "connect_timeout": 1}  # nothing listens
     monkeypatch.setattr(store, "_connect_kwargs", lambda: refused)
 
