@@ -184,6 +184,41 @@ def unextended_checkpoint(store: ViewStore, key_file: Path) -> str | None:
     return None
 
 
+def check_logged(store: ViewStore, events: Sequence[FeedEvent], *,
+                 run: tuple[int, int] | None = None) -> None:
+    """Refuse (AuditLogAltered) to serve events that no longer give the leaf the audit log
+    took in for them: changed in the store after they were logged (bb33 F1, F3: a history and
+    the feed served them with 200). With `run` (low, high: the events are every stored one
+    from low to high, as a page of the feed is), also a leaf in that range whose event is gone
+    (bb33 F2). Events the log has not reached yet are served as they
+    are; a store without an audit log checks nothing."""
+    if not events:
+        return
+    with store.reading() as cur:
+        if "audit_leaves" not in table_names(cur):
+            return
+        if run is not None:
+            rows = cur.execute("SELECT position, leaf_hash FROM audit_leaves WHERE position "
+                               "BETWEEN ? AND ?", run)
+        else:
+            condition, values = cur.one_of("position", [e.position for e in events])
+            rows = cur.execute(f"SELECT position, leaf_hash FROM audit_leaves WHERE {condition}",
+                               (values,))
+        leaves = {int(p): bytes(h) for p, h in rows.fetchall()}
+    for event in events:
+        leaf = leaves.pop(event.position, None)
+        if leaf is not None and leaf != event_leaf_hash(event):
+            raise AuditLogAltered(
+                f"the event at position {event.position} no longer hashes to its leaf in the "
+                "audit log: it was changed in the store after it was logged; run vledger verify")
+    if leaves:  # a run: leaves left over are events deleted from the store
+        gone = sorted(leaves)
+        raise AuditLogAltered(
+            f"the audit log holds {len(gone)} event(s) no longer in the store (position(s) "
+            f"{', '.join(map(str, gone[:3]))}): deleted after they were logged; run vledger "
+            "verify")
+
+
 def log_size(cur: ViewCursor) -> int:
     """How many leaves the audit log holds."""
     row = cur.execute("SELECT MAX(leaf_index) FROM audit_leaves").fetchone()

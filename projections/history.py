@@ -23,6 +23,7 @@ from eventsourcing.persistence import ApplicationRecorder
 
 from ledger.errors import AuditLogAltered, InvalidField, NotFound
 from ledger.sealing import keys_for
+from projections.audit import check_logged
 from projections.entries import entry, feed_entry
 from projections.feed import FeedEvent, read_events
 from projections.filling import Filling, ensure_settled
@@ -177,17 +178,23 @@ def volunteer_history(
             f"(position(s) {', '.join(map(str, gone[:3]))}): deleted after they were recorded; "
             "`vledger verify` names every such event")
     shown = [e for e in events if until is None or recorded_micros(e) <= until]
+    check_logged(store, shown)
     keys = keys_for(recorder, (e.data for e in shown))
     return [entry(e, unmasked, keys) for e in shown]
 
 
 def event_feed(recorder: ApplicationRecorder, after: int = 0, limit: int = 100,
-               unmasked: bool = False) -> list[dict[str, Any]]:
-    """Events with a position above `after`, in position order, at most `limit` of them."""
+               unmasked: bool = False, store: ViewStore | None = None) -> list[dict[str, Any]]:
+    """Events with a position above `after`, in position order, at most `limit` of them;
+    with `store`, each checked against the audit log's leaves (`check_logged`)."""
     if isinstance(after, bool) or not isinstance(after, int) or after < 0:
         raise InvalidField("after must be a whole number of at least 0", "after")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_FEED_LIMIT:
         raise InvalidField(f"limit must be from 1 to {MAX_FEED_LIMIT}", "limit")
     events = read_events(recorder, after + 1, limit)
+    if store is not None and events:
+        # The page is every stored event from `after` + 1 to its last. (Not beyond: an event
+        # stored and logged since the page was read is not a deleted one.)
+        check_logged(store, events, run=(after + 1, events[-1].position))
     keys = keys_for(recorder, (e.data for e in events))
     return [feed_entry(e, unmasked, keys) for e in events]

@@ -164,7 +164,8 @@ def events(actor: AuditReader, services: ServicesDep,
     `next_after` is the `after` of the next page while pages are full, and null on the last
     one."""
     page = event_feed(services.ledger.recorder, after, limit,
-                      unmasked=actor.role in (Role.admin, Role.auditor))
+                      unmasked=actor.role in (Role.admin, Role.auditor),
+                      store=services.models.store)
     next_after = page[-1]["position"] if len(page) == limit else None
     return json_answer({"events": page, "next_after": next_after})
 

@@ -238,3 +238,37 @@ def test_a_history_page_does_not_load_the_volunteers_record(
     for unknown in ("vol-nobody", district.unit_a):
         missing = district.get(f"/v1/volunteers/{unknown}/history", token=district.auditor)
         assert missing.status_code == 404, missing.text
+
+
+@pytest.mark.parametrize("change", ["changed", "deleted"])
+def test_history_and_feed_refuse_an_event_changed_or_deleted_in_the_store(
+        district: District, change: str) -> None:
+    """bb33 F1-F3: the history and the event feed served an event changed in the store after
+    it was logged with 200 (a void before the session it voids, 660 minutes for 60), and the
+    feed skipped a deleted one without a word. Both answer the audit-log-altered problem,
+    naming the position; pages and histories that do not reach it are served."""
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    before = district.session("2017-03-05T13:00:00+08:00", "2017-03-05T14:00:00+08:00",
+                              "feed-0").json()["position"]
+    position = district.session("2017-03-05T15:00:00+08:00", "2017-03-05T16:00:00+08:00",
+                                "feed-1").json()["position"]
+    district.session("2017-03-05T17:00:00+08:00", "2017-03-05T18:00:00+08:00", "feed-2")
+    if change == "changed":
+        state = services.ledger.recorder.select_notifications(position, 1)[0].state
+        altered = bytes(state).replace(b'"minutes":60', b'"minutes":660')
+        assert altered != bytes(state)
+        tamper_with_events(services.models.store, services.ledger,
+                           "UPDATE {table} SET state = ? WHERE {id} = ?", (altered, position))
+    else:
+        tamper_with_events(services.models.store, services.ledger,
+                           "DELETE FROM {table} WHERE {id} = ?", (position,))
+    for answer in (district.get("/v1/events", token=district.auditor, after=position - 1),
+                   district.get("/v1/events", token=district.auditor, after=before),
+                   district.get(f"/v1/volunteers/{district.volunteer}/history",
+                                token=district.auditor)):
+        assert answer.status_code == 500, answer.text
+        assert answer.json()["type"].endswith("/audit-log-altered")
+        assert f"position(s) {position}" in answer.json()["detail"] or (
+            f"position {position}" in answer.json()["detail"])
+    served = district.get("/v1/events", token=district.auditor, after=0, limit=before)
+    assert served.status_code == 200 and served.json()["events"][-1]["position"] == before
