@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from ledger.access import (
     BOOTSTRAP_ADMIN_ID,
@@ -36,20 +37,24 @@ from ledger.volunteers import Volunteer
 MIN_YEAR, MAX_YEAR = 2000, 2100
 
 
-def award_kind(value: str) -> AwardKind:
+_E = TypeVar("_E", bound=Enum)
+
+
+def _member(kind: type[_E], value: str, field: str) -> _E:
+    """The member of an enumeration a value names; else InvalidField listing them all."""
     try:
-        return AwardKind(value)
+        return kind(value)
     except ValueError:
-        allowed = ", ".join(a.value for a in AwardKind)
-        raise InvalidField(f"award must be one of: {allowed}", "award") from None
+        allowed = ", ".join(str(m.value) for m in kind)
+        raise InvalidField(f"{field} must be one of: {allowed}", field) from None
+
+
+def award_kind(value: str) -> AwardKind:
+    return _member(AwardKind, value, "award")
 
 
 def token_role(value: str) -> Role:
-    try:
-        return Role(value)
-    except ValueError:
-        allowed = ", ".join(r.value for r in Role)
-        raise InvalidField(f"role must be one of: {allowed}", "role") from None
+    return _member(Role, value, "role")
 
 
 def check_year(year: int) -> int:
