@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypeVar
+
+from ledger.errors import InvalidField
 
 
 class Category(StrEnum):
@@ -133,3 +136,15 @@ STAR_THRESHOLD_HOURS: tuple[int, ...] = (100, 300, 600, 1000, 1500)
 def star_level(total_minutes: int) -> int:
     """The star level (0–5) that a cumulative total of recorded minutes reaches."""
     return sum(1 for hours in STAR_THRESHOLD_HOURS if total_minutes >= hours * 60)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def member(kind: type[E], field: str, value: Any) -> E:
+    """The member of one of these enumerations a request's value names; else InvalidField
+    naming `field` and listing them all."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidField(f"{field} must be one of: {', '.join(kind)}", field) from None

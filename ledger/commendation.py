@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from enum import Enum
-from typing import Any, TypeVar
+from typing import Any
 
 from ledger.access import (
     BOOTSTRAP_ADMIN_ID,
@@ -27,7 +26,7 @@ from ledger.awards import (
 )
 from ledger.base import LedgerBase, Written, open_unit
 from ledger.calendar import district_today
-from ledger.catalogue import PROGRAMS, AwardKind, Role
+from ledger.catalogue import PROGRAMS, AwardKind, Role, member
 from ledger.errors import Conflict, FieldChecks, InvalidField, NotACandidate, UnknownReference
 from ledger.provenance import Actor, Origin
 from ledger.text import MAX_REASON, article, check_label, check_text
@@ -37,24 +36,12 @@ from ledger.volunteers import Volunteer
 MIN_YEAR, MAX_YEAR = 2000, 2100
 
 
-_E = TypeVar("_E", bound=Enum)
-
-
-def _member(kind: type[_E], value: str, field: str) -> _E:
-    """The member of an enumeration a value names; else InvalidField listing them all."""
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(str(m.value) for m in kind)
-        raise InvalidField(f"{field} must be one of: {allowed}", field) from None
-
-
 def award_kind(value: str) -> AwardKind:
-    return _member(AwardKind, value, "award")
+    return member(AwardKind, "award", value)
 
 
 def token_role(value: str) -> Role:
-    return _member(Role, value, "role")
+    return member(Role, "role", value)
 
 
 def check_year(year: int) -> int:

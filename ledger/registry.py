@@ -36,6 +36,7 @@ from ledger.catalogue import (
     TrainingForm,
     TrainingLevel,
     UnitKind,
+    member,
 )
 from ledger.errors import (
     CreditedAfterClosure,
@@ -96,11 +97,8 @@ class VolunteerApplication:
 
 
 def _enum(cls: Any, name: str, value: Any) -> str:
-    try:
-        return str(cls(value).value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in cls)
-        raise InvalidField(f"{name} must be one of: {allowed}", name) from None
+    """The value of the member a request's value names (`catalogue.member`)."""
+    return str(member(cls, name, value).value)
 
 
 class RegistryUseCases(LedgerBase):
