@@ -91,13 +91,9 @@ def _setting_up(location: StoreLocation) -> Iterator[None]:
     if location.kind != "postgres":
         yield
         return
-    import psycopg
     from psycopg import sql
 
-    with psycopg.connect(**location.connect_kwargs()) as conn:
-        # a session lock: closing the connection releases it, whatever happens
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))",
-                     (f"vledger-setup:{location.schema}",))
+    with location.session_lock("vledger-setup") as conn:
         if location.schema != "public":
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(location.schema)))

@@ -36,11 +36,7 @@ def _one_at_a_time(location: StoreLocation, ring: KeyRing) -> Iterator[None]:
         if location.kind != "postgres":
             yield
             return
-        import psycopg
-
-        with psycopg.connect(**location.connect_kwargs()) as conn:
-            conn.execute("SELECT pg_advisory_lock(hashtext(%s))",
-                         (f"vledger-keks:{location.schema}",))
+        with location.session_lock("vledger-keks"):
             yield
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,6 +198,17 @@ class StoreLocation:
         return {"host": host, "port": port, "user": self.user,
                 "password": self.password, "dbname": self.dbname, "connect_timeout": 10,
                 "autocommit": True}
+
+    @contextmanager
+    def session_lock(self, name: str) -> Iterator[Any]:
+        """PostgreSQL: hold the advisory lock `name` of this store's schema on a connection of
+        its own (yielded) while the block runs; closing it releases the lock, whatever
+        happens. Processes that take the same name run the block one at a time."""
+        import psycopg
+
+        with psycopg.connect(**self.connect_kwargs()) as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{name}:{self.schema}",))
+            yield conn
 
     def connector(self, deadlines: StoreDeadlines) -> Callable[[], Any]:
         """A new connection to this store's PostgreSQL server, given up after the deadlines'
