@@ -30,7 +30,6 @@ import binascii
 import contextlib
 import hashlib
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.persistence import IntegrityError
 
+from ledger.files import create_once, private_temp
 from ledger.settings import ConfigurationError, StoreLocation
 
 KEK_FILE_ENV = "VLEDGER_KEK_FILE"
@@ -106,13 +106,7 @@ class KekFile:
 
     def create(self) -> dict[str, bytes]:
         """A file with one new KEK, unless another process made one first: the file's KEKs."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._private_copy(_new())
-        try:
-            with contextlib.suppress(FileExistsError):  # another process created it first
-                os.link(tmp, self.path)
-        finally:
-            os.unlink(tmp)
+        create_once(self.path, _text(_new()), ".kek-")
         return self.read()
 
     def add(self) -> str:
@@ -127,7 +121,7 @@ class KekFile:
         self._replace({kek_id: keks[kek_id]})
 
     def _replace(self, keks: Mapping[str, bytes]) -> None:
-        tmp = self._private_copy(keks)
+        tmp = private_temp(self.path.parent, _text(keks), ".kek-")
         try:
             os.replace(tmp, self.path)
         except BaseException:
@@ -139,16 +133,6 @@ class KekFile:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-
-    def _private_copy(self, keks: Mapping[str, bytes]) -> str:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".kek-")
-        with os.fdopen(fd, "w", encoding="ascii") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(_HEADER + "".join(f"{i} {base64.b64encode(k).decode()}\n"
-                                        for i, k in keks.items()))
-            out.flush()
-            os.fsync(out.fileno())
-        return tmp
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -162,6 +146,12 @@ class KekFile:
             yield
         finally:
             os.close(fd)  # releases the flock
+
+
+def _text(keks: Mapping[str, bytes]) -> bytes:
+    """The KEK file's bytes: its header, then one '<kek id> <key, base64>' line a KEK."""
+    return (_HEADER + "".join(f"{i} {base64.b64encode(k).decode()}\n"
+                              for i, k in keks.items())).encode("ascii")
 
 
 def _new() -> dict[str, bytes]:

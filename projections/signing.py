@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ledger.files import create_once
 from ledger.settings import StoreLocation
 
 KEY_FILE_ENV = "VLEDGER_SIGNING_KEY_FILE"
@@ -100,24 +99,11 @@ class SigningKey:
 
 
 def _create(path: Path) -> None:
-    # Written to a private temporary file, then linked into place: a concurrent first use
-    # either wins the link or reads the winner's complete key, never a half-written one.
-    path.parent.mkdir(parents=True, exist_ok=True)
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".signing-key-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            os.fchmod(out.fileno(), 0o600)
-            out.write(pem)
-            out.flush()
-            os.fsync(out.fileno())
-        with contextlib.suppress(FileExistsError):  # another process created it first
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
+    create_once(path, pem, ".signing-key-")  # concurrent first uses agree on one key
 
 
 def verify_checkpoint(public_key_pem: str | bytes, checkpoint: Mapping[str, Any]) -> bool:
