@@ -117,8 +117,8 @@ class LedgerBase(Application[str]):
         location = self.settings.store()
         # Cuts PostgreSQL connections whose server stopped answering (ledger/watchdog.py);
         # the views' pools (projections/store.py) share it.
-        self.watchdog = (Watchdog(location.connector(self.settings.deadlines()),
-                                  self.settings.deadlines())
+        deadlines = self.settings.deadlines()
+        self.watchdog = (Watchdog(location.connector(deadlines), deadlines)
                          if location.kind == "postgres" else None)
         store_env = location.eventsourcing_env()
         store_env.update(env or {})

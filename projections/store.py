@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from ledger.deadlines import StoreDeadlines, check_dropped
+from ledger.deadlines import StoreDeadlines
 from ledger.errors import StoreBusy
 from ledger.settings import LEDGER_CONNECTIONS, NO_JIT, StoreLocation
 from ledger.sql import one_of, values_of
-from ledger.watchdog import Watchdog, refuse_while_silent, watched
+from ledger.watchdog import Watchdog, bound_pool, refuse_while_silent, watched
 
 _INSERT_VALUES = re.compile(r"^(INSERT INTO [^?]*? )VALUES (\([?, ]+\))([^?]*)$", re.DOTALL)
 _INTO = re.compile(r"^INSERT INTO (\w+) \(([\w, ]+)\) $")
@@ -190,19 +190,18 @@ class ViewStore:
             watchdog = self._own_watchdog = Watchdog(location.connector(deadlines), deadlines)
         self.watchdog = watchdog
         if self.postgres:
-            import psycopg
             from psycopg_pool import ConnectionPool
 
             assert watchdog is not None
-            # Each connection is checked as it leaves the pool: after the server restarts,
-            # every pooled connection is dead, and each would otherwise fail one transaction
-            # of the runner or one request (500) before the pool dropped it.
+            # Bounded as the ledger's pool is, before it opens (bound_pool): each connection
+            # is also checked as it leaves the pool (after the server restarts, every pooled
+            # connection is dead, and each would otherwise fail one transaction of the runner
+            # or one request before the pool dropped it).
             self._pool = ConnectionPool(conninfo="", kwargs=self._connect_kwargs(),
-                                        connection_class=watched(psycopg.Connection, watchdog),
-                                        min_size=1, max_size=VIEW_CONNECTIONS, open=True,
-                                        check=check_dropped, max_idle=VIEW_IDLE_SECONDS,
-                                        timeout=watchdog.deadlines.wait)
-            refuse_while_silent(self._pool, watchdog)
+                                        min_size=1, max_size=VIEW_CONNECTIONS, open=False,
+                                        max_idle=VIEW_IDLE_SECONDS)
+            bound_pool(self._pool, watchdog)
+            self._pool.open()
 
     def _connect_kwargs(self) -> dict[str, Any]:
         assert self.watchdog is not None
