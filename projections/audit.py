@@ -184,6 +184,14 @@ def unextended_checkpoint(store: ViewStore, key_file: Path) -> str | None:
     return None
 
 
+def changed_after_logging(position: int) -> AuditLogAltered:
+    """What a proof, a history or the feed answers for an event whose bytes no longer give
+    the leaf the audit log took in for it."""
+    return AuditLogAltered(
+        f"the event at position {position} no longer hashes to its leaf in the audit log: it "
+        "was changed in the store after it was logged; run vledger verify")
+
+
 def check_logged(store: ViewStore, events: Sequence[FeedEvent], *,
                  run: tuple[int, int] | None = None) -> None:
     """Refuse (AuditLogAltered) to serve events that no longer give the leaf the audit log
@@ -195,7 +203,7 @@ def check_logged(store: ViewStore, events: Sequence[FeedEvent], *,
     if not events:
         return
     with store.reading() as cur:
-        if "audit_leaves" not in table_names(cur):
+        if not store.has_table(cur, "audit_leaves"):
             return
         if run is not None:
             rows = cur.execute("SELECT position, leaf_hash FROM audit_leaves WHERE position "
@@ -208,9 +216,7 @@ def check_logged(store: ViewStore, events: Sequence[FeedEvent], *,
     for event in events:
         leaf = leaves.pop(event.position, None)
         if leaf is not None and leaf != event_leaf_hash(event):
-            raise AuditLogAltered(
-                f"the event at position {event.position} no longer hashes to its leaf in the "
-                "audit log: it was changed in the store after it was logged; run vledger verify")
+            raise changed_after_logging(event.position)
     if leaves:  # a run: leaves left over are events deleted from the store
         gone = sorted(leaves)
         raise AuditLogAltered(
@@ -449,9 +455,7 @@ class Auditor:
                 f"the event at position {position} is in the audit log but no longer in the "
                 "store: it was deleted after it was logged; run vledger verify")
         if event_leaf_hash(decode(stored[0])).hex() != leaf_hash_hex:
-            raise AuditLogAltered(
-                f"the event at position {position} no longer hashes to its leaf in the audit "
-                "log: it was changed in the store after it was logged; run vledger verify")
+            raise changed_after_logging(position)
 
     def consistency(self, first: int, second: int) -> dict[str, Any]:
         """The proof that the tree of `first` leaves is a prefix of the tree of `second`."""

@@ -182,6 +182,7 @@ class ViewStore:
         self._local = threading.local()
         self._pool: Any = None
         self._async_pool: Any = None
+        self._tables_seen: set[str] = set()
         # PostgreSQL's connections are bounded as the ledger's are (ledger/deadlines.py), by
         # the ledger's watchdog (an API process), or one of the store's own (the CLI).
         self._own_watchdog = None
@@ -357,6 +358,17 @@ class ViewStore:
                             or time.monotonic() - started > RETRY_WITHIN_SECONDS):
                         raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def has_table(self, cur: ViewCursor, name: str) -> bool:
+        """Whether the store holds a table, asked of the store only until it is found: a view's
+        tables are dropped and made again in one transaction (a rebuild), never left gone, so
+        a read served on every request asks once, not each time."""
+        if name in self._tables_seen:
+            return True
+        if name in table_names(cur):
+            self._tables_seen.add(name)
+            return True
+        return False
 
     @contextmanager
     def reading(self) -> Iterator[ViewCursor]:
