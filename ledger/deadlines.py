@@ -47,6 +47,12 @@ class OutcomeUnknown(OperationalError):
     is recognised if it was stored."""
 
 
+# A read whose connection broke at once (a pooled connection the server had closed) is asked
+# again on another, within this many seconds of its first try; not one that failed later (cut
+# by the watchdog: the server does not answer), which is a 503 at once.
+RETRY_WITHIN_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class StoreDeadlines:
     """How long a process waits for PostgreSQL (VLEDGER_STORE_WAIT_SECONDS and

@@ -134,11 +134,11 @@ class KeyTable:
     def rewrap(self, cur: Any, ring: KeyRing, rows: list[tuple[str, bytes, str | None]]) -> int:
         """Wrap some keys again under the ring's current KEK, each only if it is still as read
         (a key erased meanwhile stays erased); how many were."""
+        if not rows:
+            return 0
         new = ring.current()
         again = [ring.wrap(key_id, ring.unwrap(key_id, kek_id, wrapped), new)[1]
                  for key_id, wrapped, kek_id in rows]
-        if not rows:
-            return 0
         if self.postgres:  # one statement a page, not a round trip a key
             cur.execute(
                 f"UPDATE {self.keys} AS k SET key = n.w, kek_id = %s FROM unnest(%s::text[], "

@@ -37,7 +37,7 @@ from psycopg import Cursor, errors
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
-from ledger.deadlines import OutcomeUnknown, StoreSilent, pool_timeout
+from ledger.deadlines import RETRY_WITHIN_SECONDS, OutcomeUnknown, StoreSilent, pool_timeout
 from ledger.guards import check_tail, current_guard
 from ledger.keks import KekRetired, KeyRing
 from ledger.keytable import KEYS_TABLE, create_statements
@@ -45,13 +45,11 @@ from ledger.sealing import current_key_changes
 from ledger.sqliterecorder import LAST_POSITION, EventRow
 
 PIPELINE_BYTES = 64 * 1024  # well inside a loopback or LAN socket's buffers
-# A read whose connection broke at once (a pooled connection the server had closed) is asked
-# again on another; not one that failed later (cut by the watchdog: the server does not
-# answer) or for want of a connection (the pool waited its time): that is a 503 now, where
-# the library's retries (10 attempts, 0.2 s apart, each waiting for the pool) took 10 s and
-# more while the store was down.
+# A read whose connection broke at once is asked again (within RETRY_WITHIN_SECONDS); not one
+# that failed later or for want of a connection (the pool waited its time): that is a 503 now,
+# where the library's retries (10 attempts, 0.2 s apart, each waiting for the pool) took 10 s
+# and more while the store was down.
 READ_ATTEMPTS = 3
-RETRY_WITHIN_SECONDS = 1.0
 R = TypeVar("R")
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from ledger.deadlines import StoreDeadlines
+from ledger.deadlines import RETRY_WITHIN_SECONDS, StoreDeadlines
 from ledger.errors import StoreBusy
 from ledger.settings import LEDGER_CONNECTIONS, NO_JIT, StoreLocation
 from ledger.sql import one_of, values_of
@@ -30,9 +30,6 @@ COPY_ROWS = 2000  # from this many rows on, PostgreSQL gets them by COPY (see ex
 
 SQLITE_CACHE_KIB = 128 * 1024
 SORTER_THREADS = min(4, os.cpu_count() or 1)
-# A read on the event loop's pool whose connection broke at once (the server had closed it)
-# is asked again on another; one that broke later (cut by the watchdog) is a 503 at once.
-RETRY_WITHIN_SECONDS = 1.0
 # PostgreSQL connections of one process (with ledger.settings.LEDGER_CONNECTIONS): at most
 # VIEW_CONNECTIONS for the runner and the reads made in worker threads, and a fixed pool for
 # the event loop's reads (ViewStore.read), and one that listens for new events (a follower's
