@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import psycopg
 from eventsourcing.persistence import ConnectionUnavailableError, DataError
 from fastapi import FastAPI, HTTPException, Request
@@ -51,7 +52,7 @@ _STATUS: list[tuple[type[LedgerError], int, str]] = [
 
 _TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
            405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
-           413: "Content too large", 415: "Unsupported media type",
+           413: "Content too large", 414: "URI too long", 415: "Unsupported media type",
            422: "Unprocessable request",
            503: "Service unavailable"}
 
@@ -158,6 +159,13 @@ def problem(status: int, detail: str, *, title: str | None = None, kind: str | N
             errors = errors[:MAX_ERRORS]
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def problem_bytes(status: int, detail: str) -> bytes:
+    """A problem-details body for an answer written below the app (api/serving.py)."""
+    return orjson.dumps({"type": TYPE_BASE + _status_kind(status),
+                         "title": _TITLES.get(status, "Error"), "status": status,
+                         "detail": detail})
 
 
 def status_of(error: LedgerError) -> tuple[int, str]:

@@ -76,7 +76,9 @@ Instant = Annotated[AwareDatetime, BeforeValidator(_to_the_microsecond), _writte
 Day = Annotated[date, _written_as(
     date, _DAY, "must be a date written as text, YYYY-MM-DD (e.g. 2017-03-05)")]
 Year = Annotated[int, Field(ge=2000, le=2100)]
-_DIGITS = re.compile(r"[0-9]+")
+# A minus sign is let through to the route's own bound, which names the rule (bb34 F6: a
+# `limit` of -1 was told "zero or more", where a limit is one or more).
+_DIGITS = re.compile(r"-?[0-9]+")
 
 
 def _digits(value: Any) -> Any:
@@ -84,8 +86,7 @@ def _digits(value: Any) -> Any:
     "1.0", " 1" and "+1" as 1, so a malformed parameter would answer as if it were well
     formed."""
     if isinstance(value, str) and not _DIGITS.fullmatch(value):
-        raise ValueError("must be a whole number of zero or more, written in digits only "
-                         "(e.g. 2017)")
+        raise ValueError("must be a whole number written in digits only (e.g. 2017)")
     return value
 
 

@@ -173,13 +173,22 @@ def test_a_whole_number_parameter_is_digits_only(district: District) -> None:
             ("/v1/bulletins/2017.0/1", {}, "year"),
             (f"/v1/volunteers/{district.volunteer}/hours", {"min_position": "0x1"},
              "min_position"),
-            # bb15 F8: -1 is a whole number; the rule says it must be zero or more.
-            (f"/v1/volunteers/{district.volunteer}/hours", {"min_position": "-1"},
-             "min_position")):
+            ):
         response = district.get(path, token=district.auditor, **params)
         assert response.status_code == 422, (path, response.text)
         assert [e["field"] for e in response.json()["errors"]] == [field], path
-        assert "zero or more, written in digits" in response.json()["errors"][0]["detail"]
+        assert "whole number written in digits" in response.json()["errors"][0]["detail"]
+    # bb15 F8: -1 is a whole number, below the bound; bb34 F6: the bound is the route's own
+    # (a position is zero or more, a limit one or more), and the answer names it.
+    for path, params, field, bound in (
+            (f"/v1/volunteers/{district.volunteer}/hours", {"min_position": "-1"},
+             "min_position", "greater than or equal to 0"),
+            ("/v1/bulletins/2017/1", {"limit": "-1"}, "limit", "greater than or equal to 1"),
+            ("/v1/events", {"limit": "-5"}, "limit", "greater than or equal to 1")):
+        response = district.get(path, token=district.auditor, **params)
+        assert response.status_code == 422, (path, response.text)
+        assert [e["field"] for e in response.json()["errors"]] == [field], path
+        assert bound in response.json()["errors"][0]["detail"], response.text
     assert district.get("/v1/rankings/units", kind="town", year="2017").status_code == 200
     parameters = district.client.get("/openapi.json").json()["paths"][
         "/v1/audit/consistency"]["get"]["parameters"]

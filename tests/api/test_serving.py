@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import socket
 import threading
 import time
@@ -191,6 +192,42 @@ def test_the_server_answers_every_kind_of_response_whole_and_in_order() -> None:
         first, second = received.split(b"HTTP/1.1 304", 1)
         assert first.startswith(b"HTTP/1.1 200 OK") and first.endswith(b"\r\n\r\nhello")
         assert b"connection: close" in second.lower()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_request_the_parser_refuses_is_answered_as_problem_details() -> None:
+    """bb34 F6: a 70,000-byte cursor got uvicorn's plain-text "Invalid HTTP request received."
+    A target too long to parse is a 414 that says how long it may be; a malformed request a
+    400; both application/problem+json, and the connection closes."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    def ask(request: bytes) -> tuple[bytes, dict[str, Any]]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(request)
+            received = b""
+            while chunk := raw.recv(65536):  # the server closes the connection
+                received += chunk
+        head, body = received.split(b"\r\n\r\n", 1)
+        assert b"content-type: application/problem+json" in head.lower(), head
+        assert b"connection: close" in head.lower(), head
+        return head, json.loads(body)
+
+    server, thread, port = _serve_in_thread(app)
+    try:
+        head, body = ask(b"GET /?cursor=" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 414 URI Too Long"), head
+        assert body["status"] == 414 and body["type"].endswith("/uri-too-long")
+        assert "65,535" in body["detail"] and "70,009" in body["detail"], body
+        head, body = ask(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request"), head
+        assert body["status"] == 400 and body["type"].endswith("/bad-request"), body
+        # A target just under the bound is read as usual.
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert client.get("/", params={"c": "a" * 65_000}).text == "ok"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
