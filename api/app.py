@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.deps import Services
-from api.limits import RequestLimits
+from api.limits import Compression, RequestLimits
 from api.lists import StoredLists
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import (
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   openapi_tags=[{"name": tag} for tag in TAG_ORDER])
     metrics = Metrics()
     app.state.metrics = metrics
+    app.add_middleware(Compression)
     app.add_middleware(RequestLimits)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     errors.install(app)

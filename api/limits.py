@@ -17,6 +17,9 @@ a gateway or log that read the first would see another record than the ledger st
 NUL: no text the ledger stores holds a NUL character (PostgreSQL's text cannot), so a path
 with one names nothing (404) and a query parameter with one is malformed (422), on both
 stores alike, before a store is asked to compare it (PostgreSQL refuses the statement).
+
+And what an answer may be: one of 16 KiB or more goes gzip-compressed to a client that
+accepts it (`Compression`).
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
+COMPRESS_FROM_BYTES = 16 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -160,3 +165,24 @@ def _nul_refusal(scope: Scope) -> ASGIApp | None:
             return problem(422, f"query parameter {field!r} holds a NUL character",
                            errors=[{"field": field, "detail": "must not hold a NUL character"}])
     return None
+
+
+class Compression(GZipMiddleware):
+    """Large answers gzip-compressed for a client that accepts it (bb34 F3: an eligibility
+    list of 44,000 candidates is 19.7 MB of JSON, 2 MB compressed at level 1 in about 60 ms;
+    level 6 saved 30% more for four times the time). Starlette's middleware does the work,
+    in a worker thread above 128 KiB; the bodies of a few hundred bytes the hot reads answer
+    are never compressed. A request that does not accept gzip skips the middleware's wrapper
+    altogether: it cost 7 us of the hours read's ~300."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app, minimum_size=COMPRESS_FROM_BYTES, compresslevel=1)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"accept-encoding" and b"gzip" in value.lower():
+                    await super().__call__(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+

@@ -364,3 +364,28 @@ def test_probes_answer_503_in_time_while_the_store_hangs(district: District,
         assert response.status_code == 503, response.text
         assert "did not answer within 0.2 s" in response.json()["detail"]
         assert response.headers["retry-after"] == "1"
+
+
+def test_large_answers_are_compressed_for_clients_that_accept_gzip(district: District) -> None:
+    """bb34 F3: an eligibility list of 44,000 candidates was 19.7 MB on the wire. An answer of
+    16 KiB or more goes gzip-compressed to a client that accepts it, the same JSON once
+    decoded; a client that does not ask gets it plain; a small answer is never compressed."""
+    from api.limits import COMPRESS_FROM_BYTES
+    from tests.api.conftest import ADMIN_TOKEN, bearer
+
+    for n in range(40):  # a feed page well over the bound
+        assert district.session(f"2017-03-05T{8 + n // 6:02d}:{n % 6 * 10:02d}:00+08:00",
+                                f"2017-03-05T{8 + n // 6:02d}:{n % 6 * 10 + 5:02d}:00+08:00",
+                                f"gz-{n}").status_code == 201
+    asked = {**bearer(ADMIN_TOKEN), "Accept-Encoding": "gzip"}
+    plain = district.client.get("/v1/events", headers={**bearer(ADMIN_TOKEN),
+                                                        "Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    assert int(plain.headers["content-length"]) >= COMPRESS_FROM_BYTES
+    packed = district.client.get("/v1/events", headers=asked)
+    assert packed.headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in packed.headers["vary"].lower()
+    assert int(packed.headers["content-length"]) < int(plain.headers["content-length"]) / 4
+    assert packed.json() == plain.json()  # httpx decodes it
+    hours = district.client.get(f"/v1/volunteers/{district.volunteer}/hours", headers=asked)
+    assert hours.status_code == 200 and "content-encoding" not in hours.headers
