@@ -100,6 +100,10 @@ def _print(report: Report, out: Console) -> None:
                   "log yet (run the projections)[/yellow]")
     else:
         out.print(f"[green]the log verifies[/green]: all {report.events} events")
+    # bb33 F6: an auditor read "verifies" as covering what the API serves.
+    out.print("This checks the events against the audit log and its signed checkpoints. The "
+              "views the API answers from (hours, rankings, bulletins, eligibility) are "
+              "derived from the events and checked by `vledger projections check`.")
 
 
 def _operator_key(settings: Settings, published: dict[str, Any] | None, public_given: bool,

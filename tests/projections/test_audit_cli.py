@@ -43,6 +43,8 @@ def test_an_untouched_log_verifies(views: Runner, tmp_path: Path) -> None:
     result = verify("--save", str(saved))
     assert result.exit_code == 0, result.output
     assert "the log verifies" in result.output and "events/s" in result.output
+    # bb33 F6: it says what it does not cover, and what does.
+    assert "vledger projections check" in " ".join(result.output.split())
     checkpoint = json.loads(saved.read_text())
     assert verify_checkpoint(key.public_key_pem(), checkpoint)
     assert checkpoint["tree_size"] == views.head()
