@@ -32,6 +32,7 @@ from ledger import Ledger, Settings
 from projections.audit import Auditor
 from projections.models import ReadModels, auditor_views
 from projections.signing import SigningKey
+from projections.sweep import Sweeper
 
 log = logging.getLogger("vledger")
 FOLLOW_SECONDS = 1.0  # at most this long between catch-ups (any commit wakes it on PostgreSQL)
@@ -90,13 +91,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     name="vledger-views")
         if settings.inline_projections:
             follower.start()
+        sweeper = None
+        if settings.audit_sweep_seconds:
+            sweeper = threading.Thread(target=Sweeper(
+                services.ledger.recorder, services.auditor, settings.audit_sweep_seconds).run,
+                args=(stop,), daemon=True, name="vledger-audit-sweep")
+            sweeper.start()
         await services.models.store.open_reads()
         try:
             yield
         finally:
             stop.set()
-            if follower.is_alive():
-                follower.join(timeout=5)
+            for thread in (follower, sweeper):
+                if thread is not None and thread.is_alive():
+                    thread.join(timeout=5)
             await services.models.store.close_reads()
             services.models.close()
             services.ledger.close()

@@ -76,6 +76,13 @@ class Metrics:
             "vledger_view_lag_seconds",
             "How long the oldest event each view has yet to read has waited (0 when none)",
             ["view"], registry=own, multiprocess_mode="livemostrecent")
+        self.audit_altered = Gauge(
+            "vledger_audit_altered_events", "Logged events the last audit sweep found changed "
+            "or deleted (at least 1 when the published checkpoint was altered)",
+            registry=own, multiprocess_mode="livemostrecent")
+        self.audit_swept_at = Gauge(
+            "vledger_audit_sweep_timestamp_seconds", "When the last audit sweep finished",
+            registry=own, multiprocess_mode="livemostrecent")
         # A request's counter and histogram by (method, route, status): `labels()` builds a
         # tuple of strings and takes a lock on every call: more than half the metrics' cost.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}

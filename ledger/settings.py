@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # about `silence` + `wait` (libpq connects in whole seconds, 2 at least).
     store_wait_seconds: float = Field(default=2.0, gt=0, le=60)
     store_silence_seconds: float = Field(default=2.0, gt=0, le=600)
+    # Every this many seconds one process of the deployment recomputes every logged event's
+    # leaf and the published checkpoint's root (projections/sweep.py); 0 turns it off.
+    audit_sweep_seconds: float = Field(default=3600.0, ge=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

@@ -201,7 +201,8 @@ def _check_against(report: Report, auditor: Auditor, public_key_pem: str | None,
 
 
 def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: int = PAGE_SIZE,
-                   first: int = 3, root_of: int | None = None
+                   first: int = 3, root_of: int | None = None,
+                   between_pages: Callable[[int], None] | None = None,
                    ) -> tuple[int, list[int], bytes | None]:
     """How many logged events no longer give the leaf the audit log holds for them (stored
     after they were logged, then changed or deleted in the database), the positions of the
@@ -230,6 +231,8 @@ def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: i
                 if frontier.size == root_of:
                     root = frontier.root()
             index += 1
+        if between_pages is not None:  # the audit sweep's pause (projections/sweep.py)
+            between_pages(index)
     if index < size:  # the last logged events are gone from the store (bb33 F4)
         with auditor.store.reading() as cur:
             gone = [int(r[0]) for r in cur.execute(

@@ -20,6 +20,7 @@ from api.errors import RETRY_AFTER, Problem
 from ledger.catalogue import CATEGORY_NAMES, PROGRAMS, STAR_THRESHOLD_HOURS
 from projections.audit import AuditLog
 from projections.runner import ViewStatus
+from projections.sweep import last_sweep
 
 router = APIRouter(tags=["operations"])
 T = TypeVar("T")
@@ -118,7 +119,9 @@ async def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     event they cannot read (with the error), or when the store does not answer within 2 s.
     `audit` is the audit log's state: the position of the last event it logged, whose leaf
     was checked against its view before the next was appended (`checked_position`), its lag,
-    whether that lag is within the limits, and the last checkpoint published."""
+    whether that lag is within the limits, the last checkpoint published, and what the last
+    audit sweep found (`sweep`: every logged event's leaf and the published root recomputed
+    from the events, every VLEDGER_AUDIT_SWEEP_SECONDS; `ok` false names what was altered)."""
     return await _probed(run_in_threadpool(_ready, services))
 
 
@@ -160,6 +163,7 @@ def _audit_state(services: Services, audit: ViewStatus, behind: int | None,
     else:
         audit_waited = services.models.lag_seconds(audit.position)
     published = services.auditor.published()
+    swept = last_sweep(services.models.store)
     return {
         "checked_position": audit.position, "lag": audit.lag,
         "lag_seconds": round(audit_waited, 3),
@@ -167,6 +171,8 @@ def _audit_state(services: Services, audit: ViewStatus, behind: int | None,
                        and audit_waited <= settings.max_view_lag_seconds),
         "checkpoint": None if published is None else {
             "tree_size": published["tree_size"], "signed_at": published["signed_at"]},
+        # The last audit sweep (projections/sweep.py): None until one has run.
+        "sweep": None if swept is None else swept.as_json(),
     }
 
 
@@ -177,7 +183,10 @@ def metrics(request: Request, actor: MaybeActor, services: ServicesDep) -> Plain
     method, route and status; events this server stored (`vledger_events_appended_total`);
     the store's head (`vledger_events_head`); and for each view its position
     (`vledger_view_position`), the events it has yet to read (`vledger_view_lag_events`) and
-    how long the oldest of them has waited (`vledger_view_lag_seconds`, as /readyz counts it).
+    how long the oldest of them has waited (`vledger_view_lag_seconds`, as /readyz counts it);
+    and from the last audit sweep, when it finished (`vledger_audit_sweep_timestamp_seconds`)
+    and how many logged events it found altered (`vledger_audit_altered_events`: 0 when the
+    store is as logged; at least 1 also when only the published checkpoint was).
     While the store does not answer, the request figures still do, `vledger_store_up` is 0,
     and the store's figures are the last known.
     """
@@ -192,6 +201,10 @@ def metrics(request: Request, actor: MaybeActor, services: ServicesDep) -> Plain
                 waited[s.position] = models.lag_seconds(s.position)
             m.view_lag_seconds.labels(s.name).set(waited.get(s.position, 0.0) if s.lag else 0.0)
             m.head.set(s.head)
+        swept = last_sweep(models.store)
+        if swept is not None:
+            m.audit_altered.set(swept.altered or (0 if swept.ok else 1))
+            m.audit_swept_at.set(swept.finished_at)
         m.store_up.set(1)
     except Exception as error:  # down, or out of connections: what matters most to a monitor
         log.warning("metrics answered without the store: %s: %s", type(error).__name__, error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
@@ -389,3 +390,46 @@ def test_large_answers_are_compressed_for_clients_that_accept_gzip(district: Dis
     assert packed.json() == plain.json()  # httpx decodes it
     hours = district.client.get(f"/v1/volunteers/{district.volunteer}/hours", headers=asked)
     assert hours.status_code == 200 and "content-encoding" not in hours.headers
+
+
+def test_a_server_sweeps_the_audit_log_by_itself_and_reports_what_it_found(
+        settings: Any) -> None:
+    """bb33: a changed event under intact leaves was found only when someone ran verify or
+    asked for it. The server sweeps every VLEDGER_AUDIT_SWEEP_SECONDS, and /readyz and
+    /metrics say what the last sweep found, on every worker."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.api.conftest import ADMIN_TOKEN, bearer
+    from tests.factories import tamper_with_events
+
+    configured = settings.model_copy(update={"admin_token": ADMIN_TOKEN,
+                                             "audit_sweep_seconds": 0.3})
+
+    def swept_after(client: TestClient, moment: float) -> dict[str, Any]:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            sweep = client.get("/readyz").json()["audit"]["sweep"]
+            if sweep is not None and datetime.fromisoformat(sweep["finished_at"]).timestamp(
+                    ) > moment:
+                return sweep
+            time.sleep(0.1)
+        raise AssertionError("no sweep")
+
+    with TestClient(create_app(configured)) as client:
+        services = client.app.state.services  # type: ignore[attr-defined]
+        unit = client.post("/v1/units", json={"name": "街道", "kind": "subdistrict"},
+                           headers=bearer(ADMIN_TOKEN)).json()["position"]
+        client.post("/v1/units", json={"name": "社区", "kind": "community"},
+                    headers=bearer(ADMIN_TOKEN))
+        sweep = swept_after(client, time.time())
+        assert sweep["ok"] is True and sweep["altered"] == 0
+        assert sweep["events"] == services.ledger.head()
+        assert "vledger_audit_altered_events 0.0" in client.get("/metrics").text
+        changed = time.time()
+        tamper_with_events(services.models.store, services.ledger,
+                           "UPDATE {table} SET state = ? WHERE {id} = ?", (b'{"x":1}', unit))
+        sweep = swept_after(client, changed)
+        assert sweep["ok"] is False and sweep["first_altered"] == [unit]
+        assert f"positions {unit}" in sweep["detail"]
+        assert "vledger_audit_altered_events 1.0" in client.get("/metrics").text
