@@ -10,10 +10,10 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, NamedTuple, Self
+from typing import Annotated, Any, NamedTuple, Self, TypeVar
 
 import orjson
 from fastapi import Depends, Header, Request, Response
@@ -32,6 +32,7 @@ from api.lists import StoredLists
 from ledger.catalogue import PROGRAMS
 from ledger.errors import Conflict, InvalidField
 
+T = TypeVar("T")
 ProgramCode = StrEnum("ProgramCode", {code: code for code in PROGRAMS})  # type: ignore[misc]
 # Ids are printable; texts may be any language but never carry control characters.
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
@@ -154,12 +155,15 @@ def _unb64(text: str) -> bytes:
 
 
 def page_cursor(request: Request, offset: int, list_of: str, digest: str | None = None,
-                position: int | None = None) -> str:
+                position: int | None = None, after: Sequence[str] | None = None) -> str:
     """An opaque cursor: the next offset in the list `list_of` names, with the version
-    (`digest`) and `position` of a ranked list's first page, sealed."""
+    (`digest`) and `position` of a ranked list's first page, or the key of the last item
+    served (`after`, for a list read by key: `keyed`), sealed."""
     found: dict[str, Any] = {"o": offset, "q": list_of}
     if digest is not None:
         found["d"], found["p"] = digest, position
+    if after is not None:
+        found["a"] = list(after)
     raw = json.dumps(found, separators=(",", ":")).encode()
     mac = hmac.new(_cursor_secret(request), raw, hashlib.sha256).digest()[:_MAC_BYTES]
     return f"{_b64(raw)}.{_b64(mac)}"
@@ -172,6 +176,7 @@ class Cursor(NamedTuple):
     offset: int
     digest: str | None = None
     position: int | None = None
+    after: tuple[str, ...] | None = None
 
 
 def read_cursor(request: Request, cursor: str | None, list_of: str) -> Cursor:
@@ -191,12 +196,17 @@ def read_cursor(request: Request, cursor: str | None, list_of: str) -> Cursor:
             raise ValueError
         if digest is not None and not (isinstance(digest, str) and isinstance(position, int)):
             raise ValueError
+        after = found.get("a")
+        if after is not None and not (isinstance(after, list) and after
+                                      and all(isinstance(a, str) for a in after)):
+            raise ValueError
     except Exception:
         raise InvalidField("cursor is not a cursor this service issued", "cursor") from None
     if found.get("q") != list_of:
         raise InvalidField("cursor was issued for another list (other path or parameters); "
                            "start again without a cursor", "cursor")
-    return Cursor(offset=offset, digest=digest, position=position)
+    return Cursor(offset=offset, digest=digest, position=position,
+                  after=None if after is None else tuple(after))
 
 
 def paginate(items: list[Any], limit: int | None, cursor: str | None,
@@ -220,6 +230,24 @@ def paged(fetch: Callable[[int, int], list[Any]], limit: int, cursor: str | None
     items = fetch(offset, limit + 1)  # one more: whether a next page is there
     return items[:limit], (page_cursor(request, offset + limit, list_of)
                            if len(items) > limit else None)
+
+
+def keyed(fetch: Callable[[tuple[str, ...] | None, int], list[T]],
+          key: Callable[[T], Sequence[str]], limit: int, cursor: str | None,
+          request: Request) -> tuple[list[T], str | None]:
+    """`paged` for a list read from the store in the order of a unique key, whose items may
+    leave it between pages (a volunteer transferred out of the unit listed, or deregistered):
+    `fetch(after, count)` answers at most `count` items whose key comes after `after` (None:
+    from the start), and the cursor names the last key served, not an offset, so every item
+    in the list throughout a walk is served exactly once (an offset would skip one for each
+    item that left before it)."""
+    list_of = _list_of(request)
+    after = read_cursor(request, cursor, list_of).after
+    items = fetch(after, limit + 1)  # one more: whether a next page is there
+    if len(items) <= limit:
+        return items, None
+    page = items[:limit]
+    return page, page_cursor(request, 0, list_of, after=key(page[-1]))
 
 
 class ListChanged(Conflict):

@@ -40,9 +40,13 @@ NONE_ACTIVE = (0, 0, 0, 0)
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS credit_units (unit_id TEXT PRIMARY KEY, name TEXT NOT NULL, "
-    "kind TEXT NOT NULL, parent_id TEXT, closed_on TEXT)",
+    "kind TEXT NOT NULL, parent_id TEXT, closed_on TEXT, civilized_level TEXT)",
     "CREATE TABLE IF NOT EXISTS credit_memberships (volunteer_id TEXT NOT NULL, "
     "effective_on TEXT NOT NULL, unit_id TEXT NOT NULL, PRIMARY KEY (volunteer_id, effective_on))",
+    # A unit's members, ever: a closure's facts, and the directory of a unit's volunteers,
+    # without reading every membership (projections/directory.py).
+    "CREATE INDEX IF NOT EXISTS credit_memberships_by_unit "
+    "ON credit_memberships (unit_id, volunteer_id)",
     "CREATE TABLE IF NOT EXISTS credit_days (volunteer_id TEXT NOT NULL, "
     "service_date TEXT NOT NULL, program_code TEXT NOT NULL, minutes BIGINT NOT NULL, "
     "sessions BIGINT NOT NULL, PRIMARY KEY (volunteer_id, service_date, program_code))",
@@ -182,7 +186,7 @@ class CreditsProjection(TableViews):
 
     name = "credits"
     filling: Filling
-    schema_version = 9
+    schema_version = 10  # 10: credit_units.civilized_level, for the directory of units
     tables = TABLES
     ddl = DDL
 
@@ -201,7 +205,8 @@ class _Page:
         self.filling = filling
         self.staged: list[tuple[str, str, str, str, int, int]] = []
         self.events = events
-        self.units = Latest("credit_units", "unit_id", ("name", "kind", "parent_id", "closed_on"))
+        self.units = Latest("credit_units", "unit_id",
+                            ("name", "kind", "parent_id", "closed_on", "civilized_level"))
         self.days = Tally("credit_days", TABLES["credit_days"], ("minutes", "sessions"))
         self.cells = Tally("credit_cells", TABLES["credit_cells"], ("minutes", "sessions"))
         self.organised_days = Tally("credit_organised_days", TABLES["credit_organised_days"],
@@ -231,7 +236,8 @@ class _Page:
                 self._transfer(e.originator_id, d["effective_on"], d["to_unit_id"])
             elif t == "Unit.Registered":
                 self.units.create(e.originator_id, name=d["name"], kind=d["kind"],
-                                  parent_id=d["parent_id"])
+                                  parent_id=d["parent_id"],
+                                  civilized_level=d["civilized_level"])
             elif t == "Unit.Renamed":
                 self.units.update(e.originator_id, name=d["name"])
             elif t == "Unit.Moved":

@@ -24,7 +24,10 @@ TABLES: dict[str, tuple[str, ...]] = {
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS hours_volunteers (volunteer_id TEXT PRIMARY KEY, name TEXT, "
-    "registered_on TEXT, deregistered_on TEXT)",
+    "registered_on TEXT, deregistered_on TEXT, volunteer_number TEXT NOT NULL)",
+    # The directory of volunteers (GET /v1/volunteers) pages in volunteer-number order.
+    "CREATE INDEX IF NOT EXISTS hours_volunteers_by_number "
+    "ON hours_volunteers (volunteer_number, volunteer_id)",
     "CREATE TABLE IF NOT EXISTS hours_cells (volunteer_id TEXT NOT NULL, year INTEGER NOT NULL, "
     "quarter INTEGER NOT NULL, program_code TEXT NOT NULL, minutes BIGINT NOT NULL, "
     "sessions BIGINT NOT NULL, PRIMARY KEY (volunteer_id, year, quarter, program_code))",
@@ -77,7 +80,7 @@ class HoursProjection(TableViews):
 
     name = "hours"
     filling: Filling
-    schema_version = 2
+    schema_version = 3  # 3: hours_volunteers.volunteer_number, for the directory
     tables = TABLES
     ddl = DDL
 
@@ -87,7 +90,7 @@ class HoursProjection(TableViews):
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         """Fold a page of events in memory and write the net changes."""
         volunteers = Latest("hours_volunteers", "volunteer_id",
-                            ("name", "registered_on", "deregistered_on"))
+                            ("name", "registered_on", "deregistered_on", "volunteer_number"))
         trainings = Latest("hours_trainings", "training_id",
                            ("volunteer_id", "completed_on", "minutes"))
         cells = Tally("hours_cells", TABLES["hours_cells"], ("minutes", "sessions"))
@@ -120,7 +123,8 @@ class HoursProjection(TableViews):
                 voided.add((d["volunteer_id"], year_quarter(d["service_date"])[0]), 1)
             elif t == "Volunteer.Registered":
                 volunteers.create(e.originator_id, name=d["name"],
-                                  registered_on=d["registered_on"])
+                                  registered_on=d["registered_on"],
+                                  volunteer_number=d["volunteer_number"])
             elif t == "Volunteer.PersonalDataUpdated" and "name" in d["changes"]:
                 volunteers.update(e.originator_id, name=d["changes"]["name"])
             elif t == "Volunteer.Deregistered":

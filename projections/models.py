@@ -16,6 +16,7 @@ from projections.audit import AuditLog
 from projections.awards import AwardsProjection
 from projections.bulletins import bulletin
 from projections.credits import CreditsProjection, in_span, spans_of
+from projections.directory import VolunteerQuery, knows_unit, units_page, volunteers_page
 from projections.eligibility import eligibility
 from projections.feed import decode
 from projections.filling import ensure_settled
@@ -224,6 +225,24 @@ class ReadModels:
 
         position, answer = self._remembered(("eligibility", award, year, candidate_id), compute)
         return {**answer, "position": position} if answer is not None else None
+
+    def volunteer_directory(self, query: VolunteerQuery, after: Sequence[str] | None,
+                            count: int) -> tuple[int, list[dict[str, Any]]]:
+        """A page of volunteers (projections/directory.py) and the position it answers for."""
+        with self.store.reading() as cur:
+            return volunteers_page(cur, query, after, count)
+
+    def unit_directory(self, kind: str | None, parent_id: str | None,
+                       after: Sequence[str] | None,
+                       count: int) -> tuple[int, list[dict[str, Any]]]:
+        """A page of units in id order and the position it answers for."""
+        with self.store.reading() as cur:
+            return units_page(cur, kind, parent_id, after, count)
+
+    def knows_unit(self, unit_id: str) -> bool:
+        """Whether the views hold a unit (as far as they have read)."""
+        with self.store.reading() as cur:
+            return knows_unit(cur, unit_id)
 
     def last_service_day(self, unit_id: str) -> str | None:
         """The last day a unit has live service credited on, organised by it or served by its

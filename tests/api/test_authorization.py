@@ -15,6 +15,8 @@ HOURS = {"admin", "recorder_a", "recorder_b", "committee", "auditor"}
 ELIGIBILITY = {"admin", "committee", "auditor"}
 AUDIT = {"admin", "auditor"}
 UNIT_A = {"admin", "recorder_a"}
+# The volunteers of unit A: everyone who reads hours but another unit's recorder.
+VOLUNTEERS_OF_A = {"admin", "recorder_a", "committee", "auditor"}
 ADMIN = {"admin"}
 COMMITTEE = {"admin", "committee"}
 
@@ -61,6 +63,11 @@ ROUTES: list[Route] = [
     ("GET", "activity", lambda d: (f"/v1/activities/{d.activity}", None), PUBLIC),
     ("GET", "hours", lambda d: (f"/v1/volunteers/{d.volunteer}/hours", None), HOURS),
     ("GET", "volunteer", lambda d: (f"/v1/volunteers/{d.volunteer}", None), HOURS),
+    # A recorder lists its own unit's volunteers (by default); another unit's is a 403.
+    ("GET", "volunteers", lambda d: ("/v1/volunteers", None), HOURS),
+    ("GET", "volunteers of a unit", lambda d: (f"/v1/volunteers?home_unit_id={d.unit_a}", None),
+     VOLUNTEERS_OF_A),
+    ("GET", "units", lambda d: ("/v1/units?kind=subdistrict", None), PUBLIC),
     ("GET", "session", lambda d: (f"/v1/service-sessions/{_session(d)}", None), HOURS),
     ("GET", "eligibility", lambda d: _with_rules(d, "/v1/eligibility/most_beautiful_volunteer/2017",
                                                   None), ELIGIBILITY),

@@ -1,0 +1,119 @@
+"""The directory: pages of volunteers (with the unit each belongs to today) and of units.
+
+Read from the tables the hours and credits views keep (`hours_volunteers`, `hours_cells`,
+`credit_memberships`, `credit_units`): no view of its own. A volunteer's unit today is not a
+stored fact (a transfer recorded earlier takes effect on its `effective_on` with no event on
+that day), so it is read from their memberships at the day asked, as `unit_on` reads them.
+
+Pages are cut by key (the last volunteer number or unit id served), not by offset: a volunteer
+transferred out of a unit or deregistered between two pages moves no other one across a page
+boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.catalogue import star_level
+from projections.filling import ensure_settled
+from projections.store import ViewCursor
+
+STATUSES = ("active", "deregistered", "all")
+
+# The unit of volunteer `v` on a day (the parameter): the membership in effect that day, or
+# the first one for a day before it (as credits.unit_on). One index seek each.
+UNIT_ON = (
+    "COALESCE((SELECT t.unit_id FROM credit_memberships t WHERE t.volunteer_id = v.volunteer_id "
+    "AND t.effective_on <= ? ORDER BY t.effective_on DESC LIMIT 1), "
+    "(SELECT t.unit_id FROM credit_memberships t WHERE t.volunteer_id = v.volunteer_id "
+    "ORDER BY t.effective_on LIMIT 1))")
+_MINUTES = ("(SELECT COALESCE(SUM(c.minutes), 0) FROM hours_cells c "
+            "WHERE c.volunteer_id = v.volunteer_id)")
+_POSITION = "SELECT MIN(position) FROM projection_positions WHERE name IN ('hours', 'credits')"
+
+
+@dataclass(frozen=True)
+class VolunteerQuery:
+    """Which volunteers a page lists: as of `today` (ISO, district time), of a unit on that
+    day, whose names begin with `name`, active on that day or not (`status`)."""
+
+    today: str
+    unit_id: str | None = None
+    name: str | None = None
+    status: str = "active"
+
+
+def _snapshot(cur: ViewCursor) -> int:
+    """Start the read's snapshot (every statement after sees the same views) and answer the
+    position the views have read to; 503 while either is being filled from empty."""
+    if cur.postgres:  # read committed would give each statement a snapshot of its own
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    ensure_settled(cur, "hours_filling", "credit_filling")  # unsettled: zero minutes
+    row = cur.execute(_POSITION).fetchone()
+    return int(row[0] or 0) if row is not None else 0
+
+
+def volunteers_page(cur: ViewCursor, query: VolunteerQuery, after: Sequence[str] | None,
+                    count: int) -> tuple[int, list[dict[str, Any]]]:
+    """The position read to, and at most `count` volunteers after the key `after`
+    (volunteer number, id) in volunteer-number order. No personal data: the views hold none."""
+    position = _snapshot(cur)
+    params: list[Any] = [query.today]
+    where: list[str] = []
+    if query.unit_id is not None:
+        # Those who were ever members of the unit (an index range), then those who are today.
+        where.append("v.volunteer_id IN (SELECT m.volunteer_id FROM credit_memberships m "
+                     f"WHERE m.unit_id = ?) AND {UNIT_ON} = ?")
+        params += [query.unit_id, query.today, query.unit_id]
+    if query.name:
+        where.append("substr(v.name, 1, CAST(? AS INTEGER)) = ?")
+        params += [len(query.name), query.name]
+    if query.status == "active":
+        where.append("(v.deregistered_on IS NULL OR v.deregistered_on > ?)")
+        params.append(query.today)
+    elif query.status == "deregistered":
+        where.append("v.deregistered_on <= ?")
+        params.append(query.today)
+    if after is not None:
+        where.append("(v.volunteer_number, v.volunteer_id) > (?, ?)")
+        params += list(after)
+    rows = cur.execute(
+        "SELECT v.volunteer_id, v.volunteer_number, v.name, v.registered_on, "
+        f"v.deregistered_on, {UNIT_ON}, {_MINUTES} FROM hours_volunteers v"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY v.volunteer_number, v.volunteer_id LIMIT ?", [*params, count]).fetchall()
+    return position, [{
+        "id": vid, "volunteer_number": number, "name": name, "home_unit_id": unit,
+        "registered_on": registered, "deregistered_on": deregistered,
+        "total_minutes": int(minutes), "star_level": star_level(int(minutes)),
+    } for vid, number, name, registered, deregistered, unit, minutes in rows]
+
+
+def units_page(cur: ViewCursor, kind: str | None, parent_id: str | None,
+               after: Sequence[str] | None, count: int) -> tuple[int, list[dict[str, Any]]]:
+    """The position read to, and at most `count` units after the id `after`, in id order."""
+    position = _snapshot(cur)
+    where, params = [], list[Any]()
+    for column, value in (("kind", kind), ("parent_id", parent_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if after is not None:
+        where.append("unit_id > ?")
+        params.append(after[0])
+    rows = cur.execute(
+        "SELECT unit_id, name, kind, parent_id, civilized_level, closed_on FROM credit_units"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY unit_id LIMIT ?", [*params, count]).fetchall()
+    return position, [{
+        "id": uid, "name": name, "kind": kind, "parent_id": parent,
+        "civilized_level": level, "closed_on": closed,
+    } for uid, name, kind, parent, level, closed in rows]
+
+
+def knows_unit(cur: ViewCursor, unit_id: str) -> bool:
+    """Whether the credits view holds the unit."""
+    return cur.execute("SELECT 1 FROM credit_units WHERE unit_id = ?",
+                       (unit_id,)).fetchone() is not None
