@@ -58,7 +58,9 @@ def test_a_batch_naming_a_volunteer_changed_after_it_was_logged_records_nothing(
     booked = max(booking.values())  # the volunteer's booking of that session
     [stored] = services.ledger.recorder.select_notifications(booked, 1)
     assert stored.topic.endswith("Volunteer.SessionBooked")
-    _change(district, booked, b"T09:00:00+08:00", b"T07:00:00+08:00")
+    _change(district, booked,  # 09:00-10:00 moved to 07:00-08:00: the overlap is hidden
+            b'T09:00:00+08:00"},"ended_at":{"_type_":"datetime_iso","_data_":"2017-03-05T10',
+            b'T07:00:00+08:00"},"ended_at":{"_type_":"datetime_iso","_data_":"2017-03-05T08')
     services.ledger._kept.take([district.volunteer])  # as after a restart: loaded again
     head = services.ledger.head()
     records = [{"volunteer_id": district.volunteer, "activity_id": district.activity,
