@@ -29,6 +29,7 @@ class LeafCheck:
 
     def __init__(self, store: ViewStore) -> None:
         self.store = store
+        self._logged = False
         self._no_log_until = 0.0
         # The log's greatest position comes in the same statement, first: an event at or
         # below it without a leaf had its leaf deleted (the log holds every event in order).
@@ -38,13 +39,17 @@ class LeafCheck:
             f"SELECT position, leaf_hash FROM audit_leaves WHERE {condition}")
 
     def _has_log(self) -> bool:
+        # Asked of the store until the log is there (never dropped for good: a rebuild makes
+        # it again in the same transaction), and then not again: a load costs one query.
+        if self._logged:
+            return True
         if time.monotonic() < self._no_log_until:
             return False
         with self.store.reading() as cur:
-            if self.store.has_table(cur, "audit_leaves"):  # asked once, once it is there
-                return True
-        self._no_log_until = time.monotonic() + NO_LOG_SECONDS
-        return False
+            self._logged = self.store.has_table(cur, "audit_leaves")
+        if not self._logged:
+            self._no_log_until = time.monotonic() + NO_LOG_SECONDS
+        return self._logged
 
     def __call__(self, events: Sequence[tuple[int, StoredEvent]]) -> None:
         """Compare each (position, stored event) with its leaf, when the log has one."""
