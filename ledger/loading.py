@@ -157,17 +157,23 @@ class Loader:
 
     def stored(self, ids: Collection[str]) -> list[StoredEvent]:
         """The latest snapshot (if any) and later events of each id, grouped by id, in order."""
-        return [stored for stored, _ in self._stored(self.statement, self.marks, ids)]
+        wanted = sorted({i for i in ids if usable_id(i)})
+        if not wanted:
+            return []
+        with self.datastore.transaction(commit=False) as cur:
+            return [stored for stored, _ in self._fetch(cur, self.statement, self.marks,
+                                                        wanted)]
 
-    def _stored(self, statement: str, marks: int,
-                ids: Collection[str]) -> list[tuple[StoredEvent, int]]:
-        """Rows of `statement` or `replay_statement`: each stored event (or snapshot) and its
-        position (0 for a snapshot)."""
+    def _fetch(self, cur: Any, statement: str, marks: int,
+               wanted: list[str]) -> list[tuple[StoredEvent, int]]:
+        """Rows of `statement` or `replay_statement` for some ids: each stored event (or
+        snapshot) and its position (0 for a snapshot)."""
+        cur.execute(statement, [values_of(wanted, self.postgres)] * marks)
         return [(StoredEvent(originator_id=row["originator_id"],
                              originator_version=row["originator_version"],
                              topic=row["topic"], state=_bytes(row["state"])),
                  int(row["position"]))
-                for row in self._rows(statement, marks, ids)]
+                for row in cur.fetchall()]
 
     def positions(self, ids: Collection[str],
                   topic: str | None = None) -> dict[str, dict[int, int]]:
@@ -214,21 +220,32 @@ class Loader:
         every event read is then given to it at once, and it refuses (StoreAltered) one that
         is not as the audit log took it in. Events newer than the log cannot be checked: they
         pass (ledger/vouching.py)."""
+        wanted = sorted({i for i in ids if usable_id(i)})
+        if not wanted:
+            return {}
         found: dict[str, list[tuple[StoredEvent, int]]] = {}
-        for row in self._stored(self.statement, self.marks, ids):
-            found.setdefault(str(row[0].originator_id), []).append(row)
-        unvouched = [oid for oid, rows in found.items()
-                     if rows[0][1] == 0 and not self._vouched(rows[0][0])]
-        if unvouched:
-            for oid in unvouched:
-                del found[oid]
-            for row in self._stored(self.replay_statement, 1, unvouched):
+        # One transaction: the check's query goes on the same connection (on PostgreSQL, one
+        # round trip more, where a connection of the views' pool cost four).
+        with self.datastore.transaction(commit=False) as cur:
+            for row in self._fetch(cur, self.statement, self.marks, wanted):
                 found.setdefault(str(row[0].originator_id), []).append(row)
-            if len(self.unvouched) < UNVOUCHED_KEPT:  # sealed again by their next save
-                self.unvouched.update(unvouched)
-        if self.check is not None:
-            self.check([(position, stored) for rows in found.values()
-                        for stored, position in rows if position])
+            unvouched = sorted(oid for oid, rows in found.items()
+                               if rows[0][1] == 0 and not self._vouched(rows[0][0]))
+            if unvouched:
+                for oid in unvouched:
+                    del found[oid]
+                for row in self._fetch(cur, self.replay_statement, 1, unvouched):
+                    found.setdefault(str(row[0].originator_id), []).append(row)
+                if len(self.unvouched) < UNVOUCHED_KEPT:  # sealed again by their next save
+                    self.unvouched.update(unvouched)
+            events = [(position, stored) for rows in found.values()
+                      for stored, position in rows if position]
+            if self.check is not None and events:
+                def query(statement: str, params: Sequence[Any]) -> list[Any]:
+                    cur.execute(statement, params)
+                    return list(cur.fetchall())
+
+                self.check(events, query)
         return {oid: replay(None, [mapper.to_domain_event(stored) for stored, _ in rows])
                 for oid, rows in found.items()}
 

@@ -6,7 +6,8 @@ state would check the request against it and record new facts on it (bb33 F1, F2
 
 - `EventCheck`: called once per load with every stored event read (and its position); it
   refuses (`StoreAltered`) an event the audit log took in whose bytes no longer give its
-  leaf. The views (projections/vouching.py) answer it with one query of the log's leaves.
+  leaf. The views (projections/vouching.py) answer it with one query of the log's leaves,
+  run in the load's own transaction.
   An event newer than the log (the audit view has not read it yet) has no leaf and cannot be
   checked: it passes, as it would in `vledger verify`'s view of a lagging log.
 - `SnapshotSeal`: a snapshot is derived state, never logged, so it carries a MAC instead
@@ -28,11 +29,17 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 
-# Called with (position, stored event) of every event a load read; raises StoreAltered.
-EventCheck = Callable[[Sequence[tuple[int, StoredEvent]]], None]
+# Runs one statement on the connection, and in the transaction, the events were read in
+# (placeholders as that store takes them: `%s` on PostgreSQL, `?` on SQLite); its rows, read
+# by column name.
+Query = Callable[[str, Sequence[Any]], list[Any]]
+# Called with (position, stored event) of every event a load read, and a Query; raises
+# StoreAltered.
+EventCheck = Callable[[Sequence[tuple[int, StoredEvent]], Query], None]
 
 # The HKDF `info` of the snapshot key: a key for this purpose only, whatever else the signing
 # key derives (the API's cursor secret).
@@ -80,4 +87,4 @@ class SnapshotSeal:
         return hmac.compare_digest(found, expected.encode())
 
 
-__all__ = ["SNAPSHOT_KEY_LABEL", "EventCheck", "SnapshotSeal"]
+__all__ = ["SNAPSHOT_KEY_LABEL", "EventCheck", "Query", "SnapshotSeal"]

@@ -1,7 +1,8 @@
 """The audit log's word on what the ledger's writes may build on (see ledger/vouching.py).
 
 The ledger's core knows nothing of the log; a process with views gives its ledger a
-`LeafCheck` (every stored event a load read, compared with its leaf, in one query per load)
+`LeafCheck` (every stored event a load read, compared with its leaf, in one query per load,
+on the load's connection)
 and the snapshot key derived from the audit signing key (`vouch_for`).
 """
 
@@ -15,7 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from ledger import Ledger
 from ledger.errors import StoreAltered
 from ledger.sql import one_of, values_of
-from ledger.vouching import SNAPSHOT_KEY_LABEL
+from ledger.vouching import SNAPSHOT_KEY_LABEL, Query
 from projections.audit import leaf_bytes
 from projections.merkle import leaf_hash
 from projections.signing import SigningKey
@@ -31,12 +32,16 @@ class LeafCheck:
         self.store = store
         self._logged = False
         self._no_log_until = 0.0
-        # The log's greatest position comes in the same statement, first: an event at or
-        # below it without a leaf had its leaf deleted (the log holds every event in order).
-        condition = one_of("position", store.postgres)
+        # Run by the ledger's loader on its own connection (ledger/vouching.py `Query`): its
+        # placeholders, and the views' schema named. The log's greatest position comes in
+        # the same statement: an event below it without a leaf had its leaf deleted (the
+        # log holds every event, in order).
+        postgres = store.postgres
+        leaves = f'"{store.location.schema}".audit_leaves' if postgres else "audit_leaves"
+        condition = one_of("position", postgres, "%s" if postgres else "?")
         self._statement = (
-            "SELECT MAX(position), NULL FROM audit_leaves UNION ALL "
-            f"SELECT position, leaf_hash FROM audit_leaves WHERE {condition}")
+            f"SELECT MAX(position) AS position, NULL AS leaf_hash FROM {leaves} UNION ALL "
+            f"SELECT position, leaf_hash FROM {leaves} WHERE {condition}")
 
     def _has_log(self) -> bool:
         # Asked of the store until the log is there (never dropped for good: a rebuild makes
@@ -51,14 +56,15 @@ class LeafCheck:
             self._no_log_until = time.monotonic() + NO_LOG_SECONDS
         return self._logged
 
-    def __call__(self, events: Sequence[tuple[int, StoredEvent]]) -> None:
+    def __call__(self, events: Sequence[tuple[int, StoredEvent]], query: Query) -> None:
         """Compare each (position, stored event) with its leaf, when the log has one."""
         if not events or not self._has_log():
             return
         values = values_of([position for position, _ in events], self.store.postgres)
         leaves: dict[int, bytes] = {}
         logged_to = 0
-        for position, leaf in self.store.query(self._statement, (values,)):
+        for row in query(self._statement, (values,)):
+            position, leaf = row["position"], row["leaf_hash"]
             if leaf is None:
                 logged_to = int(position or 0)
             else:

@@ -166,9 +166,9 @@ def test_writes_on_an_unchanged_store_are_checked_once_per_load_and_go_through(
     assert check is not None
     calls: list[list[int]] = []
 
-    def counted(events: Any) -> None:
+    def counted(events: Any, query: Any) -> None:
         calls.append([position for position, _ in events])
-        check(events)
+        check(events, query)
 
     monkeypatch.setattr(ledger._loader, "check", counted)
     assert ledger.correct_session(ADMIN, session.id, at(9), at(11), "late").minutes == 120
@@ -227,14 +227,14 @@ def test_a_sealed_snapshot_is_still_used_and_the_volunteer_is_not_replayed_from_
     restarted, _ = open_ledger(snapshot_interval=3)
     loader = restarted._loader
     read: list[tuple[str, int]] = []
-    rows = loader._rows
+    fetch = loader._fetch
 
-    def counted(statement: str, marks: int, ids: Any) -> list[Any]:
-        found = rows(statement, marks, ids)
+    def counted(cur: Any, statement: str, marks: int, ids: Any) -> list[Any]:
+        found = fetch(cur, statement, marks, ids)
         read.append((statement, len(found)))
         return found
 
-    monkeypatch.setattr(loader, "_rows", counted)
+    monkeypatch.setattr(loader, "_fetch", counted)
     loaded = restarted.get_volunteer(volunteer)
 
     assert loaded.version == 5
