@@ -34,6 +34,7 @@ from projections.audit import Auditor
 from projections.models import ReadModels, auditor_views
 from projections.signing import SigningKey
 from projections.sweep import Sweeper
+from projections.vouching import vouch_for
 
 log = logging.getLogger("vledger")
 FOLLOW_SECONDS = 1.0  # at most this long between catch-ups (any commit wakes it on PostgreSQL)
@@ -63,6 +64,8 @@ def open_services(settings: Settings,
     ledger.ensure_catalogue()
     models = ReadModels(ledger, extra=auditor_views())
     signing = SigningKey.for_store(settings.store())
+    # Writes build only on events the audit log vouches for, and on sealed snapshots.
+    vouch_for(ledger, models.store, signing)
     auditor = Auditor(models.store, signing)
     if settings.inline_projections:  # else a `vledger projections run` worker keeps them
         models.catch_up()

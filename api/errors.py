@@ -29,6 +29,7 @@ from ledger.errors import (
     InvalidRequest,
     LedgerError,
     NotFound,
+    StoreAltered,
     StoreBusy,
     TokenRevoked,
     VersionMismatch,
@@ -47,6 +48,7 @@ _STATUS: list[tuple[type[LedgerError], int, str]] = [
     (Forbidden, 403, "Forbidden"),
     (VersionMismatch, 412, "Precondition failed"),
     (StoreBusy, 503, "Store busy"),
+    (StoreAltered, 503, "Store altered"),
     (AuditLogAltered, 500, "Audit log altered"),
 ]
 
@@ -113,7 +115,10 @@ _DOCUMENTED = {
            "not within about 2 s). Send it again after Retry-After seconds. "
            "`write-outcome-unknown`: the store stopped answering after a write was sent, "
            "which may have been stored: send it again as it was (its `source_record_id` or "
-           "`Idempotency-Key` makes it count once).",
+           "`Idempotency-Key` makes it count once). `store-altered`: a stored event the "
+           "write would build on was changed in the database after the audit log took it in "
+           "(the detail names the record and the position); nothing was written, and writes "
+           "that build on it are refused until the store is restored (`vledger verify`).",
 }
 RETRY_AFTER = {"description": "Seconds to wait before sending the request again.",
                "schema": {"type": "integer", "minimum": 0}}
@@ -139,6 +144,7 @@ IF_NONE_MATCH = {
 
 
 MAX_ERRORS = 100  # field errors listed in one answer, at most
+STORE_ALTERED_RETRY_SECONDS = 300
 
 
 def problem(status: int, detail: str, *, title: str | None = None, kind: str | None = None,
@@ -195,7 +201,9 @@ def _ledger_error(_: Request, exc: Exception) -> JSONResponse:
     status, title = status_of(exc)
     if isinstance(exc, AuditLogAltered):  # an alarm for whoever watches the logs, not a 4xx
         audit_log.error("audit log altered: %s", exc.message)
-    headers = {"Retry-After": "1"} if status == 503 else None
+    # An altered store waits for an operator to restore it, not for a second to pass.
+    retry = STORE_ALTERED_RETRY_SECONDS if isinstance(exc, StoreAltered) else 1
+    headers = {"Retry-After": str(retry)} if status == 503 else None
     errors = field_errors(exc)
     if status == 422 and errors is None:
         errors = [{"field": "body", "detail": exc.message}]

@@ -40,6 +40,7 @@ from ledger.sealing import KeyChanges, alike, keys_for, opened, storing_keys
 from ledger.settings import Settings, StoreLocation, turn_off_jit
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
+from ledger.vouching import EventCheck, SnapshotSeal
 from ledger.watchdog import Watchdog, bound_pool
 
 T = TypeVar("T")
@@ -200,6 +201,15 @@ class LedgerBase(Application[str]):
         """The current KEK, the keys under each KEK, the KEK file."""
         return status(self.recorder, self.settings.store(), self.key_ring)
 
+    def vouch(self, check: EventCheck | None, snapshot_key: bytes | None) -> None:
+        """Build writes only on what the audit log vouches for (ledger/vouching.py): `check`
+        refuses loaded events that differ from their leaves, and snapshots are sealed with,
+        and used only when they carry, a MAC under `snapshot_key`. Aggregates kept from
+        before are dropped, so none loaded unchecked is built on."""
+        self._loader.check = check
+        self._loader.seal = SnapshotSeal(snapshot_key) if snapshot_key is not None else None
+        self._kept.clear()
+
     def head(self) -> int:
         """The position of the newest event in the store (0 when empty)."""
         return int(self.recorder.max_notification_id() or 0)
@@ -226,11 +236,14 @@ class LedgerBase(Application[str]):
         if self.snapshots is None:
             return
         due: dict[str, Any] = {}
+        unvouched = self._loader.unvouched
         for saved in processing_event.events:
             aggregate = processing_event.aggregates.get(saved.originator_id)
             interval = self.snapshotting_intervals.get(type(aggregate))
-            if interval and saved.originator_version % interval == 0:
+            if interval and (saved.originator_version % interval == 0
+                             or saved.originator_id in unvouched):
                 due[saved.originator_id] = aggregate
+        unvouched.difference_update(due)
         if due:
             self._loader.store_snapshots([self.mapper.to_stored_event(type(a).Snapshot.take(a))
                                           for a in due.values()])

@@ -15,6 +15,7 @@
     ├── VersionMismatch       the thing changed since the version the client named (412)
     ├── StoreBusy             the store is busy with other writes; try again shortly (503)
     └── AuditLogAltered       the events no longer extend a published checkpoint (500)
+        └── StoreAltered      a write would build on an event changed after it was logged (503)
 
 The API maps these classes to HTTP status codes once; the CLI prints their messages.
 
@@ -212,6 +213,27 @@ class AuditLogAltered(LedgerError):
     is no longer the one the log took in: it was changed or removed after it was logged. No
     checkpoint is signed over such a log and no inclusion proof is given for such an event
     (500); `vledger verify` finds every such event."""
+
+
+def changed_after_logging_message(position: int) -> str:
+    """What a read that refuses to serve an event, and a write that refuses to build on it,
+    both say of an event whose bytes no longer give the leaf the audit log took in for it."""
+    return (f"the event at position {position} no longer hashes to its leaf in the audit "
+            "log: it was changed in the store after it was logged; run vledger verify")
+
+
+class StoreAltered(AuditLogAltered):
+    """A write loaded an aggregate whose stored event is no longer the one the audit log took
+    in (changed in the database after it was logged): it is not checked against, nor built
+    on, such state, and records nothing (503: nothing is wrong with the request, but the
+    store must be restored before that aggregate can be written again)."""
+
+    def __init__(self, aggregate_id: str, position: int, why: str | None = None) -> None:
+        super().__init__(f"nothing was written: {aggregate_id}, which this request builds on, "
+                         "is not as logged; "
+                         + (why or changed_after_logging_message(position)))
+        self.aggregate_id = aggregate_id
+        self.position = position
 
 
 class TokenRevoked(Exception):

@@ -8,6 +8,7 @@ consistent view of the store, so a snapshot taken in between cannot hide events.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -16,6 +17,10 @@ from typing import Any
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from ledger.sql import one_of, values_of
+from ledger.vouching import EventCheck, SnapshotSeal
+
+log = logging.getLogger("vledger.ledger")
+UNVOUCHED_KEPT = 100_000  # ids remembered for a new snapshot (each a few dozen bytes)
 
 
 def usable_id(aggregate_id: str) -> bool:
@@ -30,6 +35,13 @@ class Loader:
                  snapshots_table: str | None, schema: str = "public") -> None:
         self.datastore = datastore
         self.postgres = postgres
+        # What a write may build on (ledger/vouching.py), set by `LedgerBase.vouch`: None
+        # trusts the store as it stands.
+        self.check: EventCheck | None = None
+        self.seal: SnapshotSeal | None = None
+        # Ids replayed past a snapshot the seal did not vouch for: snapshotted at their next
+        # save, so that loading them costs a full replay once, not until the next interval.
+        self.unvouched: set[str] = set()
 
         def table(name: str) -> str:
             return f'"{schema}"."{name}"' if postgres else f'"{name}"'
@@ -73,22 +85,25 @@ class Loader:
             f"(SELECT MAX(y.originator_version) FROM {table(events_table)} y "
             f"WHERE y.originator_id = w.value) AS version FROM {ids}) WHERE version IS NOT NULL")
         events = table(events_table)
+        # Every row also gives its event's position (0 for a snapshot), which the leaf check
+        # needs (ledger/vouching.py); every event of each id: replaying past a snapshot.
+        self.replay_statement = (
+            f"SELECT e.originator_id, e.originator_version, e.topic, e.state, 1 AS kind, "
+            f"e.rowid AS position FROM {ids} JOIN {events} e ON e.originator_id = w.value "
+            f"ORDER BY 1, 2")
         if snapshots_table is None:
-            self.statement = (
-                f"SELECT e.originator_id, e.originator_version, e.topic, e.state, 1 AS kind "
-                f"FROM {ids} JOIN {events} e ON e.originator_id = w.value "
-                f"ORDER BY 1, 2")
+            self.statement = self.replay_statement
             self.marks = 1
             return
         snapshots = table(snapshots_table)
         self.statement = (
             f"WITH latest AS (SELECT w.value AS id, (SELECT MAX(x.originator_version) "
             f"FROM {snapshots} x WHERE x.originator_id = w.value) AS version FROM {ids}) "
-            f"SELECT s.originator_id, s.originator_version, s.topic, s.state, 0 AS kind "
-            f"FROM latest l JOIN {snapshots} s ON s.originator_id = l.id "
+            f"SELECT s.originator_id, s.originator_version, s.topic, s.state, 0 AS kind, "
+            f"0 AS position FROM latest l JOIN {snapshots} s ON s.originator_id = l.id "
             f"AND s.originator_version = l.version "
-            f"UNION ALL SELECT e.originator_id, e.originator_version, e.topic, e.state, 1 "
-            f"FROM latest l JOIN {events} e ON e.originator_id = l.id "
+            f"UNION ALL SELECT e.originator_id, e.originator_version, e.topic, e.state, 1, "
+            f"e.rowid FROM latest l JOIN {events} e ON e.originator_id = l.id "
             f"AND e.originator_version > COALESCE(l.version, 0) "
             f"ORDER BY 1, 5, 2")
         self.marks = 1
@@ -103,29 +118,32 @@ class Loader:
         on the primary key whatever the statistics say.
         """
         ids = "unnest(%s::text[]) AS w(id)"
-        after = "0"
-        if snapshots is not None:
-            after = (f"COALESCE((SELECT MAX(x.originator_version) FROM {snapshots} x "
-                     f"WHERE x.originator_id = w.id), 0)")
-        events_after = (
-            f"SELECT e.originator_id, e.originator_version, e.topic, e.state, 1 AS kind "
-            f"FROM {ids} CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, "
-            f"state FROM {events} y WHERE y.originator_id = w.id "
-            f"AND y.originator_version > {after}) e")
+
+        def events_after(after: str) -> str:
+            return (
+                f"SELECT e.originator_id, e.originator_version, e.topic, e.state, 1 AS kind, "
+                f"e.notification_id AS position FROM {ids} CROSS JOIN LATERAL (SELECT "
+                f"originator_id, originator_version, topic, state, notification_id "
+                f"FROM {events} y WHERE y.originator_id = w.id "
+                f"AND y.originator_version > {after}) e")
+
+        self.replay_statement = events_after("0") + " ORDER BY 1, 2"
         self.versions_statement = (
             f"SELECT originator_id, version FROM (SELECT w.id AS originator_id, "
             f"(SELECT MAX(y.originator_version) FROM {events} y WHERE y.originator_id = w.id) "
             f"AS version FROM {ids}) v WHERE version IS NOT NULL")
         if snapshots is None:
-            self.statement = events_after + " ORDER BY 1, 2"
+            self.statement = self.replay_statement
             self.marks = 1
             return
+        after = (f"COALESCE((SELECT MAX(x.originator_version) FROM {snapshots} x "
+                 f"WHERE x.originator_id = w.id), 0)")
         self.statement = (
-            f"SELECT s.originator_id, s.originator_version, s.topic, s.state, 0 AS kind "
-            f"FROM {ids} CROSS JOIN LATERAL (SELECT originator_id, originator_version, topic, "
-            f"state FROM {snapshots} x WHERE x.originator_id = w.id "
+            f"SELECT s.originator_id, s.originator_version, s.topic, s.state, 0 AS kind, "
+            f"0::bigint AS position FROM {ids} CROSS JOIN LATERAL (SELECT originator_id, "
+            f"originator_version, topic, state FROM {snapshots} x WHERE x.originator_id = w.id "
             f"ORDER BY originator_version DESC LIMIT 1) s "
-            f"UNION ALL {events_after} ORDER BY 1, 5, 2")
+            f"UNION ALL {events_after(after)} ORDER BY 1, 5, 2")
         self.marks = 2
 
     def _rows(self, statement: str, marks: int, ids: Collection[str]) -> list[Any]:
@@ -139,10 +157,23 @@ class Loader:
 
     def stored(self, ids: Collection[str]) -> list[StoredEvent]:
         """The latest snapshot (if any) and later events of each id, grouped by id, in order."""
-        return [StoredEvent(originator_id=row["originator_id"],
-                            originator_version=row["originator_version"],
-                            topic=row["topic"], state=bytes(row["state"]))
-                for row in self._rows(self.statement, self.marks, ids)]
+        wanted = sorted({i for i in ids if usable_id(i)})
+        if not wanted:
+            return []
+        with self.datastore.transaction(commit=False) as cur:
+            return [stored for stored, _ in self._fetch(cur, self.statement, self.marks,
+                                                        wanted)]
+
+    def _fetch(self, cur: Any, statement: str, marks: int,
+               wanted: list[str]) -> list[tuple[StoredEvent, int]]:
+        """Rows of `statement` or `replay_statement` for some ids: each stored event (or
+        snapshot) and its position (0 for a snapshot)."""
+        cur.execute(statement, [values_of(wanted, self.postgres)] * marks)
+        return [(StoredEvent(originator_id=row["originator_id"],
+                             originator_version=row["originator_version"],
+                             topic=row["topic"], state=_bytes(row["state"])),
+                 int(row["position"]))
+                for row in cur.fetchall()]
 
     def positions(self, ids: Collection[str],
                   topic: str | None = None) -> dict[str, dict[int, int]]:
@@ -158,6 +189,8 @@ class Loader:
         """Store snapshots and delete their aggregates' older ones, in one transaction."""
         if self.snapshot_statements is None or not snapshots:
             return
+        if self.seal is not None:
+            snapshots = [self.seal.seal(s) for s in snapshots]
         insert, prune = self.snapshot_statements
         with self.datastore.transaction(commit=True) as cur:
             cur.executemany(insert, [(s.originator_id, s.originator_version, s.topic, s.state)
@@ -180,12 +213,63 @@ class Loader:
 
     def load(self, ids: Collection[str], mapper: Mapper[Any],
              replay: Callable[[Any, Iterable[Any]], Any]) -> dict[str, Any]:
-        """Each found id's aggregate, replayed from its latest snapshot and the events after."""
-        found: dict[str, list[Any]] = {}
-        for stored in self.stored(ids):
-            found.setdefault(str(stored.originator_id), []).append(
-                mapper.to_domain_event(stored))
-        return {oid: replay(None, events) for oid, events in found.items()}
+        """Each found id's aggregate, replayed from its latest snapshot and the events after.
+
+        With a `seal`, a snapshot it does not vouch for is passed over and its aggregate
+        replayed from its first event (one more statement for all such ids); with a `check`,
+        every event read is then given to it at once, and it refuses (StoreAltered) one that
+        is not as the audit log took it in. Events newer than the log cannot be checked: they
+        pass (ledger/vouching.py)."""
+        wanted = sorted({i for i in ids if usable_id(i)})
+        if not wanted:
+            return {}
+        found: dict[str, list[tuple[StoredEvent, int]]] = {}
+        # One transaction: the check's query goes on the same connection (on PostgreSQL, one
+        # round trip more, where a connection of the views' pool cost four).
+        with self.datastore.transaction(commit=False) as cur:
+            for row in self._fetch(cur, self.statement, self.marks, wanted):
+                found.setdefault(str(row[0].originator_id), []).append(row)
+            unvouched = sorted(oid for oid, rows in found.items()
+                               if rows[0][1] == 0 and not self._vouched(rows[0][0]))
+            if unvouched:
+                for oid in unvouched:
+                    del found[oid]
+                for row in self._fetch(cur, self.replay_statement, 1, unvouched):
+                    found.setdefault(str(row[0].originator_id), []).append(row)
+                if len(self.unvouched) < UNVOUCHED_KEPT:  # sealed again by their next save
+                    self.unvouched.update(unvouched)
+            events = [(position, stored) for rows in found.values()
+                      for stored, position in rows if position]
+            if self.check is not None and events:
+                def query(statement: str, params: Sequence[Any]) -> list[Any]:
+                    cur.execute(statement, params)
+                    return list(cur.fetchall())
+
+                self.check(events, query)
+        return {oid: replay(None, [mapper.to_domain_event(stored) for stored, _ in rows])
+                for oid, rows in found.items()}
+
+    def _vouched(self, snapshot: StoredEvent) -> bool:
+        """Whether a snapshot may stand for its events: any, without a seal (the store is
+        trusted); with one, only one sealed under its key."""
+        if self.seal is None:
+            return True
+        vouches = self.seal.vouches(snapshot)
+        if vouches is False:
+            log.warning("the snapshot of %s at version %d does not carry this key's MAC "
+                        "(changed in the store, or sealed under another key): replayed from "
+                        "its events instead", snapshot.originator_id,
+                        snapshot.originator_version)
+        return bool(vouches)
+
+
+def _bytes(state: bytes | memoryview | str) -> bytes:
+    """A stored state's bytes, as the audit log hashes them: a hand edit in SQLite's shell can
+    leave TEXT, whose UTF-8 bytes (lone surrogates kept) are what it holds
+    (projections/feed.py `state_bytes`)."""
+    if isinstance(state, str):
+        return state.encode("utf-8", "surrogatepass")
+    return bytes(state)
 
 
 class Kept:
@@ -205,6 +289,11 @@ class Kept:
     def take(self, ids: Iterable[str]) -> dict[str, Any]:
         with self._lock:
             return {i: self._items.pop(i) for i in ids if i in self._items}
+
+    def clear(self) -> None:
+        """Keep nothing (what was kept was loaded under rules that no longer hold)."""
+        with self._lock:
+            self._items.clear()
 
     def give(self, aggregates: Iterable[Any]) -> None:
         with self._lock:

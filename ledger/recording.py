@@ -17,6 +17,7 @@ from ledger.errors import (
     FieldChecks,
     InvalidField,
     LedgerError,
+    StoreAltered,
     StoreBusy,
     TokenRevoked,
 )
@@ -159,7 +160,8 @@ class _Batch:
             raise reused(rec, prior) from None
 
     def record(self, index: int, rec: SessionRecord) -> RecordOutcome:
-        """Check one record against every rule and stage it; never raises a LedgerError."""
+        """Check one record against every rule and stage it; raises no LedgerError but
+        StoreAltered (what it would be checked against is not as logged)."""
         try:
             checks = FieldChecks(RECORD_ORDER)
             check_times(rec.started_at, rec.ended_at, self.now, checks)
@@ -196,6 +198,8 @@ class _Batch:
             except LedgerError:
                 self.refuse_reused_id(session_id, rec)
                 raise
+        except StoreAltered:
+            raise  # not this record's fault: the batch builds on nothing loaded unchecked
         except LedgerError as error:
             return RecordOutcome(index, "rejected", error=error)
         minutes = whole_minutes(rec.started_at, rec.ended_at)
@@ -218,7 +222,8 @@ class _Batch:
 def _not_the_store(error: Exception) -> bool:
     """Whether a failed group of writes may be the fault of one of its items: not when the
     store did not answer or was busy (each item alone would wait and fail again), nor when
-    the callers' token was revoked (the whole group is theirs)."""
+    the callers' token was revoked (the whole group is theirs). A record whose volunteer or
+    activity is not as logged (StoreAltered) is one item's: the others are written alone."""
     return not isinstance(error, (*STORE_UNAVAILABLE, StoreBusy, TimeoutError,
                                   sqlite3.OperationalError, TokenRevoked))
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ledger.errors import AuditLogAltered, InvalidField
+from ledger.errors import AuditLogAltered, InvalidField, changed_after_logging_message
 from projections.feed import FeedEvent, decode, state_bytes
 from projections.merkle import (
     Frontier,
@@ -187,9 +187,7 @@ def unextended_checkpoint(store: ViewStore, key_file: Path) -> str | None:
 def changed_after_logging(position: int) -> AuditLogAltered:
     """What a proof, a history or the feed answers for an event whose bytes no longer give
     the leaf the audit log took in for it."""
-    return AuditLogAltered(
-        f"the event at position {position} no longer hashes to its leaf in the audit log: it "
-        "was changed in the store after it was logged; run vledger verify")
+    return AuditLogAltered(changed_after_logging_message(position))
 
 
 def check_logged(store: ViewStore, events: Sequence[FeedEvent], *,

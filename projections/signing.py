@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ledger.files import create_once
 from ledger.settings import StoreLocation
@@ -92,6 +93,14 @@ class SigningKey:
                                          serialization.PrivateFormat.Raw,
                                          serialization.NoEncryption())
         return hmac.new(raw, purpose.encode(), hashlib.sha256).digest()
+
+    def derived_key(self, label: bytes) -> bytes:
+        """A 32-byte key for one purpose (`label`, HKDF's info), from the private key by
+        HKDF-SHA256: the same in every process that loads this key, telling nothing of it."""
+        raw = self.private.private_bytes(serialization.Encoding.Raw,
+                                         serialization.PrivateFormat.Raw,
+                                         serialization.NoEncryption())
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(raw)
 
     def sign(self, message: bytes) -> str:
         """An Ed25519 signature in base64."""

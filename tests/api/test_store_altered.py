@@ -1,0 +1,88 @@
+"""A write that would build on an event changed in the store after it was logged is a 503
+`store-altered` problem naming the record and the position, and records nothing (bb33 F1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import District
+from tests.factories import tamper_with_events
+
+NINE, TEN = "2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00"
+ELEVEN, NOON = "2017-03-05T11:00:00+08:00", "2017-03-05T12:00:00+08:00"
+
+
+def _services(district: District) -> Any:
+    return district.client.app.state.services  # type: ignore[attr-defined]
+
+
+def _change(district: District, position: int, old: bytes, new: bytes) -> None:
+    services = _services(district)
+    [stored] = services.ledger.recorder.select_notifications(position, 1)
+    state = bytes(stored.state)
+    assert old in state
+    tamper_with_events(services.models.store, services.ledger,
+                       "UPDATE {table} SET state = ? WHERE {id} = ?",
+                       (state.replace(old, new), position))
+
+
+def test_a_correction_of_a_session_changed_after_it_was_logged_is_a_503_store_altered(
+        district: District, caplog: pytest.LogCaptureFixture) -> None:
+    written = district.session(NINE, TEN, "altered-1").json()
+    _change(district, written["position"], b"T10:00:00+08:00", b"T17:00:00+08:00")
+    head = _services(district).ledger.head()
+
+    refused = district.post(f"/v1/service-sessions/{written['id']}/corrections",
+                            {"started_at": NINE, "ended_at": ELEVEN, "reason": "late sheet"})
+
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.headers["retry-after"] == "300"
+    problem = refused.json()
+    assert problem["type"].endswith("/store-altered")
+    assert written["id"] in problem["detail"]
+    assert (f"the event at position {written['position']} no longer hashes to its leaf in "
+            "the audit log") in problem["detail"]
+    assert _services(district).ledger.head() == head  # nothing recorded
+    alarms = [r for r in caplog.records if r.name == "vledger.audit" and r.levelname == "ERROR"]
+    assert alarms and f"position {written['position']}" in alarms[-1].getMessage()
+
+
+def test_a_batch_naming_a_volunteer_changed_after_it_was_logged_records_nothing(
+        district: District) -> None:
+    services = _services(district)
+    assert district.session(NINE, TEN, "altered-2").status_code == 201
+    booking = services.ledger._positions([district.volunteer])[district.volunteer]
+    booked = max(booking.values())  # the volunteer's booking of that session
+    [stored] = services.ledger.recorder.select_notifications(booked, 1)
+    assert stored.topic.endswith("Volunteer.SessionBooked")
+    _change(district, booked,  # 09:00-10:00 moved to 07:00-08:00: the overlap is hidden
+            b'T09:00:00+08:00"},"ended_at":{"_type_":"datetime_iso","_data_":"2017-03-05T10',
+            b'T07:00:00+08:00"},"ended_at":{"_type_":"datetime_iso","_data_":"2017-03-05T08')
+    services.ledger._kept.take([district.volunteer])  # as after a restart: loaded again
+    head = services.ledger.head()
+    records = [{"volunteer_id": district.volunteer, "activity_id": district.activity,
+                "started_at": start, "ended_at": end, "source_record_id": source}
+               for start, end, source in ((ELEVEN, NOON, "batch-1"), (NINE, TEN, "batch-2"))]
+
+    refused = district.post("/v1/service-sessions/batch", {"records": records})
+
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["type"].endswith("/store-altered")
+    assert f"position {booked}" in refused.json()["detail"]
+    assert services.ledger.head() == head
+
+
+def test_writes_on_records_nobody_changed_are_answered_as_before(district: District) -> None:
+    altered = district.session(NINE, TEN, "altered-3").json()
+    kept = district.session(ELEVEN, NOON, "kept-3").json()
+    _change(district, altered["position"], b"T10:00:00+08:00", b"T17:00:00+08:00")
+
+    corrected = district.post(f"/v1/service-sessions/{kept['id']}/corrections",
+                              {"started_at": ELEVEN, "ended_at": "2017-03-05T12:30:00+08:00",
+                               "reason": "late sheet"})
+
+    assert corrected.status_code == 200, corrected.text
+    assert corrected.json()["minutes"] == 90
