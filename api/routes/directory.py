@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PUBLIC, Fresh, HoursReader, MaybeActor, Services, ServicesDep
+from api.routes.units import UnitEntry
 from api.schemas import ETAGGED, Id, Text, Whole, etagged, keyed
 from ledger.access import require_unit
 from ledger.calendar import district_today
@@ -59,15 +60,6 @@ class Volunteers(BaseModel):
     position: int = Field(description="How far the views it was read from have read.")
     items: list[VolunteerEntry]
     next_cursor: str | None
-
-
-class UnitEntry(BaseModel):
-    id: str
-    name: str
-    kind: str
-    parent_id: str | None
-    civilized_level: str | None
-    closed_on: str | None
 
 
 class Units(BaseModel):

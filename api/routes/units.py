@@ -57,13 +57,18 @@ class UnitClosure(Body):
     reason: Reason
 
 
-class UnitOut(BaseModel):
+class UnitEntry(BaseModel):
+    """A unit as the directory lists it (api/routes/directory.py)."""
+
     id: str
     name: str
     kind: str
     parent_id: str | None
     civilized_level: str | None
     closed_on: str | None
+
+
+class UnitOut(UnitEntry):
     version: int
 
 
