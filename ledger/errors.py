@@ -229,8 +229,8 @@ class StoreAltered(AuditLogAltered):
     store must be restored before that aggregate can be written again)."""
 
     def __init__(self, aggregate_id: str, position: int, why: str | None = None) -> None:
-        super().__init__(f"nothing was written: {aggregate_id}, which this request builds on, "
-                         "is not as logged; "
+        super().__init__(f"{aggregate_id} is not as the ledger recorded it, so nothing is "
+                         "read from it or built on it, and nothing was written: "
                          + (why or changed_after_logging_message(position)))
         self.aggregate_id = aggregate_id
         self.position = position

@@ -16,6 +16,7 @@ from typing import Any
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
+from ledger.errors import StoreAltered
 from ledger.sql import one_of, values_of
 from ledger.vouching import EventCheck, SnapshotSeal
 
@@ -238,6 +239,8 @@ class Loader:
                     found.setdefault(str(row[0].originator_id), []).append(row)
                 if len(self.unvouched) < UNVOUCHED_KEPT:  # sealed again by their next save
                     self.unvouched.update(unvouched)
+            for oid, rows in found.items():
+                _check_unbroken(oid, rows)
             events = [(position, stored) for rows in found.values()
                       for stored, position in rows if position]
             if self.check is not None and events:
@@ -261,6 +264,21 @@ class Loader:
                         "its events instead", snapshot.originator_id,
                         snapshot.originator_version)
         return bool(vouches)
+
+
+def _check_unbroken(oid: str, rows: Sequence[tuple[StoredEvent, int]]) -> None:
+    """Refuse (StoreAltered) an aggregate whose events skip a version: one of them was deleted
+    from the store by hand (bb36 F3: replaying around the hole failed as a bare 500). The
+    first row is its snapshot (position 0) or its first event, version 1."""
+    expected = rows[0][0].originator_version if rows[0][1] == 0 else 1
+    for stored, position in rows:
+        if stored.originator_version != expected and position:
+            raise StoreAltered(oid, position, (
+                f"its events from version {expected} to {stored.originator_version - 1} are "
+                f"gone from the store (the next, at position {position}, is version "
+                f"{stored.originator_version}): deleted by hand after they were recorded; run "
+                "vledger verify, and restore them from a backup"))
+        expected = stored.originator_version + 1
 
 
 def _bytes(state: bytes | memoryview | str) -> bytes:

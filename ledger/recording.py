@@ -147,7 +147,16 @@ class _Batch:
             return self.created[session_id]
         if not self.thorough and session_id not in volunteer.sessions:
             return None
-        return self.ledger._get(ServiceSession, session_id)
+        found = self.ledger._get(ServiceSession, session_id)
+        if found is None and session_id in volunteer.sessions:
+            # The volunteer's calendar holds it, the store does not: its events were deleted
+            # by hand. Recorded again, it would count twice in every view that had read it
+            # (bb36 F1).
+            raise StoreAltered(session_id, 0, (
+                f"volunteer {volunteer.id}'s calendar holds this session, but its events are "
+                "gone from the store: deleted by hand after they were recorded; run vledger "
+                "verify, and restore them from a backup"))
+        return found
 
     def refuse_reused_id(self, session_id: str, rec: SessionRecord) -> None:
         """Answer a refused record as the thorough path would: the fast path learns of another

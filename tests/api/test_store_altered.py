@@ -86,3 +86,58 @@ def test_writes_on_records_nobody_changed_are_answered_as_before(district: Distr
 
     assert corrected.status_code == 200, corrected.text
     assert corrected.json()["minutes"] == 90
+
+
+def _delete(district: District, position: int) -> None:
+    services = _services(district)
+    tamper_with_events(services.models.store, services.ledger,
+                       "DELETE FROM {table} WHERE {id} = ?", (position,))
+
+
+def test_a_session_deleted_from_the_store_is_not_recorded_again(district: District) -> None:
+    """bb36 F1: with a session's event deleted by hand, its resend was stored anew and counted
+    twice (the views had read the first). The volunteer's calendar still holds it: a 503."""
+    services = _services(district)
+    written = district.session(NINE, TEN, "deleted-1").json()
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours").json()["total_minutes"]
+    [recorded] = services.ledger._positions([written["id"]])[written["id"]].values()
+    _delete(district, recorded)
+    services.ledger._kept.take([district.volunteer])  # as after a restart: loaded again
+    head = services.ledger.head()
+
+    for _ in range(2):  # one by one, and in a batch
+        again = district.session(NINE, TEN, "deleted-1")
+        assert again.status_code == 503, again.text
+        assert again.json()["type"].endswith("/store-altered")
+        assert "gone from the store" in again.json()["detail"]
+        assert services.ledger.head() == head
+    batch = district.post("/v1/service-sessions/batch", {"records": [{
+        "volunteer_id": district.volunteer, "activity_id": district.activity,
+        "started_at": NINE, "ended_at": TEN, "source_record_id": "deleted-1"}]})
+    assert batch.status_code == 503, batch.text
+    assert services.ledger.head() == head
+    assert district.get(f"/v1/volunteers/{district.volunteer}/hours").json()[
+        "total_minutes"] == hours
+
+
+def test_a_record_with_an_event_deleted_from_the_middle_is_a_503_naming_it(
+        district: District) -> None:
+    """bb36 F3: a volunteer with an event deleted from the middle of their history answered
+    every read and write with a bare 500 (the replay failed on the hole)."""
+    services = _services(district)
+    district.session(NINE, TEN, "middle-1")
+    district.session(ELEVEN, NOON, "middle-2")
+    versions = services.ledger._positions([district.volunteer])[district.volunteer]
+    middle = sorted(versions)[len(versions) // 2]
+    _delete(district, versions[middle])
+    services.ledger._kept.take([district.volunteer])
+    head = services.ledger.head()
+
+    read = district.get(f"/v1/volunteers/{district.volunteer}")
+    assert read.status_code == 503, read.text
+    assert read.json()["type"].endswith("/store-altered")
+    assert f"version {middle}" in read.json()["detail"]
+    written = district.session("2017-03-05T13:00:00+08:00", "2017-03-05T14:00:00+08:00",
+                               "middle-3")
+    assert written.status_code == 503, written.text
+    assert services.ledger.head() == head
