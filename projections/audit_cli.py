@@ -93,7 +93,11 @@ def _print(report: Report, out: Console) -> None:
                   "server signs one at GET /v1/audit/checkpoint), so the recomputed root is "
                   "vouched for by no one[/yellow]")
     if not report.ok:
-        out.print("[bold red]the log does NOT verify[/bold red]")
+        out.print("[bold red]the log does NOT verify[/bold red]: the events named were changed "
+                  "or deleted in the store after they were logged. Restore them from a backup "
+                  "taken before (compare it with `vledger verify` too); until then the server "
+                  "refuses writes that build on them and `vledger projections rebuild` refuses "
+                  "to fold them.")
     elif report.events > report.leaves:  # say how far the proof reaches, not only that it holds
         out.print(f"[green]the log verifies[/green] up to tree size {report.leaves}; "
                   f"[yellow]{report.events - report.leaves} newer events are not in the audit "

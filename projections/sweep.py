@@ -116,11 +116,15 @@ class Sweeper:
             elif root.hex() != published["root_hash"]:
                 details.append(f"the first {size} events no longer have the root of the "
                                f"checkpoint published at {published['signed_at']}")
-        if count:
-            details.insert(0, f"{count} logged event{'s' if count != 1 else ''} no longer "
-                              f"hash to their leaves (first at positions "
-                              f"{', '.join(map(str, first))}): changed or deleted in the "
-                              "store after they were logged; run vledger verify")
+        if count == 1:
+            details.insert(0, f"1 logged event no longer hashes to its leaf (position "
+                              f"{first[0]}): changed or deleted in the store after it was "
+                              "logged; run vledger verify")
+        elif count:
+            details.insert(0, f"{count} logged events no longer hash to their leaves (first "
+                              f"at positions {', '.join(map(str, first))}): changed or "
+                              "deleted in the store after they were logged; run vledger "
+                              "verify")
         result = SweepResult(time.time(), self.auditor.size(), count, tuple(first),
                              "; ".join(details))
         self._record(result)

@@ -65,12 +65,24 @@ class _Tally:
         return f"{len(self.bad)} of {self.compared} {noun} differ, first: {', '.join(self.bad[:3])}"
 
 
-def _stored_leaves(store: ViewStore, start: int, limit: int) -> dict[int, tuple[int, bytes]]:
+def _leaves_between(store: ViewStore, low: int, high: int) -> dict[int, bytes]:
+    """The logged leaf hash of each position from `low` to `high`, by position: an event is
+    compared with the leaf of its own position, so one deleted from the middle is named
+    itself, not every event after it (bb36 F2: compared by order, one deleted event made
+    36,800 later ones "altered")."""
+    if high < low:
+        return {}
     with store.reading() as cur:
-        rows = cur.execute("SELECT leaf_index, position, leaf_hash FROM audit_leaves "
-                           "WHERE leaf_index >= ? ORDER BY leaf_index LIMIT ?",
-                           (start, limit)).fetchall()
-    return {int(i): (int(p), bytes(h)) for i, p, h in rows}
+        rows = cur.execute("SELECT position, leaf_hash FROM audit_leaves "
+                           "WHERE position BETWEEN ? AND ?", (low, high)).fetchall()
+    return {int(p): bytes(h) for p, h in rows}
+
+
+def _logged_to(store: ViewStore) -> int:
+    """The position of the last event the audit log took in (0 for none)."""
+    with store.reading() as cur:
+        row = cur.execute("SELECT MAX(position) FROM audit_leaves").fetchone()
+    return int(row[0] or 0) if row is not None else 0
 
 
 def _stored_nodes(store: ViewStore,
@@ -106,35 +118,39 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     frontier, roots = Frontier(), {0: EMPTY_ROOT}
     wanted = {old_size, published_size}
     leaves, nodes = _Tally(), _Tally()
+    logged_to = _logged_to(auditor.store)
     after = 0
     while True:
         page = recorder.select_notifications(after + 1, page_size)
         if not page:
             break
+        stored = _leaves_between(auditor.store, after + 1, min(page[-1].id, logged_to))
         after = page[-1].id
-        first = frontier.size
-        stored = _stored_leaves(auditor.store, first, len(page))
         made: dict[int, dict[int, bytes]] = {}
         for n in page:
             report.events += 1
-            if frontier.size >= size:
+            if n.id > logged_to:  # newer than the log: lag, not a mismatch
                 continue
             h = notification_leaf_hash(n)
-            leaves.see(stored.get(frontier.size) == (n.id, h), f"position {n.id}")
+            leaf = stored.pop(n.id, None)
+            leaves.see(leaf == h, f"position {n.id}" if leaf is not None
+                       else f"position {n.id} (an event the log never took in)")
             for level, index, value in frontier.append(h):
                 if level >= STORED_LEVEL:  # smaller blocks are not stored, only their leaves
                     made.setdefault(level, {})[index] = value
             if frontier.size in wanted:
                 roots[frontier.size] = frontier.root()
+        for position in sorted(stored):  # logged, and gone from the store
+            leaves.see(False, f"position {position} (deleted from the store)")
         kept = _stored_nodes(auditor.store, made)
         for level, hashes in made.items():
             for index, value in hashes.items():
                 nodes.see(kept.get((level, index)) == value, f"level {level} index {index}")
         if progress is not None:
             progress(report.events)
-    report.add("leaves", not leaves.bad and report.events >= size,
-               leaves.detail("leaf hashes") if report.events >= size else
-               f"the audit log holds {size} leaves but the store only {report.events} events")
+    for position in sorted(_leaves_between(auditor.store, after + 1, logged_to)):
+        leaves.see(False, f"position {position} (deleted from the store)")
+    report.add("leaves", not leaves.bad, leaves.detail("leaf hashes"))
     report.add("subtree hashes", not nodes.bad, nodes.detail("subtree hashes"))
     root = frontier.root()
     try:
@@ -207,39 +223,41 @@ def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: i
     """How many logged events no longer give the leaf the audit log holds for them (stored
     after they were logged, then changed or deleted in the database), the positions of the
     first few, and (with `root_of`) the Merkle root of that many stored events recomputed from
-    their bytes (None when the store holds fewer). Only the leaves are compared: the quick
-    part of `verify_log`, which a rebuild runs before it replaces the views (and the leaves,
-    the evidence) with what the events say now."""
-    size, found, index, after = auditor.size(), 0, 0, 0
-    end = max(size, root_of or 0)
+    their bytes (None when the store holds fewer). Each event is compared with the leaf of its
+    own position. Only the leaves are compared: the quick part of `verify_log`, which a
+    rebuild runs before it replaces the views (and the leaves, the evidence) with what the
+    events say now, and the server's audit sweep (projections/sweep.py) runs now and then."""
+    logged_to = _logged_to(auditor.store)
+    found, read, after = 0, 0, 0
     altered: list[int] = []
     frontier, root = Frontier(), None
-    while index < end:
-        page = recorder.select_notifications(after + 1, min(page_size, end - index))
+
+    def note(positions: list[int]) -> None:
+        nonlocal found
+        found += len(positions)
+        altered.extend(positions[:max(0, first - len(altered))])
+
+    while after < logged_to or (root_of is not None and read < root_of):
+        page = recorder.select_notifications(after + 1, page_size)
         if not page:
             break
+        stored = _leaves_between(auditor.store, after + 1, min(page[-1].id, logged_to))
         after = page[-1].id
-        stored = _stored_leaves(auditor.store, index, len(page)) if index < size else {}
+        bad = []
         for n in page:
             h = notification_leaf_hash(n)
-            if index < size and stored.get(index) != (n.id, h):
-                found += 1
-                if len(altered) < first:
-                    altered.append(n.id)
-            if root_of is not None and index < root_of:
+            if n.id <= logged_to and stored.pop(n.id, None) != h:
+                bad.append(n.id)  # changed, or never logged below the log's last position
+            if root_of is not None and read < root_of:
                 frontier.append(h)
                 if frontier.size == root_of:
                     root = frontier.root()
-            index += 1
+            read += 1
+        note(sorted([*bad, *stored]))  # `stored` keeps the logged events gone from the store
         if between_pages is not None:  # the audit sweep's pause (projections/sweep.py)
-            between_pages(index)
-    if index < size:  # the last logged events are gone from the store (bb33 F4)
-        with auditor.store.reading() as cur:
-            gone = [int(r[0]) for r in cur.execute(
-                "SELECT position FROM audit_leaves WHERE leaf_index >= ? ORDER BY leaf_index "
-                "LIMIT ?", (index, max(0, first - len(altered)))).fetchall()]
-        found += size - index
-        altered.extend(gone)
+            between_pages(read)
+    if after < logged_to:  # the last logged events are gone from the store (bb33 F4)
+        note(sorted(_leaves_between(auditor.store, after + 1, logged_to)))
     if root_of == 0:
         root = EMPTY_ROOT
     return found, altered, root

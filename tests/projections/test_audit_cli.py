@@ -442,3 +442,15 @@ def test_a_rebuild_over_an_event_changed_with_its_leaf_is_refused(
     assert "no longer give the root" in said and "Nothing was rebuilt" in said
     with views.store.reading() as cur:
         assert cur.execute("SELECT * FROM hours_cells ORDER BY 1, 2, 3, 4").fetchall() == hours
+
+
+def test_verify_names_an_event_deleted_from_the_middle_and_only_it(
+        views: Runner, ledger: Ledger) -> None:
+    """bb36 F2: one event deleted from the middle was not named; every later one was."""
+    middle = ledger.head() // 2
+    tamper_with_events(views.store, ledger, "DELETE FROM {table} WHERE {id} = ?", (middle,))
+    result = verify()
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert f"1 of {ledger.head()} leaf hashes differ, first: position {middle}" in said
+    assert "(deleted from the store)" in said and "Restore them from a backup" in said, said

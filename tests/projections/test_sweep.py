@@ -122,3 +122,15 @@ def test_a_running_sweeper_sweeps_when_due(ledger: Ledger, views: Runner,
     swept = last_sweep(auditor.store)
     assert swept is not None and swept.ok and swept.events == ledger.head()
     assert not thread.is_alive()
+
+
+def test_an_event_deleted_from_the_middle_is_named_alone(ledger: Ledger, views: Runner,
+                                                         auditor: Auditor) -> None:
+    """bb36 F2: compared by order, one event deleted from the middle made every later one
+    "altered" (36,800 of them), and the deleted one was not named. Each event is compared
+    with its own position's leaf."""
+    middle = ledger.head() // 2
+    tamper_with_events(views.store, ledger, "DELETE FROM {table} WHERE {id} = ?", (middle,))
+    result = sweeper(ledger, auditor).sweep()
+    assert result.altered == 1 and result.first_altered == (middle,), result
+    assert f"(position {middle})" in result.detail
