@@ -87,7 +87,7 @@ def serve(
             err.print(f"[red]not starting: the store cannot be written "
                       f"({location.describe()}): {unwritable}[/red]")
             raise typer.Exit(1)
-        from projections.audit import altered_log, unextended_checkpoint
+        from projections.audit import altered_log, logged_events_gone, unextended_checkpoint
         from projections.runner import views_ahead_of
         from projections.signing import key_path
         from projections.store import ViewStore, connection_budget
@@ -97,8 +97,10 @@ def serve(
             # Events deleted after the views read them: on SQLite new writes would take their
             # positions, and views that read past them would never count those writes. Audit
             # leaves deleted by hand: the next event would be logged in their place (bb26 F1).
-            # A log that no longer extends the checkpoint it published (bb33 F4, F5).
+            # Events deleted from the middle, counted (bb36 F4). A log that no longer extends
+            # the checkpoint it published (bb33 F4, F5).
             missing = (views_ahead_of(views, ledger.head()) or altered_log(views)
+                       or logged_events_gone(views, ledger.events_up_to)
                        or unextended_checkpoint(views, key_path(location)))
             warning = connection_budget(views, workers) if location.kind == "postgres" else None
         finally:

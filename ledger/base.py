@@ -210,6 +210,10 @@ class LedgerBase(Application[str]):
         self._loader.seal = SnapshotSeal(snapshot_key) if snapshot_key is not None else None
         self._kept.clear()
 
+    def events_up_to(self, position: int) -> int:
+        """How many events the store holds at or below `position` (a full count of them)."""
+        return self._loader.count_up_to(position)
+
     def head(self) -> int:
         """The position of the newest event in the store (0 when empty)."""
         return int(self.recorder.max_notification_id() or 0)

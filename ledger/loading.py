@@ -61,6 +61,11 @@ class Loader:
             f"state) VALUES ({mark}, {mark}, {mark}, {mark}) ON CONFLICT DO NOTHING",
             f"DELETE FROM {table(snapshots_table)} WHERE originator_id = {mark} "
             f"AND originator_version < {mark}") if snapshots_table else None
+        # How many events the store holds at or below a position (a server's start compares
+        # it with the audit log's leaves: projections/audit.py `logged_events_gone`).
+        self.count_statement = (
+            f"SELECT COUNT(*) AS n FROM {table(events_table)} WHERE "
+            f"{'notification_id' if postgres else 'rowid'} <= {mark}")
         # The topic of an id's first event: what kind of aggregate it is, without loading it.
         self.created_statement = (f"SELECT topic FROM {table(events_table)} "
                                   f"WHERE originator_id = {mark} AND originator_version = 1")
@@ -197,6 +202,13 @@ class Loader:
             cur.executemany(insert, [(s.originator_id, s.originator_version, s.topic, s.state)
                                      for s in snapshots])
             cur.executemany(prune, [(s.originator_id, s.originator_version) for s in snapshots])
+
+    def count_up_to(self, position: int) -> int:
+        """How many events the store holds at or below `position`."""
+        with self.datastore.transaction(commit=False) as cur:
+            cur.execute(self.count_statement, [position])
+            row = cur.fetchone()
+        return int(row["n"])
 
     def created_topic(self, aggregate_id: str) -> str | None:
         """The topic of an id's first event (None when nothing is stored under it)."""

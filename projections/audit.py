@@ -164,6 +164,30 @@ def altered_log(store: ViewStore) -> str | None:
         return None if row is None else leaves_altered(cur, int(row[0]), count=True)
 
 
+def logged_events_gone(store: ViewStore, count_events: Callable[[int], int]) -> str | None:
+    """Before a server starts: whether events the audit log took in are gone from the store,
+    or events below its last position were added that it never took in, found by counting
+    (`count_events(position)`: the stored events at or below it). The views' position shows
+    only a deletion at the end; one from the middle started a server as if nothing had
+    happened (bb36 F4)."""
+    with store.reading() as cur:
+        if "audit_leaves" not in table_names(cur):
+            return None
+        size, last = log_end(cur)
+    if not last:
+        return None
+    stored = count_events(last)
+    if stored == size:
+        return None
+    how = (f"{size - stored} of the {size} events the audit log took in (up to position "
+           f"{last}) are gone from the store: deleted by hand" if stored < size else
+           f"the store holds {stored - size} more events up to position {last} than the "
+           "audit log took in: added by hand")
+    return (f"{how}; `vledger verify` names them. Restore the store from a backup taken "
+            "before; the audit log and its published checkpoints keep the evidence, so "
+            "`vledger projections rebuild` will not fold the changed store")
+
+
 def unextended_checkpoint(store: ViewStore, key_file: Path) -> str | None:
     """Before a server starts: why its audit log does not extend the checkpoint the store last
     published (None when it does, or when none was published). A server on such a log would

@@ -142,8 +142,9 @@ def _missing_events(head: int, positions: dict[str, int]) -> str | None:
         return None
     return (f"the store's events end at position {head}, but views have read to "
             f"{max(beyond.values())} ({', '.join(sorted(beyond))}): events were deleted from "
-            "the store after the views read them; restore the store from a backup, or accept "
-            "it as it is with `vledger projections rebuild`")
+            "the store after the views read them; restore the store from a backup taken "
+            "before (`vledger verify` names what is gone). `vledger projections rebuild` "
+            "accepts the store as it is only for events the audit log never took in")
 
 
 def views_ahead_of(store: ViewStore, head: int) -> str | None:

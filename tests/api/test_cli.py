@@ -155,6 +155,21 @@ def test_serve_refuses_a_store_whose_audit_leaves_were_deleted(database_url: str
     assert "not starting: the audit log's last leaf is for position" in said, said
 
 
+def test_serve_refuses_a_store_that_lost_events_from_the_middle(database_url: str,
+                                                                tmp_path: Path) -> None:
+    """bb36 F4: an event deleted from the middle after the audit log took it in started a
+    server as if nothing had happened (only a deletion at the end was seen)."""
+    def delete_one_from_the_middle(store: ViewStore, ledger: Ledger) -> None:
+        tamper_with_events(store, ledger, "DELETE FROM {table} WHERE {id} = ?",
+                           (ledger.head() // 2,))
+
+    started = _serve_after(database_url, tmp_path, delete_one_from_the_middle)
+    said = " ".join(started.stderr.split())
+    assert started.returncode == 1, said
+    assert "not starting: 1 of the" in said and "are gone from the store" in said, said
+    assert "`vledger verify` names them" in said, said
+
+
 @pytest.mark.parametrize("tampering", ["nodes deleted", "node changed", "key replaced"])
 def test_serve_refuses_a_log_that_no_longer_extends_its_published_checkpoint(
         database_url: str, tmp_path: Path, tampering: str) -> None:
