@@ -107,9 +107,7 @@ class Services:
                                     fold=self.settings.inline_projections):
             # Who keeps the views decides what to look for (bb19: in worker mode the message
             # sent the operator after a rebuild when the worker had stopped).
-            keeper = ("being rebuilt, or caught up by another process" if
-                      self.settings.inline_projections else "kept by `vledger projections "
-                      "run`: is it running? Or being rebuilt")
+            keeper = views_keeper(self.settings)
             raise ViewsBehind(
                 f"the views have read to position {self.models.position()} of {head} "
                 f"({keeper}); try again shortly")
@@ -354,8 +352,17 @@ async def read_your_writes(
         reached = await models.runner.watch_async(min_position, wait)
     if not reached:
         raise HTTPException(
-            503, f"the views have not reached position {min_position} yet; retry shortly",
+            503, f"the views have not reached position {min_position} yet "
+                 f"({views_keeper(services.settings)}); retry shortly",
             headers={"Retry-After": "1"})
+
+
+def views_keeper(settings: Settings) -> str:
+    """Who keeps the views up to date, for a 503 that says they are behind (bb19, bb36 F11:
+    in worker mode the answer must send the operator to the worker)."""
+    if settings.inline_projections:
+        return "being rebuilt, or caught up by another process"
+    return "kept by `vledger projections run`: is it running? Or being rebuilt"
 
 
 Fresh = Depends(read_your_writes)

@@ -181,8 +181,26 @@ class Compression(GZipMiddleware):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             for name, value in scope["headers"]:
-                if name == b"accept-encoding" and b"gzip" in value.lower():
+                if name == b"accept-encoding" and accepts_gzip(value):
                     await super().__call__(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+def accepts_gzip(header: bytes) -> bool:
+    """Whether an Accept-Encoding value accepts gzip: named, with a weight above 0 (bb36 F10:
+    `gzip;q=0`, which refuses it, was answered compressed)."""
+    for coding in header.lower().split(b","):
+        name, _, params = coding.partition(b";")
+        if name.strip() != b"gzip":
+            continue
+        for param in params.split(b";"):
+            key, _, weight = param.partition(b"=")
+            if key.strip() == b"q":
+                try:
+                    return float(weight.strip()) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
 

@@ -42,6 +42,8 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000,
                                           pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+$")]
 MAX_POSITION = 2**53
+# What a cache is told of an answer that depends on the caller's token (masked or not).
+PER_TOKEN = {"Cache-Control": "no-cache", "Vary": "Authorization"}
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -87,7 +89,7 @@ def _digits(value: Any) -> Any:
     "1.0", " 1" and "+1" as 1, so a malformed parameter would answer as if it were well
     formed."""
     if isinstance(value, str) and not _DIGITS.fullmatch(value):
-        raise ValueError("must be a whole number written in digits only (e.g. 2017)")
+        raise ValueError("must be a whole number written in digits only (e.g. 42)")
     return value
 
 
@@ -425,7 +427,7 @@ def etagged(request: Request, response: Response,
         tagged = content
     tag = f'W/"{hashlib.sha256(tagged).hexdigest()[:32]}"'
     # What a caller may read depends on its token (masking, roles): a shared cache keys on it.
-    headers = {"ETag": tag, "Cache-Control": "no-cache", "Vary": "Authorization"}
+    headers = {"ETag": tag, **PER_TOKEN}
     if _held(request, tag):
         return Response(status_code=304, headers=headers)
     return Response(content=content, media_type="application/json", headers=headers)
@@ -439,10 +441,11 @@ def _held(request: Request, tag: str) -> bool:
     return tag.removeprefix("W/") in held or "*" in held
 
 
-def json_answer(body: dict[str, Any]) -> Response:
+def json_answer(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     """The body as JSON, serialised once: the route's response model documents its shape
     without validating every item of a long list again on the way out."""
-    return Response(content=orjson.dumps(body), media_type="application/json")
+    return Response(content=orjson.dumps(body), media_type="application/json",
+                    headers=headers)
 
 
 _ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')

@@ -10,7 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import PUBLIC, AuditReader, Fresh, MaybeActor, ServicesDep
 from api.errors import Problem
-from api.schemas import ETAGGED, MAX_POSITION, Instant, Whole, etagged, json_answer, paged
+from api.schemas import (
+    ETAGGED,
+    MAX_POSITION,
+    PER_TOKEN,
+    Instant,
+    Whole,
+    etagged,
+    json_answer,
+    paged,
+)
 from ledger.catalogue import Role
 from projections.history import event_feed, volunteer_history
 
@@ -167,7 +176,9 @@ def events(actor: AuditReader, services: ServicesDep,
                       unmasked=actor.role in (Role.admin, Role.auditor),
                       store=services.models.store)
     next_after = page[-1]["position"] if len(page) == limit else None
-    return json_answer({"events": page, "next_after": next_after})
+    # Masked or not by the caller's token: a shared cache must not serve it to another
+    # (bb36 F10), as every other token-gated read says.
+    return json_answer({"events": page, "next_after": next_after}, headers=PER_TOKEN)
 
 
 @router.get("/v1/audit/checkpoint", response_model=Checkpoint, openapi_extra=PUBLIC,

@@ -15,7 +15,7 @@ from prometheus_client import generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
-from api.deps import PUBLIC, MaybeActor, Services, ServicesDep
+from api.deps import PUBLIC, MaybeActor, Services, ServicesDep, views_keeper
 from api.errors import RETRY_AFTER, Problem
 from ledger.catalogue import CATEGORY_NAMES, PROGRAMS, STAR_THRESHOLD_HOURS
 from projections.audit import AuditLog
@@ -144,7 +144,8 @@ def _ready(services: Services) -> dict[str, Any]:
         raise HTTPException(503, f"views lag {lag} {events} behind the store ({lagging}); "
                                  f"the oldest has waited {waited:.1f} s (limits: "
                                  f"{settings.max_view_lag_events} events, "
-                                 f"{settings.max_view_lag_seconds:g} s)",
+                                 f"{settings.max_view_lag_seconds:g} s; "
+                                 f"{views_keeper(settings)})",
                             headers={"Retry-After": "1"})
     audit = next((s for s in statuses if s.name == AuditLog.name), None)
     return {"status": "ok", "lag_seconds": round(waited, 3),

@@ -41,6 +41,10 @@ def test_the_event_feed_is_in_position_order_and_pages(district: District) -> No
     nxt = district.get("/v1/events", token=district.auditor, after=first["next_after"],
                        limit=3).json()
     assert nxt["events"][0]["position"] > positions[-1]
+    # bb36 F10: masked or not by the token, so no shared cache may serve it to another.
+    answer = district.get("/v1/events", token=district.auditor, after=0, limit=3)
+    assert answer.headers["vary"] == "Authorization"
+    assert answer.headers["cache-control"] == "no-cache"
 
 
 def test_a_checkpoint_verifies_with_the_published_key(district: District) -> None:

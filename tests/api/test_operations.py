@@ -177,7 +177,8 @@ def test_an_api_without_inline_views_leaves_them_to_the_worker_and_waits_for_it(
     from tests.api.conftest import ADMIN_TOKEN, bearer
 
     configured = settings.model_copy(update={
-        "admin_token": ADMIN_TOKEN, "read_wait_seconds": 0.5, "inline_projections": False})
+        "admin_token": ADMIN_TOKEN, "read_wait_seconds": 0.5, "inline_projections": False,
+        "max_view_lag_events": 0})
     with TestClient(create_app(configured)) as client:
         services = client.app.state.services  # type: ignore[attr-defined]
         written = client.post("/v1/units", json={"name": "街道", "kind": "subdistrict"},
@@ -189,6 +190,10 @@ def test_an_api_without_inline_views_leaves_them_to_the_worker_and_waits_for_it(
         waited = client.get("/v1/rankings/units", params={
             "kind": "subdistrict", "min_position": position})
         assert waited.status_code == 503 and waited.headers["retry-after"]
+        assert "`vledger projections run`: is it running?" in waited.json()["detail"]  # F11
+        unready = client.get("/readyz")
+        assert unready.status_code == 503
+        assert "`vledger projections run`: is it running?" in unready.json()["detail"]
         assert services.models.position() < position  # it did not fold the views itself
         # A read that answers only from views holding every event names who keeps them
         # (bb19: it sent the operator after a rebuild while the worker had stopped).
@@ -212,7 +217,8 @@ def test_a_candidate_the_worker_has_not_read_yet_is_a_503_not_a_404(settings: An
     from tests.api.conftest import ADMIN_TOKEN, bearer
 
     configured = settings.model_copy(update={
-        "admin_token": ADMIN_TOKEN, "read_wait_seconds": 0.5, "inline_projections": False})
+        "admin_token": ADMIN_TOKEN, "read_wait_seconds": 0.5, "inline_projections": False,
+        "max_view_lag_events": 0})
     admin = bearer(ADMIN_TOKEN)
     with TestClient(create_app(configured)) as client:
         unit = client.post("/v1/units", json={"name": "街道", "kind": "subdistrict"},
@@ -388,6 +394,10 @@ def test_large_answers_are_compressed_for_clients_that_accept_gzip(district: Dis
     assert "accept-encoding" in packed.headers["vary"].lower()
     assert int(packed.headers["content-length"]) < int(plain.headers["content-length"]) / 4
     assert packed.json() == plain.json()  # httpx decodes it
+    for refused in ("gzip;q=0", "identity, gzip; q=0.0", "deflate"):  # bb36 F10
+        plain_again = district.client.get("/v1/events", headers={
+            **bearer(ADMIN_TOKEN), "Accept-Encoding": refused})
+        assert "content-encoding" not in plain_again.headers, refused
     hours = district.client.get(f"/v1/volunteers/{district.volunteer}/hours", headers=asked)
     assert hours.status_code == 200 and "content-encoding" not in hours.headers
 
