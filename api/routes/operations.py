@@ -121,7 +121,8 @@ async def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     was checked against its view before the next was appended (`checked_position`), its lag,
     whether that lag is within the limits, the last checkpoint published, and what the last
     audit sweep found (`sweep`: every logged event's leaf and the published root recomputed
-    from the events, every VLEDGER_AUDIT_SWEEP_SECONDS; `ok` false names what was altered)."""
+    from the events, every VLEDGER_AUDIT_SWEEP_SECONDS; `ok` false names what was altered,
+    and the top-level `status` is then `altered`, still with a 200)."""
     return await _probed(run_in_threadpool(_ready, services))
 
 
@@ -148,9 +149,13 @@ def _ready(services: Services) -> dict[str, Any]:
                                  f"{views_keeper(settings)})",
                             headers={"Retry-After": "1"})
     audit = next((s for s in statuses if s.name == AuditLog.name), None)
-    return {"status": "ok", "lag_seconds": round(waited, 3),
+    state = None if audit is None else _audit_state(services, audit, behind, waited)
+    # Still 200: the service answers, and what to believe is the office's to decide; but a
+    # monitor that reads `status` sees it (bb36 F7).
+    altered = state is not None and state["sweep"] is not None and not state["sweep"]["ok"]
+    return {"status": "altered" if altered else "ok", "lag_seconds": round(waited, 3),
             "views": {s.name: {"position": s.position, "lag": s.lag} for s in statuses},
-            "audit": None if audit is None else _audit_state(services, audit, behind, waited)}
+            "audit": state}
 
 
 def _audit_state(services: Services, audit: ViewStatus, behind: int | None,

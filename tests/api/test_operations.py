@@ -441,5 +441,7 @@ def test_a_server_sweeps_the_audit_log_by_itself_and_reports_what_it_found(
                            "UPDATE {table} SET state = ? WHERE {id} = ?", (b'{"x":1}', unit))
         sweep = swept_after(client, changed)
         assert sweep["ok"] is False and sweep["first_altered"] == [unit]
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "altered"
         assert f"(position {unit})" in sweep["detail"]
         assert "vledger_audit_altered_events 1.0" in client.get("/metrics").text
