@@ -83,6 +83,10 @@ class Metrics:
         self.audit_swept_at = Gauge(
             "vledger_audit_sweep_timestamp_seconds", "When the last audit sweep finished",
             registry=own, multiprocess_mode="livemostrecent")
+        self.snapshots_refused = Gauge(
+            "vledger_snapshots_refused", "Stored snapshots this process found without this "
+            "key's MAC (changed in the store, or sealed under another key) and replayed past",
+            registry=own, multiprocess_mode="livemax")
         # A request's counter and histogram by (method, route, status): `labels()` builds a
         # tuple of strings and takes a lock on every call: more than half the metrics' cost.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}

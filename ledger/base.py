@@ -210,6 +210,10 @@ class LedgerBase(Application[str]):
         self._loader.seal = SnapshotSeal(snapshot_key) if snapshot_key is not None else None
         self._kept.clear()
 
+    def refused_snapshots(self) -> frozenset[tuple[str, int]]:
+        """The snapshots (id, version) this process found without its key's MAC."""
+        return frozenset(self._loader.forged)
+
     def events_up_to(self, position: int) -> int:
         """How many events the store holds at or below `position` (a full count of them)."""
         return self._loader.count_up_to(position)

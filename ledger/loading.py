@@ -43,6 +43,9 @@ class Loader:
         # Ids replayed past a snapshot the seal did not vouch for: snapshotted at their next
         # save, so that loading them costs a full replay once, not until the next interval.
         self.unvouched: set[str] = set()
+        # Snapshots (id, version) whose MAC did not match: changed in the store, or sealed
+        # under another key.
+        self.forged: set[tuple[str, int]] = set()
 
         def table(name: str) -> str:
             return f'"{schema}"."{name}"' if postgres else f'"{name}"'
@@ -270,7 +273,12 @@ class Loader:
         if self.seal is None:
             return True
         vouches = self.seal.vouches(snapshot)
-        if vouches is False:
+        key = (str(snapshot.originator_id), snapshot.originator_version)
+        if vouches is False and key not in self.forged:
+            # Once per snapshot and process (bb36 F9: logged again on every load), and
+            # counted for /metrics (`vledger_snapshots_refused`).
+            if len(self.forged) < UNVOUCHED_KEPT:
+                self.forged.add(key)
             log.warning("the snapshot of %s at version %d does not carry this key's MAC "
                         "(changed in the store, or sealed under another key): replayed from "
                         "its events instead", snapshot.originator_id,

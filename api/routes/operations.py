@@ -192,7 +192,9 @@ def metrics(request: Request, actor: MaybeActor, services: ServicesDep) -> Plain
     how long the oldest of them has waited (`vledger_view_lag_seconds`, as /readyz counts it);
     and from the last audit sweep, when it finished (`vledger_audit_sweep_timestamp_seconds`)
     and how many logged events it found altered (`vledger_audit_altered_events`: 0 when the
-    store is as logged; at least 1 also when only the published checkpoint was).
+    store is as logged; at least 1 also when only the published checkpoint was); and the
+    stored snapshots found without this key's MAC and replayed past
+    (`vledger_snapshots_refused`, the most any worker found).
     While the store does not answer, the request figures still do, `vledger_store_up` is 0,
     and the store's figures are the last known.
     """
@@ -207,6 +209,7 @@ def metrics(request: Request, actor: MaybeActor, services: ServicesDep) -> Plain
                 waited[s.position] = models.lag_seconds(s.position)
             m.view_lag_seconds.labels(s.name).set(waited.get(s.position, 0.0) if s.lag else 0.0)
             m.head.set(s.head)
+        m.snapshots_refused.set(len(services.ledger.refused_snapshots()))
         swept = last_sweep(models.store)
         if swept is not None:
             m.audit_altered.set(swept.altered or (0 if swept.ok else 1))

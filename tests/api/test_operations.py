@@ -435,7 +435,9 @@ def test_a_server_sweeps_the_audit_log_by_itself_and_reports_what_it_found(
         sweep = swept_after(client, time.time())
         assert sweep["ok"] is True and sweep["altered"] == 0
         assert sweep["events"] == services.ledger.head()
-        assert "vledger_audit_altered_events 0.0" in client.get("/metrics").text
+        scraped = client.get("/metrics").text
+        assert "vledger_audit_altered_events 0.0" in scraped
+        assert "vledger_snapshots_refused 0.0" in scraped
         changed = time.time()
         tamper_with_events(services.models.store, services.ledger,
                            "UPDATE {table} SET state = ? WHERE {id} = ?", (b'{"x":1}', unit))

@@ -203,6 +203,10 @@ def test_a_forged_snapshot_is_passed_over_for_the_volunteers_logged_events(
     with pytest.raises(Forbidden):
         restarted.complete_training(recorder_of(other), volunteer, "district", "online",
                                     "core", "first aid", date(2017, 3, 1), 2)
+    # bb36 F9: a forged one (its MAC kept, not matching) is counted once for /metrics; one
+    # without a MAC is like a snapshot stored before seals, and is not.
+    restarted.get_volunteer(volunteer)
+    assert len(restarted.refused_snapshots()) == (1 if keep_mac else 0)
 
 
 def test_snapshots_are_sealed_under_the_key_derived_from_the_signing_key(
