@@ -65,7 +65,7 @@ ROUTES: list[Route] = [
     ("GET", "volunteer", lambda d: (f"/v1/volunteers/{d.volunteer}", None), HOURS),
     # A recorder lists its own unit's volunteers (by default); another unit's is a 403.
     ("GET", "volunteers", lambda d: ("/v1/volunteers", None), HOURS),
-    ("GET", "volunteers of a unit", lambda d: (f"/v1/volunteers?home_unit_id={d.unit_a}", None),
+    ("GET", "volunteers of a unit", lambda d: (f"/v1/volunteers?current_unit_id={d.unit_a}", None),
      VOLUNTEERS_OF_A),
     ("GET", "units", lambda d: ("/v1/units?kind=subdistrict", None), PUBLIC),
     ("GET", "session", lambda d: (f"/v1/service-sessions/{_session(d)}", None), HOURS),
