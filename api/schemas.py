@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Annotated, Any, NamedTuple, Self, TypeVar
 
 import orjson
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Header, Query, Request, Response
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -250,6 +250,14 @@ def keyed(fetch: Callable[[tuple[str, ...] | None, int], list[T]],
         return items, None
     page = items[:limit]
     return page, page_cursor(request, 0, list_of, after=key(page[-1]))
+
+
+# The parameters of a list paged by key (`keyed`).
+KEYED_LIMIT = 100
+KeyedLimit = Annotated[Whole, Query(ge=1, le=5000, description=(
+    f"Items a page holds at most (default {KEYED_LIMIT}); `next_cursor` names the next page."))]
+PageCursor = Annotated[str | None, Query(description=(
+    "The `next_cursor` of the page before, with the same other parameters."))]
 
 
 class ListChanged(Conflict):

@@ -143,8 +143,9 @@ class _FailureReport:
 @app.command()
 def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by default.")] = None,
             page_size: PageSize = None) -> None:
-    """Drop views (all, or NAME: hours, credits, awards, history, audit) and refill them from
-    position 0; a rebuilt audit log is checked against the last published checkpoint."""
+    """Drop views (all, or NAME: hours, credits, awards, activities, history, audit) and
+    refill them from position 0; a rebuilt audit log is checked against the last published
+    checkpoint."""
     with opened(page_size, reading=True) as models:
         names = [p.name for p in models.runner.projections]
         if name is not None and name not in names:

@@ -1,4 +1,5 @@
-"""The directory: pages of volunteers (with the unit each belongs to today) and of units.
+"""The directory: pages of volunteers (with the unit each registered with and the one each
+belongs to today) and of units.
 
 Read from the tables the hours and credits views keep (`hours_volunteers`, `hours_cells`,
 `credit_memberships`, `credit_units`): no view of its own. A volunteer's unit today is not a
@@ -36,8 +37,9 @@ _POSITION = "SELECT MIN(position) FROM projection_positions WHERE name IN ('hour
 
 @dataclass(frozen=True)
 class VolunteerQuery:
-    """Which volunteers a page lists: as of `today` (ISO, district time), of a unit on that
-    day, whose names begin with `name`, active on that day or not (`status`)."""
+    """Which volunteers a page lists: as of `today` (ISO, district time), members of a unit on
+    that day (`unit_id`: their current unit), whose names begin with `name`, active on that
+    day or not (`status`)."""
 
     today: str
     unit_id: str | None = None
@@ -80,15 +82,15 @@ def volunteers_page(cur: ViewCursor, query: VolunteerQuery, after: Sequence[str]
         where.append("(v.volunteer_number, v.volunteer_id) > (?, ?)")
         params += list(after)
     rows = cur.execute(
-        "SELECT v.volunteer_id, v.volunteer_number, v.name, v.registered_on, "
+        "SELECT v.volunteer_id, v.volunteer_number, v.name, v.home_unit_id, v.registered_on, "
         f"v.deregistered_on, {UNIT_ON}, {_MINUTES} FROM hours_volunteers v"
         + (f" WHERE {' AND '.join(where)}" if where else "")
         + " ORDER BY v.volunteer_number, v.volunteer_id LIMIT ?", [*params, count]).fetchall()
     return position, [{
-        "id": vid, "volunteer_number": number, "name": name, "home_unit_id": unit,
-        "registered_on": registered, "deregistered_on": deregistered,
+        "id": vid, "volunteer_number": number, "name": name, "home_unit_id": home,
+        "current_unit_id": unit, "registered_on": registered, "deregistered_on": deregistered,
         "total_minutes": int(minutes), "star_level": star_level(int(minutes)),
-    } for vid, number, name, registered, deregistered, unit, minutes in rows]
+    } for vid, number, name, home, registered, deregistered, unit, minutes in rows]
 
 
 def units_page(cur: ViewCursor, kind: str | None, parent_id: str | None,

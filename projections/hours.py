@@ -24,7 +24,8 @@ TABLES: dict[str, tuple[str, ...]] = {
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS hours_volunteers (volunteer_id TEXT PRIMARY KEY, name TEXT, "
-    "registered_on TEXT, deregistered_on TEXT, volunteer_number TEXT NOT NULL)",
+    "registered_on TEXT, deregistered_on TEXT, volunteer_number TEXT NOT NULL, "
+    "home_unit_id TEXT NOT NULL)",
     # The directory of volunteers (GET /v1/volunteers) pages in volunteer-number order.
     "CREATE INDEX IF NOT EXISTS hours_volunteers_by_number "
     "ON hours_volunteers (volunteer_number, volunteer_id)",
@@ -80,7 +81,9 @@ class HoursProjection(TableViews):
 
     name = "hours"
     filling: Filling
-    schema_version = 3  # 3: hours_volunteers.volunteer_number, for the directory
+    # 3: hours_volunteers.volunteer_number, for the directory; 4: its home_unit_id (the unit
+    # of registration, as GET /v1/volunteers/{id} names it; bb36 F5)
+    schema_version = 4
     tables = TABLES
     ddl = DDL
 
@@ -90,7 +93,8 @@ class HoursProjection(TableViews):
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         """Fold a page of events in memory and write the net changes."""
         volunteers = Latest("hours_volunteers", "volunteer_id",
-                            ("name", "registered_on", "deregistered_on", "volunteer_number"))
+                            ("name", "registered_on", "deregistered_on", "volunteer_number",
+                             "home_unit_id"))
         trainings = Latest("hours_trainings", "training_id",
                            ("volunteer_id", "completed_on", "minutes"))
         cells = Tally("hours_cells", TABLES["hours_cells"], ("minutes", "sessions"))
@@ -124,7 +128,8 @@ class HoursProjection(TableViews):
             elif t == "Volunteer.Registered":
                 volunteers.create(e.originator_id, name=d["name"],
                                   registered_on=d["registered_on"],
-                                  volunteer_number=d["volunteer_number"])
+                                  volunteer_number=d["volunteer_number"],
+                                  home_unit_id=d["home_unit_id"])
             elif t == "Volunteer.PersonalDataUpdated" and "name" in d["changes"]:
                 volunteers.update(e.originator_id, name=d["changes"]["name"])
             elif t == "Volunteer.Deregistered":

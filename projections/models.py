@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 from ledger import Ledger
 from ledger.registry import ServiceFacts
+from projections.activities import ActivitiesProjection, ActivityQuery, activities_page
 from projections.audit import AuditLog
-from projections.awards import AwardsProjection
+from projections.awards import AwardQuery, AwardsProjection, awards_page
 from projections.bulletins import bulletin
 from projections.credits import CreditsProjection, in_span, spans_of
 from projections.directory import VolunteerQuery, knows_unit, units_page, volunteers_page
@@ -32,8 +33,8 @@ _MISSING = object()  # no answer remembered (None is an answer: an award without
 
 
 def read_models() -> list[Projection]:
-    """Fresh instances of this package's projections (hours, credits, awards)."""
-    return [HoursProjection(), CreditsProjection(), AwardsProjection()]
+    """Fresh instances of this package's projections (hours, credits, awards, activities)."""
+    return [HoursProjection(), CreditsProjection(), AwardsProjection(), ActivitiesProjection()]
 
 
 def auditor_views() -> list[Projection]:
@@ -231,6 +232,18 @@ class ReadModels:
         """A page of volunteers (projections/directory.py) and the position it answers for."""
         with self.store.reading() as cur:
             return volunteers_page(cur, query, after, count)
+
+    def activity_directory(self, query: ActivityQuery, after: Sequence[str] | None,
+                           count: int) -> tuple[int, list[dict[str, Any]]]:
+        """A page of activities (projections/activities.py) and the position it answers for."""
+        with self.store.reading() as cur:
+            return activities_page(cur, query, after, count)
+
+    def award_directory(self, query: AwardQuery, after: Sequence[str] | None,
+                        count: int) -> tuple[int, list[dict[str, Any]]]:
+        """A page of awards (projections/awards.py) and the position it answers for."""
+        with self.store.reading() as cur:
+            return awards_page(cur, query, after, count)
 
     def unit_directory(self, kind: str | None, parent_id: str | None,
                        after: Sequence[str] | None,

@@ -1,25 +1,36 @@
-"""Activities: plan one occurrence of a program, look it up, cancel it."""
+"""Activities: plan one occurrence of a program, list them, look one up, cancel it."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import PUBLIC, MaybeActor, RecorderWriter, ServicesDep, origin_of
+from api.deps import PUBLIC, Fresh, MaybeActor, RecorderWriter, ServicesDep, origin_of
 from api.limits import StrictBodyRoute
+from api.routes.directory import known_unit
 from api.schemas import (
+    ETAGGED,
+    KEYED_LIMIT,
     Body,
     Created,
     Id,
     IdempotencyKey,
     Instant,
+    KeyedLimit,
+    PageCursor,
     ProgramCode,
     Reason,
     Text,
+    etagged,
+    keyed,
     recognised_response,
 )
+from ledger.errors import InvalidField
+from projections.activities import ActivityQuery, utc_key
 
 router = APIRouter(prefix="/v1/activities", tags=["activities"], route_class=StrictBodyRoute)
 
@@ -55,6 +66,33 @@ class ActivityOut(BaseModel):
     version: int
 
 
+class ActivityStatus(StrEnum):
+    active = "active"
+    cancelled = "cancelled"
+    all = "all"
+
+
+class ActivityEntry(ActivityOut):
+    cancelled_at: str | None = Field(description=(
+        "When the cancellation was recorded (RFC 3339); null while it is not cancelled."))
+
+
+class Activities(BaseModel):
+    """A page of activities, in order of start."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "position": 812, "next_cursor": None, "items": [{
+            "id": "act-5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b", "title": "3·5学雷锋纪念日便民服务",
+            "program_code": "B5", "organiser_unit_id": "unit-8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d",
+            "station_unit_id": None, "place": None,
+            "starts_at": "2017-03-05T08:00:00+08:00", "ends_at": "2017-03-05T18:00:00+08:00",
+            "cancelled": False, "cancelled_at": None, "version": 1}]}]})
+
+    position: int = Field(description="How far the view it was read from has read.")
+    items: list[ActivityEntry]
+    next_cursor: str | None
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Created,
              responses=recognised_response(Created))
 def plan_activity(body: ActivityIn, actor: RecorderWriter, services: ServicesDep,
@@ -66,6 +104,55 @@ def plan_activity(body: ActivityIn, actor: RecorderWriter, services: ServicesDep
         actor, key, response, lambda: services.ledger.plan_activity(origin_of(actor), *asked),
         "act", lambda: services.ledger.activity_fields(*asked))
     return services.written(written)
+
+
+@router.get("", response_model=Activities, dependencies=[Fresh], responses=ETAGGED,
+            openapi_extra=PUBLIC)
+def list_activities(
+    request: Request, response: Response, actor: MaybeActor, services: ServicesDep,
+    organiser_unit_id: Annotated[Id | None, Query(description=(
+        "Only the activities this unit organises; an unknown unit is 422."))] = None,
+    program_code: Annotated[ProgramCode | None, Query(description=(
+        "Only the activities of this program (A1…C4)."))] = None,
+    start: Annotated[Instant | None, Query(alias="from", description=(
+        "Only the activities whose window (inclusive) ends at or after this instant "
+        "(RFC 3339 with an offset)."))] = None,
+    end: Annotated[Instant | None, Query(alias="to", description=(
+        "Only the activities whose window (inclusive) starts at or before this instant "
+        "(RFC 3339 with an offset); not before `from`. With `from`: the windows that overlap "
+        "[`from`, `to`]."))] = None,
+    status: Annotated[ActivityStatus, Query(description=(
+        "`all` (default); `active`: not cancelled (sessions may be recorded at it); "
+        "`cancelled`."))] = ActivityStatus.all,
+    limit: KeyedLimit = KEYED_LIMIT,
+    cursor: PageCursor = None,
+) -> Any:
+    """Activities in order of start (then id), each as `GET /v1/activities/{id}` answers it
+    and when it was cancelled: where a clerk finds the ids to record sessions with. Public,
+    as an activity is. Pages are cut by key: a walk with `next_cursor` serves each activity
+    listed throughout it once."""
+    if start is not None and end is not None and end < start:
+        raise InvalidField("to must not be before from", "to")
+    if organiser_unit_id is not None:
+        known_unit(services, organiser_unit_id, "organiser_unit_id")
+    query = ActivityQuery(
+        organiser_unit_id=organiser_unit_id,
+        program_code=None if program_code is None else str(program_code.value),
+        start=_key(start), end=_key(end), status=status.value)
+    read: dict[str, int] = {}
+
+    def fetch(after: tuple[str, ...] | None, count: int) -> list[dict[str, Any]]:
+        read["position"], items = services.models.activity_directory(query, after, count)
+        return items
+
+    items, next_cursor = keyed(fetch, lambda a: (utc_key(a["starts_at"]), a["id"]), limit,
+                               cursor, request)
+    return etagged(request, response, {"position": read["position"], "items": items,
+                                       "next_cursor": next_cursor})
+
+
+def _key(instant: datetime | None) -> str | None:
+    return None if instant is None else utc_key(instant)
 
 
 @router.get("/{activity_id}", response_model=ActivityOut, openapi_extra=PUBLIC)

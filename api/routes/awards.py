@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import cache, partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, status
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Admin, CommitteeWriter, EligibilityReader, Services, ServicesDep, origin_of
+from api.deps import (
+    Admin,
+    CommitteeWriter,
+    EligibilityReader,
+    Fresh,
+    Services,
+    ServicesDep,
+    origin_of,
+)
 from api.limits import StrictBodyRoute
 from api.routes.hours import Criterion
+from api.schemas import (
+    ETAGGED,
+    KEYED_LIMIT,
+    Created,
+    Id,
+    KeyedLimit,
+    PageCursor,
+    Reason,
+    Text,
+    Whole,
+    Year,
+    etagged,
+    keyed,
+)
 from api.schemas import Body as StrictBody
-from api.schemas import Created, Id, Reason, Text, Year
 from ledger.awards import CRITERIA
 from ledger.catalogue import AwardKind
 from ledger.errors import NotFound
+from projections.awards import AwardQuery
 
 router = APIRouter(tags=["awards"], route_class=StrictBodyRoute)
 
@@ -76,6 +99,43 @@ class AwardOut(BaseModel):
     version: int
 
 
+class AwardStatus(StrEnum):
+    granted = "granted"
+    revoked = "revoked"
+    all = "all"
+
+
+class AwardEntry(BaseModel):
+    id: str
+    award: str
+    year: int
+    recipient_id: str
+    recipient_kind: str
+    decision_ref: str = Field(description="The decision of the last grant.")
+    rules_version: int = Field(description="The rules version of the last grant.")
+    status: AwardStatus = Field(description="`granted` (it stands) or `revoked`.")
+    revoked_reason: str | None
+    version: int
+
+
+class Awards(BaseModel):
+    """A page of awards, by year, award and recipient; `GET /v1/awards/{id}` adds what the
+    views said of the recipient when it was granted (`eligibility`)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "position": 812, "next_cursor": None, "items": [{
+            "id": "award-2017-most_beautiful_volunteer-vol-3f1c9a2e5b7d4c6a8e0f1a2b3c4d5e6f",
+            "award": "most_beautiful_volunteer", "year": 2017,
+            "recipient_id": "vol-3f1c9a2e5b7d4c6a8e0f1a2b3c4d5e6f",
+            "recipient_kind": "volunteer", "decision_ref": "梅文明〔2017〕12号",
+            "rules_version": 1, "status": "granted", "revoked_reason": None,
+            "version": 1}]}]})
+
+    position: int = Field(description="How far the view it was read from has read.")
+    items: list[AwardEntry]
+    next_cursor: str | None
+
+
 @router.put("/v1/award-rules/{award}/{year}", response_model=RulesOut)
 def publish_rules(
     award: AwardKind, year: Year, actor: Admin, services: ServicesDep,
@@ -131,6 +191,38 @@ def _seen(services: Services, body: AwardIn) -> dict[str, Any] | None:
     return {"eligible": items[0]["eligible"] if items else None,
             "rules_version": result["rules_version"], "position": result["position"],
             "criteria": items[0]["criteria"] if items else []}
+
+
+@router.get("/v1/awards", response_model=Awards, dependencies=[Fresh], responses=ETAGGED)
+def list_awards(
+    request: Request, response: Response, actor: EligibilityReader, services: ServicesDep,
+    year: Annotated[Whole | None, Query(ge=2000, le=2100, description=(
+        "Only the awards of this year."))] = None,
+    award: Annotated[AwardKind | None, Query(description="Only this award.")] = None,
+    recipient_id: Annotated[Id | None, Query(description=(
+        "Only the awards to this recipient (a volunteer, unit or activity id; one that was "
+        "granted nothing lists nothing)."))] = None,
+    status: Annotated[AwardStatus, Query(description=(
+        "`all` (default), `granted` (standing) or `revoked`."))] = AwardStatus.all,
+    limit: KeyedLimit = KEYED_LIMIT,
+    cursor: PageCursor = None,
+) -> Any:
+    """Awards granted, revoked ones included (with their `status`), by year, award and
+    recipient, to those who may read one (`GET /v1/awards/{id}`). Pages are cut by key: a
+    walk with `next_cursor` serves each award once."""
+    query = AwardQuery(year=year, award=None if award is None else award.value,
+                       recipient_id=recipient_id, status=status.value)
+    read: dict[str, int] = {}
+
+    def fetch(after: tuple[str, ...] | None, count: int) -> list[dict[str, Any]]:
+        read["position"], items = services.models.award_directory(query, after, count)
+        return items
+
+    items, next_cursor = keyed(
+        fetch, lambda a: (str(a["year"]), a["award"], a["recipient_id"]), limit, cursor,
+        request)
+    return etagged(request, response, {"position": read["position"], "items": items,
+                                       "next_cursor": next_cursor})
 
 
 @router.get("/v1/awards/{award_id}", response_model=AwardOut)

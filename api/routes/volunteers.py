@@ -103,8 +103,11 @@ class VolunteerOut(BaseModel):
     id: str
     volunteer_number: str
     name: str
-    home_unit_id: str
-    current_unit_id: str
+    home_unit_id: str = Field(description=(
+        "The unit the volunteer registered with; a transfer does not change it."))
+    current_unit_id: str = Field(description=(
+        "The unit the volunteer belongs to now: that of their latest membership (a transfer "
+        "is recorded on or after its `effective_on`, so it is today's unit in district time)."))
     registered_on: str
     deregistered_on: str | None
     memberships: list[dict[str, str]]

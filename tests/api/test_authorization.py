@@ -65,9 +65,14 @@ ROUTES: list[Route] = [
     ("GET", "volunteer", lambda d: (f"/v1/volunteers/{d.volunteer}", None), HOURS),
     # A recorder lists its own unit's volunteers (by default); another unit's is a 403.
     ("GET", "volunteers", lambda d: ("/v1/volunteers", None), HOURS),
-    ("GET", "volunteers of a unit", lambda d: (f"/v1/volunteers?home_unit_id={d.unit_a}", None),
+    ("GET", "volunteers of a unit", lambda d: (f"/v1/volunteers?current_unit_id={d.unit_a}", None),
      VOLUNTEERS_OF_A),
     ("GET", "units", lambda d: ("/v1/units?kind=subdistrict", None), PUBLIC),
+    # Activities are public facts, as their GET is (bb36 F6); awards as GET one of them is.
+    ("GET", "activities", lambda d: (f"/v1/activities?organiser_unit_id={d.unit_a}", None),
+     PUBLIC),
+    ("GET", "award", lambda d: (f"/v1/awards/{_award(d)}", None), ELIGIBILITY),
+    ("GET", "awards", lambda d: (_award(d) and "/v1/awards?year=2017", None), ELIGIBILITY),
     ("GET", "session", lambda d: (f"/v1/service-sessions/{_session(d)}", None), HOURS),
     ("GET", "eligibility", lambda d: _with_rules(d, "/v1/eligibility/most_beautiful_volunteer/2017",
                                                   None), ELIGIBILITY),

@@ -10,8 +10,8 @@ import pytest
 from ledger.calendar import district_today
 from tests.api.conftest import District, bearer
 
-ENTRY = {"id", "volunteer_number", "name", "home_unit_id", "registered_on", "deregistered_on",
-         "total_minutes", "star_level"}
+ENTRY = {"id", "volunteer_number", "name", "home_unit_id", "current_unit_id", "registered_on",
+         "deregistered_on", "total_minutes", "star_level"}
 
 
 def _register(d: District, name: str, unit: str, token: str | None = None) -> str:
@@ -47,7 +47,8 @@ def test_lists_a_volunteer_with_number_unit_and_hours(district: District) -> Non
     (entry,) = body["items"]
     assert set(entry) == ENTRY and entry["id"] == district.volunteer
     assert entry["volunteer_number"].startswith("MLV") and entry["name"] == "林小梅"
-    assert entry["home_unit_id"] == district.unit_a and entry["registered_on"] == "2017-01-10"
+    assert entry["home_unit_id"] == entry["current_unit_id"] == district.unit_a
+    assert entry["registered_on"] == "2017-01-10"
     assert entry["total_minutes"] == 120 and entry["star_level"] == 0
     assert entry["deregistered_on"] is None and body["next_cursor"] is None
     assert body["position"] > 0 and body["as_of"] == district_today().isoformat()
@@ -64,10 +65,28 @@ def test_no_personal_data_is_listed(district: District) -> None:
 def test_a_transfer_effective_in_the_past_lists_the_volunteer_in_the_new_unit(
         district: District) -> None:
     position = _transfer(district, district.volunteer, district.unit_b, "2017-06-01")
-    assert _ids(_volunteers(district, home_unit_id=district.unit_a,
+    assert _ids(_volunteers(district, current_unit_id=district.unit_a,
                             min_position=position)) == []
-    (entry,) = _volunteers(district, home_unit_id=district.unit_b)["items"]
-    assert entry["id"] == district.volunteer and entry["home_unit_id"] == district.unit_b
+    (entry,) = _volunteers(district, current_unit_id=district.unit_b)["items"]
+    assert entry["id"] == district.volunteer and entry["current_unit_id"] == district.unit_b
+
+
+def test_the_list_names_both_units_as_get_one_does(district: District) -> None:
+    """bb36 F5: `home_unit_id` is the unit of registration in the list as in GET one, and
+    `current_unit_id` the unit of today, in both."""
+    position = _transfer(district, district.volunteer, district.unit_b, "2017-06-01")
+    (entry,) = _volunteers(district, min_position=position)["items"]
+    one = district.get(f"/v1/volunteers/{district.volunteer}").json()
+    assert entry["home_unit_id"] == one["home_unit_id"] == district.unit_a
+    assert entry["current_unit_id"] == one["current_unit_id"] == district.unit_b
+
+
+def test_the_old_home_unit_filter_is_refused_by_name(district: District) -> None:
+    """It listed today's members before bb36 F5; read now as the unit of registration it
+    would answer other people without a word, so it is a 422 naming it."""
+    response = district.get("/v1/volunteers", home_unit_id=district.unit_a)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["home_unit_id"]
 
 
 def test_a_transfer_recorded_before_its_effective_day_lists_the_old_unit_until_that_day(
@@ -81,12 +100,12 @@ def test_a_transfer_recorded_before_its_effective_day_lists_the_old_unit_until_t
     monkeypatch.setattr("api.routes.directory.district_today", lambda: today)
     body = _volunteers(district, min_position=position)
     assert body["as_of"] == today.isoformat()
-    assert [e["home_unit_id"] for e in body["items"]] == [district.unit_a]
-    assert _ids(_volunteers(district, home_unit_id=district.unit_b)) == []
+    assert [e["current_unit_id"] for e in body["items"]] == [district.unit_a]
+    assert _ids(_volunteers(district, current_unit_id=district.unit_b)) == []
     for day in (effective - timedelta(days=1), effective, effective + timedelta(days=1)):
         monkeypatch.setattr("api.routes.directory.district_today", lambda day=day: day)
         expected = district.unit_a if day < effective else district.unit_b
-        assert _ids(_volunteers(district, home_unit_id=expected)) == [district.volunteer], day
+        assert _ids(_volunteers(district, current_unit_id=expected)) == [district.volunteer], day
 
 
 def test_a_deregistered_volunteer_is_listed_under_deregistered_and_all_only(
@@ -130,7 +149,7 @@ def test_names_are_filtered_by_prefix(district: District) -> None:
     _register(district, "王林", district.unit_b)
     assert _ids(_volunteers(district, name="林")) == [district.volunteer, lin]
     assert _ids(_volunteers(district, name="林志")) == [lin]
-    assert _ids(_volunteers(district, name="林", home_unit_id=district.unit_b)) == [lin]
+    assert _ids(_volunteers(district, name="林", current_unit_id=district.unit_b)) == [lin]
 
 
 def test_a_recorder_lists_only_its_own_units_volunteers(district: District) -> None:
@@ -138,9 +157,9 @@ def test_a_recorder_lists_only_its_own_units_volunteers(district: District) -> N
     assert _ids(_volunteers(district, token=district.recorder_b)) == [theirs]
     assert _ids(_volunteers(district, token=district.recorder_a)) == [district.volunteer]
     assert _ids(_volunteers(district, token=district.recorder_b,
-                            home_unit_id=district.unit_b)) == [theirs]
+                            current_unit_id=district.unit_b)) == [theirs]
     refused = district.get("/v1/volunteers", token=district.recorder_b,
-                           home_unit_id=district.unit_a)
+                           current_unit_id=district.unit_a)
     assert refused.status_code == 403
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert set(_ids(_volunteers(district, token=district.committee))) == {district.volunteer,
@@ -148,7 +167,7 @@ def test_a_recorder_lists_only_its_own_units_volunteers(district: District) -> N
 
 
 def test_an_unknown_unit_filter_is_a_422_naming_it(district: District) -> None:
-    for path, field in (("/v1/volunteers", "home_unit_id"), ("/v1/units", "parent_id")):
+    for path, field in (("/v1/volunteers", "current_unit_id"), ("/v1/units", "parent_id")):
         response = district.get(path, **{field: "unit-nobody"})
         assert response.status_code == 422, response.text
         assert response.headers["content-type"].startswith("application/problem+json")

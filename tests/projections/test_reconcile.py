@@ -21,7 +21,17 @@ from projections import ReadModels
 from projections.cli import app
 from projections.models import read_models
 from projections.reconcile import SCRATCH_PREFIX, reconcile
-from tests.factories import ADMIN, at, make_long_activity, make_unit, make_volunteer, serve
+from tests.factories import (
+    ADMIN,
+    COMMITTEE,
+    at,
+    grant_volunteer_award,
+    make_activity,
+    make_long_activity,
+    make_unit,
+    make_volunteer,
+    serve,
+)
 
 START = date(2017, 1, 1)
 
@@ -171,6 +181,36 @@ def test_check_reports_a_tampered_view_by_key(ledger: Ledger, models: ReadModels
 
     assert result.exit_code == 1
     assert "hours_cells" in result.output and volunteer in result.output
+
+
+def test_check_covers_the_activity_list_and_the_awards_listed(
+        ledger: Ledger, models: ReadModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb36 F6: the lists' rows (activities planned and cancelled, awards granted and
+    revoked) are rebuilt and compared as every view's are."""
+    unit = make_unit(ledger)
+    kept, cancelled = make_activity(ledger, unit), make_activity(ledger, unit)
+    ledger.cancel_activity(ADMIN, cancelled, "rain")
+    volunteer = make_volunteer(ledger, home_unit_id=unit)
+    revoked = grant_volunteer_award(ledger, volunteer, 2017)
+    ledger.revoke_award(COMMITTEE, revoked, "wrong person")
+    grant_volunteer_award(ledger, volunteer, 2018)
+    models.catch_up()
+    monkeypatch.setenv("VLEDGER_DATABASE_URL", ledger.settings.database_url)
+    cli = CliRunner()
+    assert reconcile(models.store, ledger.recorder, read_models) == []
+    assert cli.invoke(app, ["check"]).exit_code == 0
+
+    with models.store.transaction() as cur:
+        cur.execute("UPDATE activity_list SET cancelled_at = NULL WHERE activity_id = ?",
+                    (cancelled,))
+        cur.execute("UPDATE award_grants SET live = 1, revoked_reason = NULL "
+                    "WHERE award_id = ?", (revoked,))
+    found = {(d.table, d.key[0]) for d in reconcile(models.store, ledger.recorder, read_models)}
+    assert found == {("activity_list", cancelled), ("award_grants", revoked)}
+    result = cli.invoke(app, ["check"])
+    assert result.exit_code == 1
+    assert "activity_list" in result.output and cancelled in result.output
+    assert kept not in result.output
 
 
 def test_check_streams_the_tables_and_names_each_difference_by_key(
