@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import after_schema
 from api.deps import admit, authenticate, refused_token
 from api.limits import MAX_BODY_BYTES, BodyEncoded, BodyTooLarge
 from ledger.base import STORE_UNAVAILABLE
@@ -248,8 +249,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         elif err.get("type") == "string_pattern_mismatch":
             message = _pattern_rule(err) or message
         errors.append({"field": _field(err.get("loc", ())), "detail": message})
+    errors += _after_schema(request, exc, found)
     detail = "; ".join(f"{e['field']}: {e['detail']}" for e in errors) or "invalid request"
     return problem(422, detail, kind="validation-error", errors=errors)
+
+
+def _after_schema(request: Request, exc: RequestValidationError,
+                  found: Sequence[Any]) -> list[dict[str, str]]:
+    """What the ledger's own rules refuse of the body's fields its schema let through
+    (api/after_schema.py), for a body whose only refusals are its fields'."""
+    locations = [tuple(err.get("loc", ())) for err in found]
+    if not locations or any(len(loc) < 2 or loc[0] != "body" for loc in locations):
+        return []
+    services = getattr(request.app.state, "services", None)
+    refused = frozenset(str(loc[1]) for loc in locations)
+    return [{"field": p.field or "body", "detail": p.rule} for p in after_schema.problems(
+        request.scope.get("endpoint"), getattr(services, "ledger", None), exc.body, refused)]
 
 
 _REFUSED_CLASS = re.compile(r"^\^\[\^(.+)\]\+\$$")

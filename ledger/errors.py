@@ -25,7 +25,7 @@ before the request came), so no path that answers for a request's content takes 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar, TypeVarTuple
 
 T = TypeVar("T")
@@ -93,9 +93,13 @@ class FieldChecks:
 
     __slots__ = ("found", "order")
 
-    def __init__(self, order: Sequence[str] = ()) -> None:
+    def __init__(self, order: Sequence[str] = (), refused: Iterable[str] = ()) -> None:
+        """`refused`: fields the request's schema refused already (api/after_schema.py): held
+        as refused, so that their rules and every comparison with them are passed over."""
         self.order = order
-        self.found: dict[str, InvalidField] = {}
+        self.found: dict[str, InvalidField] = {
+            field: InvalidField(f"{field} was refused by the request's schema", field)
+            for field in refused}
 
     # Positional arguments only: a valid write runs a few of these for every record of an
     # import, and a ** parameter would make a dict on each call.

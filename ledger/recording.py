@@ -14,8 +14,6 @@ from ledger.calendar import now, service_date, whole_minutes
 from ledger.catalogue import Role
 from ledger.errors import (
     DuplicateRecordConflict,
-    FieldChecks,
-    InvalidField,
     LedgerError,
     StoreAltered,
     StoreBusy,
@@ -25,16 +23,15 @@ from ledger.grouping import GroupCommit
 from ledger.guards import Grant, WriteGuard, current_grant, relying_on_grant
 from ledger.provenance import Origin
 from ledger.sessions import (
-    CORRECTION_ORDER,
-    RECORD_ORDER,
     RecordOutcome,
     ServiceSession,
     SessionRecord,
-    check_times,
+    correction_checks,
+    record_checks,
     session_id_for,
 )
 from ledger.settings import Settings
-from ledger.text import blank, check_reason, check_shown
+from ledger.text import check_reason
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
 
@@ -172,15 +169,8 @@ class _Batch:
         """Check one record against every rule and stage it; raises no LedgerError but
         StoreAltered (what it would be checked against is not as logged)."""
         try:
-            checks = FieldChecks(RECORD_ORDER)
-            check_times(rec.started_at, rec.ended_at, self.now, checks)
-            if blank(rec.source_record_id):
-                checks.add(InvalidField("source_record_id must not be empty",
-                                        "source_record_id"))
-            else:
-                # "SRC1" and "SRC1\u200b" would be two records that look the same (bb31 F4).
-                checks.run(check_shown, "source_record_id", rec.source_record_id)
-            checks.raise_found()
+            record_checks(rec.started_at, rec.ended_at, rec.source_record_id,
+                          self.now).raise_found()
             activity = self.activity(rec.activity_id)
             require_unit(self.origin.actor, activity.organiser_unit_id, "sessions at activities")
             session_id = session_id_for(rec.source_record_id)
@@ -338,9 +328,7 @@ class RecordingUseCases(LedgerBase):
         def attempt() -> SessionWritten:
             session = self.get_session(session_id)
             require_unit(origin.actor, session.organiser_unit_id, "sessions at activities")
-            checks = FieldChecks(CORRECTION_ORDER)
-            check_times(started_at, ended_at, now(), checks)
-            why = checks.run(check_reason, reason)
+            checks, why = correction_checks(started_at, ended_at, reason, now())
             checks.raise_found()
             assert why is not None
             session._ensure_live()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -250,10 +250,12 @@ class RegistryUseCases(LedgerBase):
         return written[0], numbers[0]
 
     def volunteer_fields(self, name: str, home_unit_id: str, registered_on: date,
-                         personal: dict[str, Any]) -> dict[str, Any]:
+                         personal: dict[str, Any], refused: Iterable[str] = ()
+                         ) -> dict[str, Any]:
         """What a volunteer's registration records of the request (but the number it is
-        issued), checked on its own (422, naming every field refused)."""
-        checks = FieldChecks(VOLUNTEER_ORDER)
+        issued), checked on its own (422, naming every field refused; `refused`: fields the
+        request's schema refused, held as refused)."""
+        checks = FieldChecks(VOLUNTEER_ORDER, refused)
         text = checks.run(check_text, "name", name)
         checks.run(check_day, "registered_on", registered_on, district_today())
         clean = self._check_personal(personal, checks)
@@ -520,11 +522,12 @@ class RegistryUseCases(LedgerBase):
     @staticmethod
     def activity_fields(program_code: str, organiser_unit_id: str, title: str,
                         starts_at: datetime, ends_at: datetime, station_unit_id: str | None = None,
-                        place: str | None = None) -> dict[str, Any]:
+                        place: str | None = None, refused: Iterable[str] = ()
+                        ) -> dict[str, Any]:
         """What an activity's planning records of the request, checked on its own (422,
-        naming every field refused)."""
+        naming every field refused; `refused`: as for `volunteer_fields`)."""
         checks = FieldChecks(("program_code", "organiser_unit_id", "title", "starts_at",
-                              "ends_at", "station_unit_id", "place"))
+                              "ends_at", "station_unit_id", "place"), refused)
         fields = {"program_code": checks.run(check_program, program_code),
                   "organiser_unit_id": organiser_unit_id,
                   "title": checks.run(check_text, "title", title),

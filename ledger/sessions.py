@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from hashlib import sha1
@@ -13,6 +14,7 @@ from eventsourcing.domain import event
 from ledger.aggregate import LedgerAggregate
 from ledger.calendar import MAX_SESSION, MIN_SESSION, check_instant, service_date, whole_minutes
 from ledger.errors import FieldChecks, InvalidField, LedgerError, SessionVoided
+from ledger.text import blank, check_reason, check_shown
 
 SESSION_NAMESPACE = uuid5(NAMESPACE_URL, "urn:vledger:source-record")
 _NAMESPACE_BYTES = SESSION_NAMESPACE.bytes
@@ -172,6 +174,29 @@ def check_times(started_at: datetime, ended_at: datetime, now: datetime,
         checks.run(_check_length, started_at, ended_at)
     if ended_at > now:
         checks.add(InvalidField("ended_at lies in the future", "ended_at"))
+
+
+def record_checks(started_at: datetime, ended_at: datetime, source_record_id: str,
+                  now: datetime, refused: Iterable[str] = ()) -> FieldChecks:
+    """The rules a session record's own fields obey, run to the end (`refused`: fields the
+    request's schema refused already, held as refused)."""
+    checks = FieldChecks(RECORD_ORDER, refused)
+    check_times(started_at, ended_at, now, checks)
+    if blank(source_record_id):
+        checks.add(InvalidField("source_record_id must not be empty", "source_record_id"))
+    else:
+        # "SRC1" and "SRC1\u200b" would be two records that look the same (bb31 F4).
+        checks.run(check_shown, "source_record_id", source_record_id)
+    return checks
+
+
+def correction_checks(started_at: datetime, ended_at: datetime, reason: str, now: datetime,
+                      refused: Iterable[str] = ()) -> tuple[FieldChecks, str | None]:
+    """The rules a correction's own fields obey, run to the end, and its reason as recorded
+    (`refused`: as for `record_checks`)."""
+    checks = FieldChecks(CORRECTION_ORDER, refused)
+    check_times(started_at, ended_at, now, checks)
+    return checks, checks.run(check_reason, reason)
 
 
 def _check_length(started_at: datetime, ended_at: datetime) -> None:

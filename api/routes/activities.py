@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.after_schema import SOME_INSTANT, SOME_LATER_INSTANT, SOME_TEXT, after_schema
 from api.deps import PUBLIC, Fresh, MaybeActor, RecorderWriter, ServicesDep, origin_of
 from api.limits import StrictBodyRoute
 from api.routes.directory import known_unit
@@ -95,6 +96,10 @@ class Activities(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Created,
              responses=recognised_response(Created))
+@after_schema(ActivityIn, lambda ledger, v, held: ledger.activity_fields(
+    v.get("program_code", "A1"), v.get("organiser_unit_id", SOME_TEXT), v.get("title", SOME_TEXT),
+    v.get("starts_at", SOME_INSTANT), v.get("ends_at", SOME_LATER_INSTANT),
+    v.get("station_unit_id"), v.get("place"), refused=held))
 def plan_activity(body: ActivityIn, actor: RecorderWriter, services: ServicesDep,
                   key: IdempotencyKey, response: Response) -> dict[str, Any]:
     """Plan an activity of a program (A1…C4), organised by a unit, in a time window."""

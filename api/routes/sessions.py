@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.after_schema import SOME_INSTANT, SOME_LATER_INSTANT, SOME_TEXT, after_schema
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
 from api.errors import field_errors, problem_type, status_of
 from api.limits import StrictBodyRoute
@@ -21,6 +22,8 @@ from api.schemas import (
     version_tagged,
 )
 from ledger import SessionRecord
+from ledger.calendar import now
+from ledger.sessions import correction_checks, record_checks
 
 router = APIRouter(prefix="/v1/service-sessions", tags=["service sessions"],
                    route_class=StrictBodyRoute)
@@ -104,6 +107,9 @@ class SessionOut(BaseModel):
                                              "session as it stands (minutes after any "
                                              "correction, 0 after a void) and the position "
                                              "of its last event, nothing written."}})
+@after_schema(SessionIn, lambda ledger, v, held: record_checks(
+    v.get("started_at", SOME_INSTANT), v.get("ended_at", SOME_LATER_INSTANT),
+    v.get("source_record_id", SOME_TEXT), now(), held).raise_found())
 def record_session(body: SessionIn, actor: RecorderWriter, services: ServicesDep,
                    response: Response) -> dict[str, Any]:
     """Record a session; the same `source_record_id` and content again answers 200, same id."""
@@ -151,6 +157,9 @@ def get_session(session_id: str, actor: HoursReader, services: ServicesDep, requ
 
 @router.post("/{session_id}/corrections", response_model=SessionWrite,
              responses=IF_MATCH_RESPONSES)
+@after_schema(CorrectionIn, lambda ledger, v, held: correction_checks(
+    v.get("started_at", SOME_INSTANT), v.get("ended_at", SOME_LATER_INSTANT),
+    v.get("reason", SOME_TEXT), now(), held)[0].raise_found())
 def correct_session(session_id: str, body: CorrectionIn, actor: RecorderWriter,
                     services: ServicesDep, expected: IfMatch) -> dict[str, Any]:
     """Correct a session's times, with a reason; the previous times stay in the history.

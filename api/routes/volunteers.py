@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from api.after_schema import SOME_DAY, SOME_TEXT, after_schema
 from api.deps import HoursReader, RecorderWriter, ServicesDep, origin_of
 from api.limits import StrictBodyRoute
 from api.schemas import (
@@ -126,12 +127,18 @@ def _given(body: Personal) -> dict[str, Any]:
     return {k: (v.value if hasattr(v, "value") else v) for k, v in data.items()}
 
 
+REGISTRATION = ("name", "home_unit_id", "registered_on")  # the rest of a registration is personal
+
+
 def _personal(body: Personal) -> dict[str, Any]:
     return {k: v for k, v in _given(body).items() if k != "name" and v is not None}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=VolunteerCreated,
              responses=recognised_response(VolunteerCreated))
+@after_schema(VolunteerIn, lambda ledger, v, held: ledger.volunteer_fields(
+    v.get("name", SOME_TEXT), v.get("home_unit_id", SOME_TEXT), v.get("registered_on", SOME_DAY),
+    {k: x for k, x in v.items() if k not in REGISTRATION and x is not None}, refused=held))
 def register_volunteer(body: VolunteerIn, actor: RecorderWriter, services: ServicesDep,
                        key: IdempotencyKey, response: Response) -> dict[str, Any]:
     """Register a volunteer with a home unit; returns the id and the district volunteer number."""

@@ -1,0 +1,67 @@
+"""A body its schema refused still has its other fields checked by the ledger's own rules, and
+every refusal comes in one answer (bb35 F1: a blank name hid a birth date in the future)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.conftest import District
+
+NINE, TEN = "2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00"
+
+
+def _refused(response: Any) -> dict[str, str]:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return {e["field"]: e["detail"] for e in response.json()["errors"]}
+
+
+def test_a_registration_names_the_schema_s_and_the_ledger_s_refusals_together(
+        district: District) -> None:
+    refused = _refused(district.post("/v1/volunteers", {
+        "name": "  ", "home_unit_id": district.unit_a, "registered_on": "2017-01-01",
+        "birth_date": "2099-01-01", "phone": "not a phone"}))
+    assert set(refused) == {"name", "birth_date", "phone"}, refused
+    assert "empty" in refused["name"] and "future" in refused["birth_date"]
+    # A comparison with a refused field is passed over: no registered_on, no "born after".
+    refused = _refused(district.post("/v1/volunteers", {
+        "name": "雷\u202e锋", "home_unit_id": district.unit_a, "registered_on": "someday",
+        "birth_date": "2016-01-01"}))
+    assert set(refused) == {"name", "registered_on"}, refused
+
+
+def test_a_session_names_its_times_beside_a_refused_source_record_id(
+        district: District) -> None:
+    refused = _refused(district.post("/v1/service-sessions", {
+        "volunteer_id": district.volunteer, "activity_id": district.activity,
+        "started_at": TEN, "ended_at": NINE, "source_record_id": ""}))
+    assert set(refused) == {"source_record_id", "ended_at"}, refused
+    assert "after started_at" in refused["ended_at"]
+    refused = _refused(district.post("/v1/service-sessions", {
+        "volunteer_id": district.volunteer, "activity_id": district.activity,
+        "started_at": "yesterday", "ended_at": "2099-03-05T10:00:00+08:00",
+        "source_record_id": "r-1"}))
+    assert set(refused) == {"started_at", "ended_at"}, refused
+    assert "future" in refused["ended_at"]
+    assert district.get(f"/v1/volunteers/{district.volunteer}/hours").json()[
+        "total_minutes"] == 0  # nothing was recorded
+
+
+def test_an_activity_and_a_correction_name_every_refusal(district: District) -> None:
+    refused = _refused(district.post("/v1/activities", {
+        "program_code": "Z9", "organiser_unit_id": district.unit_a, "title": "植树",
+        "starts_at": "2017-07-01T00:00:00+08:00", "ends_at": "2017-06-30T00:00:00+08:00"}))
+    assert set(refused) == {"program_code", "ends_at"}, refused
+    session = district.session(NINE, TEN, "r-2").json()["id"]
+    refused = _refused(district.post(f"/v1/service-sessions/{session}/corrections", {
+        "started_at": TEN, "ended_at": NINE, "reason": ""}))
+    assert set(refused) == {"reason", "ended_at"}, refused
+
+
+def test_a_body_refused_only_by_its_schema_names_only_that(district: District) -> None:
+    refused = _refused(district.post("/v1/volunteers", {
+        "name": "", "home_unit_id": district.unit_a, "registered_on": "2017-01-01"}))
+    assert set(refused) == {"name"}, refused
+    refused = _refused(district.post("/v1/volunteers", {
+        "home_unit_id": district.unit_a, "registered_on": "2017-01-01", "nickname": "x"}))
+    assert set(refused) == {"name", "nickname"}, refused
