@@ -10,7 +10,7 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, NamedTuple, Self, TypeVar
@@ -124,9 +124,11 @@ class Created(BaseModel):
 _NOT_THE_LIST = frozenset({"cursor", "limit", "min_position"})
 
 
-def _list_of(request: Request) -> str:
-    """A short fingerprint of the list a request asks for: its path and its other parameters."""
-    params = sorted((k, v) for k, v in request.query_params.multi_items()
+def _list_of(request: Request, same: Mapping[str, str] | None = None) -> str:
+    """A short fingerprint of the list a request asks for: its path and its other parameters
+    (`same`: a parameter's value as the route reads it, where two spellings name one list)."""
+    same = same or {}
+    params = sorted((k, same.get(k, v)) for k, v in request.query_params.multi_items()
                     if k not in _NOT_THE_LIST)
     return hashlib.sha256(repr((request.url.path, params)).encode()).hexdigest()[:12]
 
@@ -236,14 +238,15 @@ def paged(fetch: Callable[[int, int], list[Any]], limit: int, cursor: str | None
 
 def keyed(fetch: Callable[[tuple[str, ...] | None, int], list[T]],
           key: Callable[[T], Sequence[str]], limit: int, cursor: str | None,
-          request: Request) -> tuple[list[T], str | None]:
+          request: Request, same: Mapping[str, str] | None = None
+          ) -> tuple[list[T], str | None]:
     """`paged` for a list read from the store in the order of a unique key, whose items may
     leave it between pages (a volunteer transferred out of the unit listed, or deregistered):
     `fetch(after, count)` answers at most `count` items whose key comes after `after` (None:
     from the start), and the cursor names the last key served, not an offset, so every item
     in the list throughout a walk is served exactly once (an offset would skip one for each
-    item that left before it)."""
-    list_of = _list_of(request)
+    item that left before it). `same`: as for `_list_of`."""
+    list_of = _list_of(request, same)
     after = read_cursor(request, cursor, list_of).after
     items = fetch(after, limit + 1)  # one more: whether a next page is there
     if len(items) <= limit:

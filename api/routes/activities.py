@@ -30,7 +30,8 @@ from api.schemas import (
     keyed,
     recognised_response,
 )
-from ledger.errors import InvalidField
+from ledger.calendar import check_instant
+from ledger.errors import FieldChecks, InvalidField
 from projections.activities import ActivityQuery, utc_key
 
 router = APIRouter(prefix="/v1/activities", tags=["activities"], route_class=StrictBodyRoute)
@@ -136,8 +137,15 @@ def list_activities(
     and when it was cancelled: where a clerk finds the ids to record sessions with. Public,
     as an activity is. Pages are cut by key: a walk with `next_cursor` serves each activity
     listed throughout it once."""
-    if start is not None and end is not None and end < start:
-        raise InvalidField("to must not be before from", "to")
+    checks = FieldChecks(("from", "to"))
+    for name, instant in (("from", start), ("to", end)):
+        if instant is not None:  # bb37 F1: a year past 9999 in UTC was a 500
+            checks.run(check_instant, name, instant)
+    if start is not None and end is not None and checks.passed("from", "to") and end < start:
+        checks.add(InvalidField("to must not be before from", "to"))
+    checks.raise_found()
+    # The same instant written with another offset names the same list (bb37 F4).
+    same = {name: key for name, key in (("from", _key(start)), ("to", _key(end))) if key}
     if organiser_unit_id is not None:
         known_unit(services, organiser_unit_id, "organiser_unit_id")
     query = ActivityQuery(
@@ -151,7 +159,7 @@ def list_activities(
         return items
 
     items, next_cursor = keyed(fetch, lambda a: (utc_key(a["starts_at"]), a["id"]), limit,
-                               cursor, request)
+                               cursor, request, same)
     return etagged(request, response, {"position": read["position"], "items": items,
                                        "next_cursor": next_cursor})
 

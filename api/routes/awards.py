@@ -105,6 +105,13 @@ class AwardStatus(StrEnum):
     all = "all"
 
 
+class AwardState(StrEnum):
+    """What an award is now (AwardStatus filters by it, or takes `all`)."""
+
+    granted = "granted"
+    revoked = "revoked"
+
+
 class AwardEntry(BaseModel):
     id: str
     award: str
@@ -113,7 +120,7 @@ class AwardEntry(BaseModel):
     recipient_kind: str
     decision_ref: str = Field(description="The decision of the last grant.")
     rules_version: int = Field(description="The rules version of the last grant.")
-    status: AwardStatus = Field(description="`granted` (it stands) or `revoked`.")
+    status: AwardState = Field(description="`granted` (it stands) or `revoked`.")
     revoked_reason: str | None
     version: int
 

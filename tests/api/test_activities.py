@@ -127,6 +127,11 @@ def test_bad_filters_are_a_422_naming_each(district: District) -> None:
             ({"from": "2017-03-05"}, ["from"]),
             ({"to": "2017-03-05T08:00:00"}, ["to"]),
             ({"from": "2017-03-06T00:00:00+08:00", "to": "2017-03-05T00:00:00+08:00"}, ["to"]),
+            # bb37 F1: years outside 1-9999 in UTC were a 500.
+            ({"from": "9999-12-31T23:59:59-12:00"}, ["from"]),
+            ({"to": "0001-01-01T00:00:00+14:00"}, ["to"]),
+            ({"from": "9999-12-31T23:59:59-12:00", "to": "0001-01-01T00:00:00+14:00"},
+             ["from", "to"]),
             ({"status": "planned"}, ["status"]), ({"limit": 0}, ["limit"]),
             ({"cursor": "abc"}, ["cursor"]), ({"organiser": "x"}, ["organiser"])):
         response = district.get("/v1/activities", **params)
@@ -140,3 +145,19 @@ def test_a_cursor_of_another_filter_is_refused(district: District) -> None:
     cursor = _activities(district, limit=1)["next_cursor"]
     response = district.get("/v1/activities", limit=1, cursor=cursor, program_code="C1")
     assert response.status_code == 422 and "cursor" in response.text
+
+
+def test_a_cursor_follows_the_same_instant_written_with_another_offset(
+        district: District) -> None:
+    """bb37 F4: a client that wrote `from` at +08:00, then in UTC, was refused its cursor."""
+    for day in (12, 13, 14):
+        _plan(district, "植树", f"2017-03-{day}T08:00:00+08:00", f"2017-03-{day}T12:00:00+08:00")
+    first = _activities(district, limit=1, **{"from": "2017-03-12T00:00:00+08:00"})
+    then = _activities(district, limit=5, cursor=first["next_cursor"],
+                       **{"from": "2017-03-11T16:00:00Z"})
+    assert len(first["items"]) + len(then["items"]) == 3
+    assert not set(_ids(first)) & set(_ids(then))
+    refused = district.get("/v1/activities", limit=5, cursor=first["next_cursor"],
+                           **{"from": "2017-03-11T16:00:01Z"})  # another instant
+    assert refused.status_code == 422 and "cursor" in refused.text
+

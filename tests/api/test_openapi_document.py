@@ -96,6 +96,30 @@ def test_every_error_answer_is_documented_as_a_problem(
 
 
 @pytest.mark.stores("sqlite")
+def test_numeric_bounds_are_written_as_json_schema_knows_them(
+        document: dict[str, Any]) -> None:
+    """bb37 F2: the bounds of 32 whole-number parameters were written `ge`/`le`, which no
+    client generator or validator reads."""
+    found: list[str] = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") in ("integer", "number"):
+                found.extend(f"{where}: {k}" for k in ("ge", "le", "gt", "lt") if k in node)
+            for key, value in node.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for n, value in enumerate(node):
+                walk(value, f"{where}/{n}")
+
+    walk(document, "")
+    assert not found, found
+    limit = next(p for p in document["paths"]["/v1/events"]["get"]["parameters"]
+                 if p["name"] == "limit")
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 10_000)
+
+
+@pytest.mark.stores("sqlite")
 def test_every_503_declares_retry_after(document: dict[str, Any]) -> None:
     for path, method, operation in _operations(document):
         declared = operation["responses"]["503"].get("headers", {})
@@ -190,3 +214,20 @@ def test_operations_declare_only_the_errors_they_can_answer(document: dict[str, 
     assert {"403", "404", "409", "412"} <= codes("/v1/units/{unit_id}", "patch")
     assert "404" not in codes("/v1/service-sessions", "post")
     assert "409" not in codes("/v1/volunteers/{volunteer_id}/hours", "get")
+
+
+@pytest.mark.stores("sqlite")
+def test_every_example_holds_to_its_own_schema(document: dict[str, Any]) -> None:
+    """bb37 F3: the lists' examples lost their null members (`next_cursor`) in the document
+    and failed their own schemas."""
+    import jsonschema_rs
+
+    checked = 0
+    for name, schema in document["components"]["schemas"].items():
+        root = {"components": document["components"], "$ref": f"#/components/schemas/{name}"}
+        validator = jsonschema_rs.Draft202012Validator(root)
+        for example in schema.get("examples", []):
+            errors = [e.message for e in validator.iter_errors(example)]
+            assert not errors, (name, errors)
+            checked += 1
+    assert checked >= 10, checked
