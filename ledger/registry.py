@@ -108,10 +108,11 @@ class RegistryUseCases(LedgerBase):
 
     @staticmethod
     def unit_fields(name: str, kind: str, parent_id: str | None = None,
-                    civilized_level: str | None = None) -> dict[str, Any]:
+                    civilized_level: str | None = None, refused: Iterable[str] = ()
+                    ) -> dict[str, Any]:
         """What a unit's registration records of the request, checked on its own (422,
-        naming every field refused)."""
-        checks = FieldChecks(("name", "kind", "parent_id", "civilized_level"))
+        naming every field refused; `refused`: as for `volunteer_fields`)."""
+        checks = FieldChecks(("name", "kind", "parent_id", "civilized_level"), refused)
         fields = {"name": checks.run(check_text, "name", name),
                   "kind": checks.run(_enum, UnitKind, "kind", kind),
                   "parent_id": parent_id or None,
@@ -442,18 +443,7 @@ class RegistryUseCases(LedgerBase):
         position and writes nothing (`created` is False).
         """
         require_role(origin.actor, Role.recorder)
-        checks = FieldChecks(("volunteer_id", "level", "form", "audience", "title",
-                              "completed_on", "hours"))
-        training = {
-            "level": checks.run(_enum, TrainingLevel, "level", level),
-            "form": checks.run(_enum, TrainingForm, "form", form),
-            "audience": checks.run(_enum, TrainingAudience, "audience", audience),
-            "title": checks.run(check_text, "title", title),
-            "completed_on": completed_on.isoformat(),
-            "minutes": checks.run(self._training_minutes, hours),
-        }
-        checks.run(check_day, "completed_on", completed_on, district_today())
-        checks.raise_found()
+        training = self.training_fields(level, form, audience, title, completed_on, hours)
 
         def attempt() -> TrainingWritten:
             volunteer = self._refer(Volunteer, volunteer_id, "volunteer_id", "volunteer")
@@ -484,6 +474,26 @@ class RegistryUseCases(LedgerBase):
         # The volunteer's trainings are its TrainingCompleted events, in order.
         position = stored[sorted(stored)[index]]
         return TrainingWritten(known["id"], position, created=False)
+
+    @classmethod
+    def training_fields(cls, level: str, form: str, audience: str, title: str,
+                        completed_on: date, hours: float, refused: Iterable[str] = ()
+                        ) -> dict[str, Any]:
+        """What a training completion records of the request (but its volunteer), checked on
+        its own (422, naming every field refused; `refused`: as for `volunteer_fields`)."""
+        checks = FieldChecks(("volunteer_id", "level", "form", "audience", "title",
+                              "completed_on", "hours"), refused)
+        training = {
+            "level": checks.run(_enum, TrainingLevel, "level", level),
+            "form": checks.run(_enum, TrainingForm, "form", form),
+            "audience": checks.run(_enum, TrainingAudience, "audience", audience),
+            "title": checks.run(check_text, "title", title),
+            "completed_on": completed_on.isoformat(),
+            "minutes": checks.run(cls._training_minutes, hours),
+        }
+        checks.run(check_day, "completed_on", completed_on, district_today())
+        checks.raise_found()
+        return training
 
     @staticmethod
     def _training_minutes(hours: float) -> int:

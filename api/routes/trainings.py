@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Response, status
 from pydantic import ConfigDict, Field
 
+from api.after_schema import SOME_DAY, SOME_TEXT, after_schema
 from api.deps import RecorderWriter, ServicesDep, origin_of
 from api.limits import StrictBodyRoute
 from api.schemas import Body, Created, Day, Id, Text
@@ -35,6 +36,10 @@ class TrainingIn(Body):
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Created,
              responses={200: {"model": Created,
                               "description": "The same completion was already recorded."}})
+@after_schema(TrainingIn, lambda ledger, v, held: ledger.training_fields(
+    v.get("level", "district"), v.get("form", "online"), v.get("audience", "general"),
+    v.get("title", SOME_TEXT), v.get("completed_on", SOME_DAY), v.get("hours", 1.0),
+    refused=held))
 def complete_training(body: TrainingIn, actor: RecorderWriter, services: ServicesDep,
                       response: Response) -> dict[str, Any]:
     """Record a training a volunteer completed (its hours are kept apart from service hours);

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from api.after_schema import SOME_TEXT, after_schema
 from api.deps import PUBLIC, Admin, MaybeActor, ServicesDep, origin_of
 from api.limits import StrictBodyRoute
 from api.schemas import (
@@ -74,6 +75,9 @@ class UnitOut(UnitEntry):
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Created,
              responses=recognised_response(Created))
+@after_schema(UnitIn, lambda ledger, v, held: ledger.unit_fields(
+    v.get("name", SOME_TEXT), v.get("kind", "community"), v.get("parent_id"),
+    v.get("civilized_level"), refused=held))
 def register_unit(body: UnitIn, actor: Admin, services: ServicesDep, key: IdempotencyKey,
                   response: Response) -> dict[str, Any]:
     """Register a unit (town, subdistrict, community, department, school, organisation, station)."""

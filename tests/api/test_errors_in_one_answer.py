@@ -65,3 +65,13 @@ def test_a_body_refused_only_by_its_schema_names_only_that(district: District) -
     refused = _refused(district.post("/v1/volunteers", {
         "home_unit_id": district.unit_a, "registered_on": "2017-01-01", "nickname": "x"}))
     assert set(refused) == {"name", "nickname"}, refused
+
+
+def test_a_unit_and_a_training_name_every_refusal(district: District) -> None:
+    refused = _refused(district.post("/v1/units", {"name": "列东\u200b街道", "kind": "city"}))
+    assert set(refused) == {"name", "kind"}, refused
+    refused = _refused(district.post("/v1/training-completions", {
+        "volunteer_id": district.volunteer, "level": "galaxy", "form": "online",
+        "audience": "core", "title": "  ", "completed_on": "2099-01-01", "hours": 2}))
+    assert set(refused) == {"level", "title", "completed_on"}, refused
+    assert "future" in refused["completed_on"]
