@@ -35,6 +35,7 @@ from ledger.errors import (
     TokenRevoked,
     VersionMismatch,
 )
+from ledger.settings import ConfigurationError
 
 audit_log = logging.getLogger("vledger.audit")
 api_log = logging.getLogger("vledger.api")
@@ -85,8 +86,9 @@ def _error_kinds(cls: type[LedgerError]) -> set[str]:
 
 
 # The kinds this module answers with besides the ledger's errors and the plain statuses.
-API_KINDS = ("content-too-large", "internal-error", "store-unavailable", "unstorable-value",
-             "unsupported-media-type", "validation-error", "write-outcome-unknown")
+API_KINDS = ("content-too-large", "internal-error", "misconfigured", "store-unavailable",
+             "unstorable-value", "unsupported-media-type", "validation-error",
+             "write-outcome-unknown")
 
 
 def problem_kinds() -> list[str]:
@@ -444,6 +446,16 @@ def _json_schema_bounds(node: Any) -> None:
             _json_schema_bounds(value)
 
 
+def _misconfigured(request: Request, exc: Exception) -> JSONResponse:
+    """The server's configuration no longer serves this request (the KEK file lost a KEK the
+    store names, while it ran): a 503 that says so, logged for the operator, not a bare 500
+    (bb38 F5). Nothing was written."""
+    api_log.error("503 misconfigured for %s %s: %s", request.method, request.url.path, exc)
+    return problem(503, f"the server cannot serve this request as it is configured now: "
+                        f"{exc}; nothing was written", kind="misconfigured",
+                   headers={"Retry-After": "60"})
+
+
 def _store_busy(_: Request, exc: Exception) -> JSONResponse:
     # The store's connections were all taken for longer than the library waits.
     return problem(503, f"the store is busy; try again shortly ({exc})", kind="store-busy",
@@ -498,6 +510,7 @@ def install(app: FastAPI) -> None:
     app.openapi = lambda: _openapi_with_problems(app)  # type: ignore[method-assign]
     app.add_exception_handler(LedgerError, _ledger_error)
     app.add_exception_handler(TokenRevoked, _token_revoked)
+    app.add_exception_handler(ConfigurationError, _misconfigured)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error_or_unauthorized)
     app.add_exception_handler(DataError, _store_refused("body"))

@@ -258,12 +258,14 @@ class Loader:
                 _check_unbroken(oid, rows)
             events = [(position, stored) for rows in found.values()
                       for stored, position in rows if position]
-            if self.check is not None and events:
+            if self.check is not None:
                 def query(statement: str, params: Sequence[Any]) -> list[Any]:
                     cur.execute(statement, params)
                     return list(cur.fetchall())
 
-                self.check(events, query)
+                # Also the ids with nothing stored: a record whose every event was deleted.
+                held = {oid: rows[-1][0].originator_version for oid, rows in found.items()}
+                self.check(events, {oid: held.get(oid, 0) for oid in wanted}, query)
         return {oid: replay(None, [mapper.to_domain_event(stored) for stored, _ in rows])
                 for oid, rows in found.items()}
 

@@ -15,6 +15,7 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
+from ledger.errors import StoreAltered
 from ledger.guards import check_tail, check_unchanged, current_guard
 from ledger.keks import KekRetired, KeyRing
 from ledger.keytable import KEKS_TABLE, KEYS_TABLE, create_statements
@@ -25,6 +26,11 @@ from ledger.sql import one_of, values_of
 EventRow = tuple[int, str, int, str, Any]
 # The highest position either store can give: `select_rows`' stop when none is asked for.
 LAST_POSITION = (1 << 63) - 1
+# The last position the store gave an event: SQLite's rowids are given again after the last
+# rows are deleted, PostgreSQL's sequence never gives one twice.
+POSITIONS_TABLE = "vledger_positions"
+POSITIONS_DDL = (f"CREATE TABLE IF NOT EXISTS {POSITIONS_TABLE} (one INTEGER PRIMARY KEY "
+                 "CHECK (one = 1), last INTEGER NOT NULL)")
 # How long a write that erased keys waits for readers to let the WAL be truncated.
 ERASURE_CHECKPOINT_WAIT_MS = 200
 ERASURE_RETRY_SECONDS = 5.0
@@ -48,7 +54,8 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     _next_try = 0.0
 
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), *create_statements(False)]
+        return [*super().construct_create_table_statements(), *create_statements(False),
+                POSITIONS_DDL]
 
     def _create_table(self, c: SQLiteCursor) -> None:
         super()._create_table(c)
@@ -59,6 +66,22 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             c.execute(f"ALTER TABLE {KEYS_TABLE} ADD COLUMN kek_id TEXT REFERENCES "
                       f"{KEKS_TABLE} (kek_id)")
         c.execute(f"CREATE INDEX IF NOT EXISTS personal_keys_kek_id ON {KEYS_TABLE} (kek_id)")
+
+    def _check_positions_kept(self, c: SQLiteCursor) -> None:
+        """Refuse (StoreAltered) to write after the store's last events were deleted by hand:
+        SQLite gives a new row the position after the last one left, so the write would take
+        the deleted events' positions, which the views have read past, and would never be
+        counted (bb38 F4). The last position given is kept in the write's own transaction."""
+        c.execute(f"SELECT (SELECT last FROM {POSITIONS_TABLE} WHERE one = 1) AS given, "
+                  f"(SELECT MAX(rowid) FROM {self.events_table_name}) AS top")
+        row = c.fetchone()
+        given, top = row["given"], row["top"] or 0
+        if given is not None and top < given:
+            raise StoreAltered("the event store", int(given), (
+                f"its events end at position {top}, but it had given positions up to "
+                f"{given}: its last events were deleted by hand, and a new write would take "
+                "their positions, which the views have read past. Restore the store from a "
+                "backup (`vledger verify` names what is gone)"))
 
     def select_keys(self, ids: Collection[str]) -> dict[str, bytes]:
         """The stored keys among `ids`, unwrapped (an erased number's key is not among them)."""
@@ -134,7 +157,11 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             if guard.unchanged:
                 check_unchanged(guard, c, self.events_table_name)
             check_tail(guard, c, self.events_table_name, postgres=False)
+        self._check_positions_kept(c)
         ids = super()._insert_events(c, stored_events, **kwargs)
+        c.execute(f"INSERT INTO {POSITIONS_TABLE} (one, last) SELECT 1, MAX(rowid) FROM "
+                  f"{self.events_table_name} WHERE true ON CONFLICT (one) DO UPDATE SET "
+                  "last = excluded.last")
         # The write's keys (ledger/sealing.py), once its events are in: a refused insert
         # raises above, and the transaction rolls back whatever this write did.
         changes = current_key_changes()

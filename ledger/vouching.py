@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
@@ -37,9 +37,9 @@ from eventsourcing.persistence import StoredEvent
 # (placeholders as that store takes them: `%s` on PostgreSQL, `?` on SQLite); its rows, read
 # by column name.
 Query = Callable[[str, Sequence[Any]], list[Any]]
-# Called with (position, stored event) of every event a load read, and a Query; raises
-# StoreAltered.
-EventCheck = Callable[[Sequence[tuple[int, StoredEvent]], Query], None]
+# Called with (position, stored event) of every event a load read, the version the store holds
+# of every id the load asked for (0 for none), and a Query; raises StoreAltered.
+EventCheck = Callable[[Sequence[tuple[int, StoredEvent]], Mapping[str, int], Query], None]
 
 # The HKDF `info` of the snapshot key: a key for this purpose only, whatever else the signing
 # key derives (the API's cursor secret).

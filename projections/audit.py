@@ -44,6 +44,7 @@ from projections.merkle import (
 from projections.runner import LOCK_NAME
 from projections.signing import SigningKey, checkpoint_message, verify_checkpoint
 from projections.store import ViewCursor, ViewStore, table_names
+from projections.tally import without_rowid
 
 __all__ = [
     "AuditLog", "Auditor", "SigningKey", "event_leaf_hash", "leaf_bytes", "recompute_root",
@@ -113,6 +114,37 @@ class AuditLog:
         nodes = [n for n in frontier.extend(hashes) if n[0] >= STORED_LEVEL]
         insert_rows(cur, "audit_leaves (leaf_index, position, leaf_hash)", leaves)
         insert_rows(cur, "audit_nodes (level, idx, hash)", nodes)
+
+
+class LoggedVersions:
+    """The last version of each record the audit log took in (`logged_versions`).
+
+    A write loads the records it builds on; when the store holds fewer versions of one than
+    were logged, its last events were deleted by hand, and the write would take their
+    versions again: a session deleted with its volunteer's last booking was recorded anew
+    and counted twice by the views that had read it (bb38 F1). The leaf check refuses that
+    (projections/vouching.py). Kept beside the log, in its transaction, never behind it.
+    """
+
+    name = "versions"
+    schema_version = 1
+
+    def create(self, cur: ViewCursor) -> None:
+        cur.execute(without_rowid(
+            "CREATE TABLE IF NOT EXISTS logged_versions (originator_id TEXT PRIMARY KEY, "
+            "version BIGINT NOT NULL)", cur.postgres))
+
+    def drop(self, cur: ViewCursor) -> None:
+        cur.execute("DROP TABLE IF EXISTS logged_versions")
+
+    def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
+        last: dict[str, int] = {}
+        for event in events:  # in position order: each record's versions only grow
+            last[event.originator_id] = event.version
+        cur.executemany(
+            "INSERT INTO logged_versions (originator_id, version) VALUES (?, ?) "
+            "ON CONFLICT (originator_id) DO UPDATE SET version = excluded.version "
+            "WHERE excluded.version > logged_versions.version", sorted(last.items()))
 
 
 def insert_rows(cur: ViewCursor, into: str, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -220,8 +252,9 @@ def check_logged(store: ViewStore, events: Sequence[FeedEvent], *,
     took in for them: changed in the store after they were logged (bb33 F1, F3: a history and
     the feed served them with 200). With `run` (low, high: the events are every stored one
     from low to high, as a page of the feed is), also a leaf in that range whose event is gone
-    (bb33 F2). Events the log has not reached yet are served as they
-    are; a store without an audit log checks nothing."""
+    (bb33 F2); and an event below the log's last position that it never took in (bb38 F7).
+    Events the log has not reached yet are served as they are; a store without an audit log
+    checks nothing."""
     if not events:
         return
     with store.reading() as cur:
@@ -235,10 +268,16 @@ def check_logged(store: ViewStore, events: Sequence[FeedEvent], *,
             rows = cur.execute(f"SELECT position, leaf_hash FROM audit_leaves WHERE {condition}",
                                (values,))
         leaves = {int(p): bytes(h) for p, h in rows.fetchall()}
+        logged_to = log_end(cur)[1]
     for event in events:
         leaf = leaves.pop(event.position, None)
         if leaf is not None and leaf != event_leaf_hash(event):
             raise changed_after_logging(event.position)
+        if leaf is None and event.position < logged_to:  # bb38 F7
+            raise AuditLogAltered(
+                f"the event at position {event.position} is not in the audit log, which took "
+                "in later ones: it was added to the store by hand, or its leaf deleted; run "
+                "vledger verify")
     if leaves:  # a run: leaves left over are events deleted from the store
         gone = sorted(leaves)
         raise AuditLogAltered(

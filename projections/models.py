@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from ledger import Ledger
 from ledger.registry import ServiceFacts
 from projections.activities import ActivitiesProjection, ActivityQuery, activities_page
-from projections.audit import AuditLog
+from projections.audit import AuditLog, LoggedVersions
 from projections.awards import AwardQuery, AwardsProjection, awards_page
 from projections.bulletins import bulletin
 from projections.credits import CreditsProjection, in_span, spans_of
@@ -38,8 +38,9 @@ def read_models() -> list[Projection]:
 
 
 def auditor_views() -> list[Projection]:
-    """Fresh instances of the auditor-facing views (volunteer history, the Merkle log)."""
-    return [HistoryIndex(), AuditLog()]
+    """Fresh instances of the auditor-facing views (volunteer history, the Merkle log and the
+    last version of each record it took in)."""
+    return [HistoryIndex(), AuditLog(), LoggedVersions()]
 
 
 # For a closure (ReadModels.service_facts), in one statement (one snapshot): the credits

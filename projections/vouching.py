@@ -9,7 +9,7 @@ and the snapshot key derived from the audit signing key (`vouch_for`).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from eventsourcing.persistence import StoredEvent
 
@@ -36,12 +36,20 @@ class LeafCheck:
         # placeholders, and the views' schema named. The log's greatest position comes in
         # the same statement: an event below it without a leaf had its leaf deleted (the
         # log holds every event, in order).
+        # The last version the log took in of each record asked for comes in it too, as
+        # (version, NULL, id) rows (LoggedVersions).
         postgres = store.postgres
-        leaves = f'"{store.location.schema}".audit_leaves' if postgres else "audit_leaves"
-        condition = one_of("position", postgres, "%s" if postgres else "?")
+        mark = "%s" if postgres else "?"
+
+        def table(name: str) -> str:
+            return f'"{store.location.schema}".{name}' if postgres else name
+
+        leaves, versions = table("audit_leaves"), table("logged_versions")
         self._statement = (
-            f"SELECT MAX(position) AS position, NULL AS leaf_hash FROM {leaves} UNION ALL "
-            f"SELECT position, leaf_hash FROM {leaves} WHERE {condition}")
+            f"SELECT MAX(position) AS position, NULL AS leaf_hash, NULL AS originator_id "
+            f"FROM {leaves} UNION ALL SELECT position, leaf_hash, NULL FROM {leaves} "
+            f"WHERE {one_of('position', postgres, mark)} UNION ALL SELECT version, NULL, "
+            f"originator_id FROM {versions} WHERE {one_of('originator_id', postgres, mark)}")
 
     def _has_log(self) -> bool:
         # Asked of the store until the log is there (never dropped for good: a rebuild makes
@@ -51,21 +59,33 @@ class LeafCheck:
         if time.monotonic() < self._no_log_until:
             return False
         with self.store.reading() as cur:
-            self._logged = self.store.has_table(cur, "audit_leaves")
+            self._logged = (self.store.has_table(cur, "audit_leaves")
+                            and self.store.has_table(cur, "logged_versions"))
         if not self._logged:
             self._no_log_until = time.monotonic() + NO_LOG_SECONDS
         return self._logged
 
-    def __call__(self, events: Sequence[tuple[int, StoredEvent]], query: Query) -> None:
-        """Compare each (position, stored event) with its leaf, when the log has one."""
-        if not events or not self._has_log():
+    def __call__(self, events: Sequence[tuple[int, StoredEvent]], held: Mapping[str, int],
+                 query: Query) -> None:
+        """Compare each (position, stored event) with its leaf, when the log has one, and
+        each record's version in the store (`held`) with the last the log took in."""
+        if not (events or held) or not self._has_log():
             return
-        values = values_of([position for position, _ in events], self.store.postgres)
+        postgres = self.store.postgres
+        positions = values_of([position for position, _ in events], postgres)
+        ids = values_of(sorted(held), postgres)
         leaves: dict[int, bytes] = {}
         logged_to = 0
-        for row in query(self._statement, (values,)):
-            position, leaf = row["position"], row["leaf_hash"]
-            if leaf is None:
+        for row in query(self._statement, (positions, ids)):
+            position, leaf, oid = row["position"], row["leaf_hash"], row["originator_id"]
+            if oid is not None:
+                if int(position) > held.get(str(oid), 0):
+                    raise StoreAltered(str(oid), 0, (
+                        f"the audit log took in version {int(position)} of it, but the store "
+                        f"holds {held.get(str(oid)) or 'none'}: its last events were deleted "
+                        "by hand after they were logged; run vledger verify, and restore "
+                        "them from a backup"))
+            elif leaf is None:
                 logged_to = int(position or 0)
             else:
                 leaves[int(position)] = bytes(leaf)

@@ -199,16 +199,16 @@ def lands_before_next_save(ledger: Ledger, monkeypatch: Any, other: Any) -> list
     return ran
 
 
-from projections.audit import AuditLog  # noqa: E402
-from projections.history import HistoryIndex  # noqa: E402
+from projections.models import auditor_views  # noqa: E402
 from projections.runner import Runner  # noqa: E402
 from projections.store import ViewStore  # noqa: E402
 
 
 def audit_runner(ledger: Ledger, page_size: int = 2000) -> Runner:
-    """A `Runner` of the history index and the audit log on the ledger's own store."""
-    return Runner(ledger.recorder, ViewStore(ledger.settings.store()),
-                  [HistoryIndex(), AuditLog()], page_size=page_size)
+    """A `Runner` of the auditor's views (the history index, the audit log and the versions
+    it logged) on the ledger's own store."""
+    return Runner(ledger.recorder, ViewStore(ledger.settings.store()), auditor_views(),
+                  page_size=page_size)
 
 
 def grant_volunteer_award(ledger: Ledger, volunteer_id: str, year: int = 2017,

@@ -247,3 +247,26 @@ def test_a_time_finer_than_a_microsecond_is_a_422_naming_it(district: District) 
     accepted = district.post("/v1/service-sessions", body)
     assert accepted.status_code == 201, accepted.text
     assert accepted.json()["minutes"] == 9
+
+
+def test_a_kek_lost_while_serving_is_a_503_naming_it(district: District,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb38 F5: with the KEK file gone before a running server first needed it, writes of a
+    phone or an id number answered a bare 500; the clear message was in the log alone."""
+    from ledger.keks import KekMissing
+
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    head = services.ledger.head()
+
+    def missing() -> str:
+        raise KekMissing("the KEK file /srv/ledger.kek does not hold KEK 968d3040bcb7eafd")
+
+    monkeypatch.setattr(services.ledger.recorder.ring, "current", missing)
+    response = district.post("/v1/volunteers", {
+        "name": "雷锋", "home_unit_id": district.unit_a, "registered_on": "2017-01-01",
+        "phone": "13812345678"})
+    assert response.status_code == 503, response.text
+    assert response.json()["type"].endswith("/misconfigured")
+    assert "968d3040bcb7eafd" in response.json()["detail"]
+    assert response.headers["retry-after"]
+    assert services.ledger.head() == head

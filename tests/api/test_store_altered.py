@@ -109,7 +109,7 @@ def test_a_session_deleted_from_the_store_is_not_recorded_again(district: Distri
         again = district.session(NINE, TEN, "deleted-1")
         assert again.status_code == 503, again.text
         assert again.json()["type"].endswith("/store-altered")
-        assert "gone from the store" in again.json()["detail"]
+        assert "deleted by hand" in again.json()["detail"]
         assert services.ledger.head() == head
     batch = district.post("/v1/service-sessions/batch", {"records": [{
         "volunteer_id": district.volunteer, "activity_id": district.activity,
@@ -141,3 +141,54 @@ def test_a_record_with_an_event_deleted_from_the_middle_is_a_503_naming_it(
                                "middle-3")
     assert written.status_code == 503, written.text
     assert services.ledger.head() == head
+
+
+def test_a_record_whose_last_events_were_deleted_is_not_built_on_again(
+        district: District) -> None:
+    """bb38 F1: with a session's event and its volunteer's last booking both deleted, the
+    resend was stored anew and counted twice; with the booking alone deleted, an overlapping
+    session was taken. The log knows the last version of each record it took in."""
+    services = _services(district)
+    written = district.session(NINE, TEN, "last-1").json()
+    services.models.catch_up()
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours").json()["total_minutes"]
+    [recorded] = services.ledger._positions([written["id"]])[written["id"]].values()
+    booking = max(services.ledger._positions([district.volunteer])[district.volunteer].values())
+    _delete(district, booking)  # the volunteer's last event: their booking of that session
+    services.ledger._kept.take([district.volunteer])
+    head = services.ledger.head()
+
+    overlapping = district.session("2017-03-05T09:30:00+08:00", "2017-03-05T10:30:00+08:00",
+                                   "last-2")
+    assert overlapping.status_code == 503, overlapping.text
+    assert "deleted by hand" in overlapping.json()["detail"]
+    assert services.ledger.head() == head
+    _delete(district, recorded)
+    head = services.ledger.head()
+    again = district.session(NINE, TEN, "last-1")
+    assert again.status_code == 503, again.text
+    assert services.ledger.head() == head
+    assert district.get(f"/v1/volunteers/{district.volunteer}/hours").json()[
+        "total_minutes"] == hours
+
+
+@pytest.mark.stores("sqlite")
+def test_no_write_takes_the_position_of_an_event_deleted_from_the_end(
+        district: District) -> None:
+    """bb38 F4: SQLite gave the deleted last events' positions to the next write, which the
+    views had read past: a 201 never counted. PostgreSQL's sequence never gives one twice."""
+    services = _services(district)
+    district.session(NINE, TEN, "tail-1")
+    services.models.catch_up()
+    head = services.ledger.head()
+    _delete(district, head)
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours").json()["total_minutes"]
+
+    refused = district.session(ELEVEN, NOON, "tail-2")
+    assert refused.status_code == 503, refused.text
+    assert f"had given positions up to {head}" in refused.json()["detail"]
+    unit = district.post("/v1/units", {"name": "新社区", "kind": "community"})
+    assert unit.status_code == 503, unit.text
+    assert services.ledger.head() == head - 1
+    assert district.get(f"/v1/volunteers/{district.volunteer}/hours").json()[
+        "total_minutes"] == hours

@@ -166,9 +166,9 @@ def test_writes_on_an_unchanged_store_are_checked_once_per_load_and_go_through(
     assert check is not None
     calls: list[list[int]] = []
 
-    def counted(events: Any, query: Any) -> None:
+    def counted(events: Any, held: Any, query: Any) -> None:
         calls.append([position for position, _ in events])
-        check(events, query)
+        check(events, held, query)
 
     monkeypatch.setattr(ledger._loader, "check", counted)
     assert ledger.correct_session(ADMIN, session.id, at(9), at(11), "late").minutes == 120
