@@ -214,6 +214,14 @@ class LedgerBase(Application[str]):
         """The snapshots (id, version) this process found without its key's MAC."""
         return frozenset(self._loader.forged)
 
+    def accept_positions(self) -> None:
+        """After every view was rebuilt from the events as they are: let writes go on from the
+        last event left (SQLite refuses them after its last events were deleted by hand;
+        ledger/sqliterecorder.py). Nothing to do on PostgreSQL."""
+        accept = getattr(self.recorder, "accept_positions", None)
+        if accept is not None:
+            accept()
+
     def events_up_to(self, position: int) -> int:
         """How many events the store holds at or below `position` (a full count of them)."""
         return self._loader.count_up_to(position)

@@ -83,6 +83,13 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 "their positions, which the views have read past. Restore the store from a "
                 "backup (`vledger verify` names what is gone)"))
 
+    def accept_positions(self) -> None:
+        """Take the store's events as they are now: the next write gives the position after
+        the last one left (`vledger projections rebuild` of every view, which counts only
+        what is there)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"DELETE FROM {POSITIONS_TABLE}")
+
     def select_keys(self, ids: Collection[str]) -> dict[str, bytes]:
         """The stored keys among `ids`, unwrapped (an erased number's key is not among them)."""
         with self.datastore.transaction(commit=False) as c:

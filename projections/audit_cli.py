@@ -93,11 +93,7 @@ def _print(report: Report, out: Console) -> None:
                   "server signs one at GET /v1/audit/checkpoint), so the recomputed root is "
                   "vouched for by no one[/yellow]")
     if not report.ok:
-        out.print("[bold red]the log does NOT verify[/bold red]: the events named were changed "
-                  "or deleted in the store after they were logged. Restore them from a backup "
-                  "taken before (compare it with `vledger verify` too); until then the server "
-                  "refuses writes that build on them and `vledger projections rebuild` refuses "
-                  "to fold them.")
+        out.print(f"[bold red]the log does NOT verify[/bold red]: {_culprit(report)}")
     elif report.events > report.leaves:  # say how far the proof reaches, not only that it holds
         out.print(f"[green]the log verifies[/green] up to tree size {report.leaves}; "
                   f"[yellow]{report.events - report.leaves} newer events are not in the audit "
@@ -108,6 +104,26 @@ def _print(report: Report, out: Console) -> None:
     out.print("This checks the events against the audit log and its signed checkpoints. The "
               "views the API answers from (hours, rankings, bulletins, eligibility) are "
               "derived from the events and checked by `vledger projections check`.")
+
+
+def _culprit(report: Report) -> str:
+    """What changed, and what to do, by which checks failed (bb38 F9: every failure blamed
+    the events, also when they were intact and a leaf, a subtree hash or the published row
+    had changed)."""
+    failed = {c.name for c in report.checks if not c.ok}
+    if report.altered:
+        return ("the positions named no longer match the audit log: an event changed, "
+                "deleted or added in the store after it was logged, or (where the row says the "
+                "log never took it in) its leaf deleted. Compare with a backup taken before "
+                "and restore what differs; until then the server refuses writes that build on "
+                "them and `vledger projections rebuild` refuses to fold them.")
+    if failed & {"subtree hashes", "root", "leaves kept"}:
+        return ("every event gives its logged leaf, but the audit log's own tables were "
+                "changed (a leaf or a subtree hash): `vledger projections rebuild audit` makes "
+                "them again from the events, which still give the published root.")
+    return ("the events and the audit log agree, but a checkpoint does not: the published one "
+            "was replaced in the database, or the one given is not of this log, or not "
+            "signed by the key given.")
 
 
 def _operator_key(settings: Settings, published: dict[str, Any] | None, public_given: bool,

@@ -161,6 +161,8 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by de
                   f"({reached / max(took, 1e-9):,.0f} events/s)")
         if name in (None, "audit"):
             _check_published(models)
+        if name is None:  # every view counts the events as they are now
+            models.ledger.accept_positions()
 
 
 def _auditor(models: ReadModels) -> Auditor:

@@ -4,11 +4,13 @@
 only when someone runs it; a history or the feed refuses such an event only when it is asked
 for; a server checks the published checkpoint's O(log n) subtree hashes when it starts, which
 a changed event under intact leaves passes (bb33). The sweep closes that gap for the office:
-every `VLEDGER_AUDIT_SWEEP_SECONDS` (default an hour) one process of the deployment reads
-every event, compares its leaf with the one the audit log took in, recomputes the root of the
-last published checkpoint from the events' bytes and checks its signature, and records what
-it found, which every worker's `/readyz` and `/metrics` report (`audit.sweep`,
-`vledger_audit_altered_events`) and the log names at ERROR.
+every `VLEDGER_AUDIT_SWEEP_SECONDS` (default an hour) one process of the deployment runs what
+`vledger verify` runs (projections/verification.py `verify_log`): it reads every event,
+compares its leaf with the one the audit log took in, recomputes the stored subtree hashes
+inclusion proofs are built from (bb38 F6: a zeroed one was served while the sweep compared
+leaves only) and the root of the last published checkpoint from the events' bytes, and
+checks its signature; and records what it found, which every worker's `/readyz` and
+`/metrics` report (`audit.sweep`, `vledger_audit_altered_events`) and the log names at ERROR.
 
 Which process sweeps is settled in the store: a sweep is claimed by moving `claimed_at`
 forward in one conditional UPDATE, which only one claimant wins, on SQLite as on PostgreSQL;
@@ -32,7 +34,7 @@ from projections.audit import Auditor
 from projections.runner import LOCK_NAME
 from projections.signing import verify_checkpoint
 from projections.store import ViewStore
-from projections.verification import altered_events
+from projections.verification import verify_log
 
 log = logging.getLogger("vledger.audit")
 
@@ -93,39 +95,43 @@ class Sweeper:
     def sweep(self, stopping: Callable[[], bool] = lambda: False) -> SweepResult:
         """Recompute every logged event's leaf and the published checkpoint's root, and record
         what was found (SweepStopped, recording nothing, when `stopping()` turns true)."""
-        published = self.auditor.published()
-        size = None if published is None else int(published["tree_size"])
-
         def between_pages(_read: int) -> None:
             if stopping():
                 raise SweepStopped
             time.sleep(PAUSE_SECONDS)
 
-        count, first, root = altered_events(self.recorder, self.auditor, first=FIRST,
-                                            root_of=size, between_pages=between_pages)
+        report = verify_log(self.recorder, self.auditor, self.auditor.key.public_key_pem(),
+                            progress=between_pages)
+        count, first = len(report.altered), report.altered[:FIRST]
         details = []
-        if published is not None:
-            pem = self.auditor.key.public_key_pem()
-            if not verify_checkpoint(pem, published):
-                details.append(f"the checkpoint the store holds as published (tree_size "
-                               f"{size}) does not bear this server's signature (key "
-                               f"{self.auditor.key.key_id}): it was replaced in the database")
-            elif root is None:
-                details.append(f"the store holds fewer events than the {size} of the "
-                               f"checkpoint published at {published['signed_at']}")
-            elif root.hex() != published["root_hash"]:
-                details.append(f"the first {size} events no longer have the root of the "
-                               f"checkpoint published at {published['signed_at']}")
         if count == 1:
-            details.insert(0, f"1 logged event no longer hashes to its leaf (position "
-                              f"{first[0]}): changed or deleted in the store after it was "
-                              "logged; run vledger verify")
+            details.append(f"1 logged event no longer hashes to its leaf (position "
+                           f"{first[0]}): changed or deleted in the store after it was "
+                           "logged; run vledger verify")
         elif count:
-            details.insert(0, f"{count} logged events no longer hash to their leaves (first "
-                              f"at positions {', '.join(map(str, first))}): changed or "
-                              "deleted in the store after they were logged; run vledger "
-                              "verify")
-        result = SweepResult(time.time(), self.auditor.size(), count, tuple(first),
+            details.append(f"{count} logged events no longer hash to their leaves (first at "
+                           f"positions {', '.join(map(str, first))}): changed or deleted in "
+                           "the store after they were logged; run vledger verify")
+        failed = {c.name: c.detail for c in report.checks if not c.ok}
+        published = self.auditor.published()
+        if "published checkpoint" in failed and published is not None:
+            if not verify_checkpoint(self.auditor.key.public_key_pem(), published):
+                details.append(f"the checkpoint the store holds as published (tree_size "
+                               f"{published['tree_size']}) does not bear this server's "
+                               f"signature (key {self.auditor.key.key_id}): it was replaced "
+                               "in the database")
+            else:
+                details.append(f"the first {published['tree_size']} events no longer have "
+                               "the root of the checkpoint published at "
+                               f"{published['signed_at']}")
+        if "subtree hashes" in failed and not count:  # bb38 F6: the events are intact
+            details.append(f"the audit log's stored subtree hashes are not those of its "
+                           f"events ({failed['subtree hashes']}): changed in the database, "
+                           "so inclusion proofs built on them cannot verify; `vledger "
+                           "projections rebuild audit` makes them again from the events")
+        if "leaves kept" in failed:
+            details.append(failed["leaves kept"])
+        result = SweepResult(time.time(), report.leaves, count, tuple(first),
                              "; ".join(details))
         self._record(result)
         return result

@@ -36,6 +36,9 @@ class Report:
     seconds: float = 0.0
     checks: list[Check] = field(default_factory=list)
     checkpoint: dict[str, Any] = field(default_factory=dict)
+    # The positions of the events that no longer give their logged leaf (changed, deleted,
+    # or never logged below the log's end), in order.
+    altered: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -135,6 +138,8 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
             leaf = stored.pop(n.id, None)
             leaves.see(leaf == h, f"position {n.id}" if leaf is not None
                        else f"position {n.id} (an event the log never took in)")
+            if leaf != h:
+                report.altered.append(n.id)
             for level, index, value in frontier.append(h):
                 if level >= STORED_LEVEL:  # smaller blocks are not stored, only their leaves
                     made.setdefault(level, {})[index] = value
@@ -142,6 +147,7 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
                 roots[frontier.size] = frontier.root()
         for position in sorted(stored):  # logged, and gone from the store
             leaves.see(False, f"position {position} (deleted from the store)")
+            report.altered.append(position)
         kept = _stored_nodes(auditor.store, made)
         for level, hashes in made.items():
             for index, value in hashes.items():
@@ -150,6 +156,8 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
             progress(report.events)
     for position in sorted(_leaves_between(auditor.store, after + 1, logged_to)):
         leaves.see(False, f"position {position} (deleted from the store)")
+        report.altered.append(position)
+    report.altered.sort()
     report.add("leaves", not leaves.bad, leaves.detail("leaf hashes"))
     report.add("subtree hashes", not nodes.bad, nodes.detail("subtree hashes"))
     root = frontier.root()

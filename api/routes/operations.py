@@ -129,7 +129,8 @@ async def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
 def _ready(services: Services) -> dict[str, Any]:
     failure = services.models.runner.failure
     if failure is not None:  # not a lag that will pass: the views cannot read on
-        raise HTTPException(503, f"the views stopped at position {failure[0]}: {failure[1]}")
+        raise HTTPException(503, f"the views stopped at position {failure[0]}: {failure[1]}",
+                            headers={"Retry-After": "1"})
     try:
         statuses = services.models.runner.status()
     except Exception as error:  # the store does not answer (down, or out of connections)

@@ -453,4 +453,20 @@ def test_verify_names_an_event_deleted_from_the_middle_and_only_it(
     assert result.exit_code == 1, result.output
     said = " ".join(result.output.split())
     assert f"1 of {ledger.head()} leaf hashes differ, first: position {middle}" in said
-    assert "(deleted from the store)" in said and "Restore them from a backup" in said, said
+    assert "(deleted from the store)" in said and "Compare with a backup" in said, said
+
+
+def test_verify_blames_the_log_s_own_tables_when_every_event_is_intact(
+        views: Runner, ledger: Ledger) -> None:
+    """bb38 F9: a changed subtree hash was reported as events changed or deleted."""
+    for _ in range(2):
+        fill_ledger(ledger, sessions=7)
+    views.catch_up()
+    with views.store.transaction() as cur:
+        cur.execute("UPDATE audit_nodes SET hash = ? WHERE level = (SELECT MIN(level) FROM "
+                    "audit_nodes)", (bytes(32),))
+    result = verify()
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1, said
+    assert "the audit log's own tables were changed" in said, said
+    assert "rebuild audit" in said and "no longer match the audit log" not in said, said

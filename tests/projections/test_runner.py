@@ -18,6 +18,7 @@ import pytest
 
 from ledger import Ledger
 from ledger.collector import FULL_COLLECTION_EVERY
+from ledger.errors import StoreAltered
 from projections import ReadModels
 from projections.credits import CreditsProjection
 from projections.feed import FeedEvent
@@ -532,11 +533,17 @@ def test_views_that_read_events_the_store_lost_say_so_and_keep_saying_it(
 
         starting = Runner(ledger.recorder, store, [HoursProjection()])
         assert starting.failure is not None and "restore the store" in starting.failure[1]
-        serve(ledger, volunteer, activity, date(2017, 3, 4))  # a write after the loss
-        serve(ledger, volunteer, activity, date(2017, 3, 5))
+        if store.postgres:  # a sequence never gives a position twice
+            serve(ledger, volunteer, activity, date(2017, 3, 4))  # a write after the loss
+            serve(ledger, volunteer, activity, date(2017, 3, 5))
+        else:  # SQLite would give the lost positions again: the write is refused (bb38 F4)
+            with pytest.raises(StoreAltered, match="had given positions up to"):
+                serve(ledger, volunteer, activity, date(2017, 3, 4))
         starting.catch_up()
-        assert starting.failure is not None  # sticky: the positions it reused went uncounted
+        assert starting.failure is not None  # sticky
         starting.rebuild()  # accepting the store as it is now
+        ledger.accept_positions()  # as `vledger projections rebuild` does after every view
+        serve(ledger, volunteer, activity, date(2017, 3, 6))
         assert starting.failure is None and starting.catch_up() == ledger.head()
         assert Runner(ledger.recorder, store, [HoursProjection()]).failure is None
     finally:

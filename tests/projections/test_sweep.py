@@ -68,7 +68,7 @@ def test_a_changed_event_and_a_deleted_one_are_found_and_named(
     assert not result.ok
     assert result.altered == 2 and result.first_altered == (head - 3, head)
     assert f"positions {head - 3}, {head}" in result.detail
-    assert "fewer events than" in result.detail  # the published root cannot be recomputed
+    assert "no longer have the root of the checkpoint" in result.detail
     assert last_sweep(auditor.store) == result  # what every worker's /readyz reports
 
 
@@ -134,3 +134,22 @@ def test_an_event_deleted_from_the_middle_is_named_alone(ledger: Ledger, views: 
     result = sweeper(ledger, auditor).sweep()
     assert result.altered == 1 and result.first_altered == (middle,), result
     assert f"(position {middle})" in result.detail
+
+
+def test_a_changed_subtree_hash_is_found_though_every_event_is_intact(
+        ledger: Ledger, views: Runner, auditor: Auditor) -> None:
+    """bb38 F6: a zeroed inner hash of the tree was served in inclusion proofs while the
+    sweep, /readyz and /metrics said all was well: the sweep compared leaves only."""
+    for _ in range(3):  # enough leaves for a stored subtree hash
+        fill_ledger(ledger, sessions=7)
+    views.catch_up()
+    with views.store.transaction() as cur:
+        level, index = cur.execute("SELECT level, idx FROM audit_nodes ORDER BY level, idx "
+                                   "LIMIT 1").fetchone()
+        cur.execute("UPDATE audit_nodes SET hash = ? WHERE level = ? AND idx = ?",
+                    (bytes(32), level, index))
+    result = sweeper(ledger, auditor).sweep()
+    assert not result.ok and result.altered == 0, result
+    assert "subtree hashes are not those of its events" in result.detail
+    assert f"level {level} index {index}" in result.detail
+
