@@ -165,6 +165,8 @@ def test_a_record_whose_last_events_were_deleted_is_not_built_on_again(
     assert services.ledger.head() == head
     _delete(district, recorded)
     head = services.ledger.head()
+    read = district.get(f"/v1/service-sessions/{written['id']}")  # bb38 F12: was a 404
+    assert read.status_code == 503 and "deleted by hand" in read.json()["detail"], read.text
     again = district.session(NINE, TEN, "last-1")
     assert again.status_code == 503, again.text
     assert services.ledger.head() == head
