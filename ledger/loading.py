@@ -180,7 +180,7 @@ class Loader:
         cur.execute(statement, [values_of(wanted, self.postgres)] * marks)
         return [(StoredEvent(originator_id=row["originator_id"],
                              originator_version=row["originator_version"],
-                             topic=row["topic"], state=_bytes(row["state"])),
+                             topic=row["topic"], state=state_bytes(row["state"])),
                  int(row["position"]))
                 for row in cur.fetchall()]
 
@@ -303,10 +303,10 @@ def _check_unbroken(oid: str, rows: Sequence[tuple[StoredEvent, int]]) -> None:
         expected = stored.originator_version + 1
 
 
-def _bytes(state: bytes | memoryview | str) -> bytes:
-    """A stored state's bytes, as the audit log hashes them: a hand edit in SQLite's shell can
-    leave TEXT, whose UTF-8 bytes (lone surrogates kept) are what it holds
-    (projections/feed.py `state_bytes`)."""
+def state_bytes(state: bytes | memoryview | str) -> bytes:
+    """A stored state as bytes, as the audit log hashes it. SQLite hands back TEXT where a
+    hand edit (`replace()` in its shell) turned the BLOB into text: its UTF-8 bytes, lone
+    surrogates kept, are what is hashed and compared (projections/feed.py reads it so too)."""
     if isinstance(state, str):
         return state.encode("utf-8", "surrogatepass")
     return bytes(state)

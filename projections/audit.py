@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ledger.errors import AuditLogAltered, InvalidField, changed_after_logging_message
-from projections.feed import FeedEvent, decode, state_bytes
+from ledger.loading import state_bytes
+from projections.feed import FeedEvent, decode
 from projections.merkle import (
     Frontier,
     NodeGetter,

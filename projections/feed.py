@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import Notification
 
+from ledger.loading import state_bytes
+
 # The library's own keys in a stored state: not the event's data (the timestamp is `recorded_at`).
 BOOKKEEPING = ("originator_id", "originator_version", "originator_topic")
 
@@ -69,15 +71,6 @@ class FeedEvent:
 
     def __repr__(self) -> str:
         return f"FeedEvent(position={self.position}, type={self.type!r}, id={self.originator_id!r})"
-
-
-def state_bytes(state: bytes | memoryview | str) -> bytes:
-    """A stored state as bytes. SQLite hands back TEXT where a hand edit (`replace()` in its
-    shell) turned the BLOB into text: its UTF-8 bytes, lone surrogates kept, are what is
-    hashed and compared."""
-    if isinstance(state, str):
-        return state.encode("utf-8", "surrogatepass")
-    return bytes(state)
 
 
 _TYPES: dict[str, str] = {}  # topic -> type, e.g. "ServiceSession.Recorded"

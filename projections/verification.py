@@ -225,8 +225,7 @@ def _check_against(report: Report, auditor: Auditor, public_key_pem: str | None,
 
 
 def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: int = PAGE_SIZE,
-                   first: int = 3, root_of: int | None = None,
-                   between_pages: Callable[[int], None] | None = None,
+                   first: int = 3, root_of: int | None = None
                    ) -> tuple[int, list[int], bytes | None]:
     """How many logged events no longer give the leaf the audit log holds for them (stored
     after they were logged, then changed or deleted in the database), the positions of the
@@ -234,7 +233,7 @@ def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: i
     their bytes (None when the store holds fewer). Each event is compared with the leaf of its
     own position. Only the leaves are compared: the quick part of `verify_log`, which a
     rebuild runs before it replaces the views (and the leaves, the evidence) with what the
-    events say now, and the server's audit sweep (projections/sweep.py) runs now and then."""
+    events say now."""
     logged_to = _logged_to(auditor.store)
     found, read, after = 0, 0, 0
     altered: list[int] = []
@@ -262,8 +261,6 @@ def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: i
                     root = frontier.root()
             read += 1
         note(sorted([*bad, *stored]))  # `stored` keeps the logged events gone from the store
-        if between_pages is not None:  # the audit sweep's pause (projections/sweep.py)
-            between_pages(read)
     if after < logged_to:  # the last logged events are gone from the store (bb33 F4)
         note(sorted(_leaves_between(auditor.store, after + 1, logged_to)))
     if root_of == 0:

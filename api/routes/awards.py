@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import cache, partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -105,13 +105,6 @@ class AwardStatus(StrEnum):
     all = "all"
 
 
-class AwardState(StrEnum):
-    """What an award is now (AwardStatus filters by it, or takes `all`)."""
-
-    granted = "granted"
-    revoked = "revoked"
-
-
 class AwardEntry(BaseModel):
     id: str
     award: str
@@ -120,7 +113,7 @@ class AwardEntry(BaseModel):
     recipient_kind: str
     decision_ref: str = Field(description="The decision of the last grant.")
     rules_version: int = Field(description="The rules version of the last grant.")
-    status: AwardState = Field(description="`granted` (it stands) or `revoked`.")
+    status: Literal["granted", "revoked"] = Field(description="`granted` (it stands) or `revoked`.")
     revoked_reason: str | None
     version: int
 
