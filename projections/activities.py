@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from projections.feed import FeedEvent
+from projections.pages import equal_to, page_rows, read_snapshot
 from projections.store import ViewCursor
 from projections.tally import Latest, TableViews
 
@@ -87,18 +88,9 @@ def activities_page(cur: ViewCursor, query: ActivityQuery, after: Sequence[str] 
                     count: int) -> tuple[int, list[dict[str, Any]]]:
     """The position the view has read to, and at most `count` activities after the key
     `after` (`utc_key` of the start, id) in order of start."""
-    if cur.postgres:  # one snapshot for the position and the rows
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    row = cur.execute("SELECT position FROM projection_positions "
-                      "WHERE name = 'activities'").fetchone()
-    position = int(row[0]) if row is not None else 0
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (("organiser_unit_id", query.organiser_unit_id),
-                          ("program_code", query.program_code)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
+    position = read_snapshot(cur, ("activities",))
+    where, params = equal_to((("organiser_unit_id", query.organiser_unit_id),
+                              ("program_code", query.program_code)))
     if query.start is not None:  # windows are inclusive at both ends
         where.append("ends_utc >= ?")
         params.append(query.start)
@@ -109,14 +101,10 @@ def activities_page(cur: ViewCursor, query: ActivityQuery, after: Sequence[str] 
         where.append("cancelled_at IS NULL")
     elif query.status == "cancelled":
         where.append("cancelled_at IS NOT NULL")
-    if after is not None:
-        where.append("(starts_utc, activity_id) > (?, ?)")
-        params += list(after)
-    rows = cur.execute(
-        "SELECT activity_id, title, program_code, organiser_unit_id, station_unit_id, place, "
-        "starts_at, ends_at, cancelled_at, version FROM activity_list"
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + " ORDER BY starts_utc, activity_id LIMIT ?", [*params, count]).fetchall()
+    rows = page_rows(
+        cur, "SELECT activity_id, title, program_code, organiser_unit_id, station_unit_id, "
+        "place, starts_at, ends_at, cancelled_at, version FROM activity_list", where, params,
+        ("starts_utc", "activity_id"), after, count)
     return position, [{
         "id": aid, "title": title, "program_code": program, "organiser_unit_id": organiser,
         "station_unit_id": station, "place": place, "starts_at": starts, "ends_at": ends,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from projections.feed import FeedEvent
+from projections.pages import equal_to, page_rows, read_snapshot
 from projections.store import ViewCursor
 from projections.tally import Latest, TableViews
 
@@ -101,29 +102,17 @@ def awards_page(cur: ViewCursor, query: AwardQuery, after: Sequence[str] | None,
                 count: int) -> tuple[int, list[dict[str, Any]]]:
     """The position the view has read to, and at most `count` awards after the key `after`
     (year, award, recipient id) in that order: each (award, year, recipient) is one award."""
-    if cur.postgres:  # one snapshot for the position and the rows
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    row = cur.execute("SELECT position FROM projection_positions "
-                      "WHERE name = 'awards'").fetchone()
-    position = int(row[0]) if row is not None else 0
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (("year", query.year), ("award", query.award),
-                          ("recipient_id", query.recipient_id)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
+    position = read_snapshot(cur, ("awards",))
+    where, params = equal_to((("year", query.year), ("award", query.award),
+                              ("recipient_id", query.recipient_id)))
     if query.status != "all":
         where.append("live = ?")
         params.append(1 if query.status == "granted" else 0)
-    if after is not None:
-        where.append("(year, award, recipient_id) > (?, ?, ?)")
-        params += [int(after[0]), after[1], after[2]]
-    rows = cur.execute(
-        "SELECT award_id, award, year, recipient_id, recipient_kind, decision_ref, "
-        "rules_version, live, revoked_reason, version FROM award_grants"
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + " ORDER BY year, award, recipient_id LIMIT ?", [*params, count]).fetchall()
+    rows = page_rows(
+        cur, "SELECT award_id, award, year, recipient_id, recipient_kind, decision_ref, "
+        "rules_version, live, revoked_reason, version FROM award_grants", where, params,
+        ("year", "award", "recipient_id"),
+        None if after is None else (int(after[0]), after[1], after[2]), count)
     return position, [{
         "id": aid, "award": award, "year": int(year), "recipient_id": recipient,
         "recipient_kind": kind, "decision_ref": ref, "rules_version": int(rules),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger.catalogue import star_level
-from projections.filling import ensure_settled
+from projections.pages import equal_to, page_rows, read_snapshot
 from projections.store import ViewCursor
 
 STATUSES = ("active", "deregistered", "all")
@@ -32,7 +32,6 @@ UNIT_ON = (
     "ORDER BY t.effective_on LIMIT 1))")
 _MINUTES = ("(SELECT COALESCE(SUM(c.minutes), 0) FROM hours_cells c "
             "WHERE c.volunteer_id = v.volunteer_id)")
-_POSITION = "SELECT MIN(position) FROM projection_positions WHERE name IN ('hours', 'credits')"
 
 
 @dataclass(frozen=True)
@@ -48,13 +47,8 @@ class VolunteerQuery:
 
 
 def _snapshot(cur: ViewCursor) -> int:
-    """Start the read's snapshot (every statement after sees the same views) and answer the
-    position the views have read to; 503 while either is being filled from empty."""
-    if cur.postgres:  # read committed would give each statement a snapshot of its own
-        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    ensure_settled(cur, "hours_filling", "credit_filling")  # unsettled: zero minutes
-    row = cur.execute(_POSITION).fetchone()
-    return int(row[0] or 0) if row is not None else 0
+    """The read's snapshot of the hours and credits views, and the position they read to."""
+    return read_snapshot(cur, ("hours", "credits"), ("hours_filling", "credit_filling"))
 
 
 def volunteers_page(cur: ViewCursor, query: VolunteerQuery, after: Sequence[str] | None,
@@ -78,14 +72,10 @@ def volunteers_page(cur: ViewCursor, query: VolunteerQuery, after: Sequence[str]
     elif query.status == "deregistered":
         where.append("v.deregistered_on <= ?")
         params.append(query.today)
-    if after is not None:
-        where.append("(v.volunteer_number, v.volunteer_id) > (?, ?)")
-        params += list(after)
-    rows = cur.execute(
-        "SELECT v.volunteer_id, v.volunteer_number, v.name, v.home_unit_id, v.registered_on, "
-        f"v.deregistered_on, {UNIT_ON}, {_MINUTES} FROM hours_volunteers v"
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + " ORDER BY v.volunteer_number, v.volunteer_id LIMIT ?", [*params, count]).fetchall()
+    rows = page_rows(
+        cur, "SELECT v.volunteer_id, v.volunteer_number, v.name, v.home_unit_id, "
+        f"v.registered_on, v.deregistered_on, {UNIT_ON}, {_MINUTES} FROM hours_volunteers v",
+        where, params, ("v.volunteer_number", "v.volunteer_id"), after, count)
     return position, [{
         "id": vid, "volunteer_number": number, "name": name, "home_unit_id": home,
         "current_unit_id": unit, "registered_on": registered, "deregistered_on": deregistered,
@@ -97,18 +87,9 @@ def units_page(cur: ViewCursor, kind: str | None, parent_id: str | None,
                after: Sequence[str] | None, count: int) -> tuple[int, list[dict[str, Any]]]:
     """The position read to, and at most `count` units after the id `after`, in id order."""
     position = _snapshot(cur)
-    where, params = [], list[Any]()
-    for column, value in (("kind", kind), ("parent_id", parent_id)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if after is not None:
-        where.append("unit_id > ?")
-        params.append(after[0])
-    rows = cur.execute(
-        "SELECT unit_id, name, kind, parent_id, civilized_level, closed_on FROM credit_units"
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + " ORDER BY unit_id LIMIT ?", [*params, count]).fetchall()
+    where, params = equal_to((("kind", kind), ("parent_id", parent_id)))
+    rows = page_rows(cur, "SELECT unit_id, name, kind, parent_id, civilized_level, closed_on "
+                     "FROM credit_units", where, params, ("unit_id",), after, count)
     return position, [{
         "id": uid, "name": name, "kind": kind, "parent_id": parent,
         "civilized_level": level, "closed_on": closed,
