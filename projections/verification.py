@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +81,37 @@ def _leaves_between(store: ViewStore, low: int, high: int) -> dict[int, bytes]:
     return {int(p): bytes(h) for p, h in rows}
 
 
+def _against_the_log(recorder: ApplicationRecorder, store: ViewStore, page_size: int,
+                     logged_to: int, read_on: Callable[[int], bool]
+                     ) -> Iterator[tuple[Sequence[Any], list[bytes], dict[int, str]]]:
+    """The stored events page by page from the first, each page with its events' leaf hashes
+    and the positions in it that no longer match the audit log, each compared with the leaf of
+    its own position: {position: how} ("" changed, or not logged below the log's last position,
+    or logged and gone from the store). Pages go on to the log's last position, and on while
+    `read_on(events read)`; a last page without events gives the logged events gone after the
+    last one stored (bb33 F4). verify_log and altered_events both read the log so."""
+    after = read = 0
+    while after < logged_to or read_on(read):
+        page = recorder.select_notifications(after + 1, page_size)
+        if not page:
+            break
+        stored = _leaves_between(store, after + 1, min(page[-1].id, logged_to))
+        after = page[-1].id
+        hashes = [notification_leaf_hash(n) for n in page]
+        wrong: dict[int, str] = {}
+        for n, h in zip(page, hashes, strict=True):
+            if n.id <= logged_to:
+                leaf = stored.pop(n.id, None)
+                if leaf != h:
+                    wrong[n.id] = "" if leaf is not None else " (an event the log never took in)"
+        wrong.update((position, " (deleted from the store)") for position in stored)
+        read += len(page)
+        yield page, hashes, wrong
+    gone = _leaves_between(store, after + 1, logged_to)
+    if gone:
+        yield [], [], {position: " (deleted from the store)" for position in gone}
+
+
 def _logged_to(store: ViewStore) -> int:
     """The position of the last event the audit log took in (0 for none)."""
     with store.reading() as cur:
@@ -122,41 +153,28 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     wanted = {old_size, published_size}
     leaves, nodes = _Tally(), _Tally()
     logged_to = _logged_to(auditor.store)
-    after = 0
-    while True:
-        page = recorder.select_notifications(after + 1, page_size)
-        if not page:
-            break
-        stored = _leaves_between(auditor.store, after + 1, min(page[-1].id, logged_to))
-        after = page[-1].id
+    for page, hashes, wrong in _against_the_log(recorder, auditor.store, page_size, logged_to,
+                                                lambda _read: True):
         made: dict[int, dict[int, bytes]] = {}
-        for n in page:
+        for n, h in zip(page, hashes, strict=True):
             report.events += 1
             if n.id > logged_to:  # newer than the log: lag, not a mismatch
                 continue
-            h = notification_leaf_hash(n)
-            leaf = stored.pop(n.id, None)
-            leaves.see(leaf == h, f"position {n.id}" if leaf is not None
-                       else f"position {n.id} (an event the log never took in)")
-            if leaf != h:
-                report.altered.append(n.id)
+            leaves.see(n.id not in wrong, f"position {n.id}{wrong.get(n.id, '')}")
             for level, index, value in frontier.append(h):
                 if level >= STORED_LEVEL:  # smaller blocks are not stored, only their leaves
                     made.setdefault(level, {})[index] = value
             if frontier.size in wanted:
                 roots[frontier.size] = frontier.root()
-        for position in sorted(stored):  # logged, and gone from the store
-            leaves.see(False, f"position {position} (deleted from the store)")
-            report.altered.append(position)
+        for position in sorted(set(wrong) - {n.id for n in page}):  # logged, and gone
+            leaves.see(False, f"position {position}{wrong[position]}")
+        report.altered += wrong
         kept = _stored_nodes(auditor.store, made)
-        for level, hashes in made.items():
-            for index, value in hashes.items():
+        for level, hashes_made in made.items():
+            for index, value in hashes_made.items():
                 nodes.see(kept.get((level, index)) == value, f"level {level} index {index}")
-        if progress is not None:
+        if progress is not None and page:
             progress(report.events)
-    for position in sorted(_leaves_between(auditor.store, after + 1, logged_to)):
-        leaves.see(False, f"position {position} (deleted from the store)")
-        report.altered.append(position)
     report.altered.sort()
     report.add("leaves", not leaves.bad, leaves.detail("leaf hashes"))
     report.add("subtree hashes", not nodes.bad, nodes.detail("subtree hashes"))
@@ -234,35 +252,20 @@ def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: i
     own position. Only the leaves are compared: the quick part of `verify_log`, which a
     rebuild runs before it replaces the views (and the leaves, the evidence) with what the
     events say now."""
-    logged_to = _logged_to(auditor.store)
-    found, read, after = 0, 0, 0
+    found, read = 0, 0
     altered: list[int] = []
     frontier, root = Frontier(), None
-
-    def note(positions: list[int]) -> None:
-        nonlocal found
-        found += len(positions)
-        altered.extend(positions[:max(0, first - len(altered))])
-
-    while after < logged_to or (root_of is not None and read < root_of):
-        page = recorder.select_notifications(after + 1, page_size)
-        if not page:
-            break
-        stored = _leaves_between(auditor.store, after + 1, min(page[-1].id, logged_to))
-        after = page[-1].id
-        bad = []
-        for n in page:
-            h = notification_leaf_hash(n)
-            if n.id <= logged_to and stored.pop(n.id, None) != h:
-                bad.append(n.id)  # changed, or never logged below the log's last position
+    for _page, hashes, wrong in _against_the_log(
+            recorder, auditor.store, page_size, _logged_to(auditor.store),
+            lambda events: root_of is not None and events < root_of):
+        found += len(wrong)
+        altered.extend(sorted(wrong)[:max(0, first - len(altered))])
+        for h in hashes:
             if root_of is not None and read < root_of:
                 frontier.append(h)
                 if frontier.size == root_of:
                     root = frontier.root()
             read += 1
-        note(sorted([*bad, *stored]))  # `stored` keeps the logged events gone from the store
-    if after < logged_to:  # the last logged events are gone from the store (bb33 F4)
-        note(sorted(_leaves_between(auditor.store, after + 1, logged_to)))
     if root_of == 0:
         root = EMPTY_ROOT
     return found, altered, root

@@ -144,14 +144,15 @@ def list_activities(
     if start is not None and end is not None and checks.passed("from", "to") and end < start:
         checks.add(InvalidField("to must not be before from", "to"))
     checks.raise_found()
+    start_key, end_key = _key(start), _key(end)
     # The same instant written with another offset names the same list (bb37 F4).
-    same = {name: key for name, key in (("from", _key(start)), ("to", _key(end))) if key}
+    same = {name: key for name, key in (("from", start_key), ("to", end_key)) if key}
     if organiser_unit_id is not None:
         known_unit(services, organiser_unit_id, "organiser_unit_id")
     query = ActivityQuery(
         organiser_unit_id=organiser_unit_id,
         program_code=None if program_code is None else str(program_code.value),
-        start=_key(start), end=_key(end), status=status.value)
+        start=start_key, end=end_key, status=status.value)
     read: dict[str, int] = {}
 
     def fetch(after: tuple[str, ...] | None, count: int) -> list[dict[str, Any]]:
