@@ -30,6 +30,7 @@ from ledger.errors import (
     UnknownReference,
     VersionMismatch,
 )
+from ledger.eventseals import EventSeals, anchor_path
 from ledger.guards import WriteGuard, current_grant, guarding, with_grant
 from ledger.ids import first_keyed_id, keyed_ids, keyed_ids_issued
 from ledger.keks import kek_path
@@ -38,6 +39,7 @@ from ledger.loading import Kept, Loader
 from ledger.provenance import SYSTEM, Origin
 from ledger.sealing import KeyChanges, alike, keys_for, opened, storing_keys
 from ledger.settings import Settings, StoreLocation, turn_off_jit
+from ledger.signingkey import key_path
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
 from ledger.vouching import EventCheck, SnapshotSeal
@@ -150,6 +152,11 @@ class LedgerBase(Application[str]):
             self.close()
             raise
         recorder.ring = self.key_ring
+        # Every event written is sealed with a key derived from the signing key, and events
+        # after the first sealed one are refused without it (eventseals.py).
+        self.seals = EventSeals(key_path(location), anchor_path(path, location))
+        if hasattr(type(recorder), "seals"):
+            recorder.seals = self.seals
         snapshots: Any = self.snapshots.recorder if self.snapshots is not None else None
         self._loader = Loader(recorder.datastore, location.kind != "sqlite",
                               recorder.events_table_name,

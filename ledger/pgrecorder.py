@@ -38,6 +38,8 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.deadlines import RETRY_WITHIN_SECONDS, OutcomeUnknown, StoreSilent, pool_timeout
+from ledger.eventseals import SEALS_TABLE, START_TABLE, EventSeals, start_query
+from ledger.eventseals import create_statements as seal_statements
 from ledger.guards import check_tail, current_guard
 from ledger.keks import KekRetired, KeyRing
 from ledger.keytable import KEYS_TABLE, create_statements
@@ -105,6 +107,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     # Set by the ledger once the store's KEKs are checked (ledger/keyrotation.open_ring).
     ring: KeyRing
+    # Set by the ledger: the key that seals every event written, and where seals begin
+    # (ledger/eventseals.py). None writes unsealed events.
+    seals: EventSeals | None = None
 
     def __init__(self, datastore: PostgresDatastore, *,
                  events_table_name: str = "stored_events") -> None:
@@ -154,6 +159,21 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self.select_keys_statement = SQL(
             "SELECT key_id, key, kek_id FROM {schema}.{keys} WHERE key_id = ANY(%b::text[])"
         ).format(**keys)
+
+        # The seals of the events written, and where seals begin (ledger/eventseals.py).
+        self.sql_create_statements.extend(
+            SQL(statement).format() for statement in seal_statements(True, self.datastore.schema))
+        seals = {"schema": Identifier(self.datastore.schema), "seals": Identifier(SEALS_TABLE),
+                 "start": Identifier(START_TABLE)}
+        self.seal_start_statement = SQL(start_query("{schema}.{seals}", "{schema}.{start}")
+                                        ).format(**seals)
+        self.insert_start_statement = SQL(
+            "INSERT INTO {schema}.{start} (one, position, key_id, mac) VALUES (1, %s, %s, %b) "
+            "ON CONFLICT (one) DO NOTHING").format(**seals)
+        self.insert_seals_statement = SQL(
+            "INSERT INTO {schema}.{seals} (position, mac) SELECT * FROM unnest(%b::bigint[], "
+            "%b::bytea[]) ON CONFLICT (position) DO UPDATE SET mac = excluded.mac"
+        ).format(**seals)
 
         self.select_rows_statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state "
@@ -230,6 +250,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             raise IntegrityError("another writer stored a version of the same aggregate first, "
                                  "or changed one this write was checked against (nothing of "
                                  "this write was inserted)")
+        if self.seals is not None and ids:
+            self._seal(curs, self.seals, ids, stored_events)
         changes = current_key_changes()
         if changes is not None:
             if changes.added:
@@ -242,11 +264,35 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 curs.execute(self.delete_keys_statement, (sorted(changes.erased),))
         return ids
 
+    @_reading
+    def _read_seal_start(self, seals: EventSeals) -> None:
+        """Where the store's seals begin, checked (a writer refuses a store whose start was
+        deleted or changed, or that is sealed with another key), and the key loaded (made
+        for a store with no sealed event yet)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.seal_start_statement)
+            seals.start(curs.fetchone(), writing=True)
+
+    def _seal(self, curs: Cursor[DictRow], seals: EventSeals, positions: Sequence[int],
+              stored_events: Sequence[StoredEvent]) -> None:
+        """Store the write's seals (ledger/eventseals.py), and where seals begin when no
+        sealed write has been read yet.
+
+        Nothing here may raise but the store: in pipeline mode the library COMMITS a
+        transaction whose `_fetch_ids_after_insert_events` raised, then raises. So the start
+        is read and checked, and the key loaded, before the write (`insert_events`)."""
+        if seals.known_start is None:
+            curs.execute(self.insert_start_statement, seals.start_row(positions[0]))
+        made = seals.seals(positions, stored_events)
+        curs.execute(self.insert_seals_statement, ([p for p, _ in made], [m for _, m in made]))
+
     def insert_events(self, stored_events: Sequence[StoredEvent],
                       **kwargs: Any) -> Sequence[int] | None:
         changes = current_key_changes()
         if changes is not None and changes.added:
             self.ring.current()  # read again, before the transaction, after a refused write
+        if self.seals is not None and self.seals.known_start is None:
+            self._read_seal_start(self.seals)
         try:
             return self._insert_unretried(stored_events, **kwargs)
         except IntegrityError as error:

@@ -16,6 +16,8 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from ledger.errors import StoreAltered
+from ledger.eventseals import SEALS_TABLE, START_TABLE, EventSeals, start_query
+from ledger.eventseals import create_statements as seal_statements
 from ledger.guards import check_tail, check_unchanged, current_guard
 from ledger.keks import KekRetired, KeyRing
 from ledger.keytable import KEKS_TABLE, KEYS_TABLE, create_statements
@@ -47,6 +49,9 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 
     # Set by the ledger once the store's KEKs are checked (ledger/keyrotation.open_ring).
     ring: KeyRing
+    # Set by the ledger: the key that seals every event written, and where seals begin
+    # (ledger/eventseals.py). None writes unsealed events (a recorder of the library's own).
+    seals: EventSeals | None = None
 
     # Whether deleted keys may still be in the WAL file, and when a write next tries to
     # truncate it (forget_erased).
@@ -55,7 +60,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *create_statements(False),
-                POSITIONS_DDL]
+                POSITIONS_DDL, *seal_statements(False)]
 
     def _create_table(self, c: SQLiteCursor) -> None:
         super()._create_table(c)
@@ -82,6 +87,20 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 f"{given}: its last events were deleted by hand, and a new write would take "
                 "their positions, which the views have read past. Restore the store from a "
                 "backup (`vledger verify` names what is gone)"))
+
+    def _seal(self, c: SQLiteCursor, seals: EventSeals, positions: range,
+              stored_events: Sequence[StoredEvent]) -> None:
+        """Store the write's seals (ledger/eventseals.py), and where seals begin when no
+        sealed write has been read yet (`insert_events` read the start before the write, and
+        refused it if the store's seals are not as they were made)."""
+        if seals.known_start is None:
+            c.execute(f"INSERT INTO {START_TABLE} (one, position, key_id, mac) VALUES "
+                      "(1, ?, ?, ?) ON CONFLICT (one) DO NOTHING", seals.start_row(positions[0]))
+        # A position given again (the store's last events deleted, then accepted by a rebuild)
+        # takes the new event's seal.
+        c.executemany(f"INSERT INTO {SEALS_TABLE} (position, mac) VALUES (?, ?) ON CONFLICT "
+                      "(position) DO UPDATE SET mac = excluded.mac",
+                      seals.seals(positions, stored_events))
 
     def accept_positions(self) -> None:
         """Take the store's events as they are now: the next write gives the position after
@@ -119,6 +138,10 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         changes = current_key_changes()
         if changes is not None and changes.added:
             self.ring.current()  # read again, before the transaction, after a refused write
+        if self.seals is not None and self.seals.known_start is None:
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(start_query(SEALS_TABLE, START_TABLE))
+                self.seals.start(dict(c.fetchone()), writing=True)
         try:
             ids = super().insert_events(stored_events, **kwargs)
         except KekRetired:
@@ -166,9 +189,15 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             check_tail(guard, c, self.events_table_name, postgres=False)
         self._check_positions_kept(c)
         ids = super()._insert_events(c, stored_events, **kwargs)
-        c.execute(f"INSERT INTO {POSITIONS_TABLE} (one, last) SELECT 1, MAX(rowid) FROM "
-                  f"{self.events_table_name} WHERE true ON CONFLICT (one) DO UPDATE SET "
-                  "last = excluded.last")
+        c.execute(f"SELECT MAX(rowid) AS top FROM {self.events_table_name}")
+        top = int(c.fetchone()["top"])
+        c.execute(f"INSERT INTO {POSITIONS_TABLE} (one, last) VALUES (1, ?) ON CONFLICT (one) "
+                  "DO UPDATE SET last = excluded.last", (top,))
+        if self.seals is not None:
+            # One writer at a time holds the file (and ours hold the write turn): the write's
+            # events took the positions up to the greatest one, in order.
+            self._seal(c, self.seals, range(top - len(stored_events) + 1, top + 1),
+                       stored_events)
         # The write's keys (ledger/sealing.py), once its events are in: a refused insert
         # raises above, and the transaction rolls back whatever this write did.
         changes = current_key_changes()

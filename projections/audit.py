@@ -22,13 +22,20 @@ writes about 1.07 rows per event instead of 2.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ledger.errors import AuditLogAltered, InvalidField, changed_after_logging_message
+from ledger.eventseals import (
+    SEALS_TABLE,
+    START_TABLE,
+    EventSeals,
+    leaf_bytes,
+    start_query,
+    unsealed_message,
+)
 from ledger.loading import state_bytes
 from projections.feed import FeedEvent, decode
 from projections.merkle import (
@@ -59,15 +66,6 @@ _PLACEHOLDER = bytes(32)
 STORED_LEVEL = 4
 
 
-def leaf_bytes(position: int, originator_id: str, version: int, topic: str,
-               state: bytes) -> bytes:
-    """The canonical leaf input of one event (see the module docstring)."""
-    oid, top = originator_id.encode("utf-8"), topic.encode("utf-8")
-    pack = struct.pack  # adjacent fixed-width fields packed together: three calls, not five
-    return b"".join((b"\x01", pack(">QI", position, len(oid)), oid,
-                     pack(">QI", version, len(top)), top, pack(">I", len(state)), state))
-
-
 def event_leaf_hash(event: FeedEvent) -> bytes:
     """The Merkle leaf hash of one stored event."""
     return leaf_hash(leaf_bytes(event.position, event.originator_id, event.version,
@@ -81,11 +79,53 @@ def notification_leaf_hash(n: Any) -> bytes:
                                 state_bytes(n.state)))
 
 
+_START_SQL = start_query(SEALS_TABLE, START_TABLE)
+
+
+def sealed_from(cur: ViewCursor, seals: EventSeals) -> int | None:
+    """Where the store's sealed events begin (None: none is sealed yet), read once per
+    process (ledger/eventseals.py)."""
+    known = seals.known_start
+    if known is not None:
+        return known
+    return seals.start(cur.execute(_START_SQL).fetchone())
+
+
+def refuse_unsealed(cur: ViewCursor, seals: EventSeals,
+                    events: Sequence[tuple[int, bytes]]) -> None:
+    """Refuse (AuditLogAltered) events (position, leaf input; in position order) at or after
+    the start of sealing that carry no seal of the ledger's key: written by hand."""
+    bad = unsealed_among(cur, seals, events)
+    if bad:
+        raise AuditLogAltered(unsealed_message(bad))
+
+
+def unsealed_among(cur: ViewCursor, seals: EventSeals,
+                   events: Sequence[tuple[int, bytes]]) -> list[int]:
+    """The positions among `events` (position, leaf input; in position order) at or after
+    the start of sealing that carry no seal of the ledger's key."""
+    start = sealed_from(cur, seals)
+    if start is None or not events or events[-1][0] < start:
+        return []
+    todo = [(p, data) for p, data in events if p >= start]
+    if len(todo) == 1 or todo[-1][0] - todo[0][0] < 4 * len(todo):  # a run: one range
+        rows = cur.execute(f"SELECT position, mac FROM {SEALS_TABLE} WHERE position BETWEEN "
+                           "? AND ?", (todo[0][0], todo[-1][0]))
+    else:
+        condition, values = cur.one_of("position", [p for p, _ in todo])
+        rows = cur.execute(f"SELECT position, mac FROM {SEALS_TABLE} WHERE {condition}",
+                           (values,))
+    return seals.unsealed(todo, {int(p): bytes(m) for p, m in rows.fetchall()})
+
+
 class AuditLog:
-    """The projection that appends one leaf per event and keeps complete subtree hashes."""
+    """The projection that appends one leaf per event and keeps complete subtree hashes; with
+    `seals` (ReadModels sets the ledger's), it takes in no event written without the ledger's
+    seal (ledger/eventseals.py): its page is refused, so no view counts it."""
 
     name = "audit"
     schema_version = 2
+    seals: EventSeals | None = None
 
     def create(self, cur: ViewCursor) -> None:
         blob = "BYTEA" if cur.postgres else "BLOB"
@@ -109,7 +149,12 @@ class AuditLog:
             raise AuditLogAltered(altered)
         found = fetch_nodes(cur, Frontier.blocks(size))
         frontier = Frontier((lv, i, found[lv, i]) for lv, i in Frontier.blocks(size))
-        hashes = [event_leaf_hash(event) for event in events]
+        data = [leaf_bytes(e.position, e.originator_id, e.version, e.topic, e.state)
+                for e in events]
+        if self.seals is not None:
+            refuse_unsealed(cur, self.seals,
+                            [(e.position, d) for e, d in zip(events, data, strict=True)])
+        hashes = [leaf_hash(d) for d in data]
         leaves = [(size + i, event.position, h)
                   for i, (event, h) in enumerate(zip(events, hashes, strict=True))]
         nodes = [n for n in frontier.extend(hashes) if n[0] >= STORED_LEVEL]
@@ -248,14 +293,14 @@ def changed_after_logging(position: int) -> AuditLogAltered:
 
 
 def check_logged(store: ViewStore, events: Sequence[FeedEvent], *,
-                 run: tuple[int, int] | None = None) -> None:
+                 run: tuple[int, int] | None = None, seals: EventSeals | None = None) -> None:
     """Refuse (AuditLogAltered) to serve events that no longer give the leaf the audit log
     took in for them: changed in the store after they were logged (bb33 F1, F3: a history and
     the feed served them with 200). With `run` (low, high: the events are every stored one
     from low to high, as a page of the feed is), also a leaf in that range whose event is gone
     (bb33 F2); and an event below the log's last position that it never took in (bb38 F7).
-    Events the log has not reached yet are served as they are; a store without an audit log
-    checks nothing."""
+    Events the log has not reached yet are served if they carry the ledger's seal (with
+    `seals`: ledger/eventseals.py); a store without an audit log checks nothing."""
     if not events:
         return
     with store.reading() as cur:
@@ -270,6 +315,11 @@ def check_logged(store: ViewStore, events: Sequence[FeedEvent], *,
                                (values,))
         leaves = {int(p): bytes(h) for p, h in rows.fetchall()}
         logged_to = log_end(cur)[1]
+        if seals is not None:  # bb38 F2: an event appended by hand, past the log
+            refuse_unsealed(cur, seals, [
+                (e.position, leaf_bytes(e.position, e.originator_id, e.version, e.topic,
+                                        e.state))
+                for e in events if e.position > logged_to and e.position not in leaves])
     for event in events:
         leaf = leaves.pop(event.position, None)
         if leaf is not None and leaf != event_leaf_hash(event):

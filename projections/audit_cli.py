@@ -203,7 +203,7 @@ def verify(
         with out.status("recomputing the audit log…") as status:
             report = verify_log(ledger.recorder, Auditor(store, key if signing else None), pem,
                                 saved, progress=lambda n: status.update(f"{n:,} events read…"),
-                                sign=signing)
+                                sign=signing, seals=ledger.seals if key is not None else None)
         _print(report, out)
         if not report.ok:
             raise typer.Exit(1)

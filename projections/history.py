@@ -178,7 +178,7 @@ def volunteer_history(
             f"(position(s) {', '.join(map(str, gone[:3]))}): deleted after they were recorded; "
             "`vledger verify` names every such event")
     shown = [e for e in events if until is None or recorded_micros(e) <= until]
-    check_logged(store, shown)
+    check_logged(store, shown, seals=getattr(recorder, "seals", None))
     keys = keys_for(recorder, (e.data for e in shown))
     return [entry(e, unmasked, keys) for e in shown]
 
@@ -195,6 +195,7 @@ def event_feed(recorder: ApplicationRecorder, after: int = 0, limit: int = 100,
     if store is not None and events:
         # The page is every stored event from `after` + 1 to its last. (Not beyond: an event
         # stored and logged since the page was read is not a deleted one.)
-        check_logged(store, events, run=(after + 1, events[-1].position))
+        check_logged(store, events, run=(after + 1, events[-1].position),
+                     seals=getattr(recorder, "seals", None))
     keys = keys_for(recorder, (e.data for e in events))
     return [feed_entry(e, unmasked, keys) for e in events]

@@ -64,6 +64,9 @@ class ReadModels:
         self.ledger = ledger
         self.store = ViewStore(ledger.settings.store(), gate=ledger.writing,
                                watchdog=ledger.watchdog)
+        for view in extra:  # the log takes in no event without the ledger's seal
+            if isinstance(view, AuditLog):
+                view.seals = ledger.seals
         self.runner = Runner(ledger.recorder, self.store, [*read_models(), *extra])
         self._memo: OrderedDict[tuple[Any, ...], tuple[int, Any]] = OrderedDict()
         self._memo_lock = threading.Lock()

@@ -19,21 +19,27 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ledger.files import create_once
 from ledger.settings import StoreLocation
+from ledger.signingkey import (
+    KEY_FILE_ENV,
+    KEY_FILE_NAME,
+    create_key_file,
+    derive_key,
+    key_path,
+    load_private_key,
+    raw_private,
+)
 
-KEY_FILE_ENV = "VLEDGER_SIGNING_KEY_FILE"
-KEY_FILE_NAME = "signing-key.pem"
+__all__ = ["KEY_FILE_ENV", "KEY_FILE_NAME", "SigningKey", "checkpoint_message", "key_id_of",
+           "key_path", "verify_checkpoint"]
 
 
 def checkpoint_message(tree_size: int, root_hash: str, signed_at: str) -> bytes:
@@ -45,16 +51,6 @@ def key_id_of(public: Ed25519PublicKey) -> str:
     """First 16 hex digits of SHA-256 of the raw public key."""
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def key_path(location: StoreLocation, env: Mapping[str, str] | None = None) -> Path:
-    """Where the signing key of a store lives."""
-    env = os.environ if env is None else env
-    if env.get(KEY_FILE_ENV):
-        return Path(env[KEY_FILE_ENV])
-    if location.kind == "sqlite" and location.sqlite_path is not None:
-        return location.sqlite_path.parent / KEY_FILE_NAME
-    return Path("var") / KEY_FILE_NAME
 
 
 class SigningKey:
@@ -69,11 +65,8 @@ class SigningKey:
     def load(cls, path: Path) -> SigningKey:
         """Read a key file, creating it (mode 0600) when missing."""
         if not path.exists():
-            _create(path)
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise ValueError(f"{path} does not hold an Ed25519 private key")
-        return cls(loaded)
+            create_key_file(path)
+        return cls(load_private_key(path))
 
     @classmethod
     def for_store(cls, location: StoreLocation) -> SigningKey:
@@ -89,30 +82,16 @@ class SigningKey:
     def derived_secret(self, purpose: str) -> bytes:
         """A secret for another purpose (the API's list cursors), the same in every process
         that loads this key and telling nothing of it: HMAC-SHA256 of the purpose under it."""
-        raw = self.private.private_bytes(serialization.Encoding.Raw,
-                                         serialization.PrivateFormat.Raw,
-                                         serialization.NoEncryption())
-        return hmac.new(raw, purpose.encode(), hashlib.sha256).digest()
+        return hmac.new(raw_private(self.private), purpose.encode(), hashlib.sha256).digest()
 
     def derived_key(self, label: bytes) -> bytes:
         """A 32-byte key for one purpose (`label`, HKDF's info), from the private key by
         HKDF-SHA256: the same in every process that loads this key, telling nothing of it."""
-        raw = self.private.private_bytes(serialization.Encoding.Raw,
-                                         serialization.PrivateFormat.Raw,
-                                         serialization.NoEncryption())
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(raw)
+        return derive_key(self.private, label)
 
     def sign(self, message: bytes) -> str:
         """An Ed25519 signature in base64."""
         return base64.b64encode(self.private.sign(message)).decode("ascii")
-
-
-def _create(path: Path) -> None:
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    create_once(path, pem, ".signing-key-")  # concurrent first uses agree on one key
 
 
 def verify_checkpoint(public_key_pem: str | bytes, checkpoint: Mapping[str, Any]) -> bool:

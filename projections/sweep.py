@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger.eventseals import unsealed_message
 from projections.audit import Auditor
 from projections.runner import LOCK_NAME
 from projections.signing import verify_checkpoint
@@ -101,8 +102,9 @@ class Sweeper:
             time.sleep(PAUSE_SECONDS)
 
         report = verify_log(self.recorder, self.auditor, self.auditor.key.public_key_pem(),
-                            progress=between_pages)
-        count, first = len(report.altered), report.altered[:FIRST]
+                            progress=between_pages, seals=getattr(self.recorder, "seals", None))
+        altered = report.altered
+        count, first = len(altered), altered[:FIRST]
         details = []
         if count == 1:
             details.append(f"1 logged event no longer hashes to its leaf (position "
@@ -112,6 +114,8 @@ class Sweeper:
             details.append(f"{count} logged events no longer hash to their leaves (first at "
                            f"positions {', '.join(map(str, first))}): changed or deleted in "
                            "the store after they were logged; run vledger verify")
+        if report.unsealed:  # bb38 F2: events the ledger did not write
+            details.append(unsealed_message(report.unsealed))
         failed = {c.name: c.detail for c in report.checks if not c.ok}
         published = self.auditor.published()
         if "published checkpoint" in failed and published is not None:
@@ -131,7 +135,9 @@ class Sweeper:
                            "projections rebuild audit` makes them again from the events")
         if "leaves kept" in failed:
             details.append(failed["leaves kept"])
-        result = SweepResult(time.time(), report.leaves, count, tuple(first),
+        # Events the ledger did not write count as altered too (metric, /readyz).
+        wrong = sorted(set(altered) | set(report.unsealed))
+        result = SweepResult(time.time(), report.leaves, len(wrong), tuple(wrong[:FIRST]),
                              "; ".join(details))
         self._record(result)
         return result

@@ -10,7 +10,15 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder
 
 from ledger.errors import AuditLogAltered
-from projections.audit import STORED_LEVEL, Auditor, altered_log, notification_leaf_hash
+from ledger.eventseals import EventSeals, leaf_bytes
+from ledger.loading import state_bytes
+from projections.audit import (
+    STORED_LEVEL,
+    Auditor,
+    altered_log,
+    notification_leaf_hash,
+    unsealed_among,
+)
 from projections.merkle import EMPTY_ROOT, Frontier, verify_consistency
 from projections.signing import verify_checkpoint
 from projections.store import ViewStore
@@ -39,6 +47,9 @@ class Report:
     # The positions of the events that no longer give their logged leaf (changed, deleted,
     # or never logged below the log's end), in order.
     altered: list[int] = field(default_factory=list)
+    # The positions of the events at or after the start of sealing without the ledger's seal
+    # (ledger/eventseals.py: written or changed by hand), when the seals were checked.
+    unsealed: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -134,14 +145,16 @@ def _stored_nodes(store: ViewStore,
 
 def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: str | None,
                against: Mapping[str, Any] | None = None, page_size: int = PAGE_SIZE,
-               progress: Callable[[int], None] | None = None, sign: bool = False) -> Report:
+               progress: Callable[[int], None] | None = None, sign: bool = False,
+               seals: EventSeals | None = None) -> Report:
     """Recompute the log from the event store; compare with the stored view and checkpoints.
 
     It reads only: the checkpoints compared are the one the store last published and
     `against` (one saved earlier, outside the operator's reach), checked with
     `public_key_pem`. `sign` (the operator, with the signing key): also sign and publish a
     checkpoint of the tree as it stands, once every other check passed (`report.checkpoint`).
-    Without it, `report.checkpoint` is the published checkpoint, if it verified."""
+    Without it, `report.checkpoint` is the published checkpoint, if it verified. With `seals`
+    (the signing key's holder: seals are MACs), also every event's seal."""
     started = time.perf_counter()
     report = Report(leaves=auditor.size())
     size = report.leaves
@@ -169,6 +182,11 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
         for position in sorted(set(wrong) - {n.id for n in page}):  # logged, and gone
             leaves.see(False, f"position {position}{wrong[position]}")
         report.altered += wrong
+        if seals is not None and page:
+            with auditor.store.reading() as cur:
+                report.unsealed += unsealed_among(cur, seals, [
+                    (n.id, leaf_bytes(n.id, str(n.originator_id), n.originator_version,
+                                      n.topic, state_bytes(n.state))) for n in page])
         kept = _stored_nodes(auditor.store, made)
         for level, hashes_made in made.items():
             for index, value in hashes_made.items():
@@ -178,6 +196,12 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     report.altered.sort()
     report.add("leaves", not leaves.bad, leaves.detail("leaf hashes"))
     report.add("subtree hashes", not nodes.bad, nodes.detail("subtree hashes"))
+    if seals is not None:
+        bad = report.unsealed
+        report.add("seals", not bad, (
+            f"{len(bad)} event(s) carry no seal of this ledger's key (first at position(s) "
+            f"{', '.join(map(str, bad[:3]))}): written into the store, or changed there, by "
+            "hand") if bad else "every event since sealing began carries the ledger's seal")
     root = frontier.root()
     try:
         report.add("root", auditor.root(size) == root,

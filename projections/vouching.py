@@ -15,9 +15,16 @@ from eventsourcing.persistence import StoredEvent
 
 from ledger import Ledger
 from ledger.errors import StoreAltered
+from ledger.eventseals import (
+    SEALS_TABLE,
+    START_TABLE,
+    EventSeals,
+    leaf_bytes,
+    start_query,
+    unsealed_message,
+)
 from ledger.sql import one_of, values_of
 from ledger.vouching import SNAPSHOT_KEY_LABEL, Query
-from projections.audit import leaf_bytes
 from projections.merkle import leaf_hash
 from projections.signing import SigningKey
 from projections.store import ViewStore
@@ -28,8 +35,9 @@ NO_LOG_SECONDS = 5.0  # a store without an audit log is asked again after this l
 class LeafCheck:
     """Refuses (StoreAltered) loaded events that are not what the audit log took in."""
 
-    def __init__(self, store: ViewStore) -> None:
+    def __init__(self, store: ViewStore, seals: EventSeals | None = None) -> None:
         self.store = store
+        self.seals = seals
         self._logged = False
         self._no_log_until = 0.0
         # Run by the ledger's loader on its own connection (ledger/vouching.py `Query`): its
@@ -50,6 +58,12 @@ class LeafCheck:
             f"FROM {leaves} UNION ALL SELECT position, leaf_hash, NULL FROM {leaves} "
             f"WHERE {one_of('position', postgres, mark)} UNION ALL SELECT version, NULL, "
             f"originator_id FROM {versions} WHERE {one_of('originator_id', postgres, mark)}")
+        # The seals of events the log has not taken in yet (ledger/eventseals.py), and where
+        # seals begin, in a second statement run only for such events.
+        sealed = table(SEALS_TABLE)
+        self._seals_statement = (
+            f"SELECT position, mac FROM {sealed} WHERE {one_of('position', postgres, mark)}")
+        self._start_statement = start_query(sealed, table(START_TABLE))
 
     def _has_log(self) -> bool:
         # Asked of the store until the log is there (never dropped for good: a rebuild makes
@@ -89,6 +103,7 @@ class LeafCheck:
                 logged_to = int(position or 0)
             else:
                 leaves[int(position)] = bytes(leaf)
+        unlogged = []
         for position, stored in events:
             leaf = leaves.get(position)
             if leaf is None:
@@ -97,17 +112,42 @@ class LeafCheck:
                         f"the event at position {position} has no leaf in the audit log, "
                         "which logged later ones: its leaf was deleted by hand; run vledger "
                         "verify"))
-                continue  # newer than the log: nothing to compare it with yet
+                unlogged.append((position, stored))  # newer than the log: its seal tells
+                continue
             if leaf != leaf_hash(leaf_bytes(position, str(stored.originator_id),
                                             stored.originator_version, stored.topic,
                                             stored.state)):
                 raise StoreAltered(str(stored.originator_id), position)
+        if unlogged and self.seals is not None:
+            self._check_sealed(unlogged, query)
+
+    def _check_sealed(self, events: Sequence[tuple[int, StoredEvent]], query: Query) -> None:
+        """Refuse (StoreAltered) events the log has not taken in yet that carry no seal of the
+        ledger's key: written by hand, and not to be built on (bb38 F2)."""
+        seals = self.seals
+        assert seals is not None
+        start = seals.known_start
+        if start is None:
+            start = seals.start(query(self._start_statement, ())[0])
+            if start is None:
+                return
+        todo = [(p, e) for p, e in events if p >= start]
+        if not todo:
+            return
+        rows = query(self._seals_statement, (values_of([p for p, _ in todo],
+                                                       self.store.postgres),))
+        bad = seals.unsealed(
+            [(p, leaf_bytes(p, str(e.originator_id), e.originator_version, e.topic, e.state))
+             for p, e in todo], {int(r["position"]): bytes(r["mac"]) for r in rows})
+        if bad:
+            oid = next(str(e.originator_id) for p, e in todo if p == bad[0])
+            raise StoreAltered(oid, bad[0], unsealed_message(bad))
 
 
 def vouch_for(ledger: Ledger, store: ViewStore, key: SigningKey) -> None:
     """Make `ledger` build its writes only on events its audit log vouches for, and on
     snapshots sealed with a key derived from the audit signing key."""
-    ledger.vouch(LeafCheck(store), key.derived_key(SNAPSHOT_KEY_LABEL))
+    ledger.vouch(LeafCheck(store, ledger.seals), key.derived_key(SNAPSHOT_KEY_LABEL))
 
 
 __all__ = ["LeafCheck", "vouch_for"]

@@ -51,13 +51,16 @@ def _require_postgres() -> None:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path,
                  monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A database URL for an empty store of the kind the test is parametrised with (its KEK
-    file in the test's directory: beside the SQLite file, or named by VLEDGER_KEK_FILE)."""
+    file and signing key in the test's directory: beside the SQLite file, or named by
+    VLEDGER_KEK_FILE and VLEDGER_SIGNING_KEY_FILE)."""
     kind = getattr(request, "param", "sqlite")
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
     _require_postgres()
     monkeypatch.setenv("VLEDGER_KEK_FILE", str(tmp_path / "ledger.kek"))
+    # The signing key too (it seals the events: ledger/eventseals.py), where SQLite's is.
+    monkeypatch.setenv("VLEDGER_SIGNING_KEY_FILE", str(tmp_path / "signing-key.pem"))
     schema = f"t_{uuid.uuid4().hex[:12]}"
     _pg_connect(f'CREATE SCHEMA "{schema}"')
     try:

@@ -194,3 +194,51 @@ def test_no_write_takes_the_position_of_an_event_deleted_from_the_end(
     assert services.ledger.head() == head - 1
     assert district.get(f"/v1/volunteers/{district.volunteer}/hours").json()[
         "total_minutes"] == hours
+
+
+def _append_by_hand(district: District, originator_id: str, version: int, topic: str,
+                    state: bytes) -> int:
+    """The hostile operator: a well-formed event inserted with SQL (bb38 F2); its position."""
+    services = _services(district)
+    tamper_with_events(services.models.store, services.ledger,
+                       "INSERT INTO {table} (originator_id, originator_version, topic, state) "
+                       "VALUES (?, ?, ?, ?)", (originator_id, version, topic, state))
+    return int(services.ledger.head())
+
+
+def test_an_event_appended_by_hand_is_counted_served_and_built_on_by_nothing(
+        district: District) -> None:
+    """bb38 F2: a copy of a recorded session under a new id, and a booking of it on the
+    volunteer's own record, appended with SQL: well-formed, but without the ledger's seal."""
+    services = _services(district)
+    written = district.session(NINE, TEN, "sealed-1").json()
+    [session] = services.ledger.recorder.select_notifications(written["position"], 1)
+    versions = services.ledger._positions([district.volunteer])[district.volunteer]
+    [booking] = services.ledger.recorder.select_notifications(versions[max(versions)], 1)
+    copy = "4f6c1d0e-0000-4000-8000-000000000001"
+    forged = _append_by_hand(district, copy, 1, session.topic,
+                             bytes(session.state).replace(written["id"].encode(), copy.encode()))
+    version = max(versions) + 1
+    _append_by_hand(district, district.volunteer, version, booking.topic,
+                    bytes(booking.state).replace(written["id"].encode(), copy.encode())
+                    .replace(f'"originator_version":{version - 1}'.encode(),
+                             f'"originator_version":{version}'.encode()))
+    services.ledger._kept.take([district.volunteer])  # as after a restart: loaded again
+    head = services.ledger.head()
+
+    refused = district.post("/v1/service-sessions", {
+        "volunteer_id": district.volunteer, "activity_id": district.activity,
+        "started_at": ELEVEN, "ended_at": NOON, "source_record_id": "sealed-2"})
+    waited = district.get(f"/v1/volunteers/{district.volunteer}/hours", min_position=forged)
+    ready = district.client.get("/readyz")
+    feed = district.get("/v1/events", after=written["position"])
+    hours = district.get(f"/v1/volunteers/{district.volunteer}/hours")
+
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["type"].endswith("/store-altered") and "no seal" in refused.text
+    assert services.ledger.head() == head  # nothing recorded
+    assert waited.status_code == 500 and "no seal" in waited.text  # never taken in
+    assert ready.status_code == 503 and "no seal" in ready.text
+    assert f"position(s) {forged}" in ready.text
+    assert feed.status_code == 500 and "no seal" in feed.text
+    assert hours.status_code == 200 and hours.json()["total_minutes"] == 60  # not counted
