@@ -242,3 +242,26 @@ def test_an_event_appended_by_hand_is_counted_served_and_built_on_by_nothing(
     assert f"position(s) {forged}" in ready.text
     assert feed.status_code == 500 and "no seal" in feed.text
     assert hours.status_code == 200 and hours.json()["total_minutes"] == 60  # not counted
+
+
+def test_a_revocation_deleted_by_hand_does_not_bring_its_token_back(district: District) -> None:
+    """bb38 F3: the revocation's event deleted with SQL; the token, presented again (to a
+    process that had seen it, and to one that had not), is not let in as live."""
+    issued = district.post("/v1/tokens", {"role": "committee", "label": "panel"}).json()
+    token = {"Authorization": f"Bearer {issued['token']}"}
+    assert district.client.get("/v1/awards", headers=token).status_code == 200
+    revoked = district.post(f"/v1/tokens/{issued['id']}/revoke", {"reason": "left the panel"})
+    assert revoked.status_code == 200, revoked.text
+    district.get("/v1/units", min_position=revoked.json()["position"])  # logged
+    assert district.client.get("/v1/awards", headers=token).status_code == 401
+    services = _services(district)
+    tamper_with_events(services.models.store, services.ledger,
+                       "DELETE FROM {table} WHERE {id} = ?", (revoked.json()["position"],))
+
+    again = district.client.get("/v1/awards", headers=token)
+    services.grants._seen.clear()  # as a process that never saw it
+    fresh = district.client.get("/v1/awards", headers=token)
+
+    for answer in (again, fresh):
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["type"].endswith("/store-altered")
