@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api.conftest import District
+from tests.api.conftest import ADMIN_TOKEN, District, bearer
 
 NINE, TEN = "2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00"
 
@@ -75,3 +75,68 @@ def test_a_unit_and_a_training_name_every_refusal(district: District) -> None:
         "audience": "core", "title": "  ", "completed_on": "2099-01-01", "hours": 2}))
     assert set(refused) == {"level", "title", "completed_on"}, refused
     assert "future" in refused["completed_on"]
+
+
+
+def _stored(district: District) -> int:
+    """The position of the last event in the store: unchanged when nothing was written."""
+    ledger = district.client.app.state.services.ledger  # type: ignore[attr-defined]
+    return int(ledger.recorder.max_notification_id() or 0)
+
+
+def _refused_unstored(district: District, method: str, path: str, body: Any,
+                      token: str = ADMIN_TOKEN) -> dict[str, str]:
+    before = _stored(district)
+    response = district.client.request(method, path, json=body, headers=bearer(token))
+    assert _stored(district) == before, "something was stored"
+    return _refused(response)
+
+
+def test_a_transfer_names_a_refused_unit_beside_a_day_in_the_future(
+        district: District) -> None:
+    refused = _refused_unstored(
+        district, "POST", f"/v1/volunteers/{district.volunteer}/transfers",
+        {"to_unit_id": "", "effective_on": "2099-01-01"})
+    assert set(refused) == {"to_unit_id", "effective_on"}, refused
+    assert "future" in refused["effective_on"]
+
+
+def test_a_volunteer_change_names_the_schema_s_and_the_ledger_s_refusals_together(
+        district: District) -> None:
+    refused = _refused_unstored(district, "PATCH", f"/v1/volunteers/{district.volunteer}", {
+        "phone": "not a phone", "birth_date": "2099-01-01", "name": "林\u200b小梅",
+        "gender": None})
+    assert set(refused) == {"name", "birth_date", "phone", "gender"}, refused
+    assert "future" in refused["birth_date"] and "cleared" in refused["gender"]
+
+
+def test_a_unit_change_names_a_refused_parent_beside_a_hidden_character(
+        district: District) -> None:
+    refused = _refused_unstored(district, "PATCH", f"/v1/units/{district.unit_b}", {
+        "name": "列西\u200b街道", "parent_id": "no such unit"})
+    assert set(refused) == {"name", "parent_id"}, refused
+
+
+def test_a_unit_closure_names_an_empty_reason_beside_a_day_in_the_future(
+        district: District) -> None:
+    refused = _refused_unstored(district, "POST", f"/v1/units/{district.unit_b}/closure", {
+        "closed_on": "2099-01-01", "reason": "  "})
+    assert set(refused) == {"closed_on", "reason"}, refused
+    assert "future" in refused["closed_on"]
+
+
+def test_a_deregistration_names_an_empty_reason_beside_a_day_in_the_future(
+        district: District) -> None:
+    refused = _refused_unstored(
+        district, "POST", f"/v1/volunteers/{district.volunteer}/deregistration",
+        {"deregistered_on": "2099-01-01", "reason": ""})
+    assert set(refused) == {"deregistered_on", "reason"}, refused
+
+
+def test_an_insurance_names_a_year_as_text_beside_a_hidden_character(
+        district: District) -> None:
+    refused = _refused_unstored(
+        district, "POST", f"/v1/volunteers/{district.volunteer}/insurance",
+        {"year": "2017", "policy_ref": "PA-2017-001", "insurer": "人保\u200b"})
+    assert set(refused) == {"year", "insurer"}, refused
+
