@@ -140,3 +140,37 @@ def test_an_insurance_names_a_year_as_text_beside_a_hidden_character(
         {"year": "2017", "policy_ref": "PA-2017-001", "insurer": "人保\u200b"})
     assert set(refused) == {"year", "insurer"}, refused
 
+
+def test_an_award_grant_names_an_unknown_award_beside_a_year_not_begun(
+        district: District) -> None:
+    refused = _refused_unstored(district, "POST", "/v1/awards", {
+        "award": "nobel", "year": 2099, "recipient_id": district.volunteer,
+        "decision_ref": "梅文明\u200b〔2017〕12号"}, district.committee)
+    assert set(refused) == {"award", "year", "decision_ref"}, refused
+    assert "not begun" in refused["year"]
+
+
+def test_an_award_revocation_names_an_unknown_field_beside_its_reason(
+        district: District) -> None:
+    # A body of one field: an unknown field beside it is the schema's refusal.
+    refused = _refused_unstored(district, "POST", "/v1/awards/no-such-award/revoke", {
+        "reason": "前\u200b后", "why": "x"}, district.committee)
+    assert set(refused) == {"reason", "why"}, refused
+
+
+def test_a_token_names_a_refused_role_or_unit_beside_its_label(district: District) -> None:
+    refused = _refused_unstored(district, "POST", "/v1/tokens", {
+        "role": "superuser", "unit_id": district.unit_a, "label": "front\ndesk"})
+    # The role refused, its unit is not held against it.
+    assert set(refused) == {"role", "label"}, refused
+    refused = _refused_unstored(district, "POST", "/v1/tokens", {
+        "role": "auditor", "unit_id": "a b", "label": "x\u200b"})
+    assert set(refused) == {"unit_id", "label"}, refused
+
+
+def test_a_token_revocation_names_an_unknown_field_beside_its_reason(
+        district: District) -> None:
+    refused = _refused_unstored(district, "POST", "/v1/tokens/no-such-token/revoke", {
+        "reason": "前\u200b后", "why": "x"})
+    assert set(refused) == {"reason", "why"}, refused
+
