@@ -174,3 +174,20 @@ def test_a_token_revocation_names_an_unknown_field_beside_its_reason(
         "reason": "前\u200b后", "why": "x"})
     assert set(refused) == {"reason", "why"}, refused
 
+
+def test_a_batch_names_each_refused_record_by_its_index(district: District) -> None:
+    def record(start: str, end: str, source: str) -> dict[str, str]:
+        return {"volunteer_id": district.volunteer, "activity_id": district.activity,
+                "started_at": start, "ended_at": end, "source_record_id": source}
+
+    refused = _refused_unstored(district, "POST", "/v1/service-sessions/batch", {"records": [
+        record(NINE, TEN, "b-0"),
+        record(TEN, NINE, ""),
+        record("yesterday", "2099-03-05T10:00:00+08:00", "b-2"),
+        record(TEN, NINE, "b-3"),
+        "not a record"]})
+    assert set(refused) == {"records.1.source_record_id", "records.1.ended_at",
+                            "records.2.started_at", "records.2.ended_at",
+                            "records.3.ended_at", "records.4"}, refused
+    assert refused["records.1.ended_at"] == "must be after started_at"
+    assert "future" in refused["records.2.ended_at"]
