@@ -25,6 +25,7 @@ from api.schemas import (
 from ledger import SessionRecord
 from ledger.calendar import now
 from ledger.sessions import correction_checks, record_checks
+from ledger.text import reason_checks
 
 router = APIRouter(prefix="/v1/service-sessions", tags=["service sessions"],
                    route_class=StrictBodyRoute)
@@ -180,6 +181,8 @@ def correct_session(session_id: str, body: CorrectionIn, actor: RecorderWriter,
 
 
 @router.post("/{session_id}/void", response_model=SessionWrite, responses=IF_MATCH_RESPONSES)
+@after_schema(VoidIn, lambda ledger, v, held: reason_checks(
+    v.get("reason", SOME_TEXT), held).raise_found())
 def void_session(session_id: str, body: VoidIn, actor: RecorderWriter,
                  services: ServicesDep, expected: IfMatch) -> dict[str, Any]:
     """Void a session, with a reason; it no longer counts but stays in the history.

@@ -191,3 +191,18 @@ def test_a_batch_names_each_refused_record_by_its_index(district: District) -> N
                             "records.3.ended_at", "records.4"}, refused
     assert refused["records.1.ended_at"] == "must be after started_at"
     assert "future" in refused["records.2.ended_at"]
+
+
+
+def test_a_void_names_an_unknown_field_beside_its_reason(district: District) -> None:
+    session = district.session(NINE, TEN, "r-void").json()["id"]
+    refused = _refused_unstored(district, "POST", f"/v1/service-sessions/{session}/void", {
+        "reason": "前\u200b后", "why": "x"})
+    assert set(refused) == {"reason", "why"}, refused
+
+
+def test_a_cancellation_names_an_unknown_field_beside_its_reason(district: District) -> None:
+    refused = _refused_unstored(
+        district, "POST", f"/v1/activities/{district.activity}/cancellation",
+        {"reason": "前\u200b后", "why": "x"})
+    assert set(refused) == {"reason", "why"}, refused
