@@ -11,13 +11,15 @@ fields held as refused (`FieldChecks(refused=…)`: their rules and every compar
 are passed over); what those checks refuse is named after the schema's refusals, in one 422.
 
 Only the checks of a request on its own are run: nothing is looked up (an id it names, an
-overlap), and nothing is written. A route opts in with `@after_schema(Model, checks)`.
+overlap), and nothing is written. A route opts in with `@after_schema(Model, checks)`; a batch
+with `@after_schema(ItemModel, checks, items="records")`: each item of the list is checked as
+a body of its own, and what is refused of it named after its place (`records.3.ended_at`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, TypeVar
@@ -33,7 +35,10 @@ log = logging.getLogger("vledger.api")
 Checks = Callable[[Any, Mapping[str, Any], frozenset[str]], None]
 F = TypeVar("F", bound=Callable[..., Any])
 
-_CHECKS: dict[Callable[..., Any], tuple[type[BaseModel], Checks]] = {}
+# A location the schema refused, after "body": ("name",), ("records", 3, "ended_at").
+Location = tuple[Any, ...]
+
+_CHECKS: dict[Callable[..., Any], tuple[type[BaseModel], Checks, str | None]] = {}
 
 # What a check is given for a field held as refused: a value of the field's type, whose own
 # rules and comparisons are passed over anyway.
@@ -43,10 +48,12 @@ SOME_LATER_INSTANT = SOME_INSTANT + timedelta(hours=1)
 SOME_DAY = date(2000, 1, 1)
 
 
-def after_schema(model: type[BaseModel], checks: Checks) -> Callable[[F], F]:
-    """Register a route's ledger checks of its body `model`, for a body its schema refused."""
+def after_schema(model: type[BaseModel], checks: Checks,
+                 items: str | None = None) -> Callable[[F], F]:
+    """Register a route's ledger checks of its body `model`, for a body its schema refused;
+    with `items`, of each item (a `model`) of the body's list `items`."""
     def register(endpoint: F) -> F:
-        _CHECKS[endpoint] = (model, checks)
+        _CHECKS[endpoint] = (model, checks, items)
         return endpoint
     return register
 
@@ -75,13 +82,34 @@ def typed(model: type[BaseModel], body: Mapping[str, Any],
 
 
 def problems(endpoint: Any, ledger: Any, body: Any,
-             refused: frozenset[str]) -> list[InvalidField]:
+             refused: Sequence[Location]) -> list[InvalidField]:
     """What the ledger's own checks refuse of the fields the schema let through (none where
-    the route registered no checks, or the body is not a JSON object)."""
+    the route registered no checks, or the body is not a JSON object); `refused`: where the
+    schema refused the body."""
     entry = _CHECKS.get(endpoint)
     if entry is None or not isinstance(body, Mapping) or ledger is None:
         return []
-    model, checks = entry
+    model, checks, items = entry
+    if items is None:
+        return _refused(model, checks, ledger, body, frozenset(str(loc[0]) for loc in refused))
+    listed = body.get(items)
+    if not isinstance(listed, list) or (items,) in refused:
+        return []  # the list itself was refused (empty, too long): its items are not read
+    found: list[InvalidField] = []
+    for index, item in enumerate(listed):
+        if not isinstance(item, Mapping) or (items, index) in refused:
+            continue
+        held = frozenset(str(loc[2]) for loc in refused
+                         if len(loc) > 2 and loc[0] == items and loc[1] == index)
+        for problem in _refused(model, checks, ledger, item, held):
+            field = f"{items}.{index}.{problem.field}"
+            found.append(InvalidField(f"{field} {problem.rule}", field))
+    return found
+
+
+def _refused(model: type[BaseModel], checks: Checks, ledger: Any, body: Mapping[str, Any],
+             refused: frozenset[str]) -> list[InvalidField]:
+    """What `checks` refuse of one body's fields that its schema let through."""
     try:
         values = typed(model, body, refused)
         held = frozenset(refused | {name for name in body if name not in values})

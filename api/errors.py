@@ -264,7 +264,7 @@ def _after_schema(request: Request, exc: RequestValidationError,
     if not locations or any(len(loc) < 2 or loc[0] != "body" for loc in locations):
         return []
     services = getattr(request.app.state, "services", None)
-    refused = frozenset(str(loc[1]) for loc in locations)
+    refused = [loc[1:] for loc in locations]
     return [{"field": p.field or "body", "detail": p.rule} for p in after_schema.problems(
         request.scope.get("endpoint"), getattr(services, "ledger", None), exc.body, refused)]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
@@ -92,15 +92,7 @@ class CommendationUseCases(LedgerBase):
         of the recipient's eligibility, kept with the grant (the committee decides; the record
         shows whether it went against the criteria)."""
         require_role(origin.actor, Role.committee)
-        checks = FieldChecks(("award", "year", "recipient_id", "decision_ref"))
-        kind = checks.run(award_kind, award)
-        checks.run(check_year, year)
-        if checks.passed("year") and year > district_today().year:  # bb18 F3: 2099 was taken
-            checks.add(InvalidField(f"year {year} has not begun: an award goes to a year that "
-                                    "has", "year"))
-        decision_ref = checks.run(check_text, "decision_ref", decision_ref) or ""
-        checks.raise_found()
-        assert kind is not None
+        kind, decision_ref = self.grant_fields(award, year, decision_ref)
         rules = self._get(AwardRules, rules_id(kind, year))
         if rules is None:
             raise InvalidField(f"no rules are published for {kind.value} {year}", "year")
@@ -125,6 +117,33 @@ class CommendationUseCases(LedgerBase):
             return Written(granted.id, self._save(granted))
 
         return self._retrying(attempt)
+
+    @staticmethod
+    def grant_fields(award: str, year: int, decision_ref: str, refused: Iterable[str] = ()
+                     ) -> tuple[AwardKind, str]:
+        """A grant's award and decision as recorded, checked with its year on their own (422,
+        naming every field refused; `refused`: fields the request's schema refused, held as
+        refused); its rules and recipient are looked up."""
+        checks = FieldChecks(("award", "year", "recipient_id", "decision_ref"), refused)
+        kind = checks.run(award_kind, award)
+        checks.run(check_year, year)
+        if checks.passed("year") and year > district_today().year:  # bb18 F3: 2099 was taken
+            checks.add(InvalidField(f"year {year} has not begun: an award goes to a year that "
+                                    "has", "year"))
+        decision_ref = checks.run(check_text, "decision_ref", decision_ref) or ""
+        checks.raise_found()
+        assert kind is not None
+        return kind, decision_ref
+
+    @staticmethod
+    def revocation_reason(reason: str, refused: Iterable[str] = ()) -> str:
+        """Why an award or a token is revoked, as recorded, checked on its own (422;
+        `refused`: as for `grant_fields`)."""
+        checks = FieldChecks(("reason",), refused)
+        why = checks.run(check_text, "reason", reason, MAX_REASON)
+        checks.raise_found()
+        assert why is not None
+        return why
 
     def _check_recipient(self, kind: AwardKind, recipient_id: str, year: int) -> str:
         """The recipient's kind, once it is known to be of the award's kind and a candidate
@@ -192,7 +211,7 @@ class CommendationUseCases(LedgerBase):
 
         def attempt() -> Written:
             granted = self.get_award(the_id)
-            granted.revoke(check_text("reason", reason, MAX_REASON), origin.meta())
+            granted.revoke(self.revocation_reason(reason), origin.meta())
             return Written(granted.id, self._save(granted))
 
         return self._retrying(attempt)
@@ -203,13 +222,7 @@ class CommendationUseCases(LedgerBase):
                     label: str = "") -> tuple[str, Written]:
         """Issue a bearer token; returns the token (shown once) and the write."""
         require_role(origin.actor)
-        checks = FieldChecks(("role", "unit_id", "label"))
-        the_role = checks.run(token_role, role)
-        if the_role is not None:
-            checks.run(check_token_grant, the_role, unit_id)
-        label = checks.run(check_label, label) or ""
-        checks.raise_found()
-        assert the_role is not None
+        the_role, label = self.token_fields(role, unit_id, label)
         if unit_id:
             open_unit(self._refer(Unit, unit_id, "unit_id", "unit"), "unit_id")
         token = new_token()
@@ -217,6 +230,21 @@ class CommendationUseCases(LedgerBase):
                             unit_id=unit_id or None, label=label, id=token_id_for(token),
                             **origin.meta())
         return token, Written(grant.id, self._save(grant))
+
+    @staticmethod
+    def token_fields(role: str, unit_id: str | None, label: str, refused: Iterable[str] = ()
+                     ) -> tuple[Role, str]:
+        """A token's role and label as recorded, checked with its unit on their own (422,
+        naming every field refused; `refused`: as for `grant_fields`); its unit is looked
+        up."""
+        checks = FieldChecks(("role", "unit_id", "label"), refused)
+        the_role = checks.run(token_role, role)
+        if the_role is not None and checks.passed("role", "unit_id"):
+            checks.run(check_token_grant, the_role, unit_id)
+        label = checks.run(check_label, label) or ""
+        checks.raise_found()
+        assert the_role is not None
+        return the_role, label
 
     def revoke_token(self, origin: Origin, token_id: str, reason: str) -> Written:
         """Revoke a token by its id; it is refused from then on."""
@@ -229,7 +257,7 @@ class CommendationUseCases(LedgerBase):
 
         def attempt() -> Written:
             grant = self._find(AccessToken, token_id, "token")
-            grant.revoke(check_text("reason", reason, MAX_REASON), origin.meta())
+            grant.revoke(self.revocation_reason(reason), origin.meta())
             return Written(grant.id, self._save(grant))
 
         return self._retrying(attempt)

@@ -165,7 +165,7 @@ class RegistryUseCases(LedgerBase):
             check_version(unit, "unit", expected_version, seen)
             unit._ensure_open()
             # Only what differs is recorded (the same name again writes nothing).
-            if name is not None and check_text("name", name) != unit.name:
+            if name is not None and self.unit_change_fields(name) != unit.name:
                 unit.rename(name, origin.meta())
             if move and (parent_id or None) != unit.parent_id:
                 self._check_parent_of(unit, parent_id)
@@ -175,6 +175,15 @@ class RegistryUseCases(LedgerBase):
             return Written(unit.id, self._save(unit))
 
         return self._retrying(attempt)
+
+    @staticmethod
+    def unit_change_fields(name: str | None, refused: Iterable[str] = ()) -> str | None:
+        """A unit change's new name (None: kept), checked on its own (422; `refused`: as for
+        `volunteer_fields`); its parent is looked up."""
+        checks = FieldChecks(("name", "parent_id"), refused)
+        text = None if name is None else checks.run(check_text, "name", name)
+        checks.raise_found()
+        return text
 
     def _check_parent_of(self, unit: Unit, parent_id: str | None) -> None:
         if not parent_id:
@@ -201,10 +210,7 @@ class RegistryUseCases(LedgerBase):
         change is (bb20 F2: a stale tag closed the unit).
         """
         require_role(origin.actor)
-        checks = FieldChecks(("closed_on", "reason"))
-        checks.run(check_day, "closed_on", closed_on, district_today())
-        checks.run(check_reason, reason)
-        checks.raise_found()
+        self.closure_checks(closed_on, reason).raise_found()
         day = closed_on.isoformat()
         seen: list[int] = []
 
@@ -225,6 +231,15 @@ class RegistryUseCases(LedgerBase):
             return Written(unit.id, self._save(unit, guard=guard))
 
         return self._retrying(attempt)
+
+    @staticmethod
+    def closure_checks(closed_on: date, reason: str, refused: Iterable[str] = ()) -> FieldChecks:
+        """The rules a unit closure's own fields obey, run to the end (`refused`: as for
+        `volunteer_fields`); its service is read from the views."""
+        checks = FieldChecks(("closed_on", "reason"), refused)
+        checks.run(check_day, "closed_on", closed_on, district_today())
+        checks.run(check_reason, reason)
+        return checks
 
     def get_unit(self, unit_id: str) -> Unit:
         """A unit by id (404 when unknown)."""
@@ -350,22 +365,7 @@ class RegistryUseCases(LedgerBase):
         if not changes:
             raise InvalidRequest("no field to change was given: name or a personal field ("
                                  + ", ".join(PERSONAL_FIELDS) + ")")
-        checks = FieldChecks(VOLUNTEER_ORDER)
-        given = {k: v for k, v in changes.items() if k != "name" and v is not None}
-        clean = self._check_personal(given, checks)
-        if "name" in changes:
-            name = checks.run(check_text, "name", changes["name"])
-            if checks.passed("name"):
-                clean["name"] = name
-        for key in sorted(k for k, v in changes.items() if k != "name" and v is None):
-            if key not in PERSONAL_FIELDS:
-                checks.add(InvalidField(f"{key} is not a personal field", key))
-            elif key not in CLEARABLE_FIELDS:
-                checks.add(InvalidField(f"{key} cannot be cleared (null), only corrected; "
-                                        f"only {', '.join(CLEARABLE_FIELDS)} may be cleared",
-                                        key))
-            else:
-                clean[key] = None
+        checks, clean = self.volunteer_changes(changes)
 
         def attempt() -> Written:
             try:
@@ -395,6 +395,31 @@ class RegistryUseCases(LedgerBase):
 
         return self._retrying(attempt)
 
+    @classmethod
+    def volunteer_changes(cls, changes: dict[str, Any], refused: Iterable[str] = ()
+                          ) -> tuple[FieldChecks, dict[str, Any]]:
+        """A volunteer update's changes as recorded (None: cleared), each checked on its own,
+        and what those checks refused, not raised yet (`refused`: as for `volunteer_fields`):
+        an unknown volunteer, or one the caller may not see, is answered as such first, and
+        the changes are compared with the record only once it is read."""
+        checks = FieldChecks(VOLUNTEER_ORDER, refused)
+        given = {k: v for k, v in changes.items() if k != "name" and v is not None}
+        clean = cls._check_personal(given, checks)
+        if "name" in changes:
+            name = checks.run(check_text, "name", changes["name"])
+            if checks.passed("name"):
+                clean["name"] = name
+        for key in sorted(k for k, v in changes.items() if k != "name" and v is None):
+            if key not in PERSONAL_FIELDS:
+                checks.add(InvalidField(f"{key} is not a personal field", key))
+            elif key not in CLEARABLE_FIELDS:
+                checks.add(InvalidField(f"{key} cannot be cleared (null), only corrected; "
+                                        f"only {', '.join(CLEARABLE_FIELDS)} may be cleared",
+                                        key))
+            else:
+                clean[key] = None
+        return checks, clean
+
     def transfer_volunteer(self, origin: Origin, volunteer_id: str, to_unit_id: str,
                            effective_on: date) -> Written:
         """Move a volunteer to another unit from a date on (a later record may back-date it).
@@ -404,7 +429,7 @@ class RegistryUseCases(LedgerBase):
         stored (a closure at the same moment makes it look again).
         """
         require_role(origin.actor, Role.recorder)
-        check_day("effective_on", effective_on, district_today())
+        self.transfer_checks(effective_on).raise_found()
 
         def attempt() -> Written:
             unit = self._refer(Unit, to_unit_id, "to_unit_id", "unit")
@@ -417,14 +442,19 @@ class RegistryUseCases(LedgerBase):
 
         return self._retrying(attempt)
 
+    @staticmethod
+    def transfer_checks(effective_on: date, refused: Iterable[str] = ()) -> FieldChecks:
+        """The rules a transfer's own fields obey (`refused`: as for `volunteer_fields`); its
+        unit is looked up, and its date compared with the volunteer's registration."""
+        checks = FieldChecks(("to_unit_id", "effective_on"), refused)
+        checks.run(check_day, "effective_on", effective_on, district_today())
+        return checks
+
     def deregister_volunteer(self, origin: Origin, volunteer_id: str, deregistered_on: date,
                              reason: str) -> Written:
         """End a volunteer's registration; their recorded hours stay."""
         require_role(origin.actor, Role.recorder)
-        checks = FieldChecks(("deregistered_on", "reason"))
-        checks.run(check_day, "deregistered_on", deregistered_on, district_today())
-        checks.run(check_reason, reason)
-        checks.raise_found()
+        self.deregistration_checks(deregistered_on, reason).raise_found()
 
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)
@@ -433,6 +463,16 @@ class RegistryUseCases(LedgerBase):
             return Written(volunteer.id, self._save(volunteer))
 
         return self._retrying(attempt)
+
+    @staticmethod
+    def deregistration_checks(deregistered_on: date, reason: str, refused: Iterable[str] = ()
+                              ) -> FieldChecks:
+        """The rules a deregistration's own fields obey, run to the end (`refused`: as for
+        `volunteer_fields`); its date is compared with the record when it is read."""
+        checks = FieldChecks(("deregistered_on", "reason"), refused)
+        checks.run(check_day, "deregistered_on", deregistered_on, district_today())
+        checks.run(check_reason, reason)
+        return checks
 
     def complete_training(self, origin: Origin, volunteer_id: str, level: str, form: str,
                           audience: str, title: str, completed_on: date,
@@ -514,10 +554,7 @@ class RegistryUseCases(LedgerBase):
                          insurer: str) -> Written:
         """Record a volunteer's personal accident insurance for a year."""
         require_role(origin.actor, Role.recorder)
-        checks = FieldChecks(("year", "policy_ref", "insurer"))
-        policy_ref = checks.run(check_text, "policy_ref", policy_ref) or ""
-        insurer = checks.run(check_text, "insurer", insurer) or ""
-        checks.raise_found()
+        policy_ref, insurer = self.insurance_fields(policy_ref, insurer)
 
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)  # in the path: 404 when unknown
@@ -526,6 +563,18 @@ class RegistryUseCases(LedgerBase):
             return Written(volunteer.id, self._save(volunteer))
 
         return self._retrying(attempt)
+
+    @staticmethod
+    def insurance_fields(policy_ref: str, insurer: str, refused: Iterable[str] = ()
+                         ) -> tuple[str, str]:
+        """An insurance's policy reference and insurer as recorded, checked on their own (422,
+        naming every field refused; `refused`: as for `volunteer_fields`); its year is
+        compared with the record."""
+        checks = FieldChecks(("year", "policy_ref", "insurer"), refused)
+        policy_ref = checks.run(check_text, "policy_ref", policy_ref) or ""
+        insurer = checks.run(check_text, "insurer", insurer) or ""
+        checks.raise_found()
+        return policy_ref, insurer
 
     # -- activities -------------------------------------------------------------------------
 

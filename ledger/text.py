@@ -17,8 +17,9 @@ minority names (阿依古丽·买买提, U+00B7) are ordinary visible text and s
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
-from ledger.errors import InvalidField
+from ledger.errors import FieldChecks, InvalidField
 
 MAX_TEXT = 500  # a name, a title, a reference (as the API's Text)
 MAX_REASON = 2000  # why something was corrected, voided, cancelled… (as the API's Reason)
@@ -91,6 +92,15 @@ def check_reason(reason: str, name: str = "reason") -> str:
         raise InvalidField(f"{name} must not hold control characters other than line breaks "
                            f"and tabs (it holds {_described(bad)})", name)
     return check_length(name, check_shown(name, text), MAX_REASON)
+
+
+def reason_checks(reason: str, refused: Iterable[str] = ()) -> FieldChecks:
+    """A body of one reason (a void, a cancellation) checked as its write checks it
+    (`check_reason`), for a body whose schema refused other fields (`refused`, held as
+    refused)."""
+    checks = FieldChecks(("reason",), refused)
+    checks.run(check_reason, reason)
+    return checks
 
 
 def check_label(label: str | None) -> str:

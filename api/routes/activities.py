@@ -32,6 +32,7 @@ from api.schemas import (
 )
 from ledger.calendar import check_instant
 from ledger.errors import FieldChecks, InvalidField
+from ledger.text import reason_checks
 from projections.activities import ActivityQuery, utc_key
 
 router = APIRouter(prefix="/v1/activities", tags=["activities"], route_class=StrictBodyRoute)
@@ -180,6 +181,8 @@ def get_activity(activity_id: str, actor: MaybeActor, services: ServicesDep) -> 
 
 
 @router.post("/{activity_id}/cancellation", response_model=Created)
+@after_schema(CancellationIn, lambda ledger, v, held: reason_checks(
+    v.get("reason", SOME_TEXT), held).raise_found())
 def cancel_activity(activity_id: str, body: CancellationIn, actor: RecorderWriter,
                     services: ServicesDep) -> dict[str, Any]:
     """Cancel an activity: no new session may be recorded at it."""

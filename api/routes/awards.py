@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.after_schema import SOME_TEXT, after_schema
 from api.deps import (
     Admin,
     CommitteeWriter,
@@ -166,6 +167,9 @@ def get_rules(award: AwardKind, year: Year, actor: EligibilityReader,
 
 
 @router.post("/v1/awards", status_code=status.HTTP_201_CREATED, response_model=AwardCreated)
+@after_schema(AwardIn, lambda ledger, v, held: ledger.grant_fields(
+    v.get("award", AwardKind.best_project.value), v.get("year", 2000),
+    v.get("decision_ref", SOME_TEXT), refused=held))
 def grant_award(body: AwardIn, actor: CommitteeWriter, services: ServicesDep) -> dict[str, Any]:
     """Grant an award for a year to a recipient of the right kind, by a committee decision.
 
@@ -237,6 +241,8 @@ def get_award(award_id: str, actor: EligibilityReader, services: ServicesDep) ->
 
 
 @router.post("/v1/awards/{award_id}/revoke", response_model=Created)
+@after_schema(RevokeIn, lambda ledger, v, held: ledger.revocation_reason(
+    v.get("reason", SOME_TEXT), refused=held))
 def revoke_award(award_id: str, body: RevokeIn, actor: CommitteeWriter,
                  services: ServicesDep) -> dict[str, Any]:
     """Revoke an award, with a reason; the grant stays in the history."""

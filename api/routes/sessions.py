@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
@@ -24,6 +25,7 @@ from api.schemas import (
 from ledger import SessionRecord
 from ledger.calendar import now
 from ledger.sessions import correction_checks, record_checks
+from ledger.text import reason_checks
 
 router = APIRouter(prefix="/v1/service-sessions", tags=["service sessions"],
                    route_class=StrictBodyRoute)
@@ -85,6 +87,13 @@ class BatchOut(BaseModel):
     results: list[BatchItem]
 
 
+def _record_checks(ledger: Any, v: Mapping[str, Any], held: frozenset[str]) -> None:
+    """The ledger's checks of a record on its own, after its schema refused some of it (a
+    single record's body, or an item of a batch)."""
+    record_checks(v.get("started_at", SOME_INSTANT), v.get("ended_at", SOME_LATER_INSTANT),
+                  v.get("source_record_id", SOME_TEXT), now(), held).raise_found()
+
+
 class SessionOut(BaseModel):
     id: str
     volunteer_id: str
@@ -107,9 +116,7 @@ class SessionOut(BaseModel):
                                              "session as it stands (minutes after any "
                                              "correction, 0 after a void) and the position "
                                              "of its last event, nothing written."}})
-@after_schema(SessionIn, lambda ledger, v, held: record_checks(
-    v.get("started_at", SOME_INSTANT), v.get("ended_at", SOME_LATER_INSTANT),
-    v.get("source_record_id", SOME_TEXT), now(), held).raise_found())
+@after_schema(SessionIn, _record_checks)
 def record_session(body: SessionIn, actor: RecorderWriter, services: ServicesDep,
                    response: Response) -> dict[str, Any]:
     """Record a session; the same `source_record_id` and content again answers 200, same id."""
@@ -120,6 +127,7 @@ def record_session(body: SessionIn, actor: RecorderWriter, services: ServicesDep
 
 
 @router.post("/batch", response_model=BatchOut)
+@after_schema(SessionIn, _record_checks, items="records")
 def record_batch(body: BatchIn, actor: RecorderWriter, services: ServicesDep) -> dict[str, Any]:
     """Record up to 5,000 sessions in one transaction; each record gets its own outcome."""
     result = services.ledger.record_sessions(origin_of(actor), [r.record() for r in body.records])
@@ -173,6 +181,8 @@ def correct_session(session_id: str, body: CorrectionIn, actor: RecorderWriter,
 
 
 @router.post("/{session_id}/void", response_model=SessionWrite, responses=IF_MATCH_RESPONSES)
+@after_schema(VoidIn, lambda ledger, v, held: reason_checks(
+    v.get("reason", SOME_TEXT), held).raise_found())
 def void_session(session_id: str, body: VoidIn, actor: RecorderWriter,
                  services: ServicesDep, expected: IfMatch) -> dict[str, Any]:
     """Void a session, with a reason; it no longer counts but stays in the history.

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, StringConstraints
 
+from api.after_schema import SOME_TEXT, after_schema
 from api.deps import Admin, AuditReader, ServicesDep, origin_of
 from api.limits import StrictBodyRoute
 from api.schemas import Body, Created, Id, Reason, Whole, paginate
@@ -41,6 +42,8 @@ class RevokeIn(Body):
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TokenIssued)
+@after_schema(TokenIn, lambda ledger, v, held: ledger.token_fields(
+    v.get("role", Role.auditor.value), v.get("unit_id"), v.get("label", ""), refused=held))
 def issue_token(body: TokenIn, actor: Admin, services: ServicesDep) -> dict[str, Any]:
     """Issue a bearer token; it is shown once and stored only as a hash."""
     token, written = services.ledger.issue_token(
@@ -66,6 +69,8 @@ def list_tokens(request: Request, actor: AuditReader, services: ServicesDep,
 
 
 @router.post("/{token_id}/revoke", response_model=Created)
+@after_schema(RevokeIn, lambda ledger, v, held: ledger.revocation_reason(
+    v.get("reason", SOME_TEXT), refused=held))
 def revoke_token(token_id: str, body: RevokeIn, actor: Admin,
                  services: ServicesDep) -> dict[str, Any]:
     """Revoke a token: it answers 401 from then on."""

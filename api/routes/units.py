@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from api.after_schema import SOME_TEXT, after_schema
+from api.after_schema import SOME_DAY, SOME_TEXT, after_schema
 from api.deps import PUBLIC, Admin, MaybeActor, ServicesDep, origin_of
 from api.limits import StrictBodyRoute
 from api.schemas import (
@@ -103,6 +103,8 @@ def get_unit(unit_id: str, actor: MaybeActor, services: ServicesDep, request: Re
 
 
 @router.patch("/{unit_id}", response_model=Created, responses=IF_MATCH_RESPONSES)
+@after_schema(UnitChange, lambda ledger, v, held: ledger.unit_change_fields(
+    v.get("name"), refused=held))
 def change_unit(unit_id: str, body: UnitChange, actor: Admin, services: ServicesDep,
                 expected: IfMatch) -> dict[str, Any]:
     """Rename a unit and/or move it under another parent (`"parent_id": null`: to the top),
@@ -116,6 +118,8 @@ def change_unit(unit_id: str, body: UnitChange, actor: Admin, services: Services
 
 
 @router.post("/{unit_id}/closure", response_model=Created, responses=IF_MATCH_RESPONSES)
+@after_schema(UnitClosure, lambda ledger, v, held: ledger.closure_checks(
+    v.get("closed_on", SOME_DAY), v.get("reason", SOME_TEXT), held).raise_found())
 def close_unit(unit_id: str, body: UnitClosure, actor: Admin, services: ServicesDep,
                expected: IfMatch) -> dict[str, Any]:
     """Close a unit: nothing new may refer to it.

@@ -180,6 +180,8 @@ def get_volunteer(volunteer_id: str, actor: HoursReader, services: ServicesDep,
 
 
 @router.patch("/{volunteer_id}", response_model=Created, responses=IF_MATCH_RESPONSES)
+@after_schema(VolunteerChange, lambda ledger, v, held: ledger.volunteer_changes(
+    dict(v), refused=held)[0].raise_found())
 def update_volunteer(volunteer_id: str, body: VolunteerChange, actor: RecorderWriter,
                      services: ServicesDep, expected: IfMatch) -> dict[str, Any]:
     """Correct or complete a volunteer's name and personal data: the fields given change,
@@ -194,6 +196,8 @@ def update_volunteer(volunteer_id: str, body: VolunteerChange, actor: RecorderWr
 
 @router.post("/{volunteer_id}/transfers", status_code=status.HTTP_201_CREATED,
              response_model=Created)
+@after_schema(TransferIn, lambda ledger, v, held: ledger.transfer_checks(
+    v.get("effective_on", SOME_DAY), held).raise_found())
 def transfer_volunteer(volunteer_id: str, body: TransferIn, actor: RecorderWriter,
                        services: ServicesDep) -> dict[str, Any]:
     """Move a volunteer to another unit from `effective_on` (it may lie in the past).
@@ -210,6 +214,8 @@ def transfer_volunteer(volunteer_id: str, body: TransferIn, actor: RecorderWrite
 
 
 @router.post("/{volunteer_id}/deregistration", response_model=Created)
+@after_schema(DeregistrationIn, lambda ledger, v, held: ledger.deregistration_checks(
+    v.get("deregistered_on", SOME_DAY), v.get("reason", SOME_TEXT), held).raise_found())
 def deregister_volunteer(volunteer_id: str, body: DeregistrationIn, actor: RecorderWriter,
                          services: ServicesDep) -> dict[str, Any]:
     """End a volunteer's registration; their recorded hours stay on the record.
@@ -225,6 +231,8 @@ def deregister_volunteer(volunteer_id: str, body: DeregistrationIn, actor: Recor
 
 @router.post("/{volunteer_id}/insurance", status_code=status.HTTP_201_CREATED,
              response_model=Created)
+@after_schema(InsuranceIn, lambda ledger, v, held: ledger.insurance_fields(
+    v.get("policy_ref", SOME_TEXT), v.get("insurer", SOME_TEXT), refused=held))
 def insure_volunteer(volunteer_id: str, body: InsuranceIn, actor: RecorderWriter,
                      services: ServicesDep, response: Response) -> dict[str, Any]:
     """Record a volunteer's personal accident insurance for a year (plan measure 5)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api.conftest import District
+from tests.api.conftest import ADMIN_TOKEN, District, bearer
 
 NINE, TEN = "2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00"
 
@@ -75,3 +75,134 @@ def test_a_unit_and_a_training_name_every_refusal(district: District) -> None:
         "audience": "core", "title": "  ", "completed_on": "2099-01-01", "hours": 2}))
     assert set(refused) == {"level", "title", "completed_on"}, refused
     assert "future" in refused["completed_on"]
+
+
+
+def _stored(district: District) -> int:
+    """The position of the last event in the store: unchanged when nothing was written."""
+    ledger = district.client.app.state.services.ledger  # type: ignore[attr-defined]
+    return int(ledger.recorder.max_notification_id() or 0)
+
+
+def _refused_unstored(district: District, method: str, path: str, body: Any,
+                      token: str = ADMIN_TOKEN) -> dict[str, str]:
+    before = _stored(district)
+    response = district.client.request(method, path, json=body, headers=bearer(token))
+    assert _stored(district) == before, "something was stored"
+    return _refused(response)
+
+
+def test_a_transfer_names_a_refused_unit_beside_a_day_in_the_future(
+        district: District) -> None:
+    refused = _refused_unstored(
+        district, "POST", f"/v1/volunteers/{district.volunteer}/transfers",
+        {"to_unit_id": "", "effective_on": "2099-01-01"})
+    assert set(refused) == {"to_unit_id", "effective_on"}, refused
+    assert "future" in refused["effective_on"]
+
+
+def test_a_volunteer_change_names_the_schema_s_and_the_ledger_s_refusals_together(
+        district: District) -> None:
+    refused = _refused_unstored(district, "PATCH", f"/v1/volunteers/{district.volunteer}", {
+        "phone": "not a phone", "birth_date": "2099-01-01", "name": "林\u200b小梅",
+        "gender": None})
+    assert set(refused) == {"name", "birth_date", "phone", "gender"}, refused
+    assert "future" in refused["birth_date"] and "cleared" in refused["gender"]
+
+
+def test_a_unit_change_names_a_refused_parent_beside_a_hidden_character(
+        district: District) -> None:
+    refused = _refused_unstored(district, "PATCH", f"/v1/units/{district.unit_b}", {
+        "name": "列西\u200b街道", "parent_id": "no such unit"})
+    assert set(refused) == {"name", "parent_id"}, refused
+
+
+def test_a_unit_closure_names_an_empty_reason_beside_a_day_in_the_future(
+        district: District) -> None:
+    refused = _refused_unstored(district, "POST", f"/v1/units/{district.unit_b}/closure", {
+        "closed_on": "2099-01-01", "reason": "  "})
+    assert set(refused) == {"closed_on", "reason"}, refused
+    assert "future" in refused["closed_on"]
+
+
+def test_a_deregistration_names_an_empty_reason_beside_a_day_in_the_future(
+        district: District) -> None:
+    refused = _refused_unstored(
+        district, "POST", f"/v1/volunteers/{district.volunteer}/deregistration",
+        {"deregistered_on": "2099-01-01", "reason": ""})
+    assert set(refused) == {"deregistered_on", "reason"}, refused
+
+
+def test_an_insurance_names_a_year_as_text_beside_a_hidden_character(
+        district: District) -> None:
+    refused = _refused_unstored(
+        district, "POST", f"/v1/volunteers/{district.volunteer}/insurance",
+        {"year": "2017", "policy_ref": "PA-2017-001", "insurer": "人保\u200b"})
+    assert set(refused) == {"year", "insurer"}, refused
+
+
+def test_an_award_grant_names_an_unknown_award_beside_a_year_not_begun(
+        district: District) -> None:
+    refused = _refused_unstored(district, "POST", "/v1/awards", {
+        "award": "nobel", "year": 2099, "recipient_id": district.volunteer,
+        "decision_ref": "梅文明\u200b〔2017〕12号"}, district.committee)
+    assert set(refused) == {"award", "year", "decision_ref"}, refused
+    assert "not begun" in refused["year"]
+
+
+def test_an_award_revocation_names_an_unknown_field_beside_its_reason(
+        district: District) -> None:
+    # A body of one field: an unknown field beside it is the schema's refusal.
+    refused = _refused_unstored(district, "POST", "/v1/awards/no-such-award/revoke", {
+        "reason": "前\u200b后", "why": "x"}, district.committee)
+    assert set(refused) == {"reason", "why"}, refused
+
+
+def test_a_token_names_a_refused_role_or_unit_beside_its_label(district: District) -> None:
+    refused = _refused_unstored(district, "POST", "/v1/tokens", {
+        "role": "superuser", "unit_id": district.unit_a, "label": "front\ndesk"})
+    # The role refused, its unit is not held against it.
+    assert set(refused) == {"role", "label"}, refused
+    refused = _refused_unstored(district, "POST", "/v1/tokens", {
+        "role": "auditor", "unit_id": "a b", "label": "x\u200b"})
+    assert set(refused) == {"unit_id", "label"}, refused
+
+
+def test_a_token_revocation_names_an_unknown_field_beside_its_reason(
+        district: District) -> None:
+    refused = _refused_unstored(district, "POST", "/v1/tokens/no-such-token/revoke", {
+        "reason": "前\u200b后", "why": "x"})
+    assert set(refused) == {"reason", "why"}, refused
+
+
+def test_a_batch_names_each_refused_record_by_its_index(district: District) -> None:
+    def record(start: str, end: str, source: str) -> dict[str, str]:
+        return {"volunteer_id": district.volunteer, "activity_id": district.activity,
+                "started_at": start, "ended_at": end, "source_record_id": source}
+
+    refused = _refused_unstored(district, "POST", "/v1/service-sessions/batch", {"records": [
+        record(NINE, TEN, "b-0"),
+        record(TEN, NINE, ""),
+        record("yesterday", "2099-03-05T10:00:00+08:00", "b-2"),
+        record(TEN, NINE, "b-3"),
+        "not a record"]})
+    assert set(refused) == {"records.1.source_record_id", "records.1.ended_at",
+                            "records.2.started_at", "records.2.ended_at",
+                            "records.3.ended_at", "records.4"}, refused
+    assert refused["records.1.ended_at"] == "must be after started_at"
+    assert "future" in refused["records.2.ended_at"]
+
+
+
+def test_a_void_names_an_unknown_field_beside_its_reason(district: District) -> None:
+    session = district.session(NINE, TEN, "r-void").json()["id"]
+    refused = _refused_unstored(district, "POST", f"/v1/service-sessions/{session}/void", {
+        "reason": "前\u200b后", "why": "x"})
+    assert set(refused) == {"reason", "why"}, refused
+
+
+def test_a_cancellation_names_an_unknown_field_beside_its_reason(district: District) -> None:
+    refused = _refused_unstored(
+        district, "POST", f"/v1/activities/{district.activity}/cancellation",
+        {"reason": "前\u200b后", "why": "x"})
+    assert set(refused) == {"reason", "why"}, refused
