@@ -129,6 +129,8 @@ class Sweeper:
                            f"events ({failed['subtree hashes']}): changed in the database, "
                            "so inclusion proofs built on them cannot verify; `vledger "
                            "projections rebuild audit` makes them again from the events")
+        if "kept checkpoint" in failed:  # bb38 F11: the published row deleted
+            details.append(failed["kept checkpoint"])
         if "leaves kept" in failed:
             details.append(failed["leaves kept"])
         result = SweepResult(time.time(), report.leaves, count, tuple(first),
