@@ -282,8 +282,8 @@ def report(differences: Sequence[Difference], counts: Mapping[str, int] | None =
                   f"rebuilt={_shown(d.rebuilt)}", markup=False, highlight=False, soft_wrap=True)
     for d in differences:
         if d.table == "audit_leaves":  # keyed by position (projections/reconcile.py)
-            out.print(f"audit: position {d.key[0]}: {_leaf_found(d)}", markup=False,
-                      highlight=False, soft_wrap=True)
+            out.print(f"audit: the event at position {d.key[0]} {_leaf_found(d)}",
+                      markup=False, highlight=False, soft_wrap=True)
     for view, count in sorted(counts.items()):
         shown = sum(1 for d in differences if d.view == view)
         if count > shown:
@@ -297,13 +297,13 @@ def report(differences: Sequence[Difference], counts: Mapping[str, int] | None =
 def _leaf_found(d: Difference) -> str:
     """What one difference of the audit log's leaves says about the event at its position."""
     if d.rebuilt is None:
-        return ("the audit log holds a leaf for it, but the store no longer holds its event: "
-                "deleted after it was logged (or its leaf added by hand)")
+        return ("is gone from the store, but the audit log holds its leaf: deleted after it "
+                "was logged (or its leaf added by hand)")
     if d.live is None:
-        return ("the store holds an event there that the audit log has no leaf for: added by "
-                "hand (or its leaf deleted)")
-    return ("the event no longer gives the leaf logged for it (the event or its leaf was "
-            "changed in the database after it was logged; `vledger verify` checks which)")
+        return ("has no leaf in the audit log: added to the store by hand (or its leaf "
+                "deleted)")
+    return ("no longer gives the leaf logged for it (the event or its leaf was changed in "
+            "the database after it was logged; `vledger verify` checks which)")
 
 
 def _shown(row: tuple[object, ...] | None) -> str:

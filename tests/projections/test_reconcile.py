@@ -336,8 +336,9 @@ def test_check_after_one_altered_event_names_its_position_in_a_bounded_listing(
     audit = [line for line in lines if line.startswith("audit ")]
     assert audit and len(audit) <= LISTED, audit
     assert any(line.startswith(f"audit audit_leaves key=({session.id}):") for line in audit)
-    assert [line for line in lines if line.startswith("audit: position")] == [
-        next(line for line in lines if line.startswith(f"audit: position {session.id}: "))]
+    named = [line for line in lines if line.startswith("audit: the event at position")]
+    assert len(named) == 1 and named[0].startswith(
+        f"audit: the event at position {session.id} "), named
     assert "difference(s) in all" in result.output
     assert len(lines) < 6 * (LISTED + 3)
 
