@@ -183,3 +183,19 @@ def test_concurrent_writers_never_move_the_kept_checkpoint_back(tmp_path: Path) 
     held = CheckpointFile(key_file, location).read()
     assert held is not None and held["tree_size"] == 200
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".checkpoint-")] == []
+
+
+def test_vledger_verify_on_the_key_s_host_reports_a_deleted_published_checkpoint(
+        views: Runner, ledger: Ledger, key_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from projections.audit_cli import app
+
+    monkeypatch.setenv("VLEDGER_DATABASE_URL", ledger.settings.database_url)
+    monkeypatch.setenv("VLEDGER_SIGNING_KEY_FILE", str(key_file))
+    auditor(views, key_file).checkpoint()
+    delete_published(views)
+    result = CliRunner().invoke(app, ["verify"])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert "the store no longer holds the checkpoint this host signed last" in said, said
