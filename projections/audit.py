@@ -37,6 +37,7 @@ from ledger.eventseals import (
     unsealed_message,
 )
 from ledger.loading import state_bytes
+from projections.checkpoint_file import CheckpointFile
 from projections.feed import FeedEvent, decode
 from projections.merkle import (
     Frontier,
@@ -44,6 +45,7 @@ from projections.merkle import (
     consistency_proof,
     inclusion_path,
     leaf_hash,
+    node_hash,
     recompute_root,
     subtree_root,
     verify_consistency,
@@ -268,15 +270,25 @@ def logged_events_gone(store: ViewStore, count_events: Callable[[int], int]) -> 
 
 def unextended_checkpoint(store: ViewStore, key_file: Path) -> str | None:
     """Before a server starts: why its audit log does not extend the checkpoint the store last
-    published (None when it does, or when none was published). A server on such a log would
-    take writes and log them on a tree that contradicts what it signed (bb33 F4, F5): subtree
-    hashes deleted, leaves changed with their events, the signing key replaced. It reads the
-    O(log n) subtree hashes of the published size, not every event (`vledger verify` does)."""
+    published, or the one kept beside the signing key (None when it does, or when none was
+    published). A server on such a log would take writes and log them on a tree that
+    contradicts what it signed (bb33 F4, F5): subtree hashes deleted, leaves changed with their
+    events, the signing key replaced, the published checkpoints deleted (bb38 F11). It reads
+    the O(log n) subtree hashes of the published size, not every event (`vledger verify`
+    does)."""
     published = Auditor.last_published(store)
-    if published is None:
+    kept = CheckpointFile(key_file, store.location)
+    if published is None and not kept.path.exists():
         return None
     if not key_file.exists():
-        return (f"the store's checkpoints are signed with key {published['key_id']}, and there "
+        try:
+            held = kept.read()
+        except AuditLogAltered as unreadable:
+            return str(unreadable)
+        signed = published or held
+        if signed is None:
+            return None
+        return (f"the store's checkpoints are signed with key {signed['key_id']}, and there "
                 f"is no key file at {key_file}: set VLEDGER_SIGNING_KEY_FILE to the store's "
                 "signing key")
     try:
@@ -422,14 +434,21 @@ class Auditor:
     a tree whose first `tree_size` leaves still have the published root. Events changed or
     removed in the database, then folded again by a rebuild of the audit log, would otherwise
     be signed as a second, conflicting history under the same key; here they are refused
-    (AuditLogAltered), and `vledger verify` reports them.
+    (AuditLogAltered), and `vledger verify` reports them. The last checkpoint signed or
+    accepted is also kept in a file beside the key (projections/checkpoint_file.py), so that
+    deleting the published row does not let the next checkpoint start a new history.
     """
 
-    def __init__(self, store: ViewStore, key: SigningKey | None) -> None:
+    def __init__(self, store: ViewStore, key: SigningKey | None,
+                 kept: CheckpointFile | None = None) -> None:
         """`key` None: an auditor's reader, which proves and compares but never signs nor
-        writes (an outside auditor holds the public key only: `vledger verify`)."""
+        writes (an outside auditor holds the public key only: `vledger verify`). `kept`: the
+        checkpoint file beside the signing key (by default beside `key`'s file, if any)."""
         self.store = store
         self._key = key
+        if kept is None and key is not None and key.path is not None:
+            kept = CheckpointFile(key.path, store.location)
+        self.kept = kept
         self._signed: dict[str, Any] | None = None  # the last checkpoint signed
         if key is None:
             return
@@ -459,32 +478,112 @@ class Auditor:
                 return None
         return _read_published(store)
 
+    def kept_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint kept beside the signing key for this store, if this host keeps one
+        (AuditLogAltered when its file cannot be read)."""
+        return None if self.kept is None else self.kept.read()
+
     def check_published(self, size: int | None = None) -> dict[str, Any] | None:
         """Refuse (AuditLogAltered) a tree of `size` leaves (the current one by default) that
-        does not extend the last published checkpoint; returns that checkpoint."""
+        does not extend the last published checkpoint, or the one kept beside the signing key
+        (and a store that no longer holds that one); returns the published checkpoint. One
+        published since by another host of this key is kept as well."""
         published = self.published()
-        if published is None:
+        kept = self.kept_checkpoint()
+        if published is None and kept is None:
             return None
-        size = self.size() if size is None else size
-        if self._key is not None and published["key_id"] != self._key.key_id:
+        if self._key is not None and published is not None \
+                and published["key_id"] != self._key.key_id:
             raise AuditLogAltered(
                 f"this store's checkpoints are signed with key {published['key_id']}, not with "
                 f"key {self.key.key_id} loaded now: set VLEDGER_SIGNING_KEY_FILE to the "
                 "store's signing key")
-        if size < published["tree_size"]:
+        if kept is not None:
+            self._check_kept(kept, published)
+        assert published is not None  # none published and one kept: refused above
+        if self._key is not None and not verify_checkpoint(self._key.public_key_pem(),
+                                                           published):
             raise AuditLogAltered(
-                f"the audit log holds {size} events, fewer than the {published['tree_size']} "
-                f"of the checkpoint published at {published['signed_at']}: events were removed")
-        root = self.root(published["tree_size"]).hex()
-        if root != published["root_hash"]:
-            raise AuditLogAltered(
-                f"the first {published['tree_size']} events no longer have the root of the "
-                f"checkpoint published at {published['signed_at']} ({root[:16]}… instead of "
-                f"{published['root_hash'][:16]}…): events or their leaves were changed "
-                "after they were signed; `vledger verify` names the events that no longer "
-                "match their leaves (if the audit log was rebuilt from changed events since, "
-                "compare the events with a backup)")
+                f"the checkpoint the store holds as published (tree_size "
+                f"{published['tree_size']}) does not bear this server's signature (key "
+                f"{self._key.key_id}): it was replaced in the database")
+        size = self.size() if size is None else size
+        self._check_extends(published, size, "published")
+        if kept is not None and kept["tree_size"] < published["tree_size"]:
+            self._check_extends(kept, size, "kept beside the signing key")
+        if self._key is not None and self.kept is not None and (
+                kept is None or kept["tree_size"] < published["tree_size"]):
+            self.kept.keep(published)  # signed by this key, and extended: accepted
         return published
+
+    def _check_kept(self, kept: dict[str, Any], published: dict[str, Any] | None) -> None:
+        """Refuse a checkpoint file of another key, one changed by hand, and a store that no
+        longer holds the checkpoint it keeps (bb38 F11)."""
+        assert self.kept is not None
+        where = f"kept beside the signing key ({self.kept.path})"
+        if self._key is not None and kept["key_id"] != self._key.key_id:
+            raise AuditLogAltered(
+                f"the checkpoint {where} is signed with key {kept['key_id']}, not with key "
+                f"{self._key.key_id} loaded from {self.kept.key_file} now: the key file was "
+                f"replaced; set VLEDGER_SIGNING_KEY_FILE to the file of key {kept['key_id']}")
+        if self._key is not None and not verify_checkpoint(self._key.public_key_pem(), kept):
+            raise AuditLogAltered(
+                f"the checkpoint {where} does not bear the signature of key {kept['key_id']}: "
+                "the file was changed by hand; restore it from a backup")
+        the_kept = (f"the checkpoint of {kept['tree_size']} events signed at "
+                    f"{kept['signed_at']}, {where}, is not in the store")
+        if published is None:
+            raise AuditLogAltered(
+                f"{the_kept}: published checkpoints were deleted (the store holds none); "
+                "restore the store from a backup taken after it was signed")
+        if published["tree_size"] < kept["tree_size"]:
+            raise AuditLogAltered(
+                f"{the_kept}: published checkpoints were deleted (the store's last is of "
+                f"{published['tree_size']} events, signed at {published['signed_at']}); "
+                "restore the store from a backup taken after it was signed")
+        if published["tree_size"] == kept["tree_size"] \
+                and published["root_hash"] != kept["root_hash"]:
+            raise AuditLogAltered(
+                f"{the_kept}: the store's published checkpoint of as many events has another "
+                f"root ({published['root_hash'][:16]}… instead of {kept['root_hash'][:16]}…): "
+                "it was replaced in the database")
+
+    def _check_extends(self, checkpoint: dict[str, Any], size: int, what: str) -> None:
+        """Refuse a tree of `size` leaves whose first `tree_size` do not have the checkpoint's
+        root."""
+        signed = f"the checkpoint {what} at {checkpoint['signed_at']}"
+        if size < checkpoint["tree_size"]:
+            raise AuditLogAltered(
+                f"the audit log holds {size} events, fewer than the {checkpoint['tree_size']} "
+                f"of {signed}: events were removed")
+        root = self.root(checkpoint["tree_size"]).hex()
+        if root != checkpoint["root_hash"]:
+            raise AuditLogAltered(
+                f"the first {checkpoint['tree_size']} events no longer have the root of "
+                f"{signed} ({root[:16]}… instead of {checkpoint['root_hash'][:16]}…): "
+                f"{self._why_root_differs(checkpoint['tree_size'])}")
+
+    def _why_root_differs(self, size: int) -> str:
+        """Which of the audit log's tables changed, when its O(log n) rows tell (bb38 F9): a
+        root is built from the stored hashes of the tree's complete blocks, so one that is not
+        the hash of its two halves was changed itself. Otherwise both causes, and where to
+        find which (`vledger verify` reads every event; a request must not)."""
+        tops = [(lv, i) for lv, i in Frontier.blocks(size) if lv >= STORED_LEVEL]
+        halves = [(lv - 1, 2 * i + side) for lv, i in tops for side in (0, 1)]
+        with self.store.reading() as cur:
+            found = fetch_nodes(cur, [*tops, *halves])
+        for lv, i in tops:
+            if found[lv, i] != node_hash(found[lv - 1, 2 * i], found[lv - 1, 2 * i + 1]):
+                return (f"the audit log's stored subtree hash at level {lv}, index {i}, which "
+                        "that root is built from, is not the hash of its two halves: it was "
+                        "changed in the database, and the events may be intact; `vledger "
+                        "verify` checks them all, and `vledger projections rebuild audit` "
+                        "makes the subtree hashes again from them")
+        return ("either events were changed after they were signed (and the audit log rebuilt "
+                "from them), or the audit log's leaves or subtree hashes were changed in the "
+                "database; `vledger verify` names which: the positions of events that no "
+                "longer give their leaves, or the subtree hashes that no longer match (if the "
+                "audit log was rebuilt from changed events, compare the events with a backup)")
 
     def size(self) -> int:
         """The current tree size (events in the audit log)."""
@@ -521,6 +620,8 @@ class Auditor:
             if cur.postgres:  # published: on disk before anyone is answered with it
                 cur.execute("SET LOCAL synchronous_commit = on")
             cur.execute(PUBLISH_SQL, (size, root, signed_at, signature, self.key.key_id))
+        if self.kept is not None:  # after the store: a file ahead of it would read as deleted
+            self.kept.keep(self._signed)
         return dict(self._signed)
 
     def inclusion(self, position: int, tree_size: int,

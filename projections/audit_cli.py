@@ -16,6 +16,7 @@ from rich.table import Table
 
 from ledger import Ledger, Settings
 from projections.audit import Auditor
+from projections.checkpoint_file import CheckpointFile
 from projections.signing import SigningKey, key_path
 from projections.store import ViewStore, table_names
 from projections.verification import Report, verify_log
@@ -117,6 +118,11 @@ def _culprit(report: Report) -> str:
                 "log never took it in) its leaf deleted. Compare with a backup taken before "
                 "and restore what differs; until then the server refuses writes that build on "
                 "them and `vledger projections rebuild` refuses to fold them.")
+    if "kept checkpoint" in failed and not failed & {"subtree hashes", "root", "leaves kept"}:
+        return ("the store no longer holds the checkpoint this host signed last, kept beside "
+                "the signing key (its row in the store was deleted or replaced, bb38 F11): "
+                "the server refuses to sign over it; restore the store from a backup taken "
+                "after that checkpoint was signed.")
     if failed & {"subtree hashes", "root", "leaves kept"}:
         return ("every event gives its logged leaf, but the audit log's own tables were "
                 "changed (a leaf or a subtree hash): `vledger projections rebuild audit` makes "
@@ -200,8 +206,12 @@ def verify(
             raise typer.Exit(2)
         # Only an operator saving a checkpoint signs one; otherwise nothing is written.
         signing = save is not None and key is not None
+        # The checkpoint kept beside the key, where this host holds one (the operator's).
+        kept = CheckpointFile(key_path(settings.store()), settings.store())
+        auditor = Auditor(store, key if signing else None,
+                          kept=kept if kept.path.is_file() else None)
         with out.status("recomputing the audit log…") as status:
-            report = verify_log(ledger.recorder, Auditor(store, key if signing else None), pem,
+            report = verify_log(ledger.recorder, auditor, pem,
                                 saved, progress=lambda n: status.update(f"{n:,} events read…"),
                                 sign=signing, seals=ledger.seals if key is not None else None)
         _print(report, out)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -16,13 +17,15 @@ from rich.table import Table
 from ledger import Ledger, Settings
 from projections.audit import Auditor
 from projections.models import ReadModels, auditor_views, read_models
-from projections.reconcile import Difference, reconcile
+from projections.reconcile import Difference, compare_views
 from projections.runner import Projection
 
 app = typer.Typer(help="Keep the read models up to date: follow, rebuild, status, check.",
                   no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
+
+LISTED = 20  # differences listed per view by `check`; the rest are counted
 
 PageSize = Annotated[int | None,
                      typer.Option(min=1, max=100_000, help="Events per transaction.")]
@@ -166,10 +169,13 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by de
 
 
 def _auditor(models: ReadModels) -> Auditor:
-    """The store's auditor, with the store's signing key."""
-    from projections.signing import SigningKey
+    """The store's auditor, with the store's signing key where this host holds it, else a
+    reader: these commands compare and sign nothing, and never make a key (bb38 F10: a
+    check made one beside the store, which a server would then have signed with)."""
+    from projections.signing import SigningKey, key_path
 
-    return Auditor(models.store, SigningKey.for_store(models.ledger.settings.store()))
+    path = key_path(models.ledger.settings.store())
+    return Auditor(models.store, SigningKey.load(path) if path.is_file() else None)
 
 
 def _refuse_altered_events(models: ReadModels, audit: bool) -> None:
@@ -255,28 +261,49 @@ def check(page_size: PageSize = None) -> None:
     """Rebuild every view into a scratch store and compare it row by row with the live one."""
     with opened(page_size, reading=True) as models:
         models.catch_up()
-        differences = reconcile(models.store, models.ledger.recorder, all_projections)
-        if differences:
-            report(differences)
+        found = compare_views(models.store, models.ledger.recorder, all_projections,
+                              listed=LISTED)
+        if found.differences:
+            report(found.differences, found.counts)
             raise typer.Exit(1)
         _check_published(models)  # the events themselves still extend what was published
         out.print("every view matches its rebuild: "
                   f"{', '.join(p.name for p in models.runner.projections)}")
 
 
-def report(differences: Sequence[Difference]) -> None:
-    """Print the differences by view, table and key; bytes (hashes) in hex."""
+def report(differences: Sequence[Difference], counts: Mapping[str, int] | None = None) -> None:
+    """Print the differences by view, table and key (the audit log's leaves by position);
+    bytes (hashes) in hex; and, where a view's listing was cut short (`counts`: how many each
+    view has in all), how many more there are."""
+    counts = counts or Counter(d.view for d in differences)
     for d in differences:
         # One line per difference, never wrapped, so scripts can grep it.
         out.print(f"{d.view} {d.table} key={_shown(d.key)}: live={_shown(d.live)} "
                   f"rebuilt={_shown(d.rebuilt)}", markup=False, highlight=False, soft_wrap=True)
-    leaves = sorted({int(row[1]) for d in differences if d.table == "audit_leaves"
-                     for row in (d.live, d.rebuilt) if row is not None})
-    for position in leaves:
-        out.print(f"audit: the event at position {position} no longer gives the leaf logged "
-                  "for it (the event or its leaf was changed in the database after it was "
-                  "logged; `vledger verify` checks which)", markup=False, soft_wrap=True)
-    err.print(f"{len(differences)} difference(s)")
+    for d in differences:
+        if d.table == "audit_leaves":  # keyed by position (projections/reconcile.py)
+            out.print(f"audit: the event at position {d.key[0]} {_leaf_found(d)}",
+                      markup=False, highlight=False, soft_wrap=True)
+    for view, count in sorted(counts.items()):
+        shown = sum(1 for d in differences if d.view == view)
+        if count > shown:
+            out.print(f"{view}: {shown} of {count} differences listed", markup=False,
+                      highlight=False, soft_wrap=True)
+    err.print(f"{sum(counts.values())} difference(s) in all"
+              + ("" if len(counts) < 2 else
+                 f" ({', '.join(f'{v} {n}' for v, n in sorted(counts.items()))})"))
+
+
+def _leaf_found(d: Difference) -> str:
+    """What one difference of the audit log's leaves says about the event at its position."""
+    if d.rebuilt is None:
+        return ("is gone from the store, but the audit log holds its leaf: deleted after it "
+                "was logged (or its leaf added by hand)")
+    if d.live is None:
+        return ("has no leaf in the audit log: added to the store by hand (or its leaf "
+                "deleted)")
+    return ("no longer gives the leaf logged for it (the event or its leaf was changed in "
+            "the database after it was logged; `vledger verify` checks which)")
 
 
 def _shown(row: tuple[object, ...] | None) -> str:

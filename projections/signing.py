@@ -2,8 +2,10 @@
 
 The key file (PKCS#8 PEM, unencrypted) is `VLEDGER_SIGNING_KEY_FILE` when set, else
 `signing-key.pem` next to the SQLite file, else `./var/signing-key.pem` (PostgreSQL). It is
-generated on first use with mode 0600. `key_id` is the first 16 hex digits of SHA-256 over the
-32-byte raw public key. A checkpoint signs exactly these ASCII bytes (each line ends in "\\n"):
+generated on first use with mode 0600; beside it, `<key file>.checkpoint` keeps the last
+checkpoint this host signed or accepted (projections/checkpoint_file.py). `key_id` is the
+first 16 hex digits of SHA-256 over the 32-byte raw public key. A checkpoint signs exactly
+these ASCII bytes (each line ends in "\\n"):
 
     vledger-checkpoint
     {tree_size in decimal}
@@ -56,17 +58,18 @@ def key_id_of(public: Ed25519PublicKey) -> str:
 class SigningKey:
     """The Ed25519 key that signs the log's checkpoints."""
 
-    def __init__(self, private: Ed25519PrivateKey) -> None:
+    def __init__(self, private: Ed25519PrivateKey, path: Path | None = None) -> None:
         self.private = private
         self.public = private.public_key()
         self.key_id = key_id_of(self.public)
+        self.path = path  # the key file it was read from: the checkpoint file lives beside it
 
     @classmethod
     def load(cls, path: Path) -> SigningKey:
         """Read a key file, creating it (mode 0600) when missing."""
         if not path.exists():
             create_key_file(path)
-        return cls(load_private_key(path))
+        return cls(load_private_key(path), path)
 
     @classmethod
     def for_store(cls, location: StoreLocation) -> SigningKey:

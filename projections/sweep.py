@@ -133,6 +133,8 @@ class Sweeper:
                            f"events ({failed['subtree hashes']}): changed in the database, "
                            "so inclusion proofs built on them cannot verify; `vledger "
                            "projections rebuild audit` makes them again from the events")
+        if "kept checkpoint" in failed:  # bb38 F11: the published row deleted
+            details.append(failed["kept checkpoint"])
         if "leaves kept" in failed:
             details.append(failed["leaves kept"])
         # Events the ledger did not write count as altered too (metric, /readyz).

@@ -161,9 +161,13 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     old_size = int(against["tree_size"]) if against is not None else None
     published = auditor.published()
     published_size = int(published["tree_size"]) if published is not None else None
-    # The roots of the earlier trees to compare (a saved and a published checkpoint's).
+    try:  # the checkpoint kept beside the signing key, where this host holds it (bb38 F11)
+        kept, unreadable = auditor.kept_checkpoint(), None
+    except AuditLogAltered as error:
+        kept, unreadable = None, str(error)
+    # The roots of the earlier trees to compare (a saved, a published and a kept checkpoint's).
     frontier, roots = Frontier(), {0: EMPTY_ROOT}
-    wanted = {old_size, published_size}
+    wanted = {old_size, published_size, kept["tree_size"] if kept is not None else None}
     leaves, nodes = _Tally(), _Tally()
     logged_to = _logged_to(auditor.store)
     for page, hashes, wrong in _against_the_log(recorder, auditor.store, page_size, logged_to,
@@ -187,10 +191,10 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
                 report.unsealed += unsealed_among(cur, seals, [
                     (n.id, leaf_bytes(n.id, str(n.originator_id), n.originator_version,
                                       n.topic, state_bytes(n.state))) for n in page])
-        kept = _stored_nodes(auditor.store, made)
+        stored = _stored_nodes(auditor.store, made)
         for level, hashes_made in made.items():
             for index, value in hashes_made.items():
-                nodes.see(kept.get((level, index)) == value, f"level {level} index {index}")
+                nodes.see(stored.get((level, index)) == value, f"level {level} index {index}")
         if progress is not None and page:
             progress(report.events)
     report.altered.sort()
@@ -221,6 +225,10 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
                                 f"{published_size} leaves published at {published['signed_at']}")
         if same and signed:
             report.checkpoint = published
+    if unreadable is not None:
+        report.add("kept checkpoint", False, unreadable)
+    elif kept is not None:
+        report.add("kept checkpoint", *_kept_found(kept, published, roots, public_key_pem))
     if against is not None:
         _check_against(report, auditor, public_key_pem, against, old_root, root)
     if sign and report.ok:
@@ -241,6 +249,28 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
         report.add("lag", True, f"{report.events - size} newer events are not in the audit log yet")
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _kept_found(kept: Mapping[str, Any], published: Mapping[str, Any] | None,
+                roots: Mapping[int, bytes], public_key_pem: str | None) -> tuple[bool, str]:
+    """Whether the store still holds the checkpoint kept beside the signing key (or a later
+    one), the events still give its root, and it bears the key's signature; and the detail."""
+    size = int(kept["tree_size"])
+    signed = f"the checkpoint of {size} events signed at {kept['signed_at']}"
+    if published is None or int(published["tree_size"]) < size:
+        return False, (f"{signed}, kept beside the signing key, is not in the store: published "
+                       "checkpoints were deleted")
+    if int(published["tree_size"]) == size and published["root_hash"] != kept["root_hash"]:
+        return False, (f"{signed}, kept beside the signing key, is not in the store: the "
+                       "published one of as many events was replaced in the database")
+    root = roots.get(size)
+    if root is None or root.hex() != kept["root_hash"]:
+        return False, (f"the events no longer give the root of {signed}, kept beside the "
+                       "signing key")
+    if public_key_pem is None or not verify_checkpoint(public_key_pem, kept):
+        return False, (f"{signed}, kept beside the signing key, does not verify with the "
+                       f"public key given (it names key {kept['key_id']})")
+    return True, f"{signed}, kept beside the signing key, is in the store and extended"
 
 
 def _check_against(report: Report, auditor: Auditor, public_key_pem: str | None,

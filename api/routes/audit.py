@@ -135,8 +135,10 @@ class Consistency(BaseModel):
 ALTERED: dict[int | str, dict[str, Any]] = {500: {
     "model": Problem,
     "description": "`audit-log-altered`: the audit log no longer extends the last published "
-                   "checkpoint, or (inclusion) the event proved is no longer the one the log "
-                   "took in: changed or removed in the database; run `vledger verify`.",
+                   "checkpoint (or the one kept beside the signing key, which the store no "
+                   "longer holds), or (inclusion) the event proved is no longer the one the "
+                   "log took in: changed or removed in the database; the detail says what "
+                   "changed where the log's own hashes tell, and `vledger verify` names it.",
 }}
 
 
@@ -198,12 +200,15 @@ def checkpoint(request: Request, response: Response, actor: MaybeActor,
     proof name them. `tree_size` counts events (leaves), in position order; positions may skip
     numbers, so it can be below the last position.
 
-    Each checkpoint extends the last one the store published: if the audit log no longer
-    does (a rebuild of it over events changed or removed in the database, or another signing
-    key), none is signed: 500, `audit-log-altered`. A checkpoint is made from the leaf hashes
-    the log took in when each event was first read, not by reading every event again: an
-    event changed in the database after that is found by `vledger verify` (every event
-    against its leaf) and refused by its inclusion proof (500), not by the next checkpoint.
+    Each checkpoint extends the last one the store published, and the last one kept beside
+    the signing key: if the audit log no longer does (a rebuild of it over events changed or
+    removed in the database, a subtree hash changed, the published checkpoint deleted or
+    replaced, or another signing key), none is signed: 500, `audit-log-altered`, whose detail
+    says which where the root's own O(log n) hashes tell, else names both causes. A
+    checkpoint is made from the leaf hashes the log took in when each event was first read,
+    not by reading every event again: an event changed in the database after that is found
+    by `vledger verify` (every event against its leaf) and refused by its inclusion proof
+    (500), not by the next checkpoint.
     """
     services.caught_up()
     return etagged(request, response, services.auditor.checkpoint())

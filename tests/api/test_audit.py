@@ -116,7 +116,54 @@ def test_a_checkpoint_over_changed_events_is_refused_with_a_problem(district: Di
     assert refused.status_code == 500, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert refused.json()["type"].endswith("/audit-log-altered")
-    assert "published" in refused.json()["detail"]
+    detail = " ".join(refused.json()["detail"].split())
+    assert "published" in detail
+    # bb38 F9: the log is consistent with itself, so both causes are named, and who tells.
+    assert "either events were changed" in detail and "leaves or subtree hashes" in detail
+    assert "`vledger verify` names which" in detail
+
+
+def _hours(district: District, n: int) -> None:
+    for i in range(n):  # 20 minutes each half hour, on the activity's day
+        hour, minute = divmod(8 * 60 + 30 * i, 60)
+        written = district.session(f"2017-03-05T{hour:02d}:{minute:02d}:00+08:00",
+                                   f"2017-03-05T{hour:02d}:{minute + 20:02d}:00+08:00",
+                                   f"f9-{i}")
+        assert written.status_code == 201, written.text
+
+
+def test_a_checkpoint_over_a_changed_subtree_hash_names_the_hash_not_the_events(
+        district: District) -> None:
+    """bb38 F9: only a stored subtree hash (audit_nodes) was changed, and the checkpoint route
+    blamed the events. The root's own blocks, O(log n) rows, tell it apart."""
+    _hours(district, 16)  # a tree with a stored block of 16 leaves at least
+    published = district.get("/v1/audit/checkpoint", token=None)
+    assert published.status_code == 200
+    store = district.client.app.state.services.models.store  # type: ignore[attr-defined]
+    with store.transaction() as cur:  # the tree's first block, which its root is built from
+        cur.execute("UPDATE audit_nodes SET hash = ? WHERE idx = 0 AND level = "
+                    "(SELECT MAX(level) FROM audit_nodes)", (bytes(32),))
+
+    refused = district.get("/v1/audit/checkpoint", token=None)
+    assert refused.status_code == 500, refused.text
+    detail = " ".join(refused.json()["detail"].split())
+    assert "stored subtree hash at level" in detail and "the events may be intact" in detail
+    assert "events were changed" not in detail and "events or their leaves" not in detail
+
+
+def test_a_replaced_published_checkpoint_is_named_so(district: District) -> None:
+    """The operator put a root of their own in the published row: the events are not to
+    blame, and the row is what the route names."""
+    assert district.get("/v1/audit/checkpoint", token=None).status_code == 200
+    store = district.client.app.state.services.models.store  # type: ignore[attr-defined]
+    with store.transaction() as cur:
+        cur.execute("UPDATE audit_published SET root_hash = ?", ("00" * 32,))
+    _hours(district, 1)  # a new tree: a new checkpoint is signed, over the published one
+
+    refused = district.get("/v1/audit/checkpoint", token=None)
+    assert refused.status_code == 500, refused.text
+    detail = " ".join(refused.json()["detail"].split())
+    assert "replaced in the database" in detail and "events were changed" not in detail
 
 
 @pytest.mark.parametrize("change", ["changed", "deleted"])

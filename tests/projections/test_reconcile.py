@@ -25,12 +25,14 @@ from tests.factories import (
     ADMIN,
     COMMITTEE,
     at,
+    fill_ledger,
     grant_volunteer_award,
     make_activity,
     make_long_activity,
     make_unit,
     make_volunteer,
     serve,
+    tamper_with_events,
 )
 
 START = date(2017, 1, 1)
@@ -296,3 +298,67 @@ def test_a_check_removes_scratch_stores_left_by_a_killed_one_and_keeps_those_in_
             other.execute("SELECT pg_advisory_unlock(hashtext(%s))", (busy,))
             with store.transaction() as cur:
                 cur.execute(f'DROP SCHEMA "{busy}" CASCADE')
+
+
+LISTED = 20  # differences listed per view
+
+
+def _sessions(ledger: Ledger) -> list:
+    return [n for n in ledger.recorder.select_notifications(1, 1000)
+            if b'"minutes":30' in bytes(n.state)]
+
+
+@pytest.mark.parametrize("change", ["deleted", "changed"])
+def test_check_after_one_altered_event_names_its_position_in_a_bounded_listing(
+        ledger: Ledger, models: ReadModels, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, change: str) -> None:
+    """bb38 F10: the audit log's leaves were compared by index, so one event deleted shifted
+    every later index and the check listed thousands of lines. Leaves are compared by
+    position, and each view's listing stops at 20, saying how many there were."""
+    monkeypatch.setenv("VLEDGER_DATABASE_URL", ledger.settings.database_url)
+    monkeypatch.setenv("VLEDGER_SIGNING_KEY_FILE", str(tmp_path / "signing-key.pem"))
+    for _ in range(6):  # some 80 events
+        fill_ledger(ledger, sessions=8)
+    cli = CliRunner()
+    assert cli.invoke(app, ["check"]).exit_code == 0  # every view, the audit log too, read
+    session = _sessions(ledger)[2]
+    if change == "deleted":
+        tamper_with_events(models.store, ledger, "DELETE FROM {table} WHERE {id} = ?",
+                           (session.id,))
+    else:
+        tamper_with_events(models.store, ledger, "UPDATE {table} SET state = ? WHERE {id} = ?",
+                           (bytes(session.state).replace(b'"minutes":30', b'"minutes":90'),
+                            session.id))
+
+    result = cli.invoke(app, ["check"])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    audit = [line for line in lines if line.startswith("audit ")]
+    assert audit and len(audit) <= LISTED, audit
+    assert any(line.startswith(f"audit audit_leaves key=({session.id}):") for line in audit)
+    named = [line for line in lines if line.startswith("audit: the event at position")]
+    assert len(named) == 1 and named[0].startswith(
+        f"audit: the event at position {session.id} "), named
+    assert "difference(s) in all" in result.output
+    assert len(lines) < 6 * (LISTED + 3)
+
+
+def test_check_makes_no_key_nor_any_other_file(
+        ledger: Ledger, models: ReadModels, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """bb38 F10: the check made a signing key beside the store (or in ./var), which a server
+    started later would have signed with. It compares and signs nothing."""
+    monkeypatch.setenv("VLEDGER_DATABASE_URL", ledger.settings.database_url)
+    monkeypatch.delenv("VLEDGER_SIGNING_KEY_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)  # ./var, PostgreSQL's default key folder, is here
+    serve(ledger, make_volunteer(ledger), make_long_activity(ledger, make_unit(ledger)),
+          date(2017, 3, 3))
+
+    def files() -> set[Path]:
+        return {p for p in tmp_path.rglob("*")
+                if not p.name.endswith(("-wal", "-shm", "-journal"))}
+
+    before = files()
+    result = CliRunner().invoke(app, ["check"])
+    assert result.exit_code == 0, result.output
+    assert files() == before
