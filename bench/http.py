@@ -24,6 +24,7 @@ from typing import Any
 from ledger import Ledger, Settings
 from ledger.activities import Activity
 from ledger.aggregate import event_topic
+from ledger.signingkey import key_path
 from projections.models import ReadModels, auditor_views
 
 TOKEN = "bench-admin-token-not-secret"
@@ -168,8 +169,10 @@ def http(url: str, clients: int = 50, total: int = 3000, seconds: float = 15) ->
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as folder:
+        # The store's own signing key (where the ledger above found it): it seals the events
+        # the server writes and checks those stored (ledger/eventseals.py).
         env = {**os.environ, "VLEDGER_DATABASE_URL": url, "VLEDGER_ADMIN_TOKEN": TOKEN,
-               "VLEDGER_SIGNING_KEY_FILE": f"{folder}/bench.key"}
+               "VLEDGER_SIGNING_KEY_FILE": str(key_path(Settings(database_url=url).store()))}
         server_log = open(f"{folder}/server.log", "wb")  # noqa: SIM115 - closed below
         server = subprocess.Popen(  # `vledger serve`, as an operator starts it
             [sys.executable, "-c", "from api.cli import app; app()", "serve", "--host",

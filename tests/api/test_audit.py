@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 import api.routes.audit as audit_routes
 import projections.history as history_module
+from ledger.errors import AuditLogAltered
 from projections.merkle import verify_consistency, verify_inclusion
 from projections.signing import verify_checkpoint
 from tests.api.conftest import ADMIN_TOKEN, District, bearer
@@ -110,6 +112,13 @@ def test_a_checkpoint_over_changed_events_is_refused_with_a_problem(district: Di
     assert changed != bytes(first.state)
     tamper_with_events(store, ledger, "UPDATE {table} SET state = ? WHERE {id} = ?",
                        (changed, first.id))
+    with pytest.raises(AuditLogAltered, match="no seal"):  # bb38 F2: not folded again
+        services.models.runner.rebuild(["audit"])
+    # An operator who holds the signing key too seals the changed event anew.
+    [(_, mac)] = ledger.seals.seals([first.id], [StoredEvent(
+        first.originator_id, first.originator_version, first.topic, changed)])
+    with store.transaction() as cur:
+        cur.execute("UPDATE event_seals SET mac = ? WHERE position = ?", (mac, first.id))
     services.models.runner.rebuild(["audit"])
 
     refused = district.get("/v1/audit/checkpoint", token=None)
