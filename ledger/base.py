@@ -42,7 +42,7 @@ from ledger.settings import Settings, StoreLocation, turn_off_jit
 from ledger.signingkey import key_path
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
-from ledger.vouching import EventCheck, SnapshotSeal
+from ledger.vouching import SNAPSHOT_KEY_LABEL, EventCheck, SnapshotSeal
 from ledger.watchdog import Watchdog, bound_pool
 
 T = TypeVar("T")
@@ -268,6 +268,13 @@ class LedgerBase(Application[str]):
                 due[saved.originator_id] = aggregate
         unvouched.difference_update(due)
         if due:
+            if self._loader.seal is None:
+                # A ledger without views (`vledger demo`, `vledger tokens`) seals its snapshots
+                # too, with the key its events were just sealed with (eventseals.py): a server
+                # would otherwise pass them over and replay those aggregates once.
+                key = self.seals.derived(SNAPSHOT_KEY_LABEL)
+                if key is not None:
+                    self._loader.seal = SnapshotSeal(key)
             self._loader.store_snapshots([self.mapper.to_stored_event(type(a).Snapshot.take(a))
                                           for a in due.values()])
 

@@ -40,6 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import StoredEvent
 
 from ledger.errors import StoreAltered
@@ -102,6 +103,7 @@ class EventSeals:
         self.key_file = key_file
         self.anchor_file = anchor_file
         self._key: bytes | None = None
+        self._private: Ed25519PrivateKey | None = None
         self._start: int | None = None
         self._lock = threading.Lock()
 
@@ -114,8 +116,15 @@ class EventSeals:
                     if not create:
                         return None
                     create_key_file(self.key_file)
-                self._key = derive_key(load_private_key(self.key_file), LABEL)
+                self._private = load_private_key(self.key_file)
+                self._key = derive_key(self._private, LABEL)
             return self._key
+
+    def derived(self, label: bytes) -> bytes | None:
+        """A key for another purpose (`label`) derived from the signing key, once this process
+        has loaded it to seal or check events (None before)."""
+        private = self._private
+        return None if private is None else derive_key(private, label)
 
     def _needed(self) -> bytes:
         key = self._load(create=False)

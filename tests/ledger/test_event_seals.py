@@ -18,6 +18,7 @@ from ledger.errors import AuditLogAltered, StoreAltered
 from ledger.eventseals import SEALS_TABLE, START_TABLE, anchor_path, leaf_bytes
 from ledger.keks import kek_path
 from ledger.settings import ConfigurationError
+from ledger.volunteers import Volunteer
 from projections.audit import Auditor, refuse_unsealed
 from projections.history import event_feed
 from projections.models import ReadModels, auditor_views
@@ -272,3 +273,25 @@ def test_the_sweep_and_verify_name_an_event_appended_by_hand(open_ledger: Opener
     assert f"position(s) {forged})" in swept.detail
     # Without the key (an outside auditor) the seals are not checked, and not claimed.
     assert "seals" not in {c.name for c in verify_log(ledger.recorder, auditor, None).checks}
+
+
+def test_a_ledger_without_views_seals_its_snapshots_for_the_server(
+        settings: Settings, open_ledger: Opener) -> None:
+    """`vledger demo` and `vledger tokens` run a ledger without views: its snapshots carry the
+    MAC a server checks, so the server does not pass them over and replay (a carried item of
+    stop 24)."""
+    plain = Ledger(settings.model_copy(update={"snapshot_interval": 3}))
+    try:
+        plain.ensure_catalogue()
+        volunteer, activity = make_volunteer(plain), make_activity(plain)
+        for hour in (9, 10, 11):
+            record(plain, volunteer, activity, at(hour), at(hour + 1))
+        assert plain.snapshots is not None
+        (snapshot,) = plain.snapshots.recorder.select_events(volunteer, desc=True, limit=1)
+        assert b',"mac":"' in bytes(snapshot.state)
+    finally:
+        plain.close()
+    server, _ = open_ledger()
+    assert volunteer in server._get_many(Volunteer, [volunteer])  # as a write's load does
+
+    assert not server._loader.unvouched and not server.refused_snapshots()
