@@ -178,7 +178,9 @@ class EventSeals:
                     f"its sealed events begin at position {anchored} (kept in "
                     f"{self.anchor_file}), but the store no longer says so: the start of "
                     "sealed events was deleted by hand, which would pass events appended by "
-                    "hand off as older, unsealed ones. Restore the store from a backup"))
+                    "hand off as older, unsealed ones. Restore the store from a backup (if "
+                    "it was restored on purpose from a backup taken before sealing began, "
+                    f"delete {self.anchor_file})"))
             if least is not None:
                 raise StoreAltered("the event store", int(least), (
                     f"it holds sealed events from position {int(least)} on, but not where "
