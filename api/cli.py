@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ledger import SYSTEM, Ledger, LedgerError, Origin, Settings
+from ledger.errors import AuditLogAltered
 from ledger.settings import ConfigurationError
 from projections.cli import require_store
 
@@ -87,7 +88,12 @@ def serve(
             err.print(f"[red]not starting: the store cannot be written "
                       f"({location.describe()}): {unwritable}[/red]")
             raise typer.Exit(1)
-        from projections.audit import altered_log, logged_events_gone, unextended_checkpoint
+        from projections.audit import (
+            altered_log,
+            logged_events_gone,
+            unextended_checkpoint,
+            unsealed_events,
+        )
         from projections.runner import views_ahead_of
         from projections.signing import key_path
         from projections.store import ViewStore, connection_budget
@@ -99,8 +105,10 @@ def serve(
             # leaves deleted by hand: the next event would be logged in their place (bb26 F1).
             # Events deleted from the middle, counted (bb36 F4). A log that no longer extends
             # the checkpoint it published (bb33 F4, F5).
+            # Events without the ledger's seal: written by hand, or before seals (bb38 F2).
             missing = (views_ahead_of(views, ledger.head()) or altered_log(views)
                        or logged_events_gone(views, ledger.events_up_to)
+                       or unsealed_events(views, ledger.recorder, ledger.seals)
                        or unextended_checkpoint(views, key_path(location)))
             warning = connection_budget(views, workers) if location.kind == "postgres" else None
         finally:
@@ -252,6 +260,9 @@ def main() -> None:
     except ConfigurationError as error:
         err.print(f"[red]{error}[/red]", highlight=False)
         sys.exit(2)
+    except AuditLogAltered as error:  # bb39 F7: a refusal, said in one line, not a traceback
+        err.print(f"[bold red]refused: {_one_line(error)}[/bold red]", highlight=False)
+        sys.exit(1)
     except STORE_ERRORS as error:
         err.print(_unreachable(error))
         sys.exit(3)

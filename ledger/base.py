@@ -30,7 +30,7 @@ from ledger.errors import (
     UnknownReference,
     VersionMismatch,
 )
-from ledger.eventseals import EventSeals, anchor_path
+from ledger.eventseals import EventSeals
 from ledger.guards import WriteGuard, current_grant, guarding, with_grant
 from ledger.ids import first_keyed_id, keyed_ids, keyed_ids_issued
 from ledger.keks import kek_path
@@ -152,9 +152,9 @@ class LedgerBase(Application[str]):
             self.close()
             raise
         recorder.ring = self.key_ring
-        # Every event written is sealed with a key derived from the signing key, and events
-        # after the first sealed one are refused without it (eventseals.py).
-        self.seals = EventSeals(key_path(location), anchor_path(path, location))
+        # Every event written is sealed with a key derived from the signing key; an event
+        # without its seal is refused (eventseals.py).
+        self.seals = EventSeals(key_path(location))
         if hasattr(type(recorder), "seals"):
             recorder.seals = self.seals
         snapshots: Any = self.snapshots.recorder if self.snapshots is not None else None

@@ -38,7 +38,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.deadlines import RETRY_WITHIN_SECONDS, OutcomeUnknown, StoreSilent, pool_timeout
-from ledger.eventseals import SEALS_TABLE, START_TABLE, EventSeals, start_query
+from ledger.eventseals import SEALS_TABLE, EventSeals
 from ledger.eventseals import create_statements as seal_statements
 from ledger.guards import check_tail, current_guard
 from ledger.keks import KekRetired, KeyRing
@@ -107,8 +107,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     # Set by the ledger once the store's KEKs are checked (ledger/keyrotation.open_ring).
     ring: KeyRing
-    # Set by the ledger: the key that seals every event written, and where seals begin
-    # (ledger/eventseals.py). None writes unsealed events.
+    # Set by the ledger: the key that seals every event written (ledger/eventseals.py). None
+    # writes unsealed events.
     seals: EventSeals | None = None
 
     def __init__(self, datastore: PostgresDatastore, *,
@@ -160,20 +160,24 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "SELECT key_id, key, kek_id FROM {schema}.{keys} WHERE key_id = ANY(%b::text[])"
         ).format(**keys)
 
-        # The seals of the events written, and where seals begin (ledger/eventseals.py).
+        # The seals of the events written (ledger/eventseals.py).
         self.sql_create_statements.extend(
             SQL(statement).format() for statement in seal_statements(True, self.datastore.schema))
-        seals = {"schema": Identifier(self.datastore.schema), "seals": Identifier(SEALS_TABLE),
-                 "start": Identifier(START_TABLE)}
-        self.seal_start_statement = SQL(start_query("{schema}.{seals}", "{schema}.{start}")
-                                        ).format(**seals)
-        self.insert_start_statement = SQL(
-            "INSERT INTO {schema}.{start} (one, position, key_id, mac) VALUES (1, %s, %s, %b) "
-            "ON CONFLICT (one) DO NOTHING").format(**seals)
+        seals = {**names, "seals": Identifier(SEALS_TABLE)}
         self.insert_seals_statement = SQL(
             "INSERT INTO {schema}.{seals} (position, mac) SELECT * FROM unnest(%b::bigint[], "
             "%b::bytea[]) ON CONFLICT (position) DO UPDATE SET mac = excluded.mac"
         ).format(**seals)
+        self.seal_check_statements = (
+            SQL("SELECT EXISTS (SELECT 1 FROM {schema}.{table})").format(**seals),
+            SQL("SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, "
+                "e.state, s.mac FROM {schema}.{seals} s JOIN {schema}.{table} e ON "
+                "e.notification_id = s.position ORDER BY s.position DESC LIMIT 1").format(**seals))
+        missing = ("FROM {schema}.{table} e WHERE NOT EXISTS (SELECT 1 FROM {schema}.{seals} s "
+                   "WHERE s.position = e.notification_id)")
+        self.unsealed_statements = (
+            SQL("SELECT COUNT(*) " + missing).format(**seals),
+            SQL("SELECT e.notification_id " + missing + " ORDER BY 1 LIMIT %s").format(**seals))
 
         self.select_rows_statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state "
@@ -265,34 +269,46 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         return ids
 
     @_reading
-    def _read_seal_start(self, seals: EventSeals) -> None:
-        """Where the store's seals begin, checked (a writer refuses a store whose start was
-        deleted or changed, or that is sealed with another key), and the key loaded (made
-        for a store with no sealed event yet)."""
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.seal_start_statement)
-            seals.start(curs.fetchone(), writing=True)
+    def _ready_to_seal(self, seals: EventSeals) -> None:
+        """Before this process's first write: the key loaded, and checked against the store's
+        last sealed event (eventseals.py `for_writing`). Not in the write: in pipeline mode the
+        library COMMITS a transaction whose `_fetch_ids_after_insert_events` raised."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            exists, last = self.seal_check_statements
+            empty = not curs.execute(exists).fetchone()[0]  # type: ignore[index]
+            seals.for_writing(empty, curs.execute(last).fetchone())
 
     def _seal(self, curs: Cursor[DictRow], seals: EventSeals, positions: Sequence[int],
               stored_events: Sequence[StoredEvent]) -> None:
-        """Store the write's seals (ledger/eventseals.py), and where seals begin when no
-        sealed write has been read yet.
-
-        Nothing here may raise but the store: in pipeline mode the library COMMITS a
-        transaction whose `_fetch_ids_after_insert_events` raised, then raises. So the start
-        is read and checked, and the key loaded, before the write (`insert_events`)."""
-        if seals.known_start is None:
-            curs.execute(self.insert_start_statement, seals.start_row(positions[0]))
+        """Store the write's seals (ledger/eventseals.py): nothing here may raise but the
+        store (the key was loaded before the write)."""
         made = seals.seals(positions, stored_events)
         curs.execute(self.insert_seals_statement, ([p for p, _ in made], [m for _, m in made]))
+
+    def store_seals(self, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Seal stored events (`vledger seal`: a store written before seals)."""
+        with self.datastore.get_connection() as conn, conn.transaction(), \
+                conn.cursor() as curs:
+            curs.execute(self.insert_seals_statement, ([p for p, _ in rows],
+                                                       [m for _, m in rows]))
+
+    @_reading
+    def unsealed_positions(self, limit: int) -> tuple[int, list[int]]:
+        """How many stored events have no seal row, and the first `limit` of their
+        positions."""
+        count, first = self.unsealed_statements
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            found = curs.execute(count).fetchone()
+            rows = curs.execute(first, (limit,)).fetchall()
+        return int(found[0]) if found else 0, [int(p) for (p,) in rows]
 
     def insert_events(self, stored_events: Sequence[StoredEvent],
                       **kwargs: Any) -> Sequence[int] | None:
         changes = current_key_changes()
         if changes is not None and changes.added:
             self.ring.current()  # read again, before the transaction, after a refused write
-        if self.seals is not None and self.seals.known_start is None:
-            self._read_seal_start(self.seals)
+        if self.seals is not None and not self.seals.ready:
+            self._ready_to_seal(self.seals)
         try:
             return self._insert_unretried(stored_events, **kwargs)
         except IntegrityError as error:

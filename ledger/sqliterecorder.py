@@ -16,7 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from ledger.errors import StoreAltered
-from ledger.eventseals import SEALS_TABLE, START_TABLE, EventSeals, start_query
+from ledger.eventseals import SEALS_TABLE, EventSeals
 from ledger.eventseals import create_statements as seal_statements
 from ledger.guards import check_tail, check_unchanged, current_guard
 from ledger.keks import KekRetired, KeyRing
@@ -49,8 +49,8 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 
     # Set by the ledger once the store's KEKs are checked (ledger/keyrotation.open_ring).
     ring: KeyRing
-    # Set by the ledger: the key that seals every event written, and where seals begin
-    # (ledger/eventseals.py). None writes unsealed events (a recorder of the library's own).
+    # Set by the ledger: the key that seals every event written (ledger/eventseals.py). None
+    # writes unsealed events.
     seals: EventSeals | None = None
 
     # Whether deleted keys may still be in the WAL file, and when a write next tries to
@@ -90,17 +90,44 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 
     def _seal(self, c: SQLiteCursor, seals: EventSeals, positions: range,
               stored_events: Sequence[StoredEvent]) -> None:
-        """Store the write's seals (ledger/eventseals.py), and where seals begin when no
-        sealed write has been read yet (`insert_events` read the start before the write, and
-        refused it if the store's seals are not as they were made)."""
-        if seals.known_start is None:
-            c.execute(f"INSERT INTO {START_TABLE} (one, position, key_id, mac) VALUES "
-                      "(1, ?, ?, ?) ON CONFLICT (one) DO NOTHING", seals.start_row(positions[0]))
-        # A position given again (the store's last events deleted, then accepted by a rebuild)
-        # takes the new event's seal.
+        """Store the write's seals (ledger/eventseals.py). A position given again (the store's
+        last events deleted, then accepted by a rebuild) takes the new event's seal."""
         c.executemany(f"INSERT INTO {SEALS_TABLE} (position, mac) VALUES (?, ?) ON CONFLICT "
                       "(position) DO UPDATE SET mac = excluded.mac",
                       seals.seals(positions, stored_events))
+
+    def _ready_to_seal(self, seals: EventSeals) -> None:
+        """Before this process's first write: the key loaded, and checked against the store's
+        last sealed event (eventseals.py `for_writing`)."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {self.events_table_name})")
+            empty = not cursor.fetchone()[0]
+            cursor.execute(
+                f"SELECT e.rowid, e.originator_id, e.originator_version, e.topic, e.state, "
+                f"s.mac FROM {SEALS_TABLE} s JOIN {self.events_table_name} e ON e.rowid = "
+                "s.position ORDER BY s.position DESC LIMIT 1")
+            seals.for_writing(empty, cursor.fetchone())
+
+    def store_seals(self, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Seal stored events (`vledger seal`: a store written before seals)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(f"INSERT INTO {SEALS_TABLE} (position, mac) VALUES (?, ?) ON "
+                          "CONFLICT (position) DO UPDATE SET mac = excluded.mac", rows)
+
+    def unsealed_positions(self, limit: int) -> tuple[int, list[int]]:
+        """How many stored events have no seal row, and the first `limit` of their
+        positions."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+            missing = (f"FROM {self.events_table_name} e WHERE NOT EXISTS (SELECT 1 FROM "
+                       f"{SEALS_TABLE} s WHERE s.position = e.rowid)")
+            cursor.execute(f"SELECT COUNT(*) {missing}")
+            count = int(cursor.fetchone()[0])
+            cursor.execute(f"SELECT e.rowid {missing} ORDER BY e.rowid LIMIT ?", (limit,))
+            return count, [int(p) for (p,) in cursor.fetchall()]
 
     def accept_positions(self) -> None:
         """Take the store's events as they are now: the next write gives the position after
@@ -138,10 +165,8 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         changes = current_key_changes()
         if changes is not None and changes.added:
             self.ring.current()  # read again, before the transaction, after a refused write
-        if self.seals is not None and self.seals.known_start is None:
-            with self.datastore.transaction(commit=False) as c:
-                c.execute(start_query(SEALS_TABLE, START_TABLE))
-                self.seals.start(dict(c.fetchone()), writing=True)
+        if self.seals is not None and not self.seals.ready:
+            self._ready_to_seal(self.seals)
         try:
             ids = super().insert_events(stored_events, **kwargs)
         except KekRetired:

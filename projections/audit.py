@@ -28,17 +28,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ledger.errors import AuditLogAltered, InvalidField, changed_after_logging_message
-from ledger.eventseals import (
-    SEALS_TABLE,
-    START_TABLE,
-    EventSeals,
-    leaf_bytes,
-    start_query,
-    unsealed_message,
-)
+from ledger.eventseals import SEALS_TABLE, EventSeals, leaf_bytes, unsealed_message
 from ledger.loading import state_bytes
 from projections.checkpoint_file import CheckpointFile
-from projections.feed import FeedEvent, decode
+from projections.feed import FeedEvent, decode, read_events
 from projections.merkle import (
     Frontier,
     NodeGetter,
@@ -81,43 +74,33 @@ def notification_leaf_hash(n: Any) -> bytes:
                                 state_bytes(n.state)))
 
 
-_START_SQL = start_query(SEALS_TABLE, START_TABLE)
-
-
-def sealed_from(cur: ViewCursor, seals: EventSeals) -> int | None:
-    """Where the store's sealed events begin (None: none is sealed yet), read once per
-    process (ledger/eventseals.py)."""
-    known = seals.known_start
-    if known is not None:
-        return known
-    return seals.start(cur.execute(_START_SQL).fetchone())
-
-
 def refuse_unsealed(cur: ViewCursor, seals: EventSeals,
                     events: Sequence[tuple[int, bytes]]) -> None:
-    """Refuse (AuditLogAltered) events (position, leaf input; in position order) at or after
-    the start of sealing that carry no seal of the ledger's key: written by hand."""
+    """Refuse (AuditLogAltered) events (position, leaf input; in position order) that carry
+    no seal of the ledger's key (ledger/eventseals.py): written by hand."""
     bad = unsealed_among(cur, seals, events)
     if bad:
         raise AuditLogAltered(unsealed_message(bad))
 
 
-def unsealed_among(cur: ViewCursor, seals: EventSeals,
-                   events: Sequence[tuple[int, bytes]]) -> list[int]:
-    """The positions among `events` (position, leaf input; in position order) at or after
-    the start of sealing that carry no seal of the ledger's key."""
-    start = sealed_from(cur, seals)
-    if start is None or not events or events[-1][0] < start:
+def unsealed_among(cur: ViewCursor, seals: EventSeals, events: Sequence[tuple[int, bytes]],
+                   rowless: list[int] | None = None) -> list[int]:
+    """The positions among `events` (position, leaf input; in position order) that carry no
+    seal of the ledger's key; those with no seal row at all are added to `rowless`."""
+    if not events:
         return []
-    todo = [(p, data) for p, data in events if p >= start]
-    if len(todo) == 1 or todo[-1][0] - todo[0][0] < 4 * len(todo):  # a run: one range
+    if len(events) == 1 or events[-1][0] - events[0][0] < 4 * len(events):  # a run: a range
         rows = cur.execute(f"SELECT position, mac FROM {SEALS_TABLE} WHERE position BETWEEN "
-                           "? AND ?", (todo[0][0], todo[-1][0]))
+                           "? AND ?", (events[0][0], events[-1][0]))
     else:
-        condition, values = cur.one_of("position", [p for p, _ in todo])
+        condition, values = cur.one_of("position", [p for p, _ in events])
         rows = cur.execute(f"SELECT position, mac FROM {SEALS_TABLE} WHERE {condition}",
                            (values,))
-    return seals.unsealed(todo, {int(p): bytes(m) for p, m in rows.fetchall()})
+    macs = {int(p): bytes(m) for p, m in rows.fetchall()}
+    bad = seals.unsealed(events, macs)
+    if rowless is not None:
+        rowless += [p for p in bad if p not in macs]
+    return bad
 
 
 class AuditLog:
@@ -266,6 +249,37 @@ def logged_events_gone(store: ViewStore, count_events: Callable[[int], int]) -> 
     return (f"{how}; `vledger verify` names them. Restore the store from a backup taken "
             "before; the audit log and its published checkpoints keep the evidence, so "
             "`vledger projections rebuild` will not fold the changed store")
+
+
+def unsealed_events(store: ViewStore, recorder: Any, seals: EventSeals,
+                    past_the_log: int = 10_000, logged_too: bool = True) -> str | None:
+    """Before a server starts: whether the store holds events without the ledger's seal
+    (ledger/eventseals.py): any without a seal row (counted: a store written before seals, or
+    events written or seals deleted by hand), or, among the first `past_the_log` events the
+    audit log has not taken in, one whose seal does not match. (Events the log took in were
+    checked when it took them in, and are vouched for by their leaves.) Without `logged_too`,
+    only the events the log has not taken in (a rebuild of views other than the log).)"""
+    missing = getattr(recorder, "unsealed_positions", None)
+    if missing is None:
+        return None
+    with store.reading() as cur:
+        logged_to = log_end(cur)[1] if store.has_table(cur, "audit_leaves") else 0
+    count, first = missing(3) if logged_too else (0, [])
+    if count:
+        shown = ", ".join(map(str, first))
+        return (f"{count} stored event(s) carry no seal (first at position(s) {shown}). Those "
+                "the audit log took in were stored by a version before event seals (or their "
+                "seals were deleted): `vledger seal` seals them, once, after checking them "
+                "against the log. Those it has not taken in were written by hand: `vledger "
+                "seal` names them; delete them")
+    events = read_events(recorder, logged_to + 1, past_the_log)
+    if not events:
+        return None
+    with store.reading() as cur:
+        bad = unsealed_among(cur, seals, [
+            (e.position, leaf_bytes(e.position, e.originator_id, e.version, e.topic, e.state))
+            for e in events])
+    return unsealed_message(bad) if bad else None
 
 
 def unextended_checkpoint(store: ViewStore, key_file: Path) -> str | None:

@@ -19,7 +19,7 @@ from projections.audit import Auditor
 from projections.checkpoint_file import CheckpointFile
 from projections.signing import SigningKey, key_path
 from projections.store import ViewStore, table_names
-from projections.verification import Report, verify_log
+from projections.verification import Report, seal_logged, verify_log
 
 app = typer.Typer(help="Audit the ledger's tamper-evident log.", no_args_is_help=True)
 CHECKPOINT_FIELDS = ("tree_size", "root_hash", "signature", "key_id", "signed_at")
@@ -95,10 +95,15 @@ def _print(report: Report, out: Console) -> None:
                   "vouched for by no one[/yellow]")
     if not report.ok:
         out.print(f"[bold red]the log does NOT verify[/bold red]: {_culprit(report)}")
+    elif report.events > report.leaves and report.unsealed_checked:
+        out.print(f"[green]the log verifies[/green] up to tree size {report.leaves}; "
+                  f"[yellow]{report.events - report.leaves} newer events, each sealed by the "
+                  "ledger, are not in the audit log yet (run the projections)[/yellow]")
     elif report.events > report.leaves:  # say how far the proof reaches, not only that it holds
         out.print(f"[green]the log verifies[/green] up to tree size {report.leaves}; "
                   f"[yellow]{report.events - report.leaves} newer events are not in the audit "
-                  "log yet (run the projections)[/yellow]")
+                  "log yet, and their seals were not checked (they need the signing key: run "
+                  "where it is, or see /readyz)[/yellow]")
     else:
         out.print(f"[green]the log verifies[/green]: all {report.events} events")
     # bb33 F6: an auditor read "verifies" as covering what the API serves.
@@ -112,6 +117,9 @@ def _culprit(report: Report) -> str:
     the events, also when they were intact and a leaf, a subtree hash or the published row
     had changed)."""
     failed = {c.name for c in report.checks if not c.ok}
+    if failed == {"seals"}:  # bb39 F4: the checkpoints were blamed
+        return (next(c.detail for c in report.checks if c.name == "seals") + ". Every other "
+                "check holds: the audit log and its checkpoints are as signed.")
     if report.altered:
         return ("the positions named no longer match the audit log: an event changed, "
                 "deleted or added in the store after it was logged, or (where the row says the "
@@ -204,6 +212,9 @@ def verify(
                       "signing key here to sign one (the server publishes one at GET "
                       "/v1/audit/checkpoint)[/red]")
             raise typer.Exit(2)
+        # Seals are MACs under the signing key: checked wherever the key is, also when the
+        # checkpoints are checked with a public key given (bb39 F3).
+        seals = ledger.seals if ledger.seals.key_file.exists() else None
         # Only an operator saving a checkpoint signs one; otherwise nothing is written.
         signing = save is not None and key is not None
         # The checkpoint kept beside the key, where this host holds one (the operator's).
@@ -213,7 +224,7 @@ def verify(
         with out.status("recomputing the audit log…") as status:
             report = verify_log(ledger.recorder, auditor, pem,
                                 saved, progress=lambda n: status.update(f"{n:,} events read…"),
-                                sign=signing, seals=ledger.seals if key is not None else None)
+                                sign=signing, seals=seals)
         _print(report, out)
         if not report.ok:
             raise typer.Exit(1)
@@ -229,3 +240,46 @@ def verify(
     finally:
         store.close()
         ledger.close()
+
+
+@app.command()
+def seal() -> None:
+    """Seal the events the audit log took in that carry no seal: once, on a store written by a
+    version before event seals (or whose seals were lost). Events the log has not taken in are
+    never sealed: they are listed."""
+    from ledger.errors import AuditLogAltered
+    from projections.cli import require_store
+
+    out, err = Console(), Console(stderr=True, soft_wrap=True)
+    require_store()
+    settings = Settings()
+    path = key_path(settings.store())
+    if not path.is_file():
+        err.print(f"[red]there is no signing key at {path}: seals are made with the store's "
+                  "signing key (set VLEDGER_SIGNING_KEY_FILE)[/red]")
+        raise typer.Exit(2)
+    ledger = Ledger(settings, check_keks=False)
+    store = ViewStore(settings.store())
+    try:
+        if not _audit_tables_exist(store):
+            err.print("[red]the audit log has not been built: only the events it took in are "
+                      "sealed here (run the projections with the version that wrote them)[/red]")
+            raise typer.Exit(2)
+        try:
+            with out.status("checking the audit log and sealing the events it took in…"):
+                done = seal_logged(ledger.recorder, Auditor(store, SigningKey.load(path)),
+                                   ledger.seals)
+        except AuditLogAltered as altered:
+            err.print(f"[bold red]nothing more was sealed: {altered}[/bold red]")
+            raise typer.Exit(1) from None
+    finally:
+        store.close()
+        ledger.close()
+    out.print(f"sealed {done.sealed} event(s) the audit log took in; {done.already} carried "
+              "their seal already")
+    if done.unlogged:
+        shown = ", ".join(map(str, done.unlogged[:5]))
+        err.print(f"[bold red]{len(done.unlogged)} event(s) the audit log has not taken in "
+                  f"carry no seal (position(s) {shown}): they were not sealed. If they were "
+                  "written by hand, delete them; no view counts them meanwhile.[/bold red]")
+        raise typer.Exit(1)

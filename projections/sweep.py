@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ledger.eventseals import unsealed_message
 from projections.audit import Auditor
 from projections.runner import LOCK_NAME
 from projections.signing import verify_checkpoint
@@ -114,8 +113,8 @@ class Sweeper:
             details.append(f"{count} logged events no longer hash to their leaves (first at "
                            f"positions {', '.join(map(str, first))}): changed or deleted in "
                            "the store after they were logged; run vledger verify")
-        if report.unsealed:  # bb38 F2: events the ledger did not write
-            details.append(unsealed_message(report.unsealed))
+        if report.unsealed:  # bb38 F2: events the ledger did not write (or seals lost)
+            details.append(next(c.detail for c in report.checks if c.name == "seals"))
         failed = {c.name: c.detail for c in report.checks if not c.ok}
         published = self.auditor.published()
         if "published checkpoint" in failed and published is not None:

@@ -50,6 +50,13 @@ class Report:
     # The positions of the events at or after the start of sealing without the ledger's seal
     # (ledger/eventseals.py: written or changed by hand), when the seals were checked.
     unsealed: list[int] = field(default_factory=list)
+    # Those of them with no seal row at all (deleted, or written before seals).
+    seals_missing: list[int] = field(default_factory=list)
+
+    @property
+    def unsealed_checked(self) -> bool:
+        """Whether the seals were checked (and held)."""
+        return any(c.name == "seals" and c.ok for c in self.checks)
 
     @property
     def ok(self) -> bool:
@@ -190,7 +197,8 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
             with auditor.store.reading() as cur:
                 report.unsealed += unsealed_among(cur, seals, [
                     (n.id, leaf_bytes(n.id, str(n.originator_id), n.originator_version,
-                                      n.topic, state_bytes(n.state))) for n in page])
+                                      n.topic, state_bytes(n.state))) for n in page],
+                    report.seals_missing)
         stored = _stored_nodes(auditor.store, made)
         for level, hashes_made in made.items():
             for index, value in hashes_made.items():
@@ -201,11 +209,7 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     report.add("leaves", not leaves.bad, leaves.detail("leaf hashes"))
     report.add("subtree hashes", not nodes.bad, nodes.detail("subtree hashes"))
     if seals is not None:
-        bad = report.unsealed
-        report.add("seals", not bad, (
-            f"{len(bad)} event(s) carry no seal of this ledger's key (first at position(s) "
-            f"{', '.join(map(str, bad[:3]))}): written into the store, or changed there, by "
-            "hand") if bad else "every event since sealing began carries the ledger's seal")
+        report.add("seals", not report.unsealed, _seals_detail(report, logged_to))
     root = frontier.root()
     try:
         report.add("root", auditor.root(size) == root,
@@ -273,6 +277,33 @@ def _kept_found(kept: Mapping[str, Any], published: Mapping[str, Any] | None,
     return True, f"{signed}, kept beside the signing key, is in the store and extended"
 
 
+def _seals_detail(report: Report, logged_to: int) -> str:
+    """What the seals check found (bb39 F6: an event the log vouches for whose seal row was
+    lost is not one written by hand)."""
+    if not report.unsealed:
+        return "every event carries the ledger's seal"
+    altered, rowless = set(report.altered), set(report.seals_missing)
+    lost = [p for p in report.unsealed if p <= logged_to and p not in altered and p in rowless]
+    forged = [p for p in report.unsealed if p > logged_to or p in altered]
+    changed = [p for p in report.unsealed if p not in set(lost) | set(forged)]
+    said = []
+    if lost:
+        said.append(f"{len(lost)} event(s) the audit log took in, and still match their "
+                    f"leaves, have no valid seal (first at position(s) "
+                    f"{', '.join(map(str, lost[:3]))}): their seals were deleted or changed, "
+                    "or the store was written before seals; `vledger seal` seals them again")
+    if changed:
+        said.append(f"{len(changed)} event(s) the audit log took in no longer match their seals "
+                    f"(first at position(s) {', '.join(map(str, changed[:3]))}): the event, "
+                    "with its leaf, or its seal was changed by hand after it was sealed")
+    if forged:
+        said.append(f"{len(forged)} event(s) the audit log has not taken in (or that no longer "
+                    f"match their leaves) carry no seal (first at position(s) "
+                    f"{', '.join(map(str, forged[:3]))}): written into the store, or changed "
+                    "there, by hand; no view counts them")
+    return "; ".join(said)
+
+
 def _check_against(report: Report, auditor: Auditor, public_key_pem: str | None,
                    saved: Mapping[str, Any], old_root: bytes | None, root: bytes) -> None:
     old_size = int(saved["tree_size"])
@@ -323,3 +354,51 @@ def altered_events(recorder: ApplicationRecorder, auditor: Auditor, page_size: i
     if root_of == 0:
         root = EMPTY_ROOT
     return found, altered, root
+
+
+@dataclass
+class Sealed:
+    """What `seal_logged` did: events sealed, and events it left unsealed."""
+
+    sealed: int = 0
+    already: int = 0
+    # Unsealed events the audit log has not taken in: never sealed here (bb39 F1).
+    unlogged: list[int] = field(default_factory=list)
+
+
+def seal_logged(recorder: ApplicationRecorder, auditor: Auditor, seals: EventSeals,
+                page_size: int = PAGE_SIZE) -> Sealed:
+    """Seal the stored events the audit log took in that carry no valid seal (a store written
+    before seals; seals deleted or lost), after refusing (AuditLogAltered) a log that does not
+    extend its checkpoints or an event that no longer gives its leaf: an event the log vouches
+    for gains nothing it did not have. An event the log has not taken in is never sealed here:
+    it may have been written by hand (`Sealed.unlogged`)."""
+    store = auditor.store
+    altered = altered_log(store)
+    if altered:
+        raise AuditLogAltered(altered)
+    auditor.check_published()
+    found, first, _ = altered_events(recorder, auditor, page_size)
+    if found:
+        raise AuditLogAltered(
+            f"{found} event(s) no longer give the leaf the audit log took in for them (first "
+            f"at position(s) {', '.join(map(str, first))}): nothing was sealed; see vledger "
+            "verify")
+    logged_to = _logged_to(store)
+    done = Sealed()
+    for page, _hashes, wrong in _against_the_log(recorder, store, page_size, logged_to,
+                                                 lambda _read: True):
+        if wrong:  # changed meanwhile
+            raise AuditLogAltered(f"position(s) {', '.join(map(str, sorted(wrong)[:3]))} no "
+                                  "longer give their leaves: sealing stopped; see vledger verify")
+        items = [(n.id, leaf_bytes(n.id, str(n.originator_id), n.originator_version, n.topic,
+                                   state_bytes(n.state))) for n in page]
+        with store.reading() as cur:
+            bad = set(unsealed_among(cur, seals, items))
+        done.already += len(items) - len(bad)
+        done.unlogged += sorted(p for p in bad if p > logged_to)
+        todo = [(p, data) for p, data in items if p in bad and p <= logged_to]
+        if todo:
+            recorder.store_seals(seals.seal(todo))  # type: ignore[attr-defined]
+            done.sealed += len(todo)
+    return done

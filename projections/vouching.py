@@ -15,14 +15,7 @@ from eventsourcing.persistence import StoredEvent
 
 from ledger import Ledger
 from ledger.errors import StoreAltered
-from ledger.eventseals import (
-    SEALS_TABLE,
-    START_TABLE,
-    EventSeals,
-    leaf_bytes,
-    start_query,
-    unsealed_message,
-)
+from ledger.eventseals import SEALS_TABLE, EventSeals, leaf_bytes, unsealed_message
 from ledger.sql import one_of, values_of
 from ledger.vouching import SNAPSHOT_KEY_LABEL, Query
 from projections.merkle import leaf_hash
@@ -58,12 +51,10 @@ class LeafCheck:
             f"FROM {leaves} UNION ALL SELECT position, leaf_hash, NULL FROM {leaves} "
             f"WHERE {one_of('position', postgres, mark)} UNION ALL SELECT version, NULL, "
             f"originator_id FROM {versions} WHERE {one_of('originator_id', postgres, mark)}")
-        # The seals of events the log has not taken in yet (ledger/eventseals.py), and where
-        # seals begin, in a second statement run only for such events.
-        sealed = table(SEALS_TABLE)
-        self._seals_statement = (
-            f"SELECT position, mac FROM {sealed} WHERE {one_of('position', postgres, mark)}")
-        self._start_statement = start_query(sealed, table(START_TABLE))
+        # The seals of events the log has not taken in yet (ledger/eventseals.py), in a second
+        # statement run only for such events.
+        self._seals_statement = (f"SELECT position, mac FROM {table(SEALS_TABLE)} WHERE "
+                                 f"{one_of('position', postgres, mark)}")
 
     def _has_log(self) -> bool:
         # Asked of the store until the log is there (never dropped for good: a rebuild makes
@@ -126,14 +117,7 @@ class LeafCheck:
         ledger's key: written by hand, and not to be built on (bb38 F2)."""
         seals = self.seals
         assert seals is not None
-        start = seals.known_start
-        if start is None:
-            start = seals.start(query(self._start_statement, ())[0])
-            if start is None:
-                return
-        todo = [(p, e) for p, e in events if p >= start]
-        if not todo:
-            return
+        todo = events
         rows = query(self._seals_statement, (values_of([p for p, _ in todo],
                                                        self.store.postgres),))
         bad = seals.unsealed(

@@ -5,6 +5,7 @@ event off as an older, unsealed one (ledger/eventseals.py)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -15,16 +16,15 @@ import pytest
 
 from ledger import Ledger, Settings
 from ledger.errors import AuditLogAltered, StoreAltered
-from ledger.eventseals import SEALS_TABLE, START_TABLE, anchor_path, leaf_bytes
-from ledger.keks import kek_path
+from ledger.eventseals import SEALS_TABLE, leaf_bytes
 from ledger.settings import ConfigurationError
 from ledger.volunteers import Volunteer
-from projections.audit import Auditor, refuse_unsealed
+from projections.audit import Auditor, refuse_unsealed, unsealed_events
 from projections.history import event_feed
 from projections.models import ReadModels, auditor_views
 from projections.signing import SigningKey
 from projections.sweep import Sweeper
-from projections.verification import verify_log
+from projections.verification import seal_logged, verify_log
 from projections.vouching import vouch_for
 from tests.factories import at, make_activity, make_volunteer, record
 
@@ -41,8 +41,9 @@ def open_ledger(settings: Settings, tmp_path: Path,
         def opened(sealed: bool = True) -> tuple[Ledger, ReadModels]:
             ledger = Ledger(settings)
             stack.callback(ledger.close)
-            if not sealed:  # a ledger of before seals
+            if not sealed:  # a ledger, and views, of a version before seals
                 ledger.recorder.seals = None  # type: ignore[attr-defined]
+                ledger.seals = None  # type: ignore[assignment]
             ledger.ensure_catalogue()
             models = ReadModels(ledger, extra=auditor_views())
             stack.callback(models.close)
@@ -79,6 +80,10 @@ def _copy_of_session(ledger: Ledger, models: ReadModels, position: int) -> tuple
     new_id = str(uuid.uuid4())
     state = bytes(event.state).replace(str(event.originator_id).encode(), new_id.encode())
     return new_id, _append_by_hand(ledger, models, new_id, 1, event.topic, state)
+
+
+def _auditor(models: ReadModels, tmp_path: Path) -> Auditor:
+    return Auditor(models.store, SigningKey.load(tmp_path / "signing-key.pem"))
 
 
 def _minutes(models: ReadModels, volunteer: str) -> int:
@@ -184,55 +189,61 @@ def test_a_copied_seal_does_not_seal_another_event(open_ledger: Opener) -> None:
         models.catch_up()
 
 
-def test_events_of_before_seals_are_taken_in_and_seals_begin_with_the_first_sealed_write(
-        open_ledger: Opener) -> None:
-    """An upgraded store: its events carry no seal, and need none."""
-    old, _ = open_ledger(sealed=False)
+def test_a_store_written_before_seals_is_sealed_by_vledger_seal_but_not_what_the_log_lacks(
+        open_ledger: Opener, tmp_path: Path) -> None:
+    """An upgraded store: its events carry no seal. A server does not start on it until
+    `vledger seal` seals the events the audit log took in; an event appended by hand before
+    the upgrade (past the log) is never sealed, and no view counts it (bb39 F2)."""
+    old, old_views = open_ledger(sealed=False)
     volunteer, activity = make_volunteer(old), make_activity(old)
-    record(old, volunteer, activity, at(9), at(10))
-    unsealed_head = old.head()
+    session = record(old, volunteer, activity, at(9), at(10))
+    old_views.catch_up()
+    logged = old.head()
+    _, forged = _copy_of_session(old, old_views, session.position)
     ledger, models = open_ledger()
-    assert models.catch_up() == unsealed_head  # nothing is sealed yet: nothing is required
 
+    said = unsealed_events(models.store, ledger.recorder, ledger.seals)
+    with pytest.raises(AuditLogAltered, match=f"position\\(s\\) {forged}\\)"):
+        models.catch_up()  # what the log took in stays; the forged event is not taken in
+    done = seal_logged(ledger.recorder, _auditor(models, tmp_path), ledger.seals)
+
+    assert said is not None and f"{forged} stored event(s) carry no seal" in said
+    assert "`vledger seal`" in said
+    assert (done.sealed, done.unlogged) == (logged, [forged])
+    assert unsealed_events(models.store, ledger.recorder, ledger.seals) is not None  # forged
+    table, column = _table(ledger)
+    with models.store.transaction() as cur:
+        cur.execute(f"DELETE FROM {table} WHERE {column} = ?", (forged,))
+    assert unsealed_events(models.store, ledger.recorder, ledger.seals) is None
     record(ledger, volunteer, activity, at(10), at(11))
-
-    assert models.catch_up() == ledger.head()
-    with models.store.reading() as cur:
-        assert cur.execute(f"SELECT position FROM {START_TABLE}").fetchone()[0] == \
-            unsealed_head + 1
-    assert _seal_count(models) == ledger.head() - unsealed_head
-    assert _minutes(models, volunteer) == 120
-    # A writer that does not seal cannot write after the start: it would be refused.
-    _, forged = _copy_of_session(ledger, models, unsealed_head)
-    with pytest.raises(AuditLogAltered):
-        models.catch_up()
-    assert forged > unsealed_head
+    assert models.catch_up() == ledger.head() and _minutes(models, volunteer) == 120
+    assert _seal_count(models) == ledger.events_up_to(ledger.head())  # every event stored
+    # Sealed once, every event stands on its own: the audit log can be rebuilt from 0.
+    assert models.runner.rebuild(["audit"]) == ledger.head()
 
 
-@pytest.mark.parametrize("how", ["deleted", "moved"])
-def test_the_start_of_sealing_cannot_be_deleted_or_moved(open_ledger: Opener, settings: Settings,
-                                                         how: str) -> None:
-    """Deleting the start (and every seal) would pass an event appended by hand off as one
-    of before seals; the start is also kept beside the KEK file."""
+def test_deleting_every_seal_passes_no_event_written_by_hand_off_as_an_old_one(
+        open_ledger: Opener, tmp_path: Path) -> None:
+    """bb39 F1: the seals (and the start of sealing, and its file) deleted made the store
+    look unsealed, and a forged session was counted. There is no start now: every event
+    needs its seal, and `vledger seal` seals only what the log took in."""
     ledger, models = open_ledger()
     volunteer, activity = make_volunteer(ledger), make_activity(ledger)
     session = record(ledger, volunteer, activity, at(9), at(10))
     models.catch_up()
-    anchor = anchor_path(kek_path(settings.store(), settings.kek_file), settings.store())
-    assert anchor.exists()
     _, forged = _copy_of_session(ledger, models, session.position)
     with models.store.transaction() as cur:
-        if how == "deleted":
-            cur.execute(f"DELETE FROM {SEALS_TABLE}")
-            cur.execute(f"DELETE FROM {START_TABLE}")
-        else:
-            cur.execute(f"UPDATE {START_TABLE} SET position = ?", (forged + 1,))
-    restarted, views = open_ledger()  # a new process: it reads the start again
+        cur.execute(f"DELETE FROM {SEALS_TABLE}")
+    restarted, views = open_ledger()  # a new process
 
-    with pytest.raises(StoreAltered, match=r"start of (its )?sealed events"):
+    with pytest.raises(AuditLogAltered, match=f"position\\(s\\) {forged}\\)"):
         views.catch_up()
-    with pytest.raises(StoreAltered, match=r"start of (its )?sealed events"):
-        record(restarted, volunteer, activity, at(11), at(12))
+    assert _minutes(views, volunteer) == 60
+    assert unsealed_events(views.store, restarted.recorder, restarted.seals) is not None
+    done = seal_logged(restarted.recorder, _auditor(views, tmp_path), restarted.seals)
+    assert done.unlogged == [forged] and done.sealed == forged - 1
+    with pytest.raises(AuditLogAltered, match=f"position\\(s\\) {forged}\\)"):
+        views.catch_up()
 
 
 def test_a_sealed_store_is_not_written_without_its_key(open_ledger: Opener, tmp_path: Path,
@@ -246,11 +257,43 @@ def test_a_sealed_store_is_not_written_without_its_key(open_ledger: Opener, tmp_
     try:
         with pytest.raises(ConfigurationError, match=r"elsewhere\.pem"):
             record(elsewhere, volunteer, activity, at(10), at(11))
-        assert not (tmp_path / "elsewhere.pem").exists()  # no key made for a sealed store
+        assert not (tmp_path / "elsewhere.pem").exists()  # no key made for a store with events
         assert elsewhere.head() == head
     finally:
         elsewhere.close()
+    SigningKey.load(tmp_path / "another.pem")  # another key: its seals would all be refused
+    monkeypatch.setenv("VLEDGER_SIGNING_KEY_FILE", str(tmp_path / "another.pem"))
+    another = Ledger(ledger.settings)
+    try:
+        with pytest.raises(ConfigurationError, match=r"was not sealed with the key in"):
+            record(another, volunteer, activity, at(10), at(11))
+        assert another.head() == head
+    finally:
+        another.close()
     assert models.catch_up() == head
+
+
+def test_a_rebuild_is_refused_before_it_empties_a_view(open_ledger: Opener,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb39 F5: `vledger projections rebuild hours` with an event appended by hand emptied
+    the hours view, then failed half way; every hours read answered 503 until it was
+    deleted."""
+    from typer.testing import CliRunner
+
+    from projections.cli import app
+
+    ledger, models = open_ledger()
+    volunteer, activity = make_volunteer(ledger), make_activity(ledger)
+    session = record(ledger, volunteer, activity, at(9), at(10))
+    models.catch_up()
+    _, forged = _copy_of_session(ledger, models, session.position)
+    monkeypatch.setenv("VLEDGER_DATABASE_URL", ledger.settings.database_url)
+
+    result = CliRunner().invoke(app, ["rebuild", "hours"])
+
+    assert result.exit_code == 1, result.output
+    assert "nothing was rebuilt" in result.output and f"position(s) {forged})" in result.output
+    assert _minutes(models, volunteer) == 60  # the view as it was
 
 
 def test_the_sweep_and_verify_name_an_event_appended_by_hand(open_ledger: Opener,
@@ -295,3 +338,43 @@ def test_a_ledger_without_views_seals_its_snapshots_for_the_server(
     assert volunteer in server._get_many(Volunteer, [volunteer])  # as a write's load does
 
     assert not server._loader.unvouched and not server.refused_snapshots()
+
+
+def test_vledger_verify_checks_seals_where_the_key_is_and_says_what_failed(
+        open_ledger: Opener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb39 F3: with --public-key, run where the key is, the seals went unchecked and the
+    forged events were called lag ("run the projections"). F4: a failure of the seals alone
+    blamed a checkpoint. F6: an event the log vouches for whose seal row was lost was called
+    one written by hand."""
+    from typer.testing import CliRunner
+
+    from projections.audit_cli import app
+
+    ledger, models = open_ledger()
+    volunteer, activity = make_volunteer(ledger), make_activity(ledger)
+    session = record(ledger, volunteer, activity, at(9), at(10))
+    models.catch_up()
+    key = SigningKey.load(tmp_path / "signing-key.pem")
+    Auditor(models.store, key).checkpoint()
+    public = tmp_path / "office.pem"
+    public.write_text(key.public_key_pem())
+    _, forged = _copy_of_session(ledger, models, session.position)
+    monkeypatch.setenv("VLEDGER_DATABASE_URL", ledger.settings.database_url)
+
+    def verify() -> str:
+        result = CliRunner().invoke(app, ["verify", "--public-key", str(public)])
+        assert result.exit_code == 1, result.output
+        return " ".join(result.output.split())
+
+    said = verify()
+    assert re.search(r"seals\W+MISMATCH", said) and f"position(s) {forged})" in said
+    assert "run the projections" not in said and "checkpoint does not" not in said
+    assert "written into the store, or changed there, by hand" in said
+    table, column = _table(ledger)
+    with models.store.transaction() as cur:
+        cur.execute(f"DELETE FROM {table} WHERE {column} = ?", (forged,))
+        cur.execute(f"DELETE FROM {SEALS_TABLE} WHERE position = ?", (session.position,))
+
+    said = verify()
+    assert f"have no valid seal (first at position(s) {session.position})" in said
+    assert "`vledger seal` seals them again" in said and "by hand; no view" not in said

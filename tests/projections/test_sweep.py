@@ -97,7 +97,7 @@ def test_a_root_changed_under_intact_leaves_is_found(ledger: Ledger, views: Runn
     result = sweeper(ledger, auditor).sweep()
     assert not result.ok and "no longer have the root of the checkpoint" in result.detail
     # Its seal no longer matches it either (bb38 F2): the sweep names the event.
-    assert result.first_altered == (position,) and "no seal" in result.detail
+    assert result.first_altered == (position,) and "no longer match their seals" in result.detail
 
 
 def test_a_sweep_stops_with_its_process_and_records_nothing(ledger: Ledger, views: Runner,
