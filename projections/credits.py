@@ -121,10 +121,14 @@ SETTLE_SQL = (
     "organiser_unit_id, volunteer_id, SUM(minutes), SUM(sessions) FROM credit_fill "
     f"GROUP BY 2, 3, program_code, organiser_unit_id, volunteer_id {_NONZERO} "
     "ORDER BY 2, 3, 4, 5, 6",
+    # The members' cells from the days just made, not from the staged facts: a member's unit
+    # is a function of (volunteer, day), so the days' sums give the same cells, from fewer
+    # rows (a volunteer's sessions of one day and program are one row), read in volunteer
+    # order.
     f"{_SPANS}INSERT INTO credit_cells (basis, year, quarter, program_code, unit_id, "
     f"volunteer_id, minutes, sessions) SELECT 'members', {YEAR_SQL}, {QUARTER_SQL}, "
     "program_code, s.unit_id, f.volunteer_id, SUM(minutes), SUM(sessions) "
-    f"FROM credit_fill f JOIN spans s ON s.volunteer_id = f.volunteer_id "
+    f"FROM credit_days f JOIN spans s ON s.volunteer_id = f.volunteer_id "
     f"AND {in_span('service_date')} "
     f"GROUP BY 2, 3, program_code, s.unit_id, f.volunteer_id {_NONZERO} "
     "ORDER BY 2, 3, 4, 5, 6",
