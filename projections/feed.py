@@ -76,14 +76,18 @@ class FeedEvent:
 _TYPES: dict[str, str] = {}  # topic -> type, e.g. "ServiceSession.Recorded"
 
 
-def _event(position: int, originator_id: str, version: int, topic: str,
-           state: Any) -> FeedEvent:
-    """A stored event's fields wrapped, its JSON left undecoded."""
+def _type_of(topic: str) -> str:
     kind = _TYPES.get(topic)
     if kind is None:
         kind = _TYPES.setdefault(topic, topic.rsplit(":", 1)[-1])
-    return FeedEvent(position, originator_id, version, kind, topic=topic,
-                     state=state if type(state) is bytes else state_bytes(state))
+    return kind
+
+
+def _event(position: int, originator_id: str, version: int, topic: str,
+           state: Any) -> FeedEvent:
+    """A stored event's fields wrapped, its JSON left undecoded."""
+    return FeedEvent(position, originator_id, version, _type_of(topic), None, None, topic,
+                     state if type(state) is bytes else state_bytes(state))
 
 
 def decode(notification: Notification) -> FeedEvent:
@@ -102,4 +106,9 @@ def read_events(recorder: Any, start: int, limit: int,
     """The stored events from position `start`, at most `limit`, none past `stop`: what
     `select_notifications` answers, read as our recorders' plain rows (`select_rows`,
     ledger/sqliterecorder.py) rather than a `Notification` per event."""
-    return [_event(*row) for row in recorder.select_rows(start, limit, stop)]
+    # Wrapped in one loop, arguments by position (a rebuild wraps every stored event).
+    types = _TYPES
+    return [FeedEvent(position, originator_id, version, types.get(topic) or _type_of(topic),
+                      None, None, topic, state if type(state) is bytes else state_bytes(state))
+            for position, originator_id, version, topic, state
+            in recorder.select_rows(start, limit, stop)]

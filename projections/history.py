@@ -36,15 +36,29 @@ MAX_FEED_LIMIT = 10_000
 _WINDOW_GAP = 32  # fetch neighbouring positions together when at most this far apart
 _WINDOW_SPAN = 2_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)  # made once: a rebuild divides by it per event
 
 
 def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def recorded_micros(event: FeedEvent) -> int:
     """When an event was recorded, in whole microseconds since the epoch."""
     return _micros(datetime.fromisoformat(event.recorded_at))
+
+
+# What the index does with each event type, worked out once per type (not per event):
+# skip it, or index it under its volunteer, its session's volunteer, or its award's recipient.
+_SKIP, _VOLUNTEER, _SESSION, _AWARD = "skip", "volunteer", "session", "award"
+_KINDS: dict[str, str] = {}
+_BY_AGGREGATE = {"Volunteer": _VOLUNTEER, "ServiceSession": _SESSION, "Award": _AWARD}
+
+
+def _kind(event_type: str) -> str:
+    kind = _SKIP if event_type in BOOKKEEPING_TYPES else _BY_AGGREGATE.get(
+        event_type.split(".", 1)[0], _SKIP)
+    return _KINDS.setdefault(event_type, kind)
 
 
 class HistoryIndex:
@@ -85,8 +99,19 @@ class HistoryIndex:
     def apply(self, cur: ViewCursor, events: Sequence[FeedEvent]) -> None:
         rows: list[tuple[str, int, int]] = []
         awards: dict[str, str] = {}
+        kinds = _KINDS
         for event in events:
-            volunteer_id = self._volunteer_of(cur, event, awards)
+            kind = kinds.get(event.type)
+            if kind is None:
+                kind = _kind(event.type)
+            if kind == _SKIP:  # most events are a volunteer's calendar bookkeeping
+                continue
+            if kind == _SESSION:
+                volunteer_id = event.data.get("volunteer_id")
+            elif kind == _VOLUNTEER:
+                volunteer_id = event.originator_id
+            else:
+                volunteer_id = self._recipient(cur, event, awards)
             if volunteer_id is not None:
                 rows.append((volunteer_id, event.position, recorded_micros(event)))
         cur.executemany("INSERT INTO history_awards (award_id, volunteer_id) VALUES (?, ?) "
@@ -99,14 +124,8 @@ class HistoryIndex:
                         "VALUES (?, ?, ?) ON CONFLICT (volunteer_id, position) DO NOTHING", rows)
 
     @staticmethod
-    def _volunteer_of(cur: ViewCursor, event: FeedEvent, awards: dict[str, str]) -> str | None:
-        kind = event.aggregate
-        if kind == "Volunteer":
-            return None if event.type in BOOKKEEPING_TYPES else event.originator_id
-        if kind == "ServiceSession":
-            return event.data.get("volunteer_id")
-        if kind != "Award":
-            return None
+    def _recipient(cur: ViewCursor, event: FeedEvent, awards: dict[str, str]) -> str | None:
+        """The volunteer an award's event is on the record of, if any."""
         if event.type == "Award.Granted":
             if event.data.get("recipient_kind") != "volunteer":
                 return None
