@@ -6,7 +6,8 @@ checkpoint, and the views counted it (bb38 F2). The log proves that nothing chan
 took an event in; it cannot tell who wrote the event. Now the writer says so.
 
 - **The seal** of an event is HMAC-SHA256, cut to 16 bytes, under a key derived (HKDF, label
-  `vledger event seal v1`) from the store's signing key (ledger/signingkey.py: a file on the
+  `vledger event seal v1`, NUL, the store's random id from `vledger_store`: a key for this
+  store only) from the store's signing key (ledger/signingkey.py: a file on the
   server, off the database host), over the event's leaf input: its position, id, version,
   topic and stored bytes, exactly as projections/audit.py defines them. It is stored in
   `event_seals (position, mac)` in the write's own transaction, by both recorders, for every
@@ -37,7 +38,7 @@ import hashlib
 import hmac
 import struct
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -47,6 +48,7 @@ from ledger.settings import ConfigurationError
 from ledger.signingkey import create_key_file, derive_key, load_private_key
 
 SEALS_TABLE = "event_seals"
+STORE_TABLE = "vledger_store"
 LABEL = b"vledger event seal v1"
 MAC_BYTES = 16
 
@@ -62,19 +64,32 @@ def leaf_bytes(position: int, originator_id: str, version: int, topic: str,
 
 
 def create_statements(postgres: bool, schema: str = "") -> list[str]:
-    """The seals (an INTEGER PRIMARY KEY is SQLite's rowid: one B-tree)."""
+    """The seals (an INTEGER PRIMARY KEY is SQLite's rowid: one B-tree), and the store's own
+    random id, made once by whichever process creates the tables first."""
     if postgres:
         return [f'CREATE TABLE IF NOT EXISTS "{schema}".{SEALS_TABLE} (position bigint '
-                "PRIMARY KEY, mac bytea NOT NULL)"]
+                "PRIMARY KEY, mac bytea NOT NULL)",
+                f'CREATE TABLE IF NOT EXISTS "{schema}".{STORE_TABLE} (one integer PRIMARY KEY '
+                "CHECK (one = 1), store_id text NOT NULL)",
+                f'INSERT INTO "{schema}".{STORE_TABLE} (one, store_id) VALUES (1, '
+                "replace(gen_random_uuid()::text, '-', '')) ON CONFLICT (one) DO NOTHING"]
     return [f"CREATE TABLE IF NOT EXISTS {SEALS_TABLE} (position INTEGER PRIMARY KEY, "
-            "mac BLOB NOT NULL)"]
+            "mac BLOB NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {STORE_TABLE} (one INTEGER PRIMARY KEY CHECK "
+            "(one = 1), store_id TEXT NOT NULL)",
+            f"INSERT INTO {STORE_TABLE} (one, store_id) VALUES (1, lower(hex(randomblob(16)))) "
+            "ON CONFLICT (one) DO NOTHING"]
 
 
 class EventSeals:
     """A store's seal key: loaded once, made for an empty store only."""
 
-    def __init__(self, key_file: Path) -> None:
+    def __init__(self, key_file: Path, store_id: Callable[[], str]) -> None:
         self.key_file = key_file
+        # The store's own random id (`vledger_store`), read once: the seal key is derived for
+        # this store only, so events and seals copied from another store of the same key
+        # (PostgreSQL's default key serves every schema) are refused (bb39 F2 of bb40).
+        self._store_id = store_id
         self._key: bytes | None = None
         self._private: Ed25519PrivateKey | None = None
         self._lock = threading.Lock()
@@ -87,7 +102,8 @@ class EventSeals:
                         return None
                     create_key_file(self.key_file)
                 self._private = load_private_key(self.key_file)
-                self._key = derive_key(self._private, LABEL)
+                self._key = derive_key(self._private,
+                                       LABEL + b"\x00" + self._store_id().encode("ascii"))
             return self._key
 
     @property
@@ -109,8 +125,12 @@ class EventSeals:
                 "signing key (a key is made only for an empty store)")
         if last is not None:
             position, oid, version, topic, state, mac = last
-            if not hmac.compare_digest(bytes(mac), self._mac(
-                    key, leaf_bytes(position, oid, version, topic, bytes(state)))):
+            # A stored value of another type (TEXT, by hand) is compared as its bytes: it
+            # matches no seal (bb40 F4: a 500, and the next write went unchecked).
+            data = state.encode() if isinstance(state, str) else bytes(state)
+            found = mac.encode() if isinstance(mac, str) else bytes(mac)
+            if not hmac.compare_digest(found, self._mac(
+                    key, leaf_bytes(int(position), str(oid), int(version), str(topic), data))):
                 with self._lock:
                     self._key = self._private = None
                 raise ConfigurationError(

@@ -38,7 +38,8 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.deadlines import RETRY_WITHIN_SECONDS, OutcomeUnknown, StoreSilent, pool_timeout
-from ledger.eventseals import SEALS_TABLE, EventSeals
+from ledger.errors import StoreAltered
+from ledger.eventseals import SEALS_TABLE, STORE_TABLE, EventSeals
 from ledger.eventseals import create_statements as seal_statements
 from ledger.guards import check_tail, current_guard
 from ledger.keks import KekRetired, KeyRing
@@ -163,7 +164,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         # The seals of the events written (ledger/eventseals.py).
         self.sql_create_statements.extend(
             SQL(statement).format() for statement in seal_statements(True, self.datastore.schema))
-        seals = {**names, "seals": Identifier(SEALS_TABLE)}
+        seals = {**names, "seals": Identifier(SEALS_TABLE), "store": Identifier(STORE_TABLE)}
+        self.store_id_statement = SQL(
+            "SELECT store_id FROM {schema}.{store} WHERE one = 1").format(**seals)
         self.insert_seals_statement = SQL(
             "INSERT INTO {schema}.{seals} (position, mac) SELECT * FROM unnest(%b::bigint[], "
             "%b::bytea[]) ON CONFLICT (position) DO UPDATE SET mac = excluded.mac"
@@ -284,6 +287,17 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         store (the key was loaded before the write)."""
         made = seals.seals(positions, stored_events)
         curs.execute(self.insert_seals_statement, ([p for p, _ in made], [m for _, m in made]))
+
+    @_reading
+    def store_id(self) -> str:
+        """The store's own random id (ledger/eventseals.py: the seal key is this store's)."""
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            row = curs.execute(self.store_id_statement).fetchone()
+        if row is None:
+            raise StoreAltered("the event store", 0, (
+                f"its id ({STORE_TABLE}) was deleted by hand, so the seals of its events "
+                "cannot be checked; restore the store from a backup"))
+        return str(row[0])
 
     def store_seals(self, rows: Sequence[tuple[int, bytes]]) -> None:
         """Seal stored events (`vledger seal`: a store written before seals)."""

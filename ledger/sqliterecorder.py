@@ -16,7 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from ledger.errors import StoreAltered
-from ledger.eventseals import SEALS_TABLE, EventSeals
+from ledger.eventseals import SEALS_TABLE, STORE_TABLE, EventSeals
 from ledger.eventseals import create_statements as seal_statements
 from ledger.guards import check_tail, check_unchanged, current_guard
 from ledger.keks import KekRetired, KeyRing
@@ -109,6 +109,17 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 f"s.mac FROM {SEALS_TABLE} s JOIN {self.events_table_name} e ON e.rowid = "
                 "s.position ORDER BY s.position DESC LIMIT 1")
             seals.for_writing(empty, cursor.fetchone())
+
+    def store_id(self) -> str:
+        """The store's own random id (ledger/eventseals.py: the seal key is this store's)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT store_id FROM {STORE_TABLE} WHERE one = 1")
+            row = c.fetchone()
+        if row is None:
+            raise StoreAltered("the event store", 0, (
+                f"its id ({STORE_TABLE}) was deleted by hand, so the seals of its events "
+                "cannot be checked; restore the store from a backup"))
+        return str(row["store_id"])
 
     def store_seals(self, rows: Sequence[tuple[int, bytes]]) -> None:
         """Seal stored events (`vledger seal`: a store written before seals)."""

@@ -243,14 +243,20 @@ def verify(
 
 
 @app.command()
-def seal() -> None:
-    """Seal the events the audit log took in that carry no seal: once, on a store written by a
-    version before event seals (or whose seals were lost). Events the log has not taken in are
-    never sealed: they are listed."""
+def seal(
+    against: Path | None = typer.Option(
+        None, "--against", help="A checkpoint saved earlier (vledger verify --save, or GET "
+        "/v1/audit/checkpoint), signed with the store's key: events up to it are sealed too."),
+) -> None:
+    """Seal the events a signed checkpoint vouches for that carry no seal: once, on a store
+    written by a version before event seals (or whose seals were lost). Events the audit log
+    took in after the last signed checkpoint, or has not taken in, are never sealed: they are
+    listed (exit 1)."""
     from ledger.errors import AuditLogAltered
     from projections.cli import require_store
 
     out, err = Console(), Console(stderr=True, soft_wrap=True)
+    saved = _load_checkpoint(against, err) if against is not None else None
     require_store()
     settings = Settings()
     path = key_path(settings.store())
@@ -266,20 +272,29 @@ def seal() -> None:
                       "sealed here (run the projections with the version that wrote them)[/red]")
             raise typer.Exit(2)
         try:
-            with out.status("checking the audit log and sealing the events it took in…"):
+            with out.status("checking the audit log and sealing the events it vouches for…"):
                 done = seal_logged(ledger.recorder, Auditor(store, SigningKey.load(path)),
-                                   ledger.seals)
+                                   ledger.seals, saved)
         except AuditLogAltered as altered:
             err.print(f"[bold red]nothing more was sealed: {altered}[/bold red]")
             raise typer.Exit(1) from None
     finally:
         store.close()
         ledger.close()
-    out.print(f"sealed {done.sealed} event(s) the audit log took in; {done.already} carried "
-              "their seal already")
+    out.print(f"sealed {done.sealed} event(s) that the checkpoint of {done.signed} events "
+              f"signed with this key vouches for; {done.already} carried their seal already")
+    if done.unsigned:
+        shown = ", ".join(map(str, done.unsigned[:5]))
+        err.print(f"[bold red]{len(done.unsigned)} event(s) the audit log took in after that "
+                  f"checkpoint carry no seal (position(s) {shown}): not sealed, since no "
+                  "signature vouches for their leaves (an older version, or SQL, may have "
+                  "written them). If they are the store's own, give a later checkpoint signed "
+                  "with this key (--against: one saved before the upgrade, `vledger verify "
+                  "--save` with the version that wrote them); else delete them.[/bold red]")
     if done.unlogged:
         shown = ", ".join(map(str, done.unlogged[:5]))
         err.print(f"[bold red]{len(done.unlogged)} event(s) the audit log has not taken in "
-                  f"carry no seal (position(s) {shown}): they were not sealed. If they were "
-                  "written by hand, delete them; no view counts them meanwhile.[/bold red]")
+                  f"carry no seal (position(s) {shown}): not sealed. If they were written by "
+                  "hand, delete them; no view counts them meanwhile.[/bold red]")
+    if done.left:  # bb40 F5: events left unsealed are not a success
         raise typer.Exit(1)

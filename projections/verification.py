@@ -209,7 +209,8 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     report.add("leaves", not leaves.bad, leaves.detail("leaf hashes"))
     report.add("subtree hashes", not nodes.bad, nodes.detail("subtree hashes"))
     if seals is not None:
-        report.add("seals", not report.unsealed, _seals_detail(report, logged_to))
+        report.add("seals", not report.unsealed,
+                   _seals_detail(report, logged_to, _position_of(auditor.store, published_size)))
     root = frontier.root()
     try:
         report.add("root", auditor.root(size) == root,
@@ -277,21 +278,42 @@ def _kept_found(kept: Mapping[str, Any], published: Mapping[str, Any] | None,
     return True, f"{signed}, kept beside the signing key, is in the store and extended"
 
 
-def _seals_detail(report: Report, logged_to: int) -> str:
-    """What the seals check found (bb39 F6: an event the log vouches for whose seal row was
-    lost is not one written by hand)."""
+def _position_of(store: ViewStore, tree_size: int | None) -> int:
+    """The position of the last event a tree of `tree_size` leaves holds (0 for none)."""
+    if not tree_size:
+        return 0
+    with store.reading() as cur:
+        row = cur.execute("SELECT position FROM audit_leaves WHERE leaf_index = ?",
+                          (tree_size - 1,)).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def _seals_detail(report: Report, logged_to: int, signed_to: int) -> str:
+    """What the seals check found (bb39 F6: an event a signed checkpoint vouches for whose
+    seal row was lost is not one written by hand; bb40 F1: one the log took in after the last
+    checkpoint, without a seal, may be)."""
     if not report.unsealed:
         return "every event carries the ledger's seal"
     altered, rowless = set(report.altered), set(report.seals_missing)
-    lost = [p for p in report.unsealed if p <= logged_to and p not in altered and p in rowless]
+    lost = [p for p in report.unsealed if p <= signed_to and p not in altered and p in rowless]
+    unsigned = [p for p in report.unsealed
+                if signed_to < p <= logged_to and p not in altered and p in rowless]
     forged = [p for p in report.unsealed if p > logged_to or p in altered]
-    changed = [p for p in report.unsealed if p not in set(lost) | set(forged)]
+    changed = [p for p in report.unsealed if p not in set(lost) | set(unsigned) | set(forged)]
     said = []
     if lost:
         said.append(f"{len(lost)} event(s) the audit log took in, and still match their "
-                    f"leaves, have no valid seal (first at position(s) "
-                    f"{', '.join(map(str, lost[:3]))}): their seals were deleted or changed, "
-                    "or the store was written before seals; `vledger seal` seals them again")
+                    f"leaves, have no seal (first at position(s) "
+                    f"{', '.join(map(str, lost[:3]))}), within the last signed checkpoint: "
+                    "their seals were deleted, or the store was written before seals; "
+                    "`vledger seal` seals them again")
+    if unsigned:
+        said.append(f"{len(unsigned)} event(s) the audit log took in after its last signed "
+                    f"checkpoint carry no seal (first at position(s) "
+                    f"{', '.join(map(str, unsigned[:3]))}): their leaves were written by a "
+                    "version that does not check seals, or by hand; no signature vouches for "
+                    "them, so `vledger seal` does not seal them (a checkpoint of them signed "
+                    "before, given with --against, would)")
     if changed:
         said.append(f"{len(changed)} event(s) the audit log took in no longer match their seals "
                     f"(first at position(s) {', '.join(map(str, changed[:3]))}): the event, "
@@ -362,22 +384,53 @@ class Sealed:
 
     sealed: int = 0
     already: int = 0
-    # Unsealed events the audit log has not taken in: never sealed here (bb39 F1).
+    # The tree size of the signed checkpoint the sealing stopped at.
+    signed: int = 0
+    # Unsealed events the audit log took in after that checkpoint: no signature vouches for
+    # their leaves (an older version, or SQL, may have written them: bb40 F1).
+    unsigned: list[int] = field(default_factory=list)
+    # Unsealed events the audit log has not taken in (bb39 F1).
     unlogged: list[int] = field(default_factory=list)
+
+    @property
+    def left(self) -> list[int]:
+        """Every event left without a seal."""
+        return sorted(self.unsigned + self.unlogged)
+
+
+def signed_extent(auditor: Auditor, against: Mapping[str, Any] | None = None) -> int:
+    """The size of the largest tree a checkpoint signed with the auditor's key vouches for:
+    the one published in the store (its signature, and the one kept beside the key, checked
+    by `check_published`), or `against` (one saved earlier, e.g. by an auditor), when the log
+    still has its root. AuditLogAltered when the log does not extend them."""
+    published = auditor.check_published()
+    size = int(published["tree_size"]) if published is not None else 0
+    if against is not None:
+        saved = int(against["tree_size"])
+        if not verify_checkpoint(auditor.key.public_key_pem(), against):
+            raise AuditLogAltered("the checkpoint given does not bear this store's signature")
+        if saved > auditor.size() or auditor.root(saved).hex() != against["root_hash"]:
+            raise AuditLogAltered(f"the audit log does not extend the checkpoint given (tree "
+                                  f"size {saved}, signed at {against.get('signed_at')})")
+        size = max(size, saved)
+    return size
 
 
 def seal_logged(recorder: ApplicationRecorder, auditor: Auditor, seals: EventSeals,
+                against: Mapping[str, Any] | None = None,
                 page_size: int = PAGE_SIZE) -> Sealed:
-    """Seal the stored events the audit log took in that carry no valid seal (a store written
-    before seals; seals deleted or lost), after refusing (AuditLogAltered) a log that does not
-    extend its checkpoints or an event that no longer gives its leaf: an event the log vouches
-    for gains nothing it did not have. An event the log has not taken in is never sealed here:
-    it may have been written by hand (`Sealed.unlogged`)."""
+    """Seal the stored events a signed checkpoint vouches for that carry no valid seal (a
+    store written before seals; seals lost), after refusing (AuditLogAltered) a log that
+    does not extend its checkpoints or an event that no longer gives its leaf: such an event
+    gains nothing it did not have. An event the log took in after the last signed checkpoint
+    (`against`: a later one saved earlier) is not sealed: its leaf may have been written by
+    hand, or by a version that does not check seals (bb40 F1); nor is one the log has not
+    taken in (bb39 F1)."""
     store = auditor.store
     altered = altered_log(store)
     if altered:
         raise AuditLogAltered(altered)
-    auditor.check_published()
+    done = Sealed(signed=signed_extent(auditor, against))
     found, first, _ = altered_events(recorder, auditor, page_size)
     if found:
         raise AuditLogAltered(
@@ -385,7 +438,10 @@ def seal_logged(recorder: ApplicationRecorder, auditor: Auditor, seals: EventSea
             f"at position(s) {', '.join(map(str, first))}): nothing was sealed; see vledger "
             "verify")
     logged_to = _logged_to(store)
-    done = Sealed()
+    with store.reading() as cur:
+        row = cur.execute("SELECT position FROM audit_leaves WHERE leaf_index = ?",
+                          (done.signed - 1,)).fetchone()
+    through = int(row[0]) if row is not None and done.signed else 0
     for page, _hashes, wrong in _against_the_log(recorder, store, page_size, logged_to,
                                                  lambda _read: True):
         if wrong:  # changed meanwhile
@@ -397,7 +453,8 @@ def seal_logged(recorder: ApplicationRecorder, auditor: Auditor, seals: EventSea
             bad = set(unsealed_among(cur, seals, items))
         done.already += len(items) - len(bad)
         done.unlogged += sorted(p for p in bad if p > logged_to)
-        todo = [(p, data) for p, data in items if p in bad and p <= logged_to]
+        done.unsigned += sorted(p for p in bad if through < p <= logged_to)
+        todo = [(p, data) for p, data in items if p in bad and p <= through]
         if todo:
             recorder.store_seals(seals.seal(todo))  # type: ignore[attr-defined]
             done.sealed += len(todo)

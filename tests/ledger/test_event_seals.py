@@ -199,6 +199,7 @@ def test_a_store_written_before_seals_is_sealed_by_vledger_seal_but_not_what_the
     session = record(old, volunteer, activity, at(9), at(10))
     old_views.catch_up()
     logged = old.head()
+    _auditor(old_views, tmp_path).checkpoint()  # before upgrading, as the README says
     _, forged = _copy_of_session(old, old_views, session.position)
     ledger, models = open_ledger()
 
@@ -231,6 +232,7 @@ def test_deleting_every_seal_passes_no_event_written_by_hand_off_as_an_old_one(
     volunteer, activity = make_volunteer(ledger), make_activity(ledger)
     session = record(ledger, volunteer, activity, at(9), at(10))
     models.catch_up()
+    _auditor(models, tmp_path).checkpoint()
     _, forged = _copy_of_session(ledger, models, session.position)
     with models.store.transaction() as cur:
         cur.execute(f"DELETE FROM {SEALS_TABLE}")
@@ -244,6 +246,73 @@ def test_deleting_every_seal_passes_no_event_written_by_hand_off_as_an_old_one(
     assert done.unlogged == [forged] and done.sealed == forged - 1
     with pytest.raises(AuditLogAltered, match=f"position\\(s\\) {forged}\\)"):
         views.catch_up()
+
+
+def test_vledger_seal_does_not_seal_what_the_log_took_in_after_its_last_checkpoint(
+        open_ledger: Opener, tmp_path: Path) -> None:
+    """bb40 F1: the operator ran the previous release (which checks no seal) on the store:
+    its audit view took a forged session in. `vledger seal`, as the message advised, sealed
+    it, and it was counted and signed. Only what a signed checkpoint vouches for is sealed."""
+    ledger, models = open_ledger()
+    volunteer, activity = make_volunteer(ledger), make_activity(ledger)
+    session = record(ledger, volunteer, activity, at(9), at(10))
+    models.catch_up()
+    _auditor(models, tmp_path).checkpoint()
+    _, forged = _copy_of_session(ledger, models, session.position)
+    _older, older_views = open_ledger(sealed=False)  # the previous release, on the same store
+    assert older_views.catch_up() == forged  # its audit log takes the forgery in
+    with models.store.transaction() as cur:
+        cur.execute(f"DELETE FROM {SEALS_TABLE} WHERE position > ?", (session.position - 2,))
+
+    report = verify_log(ledger.recorder, _auditor(models, tmp_path), None, seals=ledger.seals)
+    done = seal_logged(ledger.recorder, _auditor(models, tmp_path), ledger.seals)
+
+    detail = next(c.detail for c in report.checks if c.name == "seals")
+    assert "after its last signed checkpoint carry no seal" in detail
+    assert "`vledger seal` does not seal them" in detail
+    assert forged in done.unsigned and done.sealed == 2
+    assert unsealed_events(models.store, ledger.recorder, ledger.seals) is not None
+
+
+def test_seals_copied_from_another_store_of_the_same_key_seal_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb40 F2: two stores shared one key (PostgreSQL's default serves every schema); a
+    session and its seal copied from one into the other, at the same position, were counted.
+    The seal key is derived for each store's own random id."""
+    monkeypatch.setenv("VLEDGER_SIGNING_KEY_FILE", str(tmp_path / "signing-key.pem"))
+    opened = []
+    try:
+        for name in ("a", "b"):
+            ledger = Ledger(Settings(database_url=f"sqlite:///{tmp_path / name}.db"))
+            opened.append(ledger)
+            ledger.ensure_catalogue()
+            make_volunteer(ledger), make_activity(ledger)
+        a, b = opened
+        models = ReadModels(a, extra=auditor_views())
+        try:
+            models.catch_up()
+            assert a.head() == b.head()
+            volunteer = make_volunteer(b)
+            written = record(b, volunteer, make_activity(b), at(9), at(10)).position
+            [event] = b.recorder.select_notifications(written, 1)
+            datastore = b.recorder.datastore  # type: ignore[attr-defined]
+            with datastore.transaction(commit=False) as c:
+                c.execute(f"SELECT mac FROM {SEALS_TABLE} WHERE position = ?", (written,))
+                mac = c.fetchone()[0]
+            with models.store.transaction() as cur:
+                cur.execute("INSERT INTO stored_events (rowid, originator_id, originator_version,"
+                            " topic, state) VALUES (?, ?, ?, ?, ?)", (
+                                written, str(event.originator_id), event.originator_version,
+                                event.topic, bytes(event.state)))
+                cur.execute(f"INSERT INTO {SEALS_TABLE} (position, mac) VALUES (?, ?)",
+                            (written, bytes(mac)))
+            with pytest.raises(AuditLogAltered, match=f"position\\(s\\) {written}\\)"):
+                models.catch_up()
+        finally:
+            models.close()
+    finally:
+        for ledger in opened:
+            ledger.close()
 
 
 def test_a_sealed_store_is_not_written_without_its_key(open_ledger: Opener, tmp_path: Path,
@@ -376,5 +445,43 @@ def test_vledger_verify_checks_seals_where_the_key_is_and_says_what_failed(
         cur.execute(f"DELETE FROM {SEALS_TABLE} WHERE position = ?", (session.position,))
 
     said = verify()
-    assert f"have no valid seal (first at position(s) {session.position})" in said
+    assert f"have no seal (first at position(s) {session.position}), within the last signed" \
+        in said
     assert "`vledger seal` seals them again" in said and "by hand; no view" not in said
+
+
+def test_a_last_sealed_event_stored_as_text_is_compared_as_its_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb40 F4 (SQLite: a column takes any type): the first write after a start answered
+    500 (the check took the text for bytes), and the next went through unchecked. Its
+    bytes are compared: the same bytes are the same event; others refuse every write."""
+    monkeypatch.setenv("VLEDGER_SIGNING_KEY_FILE", str(tmp_path / "signing-key.pem"))
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'text.db'}")
+    ledger = Ledger(settings)
+    try:
+        ledger.ensure_catalogue()
+        volunteer, activity = make_volunteer(ledger), make_activity(ledger)
+        record(ledger, volunteer, activity, at(9), at(10))
+        head = ledger.head()
+        with ledger.recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            c.execute("UPDATE stored_events SET state = CAST(state AS TEXT) WHERE rowid = ?",
+                      (head,))
+    finally:
+        ledger.close()
+    restarted = Ledger(settings)
+    try:
+        record(restarted, volunteer, activity, at(11), at(12))  # the same bytes: no 500
+    finally:
+        restarted.close()
+    again = Ledger(settings)
+    try:
+        head = again.head()
+        with again.recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            c.execute("UPDATE stored_events SET state = REPLACE(CAST(state AS TEXT), 'T11', "
+                      "'T07') WHERE rowid = ?", (head,))
+        for hour in (13, 15):
+            with pytest.raises(ConfigurationError, match="was not sealed with the key"):
+                record(again, volunteer, activity, at(hour), at(hour + 1))
+        assert again.head() == head
+    finally:
+        again.close()
