@@ -170,6 +170,19 @@ def test_an_insurance_names_a_year_as_text_beside_a_hidden_character(
     assert set(refused) == {"year", "insurer"}, refused
 
 
+def test_an_insurance_names_a_year_decades_ahead_beside_a_hidden_character(
+        district: District) -> None:
+    refused = _refused_unstored(
+        district, "POST", f"/v1/volunteers/{district.volunteer}/insurance",
+        {"year": 2099, "policy_ref": "P-1", "insurer": "人保\u200b"})
+    assert set(refused) == {"year", "insurer"}, refused
+    assert "ahead" in refused["year"]
+    refused = _refused_unstored(
+        district, "POST", f"/v1/volunteers/{district.volunteer}/insurance",
+        {"year": 2099, "policy_ref": "P-1", "insurer": "PICC"})
+    assert set(refused) == {"year"}, refused
+
+
 def test_an_award_grant_names_an_unknown_award_beside_a_year_not_begun(
         district: District) -> None:
     refused = _refused_unstored(district, "POST", "/v1/awards", {
