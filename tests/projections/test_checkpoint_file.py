@@ -201,3 +201,25 @@ def test_vledger_verify_on_the_key_s_host_reports_a_deleted_published_checkpoint
     assert result.exit_code == 1, result.output
     said = " ".join(result.output.split())
     assert "the store no longer holds the checkpoint this host signed last" in said, said
+
+
+def test_a_probe_s_answer_is_remembered_at_one_position_for_a_few_seconds(
+        views: Runner, key_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb39 F8: /readyz asks `refusal` every few seconds; it reads a few rows at most once
+    per audit position and RECHECK_SECONDS."""
+    import projections.audit
+
+    signer = auditor(views, key_file)
+    signed = signer.checkpoint()
+    assert signer.refusal(7) is None
+    delete_published(views)
+    assert signer.refusal(7) is None  # remembered
+    why = signer.refusal(8)  # the log moved on: checked again
+    assert why is not None and DELETED in why
+    with views.store.transaction() as cur:  # put back, as from a backup
+        cur.execute(projections.audit.PUBLISH_SQL, tuple(signed[f] for f in (
+            "tree_size", "root_hash", "signed_at", "signature", "key_id")))
+    assert signer.refusal(8) == why  # remembered
+    monkeypatch.setattr(projections.audit, "RECHECK_SECONDS", 0.0)
+    assert signer.refusal(8) is None  # checked again once the time is up
+
