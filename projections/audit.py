@@ -316,6 +316,31 @@ def unextended_checkpoint(store: ViewStore, key_file: Path) -> str | None:
     return None
 
 
+def unkept_checkpoint(store: ViewStore, key_file: Path) -> str | None:
+    """Before a server starts (and before anything keeps a checkpoint): a warning when the
+    store has published checkpoints but no checkpoint is kept for it beside the signing key,
+    else None. The store's last one is then taken as kept, so a store rolled back to an older
+    backup, or its published checkpoints deleted, before now passes unseen (bb39 F9: the file
+    moved away and the store restored, the server started without a word). A key or a file
+    that cannot be used is `unextended_checkpoint`'s to refuse."""
+    published = Auditor.last_published(store)
+    if published is None or not key_file.exists():
+        return None
+    kept = CheckpointFile(key_file, store.location)
+    try:
+        if kept.read() is not None:
+            return None
+    except AuditLogAltered:
+        return None
+    return (f"the store has published checkpoints (the last of {published['tree_size']} "
+            f"events, signed at {published['signed_at']}), but no checkpoint is kept for it "
+            f"in {kept.path}: a rollback of the store to an older backup, or published "
+            "checkpoints deleted, before now cannot be detected on this host. The store's "
+            "last checkpoint is kept from now on; if the file was moved or this host is new, "
+            f"copy {kept.path.name} along with the signing key from the host that ran the API "
+            "(README, \"Files kept off the database\")")
+
+
 def changed_after_logging(position: int) -> AuditLogAltered:
     """What a proof, a history or the feed answers for an event whose bytes no longer give
     the leaf the audit log took in for it."""
