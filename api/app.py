@@ -30,7 +30,7 @@ from api.routes import (
 )
 from api.serving import tune_collector
 from ledger import Ledger, Settings
-from projections.audit import Auditor
+from projections.audit import Auditor, unkept_checkpoint
 from projections.models import ReadModels, auditor_views
 from projections.signing import SigningKey
 from projections.sweep import Sweeper
@@ -64,6 +64,10 @@ def open_services(settings: Settings,
     ledger.ensure_catalogue()
     models = ReadModels(ledger, extra=auditor_views())
     signing = SigningKey.for_store(settings.store())
+    if signing.path is not None:  # before anything keeps the store's checkpoint as this host's
+        unkept = unkept_checkpoint(models.store, signing.path)
+        if unkept:
+            log.warning("%s", unkept)
     # Writes build only on events the audit log vouches for, and on sealed snapshots.
     vouch_for(ledger, models.store, signing)
     auditor = Auditor(models.store, signing)

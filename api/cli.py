@@ -92,6 +92,7 @@ def serve(
             altered_log,
             logged_events_gone,
             unextended_checkpoint,
+            unkept_checkpoint,
             unsealed_events,
         )
         from projections.runner import views_ahead_of
@@ -106,6 +107,9 @@ def serve(
             # Events deleted from the middle, counted (bb36 F4). A log that no longer extends
             # the checkpoint it published (bb33 F4, F5).
             # Events without the ledger's seal: written by hand, or before seals (bb38 F2).
+            # Asked first whether this host keeps a checkpoint for the store: the checks
+            # below keep the store's from then on.
+            unkept = unkept_checkpoint(views, key_path(location))
             missing = (views_ahead_of(views, ledger.head()) or altered_log(views)
                        or logged_events_gone(views, ledger.events_up_to)
                        or unsealed_events(views, ledger.recorder, ledger.seals)
@@ -116,8 +120,9 @@ def serve(
         if missing:
             err.print(f"[red]not starting: {missing}[/red]")
             raise typer.Exit(1)
-        if warning:
-            err.print(f"[yellow]warning: {warning}[/yellow]")
+        for said in (unkept, warning):
+            if said:
+                err.print(f"[yellow]warning: {said}[/yellow]", highlight=False)
     finally:
         ledger.close()
     err.print(f"volunteer-ledger on {settings.store().describe()}")

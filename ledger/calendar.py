@@ -15,6 +15,8 @@ MIN_SESSION = timedelta(minutes=1)  # minutes are whole: a shorter session count
 # instant into district time or UTC overflows Python's calendar).
 EARLIEST_DAY = date(1900, 1, 1)
 LATEST_YEAR = 2999
+# The years an award, its rules or an insurance cover may name.
+MIN_YEAR, MAX_YEAR = 2000, 2100
 # The UTC offsets civil time uses anywhere (UTC-12:00, Baker Island, to UTC+14:00, Kiribati).
 # RFC 3339's grammar admits up to ±23:59; an offset outside this range is a client's mistake
 # (a sign or an hour typed wrong), and it would silently move a session's service date.
@@ -40,6 +42,14 @@ def check_instant(name: str, value: datetime) -> None:
     if min(years) < EARLIEST_DAY.year or max(years) > LATEST_YEAR:
         raise InvalidField(f"{name} must lie between {EARLIEST_DAY.year} and {LATEST_YEAR}",
                            name)
+
+
+def check_year(year: int) -> int:
+    """A year an award, its rules or an insurance cover may name: a whole number from
+    MIN_YEAR to MAX_YEAR (InvalidField naming `year`)."""
+    if isinstance(year, bool) or not isinstance(year, int) or not MIN_YEAR <= year <= MAX_YEAR:
+        raise InvalidField(f"year must be a whole number from {MIN_YEAR} to {MAX_YEAR}", "year")
+    return year
 
 
 def check_day(name: str, value: date, today: date) -> None:

@@ -25,15 +25,13 @@ from ledger.awards import (
     rules_id,
 )
 from ledger.base import LedgerBase, Written, open_unit
-from ledger.calendar import district_today
+from ledger.calendar import check_year, district_today
 from ledger.catalogue import PROGRAMS, AwardKind, Role, member
 from ledger.errors import Conflict, FieldChecks, InvalidField, NotACandidate, UnknownReference
 from ledger.provenance import Actor, Origin
 from ledger.text import MAX_REASON, article, check_label, check_text
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
-
-MIN_YEAR, MAX_YEAR = 2000, 2100
 
 
 def award_kind(value: str) -> AwardKind:
@@ -42,12 +40,6 @@ def award_kind(value: str) -> AwardKind:
 
 def token_role(value: str) -> Role:
     return member(Role, "role", value)
-
-
-def check_year(year: int) -> int:
-    if isinstance(year, bool) or not isinstance(year, int) or not MIN_YEAR <= year <= MAX_YEAR:
-        raise InvalidField(f"year must be a whole number from {MIN_YEAR} to {MAX_YEAR}", "year")
-    return year
 
 
 class CommendationUseCases(LedgerBase):

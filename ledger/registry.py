@@ -60,6 +60,7 @@ from ledger.volunteers import (
     PERSONAL_FIELDS,
     Volunteer,
     VolunteerNumbers,
+    check_cover_year,
     new_volunteer_id,
 )
 
@@ -554,7 +555,7 @@ class RegistryUseCases(LedgerBase):
                          insurer: str) -> Written:
         """Record a volunteer's personal accident insurance for a year."""
         require_role(origin.actor, Role.recorder)
-        policy_ref, insurer = self.insurance_fields(policy_ref, insurer)
+        policy_ref, insurer = self.insurance_fields(year, policy_ref, insurer)
 
         def attempt() -> Written:
             volunteer = self.get_volunteer(volunteer_id)  # in the path: 404 when unknown
@@ -565,12 +566,13 @@ class RegistryUseCases(LedgerBase):
         return self._retrying(attempt)
 
     @staticmethod
-    def insurance_fields(policy_ref: str, insurer: str, refused: Iterable[str] = ()
+    def insurance_fields(year: int, policy_ref: str, insurer: str, refused: Iterable[str] = ()
                          ) -> tuple[str, str]:
-        """An insurance's policy reference and insurer as recorded, checked on their own (422,
-        naming every field refused; `refused`: as for `volunteer_fields`); its year is
-        compared with the record."""
+        """An insurance's policy reference and insurer as recorded, checked with its year on
+        their own (422, naming every field refused; `refused`: as for `volunteer_fields`);
+        the year is compared with the record's covers after."""
         checks = FieldChecks(("year", "policy_ref", "insurer"), refused)
+        checks.run(check_cover_year, year, district_today())
         policy_ref = checks.run(check_text, "policy_ref", policy_ref) or ""
         insurer = checks.run(check_text, "insurer", insurer) or ""
         checks.raise_found()

@@ -168,12 +168,16 @@ def check_times(started_at: datetime, ended_at: datetime, now: datetime,
     """The rules a session's times obey on their own; what they refuse goes to `checks`."""
     checks.run(check_instant, "started_at", started_at)
     checks.run(check_instant, "ended_at", ended_at)
-    if not checks.passed("ended_at"):
-        return
-    if checks.passed("started_at"):
-        checks.run(_check_length, started_at, ended_at)
-    if ended_at > now:
-        checks.add(InvalidField("ended_at lies in the future", "ended_at"))
+    started = checks.passed("started_at")
+    if checks.passed("ended_at"):
+        if started:
+            checks.run(_check_length, started_at, ended_at)
+        if ended_at > now:
+            checks.add(InvalidField("ended_at lies in the future", "ended_at"))
+    # A start in the future is named on its own field: beside an end before it, "ended_at
+    # must be after started_at" would otherwise be all the answer said (bb39 F10).
+    if started and started_at > now:
+        checks.add(InvalidField("started_at lies in the future", "started_at"))
 
 
 def record_checks(started_at: datetime, ended_at: datetime, source_record_id: str,

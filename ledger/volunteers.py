@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from eventsourcing.domain import event
 
 from ledger.aggregate import LedgerAggregate
-from ledger.calendar import service_date
+from ledger.calendar import check_year, service_date
 from ledger.errors import (
     AlreadyMember,
     ClosedReference,
@@ -36,6 +36,18 @@ Calendar = tuple[list[tuple[float, float, str]], float]
 
 def new_volunteer_id() -> str:
     return new_id("vol")
+
+
+def check_cover_year(year: int, today: date) -> int:
+    """A year an insurance cover may be recorded for (InvalidField naming `year`): from
+    MIN_YEAR (as an award's) to the year after `today` (district time). A cover is for one
+    year and may be bought ahead for the next; a year further ahead is a typo (bb39 F11:
+    2099 was taken, where an award for it is refused)."""
+    check_year(year)
+    if year > today.year + 1:
+        raise InvalidField(f"year {year} is more than a year ahead: a cover is recorded for "
+                           f"{today.year + 1} at the latest", "year")
+    return year
 
 
 class Volunteer(LedgerAggregate):

@@ -22,6 +22,7 @@ writes about 1.07 rows per event instead of 2.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,9 @@ _PLACEHOLDER = bytes(32)
 # Blocks of 2, 4 and 8 leaves are not stored: they are 7/8 of all inner nodes, and rehashing
 # at most 8 leaf hashes is cheaper than writing and reading their rows.
 STORED_LEVEL = 4
+# How long a probe's answer of whether the log extends the published checkpoint is remembered
+# while the audit log stays at one position (Auditor.refusal).
+RECHECK_SECONDS = 5.0
 
 
 def event_leaf_hash(event: FeedEvent) -> bytes:
@@ -312,6 +316,31 @@ def unextended_checkpoint(store: ViewStore, key_file: Path) -> str | None:
     return None
 
 
+def unkept_checkpoint(store: ViewStore, key_file: Path) -> str | None:
+    """Before a server starts (and before anything keeps a checkpoint): a warning when the
+    store has published checkpoints but no checkpoint is kept for it beside the signing key,
+    else None. The store's last one is then taken as kept, so a store rolled back to an older
+    backup, or its published checkpoints deleted, before now passes unseen (bb39 F9: the file
+    moved away and the store restored, the server started without a word). A key or a file
+    that cannot be used is `unextended_checkpoint`'s to refuse."""
+    published = Auditor.last_published(store)
+    if published is None or not key_file.exists():
+        return None
+    kept = CheckpointFile(key_file, store.location)
+    try:
+        if kept.read() is not None:
+            return None
+    except AuditLogAltered:
+        return None
+    return (f"the store has published checkpoints (the last of {published['tree_size']} "
+            f"events, signed at {published['signed_at']}), but no checkpoint is kept for it "
+            f"in {kept.path}: a rollback of the store to an older backup, or published "
+            "checkpoints deleted, before now cannot be detected on this host. The store's "
+            "last checkpoint is kept from now on; if the file was moved or this host is new, "
+            f"copy {kept.path.name} along with the signing key from the host that ran the API "
+            "(README, \"Files kept off the database\")")
+
+
 def changed_after_logging(position: int) -> AuditLogAltered:
     """What a proof, a history or the feed answers for an event whose bytes no longer give
     the leaf the audit log took in for it."""
@@ -464,6 +493,8 @@ class Auditor:
             kept = CheckpointFile(key.path, store.location)
         self.kept = kept
         self._signed: dict[str, Any] | None = None  # the last checkpoint signed
+        # Auditor.refusal's last answer: (audit position, when, why the route would refuse).
+        self._probed: tuple[int, float, str | None] | None = None
         if key is None:
             return
         # Under the views' lock: two API workers starting at once on an empty PostgreSQL
@@ -502,8 +533,10 @@ class Auditor:
         does not extend the last published checkpoint, or the one kept beside the signing key
         (and a store that no longer holds that one); returns the published checkpoint. One
         published since by another host of this key is kept as well."""
-        published = self.published()
+        # The file first: a checkpoint is published in the store before it is kept, so one
+        # signed between the two reads cannot look like a kept checkpoint the store lacks.
         kept = self.kept_checkpoint()
+        published = self.published()
         if published is None and kept is None:
             return None
         if self._key is not None and published is not None \
@@ -529,6 +562,25 @@ class Auditor:
                 kept is None or kept["tree_size"] < published["tree_size"]):
             self.kept.keep(published)  # signed by this key, and extended: accepted
         return published
+
+    def refusal(self, position: int) -> str | None:
+        """For a probe (/readyz): why the checkpoint route would refuse the log now (what
+        `check_published` refuses, a 500 there), or None. It reads the published row, the
+        kept file and the O(log n) subtree hashes of the checkpoints' sizes, never the events;
+        the answer is remembered while the audit log stays at `position`, for up to
+        RECHECK_SECONDS (bb39 F8: with the published row deleted on a running server, the
+        route refused after the next write while /readyz said ok until the hourly sweep)."""
+        now = time.monotonic()
+        held = self._probed
+        if held is not None and held[0] == position and now - held[1] < RECHECK_SECONDS:
+            return held[2]
+        try:
+            self.check_published()
+            why = None
+        except AuditLogAltered as altered:
+            why = str(altered)
+        self._probed = (position, now, why)
+        return why
 
     def _check_kept(self, kept: dict[str, Any], published: dict[str, Any] | None) -> None:
         """Refuse a checkpoint file of another key, one changed by hand, and a store that no

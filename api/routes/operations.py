@@ -119,10 +119,15 @@ async def readyz(actor: MaybeActor, services: ServicesDep) -> dict[str, Any]:
     event they cannot read (with the error), or when the store does not answer within 2 s.
     `audit` is the audit log's state: the position of the last event it logged, whose leaf
     was checked against its view before the next was appended (`checked_position`), its lag,
-    whether that lag is within the limits, the last checkpoint published, and what the last
-    audit sweep found (`sweep`: every logged event's leaf and the published root recomputed
-    from the events, every VLEDGER_AUDIT_SWEEP_SECONDS; `ok` false names what was altered,
-    and the top-level `status` is then `altered`, still with a 200)."""
+    whether that lag is within the limits, the last checkpoint published, why
+    `GET /v1/audit/checkpoint` would be refused now (`checkpoint_refused`: the log does not
+    extend the published checkpoint, or the store no longer holds the one kept beside the
+    signing key; checked from a few rows, not the events, at most every 5 s while no event
+    is written; else null), and what the last audit sweep found (`sweep`: every logged
+    event's leaf and the published root recomputed from the events, every
+    VLEDGER_AUDIT_SWEEP_SECONDS; `ok` false names what was altered). When either finds the
+    log altered, the top-level `status` is `altered`, still with a 200, and `detail` says
+    what was found (else null)."""
     return await _probed(run_in_threadpool(_ready, services))
 
 
@@ -153,8 +158,16 @@ def _ready(services: Services) -> dict[str, Any]:
     state = None if audit is None else _audit_state(services, audit, behind, waited)
     # Still 200: the service answers, and what to believe is the office's to decide; but a
     # monitor that reads `status` sees it (bb36 F7).
-    altered = state is not None and state["sweep"] is not None and not state["sweep"]["ok"]
-    return {"status": "altered" if altered else "ok", "lag_seconds": round(waited, 3),
+    found: list[str] = []
+    if state is not None:
+        if state["checkpoint_refused"]:  # what the checkpoint route answers 500 with (bb39 F8)
+            found.append(state["checkpoint_refused"])
+        sweep = state["sweep"]
+        if sweep is not None and not sweep["ok"]:
+            found.append(f"the last audit sweep found: {sweep['detail'] or 'the log altered'}")
+    detail = "; ".join(found) or None
+    return {"status": "ok" if detail is None else "altered", "detail": detail,
+            "lag_seconds": round(waited, 3),
             "views": {s.name: {"position": s.position, "lag": s.lag} for s in statuses},
             "audit": state}
 
@@ -169,6 +182,7 @@ def _audit_state(services: Services, audit: ViewStatus, behind: int | None,
         audit_waited = waited
     else:
         audit_waited = services.models.lag_seconds(audit.position)
+    refused = services.auditor.refusal(audit.position)
     published = services.auditor.published()
     swept = last_sweep(services.models.store)
     return {
@@ -178,6 +192,7 @@ def _audit_state(services: Services, audit: ViewStatus, behind: int | None,
                        and audit_waited <= settings.max_view_lag_seconds),
         "checkpoint": None if published is None else {
             "tree_size": published["tree_size"], "signed_at": published["signed_at"]},
+        "checkpoint_refused": refused,
         # The last audit sweep (projections/sweep.py): None until one has run.
         "sweep": None if swept is None else swept.as_json(),
     }

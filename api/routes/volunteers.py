@@ -27,6 +27,7 @@ from api.schemas import (
     version_tagged,
 )
 from ledger.base import Recognised
+from ledger.calendar import MIN_YEAR
 from ledger.catalogue import Gender, PoliticalStatus, Role
 from ledger.privacy import id_birth, id_birth_digits, masked
 
@@ -95,7 +96,10 @@ class DeregistrationIn(Body):
 
 
 class InsuranceIn(Body):
-    year: Annotated[Year, Field(strict=True)]  # a JSON integer: not "2017", not true
+    # strict: a JSON integer, not "2017", not true
+    year: Annotated[Year, Field(strict=True, description=(
+        f"The year covered: from {MIN_YEAR} to next year in district time (a cover may be "
+        "bought ahead for next year; a later year is a 422 naming `year`)."))]
     policy_ref: Text
     insurer: Text
 
@@ -232,10 +236,15 @@ def deregister_volunteer(volunteer_id: str, body: DeregistrationIn, actor: Recor
 @router.post("/{volunteer_id}/insurance", status_code=status.HTTP_201_CREATED,
              response_model=Created)
 @after_schema(InsuranceIn, lambda ledger, v, held: ledger.insurance_fields(
-    v.get("policy_ref", SOME_TEXT), v.get("insurer", SOME_TEXT), refused=held))
+    v.get("year", MIN_YEAR), v.get("policy_ref", SOME_TEXT), v.get("insurer", SOME_TEXT),
+    refused=held))
 def insure_volunteer(volunteer_id: str, body: InsuranceIn, actor: RecorderWriter,
                      services: ServicesDep, response: Response) -> dict[str, Any]:
-    """Record a volunteer's personal accident insurance for a year (plan measure 5)."""
+    """Record a volunteer's personal accident insurance for a year (plan measure 5).
+
+    The year is this year or an earlier one, or next year for a cover bought ahead; a year
+    after next year is refused (422 naming `year`), as is a year the volunteer is insured
+    for already."""
     written = services.ledger.insure_volunteer(
         origin_of(actor), volunteer_id, body.year, body.policy_ref, body.insurer)
     return services.written(written)

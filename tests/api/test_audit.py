@@ -332,3 +332,25 @@ def test_history_and_feed_refuse_an_event_changed_or_deleted_in_the_store(
             f"position {position}" in answer.json()["detail"])
     served = district.get("/v1/events", token=district.auditor, after=0, limit=before)
     assert served.status_code == 200 and served.json()["events"][-1]["position"] == before
+
+
+def test_an_api_started_without_the_kept_checkpoint_warns_of_it(
+        settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """bb39 F9, where the API is started without `vledger serve` (which says it itself)."""
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    configured = settings.model_copy(update={"admin_token": ADMIN_TOKEN})
+    with TestClient(create_app(configured)) as client:
+        assert client.get("/v1/audit/checkpoint").status_code == 200
+        kept = client.app.state.services.auditor.kept.path  # type: ignore[attr-defined]
+    kept.unlink()
+    with caplog.at_level(logging.WARNING, logger="vledger"), \
+            TestClient(create_app(configured)) as client:
+        assert client.get("/v1/audit/checkpoint").status_code == 200
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+              and "no checkpoint is kept for it" in r.getMessage()]
+    assert len(warned) == 1 and str(kept) in warned[0], caplog.text

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -199,6 +200,62 @@ def test_serve_refuses_a_log_that_no_longer_extends_its_published_checkpoint(
                 "node changed": "no longer have the root of the checkpoint published",
                 "key replaced": "set VLEDGER_SIGNING_KEY_FILE to the store's signing key"}
     assert "not starting:" in said and expected[tampering] in said, said
+
+
+def test_serve_warns_that_a_store_with_published_checkpoints_has_no_kept_one(
+        database_url: str, tmp_path: Path) -> None:
+    """bb39 F9: with the kept checkpoint file moved away (and the store put back to an older
+    backup), the server started without a word and kept the store's checkpoint as its own."""
+    from projections.audit import Auditor, SigningKey
+
+    kept = tmp_path / "key.pem.checkpoint"
+
+    def move_the_kept_file_away(store: ViewStore, _: Ledger) -> None:
+        Auditor(store, SigningKey.load(tmp_path / "key.pem")).checkpoint()  # as the API does
+        kept.rename(tmp_path / "elsewhere")
+
+    said = _started_after(database_url, tmp_path, move_the_kept_file_away)
+    assert "warning: the store has published checkpoints" in said, said
+    assert f"no checkpoint is kept for it in {kept}" in said, said
+    assert "cannot be detected on this host" in said and "Files kept off the database" in said
+    assert kept.exists()  # kept from now on
+
+
+def _started_after(database_url: str, tmp_path: Path,
+                   tamper: Callable[[ViewStore, Ledger], None]) -> str:
+    """What `vledger serve` says as it starts on a demo store that `tamper` changed (its
+    standard error up to the docs' address; the server is then stopped)."""
+    env = {**os.environ, "VLEDGER_DATABASE_URL": database_url,
+           "VLEDGER_SIGNING_KEY_FILE": str(tmp_path / "key.pem")}
+    done = subprocess.run([VLEDGER, "demo", "--volunteers", "5", "--sessions", "20"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    ledger = Ledger(Settings(database_url=database_url))
+    store = ViewStore(ledger.settings.store())
+    try:
+        tamper(store, ledger)
+    finally:
+        store.close()
+        ledger.close()
+    server = subprocess.Popen([VLEDGER, "serve", "--port", str(_free_port())], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stop = threading.Timer(60, server.kill)  # a server that never says it started
+    stop.start()
+    lines: list[str] = []
+    try:
+        assert server.stderr is not None
+        for line in server.stderr:
+            lines.append(line)
+            if "API docs:" in line:
+                break
+        assert server.poll() is None, "".join(lines)  # it started
+    finally:
+        stop.cancel()
+        server.terminate()
+        server.wait(timeout=10)
+        if server.stderr is not None:
+            server.stderr.close()
+    return " ".join("".join(lines).split())
 
 
 def test_info_shows_the_store_and_the_last_position(database_url: str) -> None:

@@ -47,6 +47,35 @@ def test_a_session_names_its_times_beside_a_refused_source_record_id(
         "total_minutes"] == 0  # nothing was recorded
 
 
+def test_a_session_in_the_future_names_its_start_beside_a_reversed_end(
+        district: District) -> None:
+    refused = _refused_unstored(district, "POST", "/v1/service-sessions", {
+        "volunteer_id": district.volunteer, "activity_id": district.activity,
+        "started_at": "2099-01-01T10:00:00+08:00", "ended_at": "2099-01-01T09:00:00+08:00",
+        "source_record_id": "r-f10"})
+    assert refused == {"started_at": "lies in the future",
+                       "ended_at": "must be after started_at"}, refused
+
+
+def test_a_batch_and_a_correction_name_a_start_in_the_future_beside_a_reversed_end(
+        district: District) -> None:
+    later, earlier = "2099-01-01T10:00:00+08:00", "2099-01-01T09:00:00+08:00"
+    before = _stored(district)
+    batch = district.post("/v1/service-sessions/batch", {"records": [
+        {"volunteer_id": district.volunteer, "activity_id": district.activity,
+         "started_at": later, "ended_at": earlier, "source_record_id": "b-f10"}]})
+    assert batch.status_code == 200 and _stored(district) == before, batch.text
+    [rejected] = batch.json()["results"]
+    assert {e["field"]: e["detail"] for e in rejected["error"]["errors"]} == {
+        "records.0.started_at": "lies in the future",
+        "records.0.ended_at": "must be after started_at"}, rejected
+    session = district.session(NINE, TEN, "r-f10-c").json()["id"]
+    refused = _refused_unstored(district, "POST", f"/v1/service-sessions/{session}/corrections",
+                                {"started_at": later, "ended_at": earlier, "reason": "typo"})
+    assert refused == {"started_at": "lies in the future",
+                       "ended_at": "must be after started_at"}, refused
+
+
 def test_an_activity_and_a_correction_name_every_refusal(district: District) -> None:
     refused = _refused(district.post("/v1/activities", {
         "program_code": "Z9", "organiser_unit_id": district.unit_a, "title": "植树",
@@ -139,6 +168,19 @@ def test_an_insurance_names_a_year_as_text_beside_a_hidden_character(
         district, "POST", f"/v1/volunteers/{district.volunteer}/insurance",
         {"year": "2017", "policy_ref": "PA-2017-001", "insurer": "人保\u200b"})
     assert set(refused) == {"year", "insurer"}, refused
+
+
+def test_an_insurance_names_a_year_decades_ahead_beside_a_hidden_character(
+        district: District) -> None:
+    refused = _refused_unstored(
+        district, "POST", f"/v1/volunteers/{district.volunteer}/insurance",
+        {"year": 2099, "policy_ref": "P-1", "insurer": "人保\u200b"})
+    assert set(refused) == {"year", "insurer"}, refused
+    assert "ahead" in refused["year"]
+    refused = _refused_unstored(
+        district, "POST", f"/v1/volunteers/{district.volunteer}/insurance",
+        {"year": 2099, "policy_ref": "P-1", "insurer": "PICC"})
+    assert set(refused) == {"year"}, refused
 
 
 def test_an_award_grant_names_an_unknown_award_beside_a_year_not_begun(

@@ -447,3 +447,27 @@ def test_a_server_sweeps_the_audit_log_by_itself_and_reports_what_it_found(
         assert ready.status_code == 200 and ready.json()["status"] == "altered"
         assert f"(position {unit})" in sweep["detail"]
         assert "vledger_audit_altered_events 1.0" in client.get("/metrics").text
+
+
+def test_readiness_names_a_deleted_published_checkpoint_without_waiting_for_a_sweep(
+        district: District) -> None:
+    """bb39 F8: with the published row deleted on a running server and a write after it, the
+    checkpoint route answered 500 while /readyz said ok until the hourly sweep ran."""
+    services = district.client.app.state.services  # type: ignore[attr-defined]
+    assert district.get("/v1/audit/checkpoint", token=None).status_code == 200
+    ready = district.get("/readyz", token=None).json()
+    assert ready["status"] == "ok" and ready.get("detail") is None
+    assert ready["audit"].get("checkpoint_refused") is None
+    with services.models.store.transaction() as cur:
+        cur.execute("DELETE FROM audit_published")
+    written = district.session("2017-03-05T09:00:00+08:00", "2017-03-05T10:00:00+08:00", "f8")
+    assert written.status_code == 201, written.text
+    refused = district.get("/v1/audit/checkpoint", token=None)
+    assert refused.status_code == 500, refused.text
+    ready = district.get("/readyz", token=None)
+    assert ready.status_code == 200, ready.text
+    said = ready.json()
+    assert said["status"] == "altered", said  # before any sweep
+    assert said["audit"]["sweep"] is None
+    assert "published checkpoints were deleted" in said["detail"]
+    assert said["audit"]["checkpoint_refused"] == refused.json()["detail"]

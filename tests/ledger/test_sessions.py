@@ -125,6 +125,15 @@ def test_a_session_may_not_lie_in_the_future(ledger: Ledger, volunteer: str) -> 
     assert refused.value.field == "ended_at"
 
 
+def test_a_session_starting_in_the_future_names_its_start_beside_a_reversed_end(
+        ledger: Ledger, volunteer: str, activity: str) -> None:
+    start = datetime(2099, 1, 1, 10, tzinfo=CST)
+    with pytest.raises(InvalidFields) as refused:
+        record(ledger, volunteer, activity, start, start - timedelta(hours=1))
+    assert [(p.field, p.rule) for p in refused.value.problems] == [
+        ("started_at", "lies in the future"), ("ended_at", "must be after started_at")]
+
+
 def test_a_session_needs_times_with_offsets(ledger: Ledger, volunteer: str,
                                             activity: str) -> None:
     with pytest.raises(InvalidField) as refused:

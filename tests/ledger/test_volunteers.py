@@ -357,6 +357,22 @@ def test_insuring_a_volunteer_twice_for_one_year_is_refused(ledger: Ledger) -> N
     assert refused.value.field == "year"
 
 
+def test_a_cover_may_be_bought_for_next_year_but_not_further_ahead(ledger: Ledger) -> None:
+    volunteer_id = make_volunteer(ledger)
+    next_year = district_today().year + 1
+    ledger.insure_volunteer(ADMIN, volunteer_id, next_year, "P-1", "人保财险")
+    head = ledger.head()
+    for year in (next_year + 1, 2099):
+        with pytest.raises(InvalidField) as refused:
+            ledger.insure_volunteer(ADMIN, volunteer_id, year, "P-2", "人保财险")
+        assert refused.value.field == "year" and "ahead" in refused.value.message
+    with pytest.raises(InvalidField) as refused:
+        ledger.insure_volunteer(ADMIN, volunteer_id, 1999, "P-3", "人保财险")
+    assert refused.value.field == "year"
+    assert ledger.head() == head
+    assert ledger.get_volunteer(volunteer_id).insured_years == [next_year]
+
+
 def test_an_update_to_what_the_record_already_says_writes_nothing(ledger: Ledger) -> None:
     written, _ = ledger.register_volunteer(ADMIN, "雷锋", make_unit(ledger), JUNE,
                                            phone="13800000000")

@@ -14,7 +14,7 @@ import pytest
 from ledger import Ledger
 from ledger.errors import AuditLogAltered
 from ledger.settings import StoreLocation
-from projections.audit import Auditor, SigningKey, unextended_checkpoint
+from projections.audit import Auditor, SigningKey, unextended_checkpoint, unkept_checkpoint
 from projections.checkpoint_file import CheckpointFile
 from projections.runner import Runner
 from projections.sweep import Sweeper
@@ -201,3 +201,41 @@ def test_vledger_verify_on_the_key_s_host_reports_a_deleted_published_checkpoint
     assert result.exit_code == 1, result.output
     said = " ".join(result.output.split())
     assert "the store no longer holds the checkpoint this host signed last" in said, said
+
+
+def test_a_probe_s_answer_is_remembered_at_one_position_for_a_few_seconds(
+        views: Runner, key_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb39 F8: /readyz asks `refusal` every few seconds; it reads a few rows at most once
+    per audit position and RECHECK_SECONDS."""
+    import projections.audit
+
+    signer = auditor(views, key_file)
+    signed = signer.checkpoint()
+    assert signer.refusal(7) is None
+    delete_published(views)
+    assert signer.refusal(7) is None  # remembered
+    why = signer.refusal(8)  # the log moved on: checked again
+    assert why is not None and DELETED in why
+    with views.store.transaction() as cur:  # put back, as from a backup
+        cur.execute(projections.audit.PUBLISH_SQL, tuple(signed[f] for f in (
+            "tree_size", "root_hash", "signed_at", "signature", "key_id")))
+    assert signer.refusal(8) == why  # remembered
+    monkeypatch.setattr(projections.audit, "RECHECK_SECONDS", 0.0)
+    assert signer.refusal(8) is None  # checked again once the time is up
+
+
+def test_a_store_with_published_checkpoints_but_none_kept_here_is_warned_of(
+        views: Runner, key_file: Path) -> None:
+    """bb39 F9: the file moved away (and the store rolled back), the store's checkpoint was
+    taken as kept without a word."""
+    assert unkept_checkpoint(views.store, key_file) is None  # nothing published yet
+    published = auditor(views, key_file).checkpoint()
+    assert unkept_checkpoint(views.store, key_file) is None  # kept here
+    kept = CheckpointFile(key_file, views.store.location)
+    kept.path.unlink()
+    said = unkept_checkpoint(views.store, key_file)
+    assert said is not None and f"no checkpoint is kept for it in {kept.path}" in said
+    assert f"the last of {published['tree_size']} events" in said
+    assert "cannot be detected on this host" in said
+    assert unextended_checkpoint(views.store, key_file) is None  # it starts, and keeps it
+    assert unkept_checkpoint(views.store, key_file) is None
