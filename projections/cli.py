@@ -98,6 +98,12 @@ def run(interval: float = typer.Option(0.5, min=0.01, help="Seconds between poll
         err.print("stopped before the ledger was created")
         return
     with opened(page_size) as models:
+        from projections.audit import unkept_checkpoint
+        from projections.signing import key_path
+
+        unkept = unkept_checkpoint(models.store, key_path(models.ledger.settings.store()))
+        if unkept:  # as `vledger serve` warns (bb39 F9)
+            err.print(f"[yellow]warning: {unkept}[/yellow]")
         err.print(f"following {models.ledger.settings.store().describe()} (Ctrl-C to stop)")
         try:
             # A catch-up that fails (the store gone a while: a failover, a restart) is said
