@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ledger.access import require_role, require_unit
 from ledger.activities import Activity
@@ -34,6 +35,8 @@ from ledger.settings import Settings
 from ledger.text import check_reason
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
+
+_RECORDED: type[Any] = ServiceSession.Recorded  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -207,8 +210,10 @@ class _Batch:
                         volunteer.unit_on(day)):
             if unit_id:
                 self.consulted[unit_id] = self.units[unit_id].version
-        self.created[session_id] = ServiceSession(  # type: ignore[call-arg]
-            volunteer_id=volunteer.id, activity_id=activity.id,
+        # Made from its Recorded event directly: `ServiceSession(...)` would first match the
+        # arguments to `__init__`'s parameters once more, then do the same.
+        self.created[session_id] = ServiceSession._create(
+            _RECORDED, volunteer_id=volunteer.id, activity_id=activity.id,
             program_code=activity.program_code, organiser_unit_id=activity.organiser_unit_id,
             station_unit_id=activity.station_unit_id, started_at=rec.started_at,
             ended_at=rec.ended_at, minutes=minutes,
