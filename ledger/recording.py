@@ -289,9 +289,9 @@ class RecordingUseCases(LedgerBase):
             recordings = (self._save_recorded(*batch.touched.values(), *batch.created.values(),
                                               guard=WriteGuard(unchanged=batch.consulted))
                           if batch.created else [])
-            recorded = {r.domain_event.originator_id: r.notification.id for r in recordings
-                        if r.domain_event.originator_id in batch.created}
-            position = max((r.notification.id for r in recordings), default=0) or self.head()
+            recorded = {e.originator_id: position for e, position in recordings
+                        if e.originator_id in batch.created}
+            position = max((position for _, position in recordings), default=0) or self.head()
             self._give_back([*batch.volunteers.values(), *batch.activities.values(),
                              *batch.units.values()])
             return BatchResult(outcomes, position, recorded)
@@ -385,8 +385,8 @@ class RecordingUseCases(LedgerBase):
             self._give_back([volunteer])
             # The void's own event, as a correction and a resend answer theirs (the
             # volunteer's calendar event after it is bookkeeping no view reads).
-            position = max(int(r.notification.id) for r in recordings
-                           if r.domain_event.originator_id == session.id)
+            position = max(int(position) for e, position in recordings
+                           if e.originator_id == session.id)
             return SessionWritten(session.id, 0, position, created=False)
 
         return self._retrying(attempt)
