@@ -286,12 +286,12 @@ class LedgerBase(Application[str]):
         recordings = self._save_recorded(*aggregates, guard=guard, keys=keys)
         if not recordings:
             return self.head()
-        return int(max(r.notification.id for r in recordings))
+        return int(max(position for _, position in recordings))
 
     def _save_recorded(self, *aggregates: LedgerAggregate | None,
                        guard: WriteGuard | None = None,
-                       keys: KeyChanges | None = None) -> list[Any]:
-        """`_save`, answering each event's recording (its position is `notification.id`).
+                       keys: KeyChanges | None = None) -> list[tuple[Any, int]]:
+        """`_save`, answering each event stored with the position it took, in order.
 
         What `Application.save` does, without its two runtime-Protocol `isinstance` checks per
         aggregate (a tenth of a batch import's time): ours are all `LedgerAggregate`s.
@@ -306,14 +306,25 @@ class LedgerBase(Application[str]):
         with self.writing():
             with guarding(with_grant(guard)), storing_keys(keys):
                 try:
-                    recordings = self._record(processing)
+                    recordings = self._store(processing)
                 except IntegrityError:
                     self._refuse_if_revoked()
                     raise
             if recordings and self.on_recorded is not None:  # stored, whatever follows
                 self.on_recorded(len(recordings))
             self._take_snapshots(processing)
-        return list(recordings)
+        return recordings
+
+    def _store(self, processing: ProcessingEvent[str]) -> list[tuple[Any, int]]:
+        """The library's `_record` (`EventStore.put`), answering (event, position) pairs: it
+        made a `Recording` and a `Notification`, a copy of the stored event, for each event
+        (1.5 µs, for two events a session on an import), which no one here reads."""
+        stored = [self.mapper.to_stored_event(e) for e in processing.events]
+        positions = self.recorder.insert_events(stored, tracking=processing.tracking,
+                                                **processing.saved_kwargs)
+        if not positions:
+            return []
+        return list(zip(processing.events, positions, strict=True))
 
     def _refuse_if_revoked(self) -> None:
         """After an insert refused by its guard: TokenRevoked if the caller's grant moved (was

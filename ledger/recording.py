@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ledger.access import require_role, require_unit
 from ledger.activities import Activity
@@ -34,6 +35,8 @@ from ledger.settings import Settings
 from ledger.text import check_reason
 from ledger.units import Unit
 from ledger.volunteers import Volunteer
+
+_RECORDED: type[Any] = ServiceSession.Recorded  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -207,8 +210,10 @@ class _Batch:
                         volunteer.unit_on(day)):
             if unit_id:
                 self.consulted[unit_id] = self.units[unit_id].version
-        self.created[session_id] = ServiceSession(  # type: ignore[call-arg]
-            volunteer_id=volunteer.id, activity_id=activity.id,
+        # Made from its Recorded event directly: `ServiceSession(...)` would first match the
+        # arguments to `__init__`'s parameters once more, then do the same.
+        self.created[session_id] = ServiceSession._create(
+            _RECORDED, volunteer_id=volunteer.id, activity_id=activity.id,
             program_code=activity.program_code, organiser_unit_id=activity.organiser_unit_id,
             station_unit_id=activity.station_unit_id, started_at=rec.started_at,
             ended_at=rec.ended_at, minutes=minutes,
@@ -284,9 +289,9 @@ class RecordingUseCases(LedgerBase):
             recordings = (self._save_recorded(*batch.touched.values(), *batch.created.values(),
                                               guard=WriteGuard(unchanged=batch.consulted))
                           if batch.created else [])
-            recorded = {r.domain_event.originator_id: r.notification.id for r in recordings
-                        if r.domain_event.originator_id in batch.created}
-            position = max((r.notification.id for r in recordings), default=0) or self.head()
+            recorded = {e.originator_id: position for e, position in recordings
+                        if e.originator_id in batch.created}
+            position = max((position for _, position in recordings), default=0) or self.head()
             self._give_back([*batch.volunteers.values(), *batch.activities.values(),
                              *batch.units.values()])
             return BatchResult(outcomes, position, recorded)
@@ -380,8 +385,8 @@ class RecordingUseCases(LedgerBase):
             self._give_back([volunteer])
             # The void's own event, as a correction and a resend answer theirs (the
             # volunteer's calendar event after it is bookkeeping no view reads).
-            position = max(int(r.notification.id) for r in recordings
-                           if r.domain_event.originator_id == session.id)
+            position = max(int(position) for e, position in recordings
+                           if e.originator_id == session.id)
             return SessionWritten(session.id, 0, position, created=False)
 
         return self._retrying(attempt)

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
@@ -224,16 +225,19 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 check_unchanged(guard, c, self.events_table_name)
             check_tail(guard, c, self.events_table_name, postgres=False)
         self._check_positions_kept(c)
-        ids = super()._insert_events(c, stored_events, **kwargs)
+        # One statement for the write's events, where the library runs one per event to read
+        # each one's rowid: one writer at a time holds the file (and ours hold the write
+        # turn), so the write's events took the positions up to the greatest one, in order.
+        c.executemany(self.insert_events_statement, [
+            (s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+             s.originator_version, s.topic, s.state) for s in stored_events])
         c.execute(f"SELECT MAX(rowid) AS top FROM {self.events_table_name}")
         top = int(c.fetchone()["top"])
+        positions = range(top - len(stored_events) + 1, top + 1)
         c.execute(f"INSERT INTO {POSITIONS_TABLE} (one, last) VALUES (1, ?) ON CONFLICT (one) "
                   "DO UPDATE SET last = excluded.last", (top,))
         if self.seals is not None:
-            # One writer at a time holds the file (and ours hold the write turn): the write's
-            # events took the positions up to the greatest one, in order.
-            self._seal(c, self.seals, range(top - len(stored_events) + 1, top + 1),
-                       stored_events)
+            self._seal(c, self.seals, positions, stored_events)
         # The write's keys (ledger/sealing.py), once its events are in: a refused insert
         # raises above, and the transaction rolls back whatever this write did.
         changes = current_key_changes()
@@ -256,4 +260,4 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 c.execute("PRAGMA secure_delete = ON")
                 c.execute(f"DELETE FROM {KEYS_TABLE} WHERE {_ONE_OF_KEYS}",
                           (values_of(sorted(changes.erased), postgres=False),))
-        return ids
+        return list(positions)

@@ -167,7 +167,12 @@ class Volunteer(LedgerAggregate):
         """Reserve the volunteer's time for a new session."""
         self._ensure_registered_on(started_at)
         self._ensure_free(started_at, ended_at, ignore=session_id)
-        self._booked(session_id=session_id, started_at=started_at, ended_at=ended_at, **meta)
+        # The event of `_booked`, triggered without calling it: the decorated method matches
+        # its arguments to its parameters twice before it makes the event (a third of booking
+        # a session, which an import does for every record). The event is the same one, and
+        # `_booked` still applies it.
+        self.trigger_event(_SESSION_BOOKED, session_id=session_id, started_at=started_at,
+                           ended_at=ended_at, **meta)
 
     def rebook(self, session_id: str, started_at: datetime, ended_at: datetime,
                meta: dict[str, Any]) -> None:
@@ -349,6 +354,9 @@ class Volunteer(LedgerAggregate):
     def _insured(self, year: int, policy_ref: str, insurer: str, actor: dict[str, Any],
                  source: str) -> None:
         self.insured_years.append(year)
+
+
+_SESSION_BOOKED: type[Any] = Volunteer.SessionBooked  # type: ignore[attr-defined]
 
 
 class VolunteerNumbers(LedgerAggregate):

@@ -8,15 +8,15 @@ import threading
 import pytest
 
 from ledger import Ledger
-from ledger.collector import FULL_COLLECTION_EVERY, bulk_collection
+from ledger.collector import FULL_COLLECTION_EVERY, YOUNG_COLLECTION_EVERY, bulk_collection
 from ledger.demo import generate_district
 
 pytestmark = pytest.mark.usefixtures("default_gc_thresholds")
 
 
-def test_a_block_raises_only_the_oldest_threshold_and_puts_it_back() -> None:
+def test_a_block_raises_the_young_and_oldest_thresholds_and_puts_them_back() -> None:
     with bulk_collection():
-        assert gc.get_threshold() == (700, 10, FULL_COLLECTION_EVERY)
+        assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, 10, FULL_COLLECTION_EVERY)
     assert gc.get_threshold() == (700, 10, 10)
 
 

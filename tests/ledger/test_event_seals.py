@@ -5,6 +5,8 @@ event off as an older, unsealed one (ledger/eventseals.py)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,8 +18,9 @@ import pytest
 
 from ledger import Ledger, Settings
 from ledger.errors import AuditLogAltered, StoreAltered
-from ledger.eventseals import SEALS_TABLE, leaf_bytes
+from ledger.eventseals import LABEL, SEALS_TABLE, leaf_bytes
 from ledger.settings import ConfigurationError
+from ledger.signingkey import derive_key, load_private_key
 from ledger.volunteers import Volunteer
 from projections.audit import Auditor, refuse_unsealed, unsealed_events
 from projections.history import event_feed
@@ -109,6 +112,25 @@ def test_every_event_written_is_sealed_and_the_seals_check(open_ledger: Opener) 
             (e.id, leaf_bytes(e.id, str(e.originator_id), e.originator_version, e.topic,
                               bytes(e.state))) for e in events])
     assert models.catch_up() == head
+
+
+def test_a_seal_is_the_hmac_sha256_of_the_leaf_under_the_store_s_key_cut_to_16_bytes(
+        open_ledger: Opener) -> None:
+    """The seal's bytes, made here with `hmac` itself: the recorders' faster MAC (the key's
+    pads hashed once) must make the same ones, under the key derived for this store's id."""
+    ledger, models = open_ledger()
+    volunteer, activity = make_volunteer(ledger), make_activity(ledger)
+    record(ledger, volunteer, activity, at(9), at(10))
+    store_id = ledger.recorder.store_id()  # type: ignore[attr-defined]
+    key = derive_key(load_private_key(ledger.seals.key_file),
+                     LABEL + b"\x00" + store_id.encode("ascii"))
+    with models.store.reading() as cur:
+        stored = {int(p): bytes(m) for p, m in cur.execute(
+            f"SELECT position, mac FROM {SEALS_TABLE}").fetchall()}
+    events = ledger.recorder.select_notifications(1, ledger.head())
+    assert stored == {e.id: hmac.new(key, leaf_bytes(
+        e.id, str(e.originator_id), e.originator_version, e.topic, bytes(e.state)),
+        hashlib.sha256).digest()[:16] for e in events}
 
 
 def test_a_session_appended_by_hand_is_counted_by_no_view(open_ledger: Opener) -> None:

@@ -51,13 +51,13 @@ def caller(ledger: Ledger) -> Caller:
 
 def inserts(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the ledger's inserts (each attempt of a write that reaches the store)."""
-    real, count = ledger._record, []
+    real, count = ledger._store, []
 
     def counted(processing: Any) -> Any:
         count.append(1)
         return real(processing)
 
-    monkeypatch.setattr(ledger, "_record", counted)
+    monkeypatch.setattr(ledger, "_store", counted)
     return count
 
 

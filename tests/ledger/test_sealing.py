@@ -121,7 +121,7 @@ def test_a_write_refused_in_its_insert_stores_no_key(ledger: Ledger,
     def refused(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the store refused the insert")
 
-    monkeypatch.setattr(ledger, "_record", refused)
+    monkeypatch.setattr(ledger, "_store", refused)  # where a save inserts its events
     with pytest.raises(RuntimeError):
         ledger.update_volunteer(ADMIN, volunteer_id, {"phone": NEW_PHONE})
     monkeypatch.undo()
