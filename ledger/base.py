@@ -154,7 +154,7 @@ class LedgerBase(Application[str]):
         recorder.ring = self.key_ring
         # Every event written is sealed with a key derived from the signing key; an event
         # without its seal is refused (eventseals.py).
-        self.seals = EventSeals(key_path(location), lambda: str(recorder.store_id()))
+        self.seals = EventSeals(key_path(location), recorder.store_id)
         if hasattr(type(recorder), "seals"):
             recorder.seals = self.seals
         snapshots: Any = self.snapshots.recorder if self.snapshots is not None else None

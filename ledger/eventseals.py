@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,6 +46,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import StoredEvent
 
+from ledger.errors import StoreAltered
 from ledger.settings import ConfigurationError
 from ledger.signingkey import create_key_file, derive_key, load_private_key
 
@@ -69,48 +71,63 @@ def leaf_bytes(position: int, originator_id: str, version: int, topic: str,
 
 
 def create_statements(postgres: bool, schema: str = "") -> list[str]:
-    """The seals (an INTEGER PRIMARY KEY is SQLite's rowid: one B-tree), and the store's own
-    random id, made once by whichever process creates the tables first."""
+    """The seals (an INTEGER PRIMARY KEY is SQLite's rowid: one B-tree), and the table of the
+    store's own random id (made by the first process that needs it: `store_id_made`)."""
     if postgres:
         return [f'CREATE TABLE IF NOT EXISTS "{schema}".{SEALS_TABLE} (position bigint '
                 "PRIMARY KEY, mac bytea NOT NULL)",
                 f'CREATE TABLE IF NOT EXISTS "{schema}".{STORE_TABLE} (one integer PRIMARY KEY '
-                "CHECK (one = 1), store_id text NOT NULL)",
-                f'INSERT INTO "{schema}".{STORE_TABLE} (one, store_id) VALUES (1, '
-                "replace(gen_random_uuid()::text, '-', '')) ON CONFLICT (one) DO NOTHING"]
+                "CHECK (one = 1), store_id text NOT NULL)"]
     return [f"CREATE TABLE IF NOT EXISTS {SEALS_TABLE} (position INTEGER PRIMARY KEY, "
             "mac BLOB NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {STORE_TABLE} (one INTEGER PRIMARY KEY CHECK "
-            "(one = 1), store_id TEXT NOT NULL)",
-            f"INSERT INTO {STORE_TABLE} (one, store_id) VALUES (1, lower(hex(randomblob(16)))) "
-            "ON CONFLICT (one) DO NOTHING"]
+            "(one = 1), store_id TEXT NOT NULL)"]
+
+
+def new_store_id(has_seals: bool) -> str:
+    """A store's random id, made when it has none: refused (StoreAltered) for a store that
+    holds seals, whose id was deleted by hand (a new one would refuse every seal)."""
+    if has_seals:
+        raise StoreAltered("the event store", 0, (
+            f"its id ({STORE_TABLE}) was deleted by hand, so the seals of its events cannot "
+            "be checked; restore the store from a backup"))
+    return secrets.token_hex(16)
 
 
 class EventSeals:
     """A store's seal key: loaded once, made for an empty store only."""
 
-    def __init__(self, key_file: Path, store_id: Callable[[], str]) -> None:
+    def __init__(self, key_file: Path, store_id: Callable[[bool], str | None]) -> None:
         self.key_file = key_file
         # The store's own random id (`vledger_store`), read once: the seal key is derived for
         # this store only, so events and seals copied from another store of the same key
-        # (PostgreSQL's default key serves every schema) are refused (bb39 F2 of bb40).
+        # (PostgreSQL's default key serves every schema) are refused (bb40 F2). Called with
+        # whether to make it when there is none (None then).
         self._store_id = store_id
         self._key: bytes | None = None
         self._private: Ed25519PrivateKey | None = None
         self._pads: tuple[bytes, Any, Any] | None = None  # (key, inner, outer): `_macs`
         self._lock = threading.Lock()
 
-    def _load(self, create: bool) -> bytes | None:
+    def _load(self, create: bool, writing: bool = False) -> bytes | None:
+        """The store's seal key (None without a key file; one is made with `create`). A
+        writer (`writing`, before its write's transaction) has the store's id made if it has
+        none; a reader, often inside a transaction of the views, does not: a store without an
+        id has no seal, and its key is not kept, so the id a writer makes later is used."""
         with self._lock:
-            if self._key is None:
+            if self._key is not None:
+                return self._key
+            if self._private is None:
                 if not self.key_file.exists():
                     if not create:
                         return None
                     create_key_file(self.key_file)
                 self._private = load_private_key(self.key_file)
-                self._key = derive_key(self._private,
-                                       LABEL + b"\x00" + self._store_id().encode("ascii"))
-            return self._key
+            store_id = self._store_id(writing)
+            key = derive_key(self._private, LABEL + b"\x00" + (store_id or "").encode("ascii"))
+            if store_id is not None:
+                self._key = key
+            return key
 
     @property
     def ready(self) -> bool:
@@ -123,7 +140,7 @@ class EventSeals:
         seal this store): `empty`, whether the store holds no event (the key is then made if
         missing); `last`, the store's last sealed event and its seal (position, id, version,
         topic, state, mac), which the key must have made."""
-        key = self._load(create=empty)
+        key = self._load(create=empty, writing=True)
         if key is None:
             raise ConfigurationError(
                 f"this store holds events, and there is no signing key at {self.key_file} to "
@@ -138,7 +155,7 @@ class EventSeals:
             if not hmac.compare_digest(found, self._mac(
                     key, leaf_bytes(int(position), str(oid), int(version), str(topic), data))):
                 with self._lock:
-                    self._key = self._private = None
+                    self._key = None
                 raise ConfigurationError(
                     f"the store's last sealed event (position {position}) was not sealed with "
                     f"the key in {self.key_file}: set VLEDGER_SIGNING_KEY_FILE to the store's "
@@ -151,8 +168,8 @@ class EventSeals:
         private = self._private
         return None if private is None else derive_key(private, label)
 
-    def _needed(self) -> bytes:
-        key = self._load(create=False)
+    def _needed(self, writing: bool = False) -> bytes:
+        key = self._load(create=False, writing=writing)
         if key is None:
             raise ConfigurationError(
                 f"there is no signing key at {self.key_file} to check or make the seals of this "
@@ -195,7 +212,7 @@ class EventSeals:
 
     def seal(self, events: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         """(position, MAC) of events given as (position, leaf input)."""
-        mac = self._macs(self._needed())
+        mac = self._macs(self._needed(writing=True))  # a writer: the store's id is made
         return [(position, mac(data)) for position, data in events]
 
     def unsealed(self, events: Iterable[tuple[int, bytes]],

@@ -38,8 +38,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.deadlines import RETRY_WITHIN_SECONDS, OutcomeUnknown, StoreSilent, pool_timeout
-from ledger.errors import StoreAltered
-from ledger.eventseals import SEALS_TABLE, STORE_TABLE, EventSeals
+from ledger.eventseals import SEALS_TABLE, STORE_TABLE, EventSeals, new_store_id
 from ledger.eventseals import create_statements as seal_statements
 from ledger.guards import check_tail, current_guard
 from ledger.keks import KekRetired, KeyRing
@@ -165,8 +164,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.extend(
             SQL(statement).format() for statement in seal_statements(True, self.datastore.schema))
         seals = {**names, "seals": Identifier(SEALS_TABLE), "store": Identifier(STORE_TABLE)}
-        self.store_id_statement = SQL(
-            "SELECT store_id FROM {schema}.{store} WHERE one = 1").format(**seals)
+        self.store_id_statements = (
+            SQL("SELECT store_id FROM {schema}.{store} WHERE one = 1").format(**seals),
+            SQL("SELECT EXISTS (SELECT 1 FROM {schema}.{seals})").format(**seals),
+            SQL("INSERT INTO {schema}.{store} (one, store_id) VALUES (1, %s) ON CONFLICT (one) "
+                "DO NOTHING").format(**seals))
         self.insert_seals_statement = SQL(
             "INSERT INTO {schema}.{seals} (position, mac) SELECT * FROM unnest(%b::bigint[], "
             "%b::bytea[]) ON CONFLICT (position) DO UPDATE SET mac = excluded.mac"
@@ -289,14 +291,21 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         curs.execute(self.insert_seals_statement, ([p for p, _ in made], [m for _, m in made]))
 
     @_reading
-    def store_id(self) -> str:
-        """The store's own random id (ledger/eventseals.py: the seal key is this store's)."""
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            row = curs.execute(self.store_id_statement).fetchone()
-        if row is None:
-            raise StoreAltered("the event store", 0, (
-                f"its id ({STORE_TABLE}) was deleted by hand, so the seals of its events "
-                "cannot be checked; restore the store from a backup"))
+    def store_id(self, make: bool = False) -> str | None:
+        """The store's own random id (ledger/eventseals.py: the seal key is this store's),
+        made by the first writer that needs it (`make`); None when there is none yet."""
+        read, sealed, insert = self.store_id_statements
+        with self.datastore.get_connection() as conn, conn.transaction(), \
+                conn.cursor(row_factory=tuple_row) as curs:
+            row = curs.execute(read).fetchone()
+            if row is not None:
+                return str(row[0])
+            if not make:
+                return None
+            found = curs.execute(sealed).fetchone()
+            curs.execute(insert, (new_store_id(bool(found and found[0])),))
+            row = curs.execute(read).fetchone()
+        assert row is not None
         return str(row[0])
 
     def store_seals(self, rows: Sequence[tuple[int, bytes]]) -> None:

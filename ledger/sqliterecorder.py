@@ -17,7 +17,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from ledger.errors import StoreAltered
-from ledger.eventseals import SEALS_TABLE, STORE_TABLE, EventSeals
+from ledger.eventseals import SEALS_TABLE, STORE_TABLE, EventSeals, new_store_id
 from ledger.eventseals import create_statements as seal_statements
 from ledger.guards import check_tail, check_unchanged, current_guard
 from ledger.keks import KekRetired, KeyRing
@@ -111,16 +111,23 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 "s.position ORDER BY s.position DESC LIMIT 1")
             seals.for_writing(empty, cursor.fetchone())
 
-    def store_id(self) -> str:
-        """The store's own random id (ledger/eventseals.py: the seal key is this store's)."""
-        with self.datastore.transaction(commit=False) as c:
+    def store_id(self, make: bool = False) -> str | None:
+        """The store's own random id (ledger/eventseals.py: the seal key is this store's),
+        made by the first writer that needs it (`make`; not when the tables are made: a
+        read-only file must still open); None when there is none yet."""
+        with self.datastore.transaction(commit=True) as c:
             c.execute(f"SELECT store_id FROM {STORE_TABLE} WHERE one = 1")
             row = c.fetchone()
-        if row is None:
-            raise StoreAltered("the event store", 0, (
-                f"its id ({STORE_TABLE}) was deleted by hand, so the seals of its events "
-                "cannot be checked; restore the store from a backup"))
-        return str(row["store_id"])
+            if row is not None:
+                return str(row["store_id"])
+            if not make:
+                return None
+            c.execute(f"SELECT EXISTS (SELECT 1 FROM {SEALS_TABLE}) AS sealed")
+            made = new_store_id(bool(c.fetchone()["sealed"]))
+            c.execute(f"INSERT INTO {STORE_TABLE} (one, store_id) VALUES (1, ?) ON CONFLICT "
+                      "(one) DO NOTHING", (made,))
+            c.execute(f"SELECT store_id FROM {STORE_TABLE} WHERE one = 1")
+            return str(c.fetchone()["store_id"])
 
     def store_seals(self, rows: Sequence[tuple[int, bytes]]) -> None:
         """Seal stored events (`vledger seal`: a store written before seals)."""

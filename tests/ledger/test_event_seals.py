@@ -122,6 +122,7 @@ def test_a_seal_is_the_hmac_sha256_of_the_leaf_under_the_store_s_key_cut_to_16_b
     volunteer, activity = make_volunteer(ledger), make_activity(ledger)
     record(ledger, volunteer, activity, at(9), at(10))
     store_id = ledger.recorder.store_id()  # type: ignore[attr-defined]
+    assert store_id is not None
     key = derive_key(load_private_key(ledger.seals.key_file),
                      LABEL + b"\x00" + store_id.encode("ascii"))
     with models.store.reading() as cur:
