@@ -71,6 +71,7 @@ def open_services(settings: Settings,
     # Writes build only on events the audit log vouches for, and on sealed snapshots.
     vouch_for(ledger, models.store, signing)
     auditor = Auditor(models.store, signing)
+    auditor.sealing(ledger.recorder, ledger.seals)  # it signs no event without its seal
     if settings.inline_projections:  # else a `vledger projections run` worker keeps them
         models.catch_up()
     return Services(settings=settings, ledger=ledger, models=models, auditor=auditor,

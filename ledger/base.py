@@ -40,6 +40,7 @@ from ledger.provenance import SYSTEM, Origin
 from ledger.sealing import KeyChanges, alike, keys_for, opened, storing_keys
 from ledger.settings import Settings, StoreLocation, turn_off_jit
 from ledger.signingkey import key_path
+from ledger.storeids import StoreIds
 from ledger.transcoding import LedgerTranscoder
 from ledger.turns import WriteTurns
 from ledger.vouching import SNAPSHOT_KEY_LABEL, EventCheck, SnapshotSeal
@@ -154,7 +155,8 @@ class LedgerBase(Application[str]):
         recorder.ring = self.key_ring
         # Every event written is sealed with a key derived from the signing key; an event
         # without its seal is refused (eventseals.py).
-        self.seals = EventSeals(key_path(location), recorder.store_id)
+        self.seals = EventSeals(key_path(location), recorder.store_id,
+                                StoreIds(key_path(location), location).claim)
         if hasattr(type(recorder), "seals"):
             recorder.seals = self.seals
         snapshots: Any = self.snapshots.recorder if self.snapshots is not None else None

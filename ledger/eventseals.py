@@ -97,8 +97,11 @@ def new_store_id(has_seals: bool) -> str:
 class EventSeals:
     """A store's seal key: loaded once, made for an empty store only."""
 
-    def __init__(self, key_file: Path, store_id: Callable[[bool], str | None]) -> None:
+    def __init__(self, key_file: Path, store_id: Callable[[bool], str | None],
+                 claim: Callable[[str], None] | None = None) -> None:
         self.key_file = key_file
+        # Records the store's id beside the key before a writer seals (ledger/storeids.py).
+        self._claim = claim
         # The store's own random id (`vledger_store`), read once: the seal key is derived for
         # this store only, so events and seals copied from another store of the same key
         # (PostgreSQL's default key serves every schema) are refused (bb40 F2). Called with
@@ -106,6 +109,7 @@ class EventSeals:
         self._store_id = store_id
         self._key: bytes | None = None
         self._private: Ed25519PrivateKey | None = None
+        self._id: str | None = None
         self._pads: tuple[bytes, Any, Any] | None = None  # (key, inner, outer): `_macs`
         self._lock = threading.Lock()
 
@@ -124,9 +128,11 @@ class EventSeals:
                     create_key_file(self.key_file)
                 self._private = load_private_key(self.key_file)
             store_id = self._store_id(writing)
+            if writing and store_id is not None and self._claim is not None:
+                self._claim(store_id)  # bb41 F2: no second store of this key with its id
             key = derive_key(self._private, LABEL + b"\x00" + (store_id or "").encode("ascii"))
             if store_id is not None:
-                self._key = key
+                self._key, self._id = key, store_id
             return key
 
     @property
@@ -163,10 +169,12 @@ class EventSeals:
                     "by hand: run vledger verify)")
 
     def derived(self, label: bytes) -> bytes | None:
-        """A key for another purpose (`label`) derived from the signing key, once this process
-        has loaded it to seal or check events (None before)."""
-        private = self._private
-        return None if private is None else derive_key(private, label)
+        """A key for another purpose (`label`), for this store only, derived from the signing
+        key once this process has loaded it to seal or check events (None before)."""
+        private, store_id = self._private, self._id
+        if private is None or store_id is None:
+            return None
+        return derive_key(private, label + b"\x00" + store_id.encode("ascii"))
 
     def _needed(self, writing: bool = False) -> bytes:
         key = self._load(create=False, writing=writing)

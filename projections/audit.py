@@ -28,7 +28,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ledger.errors import AuditLogAltered, InvalidField, changed_after_logging_message
+from ledger.errors import (
+    AuditLogAltered,
+    InvalidField,
+    StoreAltered,
+    changed_after_logging_message,
+)
 from ledger.eventseals import SEALS_TABLE, EventSeals, leaf_bytes, unsealed_message
 from ledger.loading import state_bytes
 from projections.checkpoint_file import CheckpointFile
@@ -266,16 +271,25 @@ def unsealed_events(store: ViewStore, recorder: Any, seals: EventSeals,
     missing = getattr(recorder, "unsealed_positions", None)
     if missing is None:
         return None
+    try:  # bb41 F5: the store's id deleted, while its events are sealed
+        recorder.store_id(True)
+    except StoreAltered as gone:
+        return str(gone)
     with store.reading() as cur:
         logged_to = log_end(cur)[1] if store.has_table(cur, "audit_leaves") else 0
+        found = cur.execute(f"SELECT EXISTS (SELECT 1 FROM {SEALS_TABLE})").fetchone()
+        sealed = bool(found and found[0])
     count, first = missing(3) if logged_too else (0, [])
     if count:
         shown = ", ".join(map(str, first))
-        return (f"{count} stored event(s) carry no seal (first at position(s) {shown}). Those "
-                "the audit log took in were stored by a version before event seals (or their "
-                "seals were deleted): `vledger seal` seals them, once, after checking them "
-                "against the log. Those it has not taken in were written by hand: `vledger "
-                "seal` names them; delete them")
+        why = ("The store's other events are sealed: these were written by hand (or their "
+               "seals deleted). `vledger seal` seals those a checkpoint signed with the "
+               "store's key vouches for, and names the rest: delete those, then rebuild "
+               "every view (`vledger projections rebuild`)" if sealed else
+               "The store was written by a version before event seals: `vledger seal` seals, "
+               "once, the events a checkpoint signed with the store's key vouches for (see the "
+               "README on upgrading)")
+        return f"{count} stored event(s) carry no seal (first at position(s) {shown}). {why}"
     events = read_events(recorder, logged_to + 1, past_the_log)
     if not events:
         return None
@@ -354,8 +368,8 @@ def check_logged(store: ViewStore, events: Sequence[FeedEvent], *,
     the feed served them with 200). With `run` (low, high: the events are every stored one
     from low to high, as a page of the feed is), also a leaf in that range whose event is gone
     (bb33 F2); and an event below the log's last position that it never took in (bb38 F7).
-    Events the log has not reached yet are served if they carry the ledger's seal (with
-    `seals`: ledger/eventseals.py); a store without an audit log checks nothing."""
+    With `seals` (ledger/eventseals.py), every event must carry the ledger's seal, logged or
+    not; a store without an audit log checks nothing."""
     if not events:
         return
     with store.reading() as cur:
@@ -370,11 +384,10 @@ def check_logged(store: ViewStore, events: Sequence[FeedEvent], *,
                                (values,))
         leaves = {int(p): bytes(h) for p, h in rows.fetchall()}
         logged_to = log_end(cur)[1]
-        if seals is not None:  # bb38 F2: an event appended by hand, past the log
+        if seals is not None:  # bb38 F2, bb41 F1: an event written by hand, logged or not
             refuse_unsealed(cur, seals, [
                 (e.position, leaf_bytes(e.position, e.originator_id, e.version, e.topic,
-                                        e.state))
-                for e in events if e.position > logged_to and e.position not in leaves])
+                                        e.state)) for e in events])
     for event in events:
         leaf = leaves.pop(event.position, None)
         if leaf is not None and leaf != event_leaf_hash(event):
@@ -493,6 +506,7 @@ class Auditor:
             kept = CheckpointFile(key.path, store.location)
         self.kept = kept
         self._signed: dict[str, Any] | None = None  # the last checkpoint signed
+        self._vouch: tuple[Any, EventSeals] | None = None  # (recorder, seals): `sealing`
         # Auditor.refusal's last answer: (audit position, when, why the route would refuse).
         self._probed: tuple[int, float, str | None] | None = None
         if key is None:
@@ -678,6 +692,7 @@ class Auditor:
                 size, root):  # another process signed this very tree (with this key: checked)
             self._signed = published
             return dict(published)
+        self._check_sealed(published["tree_size"] if published is not None else 0, size)
         signed_at = datetime.now(UTC).isoformat(timespec="seconds")
         signature = self.key.sign(checkpoint_message(size, root, signed_at))
         self._signed = {"tree_size": size, "root_hash": root, "signature": signature,
@@ -689,6 +704,39 @@ class Auditor:
         if self.kept is not None:  # after the store: a file ahead of it would read as deleted
             self.kept.keep(self._signed)
         return dict(self._signed)
+
+    def sealing(self, recorder: Any, seals: EventSeals) -> None:
+        """Sign no tree whose new leaves' events lack the ledger's seal (`_check_sealed`)."""
+        self._vouch = (recorder, seals)
+
+    def _check_sealed(self, signed: int, size: int) -> None:
+        """Refuse (AuditLogAltered) to sign leaves `signed`..`size` - 1 when an event of theirs
+        carries no seal of the ledger's key. This server's audit view takes in no such event,
+        but any process can write the audit tables: the previous version (which checks no
+        seal), or SQL. Signed, the forgery would be vouched for, and `vledger seal` would seal
+        it (bb41 F1). Reads the events not signed before, once per new checkpoint."""
+        if self._vouch is None or size <= signed:
+            return
+        recorder, seals = self._vouch
+        with self.store.reading() as cur:
+            bounds = cur.execute("SELECT MIN(position), MAX(position) FROM audit_leaves WHERE "
+                                 "leaf_index BETWEEN ? AND ?", (signed, size - 1)).fetchone()
+        if bounds is None or bounds[0] is None:
+            return
+        low, high = int(bounds[0]), int(bounds[1])
+        bad: list[int] = []
+        while low <= high:
+            events = read_events(recorder, low, 5_000, high)
+            if not events:
+                break
+            with self.store.reading() as cur:
+                bad += unsealed_among(cur, seals, [
+                    (e.position, leaf_bytes(e.position, e.originator_id, e.version, e.topic,
+                                            e.state)) for e in events])
+            low = events[-1].position + 1
+        if bad:
+            raise AuditLogAltered("no checkpoint is signed over the audit log as it stands: "
+                                  + unsealed_message(bad))
 
     def inclusion(self, position: int, tree_size: int,
                   recorder: Any = None) -> dict[str, Any]:

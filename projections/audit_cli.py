@@ -221,6 +221,8 @@ def verify(
         kept = CheckpointFile(key_path(settings.store()), settings.store())
         auditor = Auditor(store, key if signing else None,
                           kept=kept if kept.path.is_file() else None)
+        if seals is not None:
+            auditor.sealing(ledger.recorder, seals)  # signs no event without its seal
         with out.status("recomputing the audit log…") as status:
             report = verify_log(ledger.recorder, auditor, pem,
                                 saved, progress=lambda n: status.update(f"{n:,} events read…"),
@@ -287,10 +289,12 @@ def seal(
         shown = ", ".join(map(str, done.unsigned[:5]))
         err.print(f"[bold red]{len(done.unsigned)} event(s) the audit log took in after that "
                   f"checkpoint carry no seal (position(s) {shown}): not sealed, since no "
-                  "signature vouches for their leaves (an older version, or SQL, may have "
-                  "written them). If they are the store's own, give a later checkpoint signed "
-                  "with this key (--against: one saved before the upgrade, `vledger verify "
-                  "--save` with the version that wrote them); else delete them.[/bold red]")
+                  "signature vouches for their leaves (SQL, or a process of a version that "
+                  "checks no seal, may have written them). Only on a store written before "
+                  "seals, and with a checkpoint of them its old server signed before the "
+                  "upgrade, give that checkpoint with --against. Otherwise delete them, then "
+                  "rebuild every view (`vledger projections rebuild`), which drops their "
+                  "leaves.[/bold red]")
     if done.unlogged:
         shown = ", ".join(map(str, done.unlogged[:5]))
         err.print(f"[bold red]{len(done.unlogged)} event(s) the audit log has not taken in "

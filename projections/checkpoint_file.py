@@ -36,18 +36,11 @@ from typing import Any
 from ledger.errors import AuditLogAltered
 from ledger.files import private_temp
 from ledger.settings import StoreLocation
+from ledger.storeids import store_name
 
 SUFFIX = ".checkpoint"
 FORMAT = "vledger-kept-checkpoints/1"
 FIELDS = ("tree_size", "root_hash", "signed_at", "signature", "key_id")
-
-
-def store_name(location: StoreLocation) -> str:
-    """The name a store's checkpoint is kept under: where it is, without user or password."""
-    if location.kind == "sqlite" and location.sqlite_path is not None:
-        return f"sqlite:{location.sqlite_path.resolve()}"
-    hosts = ",".join(f"{h}:{p}" for h, p in location.hosts)
-    return f"postgresql://{hosts}/{location.dbname}?schema={location.schema}"
 
 
 class CheckpointFile:

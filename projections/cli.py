@@ -182,7 +182,10 @@ def _auditor(models: ReadModels) -> Auditor:
     from projections.signing import SigningKey, key_path
 
     path = key_path(models.ledger.settings.store())
-    return Auditor(models.store, SigningKey.load(path) if path.is_file() else None)
+    auditor = Auditor(models.store, SigningKey.load(path) if path.is_file() else None)
+    if path.is_file():
+        auditor.sealing(models.ledger.recorder, models.ledger.seals)
+    return auditor
 
 
 def _refuse_unsealed_events(models: ReadModels, audit: bool) -> None:
@@ -229,6 +232,20 @@ def _refuse_altered_events(models: ReadModels, audit: bool) -> None:
         raise typer.Exit(1)
     if not count:
         return
+    signed_to = _last_signed_position(models, size)
+    if first[0] > signed_to:  # bb41 F4: leaves no signature vouches for
+        if audit:
+            err.print(f"{count} event(s) the audit log took in after its last signed "
+                      f"checkpoint no longer match their leaves (first at position(s) "
+                      f"{', '.join(map(str, first))}): no signature vouches for those leaves; "
+                      "rebuilding from the events as they are, each checked against its seal")
+            return
+        err.print(f"[bold red]{count} event(s) the audit log took in after its last signed "
+                  f"checkpoint no longer match their leaves (first at position(s) "
+                  f"{', '.join(map(str, first))}): rebuild every view (`vledger projections "
+                  "rebuild`), which drops those leaves and counts the events as they are, "
+                  "each checked against its seal. Nothing was rebuilt.[/bold red]")
+        raise typer.Exit(1)
     try:
         auditor.check_published()
     except AuditLogAltered:
@@ -244,6 +261,16 @@ def _refuse_altered_events(models: ReadModels, audit: bool) -> None:
               "was rebuilt; restore those events (e.g. from a backup) and see `vledger "
               "verify`.[/bold red]")
     raise typer.Exit(1)
+
+
+def _last_signed_position(models: ReadModels, tree_size: int | None) -> int:
+    """The position of the last event the store's published checkpoint holds (0: none)."""
+    if not tree_size:
+        return 0
+    with models.store.reading() as cur:
+        row = cur.execute("SELECT position FROM audit_leaves WHERE leaf_index = ?",
+                          (tree_size - 1,)).fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def _check_published(models: ReadModels) -> None:

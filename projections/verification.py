@@ -312,8 +312,8 @@ def _seals_detail(report: Report, logged_to: int, signed_to: int) -> str:
                     f"checkpoint carry no seal (first at position(s) "
                     f"{', '.join(map(str, unsigned[:3]))}): their leaves were written by a "
                     "version that does not check seals, or by hand; no signature vouches for "
-                    "them, so `vledger seal` does not seal them (a checkpoint of them signed "
-                    "before, given with --against, would)")
+                    "them, so `vledger seal` does not seal them: delete them, then rebuild "
+                    "every view (`vledger projections rebuild`)")
     if changed:
         said.append(f"{len(changed)} event(s) the audit log took in no longer match their seals "
                     f"(first at position(s) {', '.join(map(str, changed[:3]))}): the event, "

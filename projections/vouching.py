@@ -94,7 +94,6 @@ class LeafCheck:
                 logged_to = int(position or 0)
             else:
                 leaves[int(position)] = bytes(leaf)
-        unlogged = []
         for position, stored in events:
             leaf = leaves.get(position)
             if leaf is None:
@@ -103,18 +102,19 @@ class LeafCheck:
                         f"the event at position {position} has no leaf in the audit log, "
                         "which logged later ones: its leaf was deleted by hand; run vledger "
                         "verify"))
-                unlogged.append((position, stored))  # newer than the log: its seal tells
-                continue
+                continue  # newer than the log: its seal tells
             if leaf != leaf_hash(leaf_bytes(position, str(stored.originator_id),
                                             stored.originator_version, stored.topic,
                                             stored.state)):
                 raise StoreAltered(str(stored.originator_id), position)
-        if unlogged and self.seals is not None:
-            self._check_sealed(unlogged, query)
+        if events and self.seals is not None:
+            # Every event, also those the log took in: its leaves past the last signed
+            # checkpoint may have been written by a process that checks no seal (bb41 F1).
+            self._check_sealed(events, query)
 
     def _check_sealed(self, events: Sequence[tuple[int, StoredEvent]], query: Query) -> None:
-        """Refuse (StoreAltered) events the log has not taken in yet that carry no seal of the
-        ledger's key: written by hand, and not to be built on (bb38 F2)."""
+        """Refuse (StoreAltered) loaded events that carry no seal of the ledger's key: written
+        by hand, and not to be built on (bb38 F2)."""
         seals = self.seals
         assert seals is not None
         todo = events
@@ -131,7 +131,11 @@ class LeafCheck:
 def vouch_for(ledger: Ledger, store: ViewStore, key: SigningKey) -> None:
     """Make `ledger` build its writes only on events its audit log vouches for, and on
     snapshots sealed with a key derived from the audit signing key."""
-    ledger.vouch(LeafCheck(store, ledger.seals), key.derived_key(SNAPSHOT_KEY_LABEL))
+    # The snapshot key is this store's (bb41 F3: a snapshot copied from another store of the
+    # same key was built on): derived with its id, made here if the store has none yet.
+    store_id = ledger.recorder.store_id(True)  # type: ignore[attr-defined]
+    ledger.vouch(LeafCheck(store, ledger.seals),
+                 key.derived_key(SNAPSHOT_KEY_LABEL + b"\x00" + str(store_id).encode("ascii")))
 
 
 __all__ = ["LeafCheck", "vouch_for"]

@@ -508,3 +508,144 @@ def test_a_last_sealed_event_stored_as_text_is_compared_as_its_bytes(
         assert again.head() == head
     finally:
         again.close()
+
+
+def test_no_checkpoint_is_signed_over_and_no_write_built_on_an_event_another_process_logged(
+        open_ledger: Opener, tmp_path: Path) -> None:
+    """bb41 F1: the previous release, run on the store, took a forged booking into the audit
+    log (and its views); the server signed a checkpoint over it on request, after which
+    `vledger seal` sealed it, and writes built on it."""
+    ledger, models = open_ledger()
+    volunteer, activity = make_volunteer(ledger), make_activity(ledger)
+    record(ledger, volunteer, activity, at(9), at(10))
+    models.catch_up()
+    auditor = _auditor(models, tmp_path)
+    auditor.sealing(ledger.recorder, ledger.seals)
+    signed = auditor.checkpoint()["tree_size"]
+    versions = ledger._positions([volunteer])[volunteer]
+    booking = _event(ledger, versions[max(versions)])
+    version = max(versions) + 1
+    forged = _append_by_hand(ledger, models, volunteer, version, booking.topic,
+                             bytes(booking.state).replace(
+                                 f'"originator_version":{version - 1}'.encode(),
+                                 f'"originator_version":{version}'.encode()))
+    _older, older_views = open_ledger(sealed=False)  # the previous release, on the same store
+    assert older_views.catch_up() == forged
+
+    with pytest.raises(AuditLogAltered, match=f"position\\(s\\) {forged}\\)"):
+        auditor.checkpoint()
+    restarted, _ = open_ledger()
+    with pytest.raises(StoreAltered, match="no seal"):
+        record(restarted, volunteer, activity, at(11), at(12))
+    done = seal_logged(ledger.recorder, _auditor(models, tmp_path), ledger.seals)
+    assert done.signed == signed and done.unsigned == [forged] and done.sealed == 0
+
+
+def test_a_snapshot_of_another_store_of_the_same_key_is_not_vouched_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb41 F3: snapshot MACs were the key's alone; one copied from another store was built
+    on. They are derived with each store's own id, as the event seals are."""
+    from ledger.vouching import SNAPSHOT_KEY_LABEL, SnapshotSeal
+
+    monkeypatch.setenv("VLEDGER_SIGNING_KEY_FILE", str(tmp_path / "signing-key.pem"))
+    keys, snapshots = [], []
+    for name in ("a", "b"):
+        ledger = Ledger(Settings(database_url=f"sqlite:///{tmp_path / name}.db",
+                                 snapshot_interval=3))
+        try:
+            ledger.ensure_catalogue()
+            volunteer, activity = make_volunteer(ledger), make_activity(ledger)
+            for hour in (9, 10):
+                record(ledger, volunteer, activity, at(hour), at(hour + 1))
+            assert ledger.snapshots is not None
+            (snapshot,) = ledger.snapshots.recorder.select_events(volunteer, desc=True, limit=1)
+            snapshots.append(snapshot)
+            keys.append(ledger.seals.derived(SNAPSHOT_KEY_LABEL))
+        finally:
+            ledger.close()
+    a, b = (SnapshotSeal(k) for k in keys if k is not None)
+    assert a.vouches(snapshots[0]) is True and b.vouches(snapshots[1]) is True
+    assert a.vouches(snapshots[1]) is False and b.vouches(snapshots[0]) is False
+
+
+def test_an_event_another_process_logged_is_dropped_by_deleting_it_and_rebuilding(
+        open_ledger: Opener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb41 F4: the one way out was SQL on the audit tables. The documented one: delete the
+    events named, then `vledger projections rebuild`, which drops leaves no signature vouches
+    for and counts the events as they are, each against its seal."""
+    from typer.testing import CliRunner
+
+    from projections.cli import app
+
+    ledger, models = open_ledger()
+    volunteer, activity = make_volunteer(ledger), make_activity(ledger)
+    session = record(ledger, volunteer, activity, at(9), at(10))
+    models.catch_up()
+    auditor = _auditor(models, tmp_path)
+    auditor.sealing(ledger.recorder, ledger.seals)
+    auditor.checkpoint()
+    _, forged = _copy_of_session(ledger, models, session.position)
+    _older, older_views = open_ledger(sealed=False)  # the previous release counts it
+    assert older_views.catch_up() == forged and _minutes(models, volunteer) == 120  # counted
+    said = unsealed_events(models.store, ledger.recorder, ledger.seals)
+    assert said is not None and "other events are sealed" in said
+    table, column = _table(ledger)
+    with models.store.transaction() as cur:
+        cur.execute(f"DELETE FROM {table} WHERE {column} = ?", (forged,))
+    monkeypatch.setenv("VLEDGER_DATABASE_URL", ledger.settings.database_url)
+
+    result = CliRunner().invoke(app, ["rebuild"])
+
+    assert result.exit_code == 0, result.output
+    assert "after its last signed checkpoint no longer match their leaves" in " ".join(
+        result.output.split())
+    record(ledger, volunteer, activity, at(11), at(12))
+    assert models.catch_up() == ledger.head() and _minutes(models, volunteer) == 120
+    assert unsealed_events(models.store, ledger.recorder, ledger.seals) is None
+
+
+def test_a_deleted_store_id_is_named_at_start_not_blamed_on_the_key(
+        open_ledger: Opener) -> None:
+    """bb41 F5: the server started, made a new id, and every write blamed the key."""
+    ledger, models = open_ledger()
+    make_volunteer(ledger)
+    with models.store.transaction() as cur:
+        cur.execute("DELETE FROM vledger_store")
+
+    said = unsealed_events(models.store, ledger.recorder, ledger.seals)  # `vledger serve`
+
+    assert said is not None and "its id (vledger_store) was deleted by hand" in said
+    with pytest.raises(StoreAltered, match=r"its id \(vledger_store\) was deleted"):
+        open_ledger()  # an API process
+
+
+def test_a_copy_of_a_store_is_not_written_under_the_same_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bb41 F2: a staging copy of a store (or a store given its id by hand), written under the
+    same key, made events and seals the store accepted. The ids each store holds are kept
+    beside the key; a second store with one of them is refused before it seals anything."""
+    import shutil
+
+    monkeypatch.setenv("VLEDGER_SIGNING_KEY_FILE", str(tmp_path / "keys" / "signing-key.pem"))
+    monkeypatch.setenv("VLEDGER_KEK_FILE", str(tmp_path / "keys" / "ledger.kek"))
+    (tmp_path / "keys").mkdir()
+    original = Ledger(Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}"))
+    try:
+        original.ensure_catalogue()
+        make_volunteer(original)
+    finally:
+        original.close()
+    shutil.copy(tmp_path / "a.db", tmp_path / "copy.db")
+    copy = Ledger(Settings(database_url=f"sqlite:///{tmp_path / 'copy.db'}"))
+    try:
+        head = copy.head()
+        with pytest.raises(ConfigurationError, match="has the id of another store"):
+            make_volunteer(copy)
+        assert copy.head() == head
+    finally:
+        copy.close()
+    again = Ledger(Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}"))
+    try:
+        make_volunteer(again)  # the store itself goes on
+    finally:
+        again.close()

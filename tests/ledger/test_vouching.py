@@ -56,6 +56,12 @@ def open_ledger(settings: Settings, key: SigningKey) -> Iterator[Opener]:
         yield opened
 
 
+def _snapshot_key(ledger: Ledger, key: SigningKey) -> bytes:
+    """The snapshot key of the ledger's store: derived with its own id."""
+    store_id = ledger.recorder.store_id()  # type: ignore[attr-defined]
+    return key.derived_key(SNAPSHOT_KEY_LABEL + b"\x00" + str(store_id).encode("ascii"))
+
+
 def _stored(ledger: Ledger, position: int) -> Any:
     [event] = ledger.recorder.select_notifications(position, 1)
     return event
@@ -223,8 +229,10 @@ def test_snapshots_are_sealed_under_the_key_derived_from_the_signing_key(
         record(ledger, volunteer, activity, at(hour), at(hour + 1))
     snapshot = _snapshot(ledger, volunteer)
 
-    assert SnapshotSeal(key.derived_key(SNAPSHOT_KEY_LABEL)).vouches(snapshot) is True
+    assert SnapshotSeal(_snapshot_key(ledger, key)).vouches(snapshot) is True
     assert SnapshotSeal(bytes(32)).vouches(snapshot) is False
+    # The key is this store's (bb41 F3): not the one derived without its id.
+    assert SnapshotSeal(key.derived_key(SNAPSHOT_KEY_LABEL)).vouches(snapshot) is False
 
 
 def test_a_sealed_snapshot_is_still_used_and_the_volunteer_is_not_replayed_from_zero(
@@ -261,7 +269,7 @@ def test_a_snapshot_stored_before_seals_is_replayed_from_events_and_sealed_at_th
     # As stored before seals (a ledger now seals its snapshots even without views).
     state = bytes(_snapshot(before, volunteer).state)
     _change_snapshot(before, models, volunteer, state[:state.rindex(b',"mac":')] + b"}")
-    seal = SnapshotSeal(key.derived_key(SNAPSHOT_KEY_LABEL))
+    seal = SnapshotSeal(_snapshot_key(before, key))
     assert seal.vouches(_snapshot(before, volunteer)) is None
     after, _ = open_ledger(snapshot_interval=3)
 
