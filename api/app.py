@@ -100,6 +100,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                     name="vledger-views")
         if settings.inline_projections:
             follower.start()
+        signer = None
+        if settings.checkpoint_seconds:  # checkpoints kept beside the key, often (bb42 F1, F4)
+            signer = threading.Thread(target=services.auditor.keep_signing,
+                                      args=(stop, settings.checkpoint_seconds), daemon=True,
+                                      name="vledger-checkpoints")
+            signer.start()
         sweeper = None
         if settings.audit_sweep_seconds:
             sweeper = threading.Thread(target=Sweeper(
@@ -111,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             stop.set()
-            for thread in (follower, sweeper):
+            for thread in (follower, sweeper, signer):
                 if thread is not None and thread.is_alive():
                     thread.join(timeout=5)
             await services.models.store.close_reads()

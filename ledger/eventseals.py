@@ -54,6 +54,8 @@ SEALS_TABLE = "event_seals"
 STORE_TABLE = "vledger_store"
 LABEL = b"vledger event seal v1"
 MAC_BYTES = 16
+# Put before the leaf input by `vledger seal` (a store written before seals), not by writes.
+LATE = b"vledger sealed late\x00"
 # HMAC's key pads (RFC 2104) for SHA-256's 64-byte block.
 _BLOCK = 64
 _INNER = bytes(b ^ 0x36 for b in range(256))
@@ -219,18 +221,34 @@ class EventSeals:
                 for position, e in zip(positions, stored_events, strict=True)]
 
     def seal(self, events: Iterable[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
-        """(position, MAC) of events given as (position, leaf input)."""
+        """(position, MAC) of events of a store written before seals, given as (position,
+        leaf input): `vledger seal`'s, in a domain of their own (`LATE`), so that a seal made
+        by a write of this version can be told from one made afterwards (bb42 F2)."""
         mac = self._macs(self._needed(writing=True))  # a writer: the store's id is made
-        return [(position, mac(data)) for position, data in events]
+        return [(position, mac(LATE + data)) for position, data in events]
 
     def unsealed(self, events: Iterable[tuple[int, bytes]],
                  macs: Mapping[int, bytes]) -> list[int]:
         """The positions among `events` (position, leaf input: `leaf_bytes`) whose seal in
         `macs` is missing or does not match: written by someone without the key."""
+        return self.classify(events, macs)[0]
+
+    def classify(self, events: Iterable[tuple[int, bytes]],
+                 macs: Mapping[int, bytes]) -> tuple[list[int], list[int]]:
+        """(the positions without a matching seal, those sealed by a write of this version);
+        the rest carry a seal `vledger seal` made."""
         mac, compare = self._macs(self._needed()), hmac.compare_digest
-        return [position for position, data in events
-                if (found := macs.get(position)) is None
-                or not compare(found, mac(data))]
+        bad: list[int] = []
+        written: list[int] = []
+        for position, data in events:
+            found = macs.get(position)
+            if found is None:
+                bad.append(position)
+            elif compare(found, mac(data)):
+                written.append(position)
+            elif not compare(found, mac(LATE + data)):
+                bad.append(position)
+        return bad, written
 
 
 def unsealed_message(positions: Sequence[int]) -> str:

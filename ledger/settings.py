@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     # Every this many seconds one process of the deployment recomputes every logged event's
     # leaf and the published checkpoint's root (projections/sweep.py); 0 turns it off.
     audit_sweep_seconds: float = Field(default=3600.0, ge=0)
+    # Every this many seconds each server signs a checkpoint of the audit log when it grew
+    # (projections/audit.py `Auditor.checkpoint`, kept beside the key): events deleted, or a
+    # backup restored, after the last checkpoint go unnoticed only for this long (bb42 F1,
+    # F4); 0 signs only on request.
+    checkpoint_seconds: float = Field(default=60.0, ge=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

@@ -22,6 +22,8 @@ writes about 1.07 rows per event instead of 2.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
@@ -61,6 +63,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger("vledger.audit")
 _PLACEHOLDER = bytes(32)
 # Blocks of 2, 4 and 8 leaves are not stored: they are 7/8 of all inner nodes, and rehashing
 # at most 8 leaf hashes is cheaper than writing and reading their rows.
@@ -93,9 +96,11 @@ def refuse_unsealed(cur: ViewCursor, seals: EventSeals,
 
 
 def unsealed_among(cur: ViewCursor, seals: EventSeals, events: Sequence[tuple[int, bytes]],
-                   rowless: list[int] | None = None) -> list[int]:
+                   rowless: list[int] | None = None,
+                   written: list[int] | None = None) -> list[int]:
     """The positions among `events` (position, leaf input; in position order) that carry no
-    seal of the ledger's key; those with no seal row at all are added to `rowless`."""
+    seal of the ledger's key; those with no seal row at all are added to `rowless`, and those
+    sealed by a write of this version (not by `vledger seal`) to `written`."""
     if not events:
         return []
     if len(events) == 1 or events[-1][0] - events[0][0] < 4 * len(events):  # a run: a range
@@ -106,9 +111,11 @@ def unsealed_among(cur: ViewCursor, seals: EventSeals, events: Sequence[tuple[in
         rows = cur.execute(f"SELECT position, mac FROM {SEALS_TABLE} WHERE {condition}",
                            (values,))
     macs = {int(p): bytes(m) for p, m in rows.fetchall()}
-    bad = seals.unsealed(events, macs)
+    bad, made = seals.classify(events, macs)
     if rowless is not None:
         rowless += [p for p in bad if p not in macs]
+    if written is not None:
+        written += made
     return bad
 
 
@@ -704,6 +711,20 @@ class Auditor:
         if self.kept is not None:  # after the store: a file ahead of it would read as deleted
             self.kept.keep(self._signed)
         return dict(self._signed)
+
+    def keep_signing(self, stop: threading.Event, seconds: float) -> None:
+        """Until `stop`: every `seconds`, sign a checkpoint of the log when it grew since the
+        last one this process signed or saw published. What is deleted from the store, or
+        lost to a restored backup, after the last checkpoint kept beside the key goes
+        unnoticed; signing often keeps that window short (bb42 F1, F4). A refusal (an event
+        without its seal, an altered log) is logged; /readyz and the sweep report it."""
+        while not stop.wait(seconds):
+            try:
+                signed = self._signed["tree_size"] if self._signed is not None else 0
+                if self.size() > signed:
+                    self.checkpoint()
+            except Exception as error:
+                log.error("signing a checkpoint failed: %s: %s", type(error).__name__, error)
 
     def sealing(self, recorder: Any, seals: EventSeals) -> None:
         """Sign no tree whose new leaves' events lack the ledger's seal (`_check_sealed`)."""

@@ -151,7 +151,11 @@ class _FailureReport:
 
 @app.command()
 def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by default.")] = None,
-            page_size: PageSize = None) -> None:
+            page_size: PageSize = None,
+            drop_unsigned: Annotated[bool, typer.Option(
+                "--drop-unsigned", help="Drop the audit log's leaves, after its last signed "
+                "checkpoint, of events deleted because they were named as carrying no seal "
+                "(never of an event the ledger sealed).")] = False) -> None:
     """Drop views (all, or NAME: hours, credits, awards, activities, history, audit) and
     refill them from position 0; a rebuilt audit log is checked against the last published
     checkpoint."""
@@ -161,7 +165,7 @@ def rebuild(name: Annotated[str | None, typer.Argument(help="One view; all by de
             err.print(f"no view named {name!r}; views: {', '.join(names)}")
             raise typer.Exit(2)
         _refuse_unsealed_events(models, audit=name in (None, "audit"))
-        _refuse_altered_events(models, audit=name in (None, "audit"))
+        _refuse_altered_events(models, audit=name in (None, "audit"), drop=drop_unsigned)
         with progress_bar(f"rebuilding {name or 'all views'}",
                           models.runner.head()) as progress:
             started = time.perf_counter()
@@ -202,7 +206,7 @@ def _refuse_unsealed_events(models: ReadModels, audit: bool) -> None:
         raise typer.Exit(1)
 
 
-def _refuse_altered_events(models: ReadModels, audit: bool) -> None:
+def _refuse_altered_events(models: ReadModels, audit: bool, drop: bool = False) -> None:
     """Before a rebuild (of the audit log too, with `audit`): events changed or deleted in the
     database after the audit log took them in would pass into the rebuilt views, and a rebuilt
     audit log would lose the leaves that show which events they were. Refused (exit 1,
@@ -220,7 +224,8 @@ def _refuse_altered_events(models: ReadModels, audit: bool) -> None:
     auditor = _auditor(models)
     published = auditor.published()
     size = int(published["tree_size"]) if published is not None else None
-    count, first, root = altered_events(models.ledger.recorder, auditor, root_of=size)
+    count, first, root = altered_events(models.ledger.recorder, auditor, root_of=size,
+                                        first=1000)
     if published is not None and (root is None or root.hex() != published["root_hash"]):
         err.print(f"[bold red]the stored events no longer give the root of the checkpoint of "
                   f"{size} events published at {published['signed_at']}"
@@ -233,18 +238,27 @@ def _refuse_altered_events(models: ReadModels, audit: bool) -> None:
     if not count:
         return
     signed_to = _last_signed_position(models, size)
-    if first[0] > signed_to:  # bb41 F4: leaves no signature vouches for
-        if audit:
-            err.print(f"{count} event(s) the audit log took in after its last signed "
-                      f"checkpoint no longer match their leaves (first at position(s) "
-                      f"{', '.join(map(str, first))}): no signature vouches for those leaves; "
-                      "rebuilding from the events as they are, each checked against its seal")
+    if first[0] > signed_to and drop and audit:  # bb41 F4, with the operator's word
+        sealed = _sealed_positions(models, first)
+        if not sealed and count == len(first):
+            err.print(f"dropping the leaves of {count} event(s) the audit log took in after its "
+                      f"last signed checkpoint, which no longer match them (position(s) "
+                      f"{', '.join(map(str, first[:10]))}); rebuilding from the events as they "
+                      "are, each checked against its seal")
             return
+        if sealed:  # bb42 F1: the ledger wrote them; deleting them undid a revocation
+            err.print(f"[bold red]the ledger sealed the event(s) at position(s) "
+                      f"{', '.join(map(str, sealed[:10]))}, which are no longer as sealed: "
+                      "events of the ledger, changed or deleted by hand. Nothing was "
+                      "rebuilt; restore them from a backup.[/bold red]")
+            raise typer.Exit(1)
+    if first[0] > signed_to:
         err.print(f"[bold red]{count} event(s) the audit log took in after its last signed "
                   f"checkpoint no longer match their leaves (first at position(s) "
-                  f"{', '.join(map(str, first))}): rebuild every view (`vledger projections "
-                  "rebuild`), which drops those leaves and counts the events as they are, "
-                  "each checked against its seal. Nothing was rebuilt.[/bold red]")
+                  f"{', '.join(map(str, first[:3]))}). If they are exactly the events named "
+                  "as carrying no seal, which you deleted, rebuild every view with "
+                  "--drop-unsigned; otherwise they are events of the ledger deleted or changed "
+                  "by hand: restore them from a backup. Nothing was rebuilt.[/bold red]")
         raise typer.Exit(1)
     try:
         auditor.check_published()
@@ -261,6 +275,17 @@ def _refuse_altered_events(models: ReadModels, audit: bool) -> None:
               "was rebuilt; restore those events (e.g. from a backup) and see `vledger "
               "verify`.[/bold red]")
     raise typer.Exit(1)
+
+
+def _sealed_positions(models: ReadModels, positions: Sequence[int]) -> list[int]:
+    """Those of `positions` the ledger sealed (a row in event_seals)."""
+    from ledger.eventseals import SEALS_TABLE
+
+    with models.store.reading() as cur:
+        condition, values = cur.one_of("position", list(positions))
+        rows = cur.execute(f"SELECT position FROM {SEALS_TABLE} WHERE {condition} "
+                           "ORDER BY position", (values,)).fetchall()
+    return [int(p) for (p,) in rows]
 
 
 def _last_signed_position(models: ReadModels, tree_size: int | None) -> int:

@@ -305,8 +305,8 @@ def _seals_detail(report: Report, logged_to: int, signed_to: int) -> str:
         said.append(f"{len(lost)} event(s) the audit log took in, and still match their "
                     f"leaves, have no seal (first at position(s) "
                     f"{', '.join(map(str, lost[:3]))}), within the last signed checkpoint: "
-                    "their seals were deleted, or the store was written before seals; "
-                    "`vledger seal` seals them again")
+                    "their seals were deleted (restore event_seals from a backup), or the "
+                    "store was written before seals (`vledger seal` seals them, once)")
     if unsigned:
         said.append(f"{len(unsigned)} event(s) the audit log took in after its last signed "
                     f"checkpoint carry no seal (first at position(s) "
@@ -391,6 +391,8 @@ class Sealed:
     unsigned: list[int] = field(default_factory=list)
     # Unsealed events the audit log has not taken in (bb39 F1).
     unlogged: list[int] = field(default_factory=list)
+    # Events sealed by writes of this version: a store written by it is not sealed again.
+    written: int = 0
 
     @property
     def left(self) -> list[int]:
@@ -449,12 +451,23 @@ def seal_logged(recorder: ApplicationRecorder, auditor: Auditor, seals: EventSea
                                   "longer give their leaves: sealing stopped; see vledger verify")
         items = [(n.id, leaf_bytes(n.id, str(n.originator_id), n.originator_version, n.topic,
                                    state_bytes(n.state))) for n in page]
+        written: list[int] = []
         with store.reading() as cur:
-            bad = set(unsealed_among(cur, seals, items))
+            bad = set(unsealed_among(cur, seals, items, written=written))
         done.already += len(items) - len(bad)
+        done.written += len(written)
         done.unlogged += sorted(p for p in bad if p > logged_to)
         done.unsigned += sorted(p for p in bad if through < p <= logged_to)
         todo = [(p, data) for p, data in items if p in bad and p <= through]
+        if todo and done.written:
+            raise AuditLogAltered(
+                f"this store was written by this version (its events carry the seals its writes "
+                f"make), and position(s) {', '.join(str(p) for p, _ in todo[:3])} carry none: "
+                "`vledger seal` seals only a store written before seals, before any write of "
+                "this version. Events without seals in a store written by it were written by "
+                "hand, or by an older version run on it (bb42 F2): delete them and rebuild "
+                "every view (`vledger projections rebuild --drop-unsigned`); if their seals were "
+                "lost, restore event_seals from a backup")
         if todo:
             recorder.store_seals(seals.seal(todo))  # type: ignore[attr-defined]
             done.sealed += len(todo)

@@ -57,7 +57,8 @@ def test_a_signed_checkpoint_is_kept_beside_the_key_privately(views: Runner,
     assert held["format"] == "vledger-kept-checkpoints/1"
     assert list(held["stores"].values()) == [signed]
     assert sorted(p.name for p in key_file.parent.iterdir()
-                  if p.name.startswith(("signing-key", ".signing-key", ".checkpoint"))) == [
+                  if p.name.startswith(("signing-key", ".signing-key", ".checkpoint"))
+                  and not p.name.endswith(".stores")) == [
         "signing-key.pem", "signing-key.pem.checkpoint"]  # no temporary file left
 
 
