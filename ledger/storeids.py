@@ -18,15 +18,11 @@ of its own, so a copy of a store must get a key of its own (README).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from ledger.errors import StoreAltered
-from ledger.files import private_temp
+from ledger.files import locked, read_stores, replace_whole
 from ledger.settings import ConfigurationError, StoreLocation
 
 SUFFIX = ".stores"
@@ -53,7 +49,7 @@ class StoreIds:
         """Record `store_id` as this store's, or refuse: StoreAltered when another id was
         recorded for it (its row changed by hand), ConfigurationError when another store of
         this key holds the id (a copy, or an id copied by hand)."""
-        with self._locked():
+        with locked(self.key_file):  # never replaced, unlike the file beside it
             stores = self._load()
             mine = stores.get(self.store)
             if mine is not None and mine != store_id:
@@ -73,39 +69,20 @@ class StoreIds:
                     f"{other} from {self.path}")
             if mine is None:
                 stores[self.store] = store_id
-                data = (json.dumps({"format": FORMAT, "stores": stores}, indent=2,
-                                   sort_keys=True) + "\n").encode("utf-8")
-                tmp = private_temp(self.path.parent, data, ".stores-")
-                try:
-                    os.replace(tmp, self.path)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.unlink(tmp)
-                    raise
+                replace_whole(self.path, (json.dumps({"format": FORMAT, "stores": stores},
+                                                     indent=2, sort_keys=True) + "\n"
+                                          ).encode("utf-8"), ".stores-")
 
     def _load(self) -> dict[str, str]:
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        try:
-            held = json.loads(text)
-            stores = held["stores"]
-            if held.get("format") != FORMAT or not isinstance(stores, dict) or not all(
-                    isinstance(v, str) for v in stores.values()):
-                raise ValueError(f"not a {FORMAT} file")
+            stores = read_stores(self.path, FORMAT) or {}
+            if not all(isinstance(v, str) for v in stores.values()):
+                raise ValueError("an id that is not text")
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise ConfigurationError(
                 f"the store ids beside the signing key ({self.path}) cannot be read ({error}): "
                 "restore the file from a backup of the key's folder") from None
         return dict(stores)
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        # The key file is the lock: it is never replaced.
-        with open(self.key_file, "rb") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
 
 
 __all__ = ["StoreIds", "store_name"]

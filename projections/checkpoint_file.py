@@ -25,16 +25,14 @@ public key only, has no such file, and `vledger verify` works without it.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import AuditLogAltered
-from ledger.files import private_temp
+from ledger.files import locked, read_stores, replace_whole
 from ledger.settings import StoreLocation
 from ledger.storeids import store_name
 
@@ -60,7 +58,7 @@ class CheckpointFile:
     def keep(self, checkpoint: Mapping[str, Any]) -> None:
         """Keep `checkpoint` as the store's, unless one of as large a tree is kept already."""
         fields = {f: checkpoint[f] for f in FIELDS}
-        with self._locked():
+        with locked(self.key_file):  # never replaced, unlike the checkpoint file
             held = self._load()
             stores = held.setdefault("stores", {})
             old = stores.get(self.store)
@@ -69,24 +67,14 @@ class CheckpointFile:
             stores[self.store] = fields
             held["format"] = FORMAT
             data = (json.dumps(held, indent=2, sort_keys=True) + "\n").encode("utf-8")
-            tmp = private_temp(self.path.parent, data, ".checkpoint-")
-            try:
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            replace_whole(self.path, data, ".checkpoint-")
             _sync_directory(self.path.parent)
 
     def _load(self) -> dict[str, Any]:
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        try:
-            held = json.loads(text)
-            stores = held["stores"]
-            if held.get("format") != FORMAT or not isinstance(stores, dict):
-                raise ValueError(f"not a {FORMAT} file")
+            stores = read_stores(self.path, FORMAT)
+            if stores is None:
+                return {}
             for checkpoint in stores.values():
                 missing = [f for f in FIELDS if f not in checkpoint]
                 if missing or isinstance(checkpoint["tree_size"], bool) or not isinstance(
@@ -97,14 +85,7 @@ class CheckpointFile:
                 f"the checkpoint file beside the signing key ({self.path}) cannot be read "
                 f"({error}): it was changed by hand; restore it from a backup of the key "
                 "file's folder") from None
-        return dict(held)
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        # The key file is the lock: it is never replaced, unlike the checkpoint file.
-        with open(self.key_file, "rb") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
+        return {"format": FORMAT, "stores": stores}
 
 
 def _sync_directory(directory: Path) -> None:

@@ -104,9 +104,9 @@ def test_after_the_demo_verify_covers_every_event(database_url: str,
     assert f"the log verifies: all {position} events" in said, said
 
 
-def _serve_after(database_url: str, tmp_path: Path,
-                 tamper: Callable[[ViewStore, Ledger], None]) -> subprocess.CompletedProcess[str]:
-    """`vledger serve` on a demo store that `tamper` changed by hand after its views read it."""
+def _demo_changed_by(database_url: str, tmp_path: Path,
+                     tamper: Callable[[ViewStore, Ledger], None]) -> dict[str, str]:
+    """A demo store that `tamper` then changed by hand; the environment that names it."""
     env = {**os.environ, "VLEDGER_DATABASE_URL": database_url,
            "VLEDGER_SIGNING_KEY_FILE": str(tmp_path / "key.pem")}
     done = subprocess.run([VLEDGER, "demo", "--volunteers", "5", "--sessions", "20"],
@@ -119,6 +119,13 @@ def _serve_after(database_url: str, tmp_path: Path,
     finally:
         store.close()
         ledger.close()
+    return env
+
+
+def _serve_after(database_url: str, tmp_path: Path,
+                 tamper: Callable[[ViewStore, Ledger], None]) -> subprocess.CompletedProcess[str]:
+    """`vledger serve` on a demo store that `tamper` changed by hand after its views read it."""
+    env = _demo_changed_by(database_url, tmp_path, tamper)
     return subprocess.run([VLEDGER, "serve", "--port", str(_free_port())],
                           capture_output=True, text=True, env=env, timeout=120)
 
@@ -225,18 +232,7 @@ def _started_after(database_url: str, tmp_path: Path,
                    tamper: Callable[[ViewStore, Ledger], None]) -> str:
     """What `vledger serve` says as it starts on a demo store that `tamper` changed (its
     standard error up to the docs' address; the server is then stopped)."""
-    env = {**os.environ, "VLEDGER_DATABASE_URL": database_url,
-           "VLEDGER_SIGNING_KEY_FILE": str(tmp_path / "key.pem")}
-    done = subprocess.run([VLEDGER, "demo", "--volunteers", "5", "--sessions", "20"],
-                          capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    ledger = Ledger(Settings(database_url=database_url))
-    store = ViewStore(ledger.settings.store())
-    try:
-        tamper(store, ledger)
-    finally:
-        store.close()
-        ledger.close()
+    env = _demo_changed_by(database_url, tmp_path, tamper)
     server = subprocess.Popen([VLEDGER, "serve", "--port", str(_free_port())], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     stop = threading.Timer(60, server.kill)  # a server that never says it started

@@ -89,6 +89,20 @@ def _auditor(models: ReadModels, tmp_path: Path) -> Auditor:
     return Auditor(models.store, SigningKey.load(tmp_path / "signing-key.pem"))
 
 
+def _recorded_and_signed(open_ledger: Opener, tmp_path: Path) -> tuple[
+        Ledger, ReadModels, str, str, Any]:
+    """A ledger with a volunteer's session, its views caught up and a checkpoint signed over
+    them by a signer that checks seals: (ledger, views, volunteer, activity, session)."""
+    ledger, models = open_ledger()
+    volunteer, activity = make_volunteer(ledger), make_activity(ledger)
+    session = record(ledger, volunteer, activity, at(9), at(10))
+    models.catch_up()
+    auditor = _auditor(models, tmp_path)
+    auditor.sealing(ledger.recorder, ledger.seals)
+    auditor.checkpoint()
+    return ledger, models, volunteer, activity, session
+
+
 def _minutes(models: ReadModels, volunteer: str) -> int:
     hours = models.volunteer_hours(volunteer)
     assert hours is not None
@@ -579,13 +593,7 @@ def test_an_event_another_process_logged_is_dropped_by_deleting_it_and_rebuildin
 
     from projections.cli import app
 
-    ledger, models = open_ledger()
-    volunteer, activity = make_volunteer(ledger), make_activity(ledger)
-    session = record(ledger, volunteer, activity, at(9), at(10))
-    models.catch_up()
-    auditor = _auditor(models, tmp_path)
-    auditor.sealing(ledger.recorder, ledger.seals)
-    auditor.checkpoint()
+    ledger, models, volunteer, activity, session = _recorded_and_signed(open_ledger, tmp_path)
     _, forged = _copy_of_session(ledger, models, session.position)
     _older, older_views = open_ledger(sealed=False)  # the previous release counts it
     assert older_views.catch_up() == forged and _minutes(models, volunteer) == 120  # counted
@@ -663,13 +671,7 @@ def test_a_sealed_event_deleted_after_the_last_checkpoint_is_not_dropped_by_a_re
 
     from projections.cli import app
 
-    ledger, models = open_ledger()
-    volunteer, activity = make_volunteer(ledger), make_activity(ledger)
-    session = record(ledger, volunteer, activity, at(9), at(10))
-    models.catch_up()
-    auditor = _auditor(models, tmp_path)
-    auditor.sealing(ledger.recorder, ledger.seals)
-    auditor.checkpoint()
+    ledger, models, volunteer, _activity, session = _recorded_and_signed(open_ledger, tmp_path)
     corrected = ledger.correct_session(ADMIN, session.id, at(9), at(9, 30), "late sheet")
     models.catch_up()
     table, column = _table(ledger)
