@@ -160,8 +160,8 @@ class EventSeals:
             # matches no seal (bb40 F4: a 500, and the next write went unchecked).
             data = state.encode() if isinstance(state, str) else bytes(state)
             found = mac.encode() if isinstance(mac, str) else bytes(mac)
-            if not hmac.compare_digest(found, self._mac(
-                    key, leaf_bytes(int(position), str(oid), int(version), str(topic), data))):
+            if not hmac.compare_digest(found, self._macs(key)(
+                    leaf_bytes(int(position), str(oid), int(version), str(topic), data))):
                 with self._lock:
                     self._key = None
                 raise ConfigurationError(
@@ -185,10 +185,6 @@ class EventSeals:
                 f"there is no signing key at {self.key_file} to check or make the seals of this "
                 "store's events: set VLEDGER_SIGNING_KEY_FILE to the store's signing key")
         return key
-
-    @staticmethod
-    def _mac(key: bytes, data: bytes) -> bytes:
-        return hmac.new(key, data, hashlib.sha256).digest()[:MAC_BYTES]
 
     def _macs(self, key: bytes) -> Callable[[bytes], bytes]:
         """`_mac` under `key`, as a function of the data: the key's two padded blocks are

@@ -216,7 +216,7 @@ def _refuse_altered_events(models: ReadModels, audit: bool, drop: bool = False) 
     log from the events is the repair."""
     from ledger.errors import AuditLogAltered
     from projections.store import table_names
-    from projections.verification import altered_events
+    from projections.verification import altered_events, position_of
 
     with models.store.reading() as cur:
         if "audit_leaves" not in table_names(cur):
@@ -237,7 +237,7 @@ def _refuse_altered_events(models: ReadModels, audit: bool, drop: bool = False) 
         raise typer.Exit(1)
     if not count:
         return
-    signed_to = _last_signed_position(models, size)
+    signed_to = position_of(models.store, size)
     if first[0] > signed_to and drop and audit:  # bb41 F4, with the operator's word
         sealed = _sealed_positions(models, first)
         if not sealed and count == len(first):
@@ -286,16 +286,6 @@ def _sealed_positions(models: ReadModels, positions: Sequence[int]) -> list[int]
         rows = cur.execute(f"SELECT position FROM {SEALS_TABLE} WHERE {condition} "
                            "ORDER BY position", (values,)).fetchall()
     return [int(p) for (p,) in rows]
-
-
-def _last_signed_position(models: ReadModels, tree_size: int | None) -> int:
-    """The position of the last event the store's published checkpoint holds (0: none)."""
-    if not tree_size:
-        return 0
-    with models.store.reading() as cur:
-        row = cur.execute("SELECT position FROM audit_leaves WHERE leaf_index = ?",
-                          (tree_size - 1,)).fetchone()
-    return int(row[0]) if row is not None else 0
 
 
 def _check_published(models: ReadModels) -> None:

@@ -210,7 +210,7 @@ def verify_log(recorder: ApplicationRecorder, auditor: Auditor, public_key_pem: 
     report.add("subtree hashes", not nodes.bad, nodes.detail("subtree hashes"))
     if seals is not None:
         report.add("seals", not report.unsealed,
-                   _seals_detail(report, logged_to, _position_of(auditor.store, published_size)))
+                   _seals_detail(report, logged_to, position_of(auditor.store, published_size)))
     root = frontier.root()
     try:
         report.add("root", auditor.root(size) == root,
@@ -278,7 +278,7 @@ def _kept_found(kept: Mapping[str, Any], published: Mapping[str, Any] | None,
     return True, f"{signed}, kept beside the signing key, is in the store and extended"
 
 
-def _position_of(store: ViewStore, tree_size: int | None) -> int:
+def position_of(store: ViewStore, tree_size: int | None) -> int:
     """The position of the last event a tree of `tree_size` leaves holds (0 for none)."""
     if not tree_size:
         return 0
@@ -440,10 +440,7 @@ def seal_logged(recorder: ApplicationRecorder, auditor: Auditor, seals: EventSea
             f"at position(s) {', '.join(map(str, first))}): nothing was sealed; see vledger "
             "verify")
     logged_to = _logged_to(store)
-    with store.reading() as cur:
-        row = cur.execute("SELECT position FROM audit_leaves WHERE leaf_index = ?",
-                          (done.signed - 1,)).fetchone()
-    through = int(row[0]) if row is not None and done.signed else 0
+    through = position_of(store, done.signed)
     for page, _hashes, wrong in _against_the_log(recorder, store, page_size, logged_to,
                                                  lambda _read: True):
         if wrong:  # changed meanwhile
